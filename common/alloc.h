@@ -1,0 +1,22 @@
+/*
+ * alloc: checked allocation. Every allocation that fails ends the job through
+ * fatal_at(); sizes computed from numbers read from files or flags go through
+ * size_mul_checked() first, so an overflow is an error, never a short buffer.
+ * Does not pool or free memory behind the caller's back.
+ */
+#ifndef RN_ALLOC_H
+#define RN_ALLOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+void *xmalloc(size_t bytes);
+void *xcalloc(size_t count, size_t size);
+/* 64-byte aligned, zeroed; free with free(). */
+void *xaligned_alloc(size_t bytes);
+/* a*b, or false when it overflows. */
+bool size_mul_ok(size_t a, size_t b, size_t *out);
+/* a*b, or a fatal error naming `what` when it overflows. */
+size_t size_mul_checked(size_t a, size_t b, const char *what);
+
+#endif

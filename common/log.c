@@ -1,0 +1,64 @@
+#include "common/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static int rank_self;
+static char rank_tag[32];
+
+void log_set_rank(int rank, int world_size)
+{
+	rank_self = rank;
+	if (world_size > 1)
+		snprintf(rank_tag, sizeof(rank_tag), " [rank %d]", rank);
+	else
+		rank_tag[0] = '\0';
+}
+
+int log_rank(void)
+{
+	return rank_self;
+}
+
+const char *log_rank_tag(void)
+{
+	return rank_tag;
+}
+
+void log0(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (rank_self != 0)
+		return;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fflush(stdout);
+}
+
+static void log_line(const char *kind, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "retnet: %s%s: ", kind, rank_tag);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+}
+
+void log_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_line("error", fmt, ap);
+	va_end(ap);
+}
+
+void log_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_line("warning", fmt, ap);
+	va_end(ap);
+}

@@ -1,0 +1,119 @@
+/* The oneDNN matmul plans against the float64 reference: every transpose
+ * combination, accumulation, leading dimensions wider than the operand, batches,
+ * plan reuse, and calls from inside an OpenMP region. */
+#include <omp.h>
+#include <stdlib.h>
+
+#include "common/alloc.h"
+#include "common/rng.h"
+#include "tests/harness.h"
+#include "tests/ref/matmul_ref.h"
+#include "trainer/kernels/matmul.h"
+
+static void fill(float *x, double *xd, int64_t n, uint64_t stream)
+{
+	for (int64_t i = 0; i < n; i++) {
+		x[i] = (float)(2.0 * rng_uniform(7, stream, (uint64_t)i) - 1.0);
+		xd[i] = x[i];
+	}
+}
+
+static void check_case(struct kernels_ctx *ctx, int64_t m, int64_t n, int64_t k, bool ta,
+		       bool tb, bool acc, int64_t pad)
+{
+	struct matmul_shape s = matmul_shape_dense(m, n, k, ta, tb, acc);
+	int64_t arows = ta ? k : m, brows = tb ? n : k;
+	float *a, *b, *c;
+	double *ad, *bd, *cd;
+	char label[128];
+
+	s.lda += pad;
+	s.ldb += pad;
+	s.ldc += pad;
+	a = xmalloc(sizeof(float) * arows * s.lda);
+	b = xmalloc(sizeof(float) * brows * s.ldb);
+	c = xmalloc(sizeof(float) * m * s.ldc);
+	ad = xmalloc(sizeof(double) * arows * s.lda);
+	bd = xmalloc(sizeof(double) * brows * s.ldb);
+	cd = xmalloc(sizeof(double) * m * s.ldc);
+	fill(a, ad, arows * s.lda, 1);
+	fill(b, bd, brows * s.ldb, 2);
+	fill(c, cd, m * s.ldc, 3);
+	matmul_run(ctx, matmul_plan_get(ctx, &s), c, a, b);
+	ref_matmul(cd, ad, bd, m, n, k, s.lda, s.ldb, s.ldc, ta, tb, acc);
+	snprintf(label, sizeof(label), "matmul m=%ld n=%ld k=%ld ta=%d tb=%d acc=%d pad=%ld",
+		 (long)m, (long)n, (long)k, ta, tb, acc, (long)pad);
+	/* float32 dot products of length k: error grows like sqrt(k) * 2^-24 * |terms|. */
+	EXPECT_CLOSE(c, cd, m * s.ldc, 1e-5, 1e-5, label);
+	free(a), free(b), free(c), free(ad), free(bd), free(cd);
+}
+
+static void check_batched(struct kernels_ctx *ctx)
+{
+	/* 3 products of 5x7 by 7x4 packed side by side in wider rows, as the
+	 * retention kernels address heads inside the projection rows. */
+	enum { B = 3, M = 5, N = 4, K = 7, LDA = 3 * K + 2, LDB = 3 * N + 1, LDC = 3 * N };
+	struct matmul_shape s = {
+		.batch = B, .m = M, .n = N, .k = K, .lda = LDA, .ldb = LDB, .ldc = LDC,
+		.stride_a = K, .stride_b = N, .stride_c = N,
+	};
+	float a[M * LDA], b[K * LDB], c[M * LDC];
+	double ad[M * LDA], bd[K * LDB], cd[M * LDC];
+
+	fill(a, ad, M * LDA, 4);
+	fill(b, bd, K * LDB, 5);
+	matmul_run(ctx, matmul_plan_get(ctx, &s), c, a, b);
+	for (int i = 0; i < B; i++)
+		ref_matmul(cd + i * N, ad + i * K, bd + i * N, M, N, K, LDA, LDB, LDC, false,
+			   false, false);
+	EXPECT_CLOSE(c, cd, M * LDC, 1e-5, 1e-6, "batched strided matmul");
+}
+
+static void check_threaded(struct kernels_ctx *ctx)
+{
+	/* Each thread runs the same plan on its own buffers. */
+	enum { M = 33, N = 17, K = 29, R = 8 };
+	struct matmul_shape s = matmul_shape_dense(M, N, K, false, true, false);
+	const struct matmul_plan *p = matmul_plan_get(ctx, &s);
+	float *a = xmalloc(sizeof(float) * R * M * K), *b = xmalloc(sizeof(float) * N * K);
+	float *c = xmalloc(sizeof(float) * R * M * N);
+	double *ad = xmalloc(sizeof(double) * R * M * K), *bd = xmalloc(sizeof(double) * N * K);
+	double *cd = xmalloc(sizeof(double) * R * M * N);
+
+	fill(a, ad, R * M * K, 6);
+	fill(b, bd, N * K, 7);
+#pragma omp parallel for
+	for (int r = 0; r < R; r++)
+		matmul_run(ctx, p, c + r * M * N, a + r * M * K, b);
+	for (int r = 0; r < R; r++)
+		ref_matmul(cd + r * M * N, ad + r * M * K, bd, M, N, K, K, K, N, false, true,
+			   false);
+	EXPECT_CLOSE(c, cd, R * M * N, 1e-5, 1e-6, "matmul_run inside omp parallel");
+	free(a), free(b), free(c), free(ad), free(bd), free(cd);
+}
+
+int main(void)
+{
+	struct kernels_ctx *ctx = kernels_ctx_init();
+	const int64_t sizes[][3] = {{1, 1, 1}, {7, 5, 3}, {64, 192, 64}, {130, 257, 96}};
+	int plans_before;
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		for (int ta = 0; ta < 2; ta++)
+			for (int tb = 0; tb < 2; tb++)
+				for (int acc = 0; acc < 2; acc++)
+					check_case(ctx, sizes[i][0], sizes[i][1], sizes[i][2],
+						   ta, tb, acc, (i & 1) ? 3 : 0);
+	plans_before = matmul_plan_count(ctx);
+	check_case(ctx, 64, 192, 64, true, false, true, 0);
+	EXPECT_TRUE(matmul_plan_count(ctx) == plans_before,
+		    "a repeated shape must reuse its plan (%d plans, then %d)", plans_before,
+		    matmul_plan_count(ctx));
+	check_batched(ctx);
+	check_threaded(ctx);
+	printf("impl of the 64x192x64 plan: %s\n",
+	       matmul_plan_impl(matmul_plan_get(ctx, &(struct matmul_shape){
+		       .batch = 1, .m = 64, .n = 192, .k = 64, .lda = 64, .ldb = 192, .ldc = 192})));
+	kernels_ctx_free(ctx);
+	return test_finish();
+}

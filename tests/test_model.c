@@ -1,0 +1,168 @@
+/*
+ * The whole single-rank model against the independent PyTorch reference
+ * (tests/fixtures/make_fixtures.py, float64): logits, loss and every parameter
+ * gradient of the tiny configuration, through the chunkwise and the parallel
+ * retention forms; then the initialisation's reproducibility and statistics.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/fixture.h"
+#include "tests/harness.h"
+#include "trainer/model.h"
+
+/*
+ * float32 through two blocks against a float64 reference: each value within 1e-4
+ * relative, where values near zero are judged against 1e-4 of the tensor's largest
+ * magnitude (float32 cancellation makes a tiny entry's own relative error
+ * meaningless).
+ */
+#define FIXTURE_RTOL 1e-4
+
+static double atol_of(const double *want, size_t n)
+{
+	double m = 0;
+
+	for (size_t i = 0; i < n; i++)
+		m = fmax(m, fabs(want[i]));
+	return FIXTURE_RTOL * m;
+}
+
+static struct model_config config_of(const struct fixture *fx)
+{
+	const int32_t *c = fixture_i32(fx, "config", 8);
+	struct model_config cfg = {
+		.vocab = c[0], .hidden = c[1], .layers = c[2], .heads = c[3],
+		.ffn_hidden = c[4], .chunk = c[5], .seq_len = c[6], .micro_batch = c[7],
+		.seed = 1,
+	};
+	return cfg;
+}
+
+static void check_fixture(const char *file, enum retention_form form, const char *form_name)
+{
+	struct fixture *fx = fixture_load_named(file);
+	struct model_config cfg = config_of(fx);
+	const int64_t T = cfg.seq_len, B = cfg.micro_batch, M = B * T;
+	const int32_t *tokens = fixture_i32(fx, "tokens", (size_t)(B * (T + 1)));
+	int32_t *inputs = malloc(sizeof(int32_t) * M), *targets = malloc(sizeof(int32_t) * M);
+	struct model m;
+	char label[256], name[128];
+	float loss;
+	double loss_ref;
+	const double *want;
+
+	model_init(&m, &cfg);
+	m.form = form;
+	for (int i = 0; i < m.params.count; i++) {
+		const struct param_desc *d = &m.params.desc[i];
+
+		snprintf(name, sizeof(name), "param/%s", d->name);
+		memcpy(param_data(&m.params, i), fixture_f32(fx, name, d->numel),
+		       sizeof(float) * d->numel);
+	}
+	for (int64_t b = 0; b < B; b++)
+		for (int64_t t = 0; t < T; t++) {
+			inputs[b * T + t] = tokens[b * (T + 1) + t];
+			targets[b * T + t] = tokens[b * (T + 1) + t + 1];
+		}
+
+	loss = model_forward(&m, inputs, targets);
+	loss_ref = fixture_f64(fx, "loss", 1)[0];
+	snprintf(label, sizeof(label), "%s %s logits", file, form_name);
+	want = fixture_f64(fx, "logits", (size_t)(M * cfg.vocab));
+	EXPECT_CLOSE(m.logits, want, M * cfg.vocab, FIXTURE_RTOL,
+		     atol_of(want, (size_t)(M * cfg.vocab)), label);
+	snprintf(label, sizeof(label), "%s %s loss", file, form_name);
+	EXPECT_CLOSE(&loss, &loss_ref, 1, 1e-5, 0, label);
+
+	param_set_zero_grad(&m.params);
+	model_backward(&m, 1.0f);
+	for (int i = 0; i < m.params.count; i++) {
+		const struct param_desc *d = &m.params.desc[i];
+
+		snprintf(name, sizeof(name), "grad/%s", d->name);
+		snprintf(label, sizeof(label), "%s %s d%s", file, form_name, d->name);
+		want = fixture_f64(fx, name, d->numel);
+		EXPECT_CLOSE(param_grad(&m.params, i), want, d->numel, FIXTURE_RTOL,
+			     atol_of(want, d->numel), label);
+	}
+	model_free(&m);
+	free(inputs);
+	free(targets);
+	fixture_free(fx);
+}
+
+static struct model_config tiny(uint64_t seed)
+{
+	struct model_config cfg = {
+		.vocab = 256, .hidden = 64, .layers = 2, .heads = 4, .ffn_hidden = 128,
+		.chunk = 8, .seq_len = 32, .micro_batch = 2, .seed = seed,
+	};
+	return cfg;
+}
+
+static void check_init(void)
+{
+	struct model_config cfg = tiny(1234);
+	struct model a, b, c;
+	int32_t tokens[64], next[64];
+	float loss_a, loss_b;
+	double sum = 0, sumsq = 0, bound, maxabs = 0;
+	int wq;
+	const struct param_desc *d;
+	const float *e;
+
+	for (int i = 0; i < 64; i++) {
+		tokens[i] = (i * 37 + 11) % 256;
+		next[i] = (i * 53 + 7) % 256;
+	}
+	model_init(&a, &cfg);
+	model_init(&b, &cfg);
+	EXPECT_TRUE(memcmp(a.params.data, b.params.data, sizeof(float) * a.params.total) == 0,
+		    "the same seed must give bit-identical parameters");
+	loss_a = model_forward(&a, tokens, next);
+	loss_b = model_forward(&b, tokens, next);
+	EXPECT_TRUE(memcmp(&loss_a, &loss_b, sizeof(float)) == 0,
+		    "the same seed must give the same loss to the bit (%.9g vs %.9g)", loss_a,
+		    loss_b);
+	/* ln(256) = 5.545: an untrained model is near uniform. */
+	EXPECT_TRUE(loss_a > 5.3f && loss_a < 5.8f, "initial loss %.4f is not near ln(256)",
+		    loss_a);
+	cfg.seed = 1235;
+	model_init(&c, &cfg);
+	EXPECT_TRUE(memcmp(a.params.data, c.params.data, sizeof(float) * a.params.total) != 0,
+		    "another seed must give other parameters");
+
+	/* The embedding is N(0, 0.02): 16384 samples put the std within 2%. */
+	e = a.w.embedding;
+	for (int64_t i = 0; i < cfg.vocab * cfg.hidden; i++) {
+		sum += e[i];
+		sumsq += (double)e[i] * e[i];
+	}
+	sum /= (double)(cfg.vocab * cfg.hidden);
+	sumsq = sqrt(sumsq / (double)(cfg.vocab * cfg.hidden) - sum * sum);
+	EXPECT_TRUE(fabs(sumsq - 0.02) < 0.0004 && fabs(sum) < 0.0005,
+		    "embedding mean %.5f std %.5f, want 0 and 0.02", sum, sumsq);
+	/* Wq is Xavier-uniform with gain 2^-2.5: |w| <= bound and the max is near it. */
+	wq = param_set_find(&a.params, "layers/1/retention/wq");
+	d = &a.params.desc[wq];
+	bound = pow(2.0, -2.5) * sqrt(6.0 / (double)(cfg.hidden + cfg.hidden));
+	for (size_t i = 0; i < d->numel; i++)
+		maxabs = fmax(maxabs, fabs(param_data(&a.params, wq)[i]));
+	EXPECT_TRUE(maxabs <= bound && maxabs > 0.99 * bound,
+		    "wq max |w| %.5f, Xavier bound %.5f", maxabs, bound);
+	model_free(&a);
+	model_free(&b);
+	model_free(&c);
+}
+
+int main(void)
+{
+	check_fixture("tiny_model.bin", RETENTION_CHUNKWISE, "chunkwise");
+	check_fixture("tiny_model.bin", RETENTION_PARALLEL, "parallel");
+	check_fixture("tiny_model_t40.bin", RETENTION_CHUNKWISE, "chunkwise");
+	check_init();
+	return test_finish();
+}

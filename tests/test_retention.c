@@ -1,0 +1,567 @@
+/*
+ * Retention: the three forms are one function.
+ *
+ *   1. float64 reference: parallel, recurrent and chunkwise agree to ~1e-12.
+ *   2. float32 kernels against the float64 reference, form by form; then the float32
+ *      forms against each other after the per-head GroupNorm of the model.
+ *   3. Strided layout: heads inside wider rows at a column offset, head_offset > 0;
+ *      the columns outside the heads stay untouched.
+ *   4. Streaming: the chunkwise form over two halves carrying the state equals one
+ *      pass; the recurrent form continues from the same state.
+ *   5. Chunkwise backward against the float64 parallel backward, the float32
+ *      parallel backward and central differences of L = sum(O .* W).
+ *
+ * Tolerances are |got - want| <= rtol |want| + atol, with atol = a * max|want| (the
+ * scale of |O| grows like 1/(1 - gamma), so an absolute floor must follow it).
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/rng.h"
+#include "tests/harness.h"
+#include "tests/ref/retention_ref.h"
+#include "trainer/kernels/matmul.h"
+#include "trainer/kernels/retention.h"
+
+#define SENTINEL 7.25f
+
+struct cfg {
+	const char *name;
+	int64_t batch, seq_len, heads, head_offset, dk, dv, chunk;
+	/* Extra row width and the column where the heads start, per operand (Q, K,
+	 * V, O); 0 for the dense layout. */
+	int64_t pad[4], col[4];
+};
+
+/* One operand: float32 and float64 copies of the same values. Heads start at
+ * column `col` of rows of stride `ld`. */
+struct operand {
+	float *f;
+	double *d;
+	int64_t rows, ld, col, width;
+	size_t n;
+};
+
+static struct operand operand_new(int64_t rows, int64_t width, int64_t pad, int64_t col)
+{
+	struct operand x = {.rows = rows, .width = width, .ld = width + pad + col, .col = col};
+
+	x.n = (size_t)(rows * x.ld);
+	x.f = xmalloc(sizeof(float) * x.n);
+	x.d = xmalloc(sizeof(double) * x.n);
+	for (size_t i = 0; i < x.n; i++) {
+		x.f[i] = SENTINEL;
+		x.d[i] = SENTINEL;
+	}
+	return x;
+}
+
+static void operand_free(struct operand *x)
+{
+	free(x->f);
+	free(x->d);
+}
+
+/* The heads' values uniform in (-scale, scale); the other columns keep SENTINEL. */
+static void operand_random(struct operand *x, uint64_t stream, double scale)
+{
+	for (int64_t r = 0; r < x->rows; r++)
+		for (int64_t j = 0; j < x->width; j++) {
+			int64_t i = r * x->ld + x->col + j;
+			float val = (float)(scale * (2.0 * rng_uniform(42, stream, (uint64_t)i) - 1.0));
+
+			x->f[i] = val;
+			x->d[i] = val;
+		}
+}
+
+/* NaN in the heads' float values. */
+static void operand_poison_f(struct operand *x)
+{
+	for (int64_t r = 0; r < x->rows; r++)
+		for (int64_t j = 0; j < x->width; j++)
+			x->f[r * x->ld + x->col + j] = NAN;
+}
+
+static float *fp(const struct operand *x)
+{
+	return x->f + x->col;
+}
+
+static double *dp(const struct operand *x)
+{
+	return x->d + x->col;
+}
+
+/* The heads' columns as a dense (rows, width) float64 array (caller frees). */
+static double *gather_f(const struct operand *x)
+{
+	double *g = xmalloc(sizeof(double) * (size_t)(x->rows * x->width));
+
+	for (int64_t r = 0; r < x->rows; r++)
+		for (int64_t j = 0; j < x->width; j++)
+			g[r * x->width + j] = x->f[r * x->ld + x->col + j];
+	return g;
+}
+
+static double *gather_d(const struct operand *x)
+{
+	double *g = xmalloc(sizeof(double) * (size_t)(x->rows * x->width));
+
+	for (int64_t r = 0; r < x->rows; r++)
+		for (int64_t j = 0; j < x->width; j++)
+			g[r * x->width + j] = x->d[r * x->ld + x->col + j];
+	return g;
+}
+
+/* Float values outside the heads' columns that are no longer SENTINEL. */
+static int64_t count_touched(const struct operand *x)
+{
+	int64_t bad = 0;
+
+	for (int64_t r = 0; r < x->rows; r++)
+		for (int64_t j = 0; j < x->ld; j++)
+			if ((j < x->col || j >= x->col + x->width) && x->f[r * x->ld + j] != SENTINEL)
+				bad++;
+	return bad;
+}
+
+static double max_abs(const double *x, int64_t n)
+{
+	double m = 0.0;
+
+	for (int64_t i = 0; i < n; i++)
+		m = fmax(m, fabs(x[i]));
+	return m;
+}
+
+/* EXPECT_CLOSE with atol = a * max|want|, the tolerances in the label. */
+static void check(const char *cfg_name, const char *what, const double *got,
+		  const double *want, int64_t n, double rtol, double a)
+{
+	char label[256];
+
+	snprintf(label, sizeof(label), "%s: %s (rtol %.0e, atol %.0e*max|want|=%.2g)", cfg_name,
+		 what, rtol, a, a * max_abs(want, n));
+	EXPECT_CLOSE(got, want, n, rtol, a * max_abs(want, n), label);
+}
+
+/* EXPECT_CLOSE with an absolute atol, for values of known unit scale. */
+static void check_abs(const char *cfg_name, const char *what, const double *got,
+		      const double *want, int64_t n, double rtol, double atol)
+{
+	char label[256];
+
+	snprintf(label, sizeof(label), "%s: %s (rtol %.0e, atol %.0e)", cfg_name, what, rtol,
+		 atol);
+	EXPECT_CLOSE(got, want, n, rtol, atol, label);
+}
+
+/* Per row and head: LayerNorm over the head's dv lanes, no gain or bias, eps 1e-5,
+ * in float64 so the comparison sees only the kernels' error. In place. */
+static void groupnorm(double *x, int64_t rows, int64_t heads, int64_t dv)
+{
+	for (int64_t r = 0; r < rows; r++)
+		for (int64_t h = 0; h < heads; h++) {
+			double *g = x + (r * heads + h) * dv, mean = 0.0, var = 0.0;
+
+			for (int64_t j = 0; j < dv; j++)
+				mean += g[j];
+			mean /= (double)dv;
+			for (int64_t j = 0; j < dv; j++)
+				var += (g[j] - mean) * (g[j] - mean);
+			var /= (double)dv;
+			for (int64_t j = 0; j < dv; j++)
+				g[j] = (g[j] - mean) / sqrt(var + 1e-5);
+		}
+}
+
+struct problem {
+	struct cfg c;
+	struct retention_dims d;
+	struct operand q, k, v, o, dout;
+	int64_t rows;
+};
+
+/* Random Q, V, dO in (-1, 1) and K scaled by 1/sqrt(dk) as the model does. */
+static struct problem problem_new(const struct cfg *c)
+{
+	struct problem p = {.c = *c, .rows = c->batch * c->seq_len};
+	int64_t hk = c->heads * c->dk, hv = c->heads * c->dv;
+
+	p.q = operand_new(p.rows, hk, c->pad[0], c->col[0]);
+	p.k = operand_new(p.rows, hk, c->pad[1], c->col[1]);
+	p.v = operand_new(p.rows, hv, c->pad[2], c->col[2]);
+	p.o = operand_new(p.rows, hv, c->pad[3], c->col[3]);
+	p.dout = operand_new(p.rows, hv, c->pad[3], c->col[3]);
+	operand_random(&p.q, 1, 1.0);
+	operand_random(&p.k, 2, 1.0 / sqrt((double)c->dk));
+	operand_random(&p.v, 3, 1.0);
+	operand_random(&p.dout, 4, 1.0);
+	p.d = (struct retention_dims){
+		.batch = c->batch, .seq_len = c->seq_len, .heads = c->heads,
+		.head_offset = c->head_offset, .dk = c->dk, .dv = c->dv, .chunk = c->chunk,
+		.ldq = p.q.ld, .ldk = p.k.ld, .ldv = p.v.ld, .ldo = p.o.ld,
+	};
+	return p;
+}
+
+static void problem_free(struct problem *p)
+{
+	operand_free(&p->q);
+	operand_free(&p->k);
+	operand_free(&p->v);
+	operand_free(&p->o);
+	operand_free(&p->dout);
+}
+
+static int64_t state_size(const struct retention_dims *d)
+{
+	return d->batch * d->heads * d->dk * d->dv;
+}
+
+/* 1. The float64 reference forms agree. */
+static void test_reference_forms(const struct cfg *c)
+{
+	struct problem p = problem_new(c);
+	const struct retention_dims *d = &p.d;
+	int64_t n = p.rows * c->heads * c->dv;
+	double *st_rec = xcalloc((size_t)state_size(d), sizeof(double));
+	double *st_chk = xcalloc((size_t)state_size(d), sizeof(double));
+	double *par, *rec, *chk;
+
+	ref_retention_parallel(dp(&p.o), dp(&p.q), dp(&p.k), dp(&p.v), d);
+	par = gather_d(&p.o);
+	ref_retention_recurrent(dp(&p.o), st_rec, dp(&p.q), dp(&p.k), dp(&p.v), d);
+	rec = gather_d(&p.o);
+	ref_retention_chunkwise(dp(&p.o), st_chk, dp(&p.q), dp(&p.k), dp(&p.v), d);
+	chk = gather_d(&p.o);
+	check(c->name, "ref f64 recurrent vs parallel", rec, par, n, 1e-12, 1e-13);
+	check(c->name, "ref f64 chunkwise vs parallel", chk, par, n, 1e-12, 1e-13);
+	check(c->name, "ref f64 chunkwise vs recurrent final state", st_chk, st_rec,
+	      state_size(d), 1e-12, 1e-13);
+	free(par), free(rec), free(chk), free(st_rec), free(st_chk);
+	problem_free(&p);
+}
+
+/* 2 and 3. The float32 forms against the reference and, after GroupNorm, each other. */
+static void test_forward_forms(struct kernels_ctx *ctx, const struct cfg *c)
+{
+	struct problem p = problem_new(c);
+	const struct retention_dims *d = &p.d;
+	int64_t n = p.rows * c->heads * c->dv, plans;
+	float *state = xcalloc((size_t)state_size(d), sizeof(float));
+	float *saved = xmalloc(sizeof(float) * (size_t)retention_state_floats(d));
+	float *scratch = xmalloc(sizeof(float) * (size_t)retention_scratch_floats(d));
+	double *ref, *par, *rec, *chk, *chk2;
+
+	ref_retention_parallel(dp(&p.o), dp(&p.q), dp(&p.k), dp(&p.v), d);
+	ref = gather_d(&p.o);
+
+	retention_parallel_forward(fp(&p.o), fp(&p.q), fp(&p.k), fp(&p.v), d);
+	par = gather_f(&p.o);
+	EXPECT_TRUE(count_touched(&p.o) == 0, "%s: parallel wrote outside its heads", c->name);
+	retention_recurrent_forward(fp(&p.o), state, fp(&p.q), fp(&p.k), fp(&p.v), d);
+	rec = gather_f(&p.o);
+	EXPECT_TRUE(count_touched(&p.o) == 0, "%s: recurrent wrote outside its heads", c->name);
+	retention_chunkwise_forward(ctx, fp(&p.o), saved, NULL, scratch, fp(&p.q), fp(&p.k),
+				    fp(&p.v), d);
+	chk = gather_f(&p.o);
+	EXPECT_TRUE(count_touched(&p.o) == 0, "%s: chunkwise wrote outside its heads", c->name);
+
+	/* A second call reuses the plans and gives the same numbers. */
+	plans = matmul_plan_count(ctx);
+	retention_chunkwise_forward(ctx, fp(&p.o), saved, NULL, scratch, fp(&p.q), fp(&p.k),
+				    fp(&p.v), d);
+	chk2 = gather_f(&p.o);
+	EXPECT_TRUE(matmul_plan_count(ctx) == plans, "%s: a repeated call created plans",
+		    c->name);
+	EXPECT_CLOSE(chk2, chk, n, 0.0, 0.0, "chunkwise forward is deterministic");
+
+	/* float32 against float64: dot products of length dk and C, sums over T;
+	 * observed max error ~5e-7 of max|O|. */
+	check(c->name, "f32 parallel vs ref", par, ref, n, 1e-4, 2e-6);
+	check(c->name, "f32 recurrent vs ref", rec, ref, n, 1e-4, 2e-6);
+	check(c->name, "f32 chunkwise vs ref", chk, ref, n, 1e-4, 2e-6);
+
+	/* The model only ever sees O through GroupNorm, whose output has unit
+	 * variance per (row, head): the absolute 1e-5 is 1e-5 of that scale. */
+	groupnorm(par, p.rows, c->heads, c->dv);
+	groupnorm(rec, p.rows, c->heads, c->dv);
+	groupnorm(chk, p.rows, c->heads, c->dv);
+	groupnorm(ref, p.rows, c->heads, c->dv);
+	check_abs(c->name, "GN(f32 chunkwise) vs GN(f32 parallel)", chk, par, n, 1e-5, 1e-5);
+	check_abs(c->name, "GN(f32 recurrent) vs GN(f32 parallel)", rec, par, n, 1e-5, 1e-5);
+	check_abs(c->name, "GN(f32 recurrent) vs GN(f32 chunkwise)", rec, chk, n, 1e-5, 1e-5);
+	check_abs(c->name, "GN(f32 chunkwise) vs GN(ref)", chk, ref, n, 1e-5, 1e-5);
+
+	free(ref), free(par), free(rec), free(chk), free(chk2);
+	free(state), free(saved), free(scratch);
+	problem_free(&p);
+}
+
+/* Rows [t0, t0 + len) of every sequence of x, as a new operand of the same layout. */
+static struct operand slice_rows(const struct operand *x, int64_t batch, int64_t seq_len,
+				 int64_t t0, int64_t len)
+{
+	struct operand s = operand_new(batch * len, x->width, x->ld - x->width - x->col, x->col);
+
+	for (int64_t b = 0; b < batch; b++)
+		for (int64_t t = 0; t < len; t++) {
+			memcpy(s.f + (b * len + t) * s.ld, x->f + (b * seq_len + t0 + t) * x->ld,
+			       sizeof(float) * (size_t)x->ld);
+			memcpy(s.d + (b * len + t) * s.ld, x->d + (b * seq_len + t0 + t) * x->ld,
+			       sizeof(double) * (size_t)x->ld);
+		}
+	return s;
+}
+
+/* A float32 state as float64, for the checks. */
+static double *widen(const float *x, int64_t n)
+{
+	double *w = xmalloc(sizeof(double) * (size_t)n);
+
+	for (int64_t i = 0; i < n; i++)
+		w[i] = x[i];
+	return w;
+}
+
+/*
+ * 4. Streaming: the chunkwise form over two halves, carrying the state, equals one
+ * pass (the same operations in the same order, so to the last bit in practice); the
+ * recurrent form continues from the state after the first half.
+ */
+static void test_streaming(struct kernels_ctx *ctx, const struct cfg *c)
+{
+	struct problem p = problem_new(c);
+	struct retention_dims half = p.d;
+	int64_t t2 = c->seq_len / 2, ns = state_size(&p.d), n = p.rows * c->heads * c->dv;
+	float *st_full = xcalloc((size_t)ns, sizeof(float));
+	float *st_half = xcalloc((size_t)ns, sizeof(float));
+	float *st_rec = xmalloc(sizeof(float) * (size_t)ns);
+	float *saved = xmalloc(sizeof(float) * (size_t)retention_state_floats(&p.d));
+	float *scratch = xmalloc(sizeof(float) * (size_t)retention_scratch_floats(&p.d));
+	double *st_ref = xcalloc((size_t)ns, sizeof(double));
+	double *out_full, *out_ref, *got[2], *want[2], *rec2, *stf, *sth, *str;
+	struct operand q[2], k[2], v[2], o[2], o_full[2];
+
+	half.seq_len = t2;
+	retention_chunkwise_forward(ctx, fp(&p.o), saved, st_full, scratch, fp(&p.q), fp(&p.k),
+				    fp(&p.v), &p.d);
+	out_full = gather_f(&p.o);
+	for (int i = 0; i < 2; i++)
+		o_full[i] = slice_rows(&p.o, c->batch, c->seq_len, i * t2, t2);
+	ref_retention_recurrent(dp(&p.o), st_ref, dp(&p.q), dp(&p.k), dp(&p.v), &p.d);
+	out_ref = gather_d(&p.o);
+
+	for (int i = 0; i < 2; i++) {
+		q[i] = slice_rows(&p.q, c->batch, c->seq_len, i * t2, t2);
+		k[i] = slice_rows(&p.k, c->batch, c->seq_len, i * t2, t2);
+		v[i] = slice_rows(&p.v, c->batch, c->seq_len, i * t2, t2);
+		o[i] = operand_new(half.batch * t2, p.o.width, p.o.ld - p.o.width - p.o.col,
+				   p.o.col);
+		retention_chunkwise_forward(ctx, fp(&o[i]), saved, st_half, scratch, fp(&q[i]),
+					    fp(&k[i]), fp(&v[i]), &half);
+		if (i == 0)
+			memcpy(st_rec, st_half, sizeof(float) * (size_t)ns);
+		got[i] = gather_f(&o[i]);
+		want[i] = gather_f(&o_full[i]);
+	}
+	retention_recurrent_forward(fp(&o[1]), st_rec, fp(&q[1]), fp(&k[1]), fp(&v[1]), &half);
+	rec2 = gather_f(&o[1]);
+	stf = widen(st_full, ns);
+	sth = widen(st_half, ns);
+	str = widen(st_rec, ns);
+
+	check(c->name, "stream chunkwise half 1 vs one pass", got[0], want[0], n / 2, 1e-6, 1e-7);
+	check(c->name, "stream chunkwise half 2 vs one pass", got[1], want[1], n / 2, 1e-6, 1e-7);
+	check(c->name, "stream final state, halves vs one pass", sth, stf, ns, 1e-6, 1e-7);
+	check(c->name, "stream recurrent half 2 vs chunkwise one pass", rec2, want[1], n / 2,
+	      1e-4, 2e-6);
+	check(c->name, "stream recurrent final state vs chunkwise", str, stf, ns, 1e-4, 2e-6);
+	check(c->name, "chunkwise one pass vs ref", out_full, out_ref, n, 1e-4, 2e-6);
+	check(c->name, "chunkwise final state vs ref recurrent", stf, st_ref, ns, 1e-4, 2e-6);
+
+	for (int i = 0; i < 2; i++) {
+		operand_free(&q[i]);
+		operand_free(&k[i]);
+		operand_free(&v[i]);
+		operand_free(&o[i]);
+		operand_free(&o_full[i]);
+		free(got[i]), free(want[i]);
+	}
+	free(out_full), free(out_ref), free(rec2), free(stf), free(sth), free(str), free(st_ref);
+	free(st_full), free(st_half), free(st_rec), free(saved), free(scratch);
+	problem_free(&p);
+}
+
+/* L = sum(O .* W) through the float64 parallel reference. */
+static double objective(struct problem *p)
+{
+	double l = 0.0;
+
+	ref_retention_parallel(dp(&p->o), dp(&p->q), dp(&p->k), dp(&p->v), &p->d);
+	for (int64_t r = 0; r < p->rows; r++)
+		for (int64_t j = 0; j < p->o.width; j++)
+			l += p->o.d[r * p->o.ld + p->o.col + j] *
+			     p->dout.d[r * p->dout.ld + p->dout.col + j];
+	return l;
+}
+
+/*
+ * Central differences on a sample of entries of x. L is linear in each single
+ * entry of Q, K or V (O is trilinear), so the difference quotient has no
+ * truncation error and a large step keeps round-off small.
+ */
+static void finite_diff(const char *cfg_name, const char *what, struct problem *p,
+			struct operand *x, const struct operand *grad_f,
+			const struct operand *grad_d, uint64_t stream)
+{
+	enum { SAMPLES = 24 };
+	const double eps = 1e-2;
+	double fd[SAMPLES], an_d[SAMPLES], an_f[SAMPLES];
+	char label[128];
+
+	for (int s = 0; s < SAMPLES; s++) {
+		int64_t r = (int64_t)(rng_uniform(9, stream, 2 * s) * x->rows);
+		int64_t j = (int64_t)(rng_uniform(9, stream, 2 * s + 1) * x->width);
+		int64_t i = r * x->ld + x->col + j;
+		double keep = x->d[i], lp, lm;
+
+		x->d[i] = keep + eps;
+		lp = objective(p);
+		x->d[i] = keep - eps;
+		lm = objective(p);
+		x->d[i] = keep;
+		fd[s] = (lp - lm) / (2 * eps);
+		an_d[s] = grad_d->d[i];
+		an_f[s] = grad_f->f[i];
+	}
+	snprintf(label, sizeof(label), "%s vs central differences", what);
+	check(cfg_name, label, an_d, fd, SAMPLES, 1e-8, 1e-10);
+	snprintf(label, sizeof(label), "f32 chunkwise %s vs central differences", what);
+	check(cfg_name, label, an_f, fd, SAMPLES, 1e-4, 3e-6);
+}
+
+/* 5. The chunkwise backward. */
+static void test_backward(struct kernels_ctx *ctx, const struct cfg *c, bool with_fd)
+{
+	struct problem p = problem_new(c);
+	const struct retention_dims *d = &p.d;
+	struct operand dq = operand_new(p.rows, p.q.width, c->pad[0], c->col[0]);
+	struct operand dk = operand_new(p.rows, p.k.width, c->pad[1], c->col[1]);
+	struct operand dv = operand_new(p.rows, p.v.width, c->pad[2], c->col[2]);
+	struct operand *g[3] = {&dq, &dk, &dv};
+	const char *names[3] = {"dQ", "dK", "dV"};
+	float *saved = xmalloc(sizeof(float) * (size_t)retention_state_floats(d));
+	float *scratch = xmalloc(sizeof(float) * (size_t)retention_scratch_floats(d));
+	double *chk[3], *par[3], *ref[3];
+	char label[64];
+
+	/* dq, dk, dv are overwritten: start them from NaN, which any read would spread. */
+	for (int i = 0; i < 3; i++)
+		operand_poison_f(g[i]);
+
+	ref_retention_parallel_backward(dp(&dq), dp(&dk), dp(&dv), dp(&p.dout), dp(&p.q),
+					dp(&p.k), dp(&p.v), d);
+	retention_parallel_backward(fp(&dq), fp(&dk), fp(&dv), fp(&p.dout), fp(&p.q), fp(&p.k),
+				    fp(&p.v), d);
+	for (int i = 0; i < 3; i++) {
+		par[i] = gather_f(g[i]);
+		ref[i] = gather_d(g[i]);
+	}
+	for (int i = 0; i < 3; i++)
+		operand_poison_f(g[i]);
+	retention_chunkwise_forward(ctx, fp(&p.o), saved, NULL, scratch, fp(&p.q), fp(&p.k),
+				    fp(&p.v), d);
+	retention_chunkwise_backward(ctx, fp(&dq), fp(&dk), fp(&dv), scratch, fp(&p.dout),
+				     fp(&p.q), fp(&p.k), fp(&p.v), saved, d);
+	for (int i = 0; i < 3; i++) {
+		int64_t n = g[i]->rows * g[i]->width;
+
+		chk[i] = gather_f(g[i]);
+		EXPECT_TRUE(count_touched(g[i]) == 0, "%s: backward wrote outside the heads of %s",
+			    c->name, names[i]);
+		snprintf(label, sizeof(label), "f32 chunkwise %s vs ref", names[i]);
+		check(c->name, label, chk[i], ref[i], n, 1e-4, 3e-6);
+		snprintf(label, sizeof(label), "f32 chunkwise %s vs f32 parallel", names[i]);
+		check(c->name, label, chk[i], par[i], n, 1e-4, 3e-6);
+		snprintf(label, sizeof(label), "f32 parallel %s vs ref", names[i]);
+		check(c->name, label, par[i], ref[i], n, 1e-4, 3e-6);
+	}
+	if (with_fd) {
+		finite_diff(c->name, "dQ", &p, &p.q, &dq, &dq, 21);
+		finite_diff(c->name, "dK", &p, &p.k, &dk, &dk, 22);
+		finite_diff(c->name, "dV", &p, &p.v, &dv, &dv, 23);
+	}
+	for (int i = 0; i < 3; i++) {
+		free(chk[i]), free(par[i]), free(ref[i]);
+		operand_free(g[i]);
+	}
+	free(saved), free(scratch);
+	problem_free(&p);
+}
+
+static void test_gamma(void)
+{
+	double got[8], want[8];
+
+	for (int g = 0; g < 8; g++) {
+		got[g] = retention_gamma(g);
+		want[g] = ref_retention_gamma(g);
+	}
+	EXPECT_CLOSE(got, want, 8, 0.0, 0.0, "gamma_h = 1 - 2^(-5-h)");
+	EXPECT_TRUE(retention_gamma(0) == 1.0 - 1.0 / 32, "gamma_0 = %.17g",
+		    retention_gamma(0));
+}
+
+int main(void)
+{
+	/*             name          B   T    H  off dk   dv   C    pad{q,k,v,o}   col */
+	const struct cfg ref_cfgs[] = {
+		{"ref T=24,C=8,off=2", 2, 24, 3, 2, 8, 16, 8, {0}, {0}},
+		{"ref T=C=8", 1, 8, 2, 1, 8, 8, 8, {0}, {0}},
+		{"ref T=40,C=8,off=5", 1, 40, 2, 5, 4, 12, 8, {0}, {0}},
+	};
+	const struct cfg f32_cfgs[] = {
+		{"tiny", 2, 32, 4, 0, 16, 32, 8, {0}, {0}},
+		{"tiny T=24", 2, 24, 4, 0, 16, 32, 8, {0}, {0}},
+		{"T=C=16", 2, 16, 3, 1, 16, 32, 16, {0}, {0}},
+		{"T=96,C=16,off=1", 2, 96, 3, 1, 32, 64, 16, {0}, {0}},
+		{"bench-like", 1, 256, 2, 0, 128, 256, 128, {0}, {0}},
+	};
+	/*
+	 * The model's layout: Q, K in rows of width d (a rank's heads at its column
+	 * offset), V in rows of width 2d, here one TP rank of two owning heads 2..3
+	 * of 4; O with an odd padding.
+	 */
+	const struct cfg strided = {
+		"strided tp-rank-1", 2, 48, 2, 2, 16, 32, 8,
+		{0, 0, 0, 5}, {2 * 16, 2 * 16, 2 * 32, 3},
+	};
+	const struct cfg fd_cfg = {"fd T=24,C=8,off=1", 2, 24, 2, 1, 8, 16, 8, {0}, {0}};
+	struct kernels_ctx *ctx = kernels_ctx_init();
+	double t0 = omp_get_wtime();
+
+	printf("OpenMP threads: %d\n", omp_get_max_threads());
+	test_gamma();
+	for (size_t i = 0; i < sizeof(ref_cfgs) / sizeof(ref_cfgs[0]); i++)
+		test_reference_forms(&ref_cfgs[i]);
+	for (size_t i = 0; i < sizeof(f32_cfgs) / sizeof(f32_cfgs[0]); i++)
+		test_forward_forms(ctx, &f32_cfgs[i]);
+	test_forward_forms(ctx, &strided);
+	test_streaming(ctx, &f32_cfgs[0]);
+	test_streaming(ctx, &f32_cfgs[3]);
+	test_streaming(ctx, &strided);
+	test_backward(ctx, &f32_cfgs[0], false);
+	test_backward(ctx, &f32_cfgs[3], false);
+	test_backward(ctx, &f32_cfgs[4], false);
+	test_backward(ctx, &strided, true);
+	test_backward(ctx, &fd_cfg, true);
+	printf("elapsed %.2f s\n", omp_get_wtime() - t0);
+	kernels_ctx_free(ctx);
+	return test_finish();
+}

@@ -1,0 +1,32 @@
+/*
+ * activation: the elementwise parts of the block: gelu (the tanh approximation,
+ * used everywhere in this project), the swish gate of retention, bias add and
+ * residual add, forward and backward, float32 with OpenMP. Knows nothing of MPI.
+ *
+ *   gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+ *   swish(z) = z * sigmoid(z)
+ */
+#ifndef RN_ACTIVATION_H
+#define RN_ACTIVATION_H
+
+#include <stdint.h>
+
+void gelu_forward(float *dst, const float *src, int64_t n);
+/* OVERWRITES dsrc = ddst * gelu'(src). dsrc may alias ddst. */
+void gelu_backward(float *dsrc, const float *ddst, const float *src, int64_t n);
+
+/* dst = swish(gate) * y */
+void swish_gate_forward(float *dst, const float *gate, const float *y, int64_t n);
+/* OVERWRITES dgate and dy. */
+void swish_gate_backward(float *dgate, float *dy, const float *ddst, const float *gate,
+			 const float *y, int64_t n);
+
+/* x[r, :] += bias for every row. */
+void bias_add(float *x, const float *bias, int64_t rows, int64_t width);
+/* ACCUMULATES dbias += column sums of ddst. */
+void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width);
+
+/* dst = a + b (dst may alias a or b). */
+void vec_add(float *dst, const float *a, const float *b, int64_t n);
+
+#endif

@@ -1,0 +1,234 @@
+#include "trainer/kernels/matmul.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "common/alloc.h"
+#include "common/check.h"
+
+enum { MEM_A, MEM_B, MEM_C, MEM_SCRATCH, MEM_COUNT };
+
+struct matmul_plan {
+	struct matmul_shape shape;
+	dnnl_primitive_desc_t pd;
+	dnnl_primitive_t prim;
+	dnnl_memory_desc_t scratch_md;
+	size_t scratch_bytes;
+	dnnl_memory_t *mem; /* [nthreads][MEM_COUNT] */
+	const char *impl;
+};
+
+struct kernels_ctx {
+	dnnl_engine_t engine;
+	int nthreads;
+	dnnl_stream_t *streams; /* [nthreads] */
+	void **scratch;         /* [nthreads], scratch_bytes each */
+	size_t scratch_bytes;
+	struct matmul_plan **plans;
+	int nplans, cap;
+};
+
+struct kernels_ctx *kernels_ctx_init(void)
+{
+	struct kernels_ctx *ctx = xcalloc(1, sizeof(*ctx));
+
+	CHECK_DNNL(dnnl_engine_create(&ctx->engine, dnnl_cpu, 0));
+	ctx->nthreads = omp_get_max_threads();
+	ctx->streams = xcalloc((size_t)ctx->nthreads, sizeof(*ctx->streams));
+	ctx->scratch = xcalloc((size_t)ctx->nthreads, sizeof(*ctx->scratch));
+	for (int t = 0; t < ctx->nthreads; t++)
+		CHECK_DNNL(dnnl_stream_create(&ctx->streams[t], ctx->engine,
+					      dnnl_stream_default_flags));
+	return ctx;
+}
+
+void kernels_ctx_free(struct kernels_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	for (int i = 0; i < ctx->nplans; i++) {
+		struct matmul_plan *p = ctx->plans[i];
+
+		for (int j = 0; j < ctx->nthreads * MEM_COUNT; j++)
+			CHECK_DNNL(dnnl_memory_destroy(p->mem[j]));
+		free(p->mem);
+		CHECK_DNNL(dnnl_primitive_destroy(p->prim));
+		CHECK_DNNL(dnnl_primitive_desc_destroy(p->pd));
+		free(p);
+	}
+	free(ctx->plans);
+	for (int t = 0; t < ctx->nthreads; t++) {
+		CHECK_DNNL(dnnl_stream_destroy(ctx->streams[t]));
+		free(ctx->scratch[t]);
+	}
+	free(ctx->streams);
+	free(ctx->scratch);
+	CHECK_DNNL(dnnl_engine_destroy(ctx->engine));
+	free(ctx);
+}
+
+struct matmul_shape matmul_shape_dense(int64_t m, int64_t n, int64_t k, bool trans_a,
+				       bool trans_b, bool accumulate)
+{
+	struct matmul_shape s = {
+		.batch = 1, .m = m, .n = n, .k = k,
+		.lda = trans_a ? m : k, .ldb = trans_b ? k : n, .ldc = n,
+		.trans_a = trans_a, .trans_b = trans_b, .accumulate = accumulate,
+	};
+	return s;
+}
+
+static bool shape_equal(const struct matmul_shape *a, const struct matmul_shape *b)
+{
+	bool batched = a->batch > 1;
+
+	return a->batch == b->batch && a->m == b->m && a->n == b->n && a->k == b->k &&
+	       a->lda == b->lda && a->ldb == b->ldb && a->ldc == b->ldc &&
+	       a->trans_a == b->trans_a && a->trans_b == b->trans_b &&
+	       a->accumulate == b->accumulate &&
+	       (!batched || (a->stride_a == b->stride_a && a->stride_b == b->stride_b &&
+			     a->stride_c == b->stride_c));
+}
+
+/* A rows x cols operand stored with row stride ld, or transposed (stored cols x rows). */
+static void operand_md(dnnl_memory_desc_t *md, int64_t batch, int64_t batch_stride,
+		       int64_t rows, int64_t cols, int64_t ld, bool transposed)
+{
+	dnnl_dims_t dims, strides;
+	int nd = 0;
+
+	if (batch > 1) {
+		dims[nd] = batch;
+		strides[nd++] = batch_stride;
+	}
+	dims[nd] = rows;
+	strides[nd++] = transposed ? 1 : ld;
+	dims[nd] = cols;
+	strides[nd++] = transposed ? ld : 1;
+	CHECK_DNNL(dnnl_memory_desc_init_by_strides(md, nd, dims, dnnl_f32, strides));
+}
+
+static void validate_shape(const struct matmul_shape *s)
+{
+	ENSURE(s->batch >= 1 && s->m > 0 && s->n > 0 && s->k > 0);
+	ENSURE(s->lda >= (s->trans_a ? s->m : s->k));
+	ENSURE(s->ldb >= (s->trans_b ? s->k : s->n));
+	ENSURE(s->ldc >= s->n);
+}
+
+static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct matmul_shape *s)
+{
+	struct matmul_plan *p = xcalloc(1, sizeof(*p));
+	dnnl_memory_desc_t a_md, b_md, c_md;
+	dnnl_matmul_desc_t desc;
+	dnnl_primitive_attr_t attr;
+	const dnnl_memory_desc_t *sp;
+
+	validate_shape(s);
+	p->shape = *s;
+	operand_md(&a_md, s->batch, s->stride_a, s->m, s->k, s->lda, s->trans_a);
+	operand_md(&b_md, s->batch, s->stride_b, s->k, s->n, s->ldb, s->trans_b);
+	operand_md(&c_md, s->batch, s->stride_c, s->m, s->n, s->ldc, false);
+	CHECK_DNNL(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md));
+
+	CHECK_DNNL(dnnl_primitive_attr_create(&attr));
+	CHECK_DNNL(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+	if (s->accumulate) {
+		dnnl_post_ops_t po;
+
+		CHECK_DNNL(dnnl_post_ops_create(&po));
+		CHECK_DNNL(dnnl_post_ops_append_sum(po, 1.0f));
+		CHECK_DNNL(dnnl_primitive_attr_set_post_ops(attr, po));
+		CHECK_DNNL(dnnl_post_ops_destroy(po));
+	}
+	CHECK_DNNL(dnnl_primitive_desc_create(&p->pd, &desc, attr, ctx->engine, NULL));
+	CHECK_DNNL(dnnl_primitive_attr_destroy(attr));
+	CHECK_DNNL(dnnl_primitive_create(&p->prim, p->pd));
+	CHECK_DNNL(dnnl_primitive_desc_query(p->pd, dnnl_query_impl_info_str, 0, &p->impl));
+
+	sp = dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
+	p->scratch_md = *sp;
+	p->scratch_bytes = dnnl_memory_desc_get_size(sp);
+
+	p->mem = xcalloc((size_t)ctx->nthreads * MEM_COUNT, sizeof(*p->mem));
+	for (int t = 0; t < ctx->nthreads; t++) {
+		dnnl_memory_t *m = &p->mem[t * MEM_COUNT];
+
+		CHECK_DNNL(dnnl_memory_create(&m[MEM_A], &a_md, ctx->engine, DNNL_MEMORY_NONE));
+		CHECK_DNNL(dnnl_memory_create(&m[MEM_B], &b_md, ctx->engine, DNNL_MEMORY_NONE));
+		CHECK_DNNL(dnnl_memory_create(&m[MEM_C], &c_md, ctx->engine, DNNL_MEMORY_NONE));
+		CHECK_DNNL(dnnl_memory_create(&m[MEM_SCRATCH], &p->scratch_md, ctx->engine,
+					      DNNL_MEMORY_NONE));
+	}
+
+	/* One scratchpad per thread, sized for the largest plan so far. */
+	if (p->scratch_bytes > ctx->scratch_bytes) {
+		for (int t = 0; t < ctx->nthreads; t++) {
+			free(ctx->scratch[t]);
+			ctx->scratch[t] = xaligned_alloc(p->scratch_bytes);
+		}
+		ctx->scratch_bytes = p->scratch_bytes;
+	}
+	return p;
+}
+
+const struct matmul_plan *matmul_plan_get(struct kernels_ctx *ctx,
+					  const struct matmul_shape *shape)
+{
+	struct matmul_plan *p;
+
+	ENSURE(!omp_in_parallel());
+	for (int i = 0; i < ctx->nplans; i++)
+		if (shape_equal(&ctx->plans[i]->shape, shape))
+			return ctx->plans[i];
+	p = plan_create(ctx, shape);
+	if (ctx->nplans == ctx->cap) {
+		ctx->cap = ctx->cap ? 2 * ctx->cap : 16;
+		ctx->plans = realloc(ctx->plans, (size_t)ctx->cap * sizeof(*ctx->plans));
+		CHECK_PTR(ctx->plans);
+	}
+	ctx->plans[ctx->nplans++] = p;
+	return p;
+}
+
+const char *matmul_plan_impl(const struct matmul_plan *plan)
+{
+	return plan->impl;
+}
+
+int matmul_plan_count(const struct kernels_ctx *ctx)
+{
+	return ctx->nplans;
+}
+
+void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
+		const float *a, const float *b)
+{
+	int t = omp_get_thread_num();
+	dnnl_memory_t *m = &plan->mem[t * MEM_COUNT];
+	dnnl_exec_arg_t args[4] = {
+		{DNNL_ARG_SRC, m[MEM_A]},
+		{DNNL_ARG_WEIGHTS, m[MEM_B]},
+		{DNNL_ARG_DST, m[MEM_C]},
+		{DNNL_ARG_SCRATCHPAD, m[MEM_SCRATCH]},
+	};
+
+	ENSURE(t < ctx->nthreads);
+	CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_A], (void *)a));
+	CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_B], (void *)b));
+	CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_C], c));
+	CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_SCRATCH], ctx->scratch[t]));
+	CHECK_DNNL(dnnl_primitive_execute(plan->prim, ctx->streams[t], 4, args));
+	CHECK_DNNL(dnnl_stream_wait(ctx->streams[t]));
+}
+
+void matmul(struct kernels_ctx *ctx, float *c, const float *a, const float *b, int64_t m,
+	    int64_t n, int64_t k, bool trans_a, bool trans_b, bool accumulate)
+{
+	struct matmul_shape s = matmul_shape_dense(m, n, k, trans_a, trans_b, accumulate);
+
+	matmul_run(ctx, matmul_plan_get(ctx, &s), c, a, b);
+}

@@ -1,0 +1,49 @@
+/*
+ * norm: LayerNorm (learned gain and bias) and the per-head GroupNorm of retention
+ * (a LayerNorm over each head's dv lanes, no gain or bias), forward and backward,
+ * in float32 with OpenMP over rows. Forward saves the per-row mean and 1/std for
+ * backward, as llm.c does. Knows nothing of MPI or of the model's shapes.
+ */
+#ifndef RN_NORM_H
+#define RN_NORM_H
+
+#include <stdint.h>
+
+#define NORM_EPS 1e-5f
+
+/* dst = (src - mean) * rstd * gain + bias, per row over `width` values. */
+void layernorm_forward(float *dst,        /* (rows, width) */
+		       float *mean,       /* (rows) saved for backward */
+		       float *rstd,       /* (rows) saved for backward */
+		       const float *src,  /* (rows, width) */
+		       const float *gain, /* (width) */
+		       const float *bias, /* (width) */
+		       int64_t rows, int64_t width);
+
+/* ACCUMULATES: dsrc += ..., dgain += ..., dbias += ... */
+void layernorm_backward(float *dsrc,        /* (rows, width) */
+			float *dgain,       /* (width) */
+			float *dbias,       /* (width) */
+			const float *ddst,  /* (rows, width) */
+			const float *src,   /* (rows, width) the forward input */
+			const float *gain,  /* (width) */
+			const float *mean,  /* (rows) */
+			const float *rstd,  /* (rows) */
+			int64_t rows, int64_t width);
+
+/* Per row and group g: dst[g] = (src[g] - mean) * rstd over group_width lanes. */
+void groupnorm_forward(float *dst,       /* (rows, groups * group_width) */
+		       float *mean,      /* (rows, groups) */
+		       float *rstd,      /* (rows, groups) */
+		       const float *src, /* (rows, groups * group_width) */
+		       int64_t rows, int64_t groups, int64_t group_width);
+
+/* OVERWRITES dsrc. */
+void groupnorm_backward(float *dsrc,       /* (rows, groups * group_width) */
+			const float *ddst, /* (rows, groups * group_width) */
+			const float *src,  /* (rows, groups * group_width) forward input */
+			const float *mean, /* (rows, groups) */
+			const float *rstd, /* (rows, groups) */
+			int64_t rows, int64_t groups, int64_t group_width);
+
+#endif

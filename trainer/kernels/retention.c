@@ -1,0 +1,537 @@
+#include "trainer/kernels/retention.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/check.h"
+#include "trainer/kernels/matmul.h"
+
+/*
+ * Work is split over (batch, head) pairs: each pair touches only its own columns of
+ * Q, K, V, O and its own states, so pairs run in parallel without synchronisation,
+ * and inside a pair the chunks are swept in order. The matrix products of a chunk
+ * run on oneDNN plans; the decay masks and row scalings are plain C.
+ */
+
+double retention_gamma(int64_t global_head)
+{
+	return 1.0 - ldexp(1.0, (int)(-5 - global_head));
+}
+
+/* Round a float count up to 64 bytes so every per-thread block starts aligned. */
+static int64_t pad16(int64_t n)
+{
+	return (n + 15) & ~(int64_t)15;
+}
+
+static void check_dims(const struct retention_dims *d)
+{
+	ENSURE(d->batch > 0 && d->seq_len > 0 && d->heads > 0 && d->head_offset >= 0);
+	ENSURE(d->dk > 0 && d->dv > 0);
+	ENSURE(d->ldq >= d->heads * d->dk && d->ldk >= d->heads * d->dk);
+	ENSURE(d->ldv >= d->heads * d->dv && d->ldo >= d->heads * d->dv);
+}
+
+static void check_chunk_dims(const struct retention_dims *d)
+{
+	check_dims(d);
+	ENSURE(d->chunk > 0 && d->seq_len % d->chunk == 0);
+}
+
+/* gamma^n for n = 0..n_pow-1, each power in double, then rounded once to float. */
+static void decay_powers(float *pw, double gamma, int64_t n_pow)
+{
+	for (int64_t n = 0; n < n_pow; n++)
+		pw[n] = (float)pow(gamma, (double)n);
+}
+
+int64_t retention_state_floats(const struct retention_dims *dims)
+{
+	check_chunk_dims(dims);
+	return dims->batch * dims->heads * (dims->seq_len / dims->chunk) * dims->dk * dims->dv;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Per-thread scratch of the chunkwise form.
+ */
+
+struct chunk_scratch {
+	float *pw;   /* (C + 1) gamma^n */
+	float *xi;   /* (C) gamma^(i+1): decay of the carried state seen by row i */
+	float *zeta; /* (C) gamma^(C-1-j): decay of key j up to the chunk's end */
+	float *a;    /* (C, C) masked scores Q K^T .* D, or P in backward */
+	float *w;    /* (C, dk) a row-scaled copy of Q or K, or a product to be scaled */
+	float *g;    /* (dk, dv) backward: the gradient G_{c+1} flowing into the state */
+};
+
+static int64_t scratch_per_thread(const struct retention_dims *d)
+{
+	int64_t c = d->chunk;
+
+	return pad16(c + 1) + 2 * pad16(c) + pad16(c * c) + pad16(c * d->dk) +
+	       pad16(d->dk * d->dv);
+}
+
+int64_t retention_scratch_floats(const struct retention_dims *dims)
+{
+	check_chunk_dims(dims);
+	return (int64_t)omp_get_max_threads() * scratch_per_thread(dims);
+}
+
+/* Point the calling thread's blocks into the caller's scratch and fill its decay
+ * tables for global head `global_head`. */
+static struct chunk_scratch chunk_scratch_of(float *scratch, const struct retention_dims *d,
+					     int64_t global_head)
+{
+	int64_t c = d->chunk;
+	float *p = scratch + (int64_t)omp_get_thread_num() * scratch_per_thread(d);
+	struct chunk_scratch s;
+
+	s.pw = p;
+	p += pad16(c + 1);
+	s.xi = p;
+	p += pad16(c);
+	s.zeta = p;
+	p += pad16(c);
+	s.a = p;
+	p += pad16(c * c);
+	s.w = p;
+	p += pad16(c * d->dk);
+	s.g = p;
+
+	decay_powers(s.pw, retention_gamma(global_head), c + 1);
+	for (int64_t i = 0; i < c; i++) {
+		s.xi[i] = s.pw[i + 1];
+		s.zeta[i] = s.pw[c - 1 - i];
+	}
+	return s;
+}
+
+/* a (n x n) .*= D: gamma^(i-j) on and below the diagonal, zero above it. */
+static void apply_decay_mask(float *a, const float *pw, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		float *row = a + i * n;
+
+		for (int64_t j = 0; j <= i; j++)
+			row[j] *= pw[i - j];
+		for (int64_t j = i + 1; j < n; j++)
+			row[j] = 0.0f;
+	}
+}
+
+/* dst (rows x cols, dense) = diag(s) src (row stride ld). */
+static void scale_rows(float *dst, const float *src, const float *s, int64_t rows,
+		       int64_t cols, int64_t ld)
+{
+	for (int64_t i = 0; i < rows; i++)
+		for (int64_t j = 0; j < cols; j++)
+			dst[i * cols + j] = s[i] * src[i * ld + j];
+}
+
+/* dst (row stride ld) += diag(s) src (rows x cols, dense). */
+static void add_scaled_rows(float *dst, const float *src, const float *s, int64_t rows,
+			    int64_t cols, int64_t ld)
+{
+	for (int64_t i = 0; i < rows; i++)
+		for (int64_t j = 0; j < cols; j++)
+			dst[i * ld + j] += s[i] * src[i * cols + j];
+}
+
+static void scale(float *x, float s, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		x[i] *= s;
+}
+
+/* The cached plan for C (+)= op(A) op(B), op(A): m x k, op(B): k x n. */
+static const struct matmul_plan *plan_of(struct kernels_ctx *ctx, int64_t m, int64_t n,
+					 int64_t k, int64_t lda, bool trans_a, int64_t ldb,
+					 bool trans_b, int64_t ldc, bool accumulate)
+{
+	struct matmul_shape s = {
+		.batch = 1, .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
+		.trans_a = trans_a, .trans_b = trans_b, .accumulate = accumulate,
+	};
+	return matmul_plan_get(ctx, &s);
+}
+
+/* The operands of one chunk of one (batch, head) pair, read in place. */
+struct chunk_view {
+	const float *q, *k, *v; /* (C, dk), (C, dk), (C, dv) with strides ldq, ldk, ldv */
+	int64_t row0;           /* first row of the chunk in the (batch * seq_len) rows */
+};
+
+static struct chunk_view chunk_at(const float *q, const float *k, const float *v,
+				  const struct retention_dims *d, int64_t b, int64_t h,
+				  int64_t c)
+{
+	struct chunk_view cv;
+
+	cv.row0 = b * d->seq_len + c * d->chunk;
+	cv.q = q + cv.row0 * d->ldq + h * d->dk;
+	cv.k = k + cv.row0 * d->ldk + h * d->dk;
+	cv.v = v + cv.row0 * d->ldv + h * d->dv;
+	return cv;
+}
+
+/* ---------------------------------------------------------------------------------
+ * Chunkwise forward.
+ */
+
+struct fwd_plans {
+	const struct matmul_plan *qk; /* A = Q_c K_c^T                   (C x C)   */
+	const struct matmul_plan *av; /* O_c = A V_c                      (C x dv)  */
+	const struct matmul_plan *qs; /* O_c += (diag(xi) Q_c) S_c        (C x dv)  */
+	const struct matmul_plan *kv; /* S += (diag(zeta) K_c)^T V_c      (dk x dv) */
+};
+
+static struct fwd_plans fwd_plans_get(struct kernels_ctx *ctx, const struct retention_dims *d)
+{
+	int64_t c = d->chunk, dk = d->dk, dv = d->dv;
+	struct fwd_plans p;
+
+	p.qk = plan_of(ctx, c, c, dk, d->ldq, false, d->ldk, true, c, false);
+	p.av = plan_of(ctx, c, dv, c, c, false, d->ldv, false, d->ldo, false);
+	p.qs = plan_of(ctx, c, dv, dk, dk, false, dv, false, d->ldo, true);
+	p.kv = plan_of(ctx, dk, dv, c, dk, true, d->ldv, false, dv, true);
+	return p;
+}
+
+/* A = (Q_c K_c^T) .* D in the thread's scratch. */
+static void chunk_scores(struct kernels_ctx *ctx, const struct matmul_plan *qk,
+			 const struct chunk_scratch *s, const struct chunk_view *cv, int64_t c)
+{
+	matmul_run(ctx, qk, s->a, cv->q, cv->k);
+	apply_decay_mask(s->a, s->pw, c);
+}
+
+/*
+ * One (batch, head) pair. S_c lives in saved_states; the state after the last chunk
+ * goes to `state` when the caller streams, and is not formed otherwise.
+ */
+static void chunkwise_forward_pair(struct kernels_ctx *ctx, const struct fwd_plans *p,
+				   float *o, float *saved, float *state, float *scratch,
+				   const float *q, const float *k, const float *v,
+				   const struct retention_dims *d, int64_t b, int64_t h)
+{
+	int64_t c = d->chunk, dk = d->dk, dv = d->dv, nchunks = d->seq_len / c;
+	int64_t sdim = dk * dv;
+	struct chunk_scratch s = chunk_scratch_of(scratch, d, d->head_offset + h);
+
+	if (state)
+		memcpy(saved, state, sizeof(float) * sdim);
+	else
+		memset(saved, 0, sizeof(float) * sdim);
+
+	for (int64_t ci = 0; ci < nchunks; ci++) {
+		struct chunk_view cv = chunk_at(q, k, v, d, b, h, ci);
+		float *oc = o + cv.row0 * d->ldo + h * d->dv;
+		float *sc = saved + ci * sdim;
+		float *next = ci + 1 < nchunks ? sc + sdim : state;
+
+		chunk_scores(ctx, p->qk, &s, &cv, c);
+		matmul_run(ctx, p->av, oc, s.a, cv.v);
+		/* S_0 = 0 without a carried state: the inter-chunk term is then zero. */
+		if (ci > 0 || state) {
+			scale_rows(s.w, cv.q, s.xi, c, dk, d->ldq);
+			matmul_run(ctx, p->qs, oc, s.w, sc);
+		}
+		if (!next)
+			break;
+		for (int64_t i = 0; i < sdim; i++)
+			next[i] = s.pw[c] * sc[i];
+		scale_rows(s.w, cv.k, s.zeta, c, dk, d->ldk);
+		matmul_run(ctx, p->kv, next, s.w, cv.v);
+	}
+}
+
+void retention_chunkwise_forward(struct kernels_ctx *ctx, float *o, float *saved_states,
+				 float *state, float *scratch, const float *q, const float *k,
+				 const float *v, const struct retention_dims *dims)
+{
+	int64_t pairs = dims->batch * dims->heads;
+	int64_t sdim = dims->dk * dims->dv;
+	int64_t nchunks;
+	struct fwd_plans plans;
+
+	check_chunk_dims(dims);
+	nchunks = dims->seq_len / dims->chunk;
+	/* Plans are created outside the parallel region (matmul_plan_get is not
+	 * thread-safe); matmul_run is. */
+	plans = fwd_plans_get(ctx, dims);
+
+#pragma omp parallel for schedule(static)
+	for (int64_t pr = 0; pr < pairs; pr++) {
+		int64_t b = pr / dims->heads, h = pr % dims->heads;
+
+		chunkwise_forward_pair(ctx, &plans, o, saved_states + pr * nchunks * sdim,
+				       state ? state + pr * sdim : NULL, scratch, q, k, v, dims,
+				       b, h);
+	}
+}
+
+/* ---------------------------------------------------------------------------------
+ * Chunkwise backward, from a zero initial state (S_0 = 0), sweeping chunks in
+ * reverse with G_c, the gradient flowing into S_c (G_N = 0):
+ *
+ *   P_c  = (dO_c V_c^T) .* D
+ *   dQ_c = P_c K_c + diag(xi) dO_c S_c^T
+ *   dK_c = P_c^T Q_c + diag(zeta) V_c G_{c+1}^T
+ *   dV_c = ((Q_c K_c^T) .* D)^T dO_c + diag(zeta) K_c G_{c+1}
+ *   G_c  = (diag(xi) Q_c)^T dO_c + gamma^C G_{c+1}
+ */
+
+struct bwd_plans {
+	const struct matmul_plan *qk;   /* A = Q_c K_c^T                  (C x C)   */
+	const struct matmul_plan *dov;  /* P = dO_c V_c^T                 (C x C)   */
+	const struct matmul_plan *pk;   /* dQ_c = P K_c                   (C x dk)  */
+	const struct matmul_plan *dos;  /* W = dO_c S_c^T                 (C x dk)  */
+	const struct matmul_plan *ptq;  /* dK_c = P^T Q_c                 (C x dk)  */
+	const struct matmul_plan *vg;   /* W = V_c G^T                    (C x dk)  */
+	const struct matmul_plan *atdo; /* dV_c = A^T dO_c                (C x dv)  */
+	const struct matmul_plan *kg;   /* dV_c += (diag(zeta) K_c) G     (C x dv)  */
+	const struct matmul_plan *qdo;  /* G += (diag(xi) Q_c)^T dO_c     (dk x dv) */
+};
+
+static struct bwd_plans bwd_plans_get(struct kernels_ctx *ctx, const struct retention_dims *d)
+{
+	int64_t c = d->chunk, dk = d->dk, dv = d->dv;
+	struct bwd_plans p;
+
+	p.qk = plan_of(ctx, c, c, dk, d->ldq, false, d->ldk, true, c, false);
+	p.dov = plan_of(ctx, c, c, dv, d->ldo, false, d->ldv, true, c, false);
+	p.pk = plan_of(ctx, c, dk, c, c, false, d->ldk, false, d->ldq, false);
+	p.dos = plan_of(ctx, c, dk, dv, d->ldo, false, dv, true, dk, false);
+	p.ptq = plan_of(ctx, c, dk, c, c, true, d->ldq, false, d->ldk, false);
+	p.vg = plan_of(ctx, c, dk, dv, d->ldv, false, dv, true, dk, false);
+	p.atdo = plan_of(ctx, c, dv, c, c, true, d->ldo, false, d->ldv, false);
+	p.kg = plan_of(ctx, c, dv, dk, dk, false, dv, false, d->ldv, true);
+	p.qdo = plan_of(ctx, dk, dv, c, dk, true, d->ldo, false, dv, true);
+	return p;
+}
+
+static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_plans *p,
+				    float *dq, float *dk, float *dv, float *scratch,
+				    const float *dout, const float *q, const float *k,
+				    const float *v, const float *saved,
+				    const struct retention_dims *d, int64_t b, int64_t h)
+{
+	int64_t c = d->chunk, dkw = d->dk, dvw = d->dv, nchunks = d->seq_len / c;
+	int64_t sdim = dkw * dvw;
+	struct chunk_scratch s = chunk_scratch_of(scratch, d, d->head_offset + h);
+
+	memset(s.g, 0, sizeof(float) * sdim);
+	for (int64_t ci = nchunks - 1; ci >= 0; ci--) {
+		struct chunk_view cv = chunk_at(q, k, v, d, b, h, ci);
+		const float *doc = dout + cv.row0 * d->ldo + h * dvw;
+		float *dqc = dq + cv.row0 * d->ldq + h * dkw;
+		float *dkc = dk + cv.row0 * d->ldk + h * dkw;
+		float *dvc = dv + cv.row0 * d->ldv + h * dvw;
+		/* S_0 = 0 and G_N = 0: their terms vanish in the first and last chunk. */
+		bool has_state = ci > 0, has_grad = ci + 1 < nchunks;
+
+		matmul_run(ctx, p->dov, s.a, doc, cv.v);
+		apply_decay_mask(s.a, s.pw, c);
+		matmul_run(ctx, p->pk, dqc, s.a, cv.k);
+		if (has_state) {
+			matmul_run(ctx, p->dos, s.w, doc, saved + ci * sdim);
+			add_scaled_rows(dqc, s.w, s.xi, c, dkw, d->ldq);
+		}
+		matmul_run(ctx, p->ptq, dkc, s.a, cv.q);
+		if (has_grad) {
+			matmul_run(ctx, p->vg, s.w, cv.v, s.g);
+			add_scaled_rows(dkc, s.w, s.zeta, c, dkw, d->ldk);
+		}
+
+		/* Recompute the masked scores rather than saving C x C per chunk. */
+		chunk_scores(ctx, p->qk, &s, &cv, c);
+		matmul_run(ctx, p->atdo, dvc, s.a, doc);
+		if (has_grad) {
+			scale_rows(s.w, cv.k, s.zeta, c, dkw, d->ldk);
+			matmul_run(ctx, p->kg, dvc, s.w, s.g);
+		}
+
+		if (has_state) {
+			scale(s.g, s.pw[c], sdim);
+			scale_rows(s.w, cv.q, s.xi, c, dkw, d->ldq);
+			matmul_run(ctx, p->qdo, s.g, s.w, doc);
+		}
+	}
+}
+
+void retention_chunkwise_backward(struct kernels_ctx *ctx, float *dq, float *dk, float *dv,
+				  float *scratch, const float *dout, const float *q,
+				  const float *k, const float *v, const float *saved_states,
+				  const struct retention_dims *dims)
+{
+	int64_t pairs = dims->batch * dims->heads;
+	int64_t sdim = dims->dk * dims->dv;
+	int64_t nchunks;
+	struct bwd_plans plans;
+
+	check_chunk_dims(dims);
+	nchunks = dims->seq_len / dims->chunk;
+	plans = bwd_plans_get(ctx, dims);
+
+#pragma omp parallel for schedule(static)
+	for (int64_t pr = 0; pr < pairs; pr++) {
+		int64_t b = pr / dims->heads, h = pr % dims->heads;
+
+		chunkwise_backward_pair(ctx, &plans, dq, dk, dv, scratch, dout, q, k, v,
+					saved_states + pr * nchunks * sdim, dims, b, h);
+	}
+}
+
+/* ---------------------------------------------------------------------------------
+ * Recurrent form: S_n = gamma S_{n-1} + K[n]^T V[n], O[n] = Q[n] S_n.
+ */
+
+void retention_recurrent_forward(float *o, float *state, const float *q, const float *k,
+				 const float *v, const struct retention_dims *dims)
+{
+	const struct retention_dims *d = dims;
+	int64_t pairs = d->batch * d->heads;
+
+	check_dims(d);
+#pragma omp parallel for schedule(static)
+	for (int64_t pr = 0; pr < pairs; pr++) {
+		int64_t b = pr / d->heads, h = pr % d->heads;
+		float gamma = (float)retention_gamma(d->head_offset + h);
+		float *st = state + pr * d->dk * d->dv;
+
+		for (int64_t t = 0; t < d->seq_len; t++) {
+			int64_t row = b * d->seq_len + t;
+			const float *qr = q + row * d->ldq + h * d->dk;
+			const float *kr = k + row * d->ldk + h * d->dk;
+			const float *vr = v + row * d->ldv + h * d->dv;
+			float *orow = o + row * d->ldo + h * d->dv;
+
+			/* One pass over S: update row i of the state, then use it. */
+			memset(orow, 0, sizeof(float) * d->dv);
+			for (int64_t i = 0; i < d->dk; i++) {
+				float *srow = st + i * d->dv;
+				float ki = kr[i], qi = qr[i];
+
+				for (int64_t j = 0; j < d->dv; j++) {
+					srow[j] = gamma * srow[j] + ki * vr[j];
+					orow[j] += qi * srow[j];
+				}
+			}
+		}
+	}
+}
+
+/* ---------------------------------------------------------------------------------
+ * Parallel form and its backward: test oracles, O(T^2) per pair, plain loops.
+ */
+
+static float dot(const float *x, const float *y, int64_t n)
+{
+	float s = 0.0f;
+
+	for (int64_t i = 0; i < n; i++)
+		s += x[i] * y[i];
+	return s;
+}
+
+/* y += a x */
+static void axpy(float *y, float a, const float *x, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] += a * x[i];
+}
+
+void retention_parallel_forward(float *o, const float *q, const float *k, const float *v,
+				const struct retention_dims *dims)
+{
+	const struct retention_dims *d = dims;
+	int64_t pairs = d->batch * d->heads, t_len = d->seq_len;
+
+	check_dims(d);
+#pragma omp parallel
+	{
+		/* A row of masked scores and the decay table, per thread. */
+		float *a = xmalloc(sizeof(float) * (size_t)t_len);
+		float *pw = xmalloc(sizeof(float) * (size_t)t_len);
+
+#pragma omp for schedule(static)
+		for (int64_t pr = 0; pr < pairs; pr++) {
+			int64_t b = pr / d->heads, h = pr % d->heads;
+			int64_t base = b * t_len;
+
+			decay_powers(pw, retention_gamma(d->head_offset + h), t_len);
+			for (int64_t n = 0; n < t_len; n++) {
+				const float *qn = q + (base + n) * d->ldq + h * d->dk;
+				float *on = o + (base + n) * d->ldo + h * d->dv;
+
+				for (int64_t m = 0; m <= n; m++)
+					a[m] = pw[n - m] *
+					       dot(qn, k + (base + m) * d->ldk + h * d->dk, d->dk);
+				memset(on, 0, sizeof(float) * d->dv);
+				for (int64_t m = 0; m <= n; m++)
+					axpy(on, a[m], v + (base + m) * d->ldv + h * d->dv, d->dv);
+			}
+		}
+		free(a);
+		free(pw);
+	}
+}
+
+/* Zero the head columns [h*w, (h+1)*w) of `rows` rows of x (row stride ld). */
+static void zero_head(float *x, int64_t rows, int64_t ld, int64_t col0, int64_t w)
+{
+	for (int64_t r = 0; r < rows; r++)
+		memset(x + r * ld + col0, 0, sizeof(float) * w);
+}
+
+/*
+ * With A = (Q K^T) .* D and dA = (dO V^T) .* D:
+ * dQ = dA K, dK = dA^T Q, dV = A^T dO, one score (n, m) at a time.
+ */
+void retention_parallel_backward(float *dq, float *dk, float *dv, const float *dout,
+				 const float *q, const float *k, const float *v,
+				 const struct retention_dims *dims)
+{
+	const struct retention_dims *d = dims;
+	int64_t pairs = d->batch * d->heads, t_len = d->seq_len;
+
+	check_dims(d);
+#pragma omp parallel
+	{
+		float *pw = xmalloc(sizeof(float) * (size_t)t_len);
+
+#pragma omp for schedule(static)
+		for (int64_t pr = 0; pr < pairs; pr++) {
+			int64_t b = pr / d->heads, h = pr % d->heads;
+			int64_t base = b * t_len;
+			int64_t cq = h * d->dk, cv = h * d->dv;
+
+			decay_powers(pw, retention_gamma(d->head_offset + h), t_len);
+			zero_head(dk + base * d->ldk, t_len, d->ldk, cq, d->dk);
+			zero_head(dv + base * d->ldv, t_len, d->ldv, cv, d->dv);
+			for (int64_t n = 0; n < t_len; n++) {
+				const float *qn = q + (base + n) * d->ldq + cq;
+				const float *don = dout + (base + n) * d->ldo + cv;
+				float *dqn = dq + (base + n) * d->ldq + cq;
+
+				memset(dqn, 0, sizeof(float) * d->dk);
+				for (int64_t m = 0; m <= n; m++) {
+					const float *km = k + (base + m) * d->ldk + cq;
+					const float *vm = v + (base + m) * d->ldv + cv;
+					float a = pw[n - m] * dot(qn, km, d->dk);
+					float da = pw[n - m] * dot(don, vm, d->dv);
+
+					axpy(dqn, da, km, d->dk);
+					axpy(dk + (base + m) * d->ldk + cq, da, qn, d->dk);
+					axpy(dv + (base + m) * d->ldv + cv, a, don, d->dv);
+				}
+			}
+		}
+		free(pw);
+	}
+}

@@ -1,0 +1,120 @@
+/*
+ * model: the RetNet of ../shared/design/retnet-model.md, composed from the kernels:
+ * parameter registry, forward with the activations backward needs, hand-written
+ * backward accumulating into the gradient block.
+ *
+ *   X0 = E[tokens]; per layer Y = X + MSR(LN1(X)), X = Y + FFN(LN2(Y));
+ *   logits = LN_f(X) W_out; loss = mean cross-entropy against the next token.
+ *
+ * All sizes are fixed at model_init (micro-batch B, sequence length T); activations
+ * are allocated once there and nothing is allocated per step. Does not own data,
+ * the optimizer or any file.
+ */
+#ifndef RN_MODEL_H
+#define RN_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "trainer/params.h"
+#include "trainer/kernels/rotary.h"
+
+struct kernels_ctx;
+
+struct model_config {
+	int64_t vocab;       /* V */
+	int64_t hidden;      /* d */
+	int64_t layers;      /* L */
+	int64_t heads;       /* H */
+	int64_t ffn_hidden;  /* f */
+	int64_t chunk;       /* C */
+	int64_t seq_len;     /* T, a multiple of C */
+	int64_t micro_batch; /* B */
+	uint64_t seed;
+};
+
+enum retention_form {
+	RETENTION_CHUNKWISE, /* training and evaluation */
+	RETENTION_PARALLEL,  /* O(T^2) oracle */
+	RETENTION_RECURRENT, /* forward only: streaming and generation */
+};
+
+/* Pointers into the flat parameter (or gradient) block for one layer. */
+struct layer_tensors {
+	float *ln1_gain, *ln1_bias;   /* (d) */
+	float *wq, *wk;               /* (d, d) */
+	float *wv, *wg;               /* (d, 2d) */
+	float *wo;                    /* (2d, d) */
+	float *ln2_gain, *ln2_bias;   /* (d) */
+	float *w1, *b1;               /* (d, f), (f) */
+	float *w2, *b2;               /* (f, d), (d) */
+};
+
+struct model_tensors {
+	float *embedding;             /* (V, d) */
+	struct layer_tensors *layers; /* [L] */
+	float *lnf_gain, *lnf_bias;   /* (d) */
+	float *lm_head;               /* (d, V) */
+};
+
+/* What the forward keeps for backward, per layer; rows M = B*T. */
+struct layer_acts {
+	float *x;                  /* (M, d) block input */
+	float *ln1, *ln1_mean, *ln1_rstd;   /* (M, d), (M), (M) */
+	float *q, *k;              /* (M, d) rotated; k also scaled by 1/sqrt(dk) */
+	float *v, *g;              /* (M, 2d) value and gate pre-activation */
+	float *o;                  /* (M, 2d) retention output before GroupNorm */
+	float *gn_mean, *gn_rstd;  /* (M, H) */
+	float *gn;                 /* (M, 2d) GroupNorm output */
+	float *gated;              /* (M, 2d) swish(g) * gn, the input of Wo */
+	float *states;             /* (B, H, T/C, dk, dv) chunk states for backward */
+	float *y;                  /* (M, d) after the retention residual */
+	float *ln2, *ln2_mean, *ln2_rstd;   /* (M, d), (M), (M) */
+	float *h_pre, *h;          /* (M, f) FFN hidden before and after gelu */
+};
+
+struct model {
+	struct model_config cfg;
+	int64_t dk, dv, rows;      /* d/H, 2d/H, B*T */
+	enum retention_form form;
+	struct param_set params;
+	struct model_tensors w, dw;
+	struct kernels_ctx *kernels;
+	struct rotary_table rotary;
+
+	struct layer_acts *acts;   /* [L] */
+	float *x_final;            /* (M, d) output of the last block */
+	float *lnf, *lnf_mean, *lnf_rstd; /* (M, d), (M), (M) */
+	float *logits;             /* (M, V); holds dlogits after backward */
+	float *losses;             /* (M) per-token loss */
+	int32_t *inputs, *targets; /* (M) copies of the last forward's tokens */
+
+	/* backward workspace, reused by every layer */
+	float *dx;                 /* (M, d) gradient of the residual stream */
+	float *dln;                /* (M, d) */
+	float *dq, *dk_, *dv_, *dg;/* (M, d), (M, d), (M, 2d), (M, 2d) */
+	float *dgated, *dgn, *do_; /* (M, 2d) each */
+	float *dh;                 /* (M, f) */
+	float *retention_scratch;
+	float *recurrent_state;    /* (B, H, dk, dv) for the recurrent form */
+	size_t activation_bytes;
+};
+
+/* Validates cfg with ENSURE (callers validate user input first: config.h). */
+void model_init(struct model *m, const struct model_config *cfg);
+void model_free(struct model *m);
+
+/* Forward on B sequences of T tokens; returns the mean loss over the B*T targets.
+ * inputs, targets: (B, T). Keeps what backward needs. */
+float model_forward(struct model *m, const int32_t *inputs, const int32_t *targets);
+
+/* Backward of the last forward. ACCUMULATES into m->params.grad the gradient of
+ * loss_scale * (mean loss), so micro-batches of one step add up with 1/n each. */
+void model_backward(struct model *m, float loss_scale);
+
+/* Model FLOPs of one training token (3 x forward, the spec's formula). */
+double model_flops_per_token(const struct model_config *cfg);
+/* Bytes of activations and workspace held by model_init (for the benchmarks). */
+size_t model_activation_bytes(const struct model *m);
+
+#endif

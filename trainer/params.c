@@ -1,0 +1,137 @@
+#include "trainer/params.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/check.h"
+#include "common/rng.h"
+
+void param_set_init(struct param_set *set)
+{
+	memset(set, 0, sizeof(*set));
+}
+
+int param_set_add(struct param_set *set, const char *name, int ndim, int64_t rows,
+		  int64_t cols, int split_dim, int64_t split_start, int64_t split_len,
+		  enum param_init init, double init_scale, bool weight_decay)
+{
+	struct param_desc *d;
+
+	ENSURE(!set->data);
+	ENSURE(ndim == 1 || ndim == 2);
+	ENSURE(strlen(name) < PARAM_NAME_MAX);
+	ENSURE(split_dim >= -1 && split_dim < ndim);
+	if (set->count == set->cap) {
+		set->cap = set->cap ? 2 * set->cap : 64;
+		set->desc = realloc(set->desc, (size_t)set->cap * sizeof(*set->desc));
+		CHECK_PTR(set->desc);
+	}
+	d = &set->desc[set->count];
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->ndim = ndim;
+	d->global_shape[0] = rows;
+	d->global_shape[1] = ndim == 2 ? cols : 1;
+	d->split_dim = split_dim;
+	d->shape[0] = d->global_shape[0];
+	d->shape[1] = d->global_shape[1];
+	if (split_dim >= 0) {
+		ENSURE(split_start >= 0 && split_len > 0 &&
+		       split_start + split_len <= d->global_shape[split_dim]);
+		d->split_start = split_start;
+		d->split_len = split_len;
+		d->shape[split_dim] = split_len;
+	}
+	d->init = init;
+	d->init_scale = init_scale;
+	d->weight_decay = weight_decay;
+	d->numel = size_mul_checked((size_t)d->shape[0], (size_t)d->shape[1], name);
+	/* Keep every tensor 64-byte aligned inside the flat block. */
+	d->offset = set->total;
+	set->total += (d->numel + 15) & ~(size_t)15;
+	return set->count++;
+}
+
+void param_set_alloc(struct param_set *set)
+{
+	ENSURE(!set->data);
+	set->data = xaligned_alloc(sizeof(float) * set->total);
+	set->grad = xaligned_alloc(sizeof(float) * set->total);
+}
+
+void param_set_free(struct param_set *set)
+{
+	free(set->desc);
+	free(set->data);
+	free(set->grad);
+	memset(set, 0, sizeof(*set));
+}
+
+static void init_tensor(float *dst, const struct param_desc *d, uint64_t seed)
+{
+	const uint64_t stream = rng_stream_of(d->name);
+	const int64_t gcols = d->global_shape[1];
+	const int64_t row0 = d->split_dim == 0 ? d->split_start : 0;
+	const int64_t col0 = d->split_dim == 1 ? d->split_start : 0;
+	/* fan_in, fan_out of a matrix stored (in, out), from the GLOBAL shape. */
+	const double xavier_bound =
+		d->init_scale * sqrt(6.0 / (double)(d->global_shape[0] + d->global_shape[1]));
+
+#pragma omp parallel for
+	for (int64_t r = 0; r < d->shape[0]; r++)
+		for (int64_t c = 0; c < d->shape[1]; c++) {
+			uint64_t global_index = (uint64_t)((row0 + r) * gcols + col0 + c);
+			double v = 0.0;
+
+			switch (d->init) {
+			case PARAM_INIT_ZERO:
+				v = 0.0;
+				break;
+			case PARAM_INIT_ONE:
+				v = 1.0;
+				break;
+			case PARAM_INIT_NORMAL:
+				v = d->init_scale * rng_normal(seed, stream, global_index);
+				break;
+			case PARAM_INIT_XAVIER:
+				v = xavier_bound *
+				    (2.0 * rng_uniform(seed, stream, global_index) - 1.0);
+				break;
+			}
+			dst[r * d->shape[1] + c] = (float)v;
+		}
+}
+
+void param_set_init_values(struct param_set *set, uint64_t seed)
+{
+	for (int i = 0; i < set->count; i++)
+		init_tensor(set->data + set->desc[i].offset, &set->desc[i], seed);
+}
+
+void param_set_zero_grad(struct param_set *set)
+{
+	memset(set->grad, 0, sizeof(float) * set->total);
+}
+
+int param_set_find(const struct param_set *set, const char *name)
+{
+	for (int i = 0; i < set->count; i++)
+		if (strcmp(set->desc[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+float *param_data(const struct param_set *set, int index)
+{
+	ENSURE(index >= 0 && index < set->count);
+	return set->data + set->desc[index].offset;
+}
+
+float *param_grad(const struct param_set *set, int index)
+{
+	ENSURE(index >= 0 && index < set->count);
+	return set->grad + set->desc[index].offset;
+}
