@@ -11,51 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include <omp.h>
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "trainer/kernels/matmul.h"
+#include "trainer/metrics.h"
 #include "trainer/model.h"
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Best FLOP/s of an n x n x n float32 matmul over a few repetitions. */
-static double matmul_ceiling_flops(int64_t n)
-{
-	struct kernels_ctx *ctx = kernels_ctx_init();
-	float *a = xaligned_alloc(sizeof(float) * n * n), *b = xaligned_alloc(sizeof(float) * n * n);
-	float *c = xaligned_alloc(sizeof(float) * n * n);
-	struct matmul_shape s = matmul_shape_dense(n, n, n, false, false, false);
-	const struct matmul_plan *p = matmul_plan_get(ctx, &s);
-	double best = 1e30;
-
-	for (int64_t i = 0; i < n * n; i++) {
-		a[i] = (float)((i % 13) - 6) * 0.01f;
-		b[i] = (float)((i % 7) - 3) * 0.01f;
-	}
-	matmul_run(ctx, p, c, a, b); /* warm-up: JIT and first touch */
-	for (int r = 0; r < 5; r++) {
-		double t0 = now_s();
-
-		matmul_run(ctx, p, c, a, b);
-		double dt = now_s() - t0;
-		if (dt < best)
-			best = dt;
-	}
-	free(a), free(b), free(c);
-	kernels_ctx_free(ctx);
-	return 2.0 * (double)n * (double)n * (double)n / best;
-}
 
 static void usage_error(const char *flag)
 {
@@ -76,7 +38,6 @@ int main(int argc, char **argv)
 	struct model m;
 	int32_t *inputs, *targets;
 	double ceiling, best = 1e30, t_fwd = 0, t_bwd = 0;
-	struct rusage ru;
 
 	for (int i = 1; i < argc; i++) {
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -108,7 +69,7 @@ int main(int argc, char **argv)
 	if (cfg.micro_batch <= 0 || cfg.seq_len <= 0 || cfg.seq_len % cfg.chunk || steps <= 0)
 		usage_error("--batch/--seq-length/--steps");
 
-	ceiling = matmul_ceiling_flops(2048);
+	ceiling = metrics_matmul_ceiling(2048, 5);
 	model_init(&m, &cfg);
 	m.form = form;
 	inputs = xmalloc(sizeof(int32_t) * (size_t)m.rows);
@@ -119,19 +80,19 @@ int main(int argc, char **argv)
 	}
 	/* Step 0 warms up (plan creation, JIT, first touch); the best later step counts. */
 	for (int s = 0; s <= steps; s++) {
-		double t0 = now_s(), t1, t2;
+		double t0 = metrics_now_s(), t1, t2;
 
 		model_forward(&m, inputs, targets);
-		t1 = now_s();
+		t1 = metrics_now_s();
 		model_backward(&m, 1.0f);
-		t2 = now_s();
+		t2 = metrics_now_s();
 		if (s > 0 && t2 - t0 < best) {
 			best = t2 - t0;
 			t_fwd = t1 - t0;
 			t_bwd = t2 - t1;
 		}
 	}
-	getrusage(RUSAGE_SELF, &ru);
+	double rss = metrics_peak_rss_mib();
 
 	double tokens = (double)m.rows;
 	double tps = tokens / best;
@@ -145,13 +106,13 @@ int main(int argc, char **argv)
 	printf("step (fwd+bwd, best of %d): %.3f s (fwd %.3f, bwd %.3f)\n", steps, best, t_fwd,
 	       t_bwd);
 	printf("tokens/s: %.0f   MFU: %.1f%%   peak RSS: %.0f MiB   activations: %.0f MiB\n",
-	       tps, 100.0 * mfu, (double)ru.ru_maxrss / 1024.0,
+	       tps, 100.0 * mfu, rss,
 	       (double)model_activation_bytes(&m) / 1048576.0);
 	printf("{\"bench\":\"step\",\"config\":\"%s\",\"batch\":%ld,\"seq_len\":%ld,\"threads\":%d,"
 	       "\"tokens_per_sec\":%.1f,\"mfu\":%.4f,\"ceiling_gflops\":%.1f,\"step_s\":%.4f,"
 	       "\"peak_rss_mib\":%.1f}\n",
 	       config_name, (long)cfg.micro_batch, (long)cfg.seq_len, omp_get_max_threads(), tps,
-	       mfu, ceiling * 1e-9, best, (double)ru.ru_maxrss / 1024.0);
+	       mfu, ceiling * 1e-9, best, rss);
 	free(inputs);
 	free(targets);
 	model_free(&m);

@@ -71,6 +71,15 @@ static void bind_layer(struct layer_tensors *t, float *(*at)(const struct param_
 		*slot[i] = at(p, idx[i]);
 }
 
+/* The range of the flat block spanned by registry entries first..last. */
+static struct grad_range range_of(const struct param_set *p, int first, int last)
+{
+	const struct param_desc *a = &p->desc[first], *b = &p->desc[last];
+	struct grad_range r = {a->offset, b->offset + b->numel - a->offset};
+
+	return r;
+}
+
 static void register_params(struct model *m)
 {
 	const struct model_config *c = &m->cfg;
@@ -102,6 +111,12 @@ static void register_params(struct model *m)
 	m->dw.lnf_gain = param_grad(p, lnf_g);
 	m->dw.lnf_bias = param_grad(p, lnf_b);
 	m->dw.lm_head = param_grad(p, head);
+
+	m->head_range = range_of(p, lnf_g, head);
+	m->embedding_range = range_of(p, emb, emb);
+	m->layer_range = xcalloc((size_t)c->layers, sizeof(*m->layer_range));
+	for (int64_t l = 0; l < c->layers; l++)
+		m->layer_range[l] = range_of(p, layer_idx[l][0], layer_idx[l][LT_COUNT - 1]);
 	free(layer_idx);
 }
 
@@ -226,6 +241,7 @@ void model_free(struct model *m)
 	kernels_ctx_free(m->kernels);
 	free(m->w.layers);
 	free(m->dw.layers);
+	free(m->layer_range);
 	param_set_free(&m->params);
 }
 
@@ -363,6 +379,12 @@ static void block_backward(struct model *m, int64_t l)
 			   a->ln1_mean, a->ln1_rstd, M, d);
 }
 
+static void announce(const struct model *m, struct grad_range r)
+{
+	if (m->grad_ready)
+		m->grad_ready(m->grad_ready_arg, r.offset, r.count);
+}
+
 void model_backward(struct model *m, float loss_scale)
 {
 	const int64_t M = m->rows, d = m->cfg.hidden, V = m->cfg.vocab;
@@ -374,9 +396,13 @@ void model_backward(struct model *m, float loss_scale)
 	memset(m->dx, 0, sizeof(float) * (size_t)(M * d));
 	layernorm_backward(m->dx, m->dw.lnf_gain, m->dw.lnf_bias, m->dln, m->x_final,
 			   m->w.lnf_gain, m->lnf_mean, m->lnf_rstd, M, d);
-	for (int64_t l = m->cfg.layers - 1; l >= 0; l--)
+	announce(m, m->head_range);
+	for (int64_t l = m->cfg.layers - 1; l >= 0; l--) {
 		block_backward(m, l);
+		announce(m, m->layer_range[l]);
+	}
 	embedding_backward(m->dw.embedding, m->dx, m->inputs, M, d);
+	announce(m, m->embedding_range);
 }
 
 double model_flops_per_token(const struct model_config *c)

@@ -73,6 +73,17 @@ struct layer_acts {
 	float *h_pre, *h;          /* (M, f) FFN hidden before and after gelu */
 };
 
+/*
+ * Called by model_backward as soon as a range of the flat gradient block is final
+ * (the head, then each layer from the last, then the embedding), so the caller can
+ * start reducing it while backward goes on. offset and count index params.grad.
+ */
+typedef void (*grad_ready_fn)(void *arg, size_t offset, size_t count);
+
+struct grad_range {
+	size_t offset, count;
+};
+
 struct model {
 	struct model_config cfg;
 	int64_t dk, dv, rows;      /* d/H, 2d/H, B*T */
@@ -98,6 +109,13 @@ struct model {
 	float *retention_scratch;
 	float *recurrent_state;    /* (B, H, dk, dv) for the recurrent form */
 	size_t activation_bytes;
+
+	/* contiguous ranges of the flat blocks, in the order backward finishes them */
+	struct grad_range head_range;      /* final LN and LM head */
+	struct grad_range *layer_range;    /* [L] */
+	struct grad_range embedding_range;
+	grad_ready_fn grad_ready;          /* NULL: nobody is told */
+	void *grad_ready_arg;
 };
 
 /* Validates cfg with ENSURE (callers validate user input first: config.h). */

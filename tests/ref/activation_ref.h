@@ -6,6 +6,8 @@
 
 /* gelu, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
 double ref_gelu(double x);
+/* the same, literally as written (cancels in double below x ~ -3) */
+double ref_gelu_tanh(double x);
 double ref_gelu_grad(double x);
 /* swish(z) = z sigmoid(z) */
 double ref_swish(double z);

@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Row index of token t of sequence b. */
-#define ROW(d, b, t) ((b) * (d)->seq_len + (t))
+/*
+ * Each form is written for one head: the pointers are at the head's first column
+ * of its sequence's first row, rows are d->ld* apart, tokens are 0..seq_len-1.
+ */
 
 double ref_retention_gamma(int64_t global_head)
 {
@@ -22,184 +24,203 @@ static double ddot(const double *x, const double *y, int64_t n)
 	return s;
 }
 
-static double *ref_calloc(size_t n)
+/* O[n] = sum_{m <= n} gamma^(n-m) (Q[n] . K[m]) V[m] */
+static void head_parallel(double *o, const double *q, const double *k, const double *v,
+			  double gamma, const struct retention_dims *d)
 {
-	double *p = calloc(n, sizeof(double));
+	for (int64_t n = 0; n < d->seq_len; n++) {
+		double *on = o + n * d->ldo;
 
-	if (!p) {
-		fprintf(stderr, "retention_ref: out of memory\n");
-		abort();
+		for (int64_t j = 0; j < d->dv; j++)
+			on[j] = 0.0;
+		for (int64_t m = 0; m <= n; m++) {
+			const double *vm = v + m * d->ldv;
+			double a = pow(gamma, (double)(n - m)) *
+				   ddot(q + n * d->ldq, k + m * d->ldk, d->dk);
+
+			for (int64_t j = 0; j < d->dv; j++)
+				on[j] += a * vm[j];
+		}
 	}
-	return p;
 }
+
+/* S_n = gamma S_{n-1} + K[n]^T V[n], O[n] = Q[n] S_n */
+static void head_recurrent(double *o, double *s, const double *q, const double *k,
+			   const double *v, double gamma, const struct retention_dims *d)
+{
+	for (int64_t n = 0; n < d->seq_len; n++) {
+		const double *qn = q + n * d->ldq, *kn = k + n * d->ldk, *vn = v + n * d->ldv;
+		double *on = o + n * d->ldo;
+
+		for (int64_t i = 0; i < d->dk; i++)
+			for (int64_t j = 0; j < d->dv; j++)
+				s[i * d->dv + j] = gamma * s[i * d->dv + j] + kn[i] * vn[j];
+		for (int64_t j = 0; j < d->dv; j++) {
+			on[j] = 0.0;
+			for (int64_t i = 0; i < d->dk; i++)
+				on[j] += qn[i] * s[i * d->dv + j];
+		}
+	}
+}
+
+/*
+ * Chunk c (rows cC .. cC+C-1, i, j inside it), from S_0 = s:
+ *   O_c     = ((Q_c K_c^T) .* D) V_c + diag(xi) Q_c S_c,   xi[i] = gamma^(i+1)
+ *   S_{c+1} = gamma^C S_c + K_c^T diag(zeta) V_c,          zeta[j] = gamma^(C-1-j)
+ * s receives the final state; next is dk x dv scratch.
+ */
+static void head_chunkwise(double *o, double *s, double *next, const double *q,
+			   const double *k, const double *v, double gamma,
+			   const struct retention_dims *d)
+{
+	int64_t cs = d->chunk, sdim = d->dk * d->dv;
+
+	for (int64_t r0 = 0; r0 < d->seq_len; r0 += cs) {
+		for (int64_t i = 0; i < cs; i++) {
+			const double *qi = q + (r0 + i) * d->ldq;
+			double *oi = o + (r0 + i) * d->ldo;
+			double xi = pow(gamma, (double)(i + 1));
+
+			for (int64_t jv = 0; jv < d->dv; jv++) {
+				oi[jv] = 0.0;
+				for (int64_t p = 0; p < d->dk; p++)
+					oi[jv] += xi * qi[p] * s[p * d->dv + jv];
+			}
+			for (int64_t j = 0; j <= i; j++) {
+				const double *vj = v + (r0 + j) * d->ldv;
+				double a = pow(gamma, (double)(i - j)) *
+					   ddot(qi, k + (r0 + j) * d->ldk, d->dk);
+
+				for (int64_t jv = 0; jv < d->dv; jv++)
+					oi[jv] += a * vj[jv];
+			}
+		}
+		for (int64_t i = 0; i < sdim; i++)
+			next[i] = pow(gamma, (double)cs) * s[i];
+		for (int64_t j = 0; j < cs; j++) {
+			const double *kj = k + (r0 + j) * d->ldk, *vj = v + (r0 + j) * d->ldv;
+			double zeta = pow(gamma, (double)(cs - 1 - j));
+
+			for (int64_t p = 0; p < d->dk; p++)
+				for (int64_t jv = 0; jv < d->dv; jv++)
+					next[p * d->dv + jv] += kj[p] * zeta * vj[jv];
+		}
+		memcpy(s, next, sizeof(double) * (size_t)sdim);
+	}
+}
+
+/*
+ * L = sum_n dO[n] . O[n] with O[n] = sum_{m<=n} g^(n-m) (Q[n] . K[m]) V[m]:
+ *   dQ[n] = sum_{m<=n} g^(n-m) (dO[n] . V[m]) K[m]
+ *   dK[m] = sum_{n>=m} g^(n-m) (dO[n] . V[m]) Q[n]
+ *   dV[m] = sum_{n>=m} g^(n-m) (Q[n] . K[m]) dO[n]
+ */
+static void head_parallel_backward(double *dq, double *dk, double *dv, const double *dout,
+				   const double *q, const double *k, const double *v,
+				   double gamma, const struct retention_dims *d)
+{
+	for (int64_t n = 0; n < d->seq_len; n++) {
+		double *dqn = dq + n * d->ldq;
+
+		for (int64_t i = 0; i < d->dk; i++)
+			dqn[i] = 0.0;
+		for (int64_t m = 0; m <= n; m++) {
+			const double *km = k + m * d->ldk;
+			double w = pow(gamma, (double)(n - m)) *
+				   ddot(dout + n * d->ldo, v + m * d->ldv, d->dv);
+
+			for (int64_t i = 0; i < d->dk; i++)
+				dqn[i] += w * km[i];
+		}
+	}
+	for (int64_t m = 0; m < d->seq_len; m++) {
+		const double *km = k + m * d->ldk, *vm = v + m * d->ldv;
+		double *dkm = dk + m * d->ldk, *dvm = dv + m * d->ldv;
+
+		for (int64_t i = 0; i < d->dk; i++)
+			dkm[i] = 0.0;
+		for (int64_t j = 0; j < d->dv; j++)
+			dvm[j] = 0.0;
+		for (int64_t n = m; n < d->seq_len; n++) {
+			const double *qn = q + n * d->ldq, *don = dout + n * d->ldo;
+			double g = pow(gamma, (double)(n - m));
+			double wk = g * ddot(don, vm, d->dv), wv = g * ddot(qn, km, d->dk);
+
+			for (int64_t i = 0; i < d->dk; i++)
+				dkm[i] += wk * qn[i];
+			for (int64_t j = 0; j < d->dv; j++)
+				dvm[j] += wv * don[j];
+		}
+	}
+}
+
+/* Offsets of pair (b, h): its sequence's first row, the head's first column. */
+#define QK_AT(d, b, h, ld) ((b) * (d)->seq_len * (ld) + (h) * (d)->dk)
+#define VO_AT(d, b, h, ld) ((b) * (d)->seq_len * (ld) + (h) * (d)->dv)
 
 void ref_retention_parallel(double *o, const double *q, const double *k, const double *v,
 			    const struct retention_dims *d)
 {
 	for (int64_t b = 0; b < d->batch; b++)
-		for (int64_t h = 0; h < d->heads; h++) {
-			double gamma = ref_retention_gamma(d->head_offset + h);
-
-			for (int64_t n = 0; n < d->seq_len; n++) {
-				const double *qn = q + ROW(d, b, n) * d->ldq + h * d->dk;
-				double *on = o + ROW(d, b, n) * d->ldo + h * d->dv;
-
-				for (int64_t j = 0; j < d->dv; j++)
-					on[j] = 0.0;
-				for (int64_t m = 0; m <= n; m++) {
-					const double *km = k + ROW(d, b, m) * d->ldk + h * d->dk;
-					const double *vm = v + ROW(d, b, m) * d->ldv + h * d->dv;
-					double a = pow(gamma, (double)(n - m)) * ddot(qn, km, d->dk);
-
-					for (int64_t j = 0; j < d->dv; j++)
-						on[j] += a * vm[j];
-				}
-			}
-		}
+		for (int64_t h = 0; h < d->heads; h++)
+			head_parallel(o + VO_AT(d, b, h, d->ldo), q + QK_AT(d, b, h, d->ldq),
+				      k + QK_AT(d, b, h, d->ldk), v + VO_AT(d, b, h, d->ldv),
+				      ref_retention_gamma(d->head_offset + h), d);
 }
 
 void ref_retention_recurrent(double *o, double *state, const double *q, const double *k,
 			     const double *v, const struct retention_dims *d)
 {
 	for (int64_t b = 0; b < d->batch; b++)
-		for (int64_t h = 0; h < d->heads; h++) {
-			double gamma = ref_retention_gamma(d->head_offset + h);
-			double *s = state + (b * d->heads + h) * d->dk * d->dv;
-
-			for (int64_t n = 0; n < d->seq_len; n++) {
-				const double *qn = q + ROW(d, b, n) * d->ldq + h * d->dk;
-				const double *kn = k + ROW(d, b, n) * d->ldk + h * d->dk;
-				const double *vn = v + ROW(d, b, n) * d->ldv + h * d->dv;
-				double *on = o + ROW(d, b, n) * d->ldo + h * d->dv;
-
-				/* S_n = gamma S_{n-1} + K[n]^T V[n] */
-				for (int64_t i = 0; i < d->dk; i++)
-					for (int64_t j = 0; j < d->dv; j++)
-						s[i * d->dv + j] = gamma * s[i * d->dv + j] +
-								   kn[i] * vn[j];
-				/* O[n] = Q[n] S_n */
-				for (int64_t j = 0; j < d->dv; j++) {
-					double acc = 0.0;
-
-					for (int64_t i = 0; i < d->dk; i++)
-						acc += qn[i] * s[i * d->dv + j];
-					on[j] = acc;
-				}
-			}
-		}
+		for (int64_t h = 0; h < d->heads; h++)
+			head_recurrent(o + VO_AT(d, b, h, d->ldo),
+				       state + (b * d->heads + h) * d->dk * d->dv,
+				       q + QK_AT(d, b, h, d->ldq), k + QK_AT(d, b, h, d->ldk),
+				       v + VO_AT(d, b, h, d->ldv),
+				       ref_retention_gamma(d->head_offset + h), d);
 }
 
 void ref_retention_chunkwise(double *o, double *state, const double *q, const double *k,
 			     const double *v, const struct retention_dims *d)
 {
-	int64_t cs = d->chunk, nchunks = d->seq_len / d->chunk, sdim = d->dk * d->dv;
-	double *s = ref_calloc((size_t)sdim), *next = ref_calloc((size_t)sdim);
+	size_t sdim = (size_t)(d->dk * d->dv);
+	double *s = calloc(sdim, sizeof(double)), *next = calloc(sdim, sizeof(double));
 
+	if (!s || !next) {
+		fprintf(stderr, "retention_ref: out of memory\n");
+		abort();
+	}
 	for (int64_t b = 0; b < d->batch; b++)
 		for (int64_t h = 0; h < d->heads; h++) {
-			double gamma = ref_retention_gamma(d->head_offset + h);
-			double *st = state ? state + (b * d->heads + h) * sdim : NULL;
+			double *st = state ? state + (b * d->heads + h) * (int64_t)sdim : NULL;
 
-			for (int64_t i = 0; i < sdim; i++)
-				s[i] = st ? st[i] : 0.0; /* S_0 */
-			for (int64_t c = 0; c < nchunks; c++) {
-				int64_t r0 = ROW(d, b, c * cs);
-
-				/* O_c = ((Q_c K_c^T) .* D) V_c + diag(xi) Q_c S_c */
-				for (int64_t i = 0; i < cs; i++) {
-					const double *qi = q + (r0 + i) * d->ldq + h * d->dk;
-					double *oi = o + (r0 + i) * d->ldo + h * d->dv;
-					double xi = pow(gamma, (double)(i + 1));
-
-					for (int64_t jv = 0; jv < d->dv; jv++) {
-						double inter = 0.0;
-
-						for (int64_t p = 0; p < d->dk; p++)
-							inter += qi[p] * s[p * d->dv + jv];
-						oi[jv] = xi * inter;
-					}
-					for (int64_t j = 0; j <= i; j++) {
-						const double *kj = k + (r0 + j) * d->ldk + h * d->dk;
-						const double *vj = v + (r0 + j) * d->ldv + h * d->dv;
-						double a = pow(gamma, (double)(i - j)) *
-							   ddot(qi, kj, d->dk);
-
-						for (int64_t jv = 0; jv < d->dv; jv++)
-							oi[jv] += a * vj[jv];
-					}
-				}
-				/* S_{c+1} = gamma^C S_c + K_c^T diag(zeta) V_c */
-				for (int64_t i = 0; i < sdim; i++)
-					next[i] = pow(gamma, (double)cs) * s[i];
-				for (int64_t j = 0; j < cs; j++) {
-					const double *kj = k + (r0 + j) * d->ldk + h * d->dk;
-					const double *vj = v + (r0 + j) * d->ldv + h * d->dv;
-					double zeta = pow(gamma, (double)(cs - 1 - j));
-
-					for (int64_t p = 0; p < d->dk; p++)
-						for (int64_t jv = 0; jv < d->dv; jv++)
-							next[p * d->dv + jv] += kj[p] * zeta * vj[jv];
-				}
-				memcpy(s, next, sizeof(double) * (size_t)sdim);
-			}
 			if (st)
-				memcpy(st, s, sizeof(double) * (size_t)sdim);
+				memcpy(s, st, sizeof(double) * sdim);
+			else
+				memset(s, 0, sizeof(double) * sdim);
+			head_chunkwise(o + VO_AT(d, b, h, d->ldo), s, next,
+				       q + QK_AT(d, b, h, d->ldq), k + QK_AT(d, b, h, d->ldk),
+				       v + VO_AT(d, b, h, d->ldv),
+				       ref_retention_gamma(d->head_offset + h), d);
+			if (st)
+				memcpy(st, s, sizeof(double) * sdim);
 		}
 	free(s);
 	free(next);
 }
 
-/*
- * L = sum_n dout[n] . O[n] with O[n] = sum_{m<=n} g^(n-m) (Q[n] . K[m]) V[m]:
- *   dQ[n] = sum_{m<=n} g^(n-m) (dout[n] . V[m]) K[m]
- *   dK[m] = sum_{n>=m} g^(n-m) (dout[n] . V[m]) Q[n]
- *   dV[m] = sum_{n>=m} g^(n-m) (Q[n] . K[m]) dout[n]
- */
 void ref_retention_parallel_backward(double *dq, double *dk, double *dv, const double *dout,
 				     const double *q, const double *k, const double *v,
 				     const struct retention_dims *d)
 {
 	for (int64_t b = 0; b < d->batch; b++)
-		for (int64_t h = 0; h < d->heads; h++) {
-			double gamma = ref_retention_gamma(d->head_offset + h);
-
-			for (int64_t n = 0; n < d->seq_len; n++) {
-				const double *don = dout + ROW(d, b, n) * d->ldo + h * d->dv;
-				double *dqn = dq + ROW(d, b, n) * d->ldq + h * d->dk;
-
-				for (int64_t i = 0; i < d->dk; i++)
-					dqn[i] = 0.0;
-				for (int64_t m = 0; m <= n; m++) {
-					const double *km = k + ROW(d, b, m) * d->ldk + h * d->dk;
-					const double *vm = v + ROW(d, b, m) * d->ldv + h * d->dv;
-					double w = pow(gamma, (double)(n - m)) * ddot(don, vm, d->dv);
-
-					for (int64_t i = 0; i < d->dk; i++)
-						dqn[i] += w * km[i];
-				}
-			}
-			for (int64_t m = 0; m < d->seq_len; m++) {
-				const double *km = k + ROW(d, b, m) * d->ldk + h * d->dk;
-				const double *vm = v + ROW(d, b, m) * d->ldv + h * d->dv;
-				double *dkm = dk + ROW(d, b, m) * d->ldk + h * d->dk;
-				double *dvm = dv + ROW(d, b, m) * d->ldv + h * d->dv;
-
-				for (int64_t i = 0; i < d->dk; i++)
-					dkm[i] = 0.0;
-				for (int64_t j = 0; j < d->dv; j++)
-					dvm[j] = 0.0;
-				for (int64_t n = m; n < d->seq_len; n++) {
-					const double *qn = q + ROW(d, b, n) * d->ldq + h * d->dk;
-					const double *don = dout + ROW(d, b, n) * d->ldo + h * d->dv;
-					double g = pow(gamma, (double)(n - m));
-					double wk = g * ddot(don, vm, d->dv);
-					double wv = g * ddot(qn, km, d->dk);
-
-					for (int64_t i = 0; i < d->dk; i++)
-						dkm[i] += wk * qn[i];
-					for (int64_t j = 0; j < d->dv; j++)
-						dvm[j] += wv * don[j];
-				}
-			}
-		}
+		for (int64_t h = 0; h < d->heads; h++)
+			head_parallel_backward(dq + QK_AT(d, b, h, d->ldq),
+					       dk + QK_AT(d, b, h, d->ldk),
+					       dv + VO_AT(d, b, h, d->ldv),
+					       dout + VO_AT(d, b, h, d->ldo),
+					       q + QK_AT(d, b, h, d->ldq),
+					       k + QK_AT(d, b, h, d->ldk),
+					       v + VO_AT(d, b, h, d->ldv),
+					       ref_retention_gamma(d->head_offset + h), d);
 }

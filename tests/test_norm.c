@@ -1,0 +1,261 @@
+/*
+ * LayerNorm and GroupNorm against the float64 reference: forward (output and the
+ * saved statistics), backward against the reference backward and against central
+ * differences of L = sum(dst .* W) taken through the reference forward, for every
+ * input and parameter gradient; LayerNorm's backward accumulates, GroupNorm's
+ * overwrites. Shapes: odd widths, row counts not a multiple of 8, the model's widths
+ * (64, 512) and heads (4 x 32, 4 x 256), constant rows and rows with a large offset.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/rng.h"
+#include "tests/harness.h"
+#include "tests/ref/norm_ref.h"
+#include "trainer/kernels/norm.h"
+
+#define SEED 20240611
+#define FD_STEP 1e-6
+
+/* Float values uniform in [lo, hi), and their exact double copies. */
+static void fill(float *f, double *d, int64_t n, uint64_t stream, double lo, double hi)
+{
+	for (int64_t i = 0; i < n; i++) {
+		f[i] = (float)(lo + (hi - lo) * rng_uniform(SEED, stream, (uint64_t)i));
+		if (d)
+			d[i] = f[i];
+	}
+}
+
+/* L = sum(LN(src) .* w) through the float64 reference; scratch holds rows * width. */
+static double ln_objective(const double *src, const double *gain, const double *bias,
+			   const double *w, int64_t rows, int64_t width, double *scratch)
+{
+	double l = 0.0;
+
+	ref_layernorm_forward(scratch, NULL, NULL, src, gain, bias, rows, width);
+	for (int64_t i = 0; i < rows * width; i++)
+		l += scratch[i] * w[i];
+	return l;
+}
+
+/* Central difference of ln_objective in x[i]; the caller picks which rows it sees. */
+static double ln_fd(double *x, int64_t i, const double *src, const double *gain,
+		    const double *bias, const double *w, int64_t rows, int64_t width,
+		    double *scratch)
+{
+	double keep = x[i], lp, lm;
+
+	x[i] = keep + FD_STEP;
+	lp = ln_objective(src, gain, bias, w, rows, width, scratch);
+	x[i] = keep - FD_STEP;
+	lm = ln_objective(src, gain, bias, w, rows, width, scratch);
+	x[i] = keep;
+	return (lp - lm) / (2.0 * FD_STEP);
+}
+
+/*
+ * The row statistics come from a double accumulation, so the forward is good to a
+ * few float roundings; the backward rebuilds xhat from the float mean and rstd, so
+ * its error grows with |mean| / std (offset rows get their own tolerance).
+ */
+static void check_layernorm(int64_t rows, int64_t width, double offset, int const_row,
+			    double bwd_rtol, double bwd_atol)
+{
+	const int64_t n = rows * width;
+	float *src = xmalloc(sizeof(float) * n), *dst = xmalloc(sizeof(float) * n);
+	float *w = xmalloc(sizeof(float) * n), *dsrc = xmalloc(sizeof(float) * n);
+	float *gain = xmalloc(sizeof(float) * width), *bias = xmalloc(sizeof(float) * width);
+	float *dgain = xmalloc(sizeof(float) * width), *dbias = xmalloc(sizeof(float) * width);
+	float *mean = xmalloc(sizeof(float) * rows), *rstd = xmalloc(sizeof(float) * rows);
+	double *srcd = xmalloc(sizeof(double) * n), *dstd = xmalloc(sizeof(double) * n);
+	double *wd = xmalloc(sizeof(double) * n), *dsrcd = xmalloc(sizeof(double) * n);
+	double *gaind = xmalloc(sizeof(double) * width), *biasd = xmalloc(sizeof(double) * width);
+	double *dgaind = xmalloc(sizeof(double) * width);
+	double *dbiasd = xmalloc(sizeof(double) * width);
+	double *meand = xmalloc(sizeof(double) * rows), *rstdd = xmalloc(sizeof(double) * rows);
+	double *fd_src = xmalloc(sizeof(double) * n), *fd_gain = xmalloc(sizeof(double) * width);
+	double *fd_bias = xmalloc(sizeof(double) * width), *scratch = xmalloc(sizeof(double) * n);
+	double *want = xmalloc(sizeof(double) * n);
+	float *pre = xmalloc(sizeof(float) * n), *pre_g = xmalloc(sizeof(float) * width);
+	float *pre_b = xmalloc(sizeof(float) * width);
+	char label[160], tag[96];
+
+	snprintf(tag, sizeof(tag), "layernorm rows=%ld width=%ld offset=%g%s", (long)rows,
+		 (long)width, offset, const_row ? " const-row" : "");
+	fill(src, srcd, n, 1, offset - 1.0, offset + 1.0);
+	if (const_row)
+		for (int64_t j = 0; j < width; j++)
+			src[width + j] = (float)(srcd[width + j] = offset + 0.25);
+	fill(gain, gaind, width, 2, 0.5, 1.5);
+	fill(bias, biasd, width, 3, -0.5, 0.5);
+	fill(w, wd, n, 4, -1.0, 1.0);
+
+	/* forward */
+	layernorm_forward(dst, mean, rstd, src, gain, bias, rows, width);
+	ref_layernorm_forward(dstd, meand, rstdd, srcd, gaind, biasd, rows, width);
+	snprintf(label, sizeof(label), "%s fwd dst", tag);
+	EXPECT_CLOSE(dst, dstd, n, 1e-6, 1e-6, label);
+	snprintf(label, sizeof(label), "%s fwd mean", tag);
+	EXPECT_CLOSE(mean, meand, rows, 1e-6, 1e-7, label);
+	snprintf(label, sizeof(label), "%s fwd rstd", tag);
+	EXPECT_CLOSE(rstd, rstdd, rows, 1e-6, 0, label);
+
+	/* backward into zeroed outputs, against the reference */
+	memset(dsrc, 0, sizeof(float) * n);
+	memset(dgain, 0, sizeof(float) * width);
+	memset(dbias, 0, sizeof(float) * width);
+	layernorm_backward(dsrc, dgain, dbias, w, src, gain, mean, rstd, rows, width);
+	ref_layernorm_backward(dsrcd, dgaind, dbiasd, wd, srcd, gaind, rows, width);
+	snprintf(label, sizeof(label), "%s bwd dsrc vs ref", tag);
+	EXPECT_CLOSE(dsrc, dsrcd, n, bwd_rtol, bwd_atol, label);
+	snprintf(label, sizeof(label), "%s bwd dgain vs ref", tag);
+	EXPECT_CLOSE(dgain, dgaind, width, bwd_rtol, bwd_atol, label);
+	snprintf(label, sizeof(label), "%s bwd dbias vs ref", tag);
+	EXPECT_CLOSE(dbias, dbiasd, width, 1e-6, 1e-6, label);
+
+	/* central differences: a src value only moves its own row */
+	for (int64_t r = 0; r < rows; r++)
+		for (int64_t j = 0; j < width; j++)
+			fd_src[r * width + j] =
+				ln_fd(srcd + r * width, j, srcd + r * width, gaind, biasd,
+				      wd + r * width, 1, width, scratch);
+	for (int64_t j = 0; j < width; j++) {
+		fd_gain[j] = ln_fd(gaind, j, srcd, gaind, biasd, wd, rows, width, scratch);
+		fd_bias[j] = ln_fd(biasd, j, srcd, gaind, biasd, wd, rows, width, scratch);
+	}
+	/* The reference itself first (only the difference quotient's error here). */
+	snprintf(label, sizeof(label), "%s ref dsrc vs fd", tag);
+	EXPECT_CLOSE(dsrcd, fd_src, n, 1e-6, 1e-6, label);
+	snprintf(label, sizeof(label), "%s ref dgain vs fd", tag);
+	EXPECT_CLOSE(dgaind, fd_gain, width, 1e-6, 1e-6, label);
+	snprintf(label, sizeof(label), "%s ref dbias vs fd", tag);
+	EXPECT_CLOSE(dbiasd, fd_bias, width, 1e-6, 1e-6, label);
+	snprintf(label, sizeof(label), "%s bwd dsrc vs fd", tag);
+	EXPECT_CLOSE(dsrc, fd_src, n, bwd_rtol, bwd_atol, label);
+	snprintf(label, sizeof(label), "%s bwd dgain vs fd", tag);
+	EXPECT_CLOSE(dgain, fd_gain, width, bwd_rtol, bwd_atol, label);
+	snprintf(label, sizeof(label), "%s bwd dbias vs fd", tag);
+	EXPECT_CLOSE(dbias, fd_bias, width, 1e-6, 1e-6, label);
+
+	/* ACCUMULATES: outputs pre-filled with nonzero values receive the gradient on top */
+	fill(pre, NULL, n, 5, -2.0, 2.0);
+	fill(pre_g, NULL, width, 6, -2.0, 2.0);
+	fill(pre_b, NULL, width, 7, -2.0, 2.0);
+	memcpy(dsrc, pre, sizeof(float) * n);
+	memcpy(dgain, pre_g, sizeof(float) * width);
+	memcpy(dbias, pre_b, sizeof(float) * width);
+	layernorm_backward(dsrc, dgain, dbias, w, src, gain, mean, rstd, rows, width);
+	for (int64_t i = 0; i < n; i++)
+		want[i] = pre[i] + dsrcd[i];
+	snprintf(label, sizeof(label), "%s bwd dsrc accumulates", tag);
+	EXPECT_CLOSE(dsrc, want, n, bwd_rtol, bwd_atol, label);
+	for (int64_t j = 0; j < width; j++)
+		want[j] = pre_g[j] + dgaind[j];
+	snprintf(label, sizeof(label), "%s bwd dgain accumulates", tag);
+	EXPECT_CLOSE(dgain, want, width, bwd_rtol, bwd_atol, label);
+	for (int64_t j = 0; j < width; j++)
+		want[j] = pre_b[j] + dbiasd[j];
+	snprintf(label, sizeof(label), "%s bwd dbias accumulates", tag);
+	EXPECT_CLOSE(dbias, want, width, 1e-6, 1e-6, label);
+
+	free(src), free(dst), free(w), free(dsrc), free(gain), free(bias), free(dgain);
+	free(dbias), free(mean), free(rstd), free(srcd), free(dstd), free(wd), free(dsrcd);
+	free(gaind), free(biasd), free(dgaind), free(dbiasd), free(meand), free(rstdd);
+	free(fd_src), free(fd_gain), free(fd_bias), free(scratch), free(want), free(pre);
+	free(pre_g), free(pre_b);
+}
+
+/* GroupNorm: LayerNorm without affine per (row, head); the backward OVERWRITES. */
+static void check_groupnorm(int64_t rows, int64_t groups, int64_t gw)
+{
+	const int64_t width = groups * gw, n = rows * width, ns = rows * groups;
+	float *src = xmalloc(sizeof(float) * n), *dst = xmalloc(sizeof(float) * n);
+	float *w = xmalloc(sizeof(float) * n), *dsrc = xmalloc(sizeof(float) * n);
+	float *mean = xmalloc(sizeof(float) * ns), *rstd = xmalloc(sizeof(float) * ns);
+	double *srcd = xmalloc(sizeof(double) * n), *dstd = xmalloc(sizeof(double) * n);
+	double *wd = xmalloc(sizeof(double) * n), *dsrcd = xmalloc(sizeof(double) * n);
+	double *meand = xmalloc(sizeof(double) * ns), *rstdd = xmalloc(sizeof(double) * ns);
+	double *fd = xmalloc(sizeof(double) * n), *scratch = xmalloc(sizeof(double) * n);
+	char label[160], tag[96];
+
+	snprintf(tag, sizeof(tag), "groupnorm rows=%ld groups=%ld group_width=%ld", (long)rows,
+		 (long)groups, (long)gw);
+	/* Heads at different scales and offsets, as retention's O rows are. */
+	fill(src, srcd, n, 11, -1.0, 1.0);
+	for (int64_t i = 0; i < n; i++) {
+		int64_t g = (i / gw) % groups;
+
+		src[i] = (float)(srcd[i] = srcd[i] * (double)(1 << (3 * g)) + 0.5 * g);
+	}
+	fill(w, wd, n, 12, -1.0, 1.0);
+
+	groupnorm_forward(dst, mean, rstd, src, rows, groups, gw);
+	ref_groupnorm_forward(dstd, meand, rstdd, srcd, rows, groups, gw);
+	snprintf(label, sizeof(label), "%s fwd dst", tag);
+	EXPECT_CLOSE(dst, dstd, n, 1e-6, 1e-6, label);
+	snprintf(label, sizeof(label), "%s fwd mean", tag);
+	EXPECT_CLOSE(mean, meand, ns, 1e-6, 1e-7, label);
+	snprintf(label, sizeof(label), "%s fwd rstd", tag);
+	EXPECT_CLOSE(rstd, rstdd, ns, 1e-6, 0, label);
+
+	/* OVERWRITES: garbage in dsrc must not survive */
+	for (int64_t i = 0; i < n; i++)
+		dsrc[i] = 12345.0f;
+	groupnorm_backward(dsrc, w, src, mean, rstd, rows, groups, gw);
+	ref_groupnorm_backward(dsrcd, wd, srcd, rows, groups, gw);
+	for (int64_t s = 0; s < ns; s++)
+		for (int64_t j = 0; j < gw; j++) {
+			/* A value only moves its own (row, head) segment: one-segment
+			 * objectives make the difference quotients cheap and exact. */
+			double *x = srcd + s * gw;
+			double keep = x[j], lp, lm;
+
+			x[j] = keep + FD_STEP;
+			ref_groupnorm_forward(scratch, NULL, NULL, x, 1, 1, gw);
+			lp = 0.0;
+			for (int64_t k = 0; k < gw; k++)
+				lp += scratch[k] * wd[s * gw + k];
+			x[j] = keep - FD_STEP;
+			ref_groupnorm_forward(scratch, NULL, NULL, x, 1, 1, gw);
+			lm = 0.0;
+			for (int64_t k = 0; k < gw; k++)
+				lm += scratch[k] * wd[s * gw + k];
+			x[j] = keep;
+			fd[s * gw + j] = (lp - lm) / (2.0 * FD_STEP);
+		}
+	/* Heads scaled by up to 2^9 have gradients ~ rstd ~ 3e-3: rtol carries them. */
+	snprintf(label, sizeof(label), "%s ref dsrc vs fd", tag);
+	EXPECT_CLOSE(dsrcd, fd, n, 1e-6, 1e-6, label);
+	snprintf(label, sizeof(label), "%s bwd dsrc vs ref (overwrites)", tag);
+	EXPECT_CLOSE(dsrc, dsrcd, n, 1e-5, 1e-6, label);
+	snprintf(label, sizeof(label), "%s bwd dsrc vs fd", tag);
+	EXPECT_CLOSE(dsrc, fd, n, 1e-5, 1e-6, label);
+
+	free(src), free(dst), free(w), free(dsrc), free(mean), free(rstd), free(srcd);
+	free(dstd), free(wd), free(dsrcd), free(meand), free(rstdd), free(fd), free(scratch);
+}
+
+int main(void)
+{
+	/* odd widths, odd row counts, the tiny (64) and bench (512) model widths */
+	check_layernorm(1, 64, 0.0, 0, 1e-5, 1e-6);
+	check_layernorm(7, 13, 0.0, 0, 1e-5, 1e-6);
+	check_layernorm(37, 64, 0.0, 0, 1e-5, 1e-6);
+	check_layernorm(13, 512, 0.0, 0, 1e-5, 1e-6);
+	check_layernorm(5, 3, 0.0, 0, 1e-5, 1e-6);
+	/* a constant row: variance 0, rstd = 1/sqrt(eps), dst = bias, all finite */
+	check_layernorm(3, 33, 0.0, 1, 1e-5, 1e-6);
+	/*
+	 * Rows offset by 100 (spread 1): the forward is exact to float, the backward
+	 * inherits the rounding of the saved float mean, ulp(100)/2 * rstd ~ 7e-6.
+	 */
+	check_layernorm(9, 64, 100.0, 0, 1e-4, 1e-4);
+
+	check_groupnorm(5, 4, 32);
+	check_groupnorm(9, 4, 256);
+	check_groupnorm(11, 3, 7);
+	check_groupnorm(1, 1, 5);
+	return test_finish();
+}
