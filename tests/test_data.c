@@ -21,7 +21,7 @@ static char err[SHARD_ERR_LEN];
 
 static char *tmp_path(const char *name)
 {
-	static char buf[8][256];
+	static char buf[8][512];
 	static int next;
 	char *p = buf[next++ % 8];
 
@@ -393,18 +393,6 @@ static void want_window(int32_t *in, int32_t *tg, uint64_t w, int seq_len)
 		in[t] = token_at(w * (uint64_t)seq_len + (uint64_t)t);
 		tg[t] = token_at(w * (uint64_t)seq_len + (uint64_t)t + 1);
 	}
-}
-
-/* Exact comparison of token rows, printing the first mismatches. */
-static void expect_rows(const int32_t *got, const int32_t *want, size_t n, const char *label)
-{
-	size_t bad = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (got[i] != want[i] && bad++ < 10)
-			fprintf(stderr, "  %s[%zu]: got %d want %d\n", label, i, got[i], want[i]);
-	}
-	EXPECT_TRUE(bad == 0, "%s: %zu of %zu tokens differ", label, bad, n);
 }
 
 static void test_loader_windows(void)

@@ -1,0 +1,136 @@
+/*
+ * shard: the token shard file, written atomically and opened with every field
+ * checked.
+ *
+ * A shard is one little-endian file: a fixed 128-byte header, then the tokens as
+ * uint16 (version 1 stores vocabularies of at most 65536 ids):
+ *
+ *   offset size  field
+ *        0    8  magic "RNSHARD\0"
+ *        8    4  version (1)
+ *       12    4  header size in bytes (128 for version 1; the payload starts here)
+ *       16   32  tokenizer id, NUL padded (data/tokenizer.h)
+ *       48    4  vocabulary size (every token is < vocab)
+ *       52    4  bytes per token (2: uint16 tokens)
+ *       56    8  token count n
+ *       64    8  source bytes: raw text bytes the tokens came from (bits per byte)
+ *       72    8  payload checksum: zlib crc32 of the 2n payload bytes (low 32 bits)
+ *       80   44  reserved, zero
+ *      124    4  header checksum: zlib crc32 of bytes [0, 124)
+ *      128   2n  tokens
+ *
+ * Writing goes to "<path>.tmp.<pid>", is fsynced, then published under <path>
+ * (link() when overwriting is not allowed, so an existing file is never replaced
+ * even by a race; rename() when it is), and the directory is fsynced: a reader
+ * sees the old file or the complete new one, never a torn one. A crash can leave
+ * a stale "*.tmp.<pid>" file, never a partial <path>.
+ *
+ * Opening maps the file read-only and checks magic, version, header size, header
+ * checksum, tokenizer id, vocabulary, bytes per token, that the file size is
+ * exactly header + n * 2 (computed with overflow checks), the payload checksum,
+ * and that every token is < vocab. Every failure is one line "<path>: <rule>"
+ * in the caller's err buffer (print it with log_error("%s", err) and exit 2).
+ *
+ * Does not: tokenize text, split a corpus, or choose windows (data/loader.h).
+ * Assumes a little-endian host (checked at compile time) so the payload is used
+ * in place.
+ */
+#ifndef RN_SHARD_H
+#define RN_SHARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data/tokenizer.h"
+
+#define SHARD_MAGIC "RNSHARD\0"	/* 8 bytes, the NUL included */
+#define SHARD_VERSION 1u
+#define SHARD_HEADER_SIZE 128u
+#define SHARD_MAX_VOCAB 65536u	/* uint16 tokens */
+/* A comfortable size for err buffers: a path plus a rule. */
+#define SHARD_ERR_LEN 1024
+
+/* Flags of shard_write_atomic() and shard_writer_open(). */
+#define SHARD_OVERWRITE 1u	/* replace an existing file (else refuse) */
+
+struct shard_header {
+	uint32_t version;
+	uint32_t header_size;			/* bytes */
+	char tokenizer_id[TOKENIZER_ID_LEN];	/* raw field, NUL padded */
+	uint32_t vocab;
+	uint32_t bytes_per_token;
+	uint64_t n_tokens;
+	uint64_t source_bytes;
+	uint64_t checksum;			/* crc32 of the payload */
+	uint32_t header_checksum;		/* crc32 of header bytes [0, 124) */
+};
+
+/* An open, validated shard. Owns its mapping and its copy of the path. */
+struct shard {
+	char *path;
+	struct shard_header hdr;
+	struct tokenizer tok;
+	const uint16_t *tokens;		/* (hdr.n_tokens), inside the mapping */
+	void *map;			/* the whole file, read-only */
+	size_t map_len;			/* bytes */
+};
+
+/* An in-progress atomic write; see shard_writer_open(). */
+struct shard_writer {
+	char *path;			/* final name */
+	char *tmp_path;			/* "<path>.tmp.<pid>" */
+	int fd;
+	unsigned flags;
+	struct shard_header hdr;	/* n_tokens, source_bytes grow with appends */
+	uint32_t crc;			/* running crc32 of the payload */
+};
+
+/* --- format helpers (also used by tests to build damaged files) --- */
+
+/* crc32 of a payload, zero-extended: the value stored in the checksum field. */
+uint64_t shard_checksum(const void *payload, size_t bytes);
+/* Serialize h (magic, fields, zero reserved bytes); computes the header checksum. */
+void shard_header_pack(unsigned char dst[SHARD_HEADER_SIZE], const struct shard_header *h);
+/* Parse the fields of a header without checking any of them. */
+void shard_header_unpack(struct shard_header *h, const unsigned char src[SHARD_HEADER_SIZE]);
+
+/* --- writing --- */
+
+/*
+ * Write a whole shard atomically (see the top of this file). source_bytes is the
+ * number of text bytes the tokens encode. Refuses an existing path (-EEXIST)
+ * unless flags has SHARD_OVERWRITE. Every token must be < tok->vocab (-ERANGE).
+ * Returns 0, or a negative errno with "<path>: <rule>" in err; on failure no
+ * file is left behind and an existing <path> is untouched.
+ */
+int shard_write_atomic(const char *path, const uint16_t *tokens /* (n_tokens) */,
+		       uint64_t n_tokens, uint64_t source_bytes, const struct tokenizer *tok,
+		       unsigned flags, char *err, size_t err_len);
+
+/*
+ * The same write, streamed: open creates the temporary file (and refuses an
+ * existing path early), append adds tokens and the text bytes they came from,
+ * commit writes the header and publishes the file, abort removes the
+ * temporary file. After commit (successful or not) or abort the writer holds
+ * nothing. All return 0 or a negative errno with "<path>: <rule>" in err; a
+ * failed append or commit has already aborted.
+ */
+int shard_writer_open(struct shard_writer *w, const char *path, const struct tokenizer *tok,
+		      unsigned flags, char *err, size_t err_len);
+int shard_writer_append(struct shard_writer *w, const uint16_t *tokens /* (n) */, size_t n,
+			uint64_t source_bytes, char *err, size_t err_len);
+int shard_writer_commit(struct shard_writer *w, char *err, size_t err_len);
+void shard_writer_abort(struct shard_writer *w);
+
+/* --- reading --- */
+
+/*
+ * Map and validate a shard (every check listed at the top of this file).
+ * Returns 0, or a negative errno (-EINVAL for a format violation, the open or
+ * mmap errno otherwise) with "<path>: <rule>" in err; sh is then left empty.
+ */
+int shard_open_checked(struct shard *sh, const char *path, char *err, size_t err_len);
+void shard_close(struct shard *sh);
+
+#endif

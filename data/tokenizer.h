@@ -1,0 +1,70 @@
+/*
+ * tokenizer: the byte-level tokenizer (token = byte value, vocabulary 256) and the
+ * id string that names it.
+ *
+ * The id ("bytes-v1") and the vocabulary size are recorded in every token shard
+ * header (data/shard.h) and in checkpoints, so that a corpus and a checkpoint made
+ * with different tokenizers are refused with one clear line rather than trained
+ * on: tokenizer_check_same() makes that comparison.
+ *
+ * Does not: learn merges (there are none), add BOS/EOS or any special token, or
+ * touch files. One byte of text is one token and one token decodes to one byte, so
+ * a corpus of N bytes is N tokens and bits per token equal bits per byte.
+ */
+#ifndef RN_TOKENIZER_H
+#define RN_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bytes of the id field in shard and checkpoint headers, NUL padded. */
+#define TOKENIZER_ID_LEN 32
+#define TOKENIZER_BYTES_ID "bytes-v1"
+#define TOKENIZER_BYTES_VOCAB 256
+
+struct tokenizer {
+	char id[TOKENIZER_ID_LEN];	/* NUL terminated and NUL padded */
+	uint32_t vocab;			/* token ids are in [0, vocab) */
+};
+
+/* The byte tokenizer: id "bytes-v1", vocab 256. */
+void tokenizer_init_bytes(struct tokenizer *tok);
+
+/*
+ * Fill tok from an id and vocabulary read from a file (a shard or checkpoint
+ * header). Returns 0, or -EINVAL with "<what>: <rule>" in err when the id is not
+ * a NUL-terminated string of 1..31 characters or the vocabulary is 0. An id this
+ * build does not know is accepted here: tokenizer_check_same() is what refuses
+ * a mismatch against the tokenizer a run uses.
+ */
+int tokenizer_from_header(struct tokenizer *tok, const char id[TOKENIZER_ID_LEN],
+			  uint32_t vocab, const char *what, char *err, size_t err_len);
+
+/* True when both the id and the vocabulary are equal. */
+bool tokenizer_equal(const struct tokenizer *a, const struct tokenizer *b);
+
+/*
+ * Compare the tokenizer of `got_what` (a file) against the one of `want_what`.
+ * Returns 0 when equal, else -EINVAL with one line in err:
+ *   <got_what>: tokenizer "x" (vocab 512) does not match "bytes-v1" (vocab 256) of <want_what>
+ */
+int tokenizer_check_same(const struct tokenizer *got, const char *got_what,
+			 const struct tokenizer *want, const char *want_what, char *err,
+			 size_t err_len);
+
+/*
+ * Encode n bytes of text: dst[i] = src[i]. Returns the number of tokens written
+ * (n: one token per byte). dst holds n tokens.
+ */
+size_t tokenizer_encode(uint16_t *dst /* (n) */, const struct tokenizer *tok,
+			const unsigned char *src /* (n) */, size_t n);
+
+/*
+ * Decode n tokens into n bytes (for generation). Returns 0, or -ERANGE when a
+ * token is outside [0, vocab) (dst is then filled up to that token only).
+ */
+int tokenizer_decode(unsigned char *dst /* (n) */, const struct tokenizer *tok,
+		     const int32_t *tokens /* (n) */, size_t n);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * comm: the checked collectives the trainer needs, on any communicator. With a
+ * communicator of size 1 every call is the identity, so the single-rank run goes
+ * through the same code. Does not decide what to reduce; knows nothing of RetNet.
+ */
+#ifndef RN_COMM_H
+#define RN_COMM_H
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* In place: buf = sum over the ranks of comm.  collective: all ranks of comm */
+void comm_allreduce_sum_f32(MPI_Comm comm, float *buf, size_t count);
+void comm_allreduce_sum_f64(MPI_Comm comm, double *buf, size_t count);
+void comm_allreduce_max_f64(MPI_Comm comm, double *buf, size_t count);
+
+/* Non-blocking in-place sum; the buffer must not be touched until comm_wait_all. */
+void comm_iallreduce_sum_f32(MPI_Comm comm, float *buf, size_t count, MPI_Request *req);
+/* Lets pending non-blocking collectives progress without waiting. */
+void comm_progress(MPI_Request *reqs, int count);
+void comm_wait_all(MPI_Request *reqs, int count);
+
+/* true on every rank iff ok is true on every rank.  collective: all ranks of comm */
+bool comm_agree(MPI_Comm comm, bool ok);
+/* The lowest rank of comm whose flag is set, or -1 if none. collective */
+int comm_first_rank_with(MPI_Comm comm, bool flag);
+
+void comm_bcast(MPI_Comm comm, void *buf, size_t bytes, int root);
+void comm_barrier(MPI_Comm comm);
+
+#endif

@@ -1,0 +1,37 @@
+#include "parallel/mpi_setup.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+
+#include "common/check.h"
+#include "common/log.h"
+
+static void abort_job(int code)
+{
+	MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+void mpi_setup_init(int *argc, char ***argv)
+{
+	int provided, rank, size;
+
+	CHECK_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+	fatal_set_hook(abort_job);
+	CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
+	log_set_rank(rank, size);
+	if (provided < MPI_THREAD_FUNNELED)
+		FATAL("MPI provides thread level %d, retnet needs MPI_THREAD_FUNNELED", provided);
+}
+
+void mpi_setup_finalize(void)
+{
+	CHECK_MPI(MPI_Finalize());
+}
+
+void mpi_setup_user_error_exit(void)
+{
+	MPI_Finalize();
+	exit(2);
+}

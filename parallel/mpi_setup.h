@@ -1,0 +1,18 @@
+/*
+ * mpi_setup: MPI start-up and shut-down for every retnet program.
+ *
+ * Initialises MPI (funneled threads: only the main thread calls MPI), sets
+ * MPI_ERRORS_RETURN on the world so CHECK_MPI sees the codes, tells the log which rank
+ * this is, and installs a fatal hook that calls MPI_Abort so one failing rank ends the
+ * whole job. mpi_setup_user_error_exit() is the clean way out of a user error that all
+ * ranks have agreed on (no MPI_Abort banner). Knows nothing of RetNet.
+ */
+#ifndef RN_MPI_SETUP_H
+#define RN_MPI_SETUP_H
+
+void mpi_setup_init(int *argc, char ***argv);
+void mpi_setup_finalize(void);
+/* Finalize and exit(2): every rank must call it (after comm_agree said "not ok"). */
+_Noreturn void mpi_setup_user_error_exit(void);
+
+#endif

@@ -1,0 +1,49 @@
+# Shared by the shell tests: counting, checks, and the closing "N passed, N failed".
+# Source it, call the checks, end with `finish`.
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1" >&2; }
+
+check() { # check LABEL CMD...: passes when CMD succeeds
+	local label=$1
+	shift
+	if "$@"; then ok "$label"; else bad "$label"; fi
+}
+
+# expect_user_error LABEL PATTERN CMD...: exit status 2 and exactly one stderr line
+# "retnet: error: ..." matching PATTERN (grep -E).
+expect_user_error() {
+	local label=$1 pattern=$2 errfile
+	shift 2
+	errfile=$(mktemp)
+	"$@" >/dev/null 2>"$errfile"
+	local rc=$? lines
+	lines=$(wc -l <"$errfile")
+	if [[ $rc -eq 2 && $lines -eq 1 ]] && grep -qE "^retnet: error: .*$pattern" "$errfile"; then
+		ok "$label: $(cat "$errfile")"
+	else
+		bad "$label: exit $rc, $lines stderr lines: $(head -c 2000 "$errfile")"
+	fi
+	rm -f "$errfile"
+}
+
+# json_column FILE KEY: the values of KEY, one per line, from the JSON lines that have it.
+json_column() {
+	grep -o "\"$2\":[^,}]*" "$1" | cut -d: -f2
+}
+
+# close_columns A B RTOL: two files of numbers agree line by line within RTOL relative.
+close_columns() {
+	paste "$1" "$2" | awk -v rtol="$3" '
+		NF != 2 { bad = 1; print "  line " NR ": missing value"; next }
+		{ d = $1 - $2; if (d < 0) d = -d; s = $2 < 0 ? -$2 : $2
+		  if (d > rtol * s) { bad = 1; printf "  line %d: %s vs %s\n", NR, $1, $2 } }
+		END { if (NR == 0) { print "  no values"; exit 1 } exit bad }'
+}
+
+finish() {
+	echo "$pass passed, $fail failed"
+	[[ $fail -eq 0 ]]
+}

@@ -1,0 +1,177 @@
+/*
+ * The training loop's pure parts: AdamW against a float64 reference of the
+ * PyTorch update (decoupled decay on the tensors marked for it only), the
+ * learning-rate schedule at known points, gradient clipping helpers, and the flag
+ * and config-file parser.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/rng.h"
+#include "tests/harness.h"
+#include "trainer/config.h"
+#include "trainer/optimizer.h"
+#include "trainer/schedule.h"
+
+static void check_adamw(void)
+{
+	enum { STEPS = 5 };
+	struct param_set p;
+	struct adamw opt;
+	const struct adamw_config cfg = {0.9, 0.98, 1e-8, 0.05};
+	const double lrs[STEPS] = {1e-3, 2e-3, 3e-3, 2e-3, 1e-3};
+	double *w, *m, *v;
+	size_t n;
+
+	param_set_init(&p);
+	param_set_add(&p, "matrix", 2, 7, 5, -1, 0, 0, PARAM_INIT_XAVIER, 1.0, true);
+	param_set_add(&p, "gain", 1, 9, 1, -1, 0, 0, PARAM_INIT_ONE, 0.0, false);
+	param_set_alloc(&p);
+	param_set_init_values(&p, 3);
+	adamw_init(&opt, &cfg, &p);
+	n = p.total;
+	w = calloc(n, sizeof(double));
+	m = calloc(n, sizeof(double));
+	v = calloc(n, sizeof(double));
+	for (size_t i = 0; i < n; i++)
+		w[i] = p.data[i];
+	for (int t = 1; t <= STEPS; t++) {
+		for (size_t i = 0; i < n; i++)
+			p.grad[i] = (float)(rng_uniform(9, (uint64_t)t, i) - 0.5) * 0.1f;
+		adamw_step(&opt, &p, lrs[t - 1]);
+		/* float64 reference: torch.optim.AdamW's update. */
+		for (int k = 0; k < p.count; k++) {
+			const struct param_desc *d = &p.desc[k];
+
+			for (size_t j = d->offset; j < d->offset + d->numel; j++) {
+				double g = p.grad[j], lr = lrs[t - 1];
+
+				if (d->weight_decay)
+					w[j] *= 1.0 - lr * cfg.weight_decay;
+				m[j] = cfg.beta1 * m[j] + (1 - cfg.beta1) * g;
+				v[j] = cfg.beta2 * v[j] + (1 - cfg.beta2) * g * g;
+				w[j] -= lr * (m[j] / (1 - pow(cfg.beta1, t))) /
+					(sqrt(v[j] / (1 - pow(cfg.beta2, t))) + cfg.eps);
+			}
+		}
+	}
+	EXPECT_CLOSE(p.data, w, n, 1e-6, 1e-7, "AdamW 5 steps vs float64 reference");
+	EXPECT_TRUE(opt.step == STEPS, "step counter %lld", (long long)opt.step);
+	/* Clipping helpers, over the tensors' values (the padding between them stays 0). */
+	memset(p.grad, 0, sizeof(float) * n);
+	for (int k = 0; k < p.count; k++)
+		for (size_t j = 0; j < p.desc[k].numel; j++)
+			param_grad(&p, k)[j] = 0.5f;
+	EXPECT_TRUE(fabs(grad_sumsq_local(&p) - 0.25 * (35 + 9)) < 1e-9, "sumsq %.9g",
+		    grad_sumsq_local(&p));
+	grad_scale(&p, 2.0f);
+	EXPECT_TRUE(p.grad[0] == 1.0f && grad_all_finite(&p), "scaled grad %g", p.grad[0]);
+	p.grad[3] = NAN;
+	EXPECT_TRUE(!grad_all_finite(&p), "a NaN gradient must be seen");
+	adamw_free(&opt);
+	param_set_free(&p);
+	free(w), free(m), free(v);
+}
+
+/* With a zero gradient from a fresh state only the decay moves a parameter, and
+ * only on tensors marked for it. */
+static void check_decay_only_on_matrices(void)
+{
+	struct param_set p;
+	struct adamw opt;
+	const struct adamw_config cfg = {0.9, 0.98, 1e-8, 0.05};
+	float matrix0, gain0;
+
+	param_set_init(&p);
+	param_set_add(&p, "matrix", 2, 3, 3, -1, 0, 0, PARAM_INIT_XAVIER, 1.0, true);
+	param_set_add(&p, "gain", 1, 3, 1, -1, 0, 0, PARAM_INIT_ONE, 0.0, false);
+	param_set_alloc(&p);
+	param_set_init_values(&p, 5);
+	adamw_init(&opt, &cfg, &p);
+	matrix0 = param_data(&p, 0)[0];
+	gain0 = param_data(&p, 1)[0];
+	adamw_step(&opt, &p, 0.5);
+	EXPECT_TRUE(param_data(&p, 1)[0] == gain0, "gain moved: %.9g -> %.9g", gain0,
+		    param_data(&p, 1)[0]);
+	EXPECT_TRUE(fabsf(param_data(&p, 0)[0] - matrix0 * (1.0f - 0.5f * 0.05f)) <
+			    1e-7f * fabsf(matrix0),
+		    "matrix decay: %.9g -> %.9g", matrix0, param_data(&p, 0)[0]);
+	adamw_free(&opt);
+	param_set_free(&p);
+}
+
+static void check_schedule(void)
+{
+	struct lr_schedule s = {.lr = 1.0, .min_lr = 0.1, .warmup_iters = 10,
+				.decay_iters = 110, .style = LR_DECAY_LINEAR};
+
+	EXPECT_TRUE(fabs(lr_at(&s, 0) - 0.1) < 1e-12, "warm-up step 0: %g", lr_at(&s, 0));
+	EXPECT_TRUE(fabs(lr_at(&s, 9) - 1.0) < 1e-12, "warm-up end: %g", lr_at(&s, 9));
+	EXPECT_TRUE(fabs(lr_at(&s, 10) - 1.0) < 1e-12, "decay start: %g", lr_at(&s, 10));
+	EXPECT_TRUE(fabs(lr_at(&s, 60) - 0.55) < 1e-12, "linear midpoint: %g", lr_at(&s, 60));
+	EXPECT_TRUE(fabs(lr_at(&s, 110) - 0.1) < 1e-12, "linear end: %g", lr_at(&s, 110));
+	EXPECT_TRUE(fabs(lr_at(&s, 500) - 0.1) < 1e-12, "after the end: %g", lr_at(&s, 500));
+	s.style = LR_DECAY_COSINE;
+	EXPECT_TRUE(fabs(lr_at(&s, 60) - 0.55) < 1e-12, "cosine midpoint: %g", lr_at(&s, 60));
+	EXPECT_TRUE(fabs(lr_at(&s, 35) - (0.1 + 0.45 * (1 + cos(0.78539816339744830962) /* pi/4 */))) < 1e-12,
+		    "cosine quarter: %g", lr_at(&s, 35));
+	s.style = LR_DECAY_CONSTANT;
+	EXPECT_TRUE(lr_at(&s, 100) == 1.0, "constant: %g", lr_at(&s, 100));
+}
+
+static int parse(struct train_config *c, char *err, int argc, const char **argv)
+{
+	config_defaults(c);
+	return config_parse_args(c, argc, (char **)argv, err, 512);
+}
+
+static void check_config(void)
+{
+	struct train_config c;
+	char err[512] = "", path[] = "/tmp/rn_test_config.XXXXXX";
+	int fd = mkstemp(path);
+	FILE *f = fdopen(fd, "w");
+
+	fprintf(f, "# comment\n--hidden-size 128\nnum-layers = 3\n\nlr 0.5  # trailing\n"
+		   "data-path /a.bin\n");
+	fclose(f);
+	{
+		const char *argv[] = {"x", "--config", path, "--num-layers", "5", "--data-path",
+				      "/b.bin", "/c.bin"};
+
+		EXPECT_TRUE(parse(&c, err, 8, argv) == 0, "parse: %s", err);
+		EXPECT_TRUE(c.hidden_size == 128 && c.num_layers == 5 && c.lr == 0.5,
+			    "file and flags: d=%lld L=%lld lr=%g", (long long)c.hidden_size,
+			    (long long)c.num_layers, c.lr);
+		EXPECT_TRUE(c.n_data_path == 2 && !strcmp(c.data_path[1], "/c.bin"),
+			    "the command line's paths win: %d paths", c.n_data_path);
+		EXPECT_TRUE(config_validate(&c, 1, err, sizeof(err)) == 0, "validate: %s", err);
+		EXPECT_TRUE(config_validate(&c, 3, err, sizeof(err)) == 0,
+			    "3 data-parallel ranks are fine: %s", err);
+	}
+	{
+		const char *argv[] = {"x", "--lr", "1e-3x"};
+
+		EXPECT_TRUE(parse(&c, err, 3, argv) != 0 && strstr(err, "--lr: '1e-3x'"),
+			    "bad float: %s", err);
+	}
+	{
+		const char *argv[] = {"x", "--min-lr", "-1"};
+
+		EXPECT_TRUE(parse(&c, err, 3, argv) != 0 && strstr(err, "out of range"),
+			    "negative lr: %s", err);
+	}
+	unlink(path);
+}
+
+int main(void)
+{
+	check_adamw();
+	check_decay_only_on_matrices();
+	check_schedule();
+	check_config();
+	return test_finish();
+}

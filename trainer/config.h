@@ -1,0 +1,55 @@
+/*
+ * config: the settings of retnet-train (and later retnet-eval), from command-line
+ * flags named as in Megatron-LM and from --config FILE (the same keys without the
+ * dashes or with them, "key value" or "key = value", one per line, # comments).
+ * Flags given on the command line win over the file, whatever their order.
+ * Parsing and validation are pure (no MPI, no files but the config file): every
+ * error is one line naming the flag (or file:line) and the rule it broke.
+ */
+#ifndef RN_CONFIG_H
+#define RN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_PATHS 16
+#define CONFIG_PATH_MAX 1024
+
+struct train_config {
+	/* model */
+	int64_t num_layers, hidden_size, num_heads, ffn_hidden_size, seq_length, chunk_size;
+	int64_t vocab_size;
+	/* batch and schedule */
+	int64_t micro_batch_size, global_batch_size, train_iters;
+	double lr, min_lr;
+	int64_t lr_warmup_iters, lr_decay_iters;
+	char lr_decay_style[16];
+	double weight_decay, clip_grad, adam_beta1, adam_beta2, adam_eps;
+	int64_t seed;
+	/* data */
+	char data_path[CONFIG_MAX_PATHS][CONFIG_PATH_MAX];
+	int n_data_path;
+	char valid_data_path[CONFIG_MAX_PATHS][CONFIG_PATH_MAX];
+	int n_valid_data_path;
+	/* logging and evaluation */
+	int64_t log_interval, eval_interval, eval_iters;
+	char metrics[CONFIG_PATH_MAX];
+	char save_raw_params[CONFIG_PATH_MAX]; /* tests and debugging */
+	/* parallel layout */
+	int64_t tensor_model_parallel_size, pipeline_model_parallel_size;
+	bool help;
+};
+
+void config_defaults(struct train_config *c);
+
+/* Parse argv (argv[0] skipped). 0, or -1 with one line in err. */
+int config_parse_args(struct train_config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Cross-field rules for a world of world_size ranks. 0, or -1 with one line in err. */
+int config_validate(const struct train_config *c, int world_size, char *err, size_t errlen);
+
+/* The --help text. */
+void config_print_help(const char *program);
+
+#endif

@@ -1,0 +1,325 @@
+/*
+ * retnet-train: trains a RetNet under mpirun (data-parallel over all ranks for now).
+ *
+ *   setup      flags and config file, validated on every rank, agreed, then the grid
+ *   data       token shards, a disjoint deterministic window stream per DP rank
+ *   model      parameters made from the seed (the same on every layout), AdamW
+ *   train      micro-batches -> gradient buckets all-reduced during backward ->
+ *              clip -> AdamW; a log line and a JSON metrics line per log interval
+ *   report     held-out loss and bits per byte
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "common/alloc.h"
+#include "common/check.h"
+#include "common/log.h"
+#include "data/loader.h"
+#include "parallel/comm.h"
+#include "parallel/grid.h"
+#include "parallel/mpi_setup.h"
+#include "trainer/config.h"
+#include "trainer/metrics.h"
+#include "trainer/model.h"
+#include "trainer/optimizer.h"
+#include "trainer/schedule.h"
+
+#define LN2 0.69314718055994530942
+
+/* Gradient buckets: one non-blocking all-reduce per range model_backward finishes. */
+struct dp_buckets {
+	MPI_Comm comm;
+	float *grad;
+	MPI_Request reqs[1024];
+	int count;
+};
+
+static void start_bucket(void *arg, size_t offset, size_t count)
+{
+	struct dp_buckets *b = arg;
+
+	ENSURE(b->count < (int)(sizeof(b->reqs) / sizeof(b->reqs[0])));
+	comm_iallreduce_sum_f32(b->comm, b->grad + offset, count, &b->reqs[b->count++]);
+	/* Open MPI progresses non-blocking collectives inside MPI calls only. */
+	comm_progress(b->reqs, b->count);
+}
+
+/* Every rank validates; all agree; the first failing rank prints; all exit 2. */
+static void agree_or_exit(bool ok, const char *err)
+{
+	int first = comm_first_rank_with(MPI_COMM_WORLD, !ok);
+
+	if (first < 0)
+		return;
+	if (first == log_rank())
+		log_error("%s", err);
+	mpi_setup_user_error_exit();
+}
+
+static struct model_config model_config_of(const struct train_config *c)
+{
+	struct model_config mc = {
+		.vocab = c->vocab_size, .hidden = c->hidden_size, .layers = c->num_layers,
+		.heads = c->num_heads,
+		.ffn_hidden = c->ffn_hidden_size ? c->ffn_hidden_size : 2 * c->hidden_size,
+		.chunk = c->chunk_size, .seq_len = c->seq_length,
+		.micro_batch = c->micro_batch_size, .seed = (uint64_t)c->seed,
+	};
+	return mc;
+}
+
+/*
+ * Mean loss over the held-out windows in corpus order: this rank's contiguous share,
+ * at most max_batches micro-batches of it (a short last batch is padded with its
+ * last window and only its real rows are counted).
+ */
+static double evaluate(struct model *m, struct loader *valid, MPI_Comm dp_comm,
+		       int64_t max_batches, int32_t *inputs, int32_t *targets)
+{
+	const int64_t B = m->cfg.micro_batch, T = m->cfg.seq_len;
+	double sum[2] = {0.0, 0.0}; /* summed token losses, tokens */
+
+	loader_seq_rewind(valid);
+	for (int64_t i = 0; i < max_batches; i++) {
+		int rows = loader_seq_next(valid, inputs, targets, (int)B);
+
+		if (rows == 0)
+			break;
+		for (int64_t r = rows; r < B; r++) {
+			memcpy(inputs + r * T, inputs + (rows - 1) * T, sizeof(int32_t) * (size_t)T);
+			memcpy(targets + r * T, targets + (rows - 1) * T, sizeof(int32_t) * (size_t)T);
+		}
+		model_forward(m, inputs, targets);
+		for (int64_t j = 0; j < rows * T; j++)
+			sum[0] += m->losses[j];
+		sum[1] += (double)(rows * T);
+	}
+	comm_allreduce_sum_f64(dp_comm, sum, 2);
+	return sum[1] > 0 ? sum[0] / sum[1] : NAN;
+}
+
+/* The tensors' values back to back (no padding), float32 little-endian. */
+static void save_raw_params(const char *path, const struct param_set *p)
+{
+	FILE *f = fopen(path, "wb");
+
+	if (!f)
+		FATAL("--save-raw-params: cannot create '%s': %s", path, strerror(errno));
+	for (int i = 0; i < p->count; i++)
+		if (fwrite(p->data + p->desc[i].offset, sizeof(float), p->desc[i].numel, f) !=
+		    p->desc[i].numel)
+			FATAL("--save-raw-params: writing '%s': %s", path, strerror(errno));
+	if (fclose(f))
+		FATAL("--save-raw-params: closing '%s': %s", path, strerror(errno));
+}
+
+int main(int argc, char **argv)
+{
+	struct train_config cfg;
+	struct grid g;
+	char err[1024] = "";
+	bool ok;
+
+	/* ---- setup ---------------------------------------------------------- */
+	mpi_setup_init(&argc, &argv);
+	config_defaults(&cfg);
+	ok = config_parse_args(&cfg, argc, argv, err, sizeof(err)) == 0;
+	agree_or_exit(ok, err);
+	if (cfg.help) {
+		if (log_rank() == 0)
+			config_print_help("retnet-train");
+		mpi_setup_finalize();
+		return 0;
+	}
+	{
+		int world;
+
+		CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &world));
+		ok = config_validate(&cfg, world, err, sizeof(err)) == 0;
+		agree_or_exit(ok, err);
+	}
+	grid_init(&g, (int)cfg.tensor_model_parallel_size, (int)cfg.pipeline_model_parallel_size);
+	if (!cfg.global_batch_size)
+		cfg.global_batch_size = cfg.micro_batch_size * g.dp_size;
+	if (!cfg.lr_decay_iters)
+		cfg.lr_decay_iters = cfg.train_iters;
+
+	const int64_t n_micro = cfg.global_batch_size / (cfg.micro_batch_size * g.dp_size);
+	const int64_t T = cfg.seq_length;
+
+	/* ---- data ----------------------------------------------------------- */
+	struct loader train, valid;
+	bool have_valid = cfg.n_valid_data_path > 0;
+
+	const char *train_paths[CONFIG_MAX_PATHS], *valid_paths[CONFIG_MAX_PATHS];
+
+	for (int i = 0; i < cfg.n_data_path; i++)
+		train_paths[i] = cfg.data_path[i];
+	for (int i = 0; i < cfg.n_valid_data_path; i++)
+		valid_paths[i] = cfg.valid_data_path[i];
+	ok = loader_init(&train, train_paths, cfg.n_data_path, (int)T, g.dp_rank, g.dp_size,
+			 (uint64_t)cfg.seed, err, sizeof(err)) == 0;
+	agree_or_exit(ok, err);
+	if (ok && train.tok.vocab != (uint32_t)cfg.vocab_size)
+		snprintf(err, sizeof(err), "--data-path: the shards' tokenizer '%s' has vocabulary "
+			 "%u, the model --vocab-size %lld", train.tok.id, train.tok.vocab,
+			 (long long)cfg.vocab_size);
+	agree_or_exit(train.tok.vocab == (uint32_t)cfg.vocab_size, err);
+	if (have_valid) {
+		ok = loader_init(&valid, valid_paths, cfg.n_valid_data_path, (int)T, g.dp_rank,
+				 g.dp_size, (uint64_t)cfg.seed, err, sizeof(err)) == 0;
+		agree_or_exit(ok, err);
+		ok = tokenizer_check_same(&valid.tok, "--valid-data-path", &train.tok,
+					  "--data-path", err, sizeof(err)) == 0;
+		agree_or_exit(ok, err);
+	}
+
+	/* ---- model ---------------------------------------------------------- */
+	struct model_config mc = model_config_of(&cfg);
+	struct model m;
+	struct adamw opt;
+	struct adamw_config oc = {cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps, cfg.weight_decay};
+	struct lr_schedule sched = {
+		.lr = cfg.lr, .min_lr = cfg.min_lr, .warmup_iters = cfg.lr_warmup_iters,
+		.decay_iters = cfg.lr_decay_iters,
+		.style = !strcmp(cfg.lr_decay_style, "cosine")	 ? LR_DECAY_COSINE
+			 : !strcmp(cfg.lr_decay_style, "linear") ? LR_DECAY_LINEAR
+								 : LR_DECAY_CONSTANT,
+	};
+	struct dp_buckets buckets = {.comm = g.dp_comm};
+	const int64_t local_rows = loader_local_rows(&train, (int)cfg.global_batch_size);
+	int32_t *inputs = xmalloc(sizeof(int32_t) * (size_t)(local_rows * T));
+	int32_t *targets = xmalloc(sizeof(int32_t) * (size_t)(local_rows * T));
+	FILE *metrics = NULL;
+
+	model_init(&m, &mc);
+	adamw_init(&opt, &oc, &m.params);
+	buckets.grad = m.params.grad;
+	if (g.world_rank == 0 && cfg.metrics[0]) {
+		metrics = metrics_open(cfg.metrics);
+		ok = metrics != NULL;
+	} else {
+		ok = true;
+	}
+	agree_or_exit(ok, "--metrics: cannot open the metrics file (see the line above)");
+
+	double ceiling = metrics_matmul_ceiling(1024, 3);
+	comm_allreduce_sum_f64(MPI_COMM_WORLD, &ceiling, 1);
+	const double flops_per_token = model_flops_per_token(&mc);
+	const double tokens_per_iter = (double)(cfg.global_batch_size * T);
+
+	log0("retnet-train: %d ranks (DP %d x PP %d x TP %d), %d threads each; model d=%lld "
+	     "L=%lld H=%lld f=%lld, %zu parameters; T=%lld C=%lld; global batch %lld "
+	     "(%lld micro-batches of %lld per rank); matmul ceiling %.1f GFLOP/s\n",
+	     g.world_size, g.dp_size, g.pp_size, g.tp_size, omp_get_max_threads(),
+	     (long long)mc.hidden, (long long)mc.layers, (long long)mc.heads,
+	     (long long)mc.ffn_hidden, m.params.total, (long long)T, (long long)mc.chunk,
+	     (long long)cfg.global_batch_size, (long long)n_micro, (long long)cfg.micro_batch_size,
+	     ceiling * 1e-9);
+
+	/* ---- train ---------------------------------------------------------- */
+	const double t_start = metrics_now_s();
+	double t_log = t_start, loss_acc = 0.0;
+	int64_t iters_since_log = 0;
+
+	for (int64_t it = 0; it < cfg.train_iters; it++) {
+		double loss_sum[1] = {0.0}, grad_norm, lr = lr_at(&sched, it);
+		float clip_scale = 1.0f;
+
+		param_set_zero_grad(&m.params);
+		ENSURE(loader_next_batch(&train, inputs, targets, (int)cfg.global_batch_size) ==
+		       (int)local_rows);
+		for (int64_t micro = 0; micro < n_micro; micro++) {
+			const size_t at = (size_t)(micro * cfg.micro_batch_size * T);
+
+			loss_sum[0] += model_forward(&m, inputs + at, targets + at);
+			/* The last micro-batch's backward starts the DP all-reduces. */
+			m.grad_ready = micro + 1 == n_micro && g.dp_size > 1 ? start_bucket : NULL;
+			m.grad_ready_arg = &buckets;
+			buckets.count = 0;
+			model_backward(&m, (float)(1.0 / (double)(n_micro * g.dp_size)));
+		}
+		comm_wait_all(buckets.reqs, buckets.count);
+		buckets.count = 0;
+		comm_allreduce_sum_f64(g.dp_comm, loss_sum, 1);
+		loss_sum[0] /= (double)(n_micro * g.dp_size);
+
+		/* After the all-reduce every DP replica holds the same gradient. */
+		grad_norm = sqrt(grad_sumsq_local(&m.params));
+		if (cfg.clip_grad > 0 && grad_norm > cfg.clip_grad)
+			clip_scale = (float)(cfg.clip_grad / (grad_norm + 1e-6));
+		if (clip_scale != 1.0f)
+			grad_scale(&m.params, clip_scale);
+		adamw_step(&opt, &m.params, lr);
+
+		loss_acc += loss_sum[0];
+		iters_since_log++;
+		if ((it + 1) % cfg.log_interval == 0 || it + 1 == cfg.train_iters) {
+			double now = metrics_now_s(), elapsed = now - t_start;
+			double tps = tokens_per_iter * (double)iters_since_log / (now - t_log);
+			double mfu = tps * flops_per_token / ceiling;
+			double eta = elapsed / (double)(it + 1) * (double)(cfg.train_iters - it - 1);
+			const char *keys[] = {"iteration", "loss", "lr", "grad_norm",
+					      "tokens", "tokens_per_sec", "mfu", "elapsed_s"};
+			double vals[] = {(double)(it + 1), loss_acc / (double)iters_since_log, lr,
+					 grad_norm, tokens_per_iter * (double)(it + 1), tps, mfu,
+					 elapsed};
+
+			log0("iter %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | "
+			     "%.0f tok/s | MFU %.1f%% | elapsed %.0fs | ETA %.0fs\n",
+			     (long long)(it + 1), (long long)cfg.train_iters, vals[1], lr, grad_norm,
+			     tps, 100.0 * mfu, elapsed, eta);
+			metrics_write(metrics, 8, keys, vals);
+			loss_acc = 0.0;
+			iters_since_log = 0;
+			t_log = metrics_now_s();
+		}
+		if (have_valid && cfg.eval_interval > 0 && (it + 1) % cfg.eval_interval == 0 &&
+		    it + 1 < cfg.train_iters) {
+			double vl = evaluate(&m, &valid, g.dp_comm, cfg.eval_iters, inputs,
+					     targets);
+			const char *keys[] = {"iteration", "tokens", "val_loss"};
+			double vals[] = {(double)(it + 1), tokens_per_iter * (double)(it + 1), vl};
+
+			log0("iter %6lld | held-out loss %.4f\n", (long long)(it + 1), vl);
+			metrics_write(metrics, 3, keys, vals);
+			t_log = metrics_now_s();
+		}
+	}
+
+	/* ---- report --------------------------------------------------------- */
+	if (have_valid) {
+		double vl = evaluate(&m, &valid, g.dp_comm, INT64_MAX, inputs, targets);
+		/* bits/byte = nats/token / ln 2 x tokens/byte (1 for the byte tokenizer). */
+		double bpb = vl / LN2 * (double)valid.n_tokens / (double)valid.source_bytes;
+		const char *keys[] = {"iteration", "tokens", "val_loss", "val_bits_per_byte"};
+		double vals[] = {(double)cfg.train_iters, tokens_per_iter * (double)cfg.train_iters,
+				 vl, bpb};
+
+		log0("final held-out loss %.4f nats/token, %.4f bits per byte, perplexity %.3f\n",
+		     vl, bpb, exp(vl));
+		metrics_write(metrics, 4, keys, vals);
+	}
+	if (cfg.save_raw_params[0] && g.world_rank == 0)
+		save_raw_params(cfg.save_raw_params, &m.params);
+	log0("done in %.1f s, peak RSS %.0f MiB (rank 0)\n", metrics_now_s() - t_start,
+	     metrics_peak_rss_mib());
+
+	if (metrics)
+		fclose(metrics);
+	free(inputs);
+	free(targets);
+	adamw_free(&opt);
+	model_free(&m);
+	loader_free(&train);
+	if (have_valid)
+		loader_free(&valid);
+	grid_free(&g);
+	mpi_setup_finalize();
+	return 0;
+}
