@@ -39,9 +39,9 @@ void log0(const char *fmt, ...)
 
 static void log_line(const char *kind, const char *fmt, va_list ap)
 {
-	fprintf(stderr, "retnet: %s%s: ", kind, rank_tag);
+	fprintf(stderr, "retnet: %s: ", kind);
 	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "%s\n", rank_tag);
 	fflush(stderr);
 }
 
