@@ -70,7 +70,7 @@ int main(int argc, char **argv)
 		usage_error("--batch/--seq-length/--steps");
 
 	ceiling = metrics_matmul_ceiling(2048, 5);
-	model_init(&m, &cfg);
+	model_init(&m, &cfg, NULL);
 	m.form = form;
 	inputs = xmalloc(sizeof(int32_t) * (size_t)m.rows);
 	targets = xmalloc(sizeof(int32_t) * (size_t)m.rows);

@@ -53,12 +53,12 @@ static void check_fixture(const char *file, enum retention_form form, const char
 	double loss_ref;
 	const double *want;
 
-	model_init(&m, &cfg);
+	model_init(&m, &cfg, NULL);
 	m.form = form;
 	for (int i = 0; i < m.params.count; i++) {
 		const struct param_desc *d = &m.params.desc[i];
 
-		snprintf(name, sizeof(name), "param/%s", d->name);
+		snprintf(name, sizeof(name), "param/%s", d->slice.name);
 		memcpy(param_data(&m.params, i), fixture_f32(fx, name, d->numel),
 		       sizeof(float) * d->numel);
 	}
@@ -82,8 +82,8 @@ static void check_fixture(const char *file, enum retention_form form, const char
 	for (int i = 0; i < m.params.count; i++) {
 		const struct param_desc *d = &m.params.desc[i];
 
-		snprintf(name, sizeof(name), "grad/%s", d->name);
-		snprintf(label, sizeof(label), "%s %s d%s", file, form_name, d->name);
+		snprintf(name, sizeof(name), "grad/%s", d->slice.name);
+		snprintf(label, sizeof(label), "%s %s d%s", file, form_name, d->slice.name);
 		want = fixture_f64(fx, name, d->numel);
 		EXPECT_CLOSE(param_grad(&m.params, i), want, d->numel, FIXTURE_RTOL,
 			     atol_of(want, d->numel), label);
@@ -118,8 +118,8 @@ static void check_init(void)
 		tokens[i] = (i * 37 + 11) % 256;
 		next[i] = (i * 53 + 7) % 256;
 	}
-	model_init(&a, &cfg);
-	model_init(&b, &cfg);
+	model_init(&a, &cfg, NULL);
+	model_init(&b, &cfg, NULL);
 	EXPECT_TRUE(memcmp(a.params.data, b.params.data, sizeof(float) * a.params.total) == 0,
 		    "the same seed must give bit-identical parameters");
 	loss_a = model_forward(&a, tokens, next);
@@ -131,7 +131,7 @@ static void check_init(void)
 	EXPECT_TRUE(loss_a > 5.3f && loss_a < 5.8f, "initial loss %.4f is not near ln(256)",
 		    loss_a);
 	cfg.seed = 1235;
-	model_init(&c, &cfg);
+	model_init(&c, &cfg, NULL);
 	EXPECT_TRUE(memcmp(a.params.data, c.params.data, sizeof(float) * a.params.total) != 0,
 		    "another seed must give other parameters");
 

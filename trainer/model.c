@@ -7,6 +7,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "parallel/comm.h"
 #include "trainer/kernels/activation.h"
 #include "trainer/kernels/embedding.h"
 #include "trainer/kernels/matmul.h"
@@ -27,6 +28,14 @@ static int add_matrix(struct param_set *p, const char *name, int64_t rows, int64
 	return param_set_add(p, name, 2, rows, cols, -1, 0, 0, PARAM_INIT_XAVIER, gain, true);
 }
 
+/* A matrix of which this rank holds rows (split_dim 0) or columns (1) [start, +len). */
+static int add_split_matrix(struct param_set *p, const char *name, int64_t rows, int64_t cols,
+			    int split_dim, int64_t start, int64_t len, double gain)
+{
+	return param_set_add(p, name, 2, rows, cols, split_dim, start, len, PARAM_INIT_XAVIER,
+			     gain, true);
+}
+
 static int add_vector(struct param_set *p, const char *name, int64_t n, enum param_init init)
 {
 	return param_set_add(p, name, 1, n, 1, -1, 0, 0, init, 0.0, false);
@@ -36,25 +45,34 @@ static int add_vector(struct param_set *p, const char *name, int64_t n, enum par
 enum { LT_LN1_GAIN, LT_LN1_BIAS, LT_WQ, LT_WK, LT_WV, LT_WG, LT_WO, LT_LN2_GAIN, LT_LN2_BIAS,
        LT_W1, LT_B1, LT_W2, LT_B2, LT_COUNT };
 
-static void register_layer(struct param_set *p, int64_t l, const struct model_config *c,
-			   int idx[LT_COUNT])
+/*
+ * One layer's tensors with this rank's tensor-parallel slices: heads
+ * [head_offset, +H/P) are columns [head_offset*dk, +qk) of Wq and Wk, columns
+ * [head_offset*dv, +vw) of Wv and Wg and the same rows of Wo; FFN columns
+ * [tp_rank*fl, +fl) of W1 and b1 and the same rows of W2.
+ */
+static void register_layer(struct model *m, int64_t l, int idx[LT_COUNT])
 {
-	const int64_t d = c->hidden, f = c->ffn_hidden;
+	struct param_set *p = &m->params;
+	const int64_t d = m->cfg.hidden, f = m->cfg.ffn_hidden;
+	const int64_t qk0 = m->head_offset * m->dk, v0 = m->head_offset * m->dv;
+	const int64_t f0 = m->layout.tp_rank * m->fl;
 	char name[PARAM_NAME_MAX];
 
 #define NAME(suffix) (snprintf(name, sizeof(name), "layers/%ld/%s", (long)l, suffix), name)
 	idx[LT_LN1_GAIN] = add_vector(p, NAME("ln1/gain"), d, PARAM_INIT_ONE);
 	idx[LT_LN1_BIAS] = add_vector(p, NAME("ln1/bias"), d, PARAM_INIT_ZERO);
-	idx[LT_WQ] = add_matrix(p, NAME("retention/wq"), d, d, GAIN_QKVG);
-	idx[LT_WK] = add_matrix(p, NAME("retention/wk"), d, d, GAIN_QKVG);
-	idx[LT_WV] = add_matrix(p, NAME("retention/wv"), d, 2 * d, GAIN_QKVG);
-	idx[LT_WG] = add_matrix(p, NAME("retention/wg"), d, 2 * d, GAIN_QKVG);
-	idx[LT_WO] = add_matrix(p, NAME("retention/wo"), 2 * d, d, GAIN_WO);
+	idx[LT_WQ] = add_split_matrix(p, NAME("retention/wq"), d, d, 1, qk0, m->qk, GAIN_QKVG);
+	idx[LT_WK] = add_split_matrix(p, NAME("retention/wk"), d, d, 1, qk0, m->qk, GAIN_QKVG);
+	idx[LT_WV] = add_split_matrix(p, NAME("retention/wv"), d, 2 * d, 1, v0, m->vw, GAIN_QKVG);
+	idx[LT_WG] = add_split_matrix(p, NAME("retention/wg"), d, 2 * d, 1, v0, m->vw, GAIN_QKVG);
+	idx[LT_WO] = add_split_matrix(p, NAME("retention/wo"), 2 * d, d, 0, v0, m->vw, GAIN_WO);
 	idx[LT_LN2_GAIN] = add_vector(p, NAME("ln2/gain"), d, PARAM_INIT_ONE);
 	idx[LT_LN2_BIAS] = add_vector(p, NAME("ln2/bias"), d, PARAM_INIT_ZERO);
-	idx[LT_W1] = add_matrix(p, NAME("ffn/w1"), d, f, 1.0);
-	idx[LT_B1] = add_vector(p, NAME("ffn/b1"), f, PARAM_INIT_ZERO);
-	idx[LT_W2] = add_matrix(p, NAME("ffn/w2"), f, d, 1.0);
+	idx[LT_W1] = add_split_matrix(p, NAME("ffn/w1"), d, f, 1, f0, m->fl, 1.0);
+	idx[LT_B1] = param_set_add(p, NAME("ffn/b1"), 1, f, 1, 0, f0, m->fl, PARAM_INIT_ZERO, 0.0,
+				   false);
+	idx[LT_W2] = add_split_matrix(p, NAME("ffn/w2"), f, d, 0, f0, m->fl, 1.0);
 	idx[LT_B2] = add_vector(p, NAME("ffn/b2"), d, PARAM_INIT_ZERO);
 #undef NAME
 }
@@ -91,7 +109,7 @@ static void register_params(struct model *m)
 	emb = param_set_add(p, "embedding", 2, c->vocab, c->hidden, -1, 0, 0, PARAM_INIT_NORMAL,
 			    EMBEDDING_STD, false);
 	for (int64_t l = 0; l < c->layers; l++)
-		register_layer(p, l, c, layer_idx[l]);
+		register_layer(m, l, layer_idx[l]);
 	lnf_g = add_vector(p, "final_ln/gain", c->hidden, PARAM_INIT_ONE);
 	lnf_b = add_vector(p, "final_ln/bias", c->hidden, PARAM_INIT_ZERO);
 	head = add_matrix(p, "lm_head", c->hidden, c->vocab, 1.0);
@@ -132,18 +150,18 @@ static float *alloc_floats(size_t *total, int64_t count)
 
 static struct retention_dims retention_dims_of(const struct model *m)
 {
-	const int64_t d = m->cfg.hidden;
 	struct retention_dims r = {
-		.batch = m->cfg.micro_batch, .seq_len = m->cfg.seq_len, .heads = m->cfg.heads,
-		.head_offset = 0, .dk = m->dk, .dv = m->dv, .chunk = m->cfg.chunk,
-		.ldq = d, .ldk = d, .ldv = 2 * d, .ldo = 2 * d,
+		.batch = m->cfg.micro_batch, .seq_len = m->cfg.seq_len, .heads = m->heads_local,
+		.head_offset = m->head_offset, .dk = m->dk, .dv = m->dv, .chunk = m->cfg.chunk,
+		.ldq = m->qk, .ldk = m->qk, .ldv = m->vw, .ldo = m->vw,
 	};
 	return r;
 }
 
 static size_t alloc_activations(struct model *m)
 {
-	const int64_t M = m->rows, d = m->cfg.hidden, f = m->cfg.ffn_hidden, H = m->cfg.heads;
+	const int64_t M = m->rows, d = m->cfg.hidden, f = m->fl, H = m->heads_local;
+	const int64_t qk = m->qk, vw = m->vw;
 	struct retention_dims rd = retention_dims_of(m);
 	size_t total = 0;
 
@@ -155,15 +173,15 @@ static size_t alloc_activations(struct model *m)
 		a->ln1 = alloc_floats(&total, M * d);
 		a->ln1_mean = alloc_floats(&total, M);
 		a->ln1_rstd = alloc_floats(&total, M);
-		a->q = alloc_floats(&total, M * d);
-		a->k = alloc_floats(&total, M * d);
-		a->v = alloc_floats(&total, M * 2 * d);
-		a->g = alloc_floats(&total, M * 2 * d);
-		a->o = alloc_floats(&total, M * 2 * d);
+		a->q = alloc_floats(&total, M * qk);
+		a->k = alloc_floats(&total, M * qk);
+		a->v = alloc_floats(&total, M * vw);
+		a->g = alloc_floats(&total, M * vw);
+		a->o = alloc_floats(&total, M * vw);
 		a->gn_mean = alloc_floats(&total, M * H);
 		a->gn_rstd = alloc_floats(&total, M * H);
-		a->gn = alloc_floats(&total, M * 2 * d);
-		a->gated = alloc_floats(&total, M * 2 * d);
+		a->gn = alloc_floats(&total, M * vw);
+		a->gated = alloc_floats(&total, M * vw);
 		a->states = alloc_floats(&total, retention_state_floats(&rd));
 		a->y = alloc_floats(&total, M * d);
 		a->ln2 = alloc_floats(&total, M * d);
@@ -181,13 +199,13 @@ static size_t alloc_activations(struct model *m)
 	m->targets = xcalloc((size_t)M, sizeof(int32_t));
 	m->dx = alloc_floats(&total, M * d);
 	m->dln = alloc_floats(&total, M * d);
-	m->dq = alloc_floats(&total, M * d);
-	m->dk_ = alloc_floats(&total, M * d);
-	m->dv_ = alloc_floats(&total, M * 2 * d);
-	m->dg = alloc_floats(&total, M * 2 * d);
-	m->dgated = alloc_floats(&total, M * 2 * d);
-	m->dgn = alloc_floats(&total, M * 2 * d);
-	m->do_ = alloc_floats(&total, M * 2 * d);
+	m->dq = alloc_floats(&total, M * qk);
+	m->dk_ = alloc_floats(&total, M * qk);
+	m->dv_ = alloc_floats(&total, M * vw);
+	m->dg = alloc_floats(&total, M * vw);
+	m->dgated = alloc_floats(&total, M * vw);
+	m->dgn = alloc_floats(&total, M * vw);
+	m->do_ = alloc_floats(&total, M * vw);
 	m->dh = alloc_floats(&total, M * f);
 	m->retention_scratch = alloc_floats(&total, retention_scratch_floats(&rd));
 	m->recurrent_state = alloc_floats(&total, rd.batch * rd.heads * rd.dk * rd.dv);
@@ -216,15 +234,26 @@ static void free_activations(struct model *m)
 	free(m->inputs);
 }
 
-void model_init(struct model *m, const struct model_config *cfg)
+void model_init(struct model *m, const struct model_config *cfg,
+		const struct model_layout *layout)
 {
+	const struct model_layout single = {.tp_rank = 0, .tp_size = 1, .tp_comm = MPI_COMM_NULL};
+
 	memset(m, 0, sizeof(*m));
+	m->layout = layout ? *layout : single;
 	ENSURE(cfg->vocab > 0 && cfg->hidden > 0 && cfg->layers > 0 && cfg->heads > 0);
 	ENSURE(cfg->hidden % cfg->heads == 0 && (cfg->hidden / cfg->heads) % 2 == 0);
 	ENSURE(cfg->chunk > 0 && cfg->seq_len % cfg->chunk == 0 && cfg->micro_batch > 0);
+	ENSURE(m->layout.tp_size >= 1 && cfg->heads % m->layout.tp_size == 0 &&
+	       cfg->ffn_hidden % m->layout.tp_size == 0);
 	m->cfg = *cfg;
 	m->dk = cfg->hidden / cfg->heads;
 	m->dv = 2 * m->dk;
+	m->heads_local = cfg->heads / m->layout.tp_size;
+	m->head_offset = m->layout.tp_rank * m->heads_local;
+	m->qk = m->heads_local * m->dk;
+	m->vw = m->heads_local * m->dv;
+	m->fl = cfg->ffn_hidden / m->layout.tp_size;
 	m->rows = cfg->micro_batch * cfg->seq_len;
 	m->form = RETENTION_CHUNKWISE;
 	register_params(m);
@@ -279,35 +308,50 @@ static void retention_forward(struct model *m, struct layer_acts *a)
 	}
 }
 
+/* Sums a partial result over the tensor-parallel group (the identity for P = 1). */
+static void tp_allreduce(const struct model *m, float *buf, int64_t count)
+{
+	if (m->layout.tp_size > 1)
+		/* collective: all ranks of tp_comm */
+		comm_allreduce_sum_f32(m->layout.tp_comm, buf, (size_t)count);
+}
+
 /* One pre-LN block: x_out = Y + FFN(LN2(Y)), Y = x + MSR(LN1(x)), with x = a->x. */
 static void block_forward(struct model *m, int64_t l, float *x_out)
 {
 	const struct layer_tensors *w = &m->w.layers[l];
 	struct layer_acts *a = &m->acts[l];
 	struct kernels_ctx *kc = m->kernels;
-	const int64_t M = m->rows, d = m->cfg.hidden, f = m->cfg.ffn_hidden;
+	const int64_t M = m->rows, d = m->cfg.hidden, qk = m->qk, vw = m->vw, fl = m->fl;
+	const int64_t B = m->cfg.micro_batch, Hl = m->heads_local;
 
-	/* MSR(LN1(x)) */
+	/* MSR(LN1(x)) on this rank's heads */
 	layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, w->ln1_gain, w->ln1_bias, M, d);
-	matmul(kc, a->q, a->ln1, w->wq, M, d, d, false, false, false);
-	matmul(kc, a->k, a->ln1, w->wk, M, d, d, false, false, false);
-	matmul(kc, a->v, a->ln1, w->wv, M, 2 * d, d, false, false, false);
-	matmul(kc, a->g, a->ln1, w->wg, M, 2 * d, d, false, false, false);
-	scale(a->k, (float)(1.0 / sqrt((double)m->dk)), M * d);
-	rotary_apply(a->q, &m->rotary, m->cfg.micro_batch, m->cfg.heads, d, +1);
-	rotary_apply(a->k, &m->rotary, m->cfg.micro_batch, m->cfg.heads, d, +1);
+	matmul(kc, a->q, a->ln1, w->wq, M, qk, d, false, false, false);
+	matmul(kc, a->k, a->ln1, w->wk, M, qk, d, false, false, false);
+	matmul(kc, a->v, a->ln1, w->wv, M, vw, d, false, false, false);
+	matmul(kc, a->g, a->ln1, w->wg, M, vw, d, false, false, false);
+	scale(a->k, (float)(1.0 / sqrt((double)m->dk)), M * qk);
+	rotary_apply(a->q, &m->rotary, B, Hl, qk, +1);
+	rotary_apply(a->k, &m->rotary, B, Hl, qk, +1);
 	retention_forward(m, a);
-	groupnorm_forward(a->gn, a->gn_mean, a->gn_rstd, a->o, M, m->cfg.heads, m->dv);
-	swish_gate_forward(a->gated, a->g, a->gn, M * 2 * d);
-	matmul(kc, a->y, a->gated, w->wo, M, d, 2 * d, false, false, false);
+	groupnorm_forward(a->gn, a->gn_mean, a->gn_rstd, a->o, M, Hl, m->dv);
+	swish_gate_forward(a->gated, a->g, a->gn, M * vw);
+	matmul(kc, a->y, a->gated, w->wo, M, d, vw, false, false, false);
+	/* TP all-reduce 1 of 2 (forward): the heads' partial MSR outputs. Its conjugate
+	 * in backward is the all-reduce of the LN1 output gradient. */
+	tp_allreduce(m, a->y, M * d);
 	vec_add(a->y, a->y, a->x, M * d);
 
-	/* FFN(LN2(Y)) */
+	/* FFN(LN2(Y)) on this rank's columns */
 	layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->y, w->ln2_gain, w->ln2_bias, M, d);
-	matmul(kc, a->h_pre, a->ln2, w->w1, M, f, d, false, false, false);
-	bias_add(a->h_pre, w->b1, M, f);
-	gelu_forward(a->h, a->h_pre, M * f);
-	matmul(kc, x_out, a->h, w->w2, M, d, f, false, false, false);
+	matmul(kc, a->h_pre, a->ln2, w->w1, M, fl, d, false, false, false);
+	bias_add(a->h_pre, w->b1, M, fl);
+	gelu_forward(a->h, a->h_pre, M * fl);
+	matmul(kc, x_out, a->h, w->w2, M, d, fl, false, false, false);
+	/* TP all-reduce 2 of 2 (forward): the partial FFN outputs; b2 is added once,
+	 * after it. Conjugate: the all-reduce of the LN2 output gradient. */
+	tp_allreduce(m, x_out, M * d);
 	bias_add(x_out, w->b2, M, d);
 	vec_add(x_out, x_out, a->y, M * d);
 }
@@ -333,48 +377,56 @@ float model_forward(struct model *m, const int32_t *inputs, const int32_t *targe
 
 /* ---- backward ------------------------------------------------------------ */
 
-/* dx holds dLoss/d(block output) on entry and dLoss/d(block input) on return. */
+/* dx holds dLoss/d(block output) on entry and dLoss/d(block input) on return;
+ * dx is the same on every TP rank, so are the gradients of replicated tensors. */
 static void block_backward(struct model *m, int64_t l)
 {
 	const struct layer_tensors *w = &m->w.layers[l];
 	const struct layer_tensors *dw = &m->dw.layers[l];
 	struct layer_acts *a = &m->acts[l];
 	struct kernels_ctx *kc = m->kernels;
-	const int64_t M = m->rows, d = m->cfg.hidden, f = m->cfg.ffn_hidden;
+	const int64_t M = m->rows, d = m->cfg.hidden, qk = m->qk, vw = m->vw, fl = m->fl;
+	const int64_t B = m->cfg.micro_batch, Hl = m->heads_local;
 	struct retention_dims rd = retention_dims_of(m);
 
 	/* FFN: x_out = y + gelu(ln2 W1 + b1) W2 + b2 */
 	bias_backward(dw->b2, m->dx, M, d);
-	matmul(kc, dw->w2, a->h, m->dx, f, d, M, true, false, true);
-	matmul(kc, m->dh, m->dx, w->w2, M, f, d, false, true, false);
-	gelu_backward(m->dh, m->dh, a->h_pre, M * f);
-	bias_backward(dw->b1, m->dh, M, f);
-	matmul(kc, dw->w1, a->ln2, m->dh, d, f, M, true, false, true);
-	matmul(kc, m->dln, m->dh, w->w1, M, d, f, false, true, false);
+	matmul(kc, dw->w2, a->h, m->dx, fl, d, M, true, false, true);
+	matmul(kc, m->dh, m->dx, w->w2, M, fl, d, false, true, false);
+	gelu_backward(m->dh, m->dh, a->h_pre, M * fl);
+	bias_backward(dw->b1, m->dh, M, fl);
+	matmul(kc, dw->w1, a->ln2, m->dh, d, fl, M, true, false, true);
+	matmul(kc, m->dln, m->dh, w->w1, M, d, fl, false, true, false);
+	/* TP all-reduce 1 of 2 (backward): the LN2 output gradient from this rank's
+	 * columns; conjugate of the forward FFN all-reduce. */
+	tp_allreduce(m, m->dln, M * d);
 	layernorm_backward(m->dx, dw->ln2_gain, dw->ln2_bias, m->dln, a->y, w->ln2_gain,
 			   a->ln2_mean, a->ln2_rstd, M, d);
 
 	/* MSR: y = x + (swish(g) * GroupNorm(retention(q, k, v))) Wo */
-	matmul(kc, dw->wo, a->gated, m->dx, 2 * d, d, M, true, false, true);
-	matmul(kc, m->dgated, m->dx, w->wo, M, 2 * d, d, false, true, false);
-	swish_gate_backward(m->dg, m->dgn, m->dgated, a->g, a->gn, M * 2 * d);
-	groupnorm_backward(m->do_, m->dgn, a->o, a->gn_mean, a->gn_rstd, M, m->cfg.heads, m->dv);
+	matmul(kc, dw->wo, a->gated, m->dx, vw, d, M, true, false, true);
+	matmul(kc, m->dgated, m->dx, w->wo, M, vw, d, false, true, false);
+	swish_gate_backward(m->dg, m->dgn, m->dgated, a->g, a->gn, M * vw);
+	groupnorm_backward(m->do_, m->dgn, a->o, a->gn_mean, a->gn_rstd, M, Hl, m->dv);
 	if (m->form == RETENTION_PARALLEL)
 		retention_parallel_backward(m->dq, m->dk_, m->dv_, m->do_, a->q, a->k, a->v, &rd);
 	else
 		retention_chunkwise_backward(kc, m->dq, m->dk_, m->dv_, m->retention_scratch,
 					     m->do_, a->q, a->k, a->v, a->states, &rd);
-	rotary_apply(m->dq, &m->rotary, m->cfg.micro_batch, m->cfg.heads, d, -1);
-	rotary_apply(m->dk_, &m->rotary, m->cfg.micro_batch, m->cfg.heads, d, -1);
-	scale(m->dk_, (float)(1.0 / sqrt((double)m->dk)), M * d);
-	matmul(kc, dw->wq, a->ln1, m->dq, d, d, M, true, false, true);
-	matmul(kc, dw->wk, a->ln1, m->dk_, d, d, M, true, false, true);
-	matmul(kc, dw->wv, a->ln1, m->dv_, d, 2 * d, M, true, false, true);
-	matmul(kc, dw->wg, a->ln1, m->dg, d, 2 * d, M, true, false, true);
-	matmul(kc, m->dln, m->dq, w->wq, M, d, d, false, true, false);
-	matmul(kc, m->dln, m->dk_, w->wk, M, d, d, false, true, true);
-	matmul(kc, m->dln, m->dv_, w->wv, M, d, 2 * d, false, true, true);
-	matmul(kc, m->dln, m->dg, w->wg, M, d, 2 * d, false, true, true);
+	rotary_apply(m->dq, &m->rotary, B, Hl, qk, -1);
+	rotary_apply(m->dk_, &m->rotary, B, Hl, qk, -1);
+	scale(m->dk_, (float)(1.0 / sqrt((double)m->dk)), M * qk);
+	matmul(kc, dw->wq, a->ln1, m->dq, d, qk, M, true, false, true);
+	matmul(kc, dw->wk, a->ln1, m->dk_, d, qk, M, true, false, true);
+	matmul(kc, dw->wv, a->ln1, m->dv_, d, vw, M, true, false, true);
+	matmul(kc, dw->wg, a->ln1, m->dg, d, vw, M, true, false, true);
+	matmul(kc, m->dln, m->dq, w->wq, M, d, qk, false, true, false);
+	matmul(kc, m->dln, m->dk_, w->wk, M, d, qk, false, true, true);
+	matmul(kc, m->dln, m->dv_, w->wv, M, d, vw, false, true, true);
+	matmul(kc, m->dln, m->dg, w->wg, M, d, vw, false, true, true);
+	/* TP all-reduce 2 of 2 (backward): the LN1 output gradient from this rank's
+	 * heads; conjugate of the forward MSR all-reduce. */
+	tp_allreduce(m, m->dln, M * d);
 	layernorm_backward(m->dx, dw->ln1_gain, dw->ln1_bias, m->dln, a->x, w->ln1_gain,
 			   a->ln1_mean, a->ln1_rstd, M, d);
 }
@@ -403,6 +455,27 @@ void model_backward(struct model *m, float loss_scale)
 	}
 	embedding_backward(m->dw.embedding, m->dx, m->inputs, M, d);
 	announce(m, m->embedding_range);
+}
+
+double model_grad_sumsq(const struct model *m)
+{
+	const struct param_set *p = &m->params;
+	double sums[2] = {0.0, 0.0}; /* sharded, replicated */
+
+	for (int i = 0; i < p->count; i++) {
+		const float *g = p->grad + p->desc[i].offset;
+		const int64_t n = (int64_t)p->desc[i].numel;
+		double s = 0.0;
+
+#pragma omp parallel for reduction(+ : s)
+		for (int64_t j = 0; j < n; j++)
+			s += (double)g[j] * g[j];
+		sums[p->desc[i].slice.split_dim >= 0 ? 0 : 1] += s;
+	}
+	if (m->layout.tp_size > 1)
+		/* collective: all ranks of tp_comm */
+		comm_allreduce_sum_f64(m->layout.tp_comm, sums, 1);
+	return sums[0] + sums[1];
 }
 
 double model_flops_per_token(const struct model_config *c)

@@ -21,9 +21,6 @@ int param_set_add(struct param_set *set, const char *name, int ndim, int64_t row
 	struct param_desc *d;
 
 	ENSURE(!set->data);
-	ENSURE(ndim == 1 || ndim == 2);
-	ENSURE(strlen(name) < PARAM_NAME_MAX);
-	ENSURE(split_dim >= -1 && split_dim < ndim);
 	if (set->count == set->cap) {
 		set->cap = set->cap ? 2 * set->cap : 64;
 		set->desc = realloc(set->desc, (size_t)set->cap * sizeof(*set->desc));
@@ -31,24 +28,13 @@ int param_set_add(struct param_set *set, const char *name, int ndim, int64_t row
 	}
 	d = &set->desc[set->count];
 	memset(d, 0, sizeof(*d));
-	snprintf(d->name, sizeof(d->name), "%s", name);
-	d->ndim = ndim;
-	d->global_shape[0] = rows;
-	d->global_shape[1] = ndim == 2 ? cols : 1;
-	d->split_dim = split_dim;
-	d->shape[0] = d->global_shape[0];
-	d->shape[1] = d->global_shape[1];
-	if (split_dim >= 0) {
-		ENSURE(split_start >= 0 && split_len > 0 &&
-		       split_start + split_len <= d->global_shape[split_dim]);
-		d->split_start = split_start;
-		d->split_len = split_len;
-		d->shape[split_dim] = split_len;
-	}
+	if (layout_slice_init(&d->slice, name, ndim, rows, cols, split_dim, split_start,
+			      split_len))
+		FATAL("parameter '%s': not a valid slice", name);
 	d->init = init;
 	d->init_scale = init_scale;
 	d->weight_decay = weight_decay;
-	d->numel = size_mul_checked((size_t)d->shape[0], (size_t)d->shape[1], name);
+	d->numel = size_mul_checked((size_t)d->slice.shape[0], (size_t)d->slice.shape[1], name);
 	/* Keep every tensor 64-byte aligned inside the flat block. */
 	d->offset = set->total;
 	set->total += (d->numel + 15) & ~(size_t)15;
@@ -72,17 +58,18 @@ void param_set_free(struct param_set *set)
 
 static void init_tensor(float *dst, const struct param_desc *d, uint64_t seed)
 {
-	const uint64_t stream = rng_stream_of(d->name);
-	const int64_t gcols = d->global_shape[1];
-	const int64_t row0 = d->split_dim == 0 ? d->split_start : 0;
-	const int64_t col0 = d->split_dim == 1 ? d->split_start : 0;
+	const struct layout_slice *s = &d->slice;
+	const uint64_t stream = rng_stream_of(s->name);
+	const int64_t gcols = s->global_shape[1];
+	const int64_t row0 = s->split_dim == 0 ? s->split_start : 0;
+	const int64_t col0 = s->split_dim == 1 ? s->split_start : 0;
 	/* fan_in, fan_out of a matrix stored (in, out), from the GLOBAL shape. */
 	const double xavier_bound =
-		d->init_scale * sqrt(6.0 / (double)(d->global_shape[0] + d->global_shape[1]));
+		d->init_scale * sqrt(6.0 / (double)(s->global_shape[0] + s->global_shape[1]));
 
 #pragma omp parallel for
-	for (int64_t r = 0; r < d->shape[0]; r++)
-		for (int64_t c = 0; c < d->shape[1]; c++) {
+	for (int64_t r = 0; r < s->shape[0]; r++)
+		for (int64_t c = 0; c < s->shape[1]; c++) {
 			uint64_t global_index = (uint64_t)((row0 + r) * gcols + col0 + c);
 			double v = 0.0;
 
@@ -101,7 +88,7 @@ static void init_tensor(float *dst, const struct param_desc *d, uint64_t seed)
 				    (2.0 * rng_uniform(seed, stream, global_index) - 1.0);
 				break;
 			}
-			dst[r * d->shape[1] + c] = (float)v;
+			dst[r * s->shape[1] + c] = (float)v;
 		}
 }
 
@@ -119,7 +106,7 @@ void param_set_zero_grad(struct param_set *set)
 int param_set_find(const struct param_set *set, const char *name)
 {
 	for (int i = 0; i < set->count; i++)
-		if (strcmp(set->desc[i].name, name) == 0)
+		if (strcmp(set->desc[i].slice.name, name) == 0)
 			return i;
 	return -1;
 }

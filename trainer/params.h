@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoints/layout.h"
+
 enum param_init {
 	PARAM_INIT_ZERO,
 	PARAM_INIT_ONE,
@@ -24,15 +26,10 @@ enum param_init {
 	PARAM_INIT_XAVIER,  /* U(-b, b), b = scale * sqrt(6 / (fan_in + fan_out)) */
 };
 
-#define PARAM_NAME_MAX 64
+#define PARAM_NAME_MAX LAYOUT_NAME_MAX
 
 struct param_desc {
-	char name[PARAM_NAME_MAX];
-	int ndim;                  /* 1 or 2 */
-	int64_t global_shape[2];   /* (rows, cols) of the whole tensor; cols = 1 if ndim 1 */
-	int split_dim;             /* -1: this rank holds it all; 0: a row range; 1: a column range */
-	int64_t split_start, split_len; /* the held range along split_dim */
-	int64_t shape[2];          /* the local shape */
+	struct layout_slice slice; /* name, global shape and the part this rank holds */
 	enum param_init init;
 	double init_scale;
 	bool weight_decay;         /* AdamW decays matrices only */

@@ -197,7 +197,9 @@ int main(int argc, char **argv)
 	int32_t *targets = xmalloc(sizeof(int32_t) * (size_t)(local_rows * T));
 	FILE *metrics = NULL;
 
-	model_init(&m, &mc);
+	struct model_layout layout = {g.tp_rank, g.tp_size, g.tp_comm};
+
+	model_init(&m, &mc, &layout);
 	adamw_init(&opt, &oc, &m.params);
 	buckets.grad = m.params.grad;
 	if (g.world_rank == 0 && cfg.metrics[0]) {
@@ -250,7 +252,7 @@ int main(int argc, char **argv)
 		loss_sum[0] /= (double)(n_micro * g.dp_size);
 
 		/* After the all-reduce every DP replica holds the same gradient. */
-		grad_norm = sqrt(grad_sumsq_local(&m.params));
+		grad_norm = sqrt(model_grad_sumsq(&m));
 		if (cfg.clip_grad > 0 && grad_norm > cfg.clip_grad)
 			clip_scale = (float)(cfg.clip_grad / (grad_norm + 1e-6));
 		if (clip_scale != 1.0f)
