@@ -55,6 +55,25 @@ void comm_wait_all(MPI_Request *reqs, int count)
 		CHECK_MPI(MPI_Waitall(count, reqs, MPI_STATUSES_IGNORE));
 }
 
+void comm_isend_f32(MPI_Comm comm, const float *buf, size_t count, int dest, int tag,
+		    MPI_Request *req)
+{
+	ENSURE(count <= INT_MAX);
+	CHECK_MPI(MPI_Isend(buf, (int)count, MPI_FLOAT, dest, tag, comm, req));
+}
+
+void comm_irecv_f32(MPI_Comm comm, float *buf, size_t count, int source, int tag,
+		    MPI_Request *req)
+{
+	ENSURE(count <= INT_MAX);
+	CHECK_MPI(MPI_Irecv(buf, (int)count, MPI_FLOAT, source, tag, comm, req));
+}
+
+void comm_wait(MPI_Request *req)
+{
+	CHECK_MPI(MPI_Wait(req, MPI_STATUS_IGNORE));
+}
+
 bool comm_agree(MPI_Comm comm, bool ok)
 {
 	int flag = ok ? 1 : 0;

@@ -21,6 +21,15 @@ void comm_iallreduce_sum_f32(MPI_Comm comm, float *buf, size_t count, MPI_Reques
 void comm_progress(MPI_Request *reqs, int count);
 void comm_wait_all(MPI_Request *reqs, int count);
 
+/* Point-to-point between pipeline stages (no ANY_SOURCE/ANY_TAG: the tag names
+ * the micro-batch and direction, so transfers cannot be confused). */
+void comm_isend_f32(MPI_Comm comm, const float *buf, size_t count, int dest, int tag,
+		    MPI_Request *req);
+void comm_irecv_f32(MPI_Comm comm, float *buf, size_t count, int source, int tag,
+		    MPI_Request *req);
+/* Waits for one request (MPI_REQUEST_NULL returns at once). */
+void comm_wait(MPI_Request *req);
+
 /* true on every rank iff ok is true on every rank.  collective: all ranks of comm */
 bool comm_agree(MPI_Comm comm, bool ok);
 /* The lowest rank of comm whose flag is set, or -1 if none. collective */

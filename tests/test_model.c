@@ -72,7 +72,7 @@ static void check_fixture(const char *file, enum retention_form form, const char
 	loss_ref = fixture_f64(fx, "loss", 1)[0];
 	snprintf(label, sizeof(label), "%s %s logits", file, form_name);
 	want = fixture_f64(fx, "logits", (size_t)(M * cfg.vocab));
-	EXPECT_CLOSE(m.logits, want, M * cfg.vocab, FIXTURE_RTOL,
+	EXPECT_CLOSE(m.micro[0].logits, want, M * cfg.vocab, FIXTURE_RTOL,
 		     atol_of(want, (size_t)(M * cfg.vocab)), label);
 	snprintf(label, sizeof(label), "%s %s loss", file, form_name);
 	EXPECT_CLOSE(&loss, &loss_ref, 1, 1e-5, 0, label);

@@ -42,7 +42,7 @@ static double max_abs(const float *x, size_t n)
 static void check_init_slices(int rank, int size)
 {
 	struct model_config cfg = {256, 64, 2, 4, 128, 8, 32, 2, 99};
-	struct model_layout layout = {rank, size, MPI_COMM_WORLD};
+	struct model_layout layout = {rank, size, MPI_COMM_WORLD, 0, 1, 1};
 	struct model tp, one;
 	size_t bad = 0;
 	float *slice = malloc(sizeof(float) * 256 * 256);
@@ -71,7 +71,7 @@ static void check_fixture(int rank, int size)
 	struct model_config cfg = {c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], 1};
 	const int64_t T = cfg.seq_len, B = cfg.micro_batch, M = B * T;
 	const int32_t *tokens = fixture_i32(fx, "tokens", (size_t)(B * (T + 1)));
-	struct model_layout layout = {rank, size, MPI_COMM_WORLD};
+	struct model_layout layout = {rank, size, MPI_COMM_WORLD, 0, 1, 1};
 	struct model tp, one;
 	int32_t *inputs = malloc(sizeof(int32_t) * M), *targets = malloc(sizeof(int32_t) * M);
 	float *want = malloc(sizeof(float) * 256 * 256);
@@ -108,7 +108,7 @@ static void check_fixture(int rank, int size)
 
 		for (int64_t i = 0; i < M * cfg.vocab; i++)
 			scale = fmax(scale, fabs(logits_ref[i]));
-		EXPECT_CLOSE(tp.logits, logits_ref, M * cfg.vocab, 1e-4, 1e-4 * scale, label);
+		EXPECT_CLOSE(tp.micro[0].logits, logits_ref, M * cfg.vocab, 1e-4, 1e-4 * scale, label);
 	}
 	snprintf(label, sizeof(label), "TP=%d rank %d loss vs PyTorch", size, rank);
 	EXPECT_CLOSE(&loss_tp, &loss_ref, 1, 1e-5, 0, label);

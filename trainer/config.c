@@ -68,7 +68,7 @@ static const struct option_spec options[] = {
 	{"tensor-model-parallel-size", OPT_INT, OFF(tensor_model_parallel_size), 0, 1, 1 << 16,
 	 "tensor-parallel ranks (divides heads and f)"},
 	{"pipeline-model-parallel-size", OPT_INT, OFF(pipeline_model_parallel_size), 0, 1,
-	 1 << 16, "pipeline stages (1: not yet more)"},
+	 1 << 16, "pipeline stages (at most --num-layers)"},
 	{"help", OPT_BOOL, OFF(help), 0, 0, 0, "this text"},
 };
 
@@ -320,9 +320,6 @@ int config_validate(const struct train_config *c, int world_size, char *err, siz
 	if (pp > c->num_layers)
 		return fail(err, errlen, "--pipeline-model-parallel-size: %lld stages for "
 			    "--num-layers %lld", (long long)pp, (long long)c->num_layers);
-	if (pp > 1)
-		return fail(err, errlen, "--pipeline-model-parallel-size: only 1 is implemented so "
-			    "far");
 	dp = world_size / (tp * pp);
 	if (c->global_batch_size && c->global_batch_size % (c->micro_batch_size * dp))
 		return fail(err, errlen, "--global-batch-size: %lld is not a multiple of "

@@ -14,9 +14,15 @@
  * the two LayerNorm outputs: two all-reduces each way, marked where they are
  * issued. With P = 1 no MPI call is made (the model runs without MPI_Init).
  *
+ * A pipeline stage holds a contiguous range of layers (trainer/model_setup.c says
+ * which), the embedding on the first stage and the final LN, LM head and loss on
+ * the last. It keeps activations for `slots` micro-batches in flight (1F1B needs
+ * at most P - stage); the caller moves activations and their gradients between
+ * stages (model_stage_input/output, model_boundary_grad).
+ *
  * All sizes are fixed at model_init (micro-batch B, sequence length T); activations
  * are allocated once there and nothing is allocated per step. Does not own data,
- * the optimizer or any file.
+ * the optimizer, the pipeline schedule or any file.
  */
 #ifndef RN_MODEL_H
 #define RN_MODEL_H
@@ -29,6 +35,7 @@
 #include "trainer/kernels/rotary.h"
 
 struct kernels_ctx;
+struct buffer_list;
 
 struct model_config {
 	int64_t vocab;       /* V */
@@ -42,10 +49,12 @@ struct model_config {
 	uint64_t seed;
 };
 
-/* Where this rank sits in the tensor-parallel group. */
+/* Where this rank sits: its tensor-parallel group and its pipeline stage. */
 struct model_layout {
 	int tp_rank, tp_size;
 	MPI_Comm tp_comm; /* unused when tp_size is 1 */
+	int pp_rank, pp_size;
+	int slots;        /* micro-batches whose activations are kept at once (>= 1) */
 };
 
 enum retention_form {
@@ -66,9 +75,11 @@ struct layer_tensors {
 	float *w2, *b2;               /* (fl, d), (d) */
 };
 
+/* The stage's tensors; embedding only on the first stage, the rest of the head
+ * only on the last (NULL elsewhere); layers[i] is global layer first_layer + i. */
 struct model_tensors {
 	float *embedding;             /* (V, d) */
-	struct layer_tensors *layers; /* [L] */
+	struct layer_tensors *layers; /* [num_layers] */
 	float *lnf_gain, *lnf_bias;   /* (d) */
 	float *lm_head;               /* (d, V) */
 };
@@ -89,8 +100,20 @@ struct layer_acts {
 	float *h_pre, *h;          /* (M, fl) FFN hidden before and after gelu */
 };
 
+/* One micro-batch in flight on this stage. */
+struct micro_acts {
+	struct layer_acts *layers; /* [num_layers] */
+	float *out;                /* (M, d) output of the stage's last block */
+	int32_t *inputs;           /* (M) first stage: the tokens */
+	int32_t *targets;          /* (M) last stage: the next tokens */
+	/* last stage only */
+	float *lnf, *lnf_mean, *lnf_rstd; /* (M, d), (M), (M) */
+	float *logits;             /* (M, V); dlogits after backward */
+	float *losses;             /* (M) per-token loss */
+};
+
 /*
- * Called by model_backward as soon as a range of the flat gradient block is final
+ * Called by backward as soon as a range of the flat gradient block is final
  * (the head, then each layer from the last, then the embedding), so the caller can
  * start reducing it while backward goes on. offset and count index params.grad.
  */
@@ -107,35 +130,36 @@ struct model {
 	int64_t heads_local;       /* H/P, global heads head_offset .. + H/P - 1 */
 	int64_t head_offset;
 	int64_t qk, vw, fl;        /* local widths (H/P) dk, (H/P) dv, f/P */
+	int64_t first_layer, num_layers; /* this stage's layers */
+	bool first_stage, last_stage;
 	enum retention_form form;
 	struct param_set params;
 	struct model_tensors w, dw;
 	struct kernels_ctx *kernels;
 	struct rotary_table rotary;
 
-	struct layer_acts *acts;   /* [L] */
-	float *x_final;            /* (M, d) output of the last block */
-	float *lnf, *lnf_mean, *lnf_rstd; /* (M, d), (M), (M) */
-	float *logits;             /* (M, V); holds dlogits after backward */
-	float *losses;             /* (M) per-token loss */
-	int32_t *inputs, *targets; /* (M) copies of the last forward's tokens */
+	struct micro_acts *micro;  /* [layout.slots] */
 
-	/* backward workspace, reused by every layer */
+	/* backward workspace, shared by every layer and micro-batch */
 	float *dx;                 /* (M, d) gradient of the residual stream */
 	float *dln;                /* (M, d) */
 	float *dq, *dk_, *dv_, *dg;/* (M, qk), (M, qk), (M, vw), (M, vw) */
 	float *dgated, *dgn, *do_; /* (M, vw) each */
 	float *dh;                 /* (M, fl) */
 	float *retention_scratch;
-	float *recurrent_state;    /* (B, H, dk, dv) for the recurrent form */
+	float *recurrent_state;    /* (B, H/P, dk, dv) for the recurrent form */
 	size_t activation_bytes;
+	struct buffer_list *buffers;       /* every buffer above, for model_free */
 
-	/* contiguous ranges of the flat blocks, in the order backward finishes them */
+	/* contiguous ranges of the flat blocks, in the order backward finishes them;
+	 * count 0 where the stage has no such part */
 	struct grad_range head_range;      /* final LN and LM head */
-	struct grad_range *layer_range;    /* [L] */
+	struct grad_range *layer_range;    /* [num_layers] */
 	struct grad_range embedding_range;
 	grad_ready_fn grad_ready;          /* NULL: nobody is told */
 	void *grad_ready_arg;
+
+	double tp_allreduce_s;             /* time in TP all-reduces since model_init */
 };
 
 /* Validates cfg with ENSURE (callers validate user input first: config.h).
@@ -144,17 +168,36 @@ void model_init(struct model *m, const struct model_config *cfg,
 		const struct model_layout *layout);
 void model_free(struct model *m);
 
-/* Forward on B sequences of T tokens; returns the mean loss over the B*T targets.
- * inputs, targets: (B, T). Keeps what backward needs. */
-float model_forward(struct model *m, const int32_t *inputs, const int32_t *targets);
+/*
+ * Forward of one micro-batch on this stage, kept in `slot` for its backward.
+ * First stage: embeds inputs (B, T). Other stages: the previous stage's output
+ * must already be in model_stage_input(m, slot). Last stage: returns the mean loss
+ * over the B*T targets; other stages return 0 and leave their output in
+ * model_stage_output(m, slot).
+ */
+float model_forward_micro(struct model *m, int slot, const int32_t *inputs,
+			  const int32_t *targets);
+/*
+ * Backward of the micro-batch in `slot`. ACCUMULATES into m->params.grad the
+ * gradient of loss_scale * (its mean loss). Last stage: starts from the loss;
+ * other stages: from the gradient of their output, which must be in
+ * model_boundary_grad(m). Non-first stages leave the gradient of their input
+ * there when done.
+ */
+void model_backward_micro(struct model *m, int slot, float loss_scale);
 
-/* Backward of the last forward. ACCUMULATES into m->params.grad the gradient of
- * loss_scale * (mean loss), so micro-batches of one step add up with 1/n each. */
+float *model_stage_input(struct model *m, int slot);  /* (M, d) */
+float *model_stage_output(struct model *m, int slot); /* (M, d) */
+float *model_boundary_grad(struct model *m);          /* (M, d) */
+
+/* One stage holding the whole model: forward and backward of slot 0. */
+float model_forward(struct model *m, const int32_t *inputs, const int32_t *targets);
 void model_backward(struct model *m, float loss_scale);
 
-/* Sum of squared gradients of this rank's part of the model, each element counted
+/* Sum of squared gradients of this stage's part of the model, each element counted
  * once across the TP group: sharded tensors summed over tp_comm, replicated ones
- * taken as they are (identical on every TP rank). Collective over tp_comm. */
+ * taken as they are (identical on every TP rank). Collective over tp_comm; the
+ * caller sums over the pipeline stages. */
 double model_grad_sumsq(const struct model *m);
 
 /* Model FLOPs of one training token (3 x forward, the spec's formula). */

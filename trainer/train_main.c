@@ -28,26 +28,9 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
+#include "trainer/train_step.h"
 
 #define LN2 0.69314718055994530942
-
-/* Gradient buckets: one non-blocking all-reduce per range model_backward finishes. */
-struct dp_buckets {
-	MPI_Comm comm;
-	float *grad;
-	MPI_Request reqs[1024];
-	int count;
-};
-
-static void start_bucket(void *arg, size_t offset, size_t count)
-{
-	struct dp_buckets *b = arg;
-
-	ENSURE(b->count < (int)(sizeof(b->reqs) / sizeof(b->reqs[0])));
-	comm_iallreduce_sum_f32(b->comm, b->grad + offset, count, &b->reqs[b->count++]);
-	/* Open MPI progresses non-blocking collectives inside MPI calls only. */
-	comm_progress(b->reqs, b->count);
-}
 
 /* Every rank validates; all agree; the first failing rank prints; all exit 2. */
 static void agree_or_exit(bool ok, const char *err)
@@ -74,14 +57,16 @@ static struct model_config model_config_of(const struct train_config *c)
 }
 
 /*
- * Mean loss over the held-out windows in corpus order: this rank's contiguous share,
- * at most max_batches micro-batches of it (a short last batch is padded with its
- * last window and only its real rows are counted).
+ * Mean loss over the held-out windows in corpus order: this data-parallel rank's
+ * contiguous share, at most max_batches micro-batches of it (a short last batch is
+ * padded with its last window and only its real rows are counted), through the
+ * pipeline. Collective over the whole grid.
  */
-static double evaluate(struct model *m, struct loader *valid, MPI_Comm dp_comm,
-		       int64_t max_batches, int32_t *inputs, int32_t *targets)
+static double evaluate(struct train_step *ts, struct loader *valid, int64_t max_batches,
+		       int32_t *inputs, int32_t *targets)
 {
-	const int64_t B = m->cfg.micro_batch, T = m->cfg.seq_len;
+	const struct grid *g = ts->g;
+	const int64_t B = ts->m->cfg.micro_batch, T = ts->m->cfg.seq_len;
 	double sum[2] = {0.0, 0.0}; /* summed token losses, tokens */
 
 	loader_seq_rewind(valid);
@@ -94,12 +79,12 @@ static double evaluate(struct model *m, struct loader *valid, MPI_Comm dp_comm,
 			memcpy(inputs + r * T, inputs + (rows - 1) * T, sizeof(int32_t) * (size_t)T);
 			memcpy(targets + r * T, targets + (rows - 1) * T, sizeof(int32_t) * (size_t)T);
 		}
-		model_forward(m, inputs, targets);
-		for (int64_t j = 0; j < rows * T; j++)
-			sum[0] += m->losses[j];
+		sum[0] += train_step_forward_only(ts, inputs, targets, rows);
 		sum[1] += (double)(rows * T);
 	}
-	comm_allreduce_sum_f64(dp_comm, sum, 2);
+	/* The losses live on the last stage; every stage counted the same tokens. */
+	comm_allreduce_sum_f64(g->pp_comm, sum, 1);
+	comm_allreduce_sum_f64(g->dp_comm, sum, 2);
 	return sum[1] > 0 ? sum[0] / sum[1] : NAN;
 }
 
@@ -191,17 +176,21 @@ int main(int argc, char **argv)
 			 : !strcmp(cfg.lr_decay_style, "linear") ? LR_DECAY_LINEAR
 								 : LR_DECAY_CONSTANT,
 	};
-	struct dp_buckets buckets = {.comm = g.dp_comm};
+	struct train_step step;
 	const int64_t local_rows = loader_local_rows(&train, (int)cfg.global_batch_size);
 	int32_t *inputs = xmalloc(sizeof(int32_t) * (size_t)(local_rows * T));
 	int32_t *targets = xmalloc(sizeof(int32_t) * (size_t)(local_rows * T));
 	FILE *metrics = NULL;
 
-	struct model_layout layout = {g.tp_rank, g.tp_size, g.tp_comm};
+	struct model_layout layout = {
+		.tp_rank = g.tp_rank, .tp_size = g.tp_size, .tp_comm = g.tp_comm,
+		.pp_rank = g.pp_rank, .pp_size = g.pp_size,
+		.slots = train_step_slots(&g, (int)n_micro),
+	};
 
 	model_init(&m, &mc, &layout);
 	adamw_init(&opt, &oc, &m.params);
-	buckets.grad = m.params.grad;
+	train_step_init(&step, &m, &g, (int)n_micro);
 	if (g.world_rank == 0 && cfg.metrics[0]) {
 		metrics = metrics_open(cfg.metrics);
 		ok = metrics != NULL;
@@ -226,7 +215,8 @@ int main(int argc, char **argv)
 
 	/* ---- train ---------------------------------------------------------- */
 	const double t_start = metrics_now_s();
-	double t_log = t_start, loss_acc = 0.0;
+	double t_log = t_start, loss_acc = 0.0, dp_s_at_log = 0.0, tp_s_at_log = 0.0;
+	double compute_s_at_log = 0.0, schedule_s_at_log = 0.0;
 	int64_t iters_since_log = 0;
 
 	for (int64_t it = 0; it < cfg.train_iters; it++) {
@@ -236,23 +226,21 @@ int main(int argc, char **argv)
 		param_set_zero_grad(&m.params);
 		ENSURE(loader_next_batch(&train, inputs, targets, (int)cfg.global_batch_size) ==
 		       (int)local_rows);
-		for (int64_t micro = 0; micro < n_micro; micro++) {
-			const size_t at = (size_t)(micro * cfg.micro_batch_size * T);
-
-			loss_sum[0] += model_forward(&m, inputs + at, targets + at);
-			/* The last micro-batch's backward starts the DP all-reduces. */
-			m.grad_ready = micro + 1 == n_micro && g.dp_size > 1 ? start_bucket : NULL;
-			m.grad_ready_arg = &buckets;
-			buckets.count = 0;
-			model_backward(&m, (float)(1.0 / (double)(n_micro * g.dp_size)));
-		}
-		comm_wait_all(buckets.reqs, buckets.count);
-		buckets.count = 0;
+		loss_sum[0] = train_step_run(&step, inputs, targets,
+					     (float)(1.0 / (double)(n_micro * g.dp_size)));
+		/* The loss lives on the last stage; rank 0 (stage 0) logs it. */
+		comm_allreduce_sum_f64(g.pp_comm, loss_sum, 1);
 		comm_allreduce_sum_f64(g.dp_comm, loss_sum, 1);
 		loss_sum[0] /= (double)(n_micro * g.dp_size);
 
-		/* After the all-reduce every DP replica holds the same gradient. */
-		grad_norm = sqrt(model_grad_sumsq(&m));
+		/* After the all-reduce every DP replica holds the same gradient; the
+		 * stages hold disjoint parts of the model. */
+		{
+			double sumsq = model_grad_sumsq(&m);
+
+			comm_allreduce_sum_f64(g.pp_comm, &sumsq, 1);
+			grad_norm = sqrt(sumsq);
+		}
 		if (cfg.clip_grad > 0 && grad_norm > cfg.clip_grad)
 			clip_scale = (float)(cfg.clip_grad / (grad_norm + 1e-6));
 		if (clip_scale != 1.0f)
@@ -266,25 +254,39 @@ int main(int argc, char **argv)
 			double tps = tokens_per_iter * (double)iters_since_log / (now - t_log);
 			double mfu = tps * flops_per_token / ceiling;
 			double eta = elapsed / (double)(it + 1) * (double)(cfg.train_iters - it - 1);
-			const char *keys[] = {"iteration", "loss", "lr", "grad_norm",
-					      "tokens", "tokens_per_sec", "mfu", "elapsed_s"};
+			/* Communication not hidden behind compute, per step, on rank 0. */
+			double tp_ms = 1e3 * (m.tp_allreduce_s - tp_s_at_log) / (double)iters_since_log;
+			double dp_ms = 1e3 * (step.dp_wait_s - dp_s_at_log) / (double)iters_since_log;
+			/* Pipeline idle: the schedule's time not spent computing, mean of the
+			 * stages. collective: all ranks log at the same iterations */
+			double idle = 1.0 - (step.compute_s - compute_s_at_log) /
+						    (step.schedule_s - schedule_s_at_log);
+			comm_allreduce_sum_f64(g.pp_comm, &idle, 1);
+			idle /= (double)g.pp_size;
+			const char *keys[] = {"iteration", "loss", "lr", "grad_norm", "tokens",
+					      "tokens_per_sec", "mfu", "elapsed_s", "tp_allreduce_ms",
+					      "dp_wait_ms", "pipeline_idle"};
 			double vals[] = {(double)(it + 1), loss_acc / (double)iters_since_log, lr,
 					 grad_norm, tokens_per_iter * (double)(it + 1), tps, mfu,
-					 elapsed};
+					 elapsed, tp_ms, dp_ms, idle};
 
 			log0("iter %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | "
-			     "%.0f tok/s | MFU %.1f%% | elapsed %.0fs | ETA %.0fs\n",
+			     "%.0f tok/s | MFU %.1f%% | comm TP %.0f DP %.0f ms/step | "
+			     "elapsed %.0fs | ETA %.0fs\n",
 			     (long long)(it + 1), (long long)cfg.train_iters, vals[1], lr, grad_norm,
-			     tps, 100.0 * mfu, elapsed, eta);
-			metrics_write(metrics, 8, keys, vals);
+			     tps, 100.0 * mfu, tp_ms, dp_ms, elapsed, eta);
+			metrics_write(metrics, 11, keys, vals);
 			loss_acc = 0.0;
 			iters_since_log = 0;
+			dp_s_at_log = step.dp_wait_s;
+			compute_s_at_log = step.compute_s;
+			schedule_s_at_log = step.schedule_s;
+			tp_s_at_log = m.tp_allreduce_s;
 			t_log = metrics_now_s();
 		}
 		if (have_valid && cfg.eval_interval > 0 && (it + 1) % cfg.eval_interval == 0 &&
 		    it + 1 < cfg.train_iters) {
-			double vl = evaluate(&m, &valid, g.dp_comm, cfg.eval_iters, inputs,
-					     targets);
+			double vl = evaluate(&step, &valid, cfg.eval_iters, inputs, targets);
 			const char *keys[] = {"iteration", "tokens", "val_loss"};
 			double vals[] = {(double)(it + 1), tokens_per_iter * (double)(it + 1), vl};
 
@@ -296,7 +298,7 @@ int main(int argc, char **argv)
 
 	/* ---- report --------------------------------------------------------- */
 	if (have_valid) {
-		double vl = evaluate(&m, &valid, g.dp_comm, INT64_MAX, inputs, targets);
+		double vl = evaluate(&step, &valid, INT64_MAX, inputs, targets);
 		/* bits/byte = nats/token / ln 2 x tokens/byte (1 for the byte tokenizer). */
 		double bpb = vl / LN2 * (double)valid.n_tokens / (double)valid.source_bytes;
 		const char *keys[] = {"iteration", "tokens", "val_loss", "val_bits_per_byte"};
@@ -316,6 +318,7 @@ int main(int argc, char **argv)
 		fclose(metrics);
 	free(inputs);
 	free(targets);
+	train_step_free(&step);
 	adamw_free(&opt);
 	model_free(&m);
 	loader_free(&train);

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Every parallel layout against the single-rank run on the same seed, data and
 # global batch (8 sequences; one rank accumulates 2 micro-batches of 4): the 10
-# losses within 1e-5 relative and the gradient norms within 1e-4 (AdamW barely sees
-# a gradient scaled by a constant, the norm does). Where rank 0 holds the whole
+# losses within 1e-5 relative and the gradient norms within 1e-3 (AdamW barely sees
+# a gradient scaled by a constant, the norm does; the norms drift by up to 1.3e-4
+# by step 10 from summation order, a scaling bug moves them by 2x; slice-by-slice
+# gradients are checked at 1e-5 in test_tp). Where rank 0 holds the whole
 # model (TP = 1), the parameters afterwards too, within 5e-5 of their largest
-# magnitude (measured 7e-6: AdamW divides by sqrt(v), so entries whose gradient is
+# magnitude (measured up to 1.2e-5: AdamW divides by sqrt(v), so entries whose gradient is
 # near zero turn summation-order differences into visible ones; a bug moves them by
-# 1e-3 or more). Layouts: DP=2, DP=2 with accumulation, TP=2, TP=4, TP=2 x DP=2.
+# 1e-3 or more). Layouts: DP=2, DP=2 with accumulation, TP=2, TP=4, TP=2 x DP=2,
+# PP=2, PP=4 (6 layers: stages of 2, 2, 1, 1), TP=2 x PP=2 and DP=2 x PP=2 x TP=2
+# on 8 ranks; the pipelines run 4 (or 2) micro-batches on the 1F1B schedule.
 # Usage: train_parallel.sh BUILD_DIR CORPUS_PREFIX
 set -u
 BUILD=${1:?usage: train_parallel.sh BUILD_DIR CORPUS_PREFIX}
@@ -16,16 +20,17 @@ T=$(mktemp -d /tmp/rn_train_par.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 MPIEXEC=${MPIEXEC:-mpiexec}
 read -r -a MPI_EXTRA <<<"${RETNET_MPIEXEC_EXTRA:---oversubscribe --bind-to none}"
-COMMON=(--data-path "$CORPUS-train.bin" --num-layers 2 --hidden-size 64 --num-heads 4
+COMMON=(--data-path "$CORPUS-train.bin" --num-layers 6 --hidden-size 64 --num-heads 4
 	--seq-length 32 --chunk-size 8 --global-batch-size 8 --train-iters 10 --lr 3e-3
 	--lr-warmup-iters 2 --seed 7 --log-interval 1)
 export OMP_NUM_THREADS=1
 
-run() { # run NAME RANKS MICRO TP [more flags]
-	local name=$1 ranks=$2 micro=$3 tp=$4
-	shift 4
+run() { # run NAME RANKS MICRO TP PP [more flags]
+	local name=$1 ranks=$2 micro=$3 tp=$4 pp=$5
+	shift 5
 	"$MPIEXEC" -n "$ranks" "${MPI_EXTRA[@]}" "$BUILD/retnet-train" "${COMMON[@]}" \
 		--micro-batch-size "$micro" --tensor-model-parallel-size "$tp" \
+		--pipeline-model-parallel-size "$pp" \
 		--metrics "$T/$name.jsonl" --save-raw-params "$T/$name.params" "$@" \
 		>"$T/$name.log" 2>&1 || { cat "$T/$name.log" >&2; return 1; }
 	json_column "$T/$name.jsonl" loss >"$T/$name.loss"
@@ -34,18 +39,23 @@ run() { # run NAME RANKS MICRO TP [more flags]
 
 compare() { # compare NAME [params]
 	check "$1: losses = single-rank losses (1e-5 rel)" close_columns "$T/$1.loss" "$T/ref.loss" 1e-5
-	check "$1: gradient norms = single-rank norms (1e-4 rel)" \
-		close_columns "$T/$1.gnorm" "$T/ref.gnorm" 1e-4
+	check "$1: gradient norms = single-rank norms (1e-3 rel)" \
+		close_columns "$T/$1.gnorm" "$T/ref.gnorm" 1e-3
 	[[ ${2:-} == params ]] && check "$1: parameters = single-rank parameters" \
 		"$BUILD/tests/cmp_floats" "$T/$1.params" "$T/ref.params" 5e-5
 }
 
-check "single rank, 2 micro-batches of 4" run ref 1 4 1
+check "single rank, 2 micro-batches of 4" run ref 1 4 1 1
 check "10 losses logged" test "$(wc -l <"$T/ref.loss")" -eq 10
 check "the loss falls" awk 'NR==1{a=$1} END{exit !($1 < a - 0.3)}' "$T/ref.loss"
-check "DP=2, 1 micro-batch of 4 each" run dp2 2 4 1 && compare dp2 params
-check "DP=2, 2 micro-batches of 2 each" run dp2acc 2 2 1 && compare dp2acc params
-check "TP=2" run tp2 2 4 2 && compare tp2
-check "TP=4" run tp4 4 4 4 && compare tp4
-check "TP=2 x DP=2" run tp2dp2 4 4 2 && compare tp2dp2
+check "DP=2, 1 micro-batch of 4 each" run dp2 2 4 1 1 && compare dp2 params
+check "DP=2, 2 micro-batches of 2 each" run dp2acc 2 2 1 1 && compare dp2acc params
+check "TP=2" run tp2 2 4 2 1 && compare tp2
+check "TP=4" run tp4 4 4 4 1 && compare tp4
+check "TP=2 x DP=2" run tp2dp2 4 4 2 1 && compare tp2dp2
+check "PP=2, 4 micro-batches" run pp2 2 2 1 2 && compare pp2
+check "PP=4 over 6 layers, 4 micro-batches" run pp4 4 2 1 4 && compare pp4
+check "TP=2 x PP=2" run tp2pp2 4 2 2 2 && compare tp2pp2
+check "DP=2 x PP=2 x TP=2 on 8 ranks" run dp2pp2tp2 8 2 2 2 && compare dp2pp2tp2
+check "the loss is logged once" test "$(grep -c '"loss"' "$T/dp2pp2tp2.jsonl")" -eq 10
 finish

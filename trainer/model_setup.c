@@ -1,0 +1,264 @@
+#include "trainer/model_setup.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoints/layout.h"
+#include "common/alloc.h"
+#include "common/check.h"
+#include "trainer/kernels/retention.h"
+#include "trainer/model.h"
+
+/* Initialisation gains of the specification. */
+#define GAIN_QKVG 0.17677669529663687 /* 2^-2.5 */
+#define GAIN_WO 0.5                   /* 2^-1 */
+#define EMBEDDING_STD 0.02
+
+void model_setup_stage_layers(int64_t layers, int stages, int stage, int64_t *first,
+			      int64_t *count)
+{
+	layout_even_range(layers, stages, stage, first, count);
+}
+
+/* ---- parameter registry ------------------------------------------------ */
+
+static int add_matrix(struct param_set *p, const char *name, int64_t rows, int64_t cols,
+		      double gain)
+{
+	return param_set_add(p, name, 2, rows, cols, -1, 0, 0, PARAM_INIT_XAVIER, gain, true);
+}
+
+/* A matrix of which this rank holds rows (split_dim 0) or columns (1) [start, +len). */
+static int add_split_matrix(struct param_set *p, const char *name, int64_t rows, int64_t cols,
+			    int split_dim, int64_t start, int64_t len, double gain)
+{
+	return param_set_add(p, name, 2, rows, cols, split_dim, start, len, PARAM_INIT_XAVIER,
+			     gain, true);
+}
+
+static int add_vector(struct param_set *p, const char *name, int64_t n, enum param_init init)
+{
+	return param_set_add(p, name, 1, n, 1, -1, 0, 0, init, 0.0, false);
+}
+
+/* Indices of one layer's tensors in the registry, in struct layer_tensors order. */
+enum { LT_LN1_GAIN, LT_LN1_BIAS, LT_WQ, LT_WK, LT_WV, LT_WG, LT_WO, LT_LN2_GAIN, LT_LN2_BIAS,
+       LT_W1, LT_B1, LT_W2, LT_B2, LT_COUNT };
+
+/*
+ * One layer's tensors with this rank's tensor-parallel slices: heads
+ * [head_offset, +H/P) are columns [head_offset*dk, +qk) of Wq and Wk, columns
+ * [head_offset*dv, +vw) of Wv and Wg and the same rows of Wo; FFN columns
+ * [tp_rank*fl, +fl) of W1 and b1 and the same rows of W2.
+ */
+static void register_layer(struct model *m, int64_t l, int idx[LT_COUNT])
+{
+	struct param_set *p = &m->params;
+	const int64_t d = m->cfg.hidden, f = m->cfg.ffn_hidden;
+	const int64_t qk0 = m->head_offset * m->dk, v0 = m->head_offset * m->dv;
+	const int64_t f0 = m->layout.tp_rank * m->fl;
+	char name[PARAM_NAME_MAX];
+
+#define NAME(suffix) (snprintf(name, sizeof(name), "layers/%ld/%s", (long)l, suffix), name)
+	idx[LT_LN1_GAIN] = add_vector(p, NAME("ln1/gain"), d, PARAM_INIT_ONE);
+	idx[LT_LN1_BIAS] = add_vector(p, NAME("ln1/bias"), d, PARAM_INIT_ZERO);
+	idx[LT_WQ] = add_split_matrix(p, NAME("retention/wq"), d, d, 1, qk0, m->qk, GAIN_QKVG);
+	idx[LT_WK] = add_split_matrix(p, NAME("retention/wk"), d, d, 1, qk0, m->qk, GAIN_QKVG);
+	idx[LT_WV] = add_split_matrix(p, NAME("retention/wv"), d, 2 * d, 1, v0, m->vw, GAIN_QKVG);
+	idx[LT_WG] = add_split_matrix(p, NAME("retention/wg"), d, 2 * d, 1, v0, m->vw, GAIN_QKVG);
+	idx[LT_WO] = add_split_matrix(p, NAME("retention/wo"), 2 * d, d, 0, v0, m->vw, GAIN_WO);
+	idx[LT_LN2_GAIN] = add_vector(p, NAME("ln2/gain"), d, PARAM_INIT_ONE);
+	idx[LT_LN2_BIAS] = add_vector(p, NAME("ln2/bias"), d, PARAM_INIT_ZERO);
+	idx[LT_W1] = add_split_matrix(p, NAME("ffn/w1"), d, f, 1, f0, m->fl, 1.0);
+	idx[LT_B1] = param_set_add(p, NAME("ffn/b1"), 1, f, 1, 0, f0, m->fl, PARAM_INIT_ZERO, 0.0,
+				   false);
+	idx[LT_W2] = add_split_matrix(p, NAME("ffn/w2"), f, d, 0, f0, m->fl, 1.0);
+	idx[LT_B2] = add_vector(p, NAME("ffn/b2"), d, PARAM_INIT_ZERO);
+#undef NAME
+}
+
+static void bind_layer(struct layer_tensors *t, float *(*at)(const struct param_set *, int),
+		       const struct param_set *p, const int idx[LT_COUNT])
+{
+	float **slot[LT_COUNT] = {
+		&t->ln1_gain, &t->ln1_bias, &t->wq, &t->wk, &t->wv, &t->wg, &t->wo,
+		&t->ln2_gain, &t->ln2_bias, &t->w1, &t->b1, &t->w2, &t->b2,
+	};
+
+	for (int i = 0; i < LT_COUNT; i++)
+		*slot[i] = at(p, idx[i]);
+}
+
+/* The range of the flat block spanned by registry entries first..last. */
+static struct grad_range range_of(const struct param_set *p, int first, int last)
+{
+	const struct param_desc *a = &p->desc[first], *b = &p->desc[last];
+	struct grad_range r = {a->offset, b->offset + b->numel - a->offset};
+
+	return r;
+}
+
+/* Registry order = flat-block order: embedding, the stage's layers, final LN, head. */
+void model_setup_params(struct model *m)
+{
+	const struct model_config *c = &m->cfg;
+	const int64_t nl = m->num_layers;
+	struct param_set *p = &m->params;
+	int (*layer_idx)[LT_COUNT] = xcalloc((size_t)nl, sizeof(*layer_idx));
+	int emb = -1, lnf_g = -1, lnf_b = -1, head = -1;
+
+	param_set_init(p);
+	if (m->first_stage)
+		emb = param_set_add(p, "embedding", 2, c->vocab, c->hidden, -1, 0, 0,
+				    PARAM_INIT_NORMAL, EMBEDDING_STD, false);
+	for (int64_t i = 0; i < nl; i++)
+		register_layer(m, m->first_layer + i, layer_idx[i]);
+	if (m->last_stage) {
+		lnf_g = add_vector(p, "final_ln/gain", c->hidden, PARAM_INIT_ONE);
+		lnf_b = add_vector(p, "final_ln/bias", c->hidden, PARAM_INIT_ZERO);
+		head = add_matrix(p, "lm_head", c->hidden, c->vocab, 1.0);
+	}
+	param_set_alloc(p);
+
+	m->w.layers = xcalloc((size_t)nl, sizeof(struct layer_tensors));
+	m->dw.layers = xcalloc((size_t)nl, sizeof(struct layer_tensors));
+	m->layer_range = xcalloc((size_t)nl, sizeof(*m->layer_range));
+	for (int64_t i = 0; i < nl; i++) {
+		bind_layer(&m->w.layers[i], param_data, p, layer_idx[i]);
+		bind_layer(&m->dw.layers[i], param_grad, p, layer_idx[i]);
+		m->layer_range[i] = range_of(p, layer_idx[i][0], layer_idx[i][LT_COUNT - 1]);
+	}
+	if (m->first_stage) {
+		m->w.embedding = param_data(p, emb);
+		m->dw.embedding = param_grad(p, emb);
+		m->embedding_range = range_of(p, emb, emb);
+	}
+	if (m->last_stage) {
+		m->w.lnf_gain = param_data(p, lnf_g);
+		m->w.lnf_bias = param_data(p, lnf_b);
+		m->w.lm_head = param_data(p, head);
+		m->dw.lnf_gain = param_grad(p, lnf_g);
+		m->dw.lnf_bias = param_grad(p, lnf_b);
+		m->dw.lm_head = param_grad(p, head);
+		m->head_range = range_of(p, lnf_g, head);
+	}
+	free(layer_idx);
+}
+
+/* ---- activations --------------------------------------------------------- */
+
+/* Every buffer goes through here and is remembered for model_setup_free. */
+struct buffer_list {
+	void **items;
+	size_t count, cap, bytes;
+};
+
+static void *take(struct buffer_list *l, size_t count, size_t elem)
+{
+	size_t bytes = size_mul_checked(elem, count, "activation buffer");
+	void *p = xaligned_alloc(bytes);
+
+	if (l->count == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 256;
+		l->items = realloc(l->items, l->cap * sizeof(*l->items));
+		CHECK_PTR(l->items);
+	}
+	l->items[l->count++] = p;
+	l->bytes += bytes;
+	return p;
+}
+
+#define FLOATS(n) take(bl, (size_t)(n), sizeof(float))
+
+static void alloc_layer(struct buffer_list *bl, struct layer_acts *a, const struct model *m,
+			int64_t state_floats)
+{
+	const int64_t M = m->rows, d = m->cfg.hidden, qk = m->qk, vw = m->vw, fl = m->fl;
+	const int64_t Hl = m->heads_local;
+
+	a->x = FLOATS(M * d);
+	a->ln1 = FLOATS(M * d);
+	a->ln1_mean = FLOATS(M);
+	a->ln1_rstd = FLOATS(M);
+	a->q = FLOATS(M * qk);
+	a->k = FLOATS(M * qk);
+	a->v = FLOATS(M * vw);
+	a->g = FLOATS(M * vw);
+	a->o = FLOATS(M * vw);
+	a->gn_mean = FLOATS(M * Hl);
+	a->gn_rstd = FLOATS(M * Hl);
+	a->gn = FLOATS(M * vw);
+	a->gated = FLOATS(M * vw);
+	a->states = FLOATS(state_floats);
+	a->y = FLOATS(M * d);
+	a->ln2 = FLOATS(M * d);
+	a->ln2_mean = FLOATS(M);
+	a->ln2_rstd = FLOATS(M);
+	a->h_pre = FLOATS(M * fl);
+	a->h = FLOATS(M * fl);
+}
+
+size_t model_setup_activations(struct model *m)
+{
+	struct buffer_list *bl = xcalloc(1, sizeof(*bl));
+	const int64_t M = m->rows, d = m->cfg.hidden, qk = m->qk, vw = m->vw;
+	struct retention_dims rd = {
+		.batch = m->cfg.micro_batch, .seq_len = m->cfg.seq_len, .heads = m->heads_local,
+		.head_offset = m->head_offset, .dk = m->dk, .dv = m->dv, .chunk = m->cfg.chunk,
+		.ldq = qk, .ldk = qk, .ldv = vw, .ldo = vw,
+	};
+
+	m->micro = xcalloc((size_t)m->layout.slots, sizeof(*m->micro));
+	for (int s = 0; s < m->layout.slots; s++) {
+		struct micro_acts *mb = &m->micro[s];
+
+		mb->layers = xcalloc((size_t)m->num_layers, sizeof(*mb->layers));
+		for (int64_t i = 0; i < m->num_layers; i++)
+			alloc_layer(bl, &mb->layers[i], m, retention_state_floats(&rd));
+		mb->out = FLOATS(M * d);
+		mb->inputs = take(bl, (size_t)M, sizeof(int32_t));
+		mb->targets = take(bl, (size_t)M, sizeof(int32_t));
+		if (m->last_stage) {
+			mb->lnf = FLOATS(M * d);
+			mb->lnf_mean = FLOATS(M);
+			mb->lnf_rstd = FLOATS(M);
+			mb->logits = FLOATS(M * m->cfg.vocab);
+			mb->losses = FLOATS(M);
+		}
+	}
+	m->dx = FLOATS(M * d);
+	m->dln = FLOATS(M * d);
+	m->dq = FLOATS(M * qk);
+	m->dk_ = FLOATS(M * qk);
+	m->dv_ = FLOATS(M * vw);
+	m->dg = FLOATS(M * vw);
+	m->dgated = FLOATS(M * vw);
+	m->dgn = FLOATS(M * vw);
+	m->do_ = FLOATS(M * vw);
+	m->dh = FLOATS(M * m->fl);
+	m->retention_scratch = FLOATS(retention_scratch_floats(&rd));
+	m->recurrent_state = FLOATS(rd.batch * rd.heads * rd.dk * rd.dv);
+	m->buffers = bl;
+	return bl->bytes;
+}
+
+#undef FLOATS
+
+void model_setup_free(struct model *m)
+{
+	struct buffer_list *bl = m->buffers;
+
+	for (size_t i = 0; bl && i < bl->count; i++)
+		free(bl->items[i]);
+	if (bl)
+		free(bl->items);
+	free(bl);
+	for (int s = 0; m->micro && s < m->layout.slots; s++)
+		free(m->micro[s].layers);
+	free(m->micro);
+	free(m->w.layers);
+	free(m->dw.layers);
+	free(m->layer_range);
+	param_set_free(&m->params);
+}

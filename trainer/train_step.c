@@ -1,0 +1,180 @@
+#include "trainer/train_step.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/check.h"
+#include "parallel/comm.h"
+#include "trainer/metrics.h"
+
+/* Tags: forward activation of micro-batch i is 2i, its gradient 2i + 1. */
+static int tag_of(int micro, int backward)
+{
+	return 2 * micro + backward;
+}
+
+int train_step_slots(const struct grid *g, int n_micro)
+{
+	return pipeline_max_in_flight(g->pp_rank, g->pp_size, n_micro);
+}
+
+void train_step_init(struct train_step *ts, struct model *m, const struct grid *g,
+		     int n_micro)
+{
+	const int slots = m->layout.slots;
+
+	memset(ts, 0, sizeof(*ts));
+	ts->m = m;
+	ts->g = g;
+	ts->n_micro = n_micro;
+	ENSURE(slots >= train_step_slots(g, n_micro));
+	ts->ops = xcalloc((size_t)(2 * n_micro), sizeof(*ts->ops));
+	pipeline_1f1b(ts->ops, g->pp_rank, g->pp_size, n_micro);
+	ts->act_send = xcalloc((size_t)slots, sizeof(*ts->act_send));
+	ts->grad_send = xcalloc((size_t)slots, sizeof(*ts->grad_send));
+	ts->grad_send_buf = xcalloc((size_t)slots, sizeof(*ts->grad_send_buf));
+	for (int s = 0; s < slots; s++) {
+		ts->act_send[s] = MPI_REQUEST_NULL;
+		ts->grad_send[s] = MPI_REQUEST_NULL;
+		if (!m->first_stage)
+			ts->grad_send_buf[s] = xaligned_alloc(
+				sizeof(float) * (size_t)(m->rows * m->cfg.hidden));
+	}
+}
+
+void train_step_free(struct train_step *ts)
+{
+	for (int s = 0; s < ts->m->layout.slots; s++) {
+		comm_wait(&ts->act_send[s]);
+		comm_wait(&ts->grad_send[s]);
+		free(ts->grad_send_buf[s]);
+	}
+	free(ts->ops);
+	free(ts->act_send);
+	free(ts->grad_send);
+	free(ts->grad_send_buf);
+}
+
+static void start_bucket(void *arg, size_t offset, size_t count)
+{
+	struct train_step *ts = arg;
+
+	ENSURE(ts->n_buckets < TRAIN_STEP_MAX_BUCKETS);
+	/* collective: all ranks of dp_comm, buckets in the same order on each */
+	comm_iallreduce_sum_f32(ts->g->dp_comm, ts->m->params.grad + offset, count,
+				&ts->buckets[ts->n_buckets++]);
+	/* Open MPI progresses non-blocking collectives inside MPI calls only. */
+	comm_progress(ts->buckets, ts->n_buckets);
+}
+
+/* Receives the previous stage's output for micro-batch `micro` into the slot. */
+static void recv_activation(struct train_step *ts, int slot, int micro)
+{
+	struct model *m = ts->m;
+	MPI_Request req;
+
+	comm_irecv_f32(ts->g->pp_comm, model_stage_input(m, slot),
+		       (size_t)(m->rows * m->cfg.hidden), ts->g->pp_rank - 1, tag_of(micro, 0),
+		       &req);
+	comm_wait(&req);
+}
+
+static double forward_op(struct train_step *ts, int slot, int micro, const int32_t *inputs,
+			 const int32_t *targets)
+{
+	struct model *m = ts->m;
+	const size_t n = (size_t)(m->rows * m->cfg.hidden);
+	double loss;
+
+	double t0;
+
+	if (!m->first_stage)
+		recv_activation(ts, slot, micro);
+	/* The slot's output buffer may still be on its way from micro - slots. */
+	comm_wait(&ts->act_send[slot]);
+	t0 = metrics_now_s();
+	loss = model_forward_micro(m, slot, inputs, targets);
+	ts->compute_s += metrics_now_s() - t0;
+	if (!m->last_stage)
+		comm_isend_f32(ts->g->pp_comm, model_stage_output(m, slot), n, ts->g->pp_rank + 1,
+			       tag_of(micro, 0), &ts->act_send[slot]);
+	return loss;
+}
+
+static void backward_op(struct train_step *ts, int slot, int micro, float loss_scale)
+{
+	struct model *m = ts->m;
+	const size_t n = (size_t)(m->rows * m->cfg.hidden);
+	double t0;
+
+	if (!m->last_stage) {
+		MPI_Request req;
+
+		comm_irecv_f32(ts->g->pp_comm, model_boundary_grad(m), n, ts->g->pp_rank + 1,
+			       tag_of(micro, 1), &req);
+		comm_wait(&req);
+	}
+	/* The last micro-batch's backward starts the data-parallel all-reduces. */
+	m->grad_ready = micro + 1 == ts->n_micro && ts->g->dp_size > 1 ? start_bucket : NULL;
+	m->grad_ready_arg = ts;
+	t0 = metrics_now_s();
+	model_backward_micro(m, slot, loss_scale);
+	ts->compute_s += metrics_now_s() - t0;
+	m->grad_ready = NULL;
+	if (!m->first_stage) {
+		comm_wait(&ts->grad_send[slot]);
+		memcpy(ts->grad_send_buf[slot], model_boundary_grad(m), sizeof(float) * n);
+		comm_isend_f32(ts->g->pp_comm, ts->grad_send_buf[slot], n, ts->g->pp_rank - 1,
+			       tag_of(micro, 1), &ts->grad_send[slot]);
+	}
+}
+
+double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_t *targets,
+		      float loss_scale)
+{
+	struct model *m = ts->m;
+	const int slots = m->layout.slots;
+	const size_t rows_per_micro = (size_t)m->rows;
+	double loss_sum = 0.0, t0, t_start = metrics_now_s();
+
+	ts->n_buckets = 0;
+	for (int i = 0; i < 2 * ts->n_micro; i++) {
+		const struct pipeline_op *op = &ts->ops[i];
+		const size_t at = (size_t)op->micro * rows_per_micro;
+
+		if (op->kind == PIPELINE_FORWARD)
+			loss_sum += forward_op(ts, op->micro % slots, op->micro, inputs + at,
+					       targets + at);
+		else
+			backward_op(ts, op->micro % slots, op->micro, loss_scale);
+	}
+	t0 = metrics_now_s();
+	ts->schedule_s += t0 - t_start;
+	comm_wait_all(ts->buckets, ts->n_buckets);
+	ts->dp_wait_s += metrics_now_s() - t0;
+	ts->n_buckets = 0;
+	return loss_sum;
+}
+
+double train_step_forward_only(struct train_step *ts, const int32_t *inputs,
+			       const int32_t *targets, int rows)
+{
+	struct model *m = ts->m;
+	const int64_t T = m->cfg.seq_len;
+	double sum = 0.0;
+
+	if (!m->first_stage)
+		recv_activation(ts, 0, 0);
+	comm_wait(&ts->act_send[0]);
+	model_forward_micro(m, 0, inputs, targets);
+	if (!m->last_stage) {
+		comm_isend_f32(ts->g->pp_comm, model_stage_output(m, 0),
+			       (size_t)(m->rows * m->cfg.hidden), ts->g->pp_rank + 1, tag_of(0, 0),
+			       &ts->act_send[0]);
+		return 0.0;
+	}
+	for (int64_t j = 0; j < (int64_t)rows * T; j++)
+		sum += m->micro[0].losses[j];
+	return sum;
+}

@@ -1,0 +1,61 @@
+/*
+ * train_step: one global batch on this rank: its micro-batches through the model
+ * on the 1F1B pipeline schedule (parallel/pipeline.h), activations and their
+ * gradients exchanged with the neighbouring stages by non-blocking point-to-point
+ * MPI, gradients accumulated over the micro-batches and all-reduced over the
+ * data-parallel group in per-layer buckets started while the last backward runs.
+ * Also the forward-only pass of evaluation. Does not clip, step the optimizer,
+ * read data or log: train_main.c does.
+ */
+#ifndef RN_TRAIN_STEP_H
+#define RN_TRAIN_STEP_H
+
+#include <mpi.h>
+
+#include "parallel/grid.h"
+#include "parallel/pipeline.h"
+#include "trainer/model.h"
+
+#define TRAIN_STEP_MAX_BUCKETS 1024
+
+struct train_step {
+	struct model *m;
+	const struct grid *g;
+	int n_micro;
+	struct pipeline_op *ops;   /* [2 n_micro] this stage's schedule */
+	MPI_Request *act_send;     /* [slots] activation sent forward from the slot */
+	MPI_Request *grad_send;    /* [slots] input gradient sent backward */
+	float **grad_send_buf;     /* [slots] (M, d) copies of the input gradient */
+	MPI_Request buckets[TRAIN_STEP_MAX_BUCKETS];
+	int n_buckets;
+	double dp_wait_s;          /* time waiting for the DP buckets, accumulated */
+	double compute_s;          /* time inside forward and backward, accumulated */
+	double schedule_s;         /* time running the schedule (compute + p2p waits) */
+};
+
+/* Slots (micro-batches in flight) this stage needs for n_micro micro-batches. */
+int train_step_slots(const struct grid *g, int n_micro);
+
+void train_step_init(struct train_step *ts, struct model *m, const struct grid *g,
+		     int n_micro);
+void train_step_free(struct train_step *ts);
+
+/*
+ * Forward and backward of n_micro micro-batches; inputs and targets are this
+ * data-parallel rank's rows, (n_micro * B, T). Gradients of loss_scale x each
+ * micro-batch's mean loss are accumulated and, on return, summed over the DP group.
+ * Returns the sum of the micro-batch mean losses on the last stage, 0 elsewhere.
+ * Collective over the whole grid.
+ */
+double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_t *targets,
+		      float loss_scale);
+
+/*
+ * Forward only of one micro-batch (B rows) through the pipeline, from slot 0.
+ * Returns the sum of the per-token losses of the first `rows` rows on the last
+ * stage, 0 elsewhere. Collective over the pipeline group.
+ */
+double train_step_forward_only(struct train_step *ts, const int32_t *inputs,
+			       const int32_t *targets, int rows);
+
+#endif
