@@ -158,11 +158,77 @@ static void check_init(void)
 	model_free(&c);
 }
 
+/*
+ * Streaming: a sequence of 2T tokens scored in one window of 2T equals two pieces
+ * of T with the retention state carried over (chunkwise and recurrent forms), and
+ * differs from two independent windows (the carried state matters).
+ */
+static void check_streaming(void)
+{
+	struct model_config whole_cfg = tiny(5), piece_cfg = tiny(5);
+	struct model whole, piece;
+	const int64_t T = 32, B = 2;
+	int32_t in[2 * 2 * 32], tg[2 * 2 * 32], pin[2 * 32], ptg[2 * 32];
+	float *want, *got;
+	enum retention_form forms[2] = {RETENTION_CHUNKWISE, RETENTION_RECURRENT};
+
+	whole_cfg.seq_len = 2 * T;
+	model_init(&whole, &whole_cfg, NULL);
+	model_init(&piece, &piece_cfg, NULL);
+	for (int i = 0; i < 2 * 2 * 32; i++) {
+		in[i] = (i * 29 + 3) % 256;
+		tg[i] = (i * 31 + 5) % 256;
+	}
+	model_forward(&whole, in, tg);
+	want = whole.micro[0].logits;
+	got = malloc(sizeof(float) * (size_t)(B * 2 * T * 256));
+	for (int f = 0; f < 2; f++) {
+		piece.form = forms[f];
+		model_stream_begin(&piece);
+		for (int half = 0; half < 2; half++) {
+			for (int64_t b = 0; b < B; b++)
+				for (int64_t t = 0; t < T; t++) {
+					pin[b * T + t] = in[b * 2 * T + half * T + t];
+					ptg[b * T + t] = tg[b * 2 * T + half * T + t];
+				}
+			model_set_first_position(&piece, half * T);
+			model_forward(&piece, pin, ptg);
+			for (int64_t b = 0; b < B; b++)
+				memcpy(got + (b * 2 * T + half * T) * 256,
+				       piece.micro[0].logits + b * T * 256, sizeof(float) * T * 256);
+		}
+		model_stream_end(&piece);
+		EXPECT_CLOSE(got, want, B * 2 * T * 256, 1e-5, 1e-5,
+			     f ? "recurrent stream of 2 pieces = one window of 2T"
+			       : "chunkwise stream of 2 pieces = one window of 2T");
+	}
+	/* Without the carried state the second piece must differ. */
+	piece.form = RETENTION_CHUNKWISE;
+	for (int64_t b = 0; b < B; b++)
+		for (int64_t t = 0; t < T; t++) {
+			pin[b * T + t] = in[b * 2 * T + T + t];
+			ptg[b * T + t] = tg[b * 2 * T + T + t];
+		}
+	model_forward(&piece, pin, ptg);
+	{
+		double diff = 0;
+
+		for (int64_t t = 0; t < T * 256; t++)
+			diff = fmax(diff, fabs(piece.micro[0].logits[t] - want[T * 256 + t]));
+		EXPECT_TRUE(diff > 1e-3, "a fresh window scored like a continued one (diff %g)",
+			    diff);
+	}
+	free(got);
+	model_free(&whole);
+	model_free(&piece);
+}
+
 int main(void)
 {
 	check_fixture("tiny_model.bin", RETENTION_CHUNKWISE, "chunkwise");
 	check_fixture("tiny_model.bin", RETENTION_PARALLEL, "parallel");
 	check_fixture("tiny_model_t40.bin", RETENTION_CHUNKWISE, "chunkwise");
 	check_init();
+	check_streaming();
 	return test_finish();
 }

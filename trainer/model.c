@@ -103,24 +103,54 @@ static void scale(float *x, float s, int64_t n)
 		x[i] *= s;
 }
 
-static void retention_forward(struct model *m, struct layer_acts *a)
+/* Retention of local layer l; streaming carries the layer's state across calls. */
+static void retention_forward(struct model *m, struct layer_acts *a, int64_t l)
 {
 	struct retention_dims rd = retention_dims_of(m);
+	const size_t state_floats = (size_t)(rd.batch * rd.heads * rd.dk * rd.dv);
+	float *state = m->stream_state + (size_t)l * state_floats;
 
 	switch (m->form) {
 	case RETENTION_CHUNKWISE:
-		retention_chunkwise_forward(m->kernels, a->o, a->states, NULL,
-					    m->retention_scratch, a->q, a->k, a->v, &rd);
+		retention_chunkwise_forward(m->kernels, a->o, a->states,
+					    m->streaming ? state : NULL, m->retention_scratch,
+					    a->q, a->k, a->v, &rd);
 		break;
 	case RETENTION_PARALLEL:
+		ENSURE(!m->streaming);
 		retention_parallel_forward(a->o, a->q, a->k, a->v, &rd);
 		break;
 	case RETENTION_RECURRENT:
-		memset(m->recurrent_state, 0,
-		       sizeof(float) * (size_t)(rd.batch * rd.heads * rd.dk * rd.dv));
-		retention_recurrent_forward(a->o, m->recurrent_state, a->q, a->k, a->v, &rd);
+		if (!m->streaming)
+			memset(state, 0, sizeof(float) * state_floats);
+		retention_recurrent_forward(a->o, state, a->q, a->k, a->v, &rd);
 		break;
 	}
+}
+
+void model_stream_begin(struct model *m)
+{
+	struct retention_dims rd = retention_dims_of(m);
+
+	ENSURE(m->form != RETENTION_PARALLEL);
+	memset(m->stream_state, 0,
+	       sizeof(float) * (size_t)(m->num_layers * rd.batch * rd.heads * rd.dk * rd.dv));
+	m->streaming = true;
+	model_set_first_position(m, 0);
+}
+
+void model_stream_end(struct model *m)
+{
+	m->streaming = false;
+	model_set_first_position(m, 0);
+}
+
+void model_set_first_position(struct model *m, int64_t first_pos)
+{
+	if (m->rotary.first_pos == first_pos)
+		return;
+	rotary_table_free(&m->rotary);
+	rotary_table_init(&m->rotary, m->cfg.seq_len, m->dk, first_pos);
 }
 
 /* Sums a partial result over the tensor-parallel group (the identity for P = 1). */
@@ -153,7 +183,7 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	scale(a->k, (float)(1.0 / sqrt((double)m->dk)), M * qk);
 	rotary_apply(a->q, &m->rotary, B, Hl, qk, +1);
 	rotary_apply(a->k, &m->rotary, B, Hl, qk, +1);
-	retention_forward(m, a);
+	retention_forward(m, a, l);
 	groupnorm_forward(a->gn, a->gn_mean, a->gn_rstd, a->o, M, Hl, m->dv);
 	swish_gate_forward(a->gated, a->g, a->gn, M * vw);
 	matmul(kc, a->y, a->gated, w->wo, M, d, vw, false, false, false);
@@ -268,7 +298,7 @@ void model_backward_micro(struct model *m, int slot, float loss_scale)
 	const int64_t M = m->rows, d = m->cfg.hidden, V = m->cfg.vocab;
 
 	ENSURE(slot >= 0 && slot < m->layout.slots);
-	ENSURE(m->form != RETENTION_RECURRENT);
+	ENSURE(m->form != RETENTION_RECURRENT && !m->streaming);
 	if (m->last_stage) {
 		xent_backward(mb->logits, mb->logits, mb->targets, loss_scale / (float)M, M, V);
 		matmul(m->kernels, m->dw.lm_head, mb->lnf, mb->logits, d, V, M, true, false, true);

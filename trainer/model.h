@@ -147,7 +147,8 @@ struct model {
 	float *dgated, *dgn, *do_; /* (M, vw) each */
 	float *dh;                 /* (M, fl) */
 	float *retention_scratch;
-	float *recurrent_state;    /* (B, H/P, dk, dv) for the recurrent form */
+	float *stream_state;       /* (num_layers, B, H/P, dk, dv) retention states */
+	bool streaming;            /* states carry over from one forward to the next */
 	size_t activation_bytes;
 	struct buffer_list *buffers;       /* every buffer above, for model_free */
 
@@ -189,6 +190,18 @@ void model_backward_micro(struct model *m, int slot, float loss_scale);
 float *model_stage_input(struct model *m, int slot);  /* (M, d) */
 float *model_stage_output(struct model *m, int slot); /* (M, d) */
 float *model_boundary_grad(struct model *m);          /* (M, d) */
+
+/*
+ * Streaming (evaluation of one long sequence, generation): between
+ * model_stream_begin() and model_stream_end() each forward continues every layer's
+ * retention state from the previous forward instead of starting from zero, so the
+ * B rows are B independent streams cut into pieces of T tokens. The caller sets the
+ * absolute position of the next piece's first token (the rotation depends on it).
+ * Chunkwise or recurrent form only; forward only.
+ */
+void model_stream_begin(struct model *m);
+void model_stream_end(struct model *m);
+void model_set_first_position(struct model *m, int64_t first_pos);
 
 /* One stage holding the whole model: forward and backward of slot 0. */
 float model_forward(struct model *m, const int32_t *inputs, const int32_t *targets);

@@ -238,7 +238,7 @@ size_t model_setup_activations(struct model *m)
 	m->do_ = FLOATS(M * vw);
 	m->dh = FLOATS(M * m->fl);
 	m->retention_scratch = FLOATS(retention_scratch_floats(&rd));
-	m->recurrent_state = FLOATS(rd.batch * rd.heads * rd.dk * rd.dv);
+	m->stream_state = FLOATS(m->num_layers * rd.batch * rd.heads * rd.dk * rd.dv);
 	m->buffers = bl;
 	return bl->bytes;
 }
