@@ -65,6 +65,16 @@ static const struct option_spec options[] = {
 	{"metrics", OPT_STRING, OFF(metrics), 0, 0, 0, "JSON-lines metrics file"},
 	{"save-raw-params", OPT_STRING, OFF(save_raw_params), 0, 0, 0,
 	 "write rank 0's float32 parameter block here at the end (tests, debugging)"},
+	{"save", OPT_STRING, OFF(save), 0, 0, 0,
+	 "checkpoint directory to write (every --save-interval and at the end)"},
+	{"save-interval", OPT_INT, OFF(save_interval), 0, 0, BIG,
+	 "steps between checkpoints (0: only at the end)"},
+	{"load", OPT_STRING, OFF(load), 0, 0, 0,
+	 "resume from the latest checkpoint in this directory (none there: start fresh)"},
+	{"keep-last", OPT_INT, OFF(keep_last), 0, 0, 1 << 20,
+	 "keep this many newest checkpoints (0: all)"},
+	{"ckpt-compression-level", OPT_INT, OFF(ckpt_compression_level), 0, 0, 9,
+	 "deflate level of checkpoints (0: off)"},
 	{"tensor-model-parallel-size", OPT_INT, OFF(tensor_model_parallel_size), 0, 1, 1 << 16,
 	 "tensor-parallel ranks (divides heads and f)"},
 	{"pipeline-model-parallel-size", OPT_INT, OFF(pipeline_model_parallel_size), 0, 1,
@@ -103,6 +113,9 @@ void config_defaults(struct train_config *c)
 	c->eval_iters = 4;
 	c->tensor_model_parallel_size = 1;
 	c->pipeline_model_parallel_size = 1;
+	c->save_interval = 0;
+	c->keep_last = 0;
+	c->ckpt_compression_level = 1;
 }
 
 static const struct option_spec *find_option(const char *name)
@@ -326,6 +339,8 @@ int config_validate(const struct train_config *c, int world_size, char *err, siz
 			    "--micro-batch-size %lld x data-parallel size %lld",
 			    (long long)c->global_batch_size, (long long)c->micro_batch_size,
 			    (long long)dp);
+	if (c->save_interval > 0 && !c->save[0])
+		return fail(err, errlen, "--save-interval: needs --save DIR");
 	if (c->n_data_path == 0)
 		return fail(err, errlen, "--data-path: required (token shards from retnet-prep)");
 	return 0;

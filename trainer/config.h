@@ -36,6 +36,9 @@ struct train_config {
 	int64_t log_interval, eval_interval, eval_iters;
 	char metrics[CONFIG_PATH_MAX];
 	char save_raw_params[CONFIG_PATH_MAX]; /* tests and debugging */
+	/* checkpoints */
+	char save[CONFIG_PATH_MAX], load[CONFIG_PATH_MAX];
+	int64_t save_interval, keep_last, ckpt_compression_level;
 	/* parallel layout */
 	int64_t tensor_model_parallel_size, pipeline_model_parallel_size;
 	bool help;

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include <omp.h>
 
 #include "common/alloc.h"
@@ -28,6 +30,7 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
+#include "trainer/train_ckpt.h"
 #include "trainer/train_step.h"
 
 #define LN2 0.69314718055994530942
@@ -86,6 +89,102 @@ static double evaluate(struct train_step *ts, struct loader *valid, int64_t max_
 	comm_allreduce_sum_f64(g->pp_comm, sum, 1);
 	comm_allreduce_sum_f64(g->dp_comm, sum, 2);
 	return sum[1] > 0 ? sum[0] / sum[1] : NAN;
+}
+
+/* A failure all ranks agree on (err set on every rank): rank 0 prints, all exit 2. */
+static _Noreturn void exit_agreed(const char *err)
+{
+	if (log_rank() == 0)
+		log_error("%s", err);
+	mpi_setup_user_error_exit();
+}
+
+/* Writes a checkpoint of iteration `iteration`; a failure ends the run (the
+ * previous checkpoint stays the latest). collective: the whole grid */
+static void save(const struct train_config *cfg, int64_t iteration, const struct model *m,
+		 const struct adamw *opt, const struct loader *train, const struct grid *g)
+{
+	char err[1024];
+	double t0 = metrics_now_s();
+
+	if (train_ckpt_save(cfg->save, iteration, (int)cfg->ckpt_compression_level,
+			    (int)cfg->keep_last, m, opt, train, g, err, sizeof(err)))
+		exit_agreed(err);
+	log0("saved checkpoint %s/iter_%07lld.h5 in %.2f s\n", cfg->save, (long long)iteration,
+	     metrics_now_s() - t0);
+}
+
+/* Does --load name a directory with a checkpoint pointer? (rank 0 looks) */
+static int load_dir_state(const char *dir, const struct grid *g)
+{
+	/* 0: has `latest`; 1: a directory without one; -1: no such directory */
+	int state = 0;
+	char path[CONFIG_PATH_MAX + 16];
+	struct stat st;
+
+	if (g->world_rank == 0) {
+		snprintf(path, sizeof(path), "%s/latest", dir);
+		if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+			state = -1;
+		else if (stat(path, &st))
+			state = 1;
+	}
+	comm_bcast(g->world, &state, sizeof(state), 0);
+	return state;
+}
+
+/*
+ * --load: the model, AdamW state, data position and iteration of the latest
+ * checkpoint in the directory, whatever layout wrote it; the model's shape and the
+ * tokenizer must match the flags and the data. A directory without a checkpoint
+ * yet (a first run of a job that saves there) starts from the seed. Returns the
+ * iteration to continue from. collective: the whole grid
+ */
+static int64_t resume(const struct train_config *cfg, struct model *m, struct adamw *opt,
+		      struct loader *train, const struct grid *g)
+{
+	struct ckpt_info info;
+	char err[2 * CONFIG_PATH_MAX + 256] = "";
+	int64_t iteration;
+	int state;
+
+	if (!cfg->load[0])
+		return 0;
+	state = load_dir_state(cfg->load, g);
+	if (state < 0) {
+		snprintf(err, sizeof(err), "--load: '%s' is not a directory", cfg->load);
+		exit_agreed(err);
+	}
+	if (state > 0) {
+		log0("--load: no checkpoint in %s yet: starting from the seed\n", cfg->load);
+		return 0;
+	}
+	if (train_ckpt_resolve(cfg->load, -1, &iteration, g->world, err, sizeof(err)) ||
+	    train_ckpt_read_info(cfg->load, iteration, &info, g->world, err, sizeof(err)))
+		exit_agreed(err);
+#define SAME(flag, field)                                                                \
+	if (info.cfg.field != m->cfg.field) {                                            \
+		snprintf(err, sizeof(err), "--" flag ": %lld does not match %lld in %s",  \
+			 (long long)m->cfg.field, (long long)info.cfg.field, info.path);  \
+		exit_agreed(err);                                                        \
+	}
+	SAME("vocab-size", vocab)
+	SAME("hidden-size", hidden)
+	SAME("num-layers", layers)
+	SAME("num-heads", heads)
+	SAME("ffn-hidden-size", ffn_hidden)
+#undef SAME
+	if (tokenizer_check_same(&train->tok, "--data-path", &info.tok, info.path, err,
+				 sizeof(err)) ||
+	    loader_state_set(train, &info.loader, err, sizeof(err)))
+		exit_agreed(err);
+	if (train_ckpt_load(cfg->load, iteration, m, opt, g, err, sizeof(err)))
+		exit_agreed(err);
+	opt->step = info.adam_step;
+	log0("resumed from %s (iteration %lld, written at DP %lld x PP %lld x TP %lld)\n",
+	     info.path, (long long)iteration, (long long)info.dp, (long long)info.pp,
+	     (long long)info.tp);
+	return iteration;
 }
 
 /* The tensors' values back to back (no padding), float32 little-endian. */
@@ -213,13 +312,18 @@ int main(int argc, char **argv)
 	     (long long)cfg.global_batch_size, (long long)n_micro, (long long)cfg.micro_batch_size,
 	     ceiling * 1e-9);
 
+	/* ---- resume --------------------------------------------------------- */
+	const int64_t start_iter = resume(&cfg, &m, &opt, &train, &g);
+
 	/* ---- train ---------------------------------------------------------- */
 	const double t_start = metrics_now_s();
 	double t_log = t_start, loss_acc = 0.0, dp_s_at_log = 0.0, tp_s_at_log = 0.0;
 	double compute_s_at_log = 0.0, schedule_s_at_log = 0.0;
 	int64_t iters_since_log = 0;
 
-	for (int64_t it = 0; it < cfg.train_iters; it++) {
+	int64_t saved_at = start_iter;
+
+	for (int64_t it = start_iter; it < cfg.train_iters; it++) {
 		double loss_sum[1] = {0.0}, grad_norm, lr = lr_at(&sched, it);
 		float clip_scale = 1.0f;
 
@@ -253,7 +357,8 @@ int main(int argc, char **argv)
 			double now = metrics_now_s(), elapsed = now - t_start;
 			double tps = tokens_per_iter * (double)iters_since_log / (now - t_log);
 			double mfu = tps * flops_per_token / ceiling;
-			double eta = elapsed / (double)(it + 1) * (double)(cfg.train_iters - it - 1);
+			double eta = elapsed / (double)(it + 1 - start_iter) *
+				     (double)(cfg.train_iters - it - 1);
 			/* Communication not hidden behind compute, per step, on rank 0. */
 			double tp_ms = 1e3 * (m.tp_allreduce_s - tp_s_at_log) / (double)iters_since_log;
 			double dp_ms = 1e3 * (step.dp_wait_s - dp_s_at_log) / (double)iters_since_log;
@@ -284,6 +389,10 @@ int main(int argc, char **argv)
 			tp_s_at_log = m.tp_allreduce_s;
 			t_log = metrics_now_s();
 		}
+		if (cfg.save[0] && cfg.save_interval > 0 && (it + 1) % cfg.save_interval == 0) {
+			save(&cfg, it + 1, &m, &opt, &train, &g);
+			saved_at = it + 1;
+		}
 		if (have_valid && cfg.eval_interval > 0 && (it + 1) % cfg.eval_interval == 0 &&
 		    it + 1 < cfg.train_iters) {
 			double vl = evaluate(&step, &valid, cfg.eval_iters, inputs, targets);
@@ -295,6 +404,9 @@ int main(int argc, char **argv)
 			t_log = metrics_now_s();
 		}
 	}
+
+	if (cfg.save[0] && (saved_at != cfg.train_iters || start_iter == cfg.train_iters))
+		save(&cfg, cfg.train_iters, &m, &opt, &train, &g);
 
 	/* ---- report --------------------------------------------------------- */
 	if (have_valid) {

@@ -1,0 +1,710 @@
+#include "checkpoints/ckpt.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checkpoints/ckpt_dir.h"
+#include "checkpoints/ckpt_union.h"
+#include "checkpoints/h5io.h"
+#include "common/alloc.h"
+#include "common/check.h"
+#include "common/log.h"
+#include "parallel/comm.h"
+
+#define PATH_LEN 1024
+#define DIR_MAX 900 /* leaves room for "/iter_NNNNNNN.h5.tmp" */
+#define VERIFY_BLOCK_BYTES ((size_t)64 << 20)
+
+/* The HDF5 path prefix and the name of each group (bit g of a tensor's mask). */
+static const char *const group_path[CKPT_NGROUPS] = {"/model/", "/optimizer/exp_avg/",
+						"/optimizer/exp_avg_sq/"};
+static const char *const group_name[CKPT_NGROUPS] = {"model", "exp_avg", "exp_avg_sq"};
+static const char *const reserved_keys[] = {"format", "format_version", "iteration",
+					    "world_size", "compression_level"};
+
+static int fail(char *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(char *msg, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, CKPT_ERR_LEN, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/*
+ * collective: 0 if rc == 0 on every rank; otherwise -1 on every rank, with the
+ * message of the lowest failing rank in msg. Every step of a collective sequence
+ * ends here, so no rank leaves the sequence alone.
+ */
+static int agree(MPI_Comm comm, int rc, char *msg)
+{
+	int root = comm_first_rank_with(comm, rc != 0);
+
+	if (root < 0)
+		return 0;
+	comm_bcast(comm, msg, CKPT_ERR_LEN, root);
+	return -1;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ull;
+	return h;
+}
+
+/* collective: does h have the same value on every rank? */
+static bool same_everywhere(MPI_Comm comm, uint64_t h)
+{
+	uint64_t v[2] = {h, ~h};
+
+	CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_MAX, comm));
+	return v[0] == ~v[1];
+}
+
+/* ---- names, slices and attributes ----------------------------------------- */
+
+/* '/'-separated segments of [A-Za-z0-9_.-], none empty, "." or "..". */
+static bool valid_name(const char *s, size_t max)
+{
+	size_t seg = 0, n = strnlen(s, max);
+
+	if (n == 0 || n == max)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		char c = s[i];
+
+		if (c == '/' || c == '\0') {
+			if (seg == 0 || (seg == 1 && s[i - 1] == '.') ||
+			    (seg == 2 && s[i - 1] == '.' && s[i - 2] == '.'))
+				return false;
+			seg = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			   (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-') {
+			seg++;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+static int check_slice(const struct layout_slice *s, int rank, char *msg)
+{
+	const char *name = s->name;
+	int64_t r = s->global_shape[0], c = s->global_shape[1];
+	size_t numel;
+
+	if (!valid_name(name, sizeof(s->name)))
+		return fail(msg, "tensor \"%.*s\" (rank %d): a name is '/'-separated segments "
+			    "of [A-Za-z0-9_.-]", (int)strnlen(name, sizeof(s->name)), name, rank);
+	if ((s->ndim != 1 && s->ndim != 2) || r <= 0 || c <= 0 || (s->ndim == 1 && c != 1) ||
+	    s->split_dim < -1 || s->split_dim >= s->ndim)
+		return fail(msg, "tensor %s (rank %d): not a 1-D or 2-D slice (ndim %d, shape "
+			    "%" PRId64 "x%" PRId64 ", split_dim %d)", name, rank, s->ndim, r, c,
+			    s->split_dim);
+	for (int d = 0; d < 2; d++) {
+		bool split = s->split_dim == d;
+		int64_t want = split ? s->split_len : s->global_shape[d];
+
+		if ((split && (s->split_start < 0 || s->split_len <= 0 ||
+			       s->split_start > s->global_shape[d] - s->split_len)) ||
+		    s->shape[d] != want)
+			return fail(msg, "tensor %s (rank %d): local shape or range does not fit "
+				    "the global shape", name, rank);
+	}
+	if (!size_mul_ok((size_t)s->shape[0], (size_t)s->shape[1], &numel) ||
+	    !size_mul_ok(numel, sizeof(float), &numel))
+		return fail(msg, "tensor %s (rank %d): too large", name, rank);
+	return 0;
+}
+
+static bool is_reserved(const char *key)
+{
+	for (size_t i = 0; i < sizeof(reserved_keys) / sizeof(reserved_keys[0]); i++)
+		if (!strcmp(key, reserved_keys[i]))
+			return true;
+	return false;
+}
+
+static int check_attrs(const struct ckpt_attr *attrs, int nattrs, bool saving, char *msg)
+{
+	if (nattrs < 0 || (nattrs > 0 && !attrs))
+		return fail(msg, "attributes: %d given with %s pointer", nattrs,
+			    attrs ? "a" : "a NULL");
+	for (int i = 0; i < nattrs; i++) {
+		const struct ckpt_attr *a = &attrs[i];
+
+		if (!valid_name(a->key, sizeof(a->key)))
+			return fail(msg, "attribute \"%.*s\": a key is '/'-separated segments of "
+				    "[A-Za-z0-9_.-]", (int)strnlen(a->key, sizeof(a->key)), a->key);
+		if (a->type != CKPT_I64 && a->type != CKPT_F64 && a->type != CKPT_STR)
+			return fail(msg, "attribute %s: unknown type %d", a->key, (int)a->type);
+		if (saving && is_reserved(a->key))
+			return fail(msg, "attribute %s: reserved (ckpt writes it)", a->key);
+		if (saving && a->type == CKPT_STR && strnlen(a->s, sizeof(a->s)) == sizeof(a->s))
+			return fail(msg, "attribute %s: string not NUL-terminated", a->key);
+		if (saving && a->type == CKPT_F64 && !isfinite(a->f))
+			return fail(msg, "attribute %s: not finite", a->key);
+		for (int j = 0; j < i; j++)
+			if (!strcmp(attrs[j].key, a->key))
+				return fail(msg, "attribute %s: given twice", a->key);
+	}
+	return 0;
+}
+
+/* The HDF5 group ("/config") and attribute name ("hidden_size") of a key. */
+static void attr_split(const char *key, char *group, size_t glen, const char **name)
+{
+	const char *slash = strrchr(key, '/');
+
+	*name = slash ? slash + 1 : key;
+	snprintf(group, glen, "/%.*s", slash ? (int)(slash - key) : 0, key);
+}
+
+static uint64_t hash_attrs(uint64_t h, const struct ckpt_attr *attrs, int nattrs, bool values)
+{
+	h = fnv(h, &nattrs, sizeof(nattrs));
+	for (int i = 0; i < nattrs; i++) {
+		const struct ckpt_attr *a = &attrs[i];
+
+		h = fnv(h, a->key, strnlen(a->key, sizeof(a->key)) + 1);
+		h = fnv(h, &a->type, sizeof(a->type));
+		if (values && a->type == CKPT_I64)
+			h = fnv(h, &a->i, sizeof(a->i));
+		else if (values && a->type == CKPT_F64)
+			h = fnv(h, &a->f, sizeof(a->f));
+		else if (values)
+			h = fnv(h, a->s, strnlen(a->s, sizeof(a->s)));
+	}
+	return h;
+}
+
+/* Checks of the arguments every call shares; then that all ranks pass the same. */
+static int check_common(const char *dir, int64_t iteration, const struct ckpt_entry *entries,
+			int n, const struct ckpt_attr *attrs, int nattrs, bool saving,
+			int rank, char *msg)
+{
+	if (!dir || !dir[0] || strlen(dir) > DIR_MAX)
+		return fail(msg, "checkpoint directory: empty or longer than %d bytes", DIR_MAX);
+	if (iteration < 0)
+		return fail(msg, "%s: iteration %" PRId64 " is negative", dir, iteration);
+	if (n < 0 || (n > 0 && !entries))
+		return fail(msg, "%s: %d entries given with %s pointer", dir, n,
+			    entries ? "a" : "a NULL");
+	for (int i = 0; i < n; i++)
+		if (check_slice(&entries[i].slice, rank, msg))
+			return -1;
+	return check_attrs(attrs, nattrs, saving, msg);
+}
+
+/*
+ * collective: what save and load start with. The arguments, then that every rank
+ * passes the same ones; then the union of every rank's slices, in which the ranks
+ * with `role` (writers when saving; primary ranks when loading, if there are any)
+ * must tile every tensor exactly once. opt != NULL when saving. Not agreed yet.
+ */
+static int begin(MPI_Comm comm, const char *dir, int64_t iteration,
+		 const struct ckpt_entry *entries, int n, const struct ckpt_attr *attrs,
+		 int nattrs, const struct ckpt_options *opt, bool role, int *any_role,
+		 struct ckpt_rec **recs, struct ckpt_tensor **ts, int *nt, char *msg)
+{
+	int rank, rc, total, any = role;
+	bool saving = opt != NULL;
+	uint64_t h;
+
+	CHECK_MPI(MPI_Comm_rank(comm, &rank));
+	rc = check_common(dir, iteration, entries, n, attrs, nattrs, saving, rank, msg);
+	if (!rc && saving && (opt->compression_level < 0 || opt->compression_level > 9 ||
+			      opt->keep_last < 0))
+		rc = fail(msg, "%s: compression level %d (0..9) or keep_last %d (>= 0) out of "
+			  "range", dir, opt->compression_level, opt->keep_last);
+	if ((rc = agree(comm, rc, msg)))
+		return rc;
+	h = fnv(1469598103934665603ull, dir, strlen(dir));
+	h = fnv(h, &iteration, sizeof(iteration));
+	if (saving)
+		h = fnv(h, opt, sizeof(*opt));
+	if (!same_everywhere(comm, hash_attrs(h, attrs, nattrs, saving)))
+		return fail(msg, "%s: ranks disagree on the directory, iteration, options or "
+			    "attribute keys of the %s", dir, saving ? "save" : "load");
+	CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_LOR, comm));
+	*any_role = any;
+	*recs = ckpt_union_gather(comm, entries, n, role, &total);
+	*ts = ckpt_union_build(*recs, total, rank, saving, nt, msg, CKPT_ERR_LEN);
+	for (int i = 0; *ts && (saving || any) && i < *nt; i++)
+		if (ckpt_union_check_tiling(&(*ts)[i], saving ? "writers" : "primary ranks", msg,
+					    CKPT_ERR_LEN))
+			break;
+	return *ts && msg[0] == '\0' ? 0 : -1;
+}
+
+int ckpt_path(char *buf, size_t len, const char *dir, int64_t iteration)
+{
+	return ckpt_dir_file(buf, len, dir, iteration, false);
+}
+
+/* ---- save ----------------------------------------------------------------- */
+
+static int write_attr(hid_t f, const char *key, enum ckpt_attr_type type, int64_t i,
+		      double x, const char *s)
+{
+	char group[CKPT_ATTR_KEY_MAX + 1];
+	const char *name;
+
+	attr_split(key, group, sizeof(group), &name);
+	if (type == CKPT_I64)
+		return h5io_attr_write_i64(f, group, name, i);
+	if (type == CKPT_F64)
+		return h5io_attr_write_f64(f, group, name, x);
+	return h5io_attr_write_str(f, group, name, s);
+}
+
+/* collective: everything inside the open file; -1 everywhere on any failure. */
+static int write_contents(hid_t f, const struct ckpt_tensor *ts, int nt,
+			  const struct ckpt_entry *entries, const struct ckpt_attr *attrs,
+			  int nattrs, int64_t iteration, int level, MPI_Comm comm, bool writer,
+			  char *msg)
+{
+	char h5[256], path[LAYOUT_NAME_MAX + 32];
+	int size, rc = 0;
+	hid_t dxpl = h5io_dxpl(true);
+	struct ckpt_attr root[] = {
+		{.key = "format", .type = CKPT_STR, .s = CKPT_FORMAT},
+		{.key = "format_version", .type = CKPT_I64, .i = CKPT_FORMAT_VERSION},
+		{.key = "iteration", .type = CKPT_I64, .i = iteration},
+		{.key = "world_size", .type = CKPT_I64},
+		{.key = "compression_level", .type = CKPT_I64, .i = level},
+	};
+
+	CHECK_MPI(MPI_Comm_size(comm, &size));
+	root[3].i = size;
+	for (int k = 0; rc == 0 && k < (int)(sizeof(root) / sizeof(root[0])) + nattrs; k++) {
+		const struct ckpt_attr *a = k < 5 ? &root[k] : &attrs[k - 5];
+
+		/* collective: all ranks, the same value */
+		if (write_attr(f, a->key, a->type, a->i, a->f, a->s) < 0)
+			rc = fail(msg, "attribute %s: cannot write: %s", a->key,
+				  h5io_error_text(h5, sizeof(h5)));
+		rc = agree(comm, rc, msg);
+	}
+	for (int k = 0; rc == 0 && k < nt * CKPT_NGROUPS; k++) {
+		const struct ckpt_tensor *t = &ts[k / CKPT_NGROUPS];
+		const struct ckpt_rec *r = t->first;
+		const struct ckpt_entry *e = t->local >= 0 ? &entries[t->local] : NULL;
+		int g = k % CKPT_NGROUPS;
+		hsize_t dims[2] = {(hsize_t)r->gshape[0], (hsize_t)r->gshape[1]}, chunk[2];
+		uint64_t start[2] = {0, 0}, count[2] = {0, 0};
+		bool has = writer && e && !e->replica;
+		hid_t d;
+
+		if (!(t->mask & (1 << g)))
+			continue;
+		snprintf(path, sizeof(path), "%s%s", group_path[g], r->name);
+		/* collective: all ranks create every dataset with the same arguments */
+		/* one chunk = the first writer's slab: with even splits no chunk is shared */
+		h5io_chunk_for_slab(r->ndim, t->first_role->count, CKPT_CHUNK_MAX_BYTES, chunk);
+		d = h5io_dataset_create_f32(f, path, r->ndim, dims, chunk, level);
+		if (d < 0)
+			rc = fail(msg, "tensor %s: cannot create %s: %s", r->name, path,
+				  h5io_error_text(h5, sizeof(h5)));
+		if ((rc = agree(comm, rc, msg))) {
+			if (d >= 0)
+				h5io_dataset_close(d);
+			break;
+		}
+		if (has)
+			layout_slice_hyperslab(&e->slice, start, count);
+		/* collective: writers their slab, everyone else an empty selection */
+		if (h5io_dataset_write_f32(d, dxpl, r->ndim, has, start, count,
+					   has ? ckpt_entry_group(e, g) : NULL) < 0)
+			rc = fail(msg, "tensor %s: cannot write %s: %s", r->name, path,
+				  h5io_error_text(h5, sizeof(h5)));
+		h5io_dataset_close(d);
+		rc = agree(comm, rc, msg);
+	}
+	h5io_plist_close(dxpl);
+	return rc;
+}
+
+/* A writer's values must all be finite (a NaN in a checkpoint is a silent loss). */
+static int check_finite(const struct ckpt_entry *entries, int n, int rank, char *msg)
+{
+	for (int i = 0; i < n; i++) {
+		const struct ckpt_entry *e = &entries[i];
+		size_t numel = layout_slice_numel(&e->slice);
+
+		for (int g = 0; g < CKPT_NGROUPS; g++) {
+			const float *b = ckpt_entry_group(e, g);
+
+			for (size_t k = 0; b && k < numel; k++)
+				if (!isfinite(b[k]))
+					return fail(msg, "tensor %s: %s holds a non-finite value "
+						    "(%g at local index %zu on rank %d)",
+						    e->slice.name, group_name[g], (double)b[k], k,
+						    rank);
+		}
+	}
+	return 0;
+}
+
+int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_entry *entries, int n,
+	      const struct ckpt_attr *attrs, int nattrs, const struct ckpt_options *opt,
+	      MPI_Comm comm, bool writer, char *err, size_t errlen)
+{
+	const struct ckpt_options defaults = {0, 0};
+	char msg[CKPT_ERR_LEN] = "", tmp[PATH_LEN], h5[256];
+	struct ckpt_rec *recs = NULL;
+	struct ckpt_tensor *ts = NULL;
+	int rank, rc, nt = 0, any_writer = 0;
+	struct h5io_quiet quiet;
+	hid_t f;
+
+	CHECK_MPI(MPI_Comm_rank(comm, &rank));
+	/* 1. the arguments; the layout: one shape per tensor, writers tiling each once */
+	rc = begin(comm, dir, iteration, entries, n, attrs, nattrs, opt ? opt : &defaults,
+		   writer, &any_writer, &recs, &ts, &nt, msg);
+	opt = opt ? opt : &defaults;
+	/* 2. the values: every rank checks its own */
+	if (!rc && writer)
+		rc = check_finite(entries, n, rank, msg);
+	if ((rc = agree(comm, rc, msg)))
+		goto out;
+
+	/* 3. the file, under its temporary name */
+	ckpt_dir_file(tmp, sizeof(tmp), dir, iteration, true);
+	if (rank == 0)
+		rc = ckpt_dir_prepare(dir, msg, CKPT_ERR_LEN);
+	if ((rc = agree(comm, rc, msg)))
+		goto out;
+	h5io_quiet_begin(&quiet);
+	/* collective: all ranks of comm from here to the close */
+	f = h5io_file_create(tmp, comm);
+	if (f < 0)
+		rc = fail(msg, "%s: cannot create: %s", tmp, h5io_error_text(h5, sizeof(h5)));
+	if (!(rc = agree(comm, rc, msg))) {
+		rc = write_contents(f, ts, nt, entries, attrs, nattrs, iteration,
+				    opt->compression_level, comm, writer, msg);
+		if (h5io_file_flush_close(f) < 0 && rc == 0)
+			rc = fail(msg, "%s: cannot flush and close: %s", tmp,
+				  h5io_error_text(h5, sizeof(h5)));
+		rc = agree(comm, rc, msg);
+		if (rc && rank == 0)
+			unlink(tmp);
+	}
+	h5io_quiet_end(&quiet);
+	if (rc)
+		goto out;
+
+	/* 4. publish: rename, then `latest`, each made durable before the next */
+	if (rank == 0)
+		rc = ckpt_dir_publish(dir, iteration, msg, CKPT_ERR_LEN);
+	if ((rc = agree(comm, rc, msg)))
+		goto out;
+	/* 5. only now that the new checkpoint is complete: prune */
+	if (rank == 0)
+		ckpt_dir_prune(dir, iteration, opt->keep_last);
+	comm_barrier(comm);
+out:
+	free(ts);
+	free(recs);
+	if (rc)
+		snprintf(err, errlen, "%s", msg);
+	return rc;
+}
+
+int ckpt_latest(const char *dir, int64_t *iteration, char *err, size_t errlen)
+{
+	if (!dir || !dir[0] || strlen(dir) > DIR_MAX) {
+		snprintf(err, errlen, "checkpoint directory: empty or longer than %d bytes",
+			 DIR_MAX);
+		return -1;
+	}
+	return ckpt_dir_latest(dir, iteration, err, errlen);
+}
+
+/* ---- load ----------------------------------------------------------------- */
+
+/* The file's root attributes name this format. collective for a parallel file. */
+static int check_format(hid_t f, const char *path, char *msg)
+{
+	char format[64] = "";
+	int64_t version = 0;
+
+	if (h5io_attr_read_str(f, "/", "format", format, sizeof(format)) != H5IO_ATTR_OK ||
+	    strcmp(format, CKPT_FORMAT))
+		return fail(msg, "%s: not a retnet checkpoint (root attribute format is not "
+			    "\"%s\")", path, CKPT_FORMAT);
+	if (h5io_attr_read_i64(f, "/", "format_version", &version) != H5IO_ATTR_OK ||
+	    version != CKPT_FORMAT_VERSION)
+		return fail(msg, "%s: format_version %" PRId64 ", this build reads %d", path,
+			    version, CKPT_FORMAT_VERSION);
+	return 0;
+}
+
+/* Open a dataset and check it is float32 of the tensor's global shape. */
+static hid_t open_checked(hid_t f, const char *file, const char *path, const struct ckpt_rec *r,
+			  char *msg)
+{
+	char h5[256], sa[64], sb[64];
+	int64_t got[2];
+	hsize_t dims[2];
+	int ndim;
+	bool f32;
+	hid_t d;
+
+	if (!h5io_path_exists(f, path))
+		return fail(msg, "%s: tensor %s: not in the checkpoint (no %s)", file, r->name,
+			    path);
+	d = h5io_dataset_open(f, path);
+	if (d < 0)
+		return fail(msg, "%s: tensor %s: cannot open %s: %s", file, r->name, path,
+			    h5io_error_text(h5, sizeof(h5)));
+	if (h5io_dataset_shape(d, &ndim, dims, &f32) < 0 || !f32 || ndim != r->ndim ||
+	    dims[0] != (hsize_t)r->gshape[0] || dims[1] != (hsize_t)r->gshape[1]) {
+		got[0] = (int64_t)dims[0];
+		got[1] = (int64_t)dims[1];
+		ckpt_union_shape_str(sa, sizeof(sa), ndim, got);
+		ckpt_union_shape_str(sb, sizeof(sb), r->ndim, r->gshape);
+		h5io_dataset_close(d);
+		return fail(msg, "%s: tensor %s: %s is %s %s, the slice expects float32 %s",
+			    file, r->name, path, f32 ? "float32" : "not float32", sa, sb);
+	}
+	return d;
+}
+
+struct coverage {
+	const struct ckpt_tensor *ts;
+	int nt;
+	const char *file;
+	char *msg;
+};
+
+static int loaded_by_primary(const char *path, void *ctx)
+{
+	struct coverage *c = ctx;
+	const char *name = path + strlen(group_path[0]);
+	int lo = 0, hi = c->nt - 1;
+
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2, cmp = strcmp(c->ts[mid].first->name, name);
+
+		if (cmp == 0) {
+			for (int k = 0; k < c->ts[mid].nrec; k++)
+				if (c->ts[mid].first[k].role)
+					return 0;
+			break;
+		}
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	fail(c->msg, "%s: tensor %s: in the checkpoint but no primary rank loads it", c->file,
+	     name);
+	return 1;
+}
+
+static int read_attrs(hid_t f, const char *file, struct ckpt_attr *attrs, int nattrs,
+		      char *msg)
+{
+	static const char *const type_name[] = {"an integer", "a float", "a string"};
+	char group[CKPT_ATTR_KEY_MAX + 1];
+	const char *name;
+	int rc = 0;
+
+	/* collective: every rank reads every key, even after a failure */
+	for (int i = 0; i < nattrs; i++) {
+		struct ckpt_attr *a = &attrs[i];
+		enum h5io_attr_status st;
+
+		attr_split(a->key, group, sizeof(group), &name);
+		if (a->type == CKPT_I64)
+			st = h5io_attr_read_i64(f, group, name, &a->i);
+		else if (a->type == CKPT_F64)
+			st = h5io_attr_read_f64(f, group, name, &a->f);
+		else
+			st = h5io_attr_read_str(f, group, name, a->s, sizeof(a->s));
+		if (st != H5IO_ATTR_OK && rc == 0)
+			rc = fail(msg, "%s: attribute %s: %s%s", file, a->key,
+				  st == H5IO_ATTR_MISSING ? "missing" :
+				  st == H5IO_ATTR_WRONG_TYPE ? "not " :
+				  st == H5IO_ATTR_TOO_LONG ? "string too long" : "cannot read",
+				  st == H5IO_ATTR_WRONG_TYPE ? type_name[a->type] : "");
+	}
+	return rc;
+}
+
+/* collective: the datasets of every tensor of the union, each rank its slices. */
+static int read_tensors(hid_t f, const char *file, const struct ckpt_tensor *ts, int nt,
+			struct ckpt_entry *entries, MPI_Comm comm, char *msg)
+{
+	char h5[256], path[LAYOUT_NAME_MAX + 32];
+	hid_t dxpl = h5io_dxpl(true);
+	int rc = 0;
+
+	for (int k = 0; rc == 0 && k < nt * CKPT_NGROUPS; k++) {
+		const struct ckpt_tensor *t = &ts[k / CKPT_NGROUPS];
+		const struct ckpt_rec *r = t->first;
+		struct ckpt_entry *e = t->local >= 0 ? &entries[t->local] : NULL;
+		int g = k % CKPT_NGROUPS;
+		float *buf = e ? ckpt_entry_group(e, g) : NULL;
+		uint64_t start[2] = {0, 0}, count[2] = {0, 0};
+		hid_t d;
+
+		if (!(t->mask & (1 << g)))
+			continue;
+		snprintf(path, sizeof(path), "%s%s", group_path[g], r->name);
+		/* collective: all ranks open every dataset any rank reads */
+		d = open_checked(f, file, path, r, msg);
+		if ((rc = agree(comm, d < 0 ? -1 : 0, msg))) {
+			if (d >= 0)
+				h5io_dataset_close(d);
+			break;
+		}
+		if (buf)
+			layout_slice_hyperslab(&e->slice, start, count);
+		/* collective: each rank its hyperslab or an empty selection */
+		if (h5io_dataset_read_f32(d, dxpl, r->ndim, buf != NULL, start, count, buf) < 0)
+			rc = fail(msg, "%s: tensor %s: reading %s failed: %s", file, r->name,
+				  path, h5io_error_text(h5, sizeof(h5)));
+		h5io_dataset_close(d);
+		rc = agree(comm, rc, msg);
+	}
+	h5io_plist_close(dxpl);
+	return rc;
+}
+
+int ckpt_load(const char *dir, int64_t iteration, struct ckpt_entry *entries, int n,
+	      struct ckpt_attr *attrs, int nattrs, MPI_Comm comm, bool primary, char *err,
+	      size_t errlen)
+{
+	char msg[CKPT_ERR_LEN] = "", file[PATH_LEN], h5[256];
+	struct ckpt_rec *recs = NULL;
+	struct ckpt_tensor *ts = NULL;
+	int rank, rc, nt = 0, any_primary = 0;
+	struct h5io_quiet quiet;
+	hid_t f;
+
+	CHECK_MPI(MPI_Comm_rank(comm, &rank));
+	/* 1. the arguments and the layout (primary ranks tiling every tensor) */
+	rc = begin(comm, dir, iteration, entries, n, attrs, nattrs, NULL, primary, &any_primary,
+		   &recs, &ts, &nt, msg);
+	if ((rc = agree(comm, rc, msg)))
+		goto out;
+
+	/* 2. the file: format, coverage of its tensors, datasets, attributes */
+	ckpt_path(file, sizeof(file), dir, iteration);
+	h5io_quiet_begin(&quiet);
+	/* collective: all ranks of comm from here to the close */
+	f = h5io_file_open_ro(file, comm);
+	if (f < 0)
+		rc = fail(msg, "%s: cannot open: %s", file, h5io_error_text(h5, sizeof(h5)));
+	if (!(rc = agree(comm, rc, msg))) {
+		rc = agree(comm, check_format(f, file, msg), msg);
+		if (!rc && any_primary) {
+			struct coverage c = {ts, nt, file, msg};
+
+			if (h5io_visit_datasets(f, "/model", loaded_by_primary, &c) < 0)
+				rc = fail(msg, "%s: cannot list /model: %s", file,
+					  h5io_error_text(h5, sizeof(h5)));
+			rc = agree(comm, msg[0] ? -1 : rc, msg);
+		}
+		if (!rc)
+			rc = read_tensors(f, file, ts, nt, entries, comm, msg);
+		if (!rc)
+			rc = agree(comm, read_attrs(f, file, attrs, nattrs, msg), msg);
+		if (h5io_file_close(f) < 0 && rc == 0)
+			rc = fail(msg, "%s: close: %s", file, h5io_error_text(h5, sizeof(h5)));
+		rc = agree(comm, rc, msg);
+	}
+	h5io_quiet_end(&quiet);
+out:
+	free(ts);
+	free(recs);
+	if (rc)
+		snprintf(err, errlen, "%s", msg);
+	return rc;
+}
+
+/* ---- verify (one rank, serial) ------------------------------------------ */
+
+struct verify {
+	hid_t f;
+	const char *file;
+	struct ckpt_verify_info *info;
+	char *msg;
+};
+
+static int verify_dataset(const char *path, void *ctx)
+{
+	struct verify *v = ctx;
+	char h5[256];
+	hsize_t dims[2];
+	int ndim, rc;
+	bool f32;
+	uint64_t values = 0, bad_row = 0;
+	hid_t d = h5io_dataset_open(v->f, path);
+
+	if (d < 0)
+		return -fail(v->msg, "%s: cannot open %s: %s", v->file, path,
+			     h5io_error_text(h5, sizeof(h5)));
+	if (h5io_dataset_shape(d, &ndim, dims, &f32) < 0 || !f32) {
+		h5io_dataset_close(d);
+		return -fail(v->msg, "%s: %s: not a 1-D or 2-D float32 dataset", v->file, path);
+	}
+	/* every chunk decompressed and its checksum verified */
+	rc = h5io_dataset_scan_f32(d, VERIFY_BLOCK_BYTES, &values, &bad_row);
+	if (rc < 0)
+		fail(v->msg, "%s: reading %s failed: %s", v->file, path,
+		     h5io_error_text(h5, sizeof(h5)));
+	else if (rc > 0)
+		fail(v->msg, "%s: %s: a non-finite value in row %" PRIu64, v->file, path, bad_row);
+	v->info->datasets++;
+	v->info->values += values;
+	v->info->stored_bytes += h5io_dataset_storage_bytes(d);
+	h5io_dataset_close(d);
+	return rc ? 1 : 0;
+}
+
+int ckpt_verify(const char *path, struct ckpt_verify_info *info, char *err, size_t errlen)
+{
+	struct ckpt_verify_info local = {0};
+	char msg[CKPT_ERR_LEN] = "", h5[256];
+	struct h5io_quiet quiet;
+	struct verify v;
+	int rc;
+	hid_t f;
+
+	info = info ? info : &local;
+	memset(info, 0, sizeof(*info));
+	h5io_quiet_begin(&quiet);
+	f = h5io_file_open_ro(path, MPI_COMM_NULL);
+	if (f < 0) {
+		rc = fail(msg, "%s: cannot open: %s", path, h5io_error_text(h5, sizeof(h5)));
+	} else {
+		v = (struct verify){f, path, info, msg};
+		rc = check_format(f, path, msg);
+		if (!rc && h5io_attr_read_i64(f, "/", "iteration", &info->iteration))
+			rc = fail(msg, "%s: root attribute iteration missing", path);
+		if (!rc && h5io_visit_datasets(f, "/", verify_dataset, &v) != 0 && !msg[0])
+			fail(msg, "%s: cannot list the datasets: %s", path,
+			     h5io_error_text(h5, sizeof(h5)));
+		rc = msg[0] ? -1 : 0;
+		if (h5io_file_close(f) < 0 && rc == 0)
+			rc = fail(msg, "%s: close: %s", path, h5io_error_text(h5, sizeof(h5)));
+	}
+	h5io_quiet_end(&quiet);
+	if (rc)
+		snprintf(err, errlen, "%s", msg);
+	return rc;
+}

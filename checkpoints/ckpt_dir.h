@@ -1,0 +1,38 @@
+/*
+ * ckpt_dir: the files of a checkpoint directory and the order in which they are made
+ * durable. POSIX only: no HDF5, no MPI (ckpt.c calls these on rank 0 between its
+ * collective phases).
+ *
+ *   DIR/iter_%07d.h5       a complete checkpoint       DIR/iter_%07d.h5.tmp   in progress
+ *   DIR/latest             "<iteration>\n"             DIR/latest.tmp         in progress
+ *
+ * Publishing iteration N: fsync the closed .tmp file, rename it to iter_N.h5, fsync
+ * DIR; write latest.tmp, fsync it, rename it to latest, fsync DIR. Removal (stale
+ * .tmp files, pruning) only ever touches names of exactly these forms.
+ *
+ * Test hook (documented in ckpt.h): RETNET_CKPT_TEST_PAUSE=PHASE[:ITER] sleeps 60 s
+ * after PHASE (tmp, renamed, latest) of ckpt_dir_publish.
+ *
+ * Does not create or read the HDF5 file and does not decide when to save.
+ */
+#ifndef RN_CKPT_DIR_H
+#define RN_CKPT_DIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* DIR/iter_%07d.h5 (or .h5.tmp) into buf; -1 if it does not fit. */
+int ckpt_dir_file(char *buf, size_t len, const char *dir, int64_t iteration, bool tmp);
+/* mkdir -p DIR, then remove its stale iter_*.h5.tmp and latest.tmp. 0 or -1 + msg. */
+int ckpt_dir_prepare(const char *dir, char *msg, size_t len);
+/* Make the closed DIR/iter_N.h5.tmp the checkpoint and point latest at it. */
+int ckpt_dir_publish(const char *dir, int64_t iteration, char *msg, size_t len);
+/* Keep the keep - 1 newest complete checkpoints older than `newest` (which `latest`
+ * names), remove the other older ones; newer ones are left alone. keep = 0 keeps all.
+ * Failures are warnings (log_warn): the new checkpoint is complete already. */
+void ckpt_dir_prune(const char *dir, int64_t newest, int keep);
+/* The iteration DIR/latest names, checking that its file exists. 0 or -1 + msg. */
+int ckpt_dir_latest(const char *dir, int64_t *iteration, char *msg, size_t len);
+
+#endif

@@ -1,0 +1,325 @@
+/*
+ * ckpt_driver: the driver tests/cli/ckpt_kill.sh kills and then inspects.
+ *
+ *   ckpt_driver save DIR [--start S] [--count N] [--keep K] [--level L] [--rows R]
+ *                        [--pid-dir P]
+ *   ckpt_driver verify DIR
+ *   ckpt_driver dump DIR NAME OUT
+ *   ckpt_driver corrupt FILE DATASET        (no MPI: one process)
+ *
+ * save: under mpiexec, saves iterations S, S+1, ... (N of them; 0 = until killed)
+ * with keep_last K. Tensors: "layers/0/w" (R x R, rows split over the ranks),
+ * "layers/1/w" (R x R, columns split), "layers/0/b" (R, split) and "small" (3 x 5,
+ * replicated, written by rank 0); every value is a function of (iteration, tensor,
+ * group, index), so a reader knows what each checkpoint must hold. Each rank writes
+ * its pid to P/rank.<r>; rank 0 prints "driver: saving" before the first save and
+ * "driver: saved <it>" after each.
+ * verify: every complete DIR/iter_*.h5 passes ckpt_verify (all checksums) and holds
+ * its own iteration, and the checkpoint `latest` names loads at another layout (each
+ * rank the whole tensors) with exactly its values. Exit 0; 3 if there is no `latest`
+ * yet; 1 on any failure, with one line "retnet: error: ..." on stderr.
+ * dump: the latest checkpoint's model tensor NAME into file OUT, one value per line
+ * (%.9g).
+ * corrupt: flips one byte in the middle of DATASET's first chunk.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "checkpoints/ckpt.h"
+#include "common/alloc.h"
+#include "common/check.h"
+#include "common/log.h"
+#include "common/rng.h"
+#include "parallel/comm.h"
+#include "parallel/mpi_setup.h"
+
+#define NT 4
+
+static int rank, world;
+
+static float value(int64_t it, int g, const char *name, uint64_t idx)
+{
+	uint64_t h = (idx + 1) * 0x9E3779B97F4A7C15ull;
+
+	h ^= rng_stream_of(name) + (uint64_t)it * 1315423911ull + (uint64_t)g * 7919u;
+	h ^= h >> 29;
+	h *= 0xBF58476D1CE4E5B9ull;
+	h ^= h >> 32;
+	return (float)((int64_t)(h % 2000001) - 1000000) * 1e-6f;
+}
+
+/* This rank's tensors; whole = every tensor in full (the reading layout). */
+static int make_entries(struct ckpt_entry *e, int64_t rows, bool whole, int64_t it, bool fill)
+{
+	static const struct {
+		const char *name;
+		int ndim, dim;
+		int64_t cols;
+	} t[NT] = {{"layers/0/w", 2, 0, 0}, {"layers/1/w", 2, 1, 0}, {"layers/0/b", 1, 0, 1},
+		   {"small", 2, -1, 5}};
+	int n = 0;
+
+	for (int i = 0; i < NT; i++) {
+		int64_t r = t[i].name[0] == 's' ? 3 : rows, c = t[i].cols ? t[i].cols : rows;
+		int64_t start = 0, len = 0;
+		int dim = whole ? -1 : t[i].dim;
+		uint64_t s0[2], c0[2];
+
+		if (!whole && dim < 0 && rank != 0)
+			continue;
+		if (dim >= 0)
+			layout_even_range(dim == 0 ? r : c, world, rank, &start, &len);
+		if (layout_slice_init(&e[n].slice, t[i].name, t[i].ndim, r, c, dim, start, len))
+			FATAL("bad slice of %s", t[i].name);
+		layout_slice_hyperslab(&e[n].slice, s0, c0);
+		for (int g = 0; g < 3; g++) {
+			float *b = xcalloc(layout_slice_numel(&e[n].slice), sizeof(float));
+
+			*(g == 0 ? &e[n].model : g == 1 ? &e[n].exp_avg : &e[n].exp_avg_sq) = b;
+			for (uint64_t k = 0; fill && k < c0[0] * c0[1]; k++)
+				b[k] = value(it, g, t[i].name,
+					     (s0[0] + k / c0[1]) * (uint64_t)c + s0[1] + k % c0[1]);
+		}
+		n++;
+	}
+	return n;
+}
+
+static void free_entries(struct ckpt_entry *e, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(e[i].model);
+		free(e[i].exp_avg);
+		free(e[i].exp_avg_sq);
+	}
+}
+
+static size_t count_wrong(const struct ckpt_entry *e, int n, int64_t it)
+{
+	size_t bad = 0;
+
+	for (int i = 0; i < n; i++)
+		for (int g = 0; g < 3; g++) {
+			const float *b = g == 0 ? e[i].model
+				       : g == 1 ? e[i].exp_avg : e[i].exp_avg_sq;
+
+			for (size_t k = 0; k < layout_slice_numel(&e[i].slice); k++) {
+				float want = value(it, g, e[i].slice.name, k);
+
+				bad += memcmp(&b[k], &want, sizeof(float)) != 0;
+			}
+		}
+	return bad;
+}
+
+static int do_save(const char *dir, int argc, char **argv)
+{
+	int64_t start = 1, count = 1, rows = 512;
+	struct ckpt_options opt = {1, 0};
+	struct ckpt_entry e[NT];
+	char err[CKPT_ERR_LEN], path[1024];
+	const char *pid_dir = NULL;
+	struct ckpt_attr attr = {.key = "rows", .type = CKPT_I64};
+
+	for (int i = 0; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--start"))
+			start = atoll(argv[i + 1]);
+		else if (!strcmp(argv[i], "--count"))
+			count = atoll(argv[i + 1]);
+		else if (!strcmp(argv[i], "--keep"))
+			opt.keep_last = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--level"))
+			opt.compression_level = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--rows"))
+			rows = atoll(argv[i + 1]);
+		else if (!strcmp(argv[i], "--pid-dir"))
+			pid_dir = argv[i + 1];
+	}
+	if (pid_dir) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/rank.%d", pid_dir, rank);
+		f = fopen(path, "w");
+		if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f))
+			FATAL("%s: cannot write the pid", path);
+	}
+	attr.i = rows;
+	comm_barrier(MPI_COMM_WORLD);
+	log0("driver: saving\n");
+	for (int64_t it = start; count == 0 || it < start + count; it++) {
+		int n = make_entries(e, rows, false, it, true);
+		int rc = ckpt_save(dir, it, e, n, &attr, 1, &opt, MPI_COMM_WORLD, true, err,
+				   sizeof(err));
+
+		free_entries(e, n);
+		if (rc) {
+			if (rank == 0)
+				log_error("%s", err);
+			return 1;
+		}
+		log0("driver: saved %" PRId64 "\n", it);
+	}
+	return 0;
+}
+
+/* Rank 0: ckpt_verify every complete checkpoint in dir. */
+static int verify_all(const char *dir, int *files)
+{
+	DIR *d = opendir(dir);
+	struct dirent *ent;
+	char path[1024], err[CKPT_ERR_LEN], tail[8];
+	int rc = 0;
+	long long it;
+
+	*files = 0;
+	while (d && rc == 0 && (ent = readdir(d))) {
+		struct ckpt_verify_info info;
+
+		if (sscanf(ent->d_name, "iter_%lld.h%7s", &it, tail) != 2 || strcmp(tail, "5"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, ent->d_name);
+		rc = ckpt_verify(path, &info, err, sizeof(err));
+		if (rc)
+			log_error("%s", err);
+		else if (info.iteration != it)
+			rc = -1, log_error("%s: holds iteration %" PRId64, path, info.iteration);
+		(*files)++;
+	}
+	if (d)
+		closedir(d);
+	return rc;
+}
+
+static int do_verify(const char *dir, const char *dump, const char *out)
+{
+	char err[CKPT_ERR_LEN] = "", path[1024];
+	int64_t it = -1;
+	int code = 0, files = 0, n = 0;
+	struct ckpt_entry e[NT];
+	struct ckpt_attr rows = {.key = "rows", .type = CKPT_I64};
+
+	if (rank == 0) {
+		snprintf(path, sizeof(path), "%s/latest", dir);
+		if (access(path, F_OK) != 0)
+			code = 3;
+		else if (ckpt_latest(dir, &it, err, sizeof(err)))
+			code = 1, log_error("%s", err);
+		if (!dump && code != 1 && verify_all(dir, &files))
+			code = 1;
+	}
+	comm_bcast(MPI_COMM_WORLD, &code, sizeof(code), 0);
+	comm_bcast(MPI_COMM_WORLD, &it, sizeof(it), 0);
+	if (code == 3 && !dump)
+		log0("driver: no latest pointer yet (%d complete files verify)\n", files);
+	if (code)
+		return code;
+	/* the tensors' size is the attribute "rows" */
+	if (ckpt_load(dir, it, NULL, 0, &rows, 1, MPI_COMM_WORLD, false, err, sizeof(err))) {
+		if (rank == 0)
+			log_error("%s", err);
+		return 1;
+	}
+	n = make_entries(e, rows.i, true, it, false);
+	if (dump) {
+		for (int i = 0; i < n; i++) {
+			if (strcmp(e[i].slice.name, dump)) {
+				free(e[i].model);
+				e[i].model = NULL;
+			}
+			free(e[i].exp_avg);
+			free(e[i].exp_avg_sq);
+			e[i].exp_avg = e[i].exp_avg_sq = NULL;
+		}
+	}
+	if (ckpt_load(dir, it, e, n, NULL, 0, MPI_COMM_WORLD, rank == 0 && !dump, err,
+		      sizeof(err))) {
+		code = 1;
+	} else if (dump && rank == 0) {
+		FILE *f = fopen(out, "w");
+
+		for (int i = 0; f && i < n; i++)
+			for (size_t k = 0; e[i].model && k < layout_slice_numel(&e[i].slice); k++)
+				fprintf(f, "%.9g\n", (double)e[i].model[k]);
+		if (!f || fclose(f)) {
+			code = 1;
+			snprintf(err, sizeof(err), "%s: cannot write", out);
+		}
+	} else if (!comm_agree(MPI_COMM_WORLD, count_wrong(e, n, it) == 0)) {
+		code = 1;
+		snprintf(err, sizeof(err), "%s: iteration %" PRId64 " loads other values than "
+			 "were saved", dir, it);
+	}
+	if (code && rank == 0)
+		log_error("%s", err);
+	else if (!dump)
+		log0("driver: latest = %" PRId64 " loads with its values; %d complete "
+		     "checkpoints verify\n", it, files);
+	free_entries(e, n);
+	return code;
+}
+
+static int do_corrupt(const char *file, const char *name)
+{
+	hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT), d;
+	hsize_t offset[2], size = 0;
+	hid_t space = -1;
+	haddr_t addr = 0;
+	unsigned mask;
+	unsigned char byte;
+	int fd, rc = 1;
+
+	d = f < 0 ? -1 : H5Dopen2(f, name, H5P_DEFAULT);
+	if (d >= 0 && H5Dget_chunk_info(d, space = H5Dget_space(d), 0, offset, &mask, &addr,
+					     &size) >= 0)
+		rc = 0;
+	if (space >= 0)
+		H5Sclose(space);
+	if (d >= 0)
+		H5Dclose(d);
+	if (f >= 0)
+		H5Fclose(f);
+	fd = open(file, O_RDWR);
+	if (rc || fd < 0 || pread(fd, &byte, 1, (off_t)(addr + size / 2)) != 1) {
+		log_error("%s: cannot find the first chunk of %s", file, name);
+		return 1;
+	}
+	byte ^= 0x10;
+	rc = pwrite(fd, &byte, 1, (off_t)(addr + size / 2)) == 1 ? 0 : 1;
+	close(fd);
+	printf("driver: flipped the byte at %llu (chunk of %llu bytes at %llu)\n",
+	       (unsigned long long)(addr + size / 2), (unsigned long long)size,
+	       (unsigned long long)addr);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	int code;
+
+	if (argc < 3) {
+		log_error("usage: see the comment at the top of tests/tools/ckpt_driver.c");
+		return 2;
+	}
+	if (!strcmp(argv[1], "corrupt"))
+		return argc == 4 ? do_corrupt(argv[2], argv[3]) : 2;
+	mpi_setup_init(&argc, &argv);
+	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &world);
+	if (!strcmp(argv[1], "save"))
+		code = do_save(argv[2], argc - 3, argv + 3);
+	else if (!strcmp(argv[1], "verify"))
+		code = do_verify(argv[2], NULL, NULL);
+	else if (!strcmp(argv[1], "dump") && argc == 5)
+		code = do_verify(argv[2], argv[3], argv[4]);
+	else
+		code = 2;
+	mpi_setup_finalize();
+	return code;
+}
