@@ -75,6 +75,8 @@ static const struct option_spec options[] = {
 	 "keep this many newest checkpoints (0: all)"},
 	{"ckpt-compression-level", OPT_INT, OFF(ckpt_compression_level), 0, 0, 9,
 	 "deflate level of checkpoints (0: off)"},
+	{"exit-duration-in-mins", OPT_FLOAT, OFF(exit_duration_in_mins), 0, 0, 1e9,
+	 "stop with a checkpoint after this many minutes (0: never); exit status 3"},
 	{"tensor-model-parallel-size", OPT_INT, OFF(tensor_model_parallel_size), 0, 1, 1 << 16,
 	 "tensor-parallel ranks (divides heads and f)"},
 	{"pipeline-model-parallel-size", OPT_INT, OFF(pipeline_model_parallel_size), 0, 1,

@@ -39,6 +39,7 @@ struct train_config {
 	/* checkpoints */
 	char save[CONFIG_PATH_MAX], load[CONFIG_PATH_MAX];
 	int64_t save_interval, keep_last, ckpt_compression_level;
+	double exit_duration_in_mins;
 	/* parallel layout */
 	int64_t tensor_model_parallel_size, pipeline_model_parallel_size;
 	bool help;

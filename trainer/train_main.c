@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <omp.h>
@@ -89,6 +90,46 @@ static double evaluate(struct train_step *ts, struct loader *valid, int64_t max_
 	comm_allreduce_sum_f64(g->pp_comm, sum, 1);
 	comm_allreduce_sum_f64(g->dp_comm, sum, 2);
 	return sum[1] > 0 ? sum[0] / sum[1] : NAN;
+}
+
+/* Exit status of a run stopped early with a checkpoint: "requeue me". */
+#define EXIT_REQUEUE 3
+
+/* Set by SIGUSR1 or SIGTERM (SLURM's --signal and preemption, scancel). */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void install_stop_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	CHECK_SYS(sigaction(SIGUSR1, &sa, NULL));
+	CHECK_SYS(sigaction(SIGTERM, &sa, NULL));
+}
+
+/* Any rank signalled, or over the wall-time budget? collective: all ranks */
+static bool should_stop(const struct train_config *cfg, double t_start, const struct grid *g)
+{
+	bool mine = stop_signal != 0;
+
+	if (cfg->exit_duration_in_mins > 0 &&
+	    metrics_now_s() - t_start > 60.0 * cfg->exit_duration_in_mins)
+		mine = true;
+	return comm_first_rank_with(g->world, mine) >= 0;
+}
+
+/* Ends a run that stopped early but cleanly: every rank finalizes and exits. */
+static _Noreturn void cleanup_and_exit(int status)
+{
+	mpi_setup_finalize();
+	exit(status);
 }
 
 /* A failure all ranks agree on (err set on every rank): rank 0 prints, all exit 2. */
@@ -321,10 +362,18 @@ int main(int argc, char **argv)
 	double compute_s_at_log = 0.0, schedule_s_at_log = 0.0;
 	int64_t iters_since_log = 0;
 
-	int64_t saved_at = start_iter;
+	int64_t saved_at = start_iter, stopped_at = -1;
 
+	install_stop_signals();
 	for (int64_t it = start_iter; it < cfg.train_iters; it++) {
 		double loss_sum[1] = {0.0}, grad_norm, lr = lr_at(&sched, it);
+
+		/* Preemption and the wall-time budget: one decision for the whole job, at an
+		 * iteration boundary. collective: all ranks, every iteration */
+		if (should_stop(&cfg, t_start, &g)) {
+			stopped_at = it;
+			break;
+		}
 		float clip_scale = 1.0f;
 
 		param_set_zero_grad(&m.params);
@@ -405,6 +454,16 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (stopped_at >= 0) {
+		if (cfg.save[0] && saved_at != stopped_at)
+			save(&cfg, stopped_at, &m, &opt, &train, &g);
+		log0("retnet-train: stopped at iteration %lld of %lld (%s); %s; exit status %d "
+		     "asks the job script to requeue\n", (long long)stopped_at,
+		     (long long)cfg.train_iters, stop_signal ? "signal" : "--exit-duration-in-mins",
+		     cfg.save[0] ? "checkpoint written" : "no --save: nothing written",
+		     EXIT_REQUEUE);
+		cleanup_and_exit(EXIT_REQUEUE);
+	}
 	if (cfg.save[0] && (saved_at != cfg.train_iters || start_iter == cfg.train_iters))
 		save(&cfg, cfg.train_iters, &m, &opt, &train, &g);
 

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Preemption under mpirun: SIGUSR1 to mpirun (which forwards it to the ranks)
+# mid-run makes all ranks stop at the next iteration boundary, write a checkpoint
+# and exit with status 3 ("requeue me"); the same command run again resumes by
+# itself and ends with the uninterrupted run's final loss to the last bit. Likewise
+# --exit-duration-in-mins. (The SLURM version of this is tests/slurm/.)
+# Usage: train_preempt.sh BUILD_DIR CORPUS_PREFIX
+set -u
+BUILD=${1:?usage: train_preempt.sh BUILD_DIR CORPUS_PREFIX}
+CORPUS=${2:?usage}
+source "$(dirname "$0")/lib.sh"
+T=$(mktemp -d /tmp/rn_train_preempt.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+MPIEXEC=${MPIEXEC:-mpiexec}
+read -r -a MPI_EXTRA <<<"${RETNET_MPIEXEC_EXTRA:---oversubscribe --bind-to none}"
+ITERS=1500
+ARGS=(--data-path "$CORPUS-train.bin" --num-layers 2 --hidden-size 64 --num-heads 4
+	--seq-length 32 --chunk-size 8 --micro-batch-size 2 --global-batch-size 4
+	--train-iters "$ITERS" --lr 1e-3 --seed 5 --log-interval 100)
+export OMP_NUM_THREADS=1
+
+last_loss() { json_column "$1" loss | tail -n 1; }
+
+run() { # run NAME [flags]: the job's command line, same every time
+	local name=$1
+	shift
+	"$MPIEXEC" -n 2 "${MPI_EXTRA[@]}" "$BUILD/retnet-train" "${ARGS[@]}" \
+		--save "$T/$name" --load "$T/$name" --save-interval 1000 \
+		--metrics "$T/$name.jsonl" "$@" >>"$T/$name.log" 2>&1
+}
+
+mkdir "$T/full" "$T/sig" "$T/dur"
+run full
+check "uninterrupted run exits 0" test $? -eq 0
+
+run sig &
+pid=$!
+sleep 2
+# $pid is the subshell running `run`; the signal goes to its child, mpiexec.
+pkill -USR1 -P "$pid"
+wait "$pid"
+rc=$?
+check "SIGUSR1: exit status 3" test "$rc" -eq 3
+check "SIGUSR1: stopped before the end, checkpoint written" \
+	grep -qE "stopped at iteration [0-9]+ of $ITERS \(signal\); checkpoint written" "$T/sig.log"
+check "SIGUSR1: latest names the stop" bash -c "grep -q \"stopped at iteration \$(cat '$T/sig/latest') \" '$T/sig.log'"
+run sig
+check "requeued run finishes with exit 0" test $? -eq 0
+check "requeued run resumed by itself" grep -q "resumed from" "$T/sig.log"
+check "final loss = uninterrupted final loss (bitwise)" \
+	test "$(last_loss "$T/sig.jsonl")" = "$(last_loss "$T/full.jsonl")"
+
+run dur --exit-duration-in-mins 0.02
+check "--exit-duration-in-mins: exit status 3" test $? -eq 3
+check "--exit-duration-in-mins: checkpoint written" \
+	grep -qE "stopped at iteration [0-9]+ of $ITERS \(--exit-duration-in-mins\); checkpoint written" "$T/dur.log"
+run dur
+check "and the next run finishes with the same final loss" \
+	test "$(last_loss "$T/dur.jsonl")" = "$(last_loss "$T/full.jsonl")"
+finish
