@@ -1,90 +1,79 @@
 #include "trainer/config.h"
 
-#include <errno.h>
-#include <limits.h>
-#include <math.h>
+#include "trainer/flags.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_kind { OPT_INT, OPT_FLOAT, OPT_STRING, OPT_PATHS, OPT_BOOL };
-
-struct option_spec {
-	const char *name; /* without the leading dashes */
-	enum opt_kind kind;
-	size_t offset;    /* into struct train_config */
-	size_t count_offset; /* OPT_PATHS: the count field */
-	double min, max;  /* numbers: allowed closed range */
-	const char *help;
-};
-
 #define OFF(field) offsetof(struct train_config, field)
+#define SIZE(field) sizeof(((struct train_config *)0)->field)
 #define BIG 9.2e18
 
-static const struct option_spec options[] = {
-	{"num-layers", OPT_INT, OFF(num_layers), 0, 1, 4096, "transformer blocks L"},
-	{"hidden-size", OPT_INT, OFF(hidden_size), 0, 2, 1 << 20, "model width d"},
-	{"num-heads", OPT_INT, OFF(num_heads), 0, 1, 4096, "retention heads H (d/H even)"},
+static const struct flag_spec options[] = {
+	{"num-layers", OPT_INT, OFF(num_layers), 0, 1, 4096, "transformer blocks L", 0},
+	{"hidden-size", OPT_INT, OFF(hidden_size), 0, 2, 1 << 20, "model width d", 0},
+	{"num-heads", OPT_INT, OFF(num_heads), 0, 1, 4096, "retention heads H (d/H even)", 0},
 	{"ffn-hidden-size", OPT_INT, OFF(ffn_hidden_size), 0, 1, 1 << 22,
-	 "FFN width f (default 2d)"},
-	{"seq-length", OPT_INT, OFF(seq_length), 0, 1, 1 << 24, "tokens per sequence T"},
+	 "FFN width f (default 2d)", 0},
+	{"seq-length", OPT_INT, OFF(seq_length), 0, 1, 1 << 24, "tokens per sequence T", 0},
 	{"chunk-size", OPT_INT, OFF(chunk_size), 0, 1, 1 << 16,
-	 "retention chunk C (divides T)"},
+	 "retention chunk C (divides T)", 0},
 	{"vocab-size", OPT_INT, OFF(vocab_size), 0, 2, 1 << 16,
-	 "vocabulary (256: byte tokenizer)"},
+	 "vocabulary (256: byte tokenizer)", 0},
 	{"micro-batch-size", OPT_INT, OFF(micro_batch_size), 0, 1, 1 << 20,
-	 "sequences per rank per forward"},
+	 "sequences per rank per forward", 0},
 	{"global-batch-size", OPT_INT, OFF(global_batch_size), 0, 1, 1 << 24,
-	 "sequences per optimizer step"},
-	{"train-iters", OPT_INT, OFF(train_iters), 0, 1, BIG, "optimizer steps"},
-	{"lr", OPT_FLOAT, OFF(lr), 0, 0, 10, "peak learning rate"},
-	{"min-lr", OPT_FLOAT, OFF(min_lr), 0, 0, 10, "learning rate at the end of decay"},
-	{"lr-warmup-iters", OPT_INT, OFF(lr_warmup_iters), 0, 0, BIG, "linear warm-up steps"},
+	 "sequences per optimizer step", 0},
+	{"train-iters", OPT_INT, OFF(train_iters), 0, 1, BIG, "optimizer steps", 0},
+	{"lr", OPT_FLOAT, OFF(lr), 0, 0, 10, "peak learning rate", 0},
+	{"min-lr", OPT_FLOAT, OFF(min_lr), 0, 0, 10, "learning rate at the end of decay", 0},
+	{"lr-warmup-iters", OPT_INT, OFF(lr_warmup_iters), 0, 0, BIG, "linear warm-up steps", 0},
 	{"lr-decay-iters", OPT_INT, OFF(lr_decay_iters), 0, 0, BIG,
-	 "decay ends here (default --train-iters)"},
+	 "decay ends here (default --train-iters)", 0},
 	{"lr-decay-style", OPT_STRING, OFF(lr_decay_style), 0, 0, 0,
-	 "linear, cosine or constant"},
-	{"weight-decay", OPT_FLOAT, OFF(weight_decay), 0, 0, 10, "AdamW decay on matrices"},
+	 "linear, cosine or constant", SIZE(lr_decay_style)},
+	{"weight-decay", OPT_FLOAT, OFF(weight_decay), 0, 0, 10, "AdamW decay on matrices", 0},
 	{"clip-grad", OPT_FLOAT, OFF(clip_grad), 0, 0, 1e30,
-	 "global gradient norm limit (0: off)"},
-	{"adam-beta1", OPT_FLOAT, OFF(adam_beta1), 0, 0, 0.999999, "AdamW beta1"},
-	{"adam-beta2", OPT_FLOAT, OFF(adam_beta2), 0, 0, 0.999999, "AdamW beta2"},
-	{"adam-eps", OPT_FLOAT, OFF(adam_eps), 0, 1e-30, 1, "AdamW epsilon"},
-	{"seed", OPT_INT, OFF(seed), 0, 0, BIG, "initialisation and data order"},
+	 "global gradient norm limit (0: off)", 0},
+	{"adam-beta1", OPT_FLOAT, OFF(adam_beta1), 0, 0, 0.999999, "AdamW beta1", 0},
+	{"adam-beta2", OPT_FLOAT, OFF(adam_beta2), 0, 0, 0.999999, "AdamW beta2", 0},
+	{"adam-eps", OPT_FLOAT, OFF(adam_eps), 0, 1e-30, 1, "AdamW epsilon", 0},
+	{"seed", OPT_INT, OFF(seed), 0, 0, BIG, "initialisation and data order", 0},
 	{"data-path", OPT_PATHS, OFF(data_path), OFF(n_data_path), 0, 0,
-	 "training token shards (retnet-prep)"},
+	 "training token shards (retnet-prep)", 0},
 	{"valid-data-path", OPT_PATHS, OFF(valid_data_path), OFF(n_valid_data_path), 0, 0,
-	 "held-out token shards"},
-	{"log-interval", OPT_INT, OFF(log_interval), 0, 1, BIG, "steps between log lines"},
+	 "held-out token shards", 0},
+	{"log-interval", OPT_INT, OFF(log_interval), 0, 1, BIG, "steps between log lines", 0},
 	{"eval-interval", OPT_INT, OFF(eval_interval), 0, 0, BIG,
-	 "steps between held-out evaluations (0: only at the end)"},
+	 "steps between held-out evaluations (0: only at the end)", 0},
 	{"eval-iters", OPT_INT, OFF(eval_iters), 0, 1, BIG,
-	 "held-out batches per evaluation"},
-	{"metrics", OPT_STRING, OFF(metrics), 0, 0, 0, "JSON-lines metrics file"},
+	 "held-out batches per evaluation", 0},
+	{"metrics", OPT_STRING, OFF(metrics), 0, 0, 0, "JSON-lines metrics file", SIZE(metrics)},
 	{"save-raw-params", OPT_STRING, OFF(save_raw_params), 0, 0, 0,
-	 "write rank 0's float32 parameter block here at the end (tests, debugging)"},
+	 "write rank 0's float32 parameter block here at the end (tests, debugging)", SIZE(save_raw_params)},
 	{"save", OPT_STRING, OFF(save), 0, 0, 0,
-	 "checkpoint directory to write (every --save-interval and at the end)"},
+	 "checkpoint directory to write (every --save-interval and at the end)", SIZE(save)},
 	{"save-interval", OPT_INT, OFF(save_interval), 0, 0, BIG,
-	 "steps between checkpoints (0: only at the end)"},
+	 "steps between checkpoints (0: only at the end)", 0},
 	{"load", OPT_STRING, OFF(load), 0, 0, 0,
-	 "resume from the latest checkpoint in this directory (none there: start fresh)"},
+	 "resume from the latest checkpoint in this directory (none there: start fresh)", SIZE(load)},
 	{"keep-last", OPT_INT, OFF(keep_last), 0, 0, 1 << 20,
-	 "keep this many newest checkpoints (0: all)"},
+	 "keep this many newest checkpoints (0: all)", 0},
 	{"ckpt-compression-level", OPT_INT, OFF(ckpt_compression_level), 0, 0, 9,
-	 "deflate level of checkpoints (0: off)"},
+	 "deflate level of checkpoints (0: off)", 0},
 	{"exit-duration-in-mins", OPT_FLOAT, OFF(exit_duration_in_mins), 0, 0, 1e9,
-	 "stop with a checkpoint after this many minutes (0: never); exit status 3"},
+	 "stop with a checkpoint after this many minutes (0: never); exit status 3", 0},
 	{"tensor-model-parallel-size", OPT_INT, OFF(tensor_model_parallel_size), 0, 1, 1 << 16,
-	 "tensor-parallel ranks (divides heads and f)"},
+	 "tensor-parallel ranks (divides heads and f)", 0},
 	{"pipeline-model-parallel-size", OPT_INT, OFF(pipeline_model_parallel_size), 0, 1,
-	 1 << 16, "pipeline stages (at most --num-layers)"},
-	{"help", OPT_BOOL, OFF(help), 0, 0, 0, "this text"},
+	 1 << 16, "pipeline stages (at most --num-layers)", 0},
+	{"help", OPT_BOOL, OFF(help), 0, 0, 0, "this text", 0},
 };
 
-#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+static const struct flag_table train_flags = {options, sizeof(options) / sizeof(options[0])};
 
 void config_defaults(struct train_config *c)
 {
@@ -120,14 +109,6 @@ void config_defaults(struct train_config *c)
 	c->ckpt_compression_level = 1;
 }
 
-static const struct option_spec *find_option(const char *name)
-{
-	for (size_t i = 0; i < N_OPTIONS; i++)
-		if (strcmp(options[i].name, name) == 0)
-			return &options[i];
-	return NULL;
-}
-
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -140,164 +121,9 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-/* where: "--flag" or "file:line: key" for messages. */
-static int set_value(struct train_config *c, const struct option_spec *o, const char *value,
-		     const char *where, char *err, size_t errlen)
-{
-	char *base = (char *)c, *end;
-
-	switch (o->kind) {
-	case OPT_INT: {
-		long long v;
-
-		errno = 0;
-		v = strtoll(value, &end, 10);
-		if (errno || end == value || *end)
-			return fail(err, errlen, "%s: '%s' is not an integer", where, value);
-		if ((double)v < o->min || (double)v > o->max)
-			return fail(err, errlen, "%s: %lld is out of range [%.0f, %.0f]", where, v,
-				    o->min, o->max);
-		*(int64_t *)(base + o->offset) = v;
-		return 0;
-	}
-	case OPT_FLOAT: {
-		double v;
-
-		errno = 0;
-		v = strtod(value, &end);
-		if (errno || end == value || *end || !isfinite(v))
-			return fail(err, errlen, "%s: '%s' is not a finite number", where, value);
-		if (v < o->min || v > o->max)
-			return fail(err, errlen, "%s: %g is out of range [%g, %g]", where, v, o->min,
-				    o->max);
-		*(double *)(base + o->offset) = v;
-		return 0;
-	}
-	case OPT_STRING: {
-		size_t cap = o->offset == OFF(lr_decay_style) ? sizeof(c->lr_decay_style)
-							      : CONFIG_PATH_MAX;
-
-		if (strlen(value) >= cap)
-			return fail(err, errlen, "%s: value longer than %zu characters", where,
-				    cap - 1);
-		snprintf(base + o->offset, cap, "%s", value);
-		return 0;
-	}
-	case OPT_PATHS: {
-		int *n = (int *)(base + o->count_offset);
-		char(*paths)[CONFIG_PATH_MAX] = (char(*)[CONFIG_PATH_MAX])(base + o->offset);
-
-		if (*n >= CONFIG_MAX_PATHS)
-			return fail(err, errlen, "%s: more than %d paths", where, CONFIG_MAX_PATHS);
-		if (strlen(value) >= CONFIG_PATH_MAX)
-			return fail(err, errlen, "%s: path longer than %d characters", where,
-				    CONFIG_PATH_MAX - 1);
-		snprintf(paths[(*n)++], CONFIG_PATH_MAX, "%s", value);
-		return 0;
-	}
-	case OPT_BOOL:
-		*(bool *)(base + o->offset) = true;
-		return 0;
-	}
-	return fail(err, errlen, "%s: internal error", where);
-}
-
-static char *trim(char *s)
-{
-	char *e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
-		*--e = '\0';
-	return s;
-}
-
-/* Applies the file's keys except those in `skip` (given on the command line). */
-static int parse_file(struct train_config *c, const char *path, const bool *skip, char *err,
-		      size_t errlen)
-{
-	FILE *f = fopen(path, "r");
-	char line[4096], where[CONFIG_PATH_MAX + 128];
-	int lineno = 0, rc = 0;
-
-	if (!f)
-		return fail(err, errlen, "--config: cannot open '%s': %s", path, strerror(errno));
-	while (!rc && fgets(line, sizeof(line), f)) {
-		char *key, *value, *hash = strchr(line, '#');
-		const struct option_spec *o;
-
-		lineno++;
-		if (hash)
-			*hash = '\0';
-		key = trim(line);
-		if (!*key)
-			continue;
-		value = key + strcspn(key, " \t=");
-		if (*value) {
-			*value++ = '\0';
-			value = trim(value);
-			if (*value == '=')
-				value = trim(value + 1);
-		}
-		while (*key == '-')
-			key++;
-		snprintf(where, sizeof(where), "%s:%d: %s", path, lineno, key);
-		o = find_option(key);
-		if (!o || o->kind == OPT_BOOL)
-			rc = fail(err, errlen, "%s: unknown key", where);
-		else if (!*value)
-			rc = fail(err, errlen, "%s: missing value", where);
-		else if (!skip[o - options])
-			rc = set_value(c, o, value, where, err, errlen);
-	}
-	fclose(f);
-	return rc;
-}
-
 int config_parse_args(struct train_config *c, int argc, char **argv, char *err, size_t errlen)
 {
-	bool given[N_OPTIONS] = {false};
-	const char *config_file = NULL;
-
-	/* Command line first, then the file for the keys the command line left alone. */
-	for (int i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		const struct option_spec *o;
-		char where[256];
-
-		if (strncmp(arg, "--", 2) != 0)
-			return fail(err, errlen, "'%s': expected a flag starting with --", arg);
-		if (strcmp(arg, "--config") == 0) {
-			if (i + 1 >= argc)
-				return fail(err, errlen, "--config: missing value");
-			config_file = argv[++i];
-			continue;
-		}
-		o = find_option(arg + 2);
-		if (!o)
-			return fail(err, errlen, "%s: unknown flag (see --help)", arg);
-		snprintf(where, sizeof(where), "%s", arg);
-		if (o->kind == OPT_BOOL) {
-			set_value(c, o, "", where, err, errlen);
-			continue;
-		}
-		if (i + 1 >= argc || (strncmp(argv[i + 1], "--", 2) == 0 && o->kind != OPT_FLOAT))
-			return fail(err, errlen, "%s: missing value", arg);
-		if (o->kind == OPT_PATHS && given[o - options] == false)
-			*(int *)((char *)c + o->count_offset) = 0;
-		if (set_value(c, o, argv[++i], where, err, errlen))
-			return -1;
-		/* --data-path A B C: the following non-flag words are more paths. */
-		while (o->kind == OPT_PATHS && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
-			if (set_value(c, o, argv[++i], where, err, errlen))
-				return -1;
-		given[o - options] = true;
-	}
-	if (config_file)
-		return parse_file(c, config_file, given, err, errlen);
-	return 0;
+	return flags_parse(&train_flags, c, argc, argv, err, errlen);
 }
 
 int config_validate(const struct train_config *c, int world_size, char *err, size_t errlen)
@@ -353,7 +179,5 @@ void config_print_help(const char *program)
 	printf("usage: mpirun -n N %s --data-path SHARD... [flags]\n"
 	       "Flags (also as 'key value' lines in --config FILE; the command line wins):\n",
 	       program);
-	printf("  --%-30s %s\n", "config FILE", "read flags from FILE");
-	for (size_t i = 0; i < N_OPTIONS; i++)
-		printf("  --%-30s %s\n", options[i].name, options[i].help);
+	flags_print_help(&train_flags);
 }

@@ -13,8 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CONFIG_MAX_PATHS 16
-#define CONFIG_PATH_MAX 1024
+#include "trainer/flags.h"
+
+#define CONFIG_MAX_PATHS FLAGS_MAX_PATHS
+#define CONFIG_PATH_MAX FLAGS_PATH_MAX
 
 struct train_config {
 	/* model */
