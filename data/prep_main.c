@@ -44,9 +44,10 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "data/shard.h"
+#include "data/textfile.h"
 #include "data/tokenizer.h"
 
-#define CHUNK_BYTES ((size_t)1 << 20)
+#define CHUNK_BYTES TEXTFILE_CHUNK_BYTES
 #define EXIT_USAGE 2
 
 struct input {
@@ -305,61 +306,11 @@ static int expand(struct input_list *l, const char *const *args, int nargs)
 
 /* ------------------------------------------------------------------ reading */
 
-typedef int (*chunk_fn)(void *ctx, const unsigned char *buf, size_t n);
-
-/*
- * Read one input to its end through zlib (plain or gzip), handing each chunk to
- * fn. Returns 0 with *bytes and in->gzip set, or -1 with err set. A truncated
- * gzip stream is an error, not a short file.
- */
-static int read_input(struct input *in, unsigned char *buf, chunk_fn fn, void *ctx,
+/* One input through data/textfile.c, with err (this file's buffer) set on failure. */
+static int read_input(struct input *in, unsigned char *buf, textfile_chunk_fn fn, void *ctx,
 		      uint64_t *bytes)
 {
-	gzFile gz;
-	int n, errnum, rc = 0;
-	const char *msg;
-
-	*bytes = 0;
-	errno = 0;
-	gz = gzopen(in->path, "rb");
-	if (!gz) {
-		snprintf(err, sizeof(err), "%s: cannot open: %s", in->path,
-			 errno ? strerror(errno) : "out of memory");
-		return -1;
-	}
-	gzbuffer(gz, 1u << 17);
-	while ((n = gzread(gz, buf, (unsigned)CHUNK_BYTES)) > 0) {
-		*bytes += (uint64_t)n;
-		if (fn && fn(ctx, buf, (size_t)n)) {
-			rc = -1;
-			goto out_close;
-		}
-	}
-	msg = gzerror(gz, &errnum);
-	/* zlib prefixes its message with the path, which err already starts with. */
-	if (strncmp(msg, in->path, strlen(in->path)) == 0 &&
-	    strncmp(msg + strlen(in->path), ": ", 2) == 0)
-		msg += strlen(in->path) + 2;
-	if (n < 0 || errnum != Z_OK) {
-		if (errnum == Z_ERRNO)
-			snprintf(err, sizeof(err), "%s: cannot read: %s", in->path, strerror(errno));
-		else if (errnum == Z_BUF_ERROR)
-			snprintf(err, sizeof(err), "%s: truncated gzip data (%s)", in->path, msg);
-		else
-			snprintf(err, sizeof(err), "%s: invalid gzip data (%s)", in->path, msg);
-		rc = -1;
-		goto out_close;
-	}
-	in->gzip = !gzdirect(gz);
-out_close:
-	errnum = gzclose(gz);
-	if (rc == 0 && errnum != Z_OK) {
-		snprintf(err, sizeof(err), "%s: %s", in->path,
-			 errnum == Z_BUF_ERROR ? "truncated gzip data (unexpected end of file)"
-					       : "cannot close");
-		rc = -1;
-	}
-	return rc;
+	return textfile_read(in->path, buf, fn, ctx, bytes, &in->gzip, err, sizeof(err));
 }
 
 /* Pass 1 over the fraction-split stream: where the last line starts fall. */
