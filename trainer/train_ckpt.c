@@ -1,8 +1,10 @@
 #include "trainer/train_ckpt.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checkpoints/ckpt.h"
 #include "common/alloc.h"
@@ -110,6 +112,16 @@ int train_ckpt_resolve(const char *dir, int64_t iteration, int64_t *out, MPI_Com
 	CHECK_MPI(MPI_Comm_rank(comm, &rank));
 	if (rank == 0 && iteration < 0)
 		r.rc = ckpt_latest(dir, &r.iteration, r.msg, sizeof(r.msg));
+	if (rank == 0 && iteration >= 0) {
+		char path[CKPT_ERR_LEN / 2];
+
+		ckpt_path(path, sizeof(path), dir, iteration);
+		if (access(path, R_OK)) {
+			snprintf(r.msg, sizeof(r.msg), "%s: no checkpoint of iteration %lld (%s)",
+				 path, (long long)iteration, strerror(errno));
+			r.rc = -1;
+		}
+	}
 	comm_bcast(comm, &r, sizeof(r), 0);
 	if (r.rc) {
 		snprintf(err, errlen, "%s", r.msg);
