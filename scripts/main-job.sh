@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the built-in default corpus, the King James Bible: installs what
 # is missing, builds, turns the corpus into token shards (last 5% held out), trains
-# a small RetNet with mpirun on 2 ranks, and reports held-out bits per byte.
+# a small RetNet with mpirun on 2 ranks writing checkpoints, then evaluates the
+# final checkpoint with retnet-eval on the held-out text: perplexity and bits per
+# byte, scored in windows and as one stream.
 # Knobs (environment): RANKS (2), THREADS per rank (1), OUT (out/main-job),
 # CONFIG (jobs/configs/kjv-small.cfg); extra arguments go to retnet-train.
 set -euo pipefail
@@ -20,12 +22,27 @@ if [[ ! -f $OUT/kjv-train.bin || ! -f $OUT/kjv-valid.bin ]]; then
 	bible -f Gen1:1-Rev22:21 >"$OUT/kjv.txt"
 	./build/data/retnet-prep --force --output-prefix "$OUT/kjv" "$OUT/kjv.txt"
 fi
-rm -f "$OUT/metrics.jsonl"
+# A fresh run each time: this job's own metrics and checkpoints go.
+rm -rf "$OUT/metrics.jsonl" "$OUT/checkpoints" "$OUT/eval.jsonl"
+mkdir -p "$OUT/checkpoints"
 
 # Open MPI refuses root without these (CI and containers run as root).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpirun -n "$RANKS" --bind-to none -x OMP_NUM_THREADS="$THREADS" \
 	./build/retnet-train --config "$CONFIG" \
 	--data-path "$OUT/kjv-train.bin" --valid-data-path "$OUT/kjv-valid.bin" \
-	--metrics "$OUT/metrics.jsonl" "$@"
+	--metrics "$OUT/metrics.jsonl" --save "$OUT/checkpoints" --save-interval 100 \
+	--keep-last 2 "$@"
 jobs/plot_metrics.sh "$OUT/metrics.jsonl" "$OUT/loss.png"
+
+echo "== evaluation of the final checkpoint on the held-out text"
+# Windows on all ranks; the stream is one sequence, so one rank with all threads.
+mpirun -n "$RANKS" --bind-to none -x OMP_NUM_THREADS="$THREADS" ./build/retnet-eval \
+	--load "$OUT/checkpoints" --data "$OUT/kjv-valid.bin" --mode windows \
+	--micro-batch-size 8 --output "$OUT/eval-windows.jsonl"
+mpirun -n 1 --bind-to none -x OMP_NUM_THREADS="$((RANKS * THREADS))" ./build/retnet-eval \
+	--load "$OUT/checkpoints" --data "$OUT/kjv-valid.bin" --mode stream \
+	--output "$OUT/eval-stream.jsonl"
+cat "$OUT"/eval-*.jsonl >"$OUT/eval.jsonl"
+echo "main job: metrics $OUT/metrics.jsonl, plot $OUT/loss.png, checkpoints" \
+	"$OUT/checkpoints, evaluation $OUT/eval.jsonl"

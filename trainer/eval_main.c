@@ -262,8 +262,8 @@ static struct score score_stream(struct train_step *ts, const struct corpus *c)
 }
 
 /* One JSON line per corpus, written to path.tmp then renamed: never half a file. */
-static int write_output(const char *path, struct corpus *cs, const double (*res)[5], int n,
-			char *err, size_t errlen)
+static int write_output(const char *path, const struct eval_settings *set, struct corpus *cs,
+			const double (*res)[5], int n, char *err, size_t errlen)
 {
 	char tmp[FLAGS_PATH_MAX + 16];
 	FILE *f;
@@ -279,8 +279,8 @@ static int write_output(const char *path, struct corpus *cs, const double (*res)
 		for (const char *p = cs[i].path; *p; p++)
 			fprintf(f, (*p == '"' || *p == '\\') ? "\\%c" : "%c", *p);
 		fprintf(f, "\",\"tokens\":%.0f,\"bytes\":%.0f,\"nll\":%.9g,\"perplexity\":%.9g,"
-			   "\"bits_per_byte\":%.9g}\n",
-			res[i][0], res[i][1], res[i][2], res[i][3], res[i][4]);
+			   "\"bits_per_byte\":%.9g,\"mode\":\"%s\",\"form\":\"%s\"}\n",
+			res[i][0], res[i][1], res[i][2], res[i][3], res[i][4], set->mode, set->form);
 	}
 	if (fflush(f) || ferror(f) || fclose(f) || rename(tmp, path)) {
 		snprintf(err, errlen, "--output: cannot write '%s'", path);
@@ -431,7 +431,7 @@ int main(int argc, char **argv)
 	/* ---- report --------------------------------------------------------- */
 	if (set.output[0]) {
 		ok = g.world_rank != 0 ||
-		     write_output(set.output, cs, (const double(*)[5])res, set.n_data, err,
+		     write_output(set.output, &set, cs, (const double(*)[5])res, set.n_data, err,
 				  sizeof(err)) == 0;
 		agree_or_exit(ok, err);
 	}
