@@ -1,6 +1,7 @@
 #include "parallel/mpi_setup.h"
 
 #include <mpi.h>
+#include <limits.h>
 #include <stdlib.h>
 
 #include "common/check.h"
@@ -34,4 +35,20 @@ void mpi_setup_user_error_exit(void)
 {
 	MPI_Finalize();
 	exit(2);
+}
+
+void mpi_setup_agree_or_exit(bool ok, const char *err)
+{
+	int rank, first = ok ? INT_MAX : 0;
+
+	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+	if (!ok)
+		first = rank;
+	/* collective: all ranks of MPI_COMM_WORLD */
+	CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+	if (first == INT_MAX)
+		return;
+	if (first == rank)
+		log_error("%s", err);
+	mpi_setup_user_error_exit();
 }

@@ -10,9 +10,17 @@
 #ifndef RN_MPI_SETUP_H
 #define RN_MPI_SETUP_H
 
+#include <stdbool.h>
+
 void mpi_setup_init(int *argc, char ***argv);
 void mpi_setup_finalize(void);
 /* Finalize and exit(2): every rank must call it (after comm_agree said "not ok"). */
 _Noreturn void mpi_setup_user_error_exit(void);
+/*
+ * A user error checked on every rank: when any rank's ok is false, the lowest such
+ * rank prints its err as one line "retnet: error: ..." and every rank exits with
+ * status 2. collective: all ranks of MPI_COMM_WORLD
+ */
+void mpi_setup_agree_or_exit(bool ok, const char *err);
 
 #endif

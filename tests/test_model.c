@@ -202,6 +202,30 @@ static void check_streaming(void)
 			     f ? "recurrent stream of 2 pieces = one window of 2T"
 			       : "chunkwise stream of 2 pieces = one window of 2T");
 	}
+	/* Generation's shape: T = 1, one token per forward, the state carried. */
+	{
+		struct model_config one_cfg = tiny(5);
+		struct model one;
+
+		one_cfg.seq_len = 1;
+		one_cfg.chunk = 1;
+		model_init(&one, &one_cfg, NULL);
+		one.form = RETENTION_RECURRENT;
+		model_stream_begin(&one);
+		for (int64_t t = 0; t < 2 * T; t++) {
+			int32_t tok[2] = {in[t], in[2 * T + t]}, nxt[2] = {tg[t], tg[2 * T + t]};
+
+			model_set_first_position(&one, t);
+			model_forward(&one, tok, nxt);
+			for (int64_t b = 0; b < B; b++)
+				memcpy(got + (b * 2 * T + t) * 256, one.micro[0].logits + b * 256,
+				       sizeof(float) * 256);
+		}
+		model_stream_end(&one);
+		EXPECT_CLOSE(got, want, B * 2 * T * 256, 1e-5, 1e-5,
+			     "token by token (T = 1, recurrent) = one window of 2T");
+		model_free(&one);
+	}
 	/* Without the carried state the second piece must differ. */
 	piece.form = RETENTION_CHUNKWISE;
 	for (int64_t b = 0; b < B; b++)

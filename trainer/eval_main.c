@@ -94,18 +94,6 @@ struct score {
 	double targets;  /* scored target tokens */
 };
 
-/* Every rank validates; all agree; the first failing rank prints; all exit 2. */
-static void agree_or_exit(bool ok, const char *err)
-{
-	int first = comm_first_rank_with(MPI_COMM_WORLD, !ok);
-
-	if (first < 0)
-		return;
-	if (first == log_rank())
-		log_error("%s", err);
-	mpi_setup_user_error_exit();
-}
-
 static bool is_shard_file(const char *path)
 {
 	char magic[8] = {0};
@@ -304,7 +292,7 @@ int main(int argc, char **argv)
 	snprintf(set.mode, sizeof(set.mode), "windows");
 	snprintf(set.form, sizeof(set.form), "chunkwise");
 	ok = flags_parse(&eval_flags, &set, argc, argv, err, sizeof(err)) == 0;
-	agree_or_exit(ok, err);
+	mpi_setup_agree_or_exit(ok, err);
 	if (set.help) {
 		if (log_rank() == 0) {
 			printf("usage: mpirun -n N retnet-eval --load DIR --data FILE... [flags]\n");
@@ -335,7 +323,7 @@ int main(int argc, char **argv)
 			 "TP x PP = %lld ranks (no data parallelism), not %d",
 			 (long long)(set.tensor_model_parallel_size *
 				     set.pipeline_model_parallel_size), world);
-	agree_or_exit(!err[0], err);
+	mpi_setup_agree_or_exit(!err[0], err);
 
 	/* The checkpoint says what the model is. */
 	int64_t iteration;
@@ -345,7 +333,7 @@ int main(int argc, char **argv)
 				sizeof(err)) == 0 &&
 	     train_ckpt_read_info(set.load, iteration, &info, MPI_COMM_WORLD, err,
 				  sizeof(err)) == 0;
-	agree_or_exit(ok, err);
+	mpi_setup_agree_or_exit(ok, err);
 
 	struct model_config mc = info.cfg;
 	const bool stream = !strcmp(set.mode, "stream");
@@ -370,7 +358,7 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "--pipeline-model-parallel-size: %lld stages for the "
 			 "checkpoint's %lld layers", (long long)set.pipeline_model_parallel_size,
 			 (long long)mc.layers);
-	agree_or_exit(!err[0], err);
+	mpi_setup_agree_or_exit(!err[0], err);
 	grid_init(&g, (int)set.tensor_model_parallel_size, (int)set.pipeline_model_parallel_size);
 
 	/* ---- corpora -------------------------------------------------------- */
@@ -378,20 +366,15 @@ int main(int argc, char **argv)
 
 	for (int i = 0; i < set.n_data; i++) {
 		ok = corpus_open(&cs[i], set.data[i], &info.tok, err, sizeof(err)) == 0;
-		agree_or_exit(ok, err);
+		mpi_setup_agree_or_exit(ok, err);
 	}
 
 	/* ---- model ---------------------------------------------------------- */
 	struct model m;
 	struct train_step ts;
-	struct model_layout layout = {
-		.tp_rank = g.tp_rank, .tp_size = g.tp_size, .tp_comm = g.tp_comm,
-		.pp_rank = g.pp_rank, .pp_size = g.pp_size, .slots = 1,
-	};
 
-	model_init(&m, &mc, &layout);
-	ok = train_ckpt_load(set.load, iteration, &m, NULL, &g, err, sizeof(err)) == 0;
-	agree_or_exit(ok, err);
+	ok = train_ckpt_build_model(&m, set.load, iteration, &mc, &g, err, sizeof(err)) == 0;
+	mpi_setup_agree_or_exit(ok, err);
 	m.form = !strcmp(set.form, "parallel")	  ? RETENTION_PARALLEL
 		 : !strcmp(set.form, "recurrent") ? RETENTION_RECURRENT
 						  : RETENTION_CHUNKWISE;
@@ -433,7 +416,7 @@ int main(int argc, char **argv)
 		ok = g.world_rank != 0 ||
 		     write_output(set.output, &set, cs, (const double(*)[5])res, set.n_data, err,
 				  sizeof(err)) == 0;
-		agree_or_exit(ok, err);
+		mpi_setup_agree_or_exit(ok, err);
 	}
 	free(res);
 	train_step_free(&ts);

@@ -147,10 +147,8 @@ void model_stream_end(struct model *m)
 
 void model_set_first_position(struct model *m, int64_t first_pos)
 {
-	if (m->rotary.first_pos == first_pos)
-		return;
-	rotary_table_free(&m->rotary);
-	rotary_table_init(&m->rotary, m->cfg.seq_len, m->dk, first_pos);
+	if (m->rotary.first_pos != first_pos)
+		rotary_table_reposition(&m->rotary, first_pos);
 }
 
 /* Sums a partial result over the tensor-parallel group (the identity for P = 1). */

@@ -204,3 +204,20 @@ int train_ckpt_load(const char *dir, int64_t iteration, struct model *m, struct 
 	free(e);
 	return rc;
 }
+
+int train_ckpt_build_model(struct model *m, const char *dir, int64_t iteration,
+			   const struct model_config *cfg, const struct grid *g, char *err,
+			   size_t errlen)
+{
+	const struct model_layout layout = {
+		.tp_rank = g->tp_rank, .tp_size = g->tp_size, .tp_comm = g->tp_comm,
+		.pp_rank = g->pp_rank, .pp_size = g->pp_size, .slots = 1,
+	};
+
+	model_init(m, cfg, &layout);
+	if (train_ckpt_load(dir, iteration, m, NULL, g, err, errlen)) {
+		model_free(m);
+		return -1;
+	}
+	return 0;
+}

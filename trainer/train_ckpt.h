@@ -55,4 +55,14 @@ int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 int train_ckpt_load(const char *dir, int64_t iteration, struct model *m, struct adamw *opt,
 		    const struct grid *g, char *err, size_t errlen);
 
+/*
+ * For the evaluator and the generator: a model of configuration cfg (usually the
+ * checkpoint's, with seq_len, chunk and micro_batch set by the caller) on grid g's
+ * layout, with one micro-batch slot, its parameters loaded from iteration
+ * `iteration`. collective over the whole grid. 0, or -1 with err (model freed).
+ */
+int train_ckpt_build_model(struct model *m, const char *dir, int64_t iteration,
+			   const struct model_config *cfg, const struct grid *g, char *err,
+			   size_t errlen);
+
 #endif

@@ -36,18 +36,6 @@
 
 #define LN2 0.69314718055994530942
 
-/* Every rank validates; all agree; the first failing rank prints; all exit 2. */
-static void agree_or_exit(bool ok, const char *err)
-{
-	int first = comm_first_rank_with(MPI_COMM_WORLD, !ok);
-
-	if (first < 0)
-		return;
-	if (first == log_rank())
-		log_error("%s", err);
-	mpi_setup_user_error_exit();
-}
-
 static struct model_config model_config_of(const struct train_config *c)
 {
 	struct model_config mc = {
@@ -254,7 +242,7 @@ int main(int argc, char **argv)
 	mpi_setup_init(&argc, &argv);
 	config_defaults(&cfg);
 	ok = config_parse_args(&cfg, argc, argv, err, sizeof(err)) == 0;
-	agree_or_exit(ok, err);
+	mpi_setup_agree_or_exit(ok, err);
 	if (cfg.help) {
 		if (log_rank() == 0)
 			config_print_help("retnet-train");
@@ -266,7 +254,7 @@ int main(int argc, char **argv)
 
 		CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &world));
 		ok = config_validate(&cfg, world, err, sizeof(err)) == 0;
-		agree_or_exit(ok, err);
+		mpi_setup_agree_or_exit(ok, err);
 	}
 	grid_init(&g, (int)cfg.tensor_model_parallel_size, (int)cfg.pipeline_model_parallel_size);
 	if (!cfg.global_batch_size)
@@ -289,19 +277,19 @@ int main(int argc, char **argv)
 		valid_paths[i] = cfg.valid_data_path[i];
 	ok = loader_init(&train, train_paths, cfg.n_data_path, (int)T, g.dp_rank, g.dp_size,
 			 (uint64_t)cfg.seed, err, sizeof(err)) == 0;
-	agree_or_exit(ok, err);
+	mpi_setup_agree_or_exit(ok, err);
 	if (ok && train.tok.vocab != (uint32_t)cfg.vocab_size)
 		snprintf(err, sizeof(err), "--data-path: the shards' tokenizer '%s' has vocabulary "
 			 "%u, the model --vocab-size %lld", train.tok.id, train.tok.vocab,
 			 (long long)cfg.vocab_size);
-	agree_or_exit(train.tok.vocab == (uint32_t)cfg.vocab_size, err);
+	mpi_setup_agree_or_exit(train.tok.vocab == (uint32_t)cfg.vocab_size, err);
 	if (have_valid) {
 		ok = loader_init(&valid, valid_paths, cfg.n_valid_data_path, (int)T, g.dp_rank,
 				 g.dp_size, (uint64_t)cfg.seed, err, sizeof(err)) == 0;
-		agree_or_exit(ok, err);
+		mpi_setup_agree_or_exit(ok, err);
 		ok = tokenizer_check_same(&valid.tok, "--valid-data-path", &train.tok,
 					  "--data-path", err, sizeof(err)) == 0;
-		agree_or_exit(ok, err);
+		mpi_setup_agree_or_exit(ok, err);
 	}
 
 	/* ---- model ---------------------------------------------------------- */
@@ -337,7 +325,7 @@ int main(int argc, char **argv)
 	} else {
 		ok = true;
 	}
-	agree_or_exit(ok, "--metrics: cannot open the metrics file (see the line above)");
+	mpi_setup_agree_or_exit(ok, "--metrics: cannot open the metrics file (see the line above)");
 
 	double ceiling = metrics_matmul_ceiling(1024, 3);
 	comm_allreduce_sum_f64(MPI_COMM_WORLD, &ceiling, 1);

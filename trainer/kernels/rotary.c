@@ -23,10 +23,17 @@ void rotary_table_init(struct rotary_table *table, int64_t seq_len, int64_t head
 	bytes = size_mul_checked(count, sizeof(float), "rotary table bytes");
 	table->seq_len = seq_len;
 	table->head_dim = head_dim;
-	table->first_pos = first_pos;
 	table->cos_a = xaligned_alloc(bytes);
 	table->sin_a = xaligned_alloc(bytes);
-#pragma omp parallel for schedule(static)
+	rotary_table_reposition(table, first_pos);
+}
+
+void rotary_table_reposition(struct rotary_table *table, int64_t first_pos)
+{
+	const int64_t seq_len = table->seq_len, half = table->head_dim / 2;
+
+	table->first_pos = first_pos;
+#pragma omp parallel for schedule(static) if (seq_len > 1)
 	for (int64_t r = 0; r < seq_len; r++) {
 		double n = (double)(first_pos + r);
 

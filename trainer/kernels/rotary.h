@@ -24,6 +24,9 @@ struct rotary_table {
 void rotary_table_init(struct rotary_table *table, int64_t seq_len, int64_t head_dim,
 		       int64_t first_pos);
 void rotary_table_free(struct rotary_table *table);
+/* The same table for positions first_pos .. first_pos + seq_len - 1, in place
+ * (streaming and generation move it along without allocating). */
+void rotary_table_reposition(struct rotary_table *table, int64_t first_pos);
 
 /*
  * In place on x: (batch * seq_len) rows with row stride ld; `heads` heads of
