@@ -27,17 +27,6 @@ static const char *const group_name[CKPT_NGROUPS] = {"model", "exp_avg", "exp_av
 static const char *const reserved_keys[] = {"format", "format_version", "iteration",
 					    "world_size", "compression_level"};
 
-static int fail(char *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(char *msg, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, CKPT_ERR_LEN, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /*
  * collective: 0 if rc == 0 on every rank; otherwise -1 on every rank, with the
  * message of the lowest failing rank in msg. Every step of a collective sequence
@@ -105,11 +94,11 @@ static int check_slice(const struct layout_slice *s, int rank, char *msg)
 	size_t numel;
 
 	if (!valid_name(name, sizeof(s->name)))
-		return fail(msg, "tensor \"%.*s\" (rank %d): a name is '/'-separated segments "
+		return log_fail(msg, CKPT_ERR_LEN, "tensor \"%.*s\" (rank %d): a name is '/'-separated segments "
 			    "of [A-Za-z0-9_.-]", (int)strnlen(name, sizeof(s->name)), name, rank);
 	if ((s->ndim != 1 && s->ndim != 2) || r <= 0 || c <= 0 || (s->ndim == 1 && c != 1) ||
 	    s->split_dim < -1 || s->split_dim >= s->ndim)
-		return fail(msg, "tensor %s (rank %d): not a 1-D or 2-D slice (ndim %d, shape "
+		return log_fail(msg, CKPT_ERR_LEN, "tensor %s (rank %d): not a 1-D or 2-D slice (ndim %d, shape "
 			    "%" PRId64 "x%" PRId64 ", split_dim %d)", name, rank, s->ndim, r, c,
 			    s->split_dim);
 	for (int d = 0; d < 2; d++) {
@@ -119,12 +108,12 @@ static int check_slice(const struct layout_slice *s, int rank, char *msg)
 		if ((split && (s->split_start < 0 || s->split_len <= 0 ||
 			       s->split_start > s->global_shape[d] - s->split_len)) ||
 		    s->shape[d] != want)
-			return fail(msg, "tensor %s (rank %d): local shape or range does not fit "
+			return log_fail(msg, CKPT_ERR_LEN, "tensor %s (rank %d): local shape or range does not fit "
 				    "the global shape", name, rank);
 	}
 	if (!size_mul_ok((size_t)s->shape[0], (size_t)s->shape[1], &numel) ||
 	    !size_mul_ok(numel, sizeof(float), &numel))
-		return fail(msg, "tensor %s (rank %d): too large", name, rank);
+		return log_fail(msg, CKPT_ERR_LEN, "tensor %s (rank %d): too large", name, rank);
 	return 0;
 }
 
@@ -139,25 +128,25 @@ static bool is_reserved(const char *key)
 static int check_attrs(const struct ckpt_attr *attrs, int nattrs, bool saving, char *msg)
 {
 	if (nattrs < 0 || (nattrs > 0 && !attrs))
-		return fail(msg, "attributes: %d given with %s pointer", nattrs,
+		return log_fail(msg, CKPT_ERR_LEN, "attributes: %d given with %s pointer", nattrs,
 			    attrs ? "a" : "a NULL");
 	for (int i = 0; i < nattrs; i++) {
 		const struct ckpt_attr *a = &attrs[i];
 
 		if (!valid_name(a->key, sizeof(a->key)))
-			return fail(msg, "attribute \"%.*s\": a key is '/'-separated segments of "
+			return log_fail(msg, CKPT_ERR_LEN, "attribute \"%.*s\": a key is '/'-separated segments of "
 				    "[A-Za-z0-9_.-]", (int)strnlen(a->key, sizeof(a->key)), a->key);
 		if (a->type != CKPT_I64 && a->type != CKPT_F64 && a->type != CKPT_STR)
-			return fail(msg, "attribute %s: unknown type %d", a->key, (int)a->type);
+			return log_fail(msg, CKPT_ERR_LEN, "attribute %s: unknown type %d", a->key, (int)a->type);
 		if (saving && is_reserved(a->key))
-			return fail(msg, "attribute %s: reserved (ckpt writes it)", a->key);
+			return log_fail(msg, CKPT_ERR_LEN, "attribute %s: reserved (ckpt writes it)", a->key);
 		if (saving && a->type == CKPT_STR && strnlen(a->s, sizeof(a->s)) == sizeof(a->s))
-			return fail(msg, "attribute %s: string not NUL-terminated", a->key);
+			return log_fail(msg, CKPT_ERR_LEN, "attribute %s: string not NUL-terminated", a->key);
 		if (saving && a->type == CKPT_F64 && !isfinite(a->f))
-			return fail(msg, "attribute %s: not finite", a->key);
+			return log_fail(msg, CKPT_ERR_LEN, "attribute %s: not finite", a->key);
 		for (int j = 0; j < i; j++)
 			if (!strcmp(attrs[j].key, a->key))
-				return fail(msg, "attribute %s: given twice", a->key);
+				return log_fail(msg, CKPT_ERR_LEN, "attribute %s: given twice", a->key);
 	}
 	return 0;
 }
@@ -195,11 +184,11 @@ static int check_common(const char *dir, int64_t iteration, const struct ckpt_en
 			int rank, char *msg)
 {
 	if (!dir || !dir[0] || strlen(dir) > DIR_MAX)
-		return fail(msg, "checkpoint directory: empty or longer than %d bytes", DIR_MAX);
+		return log_fail(msg, CKPT_ERR_LEN, "checkpoint directory: empty or longer than %d bytes", DIR_MAX);
 	if (iteration < 0)
-		return fail(msg, "%s: iteration %" PRId64 " is negative", dir, iteration);
+		return log_fail(msg, CKPT_ERR_LEN, "%s: iteration %" PRId64 " is negative", dir, iteration);
 	if (n < 0 || (n > 0 && !entries))
-		return fail(msg, "%s: %d entries given with %s pointer", dir, n,
+		return log_fail(msg, CKPT_ERR_LEN, "%s: %d entries given with %s pointer", dir, n,
 			    entries ? "a" : "a NULL");
 	for (int i = 0; i < n; i++)
 		if (check_slice(&entries[i].slice, rank, msg))
@@ -226,7 +215,7 @@ static int begin(MPI_Comm comm, const char *dir, int64_t iteration,
 	rc = check_common(dir, iteration, entries, n, attrs, nattrs, saving, rank, msg);
 	if (!rc && saving && (opt->compression_level < 0 || opt->compression_level > 9 ||
 			      opt->keep_last < 0))
-		rc = fail(msg, "%s: compression level %d (0..9) or keep_last %d (>= 0) out of "
+		rc = log_fail(msg, CKPT_ERR_LEN, "%s: compression level %d (0..9) or keep_last %d (>= 0) out of "
 			  "range", dir, opt->compression_level, opt->keep_last);
 	if ((rc = agree(comm, rc, msg)))
 		return rc;
@@ -235,7 +224,7 @@ static int begin(MPI_Comm comm, const char *dir, int64_t iteration,
 	if (saving)
 		h = fnv(h, opt, sizeof(*opt));
 	if (!same_everywhere(comm, hash_attrs(h, attrs, nattrs, saving)))
-		return fail(msg, "%s: ranks disagree on the directory, iteration, options or "
+		return log_fail(msg, CKPT_ERR_LEN, "%s: ranks disagree on the directory, iteration, options or "
 			    "attribute keys of the %s", dir, saving ? "save" : "load");
 	CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_LOR, comm));
 	*any_role = any;
@@ -293,7 +282,7 @@ static int write_contents(hid_t f, const struct ckpt_tensor *ts, int nt,
 
 		/* collective: all ranks, the same value */
 		if (write_attr(f, a->key, a->type, a->i, a->f, a->s) < 0)
-			rc = fail(msg, "attribute %s: cannot write: %s", a->key,
+			rc = log_fail(msg, CKPT_ERR_LEN, "attribute %s: cannot write: %s", a->key,
 				  h5io_error_text(h5, sizeof(h5)));
 		rc = agree(comm, rc, msg);
 	}
@@ -315,7 +304,7 @@ static int write_contents(hid_t f, const struct ckpt_tensor *ts, int nt,
 		h5io_chunk_for_slab(r->ndim, t->first_role->count, CKPT_CHUNK_MAX_BYTES, chunk);
 		d = h5io_dataset_create_f32(f, path, r->ndim, dims, chunk, level);
 		if (d < 0)
-			rc = fail(msg, "tensor %s: cannot create %s: %s", r->name, path,
+			rc = log_fail(msg, CKPT_ERR_LEN, "tensor %s: cannot create %s: %s", r->name, path,
 				  h5io_error_text(h5, sizeof(h5)));
 		if ((rc = agree(comm, rc, msg))) {
 			if (d >= 0)
@@ -327,7 +316,7 @@ static int write_contents(hid_t f, const struct ckpt_tensor *ts, int nt,
 		/* collective: writers their slab, everyone else an empty selection */
 		if (h5io_dataset_write_f32(d, dxpl, r->ndim, has, start, count,
 					   has ? ckpt_entry_group(e, g) : NULL) < 0)
-			rc = fail(msg, "tensor %s: cannot write %s: %s", r->name, path,
+			rc = log_fail(msg, CKPT_ERR_LEN, "tensor %s: cannot write %s: %s", r->name, path,
 				  h5io_error_text(h5, sizeof(h5)));
 		h5io_dataset_close(d);
 		rc = agree(comm, rc, msg);
@@ -348,7 +337,7 @@ static int check_finite(const struct ckpt_entry *entries, int n, int rank, char 
 
 			for (size_t k = 0; b && k < numel; k++)
 				if (!isfinite(b[k]))
-					return fail(msg, "tensor %s: %s holds a non-finite value "
+					return log_fail(msg, CKPT_ERR_LEN, "tensor %s: %s holds a non-finite value "
 						    "(%g at local index %zu on rank %d)",
 						    e->slice.name, group_name[g], (double)b[k], k,
 						    rank);
@@ -390,12 +379,12 @@ int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_entry *entri
 	/* collective: all ranks of comm from here to the close */
 	f = h5io_file_create(tmp, comm);
 	if (f < 0)
-		rc = fail(msg, "%s: cannot create: %s", tmp, h5io_error_text(h5, sizeof(h5)));
+		rc = log_fail(msg, CKPT_ERR_LEN, "%s: cannot create: %s", tmp, h5io_error_text(h5, sizeof(h5)));
 	if (!(rc = agree(comm, rc, msg))) {
 		rc = write_contents(f, ts, nt, entries, attrs, nattrs, iteration,
 				    opt->compression_level, comm, writer, msg);
 		if (h5io_file_flush_close(f) < 0 && rc == 0)
-			rc = fail(msg, "%s: cannot flush and close: %s", tmp,
+			rc = log_fail(msg, CKPT_ERR_LEN, "%s: cannot flush and close: %s", tmp,
 				  h5io_error_text(h5, sizeof(h5)));
 		rc = agree(comm, rc, msg);
 		if (rc && rank == 0)
@@ -442,11 +431,11 @@ static int check_format(hid_t f, const char *path, char *msg)
 
 	if (h5io_attr_read_str(f, "/", "format", format, sizeof(format)) != H5IO_ATTR_OK ||
 	    strcmp(format, CKPT_FORMAT))
-		return fail(msg, "%s: not a retnet checkpoint (root attribute format is not "
+		return log_fail(msg, CKPT_ERR_LEN, "%s: not a retnet checkpoint (root attribute format is not "
 			    "\"%s\")", path, CKPT_FORMAT);
 	if (h5io_attr_read_i64(f, "/", "format_version", &version) != H5IO_ATTR_OK ||
 	    version != CKPT_FORMAT_VERSION)
-		return fail(msg, "%s: format_version %" PRId64 ", this build reads %d", path,
+		return log_fail(msg, CKPT_ERR_LEN, "%s: format_version %" PRId64 ", this build reads %d", path,
 			    version, CKPT_FORMAT_VERSION);
 	return 0;
 }
@@ -463,11 +452,11 @@ static hid_t open_checked(hid_t f, const char *file, const char *path, const str
 	hid_t d;
 
 	if (!h5io_path_exists(f, path))
-		return fail(msg, "%s: tensor %s: not in the checkpoint (no %s)", file, r->name,
+		return log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: not in the checkpoint (no %s)", file, r->name,
 			    path);
 	d = h5io_dataset_open(f, path);
 	if (d < 0)
-		return fail(msg, "%s: tensor %s: cannot open %s: %s", file, r->name, path,
+		return log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: cannot open %s: %s", file, r->name, path,
 			    h5io_error_text(h5, sizeof(h5)));
 	if (h5io_dataset_shape(d, &ndim, dims, &f32) < 0 || !f32 || ndim != r->ndim ||
 	    dims[0] != (hsize_t)r->gshape[0] || dims[1] != (hsize_t)r->gshape[1]) {
@@ -476,7 +465,7 @@ static hid_t open_checked(hid_t f, const char *file, const char *path, const str
 		ckpt_union_shape_str(sa, sizeof(sa), ndim, got);
 		ckpt_union_shape_str(sb, sizeof(sb), r->ndim, r->gshape);
 		h5io_dataset_close(d);
-		return fail(msg, "%s: tensor %s: %s is %s %s, the slice expects float32 %s",
+		return log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: %s is %s %s, the slice expects float32 %s",
 			    file, r->name, path, f32 ? "float32" : "not float32", sa, sb);
 	}
 	return d;
@@ -509,7 +498,7 @@ static int loaded_by_primary(const char *path, void *ctx)
 		else
 			hi = mid - 1;
 	}
-	fail(c->msg, "%s: tensor %s: in the checkpoint but no primary rank loads it", c->file,
+	log_fail(c->msg, CKPT_ERR_LEN, "%s: tensor %s: in the checkpoint but no primary rank loads it", c->file,
 	     name);
 	return 1;
 }
@@ -535,7 +524,7 @@ static int read_attrs(hid_t f, const char *file, struct ckpt_attr *attrs, int na
 		else
 			st = h5io_attr_read_str(f, group, name, a->s, sizeof(a->s));
 		if (st != H5IO_ATTR_OK && rc == 0)
-			rc = fail(msg, "%s: attribute %s: %s%s", file, a->key,
+			rc = log_fail(msg, CKPT_ERR_LEN, "%s: attribute %s: %s%s", file, a->key,
 				  st == H5IO_ATTR_MISSING ? "missing" :
 				  st == H5IO_ATTR_WRONG_TYPE ? "not " :
 				  st == H5IO_ATTR_TOO_LONG ? "string too long" : "cannot read",
@@ -575,7 +564,7 @@ static int read_tensors(hid_t f, const char *file, const struct ckpt_tensor *ts,
 			layout_slice_hyperslab(&e->slice, start, count);
 		/* collective: each rank its hyperslab or an empty selection */
 		if (h5io_dataset_read_f32(d, dxpl, r->ndim, buf != NULL, start, count, buf) < 0)
-			rc = fail(msg, "%s: tensor %s: reading %s failed: %s", file, r->name,
+			rc = log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: reading %s failed: %s", file, r->name,
 				  path, h5io_error_text(h5, sizeof(h5)));
 		h5io_dataset_close(d);
 		rc = agree(comm, rc, msg);
@@ -608,14 +597,14 @@ int ckpt_load(const char *dir, int64_t iteration, struct ckpt_entry *entries, in
 	/* collective: all ranks of comm from here to the close */
 	f = h5io_file_open_ro(file, comm);
 	if (f < 0)
-		rc = fail(msg, "%s: cannot open: %s", file, h5io_error_text(h5, sizeof(h5)));
+		rc = log_fail(msg, CKPT_ERR_LEN, "%s: cannot open: %s", file, h5io_error_text(h5, sizeof(h5)));
 	if (!(rc = agree(comm, rc, msg))) {
 		rc = agree(comm, check_format(f, file, msg), msg);
 		if (!rc && any_primary) {
 			struct coverage c = {ts, nt, file, msg};
 
 			if (h5io_visit_datasets(f, "/model", loaded_by_primary, &c) < 0)
-				rc = fail(msg, "%s: cannot list /model: %s", file,
+				rc = log_fail(msg, CKPT_ERR_LEN, "%s: cannot list /model: %s", file,
 					  h5io_error_text(h5, sizeof(h5)));
 			rc = agree(comm, msg[0] ? -1 : rc, msg);
 		}
@@ -624,7 +613,7 @@ int ckpt_load(const char *dir, int64_t iteration, struct ckpt_entry *entries, in
 		if (!rc)
 			rc = agree(comm, read_attrs(f, file, attrs, nattrs, msg), msg);
 		if (h5io_file_close(f) < 0 && rc == 0)
-			rc = fail(msg, "%s: close: %s", file, h5io_error_text(h5, sizeof(h5)));
+			rc = log_fail(msg, CKPT_ERR_LEN, "%s: close: %s", file, h5io_error_text(h5, sizeof(h5)));
 		rc = agree(comm, rc, msg);
 	}
 	h5io_quiet_end(&quiet);
@@ -656,19 +645,19 @@ static int verify_dataset(const char *path, void *ctx)
 	hid_t d = h5io_dataset_open(v->f, path);
 
 	if (d < 0)
-		return -fail(v->msg, "%s: cannot open %s: %s", v->file, path,
+		return -log_fail(v->msg, CKPT_ERR_LEN, "%s: cannot open %s: %s", v->file, path,
 			     h5io_error_text(h5, sizeof(h5)));
 	if (h5io_dataset_shape(d, &ndim, dims, &f32) < 0 || !f32) {
 		h5io_dataset_close(d);
-		return -fail(v->msg, "%s: %s: not a 1-D or 2-D float32 dataset", v->file, path);
+		return -log_fail(v->msg, CKPT_ERR_LEN, "%s: %s: not a 1-D or 2-D float32 dataset", v->file, path);
 	}
 	/* every chunk decompressed and its checksum verified */
 	rc = h5io_dataset_scan_f32(d, VERIFY_BLOCK_BYTES, &values, &bad_row);
 	if (rc < 0)
-		fail(v->msg, "%s: reading %s failed: %s", v->file, path,
+		log_fail(v->msg, CKPT_ERR_LEN, "%s: reading %s failed: %s", v->file, path,
 		     h5io_error_text(h5, sizeof(h5)));
 	else if (rc > 0)
-		fail(v->msg, "%s: %s: a non-finite value in row %" PRIu64, v->file, path, bad_row);
+		log_fail(v->msg, CKPT_ERR_LEN, "%s: %s: a non-finite value in row %" PRIu64, v->file, path, bad_row);
 	v->info->datasets++;
 	v->info->values += values;
 	v->info->stored_bytes += h5io_dataset_storage_bytes(d);
@@ -690,18 +679,18 @@ int ckpt_verify(const char *path, struct ckpt_verify_info *info, char *err, size
 	h5io_quiet_begin(&quiet);
 	f = h5io_file_open_ro(path, MPI_COMM_NULL);
 	if (f < 0) {
-		rc = fail(msg, "%s: cannot open: %s", path, h5io_error_text(h5, sizeof(h5)));
+		rc = log_fail(msg, CKPT_ERR_LEN, "%s: cannot open: %s", path, h5io_error_text(h5, sizeof(h5)));
 	} else {
 		v = (struct verify){f, path, info, msg};
 		rc = check_format(f, path, msg);
 		if (!rc && h5io_attr_read_i64(f, "/", "iteration", &info->iteration))
-			rc = fail(msg, "%s: root attribute iteration missing", path);
+			rc = log_fail(msg, CKPT_ERR_LEN, "%s: root attribute iteration missing", path);
 		if (!rc && h5io_visit_datasets(f, "/", verify_dataset, &v) != 0 && !msg[0])
-			fail(msg, "%s: cannot list the datasets: %s", path,
+			log_fail(msg, CKPT_ERR_LEN, "%s: cannot list the datasets: %s", path,
 			     h5io_error_text(h5, sizeof(h5)));
 		rc = msg[0] ? -1 : 0;
 		if (h5io_file_close(f) < 0 && rc == 0)
-			rc = fail(msg, "%s: close: %s", path, h5io_error_text(h5, sizeof(h5)));
+			rc = log_fail(msg, CKPT_ERR_LEN, "%s: close: %s", path, h5io_error_text(h5, sizeof(h5)));
 	}
 	h5io_quiet_end(&quiet);
 	if (rc)

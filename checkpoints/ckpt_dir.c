@@ -16,18 +16,6 @@
 
 #define PATH_LEN 1024
 
-static int fail(char *msg, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *msg, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, len, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 int ckpt_dir_file(char *buf, size_t len, const char *dir, int64_t iteration, bool tmp)
 {
 	int n = snprintf(buf, len, "%s/iter_%07" PRId64 ".h5%s", dir, iteration,
@@ -64,9 +52,9 @@ static int fsync_path(const char *path, char *msg, size_t len)
 	int fd = open(path, O_RDONLY), rc = 0;
 
 	if (fd < 0)
-		return fail(msg, len, "%s: cannot open to fsync: %s", path, strerror(errno));
+		return log_fail(msg, len, "%s: cannot open to fsync: %s", path, strerror(errno));
 	if (fsync(fd) < 0)
-		rc = fail(msg, len, "%s: fsync: %s", path, strerror(errno));
+		rc = log_fail(msg, len, "%s: fsync: %s", path, strerror(errno));
 	close(fd);
 	return rc;
 }
@@ -79,7 +67,7 @@ static int make_dirs(const char *dir, char *msg, size_t len)
 	size_t n = strlen(dir);
 
 	if (n >= sizeof(path))
-		return fail(msg, len, "%s: path too long", dir);
+		return log_fail(msg, len, "%s: path too long", dir);
 	memcpy(path, dir, n + 1);
 	for (size_t i = 1; i <= n; i++) {
 		if (path[i] != '/' && path[i] != '\0')
@@ -94,13 +82,13 @@ static int make_dirs(const char *dir, char *msg, size_t len)
 				*slash = '/';
 			}
 		} else if (errno != EEXIST) {
-			return fail(msg, len, "%s: cannot create directory: %s", path,
+			return log_fail(msg, len, "%s: cannot create directory: %s", path,
 				    strerror(errno));
 		}
 		path[i] = dir[i];
 	}
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
-		return fail(msg, len, "%s: not a directory", dir);
+		return log_fail(msg, len, "%s: not a directory", dir);
 	return 0;
 }
 
@@ -115,7 +103,7 @@ int ckpt_dir_prepare(const char *dir, char *msg, size_t len)
 		return -1;
 	d = opendir(dir);
 	if (!d)
-		return fail(msg, len, "%s: cannot list: %s", dir, strerror(errno));
+		return log_fail(msg, len, "%s: cannot list: %s", dir, strerror(errno));
 	while (rc == 0 && (e = readdir(d))) {
 		bool tmp = false;
 		bool stale = !strcmp(e->d_name, "latest.tmp") ||
@@ -125,7 +113,7 @@ int ckpt_dir_prepare(const char *dir, char *msg, size_t len)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		if (unlink(path) < 0 && errno != ENOENT)
-			rc = fail(msg, len, "%s: cannot remove a stale file: %s", path,
+			rc = log_fail(msg, len, "%s: cannot remove a stale file: %s", path,
 				  strerror(errno));
 	}
 	closedir(d);
@@ -158,17 +146,17 @@ static int write_latest(const char *dir, int64_t iteration, char *msg, size_t le
 	snprintf(fin, sizeof(fin), "%s/latest", dir);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
-		return fail(msg, len, "%s: cannot create: %s", tmp, strerror(errno));
+		return log_fail(msg, len, "%s: cannot create: %s", tmp, strerror(errno));
 	w = write(fd, text, (size_t)n);
 	if (w != n || fsync(fd) < 0) {
-		fail(msg, len, "%s: cannot write: %s", tmp, w < 0 ? strerror(errno) : "short");
+		log_fail(msg, len, "%s: cannot write: %s", tmp, w < 0 ? strerror(errno) : "short");
 		close(fd);
 		return -1;
 	}
 	if (close(fd) < 0)
-		return fail(msg, len, "%s: close: %s", tmp, strerror(errno));
+		return log_fail(msg, len, "%s: close: %s", tmp, strerror(errno));
 	if (rename(tmp, fin) < 0)
-		return fail(msg, len, "%s: cannot rename to %s: %s", tmp, fin, strerror(errno));
+		return log_fail(msg, len, "%s: cannot rename to %s: %s", tmp, fin, strerror(errno));
 	return fsync_path(dir, msg, len);
 }
 
@@ -178,13 +166,13 @@ int ckpt_dir_publish(const char *dir, int64_t iteration, char *msg, size_t len)
 
 	if (ckpt_dir_file(tmp, sizeof(tmp), dir, iteration, true) ||
 	    ckpt_dir_file(fin, sizeof(fin), dir, iteration, false))
-		return fail(msg, len, "%s: path too long", dir);
+		return log_fail(msg, len, "%s: path too long", dir);
 	/* every rank's MPI_File_sync already ran; this covers local caches too */
 	if (fsync_path(tmp, msg, len))
 		return -1;
 	test_pause("tmp", iteration);
 	if (rename(tmp, fin) < 0)
-		return fail(msg, len, "%s: cannot rename to %s: %s", tmp, fin, strerror(errno));
+		return log_fail(msg, len, "%s: cannot rename to %s: %s", tmp, fin, strerror(errno));
 	if (fsync_path(dir, msg, len))
 		return -1;
 	test_pause("renamed", iteration);
@@ -249,25 +237,25 @@ int ckpt_dir_latest(const char *dir, int64_t *iteration, char *msg, size_t len)
 	int64_t it = 0;
 
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
-		return fail(msg, len, "%s: no such checkpoint directory", dir);
+		return log_fail(msg, len, "%s: no such checkpoint directory", dir);
 	snprintf(path, sizeof(path), "%s/latest", dir);
 	fd = open(path, O_RDONLY);
 	if (fd < 0)
-		return fail(msg, len, "%s: cannot open (no complete checkpoint?): %s", path,
+		return log_fail(msg, len, "%s: cannot open (no complete checkpoint?): %s", path,
 			    strerror(errno));
 	n = read(fd, text, sizeof(text) - 1);
 	close(fd);
 	/* digits, then exactly one newline */
 	for (ssize_t i = 0; i < n - 1; i++) {
 		if (text[i] < '0' || text[i] > '9' || it > (INT64_MAX - 9) / 10)
-			return fail(msg, len, "%s: not an iteration number and a newline", path);
+			return log_fail(msg, len, "%s: not an iteration number and a newline", path);
 		it = it * 10 + (text[i] - '0');
 	}
 	if (n < 2 || text[n - 1] != '\n')
-		return fail(msg, len, "%s: not an iteration number and a newline", path);
+		return log_fail(msg, len, "%s: not an iteration number and a newline", path);
 	ckpt_dir_file(file, sizeof(file), dir, it, false);
 	if (stat(file, &st) < 0 || !S_ISREG(st.st_mode))
-		return fail(msg, len, "%s: names iteration %" PRId64 ", but %s is missing", path,
+		return log_fail(msg, len, "%s: names iteration %" PRId64 ", but %s is missing", path,
 			    it, file);
 	*iteration = it;
 	return 0;

@@ -8,18 +8,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
-
-static int fail(char *msg, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *msg, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, len, fmt, ap);
-	va_end(ap);
-	return -1;
-}
+#include "common/log.h"
 
 float *ckpt_entry_group(const struct ckpt_entry *e, int g)
 {
@@ -112,7 +101,7 @@ int ckpt_union_check_tiling(const struct ckpt_tensor *t, const char *who, char *
 
 			if (!r[j].role || !rows || !cols)
 				continue;
-			return fail(msg, len, "tensor %s: the slices of ranks %d and %d overlap "
+			return log_fail(msg, len, "tensor %s: the slices of ranks %d and %d overlap "
 				    "(rows %" PRIu64 "+%" PRIu64 ", cols %" PRIu64 "+%" PRIu64
 				    " and rows %" PRIu64 "+%" PRIu64 ", cols %" PRIu64 "+%" PRIu64
 				    "): %s must hold each value once", r->name, r[j].rank,
@@ -122,7 +111,7 @@ int ckpt_union_check_tiling(const struct ckpt_tensor *t, const char *who, char *
 		}
 	}
 	if (area != want)
-		return fail(msg, len, "tensor %s: the %s hold %" PRIu64 " of its %" PRIu64
+		return log_fail(msg, len, "tensor %s: the %s hold %" PRIu64 " of its %" PRIu64
 			    " values (a hole): together they must cover it exactly once",
 			    r->name, who, area, want);
 	return 0;
@@ -153,13 +142,13 @@ struct ckpt_tensor *ckpt_union_build(const struct ckpt_rec *recs, int total, int
 			    b->gshape[1] != a->gshape[1]) {
 				ckpt_union_shape_str(sa, sizeof(sa), a->ndim, a->gshape);
 				ckpt_union_shape_str(sb, sizeof(sb), b->ndim, b->gshape);
-				rc = fail(msg, len, "tensor %s: global shape %s on rank %d but %s "
+				rc = log_fail(msg, len, "tensor %s: global shape %s on rank %d but %s "
 					  "on rank %d", a->name, sa, a->rank, sb, b->rank);
 			} else if (b != a && b[-1].rank == b->rank) {
-				rc = fail(msg, len, "tensor %s: listed twice by rank %d", a->name,
+				rc = log_fail(msg, len, "tensor %s: listed twice by rank %d", a->name,
 					  b->rank);
 			} else if (b->role && w && same_groups && b->mask != w->mask) {
-				rc = fail(msg, len, "tensor %s: ranks %d and %d give different "
+				rc = log_fail(msg, len, "tensor %s: ranks %d and %d give different "
 					  "groups (a model/exp_avg/exp_avg_sq buffer NULL on one)",
 					  a->name, w->rank, b->rank);
 			}

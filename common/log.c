@@ -62,3 +62,13 @@ void log_warn(const char *fmt, ...)
 	log_line("warning", fmt, ap);
 	va_end(ap);
 }
+
+int log_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}

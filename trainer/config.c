@@ -2,6 +2,8 @@
 
 #include "trainer/flags.h"
 
+#include "common/log.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -109,18 +111,6 @@ void config_defaults(struct train_config *c)
 	c->ckpt_compression_level = 1;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 int config_parse_args(struct train_config *c, int argc, char **argv, char *err, size_t errlen)
 {
 	return flags_parse(&train_flags, c, argc, argv, err, errlen);
@@ -133,44 +123,44 @@ int config_validate(const struct train_config *c, int world_size, char *err, siz
 	int64_t dp;
 
 	if (c->hidden_size % c->num_heads)
-		return fail(err, errlen, "--num-heads: %lld does not divide --hidden-size %lld",
+		return log_fail(err, errlen, "--num-heads: %lld does not divide --hidden-size %lld",
 			    (long long)c->num_heads, (long long)c->hidden_size);
 	if ((c->hidden_size / c->num_heads) % 2 || c->hidden_size / c->num_heads < 4)
-		return fail(err, errlen, "--num-heads: head width --hidden-size/--num-heads = %lld "
+		return log_fail(err, errlen, "--num-heads: head width --hidden-size/--num-heads = %lld "
 			    "must be even and >= 4 (the rotation pairs lanes)",
 			    (long long)(c->hidden_size / c->num_heads));
 	if (c->seq_length % c->chunk_size)
-		return fail(err, errlen, "--chunk-size: %lld does not divide --seq-length %lld",
+		return log_fail(err, errlen, "--chunk-size: %lld does not divide --seq-length %lld",
 			    (long long)c->chunk_size, (long long)c->seq_length);
 	if (strcmp(c->lr_decay_style, "linear") && strcmp(c->lr_decay_style, "cosine") &&
 	    strcmp(c->lr_decay_style, "constant"))
-		return fail(err, errlen, "--lr-decay-style: '%s' is not linear, cosine or constant",
+		return log_fail(err, errlen, "--lr-decay-style: '%s' is not linear, cosine or constant",
 			    c->lr_decay_style);
 	if (c->min_lr > c->lr)
-		return fail(err, errlen, "--min-lr: %g is above --lr %g", c->min_lr, c->lr);
+		return log_fail(err, errlen, "--min-lr: %g is above --lr %g", c->min_lr, c->lr);
 	if (world_size % (tp * pp))
-		return fail(err, errlen, "--tensor-model-parallel-size: world size %d is not "
+		return log_fail(err, errlen, "--tensor-model-parallel-size: world size %d is not "
 			    "divisible by TP %lld x PP %lld", world_size, (long long)tp,
 			    (long long)pp);
 	if (c->num_heads % tp)
-		return fail(err, errlen, "--tensor-model-parallel-size: %lld does not divide "
+		return log_fail(err, errlen, "--tensor-model-parallel-size: %lld does not divide "
 			    "--num-heads %lld", (long long)tp, (long long)c->num_heads);
 	if (ffn % tp)
-		return fail(err, errlen, "--tensor-model-parallel-size: %lld does not divide "
+		return log_fail(err, errlen, "--tensor-model-parallel-size: %lld does not divide "
 			    "--ffn-hidden-size %lld", (long long)tp, (long long)ffn);
 	if (pp > c->num_layers)
-		return fail(err, errlen, "--pipeline-model-parallel-size: %lld stages for "
+		return log_fail(err, errlen, "--pipeline-model-parallel-size: %lld stages for "
 			    "--num-layers %lld", (long long)pp, (long long)c->num_layers);
 	dp = world_size / (tp * pp);
 	if (c->global_batch_size && c->global_batch_size % (c->micro_batch_size * dp))
-		return fail(err, errlen, "--global-batch-size: %lld is not a multiple of "
+		return log_fail(err, errlen, "--global-batch-size: %lld is not a multiple of "
 			    "--micro-batch-size %lld x data-parallel size %lld",
 			    (long long)c->global_batch_size, (long long)c->micro_batch_size,
 			    (long long)dp);
 	if (c->save_interval > 0 && !c->save[0])
-		return fail(err, errlen, "--save-interval: needs --save DIR");
+		return log_fail(err, errlen, "--save-interval: needs --save DIR");
 	if (c->n_data_path == 0)
-		return fail(err, errlen, "--data-path: required (token shards from retnet-prep)");
+		return log_fail(err, errlen, "--data-path: required (token shards from retnet-prep)");
 	return 0;
 }
 

@@ -130,9 +130,9 @@ static int corpus_open(struct corpus *c, const char *path, const struct tokenize
 
 		tokenizer_init_bytes(&bytes);
 		if (!tokenizer_equal(&bytes, tok)) {
-			snprintf(err, errlen, "%s: raw text needs the byte tokenizer, the checkpoint "
-				 "has '%s': give token shards made with its tokenizer", path, tok->id);
-			return -1;
+			return log_fail(err, errlen, "%s: raw text needs the byte tokenizer, the "
+					"checkpoint has '%s': give token shards made with its tokenizer",
+					path, tok->id);
 		}
 		if (textfile_read_all(path, EVAL_MAX_TEXT_BYTES, &text, &n, err, errlen))
 			return -1;
@@ -143,9 +143,8 @@ static int corpus_open(struct corpus *c, const char *path, const struct tokenize
 		free(text);
 	}
 	if (c->n_tokens < 2) {
-		snprintf(err, errlen, "%s: %llu tokens: a corpus needs at least 2 (one target)",
-			 path, (unsigned long long)c->n_tokens);
-		return -1;
+		return log_fail(err, errlen, "%s: %llu tokens: a corpus needs at least 2 (one target)",
+				path, (unsigned long long)c->n_tokens);
 	}
 	return 0;
 }

@@ -1,5 +1,7 @@
 #include "trainer/flags.h"
 
+#include "common/log.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -16,18 +18,6 @@ static const struct flag_spec *find_flag(const struct flag_table *t, const char 
 	return NULL;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* where: "--flag" or "file:line: key" for messages. */
 static int set_value(void *dst, const struct flag_spec *o, const char *value,
 		     const char *where, char *err, size_t errlen)
@@ -41,9 +31,9 @@ static int set_value(void *dst, const struct flag_spec *o, const char *value,
 		errno = 0;
 		v = strtoll(value, &end, 10);
 		if (errno || end == value || *end)
-			return fail(err, errlen, "%s: '%s' is not an integer", where, value);
+			return log_fail(err, errlen, "%s: '%s' is not an integer", where, value);
 		if ((double)v < o->min || (double)v > o->max)
-			return fail(err, errlen, "%s: %lld is out of range [%.0f, %.0f]", where, v,
+			return log_fail(err, errlen, "%s: %lld is out of range [%.0f, %.0f]", where, v,
 				    o->min, o->max);
 		*(int64_t *)(base + o->offset) = v;
 		return 0;
@@ -54,9 +44,9 @@ static int set_value(void *dst, const struct flag_spec *o, const char *value,
 		errno = 0;
 		v = strtod(value, &end);
 		if (errno || end == value || *end || !isfinite(v))
-			return fail(err, errlen, "%s: '%s' is not a finite number", where, value);
+			return log_fail(err, errlen, "%s: '%s' is not a finite number", where, value);
 		if (v < o->min || v > o->max)
-			return fail(err, errlen, "%s: %g is out of range [%g, %g]", where, v, o->min,
+			return log_fail(err, errlen, "%s: %g is out of range [%g, %g]", where, v, o->min,
 				    o->max);
 		*(double *)(base + o->offset) = v;
 		return 0;
@@ -65,7 +55,7 @@ static int set_value(void *dst, const struct flag_spec *o, const char *value,
 		size_t cap = o->size;
 
 		if (strlen(value) >= cap)
-			return fail(err, errlen, "%s: value longer than %zu characters", where,
+			return log_fail(err, errlen, "%s: value longer than %zu characters", where,
 				    cap - 1);
 		snprintf(base + o->offset, cap, "%s", value);
 		return 0;
@@ -75,9 +65,9 @@ static int set_value(void *dst, const struct flag_spec *o, const char *value,
 		char(*paths)[FLAGS_PATH_MAX] = (char(*)[FLAGS_PATH_MAX])(base + o->offset);
 
 		if (*n >= FLAGS_MAX_PATHS)
-			return fail(err, errlen, "%s: more than %d paths", where, FLAGS_MAX_PATHS);
+			return log_fail(err, errlen, "%s: more than %d paths", where, FLAGS_MAX_PATHS);
 		if (strlen(value) >= FLAGS_PATH_MAX)
-			return fail(err, errlen, "%s: path longer than %d characters", where,
+			return log_fail(err, errlen, "%s: path longer than %d characters", where,
 				    FLAGS_PATH_MAX - 1);
 		snprintf(paths[(*n)++], FLAGS_PATH_MAX, "%s", value);
 		return 0;
@@ -86,7 +76,7 @@ static int set_value(void *dst, const struct flag_spec *o, const char *value,
 		*(bool *)(base + o->offset) = true;
 		return 0;
 	}
-	return fail(err, errlen, "%s: internal error", where);
+	return log_fail(err, errlen, "%s: internal error", where);
 }
 
 static char *trim(char *s)
@@ -110,7 +100,7 @@ static int parse_file(const struct flag_table *t, void *dst, const char *path, c
 	int lineno = 0, rc = 0;
 
 	if (!f)
-		return fail(err, errlen, "--config: cannot open '%s': %s", path, strerror(errno));
+		return log_fail(err, errlen, "--config: cannot open '%s': %s", path, strerror(errno));
 	while (!rc && fgets(line, sizeof(line), f)) {
 		char *key, *value, *hash = strchr(line, '#');
 		const struct flag_spec *o;
@@ -133,9 +123,9 @@ static int parse_file(const struct flag_table *t, void *dst, const char *path, c
 		snprintf(where, sizeof(where), "%s:%d: %s", path, lineno, key);
 		o = find_flag(t, key);
 		if (!o || o->kind == OPT_BOOL)
-			rc = fail(err, errlen, "%s: unknown key", where);
+			rc = log_fail(err, errlen, "%s: unknown key", where);
 		else if (!*value)
-			rc = fail(err, errlen, "%s: missing value", where);
+			rc = log_fail(err, errlen, "%s: missing value", where);
 		else if (!skip[o - t->specs])
 			rc = set_value(dst, o, value, where, err, errlen);
 	}
@@ -154,23 +144,23 @@ static int parse_args(const struct flag_table *t, void *dst, int argc, char **ar
 		char where[256];
 
 		if (strncmp(arg, "--", 2) != 0)
-			return fail(err, errlen, "'%s': expected a flag starting with --", arg);
+			return log_fail(err, errlen, "'%s': expected a flag starting with --", arg);
 		if (strcmp(arg, "--config") == 0) {
 			if (i + 1 >= argc)
-				return fail(err, errlen, "--config: missing value");
+				return log_fail(err, errlen, "--config: missing value");
 			*config_file = argv[++i];
 			continue;
 		}
 		o = find_flag(t, arg + 2);
 		if (!o)
-			return fail(err, errlen, "%s: unknown flag (see --help)", arg);
+			return log_fail(err, errlen, "%s: unknown flag (see --help)", arg);
 		snprintf(where, sizeof(where), "%s", arg);
 		if (o->kind == OPT_BOOL) {
 			set_value(dst, o, "", where, err, errlen);
 			continue;
 		}
 		if (i + 1 >= argc || (strncmp(argv[i + 1], "--", 2) == 0 && o->kind != OPT_FLOAT))
-			return fail(err, errlen, "%s: missing value", arg);
+			return log_fail(err, errlen, "%s: missing value", arg);
 		if (o->kind == OPT_PATHS && given[o - t->specs] == false)
 			*(int *)((char *)dst + o->count_offset) = 0;
 		if (set_value(dst, o, argv[++i], where, err, errlen))
@@ -193,7 +183,7 @@ int flags_parse(const struct flag_table *t, void *dst, int argc, char **argv, ch
 	int rc = 0;
 
 	if (!given)
-		return fail(err, errlen, "out of memory parsing flags");
+		return log_fail(err, errlen, "out of memory parsing flags");
 	rc = parse_args(t, dst, argc, argv, given, &config_file, err, errlen);
 	if (!rc && config_file)
 		rc = parse_file(t, dst, config_file, given, err, errlen);
