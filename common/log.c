@@ -39,9 +39,16 @@ void log0(const char *fmt, ...)
 
 static void log_line(const char *kind, const char *fmt, va_list ap)
 {
-	fprintf(stderr, "retnet: %s: ", kind);
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "%s\n", rank_tag);
+	char line[4096];
+	int n = snprintf(line, sizeof(line), "retnet: %s: ", kind);
+
+	/* One write per line: stderr is unbuffered, and mpirun forwards each rank's
+	 * stream as it comes, so a line written in pieces interleaves with other ranks'. */
+	n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	if (n > (int)sizeof(line) - 40)
+		n = (int)sizeof(line) - 40;
+	snprintf(line + n, sizeof(line) - (size_t)n, "%s\n", rank_tag);
+	fputs(line, stderr);
 	fflush(stderr);
 }
 

@@ -68,6 +68,13 @@ static const struct flag_spec options[] = {
 	 "deflate level of checkpoints (0: off)", 0},
 	{"exit-duration-in-mins", OPT_FLOAT, OFF(exit_duration_in_mins), 0, 0, 1e9,
 	 "stop with a checkpoint after this many minutes (0: never); exit status 3", 0},
+	{"max-skipped-iters", OPT_INT, OFF(max_skipped_iters), 0, 1, 1 << 20,
+	 "consecutive steps with a non-finite loss or gradient that end the run", 0},
+	{"check-weight-hash-across-dp-replicas-interval", OPT_INT, OFF(check_weight_hash_interval),
+	 0, 0, BIG, "steps between checks that all data-parallel replicas hold the same "
+	 "parameters (0: never)", 0},
+	{"inject-fault", OPT_STRING, OFF(inject_fault), 0, 0, 0,
+	 "tests only: nan-grad@ITER[-LAST] or drift@ITER[-LAST] on the last rank", SIZE(inject_fault)},
 	{"tensor-model-parallel-size", OPT_INT, OFF(tensor_model_parallel_size), 0, 1, 1 << 16,
 	 "tensor-parallel ranks (divides heads and f)", 0},
 	{"pipeline-model-parallel-size", OPT_INT, OFF(pipeline_model_parallel_size), 0, 1,
@@ -109,11 +116,43 @@ void config_defaults(struct train_config *c)
 	c->save_interval = 0;
 	c->keep_last = 0;
 	c->ckpt_compression_level = 1;
+	c->max_skipped_iters = 5;
 }
 
 int config_parse_args(struct train_config *c, int argc, char **argv, char *err, size_t errlen)
 {
 	return flags_parse(&train_flags, c, argc, argv, err, errlen);
+}
+
+int config_parse_fault(const char *spec, enum fault_kind *kind, int64_t *first, int64_t *last)
+{
+	static const char *const names[] = {[FAULT_NAN_GRAD] = "nan-grad", [FAULT_DRIFT] = "drift"};
+	const char *at = strchr(spec, '@');
+	char *end;
+	long long a, b;
+
+	if (!at || at[1] < '0' || at[1] > '9')
+		return -1;
+	a = b = strtoll(at + 1, &end, 10);
+	if (*end == '-') {
+		if (end[1] < '0' || end[1] > '9')
+			return -1;
+		b = strtoll(end + 1, &end, 10);
+	}
+	if (*end || a < 1 || b < a)
+		return -1;
+	for (int k = FAULT_NAN_GRAD; k <= FAULT_DRIFT; k++)
+		if (strlen(names[k]) == (size_t)(at - spec) &&
+		    !strncmp(spec, names[k], (size_t)(at - spec))) {
+			if (kind)
+				*kind = (enum fault_kind)k;
+			if (first)
+				*first = a;
+			if (last)
+				*last = b;
+			return 0;
+		}
+	return -1;
 }
 
 int config_validate(const struct train_config *c, int world_size, char *err, size_t errlen)
@@ -159,6 +198,10 @@ int config_validate(const struct train_config *c, int world_size, char *err, siz
 			    (long long)dp);
 	if (c->save_interval > 0 && !c->save[0])
 		return log_fail(err, errlen, "--save-interval: needs --save DIR");
+	if (c->inject_fault[0] && config_parse_fault(c->inject_fault, NULL, NULL, NULL) != 0)
+		return log_fail(err, errlen, "--inject-fault: '%s' is not KIND@ITER or KIND@FIRST-LAST, "
+				"KIND nan-grad or drift",
+				c->inject_fault);
 	if (c->n_data_path == 0)
 		return log_fail(err, errlen, "--data-path: required (token shards from retnet-prep)");
 	return 0;

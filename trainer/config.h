@@ -42,6 +42,9 @@ struct train_config {
 	char save[CONFIG_PATH_MAX], load[CONFIG_PATH_MAX];
 	int64_t save_interval, keep_last, ckpt_compression_level;
 	double exit_duration_in_mins;
+	/* guards: non-finite steps, data-parallel replica drift, test fault injection */
+	int64_t max_skipped_iters, check_weight_hash_interval;
+	char inject_fault[32];
 	/* parallel layout */
 	int64_t tensor_model_parallel_size, pipeline_model_parallel_size;
 	bool help;
@@ -54,6 +57,16 @@ int config_parse_args(struct train_config *c, int argc, char **argv, char *err, 
 
 /* Cross-field rules for a world of world_size ranks. 0, or -1 with one line in err. */
 int config_validate(const struct train_config *c, int world_size, char *err, size_t errlen);
+
+/*
+ * --inject-fault, for the tests of the guards: at iterations FIRST to LAST (1-based),
+ * the last rank poisons one gradient with NaN (nan-grad) or perturbs one parameter
+ * (drift).
+ */
+enum fault_kind { FAULT_NONE, FAULT_NAN_GRAD, FAULT_DRIFT };
+/* "nan-grad@12" -> (FAULT_NAN_GRAD, 12, 12), "drift@3-5" -> (FAULT_DRIFT, 3, 5);
+ * 0, or -1 if malformed. Outputs may be NULL. */
+int config_parse_fault(const char *spec, enum fault_kind *kind, int64_t *first, int64_t *last);
 
 /* The --help text. */
 void config_print_help(const char *program);

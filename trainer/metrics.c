@@ -79,7 +79,9 @@ void metrics_write(FILE *f, int npairs, const char *const *keys, const double *v
 	for (int i = 0; i < npairs; i++) {
 		if (values[i] < -1e300)
 			continue;
-		if (values[i] == floor(values[i]) && fabs(values[i]) < 1e15)
+		if (!isfinite(values[i])) /* JSON has no NaN or Infinity */
+			fprintf(f, "%s\"%s\":null", sep, keys[i]);
+		else if (values[i] == floor(values[i]) && fabs(values[i]) < 1e15)
 			fprintf(f, "%s\"%s\":%.0f", sep, keys[i], values[i]);
 		else
 			fprintf(f, "%s\"%s\":%.9g", sep, keys[i], values[i]);

@@ -103,6 +103,30 @@ void param_set_zero_grad(struct param_set *set)
 	memset(set->grad, 0, sizeof(float) * set->total);
 }
 
+/* splitmix64's finaliser: every input bit moves about half of the output bits. */
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+uint64_t param_set_hash(const struct param_set *set)
+{
+	const uint32_t *bits = (const uint32_t *)set->data;
+	const int64_t n = (int64_t)set->total;
+	uint64_t h = 0;
+
+	/* A sum of mixed (position, bits) terms: order-free, so it parallelises, yet a
+	 * change or a swap of any two values changes it. */
+#pragma omp parallel for reduction(+ : h)
+	for (int64_t i = 0; i < n; i++)
+		h += mix64(((uint64_t)i << 32 | bits[i]) ^ 0x9e3779b97f4a7c15ULL);
+	return h;
+}
+
 int param_set_find(const struct param_set *set, const char *name)
 {
 	for (int i = 0; i < set->count; i++)

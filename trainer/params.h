@@ -58,6 +58,8 @@ void param_set_init_values(struct param_set *set, uint64_t seed);
 void param_set_zero_grad(struct param_set *set);
 
 /* Index of a named tensor, or -1. */
+/* A 64-bit hash of the exact bits of every value (same values, same hash). */
+uint64_t param_set_hash(const struct param_set *set);
 int param_set_find(const struct param_set *set, const char *name);
 float *param_data(const struct param_set *set, int index);
 float *param_grad(const struct param_set *set, int index);

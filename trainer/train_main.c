@@ -32,6 +32,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
 #include "trainer/train_ckpt.h"
+#include "trainer/train_guard.h"
 #include "trainer/train_step.h"
 
 #define LN2 0.69314718055994530942
@@ -348,10 +349,13 @@ int main(int argc, char **argv)
 	const double t_start = metrics_now_s();
 	double t_log = t_start, loss_acc = 0.0, dp_s_at_log = 0.0, tp_s_at_log = 0.0;
 	double compute_s_at_log = 0.0, schedule_s_at_log = 0.0;
-	int64_t iters_since_log = 0;
+	int64_t iters_since_log = 0, losses_since_log = 0; /* all steps, updating steps */
 
 	int64_t saved_at = start_iter, stopped_at = -1;
 
+	struct train_guard guard;
+
+	train_guard_init(&guard, &cfg);
 	install_stop_signals();
 	for (int64_t it = start_iter; it < cfg.train_iters; it++) {
 		double loss_sum[1] = {0.0}, grad_norm, lr = lr_at(&sched, it);
@@ -376,20 +380,30 @@ int main(int argc, char **argv)
 
 		/* After the all-reduce every DP replica holds the same gradient; the
 		 * stages hold disjoint parts of the model. */
+		train_guard_inject_grad(&guard, it, &m, &g);
 		{
 			double sumsq = model_grad_sumsq(&m);
 
 			comm_allreduce_sum_f64(g.pp_comm, &sumsq, 1);
 			grad_norm = sqrt(sumsq);
 		}
-		if (cfg.clip_grad > 0 && grad_norm > cfg.clip_grad)
-			clip_scale = (float)(cfg.clip_grad / (grad_norm + 1e-6));
-		if (clip_scale != 1.0f)
-			grad_scale(&m.params, clip_scale);
-		adamw_step(&opt, &m.params, lr);
+		bool update;
 
-		loss_acc += loss_sum[0];
+		if (train_guard_step_ok(&guard, it, loss_sum[0], grad_norm, &g, &update, err,
+					sizeof(err)))
+			exit_agreed(err);
+		if (update) {
+			if (cfg.clip_grad > 0 && grad_norm > cfg.clip_grad)
+				clip_scale = (float)(cfg.clip_grad / (grad_norm + 1e-6));
+			if (clip_scale != 1.0f)
+				grad_scale(&m.params, clip_scale);
+			adamw_step(&opt, &m.params, lr);
+			loss_acc += loss_sum[0];
+			losses_since_log++;
+		}
 		iters_since_log++;
+		if (train_guard_check_replicas(&guard, it, &m, &g, err, sizeof(err)))
+			exit_agreed(err);
 		if ((it + 1) % cfg.log_interval == 0 || it + 1 == cfg.train_iters) {
 			double now = metrics_now_s(), elapsed = now - t_start;
 			double tps = tokens_per_iter * (double)iters_since_log / (now - t_log);
@@ -407,19 +421,20 @@ int main(int argc, char **argv)
 			idle /= (double)g.pp_size;
 			const char *keys[] = {"iteration", "loss", "lr", "grad_norm", "tokens",
 					      "tokens_per_sec", "mfu", "elapsed_s", "tp_allreduce_ms",
-					      "dp_wait_ms", "pipeline_idle"};
-			double vals[] = {(double)(it + 1), loss_acc / (double)iters_since_log, lr,
+					      "dp_wait_ms", "pipeline_idle", "skipped_iters"};
+			/* NaN when every step since the last line was skipped */
+			double vals[] = {(double)(it + 1), losses_since_log ? loss_acc / (double)losses_since_log : NAN, lr,
 					 grad_norm, tokens_per_iter * (double)(it + 1), tps, mfu,
-					 elapsed, tp_ms, dp_ms, idle};
+					 elapsed, tp_ms, dp_ms, idle, (double)guard.skipped_total};
 
 			log0("iter %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | "
 			     "%.0f tok/s | MFU %.1f%% | comm TP %.0f DP %.0f ms/step | "
 			     "elapsed %.0fs | ETA %.0fs\n",
 			     (long long)(it + 1), (long long)cfg.train_iters, vals[1], lr, grad_norm,
 			     tps, 100.0 * mfu, tp_ms, dp_ms, elapsed, eta);
-			metrics_write(metrics, 11, keys, vals);
+			metrics_write(metrics, 12, keys, vals);
 			loss_acc = 0.0;
-			iters_since_log = 0;
+			iters_since_log = losses_since_log = 0;
 			dp_s_at_log = step.dp_wait_s;
 			compute_s_at_log = step.compute_s;
 			schedule_s_at_log = step.schedule_s;
