@@ -13,7 +13,7 @@ T=$(mktemp -d /tmp/rn_train_preempt.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 MPIEXEC=${MPIEXEC:-mpiexec}
 read -r -a MPI_EXTRA <<<"${RETNET_MPIEXEC_EXTRA:---oversubscribe --bind-to none}"
-ITERS=1500
+ITERS=800
 ARGS=(--data-path "$CORPUS-train.bin" --num-layers 2 --hidden-size 64 --num-heads 4
 	--seq-length 32 --chunk-size 8 --micro-batch-size 2 --global-batch-size 4
 	--train-iters "$ITERS" --lr 1e-3 --seed 5 --log-interval 100)
@@ -35,7 +35,12 @@ check "uninterrupted run exits 0" test $? -eq 0
 
 run sig &
 pid=$!
-sleep 2
+# Signal once the run is under way (its first log line, iteration 100), whatever
+# the machine's speed.
+for _ in $(seq 600); do
+	[[ -s $T/sig.jsonl ]] && break
+	sleep 0.1
+done
 # $pid is the subshell running `run`; the signal goes to its child, mpiexec.
 pkill -USR1 -P "$pid"
 wait "$pid"
