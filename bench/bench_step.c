@@ -4,7 +4,7 @@
  * same run (a large oneDNN sgemm through the same matmul module), and peak RSS.
  *
  *   retnet-bench-step [--config bench-small|tiny] [--batch B] [--seq-length T]
- *                     [--steps N] [--form chunkwise|parallel]
+ *                     [--steps N] [--form chunkwise|parallel] [--recompute 0|1]
  *
  * Threads: OMP_NUM_THREADS. Prints a table and one JSON line.
  */
@@ -47,7 +47,7 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "--config")) {
 			config_name = val;
 			if (!strcmp(val, "tiny"))
-				cfg = (struct model_config){256, 64, 2, 4, 128, 8, 32, 2, 1};
+				cfg = (struct model_config){256, 64, 2, 4, 128, 8, 32, 2, 1, cfg.recompute};
 			else if (strcmp(val, "bench-small"))
 				usage_error(argv[i]);
 		} else if (!strcmp(argv[i], "--batch")) {
@@ -56,6 +56,8 @@ int main(int argc, char **argv)
 			cfg.seq_len = atol(val);
 		} else if (!strcmp(argv[i], "--steps")) {
 			steps = atoi(val);
+		} else if (!strcmp(argv[i], "--recompute")) {
+			cfg.recompute = atoi(val) != 0;
 		} else if (!strcmp(argv[i], "--form")) {
 			if (!strcmp(val, "parallel"))
 				form = RETENTION_PARALLEL;
@@ -110,9 +112,10 @@ int main(int argc, char **argv)
 	       (double)model_activation_bytes(&m) / 1048576.0);
 	printf("{\"bench\":\"step\",\"config\":\"%s\",\"batch\":%ld,\"seq_len\":%ld,\"threads\":%d,"
 	       "\"tokens_per_sec\":%.1f,\"mfu\":%.4f,\"ceiling_gflops\":%.1f,\"step_s\":%.4f,"
-	       "\"peak_rss_mib\":%.1f}\n",
+	       "\"peak_rss_mib\":%.1f,\"activation_mib\":%.1f,\"recompute\":%d,\"form\":\"%s\"}\n",
 	       config_name, (long)cfg.micro_batch, (long)cfg.seq_len, omp_get_max_threads(), tps,
-	       mfu, ceiling * 1e-9, best, rss);
+	       mfu, ceiling * 1e-9, best, rss, (double)model_activation_bytes(&m) / 1048576.0,
+	       cfg.recompute, form == RETENTION_PARALLEL ? "parallel" : "chunkwise");
 	free(inputs);
 	free(targets);
 	model_free(&m);

@@ -41,7 +41,7 @@ static double max_abs(const float *x, size_t n)
 
 static void check_init_slices(int rank, int size)
 {
-	struct model_config cfg = {256, 64, 2, 4, 128, 8, 32, 2, 99};
+	struct model_config cfg = {256, 64, 2, 4, 128, 8, 32, 2, 99, false};
 	struct model_layout layout = {rank, size, MPI_COMM_WORLD, 0, 1, 1};
 	struct model tp, one;
 	size_t bad = 0;
@@ -68,7 +68,7 @@ static void check_fixture(int rank, int size)
 {
 	struct fixture *fx = fixture_load_named("tiny_model.bin");
 	const int32_t *c = fixture_i32(fx, "config", 8);
-	struct model_config cfg = {c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], 1};
+	struct model_config cfg = {c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], 1, false};
 	const int64_t T = cfg.seq_len, B = cfg.micro_batch, M = B * T;
 	const int32_t *tokens = fixture_i32(fx, "tokens", (size_t)(B * (T + 1)));
 	struct model_layout layout = {rank, size, MPI_COMM_WORLD, 0, 1, 1};

@@ -68,6 +68,8 @@ static const struct flag_spec options[] = {
 	 "deflate level of checkpoints (0: off)", 0},
 	{"exit-duration-in-mins", OPT_FLOAT, OFF(exit_duration_in_mins), 0, 0, 1e9,
 	 "stop with a checkpoint after this many minutes (0: never); exit status 3", 0},
+	{"recompute-activations", OPT_BOOL, OFF(recompute_activations), 0, 0, 0,
+	 "keep only each block's input; backward recomputes the rest (less memory)", 0},
 	{"max-skipped-iters", OPT_INT, OFF(max_skipped_iters), 0, 1, 1 << 20,
 	 "consecutive steps with a non-finite loss or gradient that end the run", 0},
 	{"check-weight-hash-across-dp-replicas-interval", OPT_INT, OFF(check_weight_hash_interval),

@@ -42,6 +42,7 @@ struct train_config {
 	char save[CONFIG_PATH_MAX], load[CONFIG_PATH_MAX];
 	int64_t save_interval, keep_last, ckpt_compression_level;
 	double exit_duration_in_mins;
+	bool recompute_activations;
 	/* guards: non-finite steps, data-parallel replica drift, test fault injection */
 	int64_t max_skipped_iters, check_weight_hash_interval;
 	char inject_fault[32];

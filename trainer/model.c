@@ -164,7 +164,8 @@ static void tp_allreduce(struct model *m, float *buf, int64_t count)
 	m->tp_allreduce_s += metrics_now_s() - t0;
 }
 
-/* Local layer l: x_out = Y + FFN(LN2(Y)), Y = x + MSR(LN1(x)), with x = a->x. */
+/* Local layer l: x_out = Y + FFN(LN2(Y)), Y = x + MSR(LN1(x)), with x = a->x.
+ * x_out NULL: recomputation for backward, which needs nothing after gelu. */
 static void block_forward(struct model *m, struct layer_acts *a, int64_t l, float *x_out)
 {
 	const struct layer_tensors *w = &m->w.layers[l];
@@ -195,6 +196,8 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	matmul(kc, a->h_pre, a->ln2, w->w1, M, fl, d, false, false, false);
 	bias_add(a->h_pre, w->b1, M, fl);
 	gelu_forward(a->h, a->h_pre, M * fl);
+	if (!x_out)
+		return;
 	matmul(kc, x_out, a->h, w->w2, M, d, fl, false, false, false);
 	/* TP all-reduce 2 of 2 (forward): the partial FFN outputs; b2 is added once,
 	 * after it. Conjugate: the all-reduce of the LN2 output gradient. */
@@ -217,6 +220,8 @@ float model_forward_micro(struct model *m, int slot, const int32_t *inputs,
 	}
 	for (int64_t l = 0; l < nl; l++)
 		block_forward(m, &mb->layers[l], l, l + 1 < nl ? mb->layers[l + 1].x : mb->out);
+	m->recompute_slot = slot;
+	m->recompute_layer = nl - 1;
 	if (!m->last_stage)
 		return 0.0f;
 	memcpy(mb->targets, targets, sizeof(int32_t) * (size_t)M);
@@ -307,6 +312,10 @@ void model_backward_micro(struct model *m, int slot, float loss_scale)
 		announce(m, m->head_range);
 	}
 	for (int64_t l = m->num_layers - 1; l >= 0; l--) {
+		/* The same kernels on the same input: bit-identical activations. */
+		if (m->cfg.recompute && (m->recompute_slot != slot || m->recompute_layer != l))
+			block_forward(m, &mb->layers[l], l, NULL);
+		m->recompute_slot = -1;
 		block_backward(m, &mb->layers[l], l);
 		announce(m, m->layer_range[l]);
 	}

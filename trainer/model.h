@@ -47,6 +47,9 @@ struct model_config {
 	int64_t seq_len;     /* T, a multiple of C */
 	int64_t micro_batch; /* B */
 	uint64_t seed;
+	/* Keep only each block's input per micro-batch; backward recomputes the rest of
+	 * the block's activations, one layer at a time, in one shared set of buffers. */
+	bool recompute;
 };
 
 /* Where this rank sits: its tensor-parallel group and its pipeline stage. */
@@ -84,7 +87,8 @@ struct model_tensors {
 	float *lm_head;               /* (d, V) */
 };
 
-/* What the forward keeps for backward, per layer; rows M = B*T, local widths. */
+/* What the forward keeps for backward, per layer; rows M = B*T, local widths.
+ * With cfg.recompute every layer of every slot has its own x and shares the rest. */
 struct layer_acts {
 	float *x;                  /* (M, d) block input */
 	float *ln1, *ln1_mean, *ln1_rstd;   /* (M, d), (M), (M) */
@@ -139,6 +143,9 @@ struct model {
 	struct rotary_table rotary;
 
 	struct micro_acts *micro;  /* [layout.slots] */
+	/* cfg.recompute: whose activations the shared buffers hold now (-1: none) */
+	int recompute_slot;
+	int64_t recompute_layer;
 
 	/* backward workspace, shared by every layer and micro-batch */
 	float *dx;                 /* (M, d) gradient of the residual stream */

@@ -209,13 +209,24 @@ size_t model_setup_activations(struct model *m)
 		.ldq = qk, .ldk = qk, .ldv = vw, .ldo = vw,
 	};
 
+	struct layer_acts shared;
+
+	if (m->cfg.recompute)
+		alloc_layer(bl, &shared, m, retention_state_floats(&rd));
+	m->recompute_slot = -1;
 	m->micro = xcalloc((size_t)m->layout.slots, sizeof(*m->micro));
 	for (int s = 0; s < m->layout.slots; s++) {
 		struct micro_acts *mb = &m->micro[s];
 
 		mb->layers = xcalloc((size_t)m->num_layers, sizeof(*mb->layers));
-		for (int64_t i = 0; i < m->num_layers; i++)
-			alloc_layer(bl, &mb->layers[i], m, retention_state_floats(&rd));
+		for (int64_t i = 0; i < m->num_layers; i++) {
+			if (m->cfg.recompute) {
+				mb->layers[i] = shared;
+				mb->layers[i].x = FLOATS(M * d);
+			} else {
+				alloc_layer(bl, &mb->layers[i], m, retention_state_floats(&rd));
+			}
+		}
 		mb->out = FLOATS(M * d);
 		mb->inputs = take(bl, (size_t)M, sizeof(int32_t));
 		mb->targets = take(bl, (size_t)M, sizeof(int32_t));

@@ -45,6 +45,7 @@ static struct model_config model_config_of(const struct train_config *c)
 		.ffn_hidden = c->ffn_hidden_size ? c->ffn_hidden_size : 2 * c->hidden_size,
 		.chunk = c->chunk_size, .seq_len = c->seq_length,
 		.micro_batch = c->micro_batch_size, .seed = (uint64_t)c->seed,
+		.recompute = c->recompute_activations,
 	};
 	return mc;
 }
