@@ -36,11 +36,12 @@ live_pid() {
 	kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
-# free_port FROM [EXCEPT]: the first TCP port >= FROM that nothing listens on.
+# free_port FROM [EXCEPT]: the first TCP port >= FROM that nothing on localhost
+# accepts connections on.
 free_port() {
 	local p=$1
 	while ((p < 65535)); do
-		if [[ $p != "${2:-}" && -z $(ss -Hltn "sport = :$p" 2>/dev/null) ]]; then
+		if [[ $p != "${2:-}" ]] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return
 		fi
@@ -52,7 +53,7 @@ free_port() {
 start() {
 	local dir=$1 cpus mem probe ctld_port slurmd_port
 	[[ $(id -u) -eq 0 ]] || die "the test cluster runs its daemons as root (you are $(id -un))"
-	for cmd in munged slurmctld slurmd sinfo sbatch ss; do
+	for cmd in munged slurmctld slurmd sinfo sbatch; do
 		command -v "$cmd" >/dev/null ||
 			die "$cmd missing: run scripts/install-deps.sh (packages slurmctld slurmd slurm-client munge)"
 	done
@@ -65,6 +66,8 @@ start() {
 	# files' directories: the path to them must be searchable and not group-writable.
 	chmod 755 "$dir" "$dir/munge"
 	chown munge:munge "$dir/munge"
+	su -s /bin/sh munge -c "test -w '$dir/munge'" ||
+		die "the munge user cannot reach $dir/munge: make its parent directories searchable (chmod o+x)"
 
 	# What the node really has: CPUs and RealMemory must not exceed it, or the node
 	# is drained.
@@ -165,11 +168,16 @@ stop() {
 		# Our own cluster: whatever is still queued or running is the test's.
 		if [[ -n $(squeue -h -o %i 2>/dev/null) ]]; then
 			say "cancelling the jobs left: $(squeue -h -o %i | tr '\n' ' ')"
-			scancel --full --quiet --partition=debug || true
+			scancel --quiet --partition=debug || true
 			for _ in $(seq 30); do
 				[[ -z $(squeue -h -o %i 2>/dev/null) ]] && break
 				sleep 1
 			done
+			# slurmd leaves running job steps behind when it stops: KILL them first.
+			if [[ -n $(squeue -h -o %i 2>/dev/null) ]]; then
+				scancel --quiet --full --signal=KILL --partition=debug || true
+				sleep 2
+			fi
 		fi
 	fi
 	stop_pid slurmd "$dir/slurmd.pid"
