@@ -12,6 +12,12 @@ packages=(
   zlib1g-dev
   bible-kjv
   gnuplot-nox
+  # Test dependency: the slurm-labelled test (tests/slurm/) runs jobs/ on a one-node
+  # SLURM it starts itself. Installing them starts no daemon that needs systemd:
+  # slurmd's and slurmctld's init scripts exit 0 without /etc/slurm/slurm.conf, and
+  # munge's starts a system munged only where invoke-rc.d allows it (not in Docker,
+  # whose policy-rc.d exits 101); the test runs its own munged either way.
+  slurmctld slurmd slurm-client munge
 )
 [ "${1:-}" = "--with-torch" ] && packages+=(python3-torch python3-numpy)
 

@@ -3,12 +3,14 @@
 # and runs the test suite through CTest: every test in the Release tree, the unit
 # tests again under the sanitizers. This is the command README.md gives and CI runs.
 # Usage: scripts/test.sh [extra ctest args, e.g. -L unit or -R model]
+# The slurm-labelled test (jobs/ on a one-node SLURM it starts itself: root, about
+# 2 minutes) is on; RETNET_TEST_SLURM=OFF in the environment leaves it out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 jobs=$(nproc)
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DRETNET_TEST_SLURM="${RETNET_TEST_SLURM:-ON}"
 cmake --build build -j"$jobs"
 cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Sanitize
 cmake --build build-sanitize -j"$jobs"

@@ -85,7 +85,11 @@ static double evaluate(struct train_step *ts, struct loader *valid, int64_t max_
 /* Exit status of a run stopped early with a checkpoint: "requeue me". */
 #define EXIT_REQUEUE 3
 
-/* Set by SIGUSR1 or SIGTERM (SLURM's --signal and preemption, scancel). */
+/* Set by SIGUSR1 or SIGTERM (SLURM's --signal and preemption, scancel). Installed
+ * first thing in main, so a signal during start-up (MPI_Init, model set-up, resume)
+ * is acted on at the first iteration instead of killing the rank: the default action
+ * of SIGUSR1 ends the process, and the job would fail instead of requeueing. (Open
+ * MPI's own handlers in a rank are for signals 6, 7, 8, 11: MCA opal_signal.) */
 static volatile sig_atomic_t stop_signal;
 
 static void on_stop_signal(int sig)
@@ -99,6 +103,7 @@ static void install_stop_signals(void)
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop_signal;
+	sa.sa_flags = SA_RESTART; /* a checkpoint write is not cut short by EINTR */
 	sigemptyset(&sa.sa_mask);
 	CHECK_SYS(sigaction(SIGUSR1, &sa, NULL));
 	CHECK_SYS(sigaction(SIGTERM, &sa, NULL));
@@ -241,6 +246,7 @@ int main(int argc, char **argv)
 	bool ok;
 
 	/* ---- setup ---------------------------------------------------------- */
+	install_stop_signals();
 	mpi_setup_init(&argc, &argv);
 	config_defaults(&cfg);
 	ok = config_parse_args(&cfg, argc, argv, err, sizeof(err)) == 0;
@@ -357,7 +363,6 @@ int main(int argc, char **argv)
 	struct train_guard guard;
 
 	train_guard_init(&guard, &cfg);
-	install_stop_signals();
 	for (int64_t it = start_iter; it < cfg.train_iters; it++) {
 		double loss_sum[1] = {0.0}, grad_norm, lr = lr_at(&sched, it);
 
@@ -464,7 +469,9 @@ int main(int argc, char **argv)
 		log0("retnet-train: stopped at iteration %lld of %lld (%s); %s; exit status %d "
 		     "asks the job script to requeue\n", (long long)stopped_at,
 		     (long long)cfg.train_iters, stop_signal ? "signal" : "--exit-duration-in-mins",
-		     cfg.save[0] ? "checkpoint written" : "no --save: nothing written",
+		     !cfg.save[0]      ? "no --save: nothing written"
+		     : stopped_at == 0 ? "nothing to save before the first iteration"
+				       : "checkpoint written",
 		     EXIT_REQUEUE);
 		cleanup_and_exit(EXIT_REQUEUE);
 	}
