@@ -76,6 +76,8 @@ static int make_entries(struct ckpt_entry *e, int64_t rows, bool whole, int64_t 
 			continue;
 		if (dim >= 0)
 			layout_even_range(dim == 0 ? r : c, world, rank, &start, &len);
+		/* every field, replica included: a stack bool holding garbage is UB */
+		memset(&e[n], 0, sizeof(e[n]));
 		if (layout_slice_init(&e[n].slice, t[i].name, t[i].ndim, r, c, dim, start, len))
 			FATAL("bad slice of %s", t[i].name);
 		layout_slice_hyperslab(&e[n].slice, s0, c0);
