@@ -116,14 +116,10 @@ hid_t h5io_file_open_ro(const char *path, MPI_Comm comm)
 }
 
 /* The MPI-IO driver syncs (MPI_File_sync, every rank) on a flush but not on close. */
-int h5io_file_flush_close(hid_t file)
+int h5io_file_flush(hid_t file)
 {
 	/* collective: all ranks of the file's communicator */
-	int rc = note_error(H5Fflush(file, H5F_SCOPE_GLOBAL)) < 0 ? -1 : 0;
-
-	if (note_error(H5Fclose(file)) < 0)
-		rc = -1;
-	return rc;
+	return note_error(H5Fflush(file, H5F_SCOPE_GLOBAL)) < 0 ? -1 : 0;
 }
 
 int h5io_file_close(hid_t file)
