@@ -77,7 +77,7 @@ static int make_dirs(const char *dir, char *msg, size_t len)
 		if (path[i] != '/' && path[i] != '\0')
 			continue;
 		path[i] = '\0';
-		if (mkdir(path, 0755) == 0) {
+		if (mkdir(path, 0777) == 0) { /* the umask decides */
 			char *slash = strrchr(path, '/');
 
 			if (slash && slash != path) {
@@ -234,7 +234,7 @@ static int write_latest(const char *dir, int64_t iteration, char *msg, size_t le
 
 	snprintf(tmp, sizeof(tmp), "%s/latest.tmp", dir);
 	snprintf(fin, sizeof(fin), "%s/latest", dir);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
 	if (fd < 0)
 		return log_fail(msg, len, "%s: cannot create: %s", tmp, strerror(errno));
 	w = write(fd, text, (size_t)n);

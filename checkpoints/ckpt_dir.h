@@ -14,6 +14,9 @@
  * after PHASE (write in ckpt.c; tmp, renamed, latest of ckpt_dir_publish);
  * RETNET_CKPT_TEST_NO_RESERVE makes ckpt_dir_reserve succeed without looking.
  *
+ * Files and directories are created with modes 0666 and 0777: the user's umask
+ * decides (as for the HDF5 file, which MPI-IO creates).
+ *
  * Does not create or read the HDF5 file and does not decide when to save.
  */
 #ifndef RN_CKPT_DIR_H
