@@ -55,6 +55,19 @@ int config_parse_args(struct train_config *c, int argc, char **argv, char *err, 
 /* Cross-field rules for a world of world_size ranks. 0, or -1 with one line in err. */
 int config_validate(const struct train_config *c, int world_size, char *err, size_t errlen);
 
+/*
+ * A model configuration read from a file (a checkpoint's attributes config/...):
+ * every size within the range of its flag (--hidden-size for config/hidden_size,
+ * ...) and the same rules as config_validate (heads divide the width into even
+ * heads of at least 4 lanes, the chunk divides the sequence), checked before
+ * anything divides, multiplies or allocates with them; within the ranges no size
+ * computed from them overflows 64 bits. where names the file. 0, or -1 with one
+ * line in err: "<where>: config/<key>: <value> <rule>".
+ */
+struct model_config;
+int config_check_model(const struct model_config *mc, const char *where, char *err,
+		       size_t errlen);
+
 /* The --help text. */
 void config_print_help(const char *program);
 
