@@ -152,7 +152,7 @@ static void raw_io(const char *dir, size_t bytes, double *t_write, double *t_rea
 	snprintf(path, sizeof(path), "%s/raw.%d", dir, rank);
 	comm_barrier(MPI_COMM_WORLD);
 	t0 = MPI_Wtime();
-	CHECK_SYS(fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+	CHECK_SYS(fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666));
 	for (size_t done = 0; done < bytes;) {
 		size_t n = bytes - done < IO_BLOCK ? bytes - done : IO_BLOCK;
 		ssize_t w = write(fd, buf, n);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checkpoints/ckpt_dir.h"
@@ -258,14 +259,46 @@ static int write_attr(hid_t f, const char *key, enum ckpt_attr_type type, int64_
 	return h5io_attr_write_str(f, group, name, s);
 }
 
-/* collective: everything inside the open file; -1 everywhere on any failure. */
-static int write_contents(hid_t f, const struct ckpt_tensor *ts, int nt,
-			  const struct ckpt_entry *entries, const struct ckpt_attr *attrs,
-			  int nattrs, int64_t iteration, int level, MPI_Comm comm, bool writer,
-			  char *msg)
+/*
+ * (never returns) This rank's write, flush or close of the open checkpoint file tmp
+ * failed. Agreeing on it is impossible: MPI-IO reports a failed collective write
+ * only on the ranks that did the failing part of it (the aggregators), and HDF5 then
+ * leaves its collective call early on those ranks while the others wait inside it,
+ * for good (seen with a full disk: in H5Fflush, one rank out early, three in
+ * MPI_File_sync's barrier; in H5Fclose, one rank in MPI_File_close's barrier, the
+ * other in the metadata cache's). So the failing rank ends the job itself: it
+ * removes the .tmp file (the previous checkpoint stays the latest), prints one line
+ * and calls MPI_Abort. When several ranks fail at once, rank 0 reports and its abort
+ * ends the others before they print; a failing rank other than 0 waits 5 s first,
+ * in case rank 0 is the one waiting inside HDF5.
+ */
+static _Noreturn void abandon(MPI_Comm comm, int rank, const char *tmp, const char *msg)
 {
-	char h5[256], path[LAYOUT_NAME_MAX + 32];
-	int size, rc = 0;
+	char line[CKPT_ERR_LEN + PATH_LEN + 160];
+	struct timespec t0, now, nap = {0, 100 * 1000 * 1000};
+
+	snprintf(line, sizeof(line), "%s: %s", tmp, msg);
+	ckpt_dir_note_free_space(line, sizeof(line), tmp);
+	unlink(tmp);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	now = t0;
+	/* a loop: signals (the runtime's SIGTERM) cut a sleep short */
+	while (rank != 0 && now.tv_sec - t0.tv_sec < 5) {
+		nanosleep(&nap, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	}
+	log_error("%s; the save is abandoned, latest is unchanged", line);
+	MPI_Abort(comm, 1);
+	abort(); /* MPI_Abort does not return */
+}
+
+/* collective: everything inside the open file; a failure ends the job (abandon). */
+static void write_contents(hid_t f, const char *tmp, const struct ckpt_tensor *ts, int nt,
+			   const struct ckpt_entry *entries, const struct ckpt_attr *attrs,
+			   int nattrs, int64_t iteration, int level, MPI_Comm comm, bool writer)
+{
+	char h5[256], path[LAYOUT_NAME_MAX + 32], msg[CKPT_ERR_LEN];
+	int size, rank;
 	hid_t dxpl = h5io_dxpl(true);
 	struct ckpt_attr root[] = {
 		{.key = "format", .type = CKPT_STR, .s = CKPT_FORMAT},
@@ -276,17 +309,19 @@ static int write_contents(hid_t f, const struct ckpt_tensor *ts, int nt,
 	};
 
 	CHECK_MPI(MPI_Comm_size(comm, &size));
+	CHECK_MPI(MPI_Comm_rank(comm, &rank));
 	root[3].i = size;
-	for (int k = 0; rc == 0 && k < (int)(sizeof(root) / sizeof(root[0])) + nattrs; k++) {
+	for (int k = 0; k < (int)(sizeof(root) / sizeof(root[0])) + nattrs; k++) {
 		const struct ckpt_attr *a = k < 5 ? &root[k] : &attrs[k - 5];
 
 		/* collective: all ranks, the same value */
-		if (write_attr(f, a->key, a->type, a->i, a->f, a->s) < 0)
-			rc = log_fail(msg, CKPT_ERR_LEN, "attribute %s: cannot write: %s", a->key,
-				  h5io_error_text(h5, sizeof(h5)));
-		rc = agree(comm, rc, msg);
+		if (write_attr(f, a->key, a->type, a->i, a->f, a->s) < 0) {
+			log_fail(msg, CKPT_ERR_LEN, "attribute %s: cannot write: %s", a->key,
+				 h5io_error_text(h5, sizeof(h5)));
+			abandon(comm, rank, tmp, msg);
+		}
 	}
-	for (int k = 0; rc == 0 && k < nt * CKPT_NGROUPS; k++) {
+	for (int k = 0; k < nt * CKPT_NGROUPS; k++) {
 		const struct ckpt_tensor *t = &ts[k / CKPT_NGROUPS];
 		const struct ckpt_rec *r = t->first;
 		const struct ckpt_entry *e = t->local >= 0 ? &entries[t->local] : NULL;
@@ -303,26 +338,25 @@ static int write_contents(hid_t f, const struct ckpt_tensor *ts, int nt,
 		/* one chunk = the first writer's slab: with even splits no chunk is shared */
 		h5io_chunk_for_slab(r->ndim, t->first_role->count, CKPT_CHUNK_MAX_BYTES, chunk);
 		d = h5io_dataset_create_f32(f, path, r->ndim, dims, chunk, level);
-		if (d < 0)
-			rc = log_fail(msg, CKPT_ERR_LEN, "tensor %s: cannot create %s: %s", r->name, path,
-				  h5io_error_text(h5, sizeof(h5)));
-		if ((rc = agree(comm, rc, msg))) {
-			if (d >= 0)
-				h5io_dataset_close(d);
-			break;
+		if (d < 0) {
+			log_fail(msg, CKPT_ERR_LEN, "tensor %s: cannot create %s: %s", r->name,
+				 path, h5io_error_text(h5, sizeof(h5)));
+			abandon(comm, rank, tmp, msg);
 		}
 		if (has)
 			layout_slice_hyperslab(&e->slice, start, count);
 		/* collective: writers their slab, everyone else an empty selection */
 		if (h5io_dataset_write_f32(d, dxpl, r->ndim, has, start, count,
-					   has ? ckpt_entry_group(e, g) : NULL) < 0)
-			rc = log_fail(msg, CKPT_ERR_LEN, "tensor %s: cannot write %s: %s", r->name, path,
-				  h5io_error_text(h5, sizeof(h5)));
+					   has ? ckpt_entry_group(e, g) : NULL) < 0) {
+			log_fail(msg, CKPT_ERR_LEN, "tensor %s: cannot write %s: %s", r->name,
+				 path, h5io_error_text(h5, sizeof(h5)));
+			abandon(comm, rank, tmp, msg);
+		}
 		h5io_dataset_close(d);
-		rc = agree(comm, rc, msg);
+		if (k == 0 && rank == 0)
+			ckpt_dir_test_pause("write", iteration);
 	}
 	h5io_plist_close(dxpl);
-	return rc;
 }
 
 /* A writer's values must all be finite (a NaN in a checkpoint is a silent loss). */
@@ -344,6 +378,36 @@ static int check_finite(const struct ckpt_entry *entries, int n, int rank, char 
 		}
 	}
 	return 0;
+}
+
+/*
+ * An upper bound of the file's size: the values (deflate never shrinks random
+ * weights much and can grow them a little: 1/32 more), ~3 KiB of object header and
+ * chunk index per dataset (measured: 285 KiB of metadata for 90 datasets), and the
+ * superblock and groups. Saturates instead of overflowing.
+ */
+static uint64_t size_estimate(const struct ckpt_tensor *ts, int nt)
+{
+	uint64_t total = (uint64_t)64 << 10;
+
+	for (int i = 0; i < nt; i++) {
+		const struct ckpt_rec *r = ts[i].first;
+		size_t numel, raw;
+		uint64_t add;
+
+		for (int g = 0; g < CKPT_NGROUPS; g++) {
+			if (!(ts[i].mask & (1 << g)))
+				continue;
+			if (!size_mul_ok((size_t)r->gshape[0], (size_t)r->gshape[1], &numel) ||
+			    !size_mul_ok(numel, sizeof(float), &raw))
+				return UINT64_MAX;
+			add = (uint64_t)raw + (uint64_t)raw / 32 + 4096;
+			if (add > UINT64_MAX - total)
+				return UINT64_MAX;
+			total += add;
+		}
+	}
+	return total;
 }
 
 int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_entry *entries, int n,
@@ -369,10 +433,12 @@ int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_entry *entri
 	if ((rc = agree(comm, rc, msg)))
 		goto out;
 
-	/* 3. the file, under its temporary name */
+	/* 3. the file, under its temporary name, once there is room for it (a full
+	 * disk is an error here, before HDF5 has anything it could not close) */
 	ckpt_dir_file(tmp, sizeof(tmp), dir, iteration, true);
 	if (rank == 0)
-		rc = ckpt_dir_prepare(dir, msg, CKPT_ERR_LEN);
+		rc = ckpt_dir_prepare(dir, msg, CKPT_ERR_LEN) ||
+		     ckpt_dir_reserve(tmp, size_estimate(ts, nt), msg, CKPT_ERR_LEN);
 	if ((rc = agree(comm, rc, msg)))
 		goto out;
 	h5io_quiet_begin(&quiet);
@@ -381,14 +447,19 @@ int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_entry *entri
 	if (f < 0)
 		rc = log_fail(msg, CKPT_ERR_LEN, "%s: cannot create: %s", tmp, h5io_error_text(h5, sizeof(h5)));
 	if (!(rc = agree(comm, rc, msg))) {
-		rc = write_contents(f, ts, nt, entries, attrs, nattrs, iteration,
-				    opt->compression_level, comm, writer, msg);
-		if (h5io_file_flush_close(f) < 0 && rc == 0)
-			rc = log_fail(msg, CKPT_ERR_LEN, "%s: cannot flush and close: %s", tmp,
-				  h5io_error_text(h5, sizeof(h5)));
-		rc = agree(comm, rc, msg);
-		if (rc && rank == 0)
-			unlink(tmp);
+		/* from here a failure on any rank ends the job: see abandon() */
+		write_contents(f, tmp, ts, nt, entries, attrs, nattrs, iteration,
+			       opt->compression_level, comm, writer);
+		if (h5io_file_flush(f) < 0) {
+			log_fail(msg, CKPT_ERR_LEN, "cannot flush: %s",
+				 h5io_error_text(h5, sizeof(h5)));
+			abandon(comm, rank, tmp, msg);
+		}
+		if (h5io_file_close(f) < 0) {
+			log_fail(msg, CKPT_ERR_LEN, "cannot close: %s",
+				 h5io_error_text(h5, sizeof(h5)));
+			abandon(comm, rank, tmp, msg);
+		}
 	}
 	h5io_quiet_end(&quiet);
 	if (rc)

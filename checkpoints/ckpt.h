@@ -24,8 +24,15 @@
  *
  * Errors in the caller's arguments, the layout or the file are returned as -1 on
  * EVERY rank with the same one-line message "<what>: <rule>" in err (print it as
- * "retnet: error: %s"); every rank always runs the whole collective sequence. MPI
- * failures and HDF5 failures that leave the ranks out of step end the job (fatal_at).
+ * "retnet: error: %s"); every rank always runs the whole collective sequence. That
+ * includes no room for the file: before creating it, rank 0 checks that an upper
+ * bound of its size can be allocated (ckpt_dir_reserve). MPI failures and HDF5
+ * failures that leave the ranks out of step end the job (fatal_at), and so does a
+ * write, flush or close that fails once the file is open (the disk filled up after
+ * the check, an I/O error): MPI-IO reports such a failure on some ranks only and
+ * HDF5's collective calls then hang, so the failing rank removes the .tmp file,
+ * prints "retnet: error: DIR/iter_N.h5.tmp: <what failed>, N MiB free on its file
+ * system; the save is abandoned, latest is unchanged" and calls MPI_Abort.
  *
  * Does not decide when to save, which ranks are writers (the caller passes that), or
  * what the attributes mean; does not restore RNG or data-loader state (pass them as
@@ -33,9 +40,12 @@
  *
  * Test hook: RETNET_CKPT_TEST_PAUSE=PHASE[:ITER] makes rank 0 of ckpt_save print one
  * line "retnet: ckpt test pause: after PHASE (iteration N)" to stderr and sleep 60 s
- * after PHASE (tmp: the .tmp file is closed; renamed: iter_N.h5 exists, latest not
+ * after PHASE (write: the first dataset of the .tmp file is written, the others
+ * not yet; tmp: the .tmp file is closed; renamed: iter_N.h5 exists, latest not
  * yet moved; latest: latest moved, nothing pruned yet), for every save or only that
  * of iteration ITER, so that a crash test can kill the job inside each phase.
+ * RETNET_CKPT_TEST_NO_RESERVE skips the room check, so that a test can make the
+ * disk fill up in the middle of the writes.
  */
 #ifndef RN_CKPT_H
 #define RN_CKPT_H

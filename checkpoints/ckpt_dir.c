@@ -1,3 +1,5 @@
+/* fallocate(2), which fails where posix_fallocate would write zeros to emulate it */
+#define _GNU_SOURCE
 #include "checkpoints/ckpt_dir.h"
 
 #include <dirent.h>
@@ -8,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/check.h"
@@ -73,7 +77,7 @@ static int make_dirs(const char *dir, char *msg, size_t len)
 		if (path[i] != '/' && path[i] != '\0')
 			continue;
 		path[i] = '\0';
-		if (mkdir(path, 0755) == 0) {
+		if (mkdir(path, 0777) == 0) { /* the umask decides */
 			char *slash = strrchr(path, '/');
 
 			if (slash && slash != path) {
@@ -120,8 +124,94 @@ int ckpt_dir_prepare(const char *dir, char *msg, size_t len)
 	return rc;
 }
 
+/* "938 KiB", "3.2 GiB" */
+static const char *size_str(char *buf, size_t len, uint64_t bytes)
+{
+	static const char *const unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"};
+	double v = (double)bytes;
+	int u = 0;
+
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.*f %s", u && v < 10 ? 1 : 0, v, unit[u]);
+	return buf;
+}
+
+/* ", 336 KiB free on its file system", or "" if statvfs cannot tell. */
+static const char *free_str(char *buf, size_t len, const char *path)
+{
+	char dir[PATH_LEN], s[32];
+	const char *slash = strrchr(path, '/');
+	struct statvfs vfs;
+
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1,
+		 slash ? path : ".");
+	if (statvfs(dir[0] ? dir : "/", &vfs) != 0) {
+		buf[0] = '\0';
+		return buf;
+	}
+	snprintf(buf, len, ", %s free on its file system",
+		 size_str(s, sizeof(s), (uint64_t)vfs.f_bavail * vfs.f_frsize));
+	return buf;
+}
+
+int ckpt_dir_reserve(const char *path, uint64_t bytes, char *msg, size_t len)
+{
+	char need[32], fs[96];
+	struct statvfs vfs;
+	struct rlimit lim;
+	int fd, e = 0;
+
+	if (getenv("RETNET_CKPT_TEST_NO_RESERVE"))
+		return 0;
+	if (bytes > (uint64_t)INT64_MAX)
+		return log_fail(msg, len, "%s: a checkpoint of %" PRIu64 " bytes is too large", path,
+				bytes);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	if (fd < 0)
+		return log_fail(msg, len, "%s: cannot create: %s", path, strerror(errno));
+	if (fallocate(fd, 0, 0, (off_t)bytes) != 0) {
+		e = errno;
+		/* No allocation ahead here (some network file systems): the free space and
+		 * the file-size limit are what can be checked. */
+		if (e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) {
+			e = 0;
+			if (fstatvfs(fd, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < bytes)
+				e = ENOSPC;
+			if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+			    (uint64_t)lim.rlim_cur < bytes)
+				e = EFBIG;
+		}
+	}
+	/* The blocks go back at once: H5Fcreate truncates the file anyway. */
+	if (ftruncate(fd, 0) != 0 && !e)
+		e = errno;
+	close(fd);
+	if (!e)
+		return 0;
+	unlink(path);
+	return log_fail(msg, len, "%s: no room for the checkpoint (about %s): %s%s", path,
+			size_str(need, sizeof(need), bytes), strerror(e),
+			free_str(fs, sizeof(fs), path));
+}
+
+void ckpt_dir_note_free_space(char *msg, size_t len, const char *path)
+{
+	char fs[96], lim_s[32] = "";
+	size_t n = strnlen(msg, len);
+	struct rlimit lim;
+
+	if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
+		size_str(lim_s, sizeof(lim_s), (uint64_t)lim.rlim_cur);
+	if (n + 1 < len)
+		snprintf(msg + n, len - n, "%s%s%s", free_str(fs, sizeof(fs), path),
+			 lim_s[0] ? ", file-size limit (ulimit -f) " : "", lim_s);
+}
+
 /* The crash-test hook documented in ckpt.h. */
-static void test_pause(const char *phase, int64_t iteration)
+void ckpt_dir_test_pause(const char *phase, int64_t iteration)
 {
 	const char *env = getenv("RETNET_CKPT_TEST_PAUSE");
 	size_t n = strlen(phase);
@@ -144,7 +234,7 @@ static int write_latest(const char *dir, int64_t iteration, char *msg, size_t le
 
 	snprintf(tmp, sizeof(tmp), "%s/latest.tmp", dir);
 	snprintf(fin, sizeof(fin), "%s/latest", dir);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
 	if (fd < 0)
 		return log_fail(msg, len, "%s: cannot create: %s", tmp, strerror(errno));
 	w = write(fd, text, (size_t)n);
@@ -170,15 +260,15 @@ int ckpt_dir_publish(const char *dir, int64_t iteration, char *msg, size_t len)
 	/* every rank's MPI_File_sync already ran; this covers local caches too */
 	if (fsync_path(tmp, msg, len))
 		return -1;
-	test_pause("tmp", iteration);
+	ckpt_dir_test_pause("tmp", iteration);
 	if (rename(tmp, fin) < 0)
 		return log_fail(msg, len, "%s: cannot rename to %s: %s", tmp, fin, strerror(errno));
 	if (fsync_path(dir, msg, len))
 		return -1;
-	test_pause("renamed", iteration);
+	ckpt_dir_test_pause("renamed", iteration);
 	if (write_latest(dir, iteration, msg, len))
 		return -1;
-	test_pause("latest", iteration);
+	ckpt_dir_test_pause("latest", iteration);
 	return 0;
 }
 

@@ -116,14 +116,10 @@ hid_t h5io_file_open_ro(const char *path, MPI_Comm comm)
 }
 
 /* The MPI-IO driver syncs (MPI_File_sync, every rank) on a flush but not on close. */
-int h5io_file_flush_close(hid_t file)
+int h5io_file_flush(hid_t file)
 {
 	/* collective: all ranks of the file's communicator */
-	int rc = note_error(H5Fflush(file, H5F_SCOPE_GLOBAL)) < 0 ? -1 : 0;
-
-	if (note_error(H5Fclose(file)) < 0)
-		rc = -1;
-	return rc;
+	return note_error(H5Fflush(file, H5F_SCOPE_GLOBAL)) < 0 ? -1 : 0;
 }
 
 int h5io_file_close(hid_t file)
@@ -311,12 +307,24 @@ int h5io_dataset_scan_f32(hid_t dset, size_t block_bytes, uint64_t *values,
 	ENSURE(h5io_dataset_shape(dset, &ndim, dims, &f32) == 0);
 	rows = dims[0];
 	cols = dims[1];
+	*values = 0;
+	/* The shape comes from the file: nothing to read, or a row too large to hold
+	 * (16 blocks), before it is divided or multiplied. */
+	if (rows == 0 || cols == 0) {
+		MUST(H5Pclose(dxpl));
+		return 0;
+	}
+	if (cols > block_bytes / sizeof(float) * 16) {
+		snprintf(last_error, sizeof(last_error), "rows of %llu values are too large to "
+			 "scan", (unsigned long long)cols);
+		MUST(H5Pclose(dxpl));
+		return -1;
+	}
 	block = block_bytes / sizeof(float) / cols;
 	block = block ? block : 1;
 	block = block < rows ? block : rows;
 	buf = xmalloc(size_mul_checked((size_t)block, (size_t)cols * sizeof(float),
 				       "dataset block"));
-	*values = 0;
 	for (uint64_t r0 = 0; rc == 0 && r0 < rows; r0 += block) {
 		start[0] = r0;
 		count[0] = rows - r0 < block ? rows - r0 : block;

@@ -49,8 +49,9 @@ const char *h5io_error_text(char *buf, size_t len);
 hid_t h5io_file_create(const char *path, MPI_Comm comm);
 /* collective over comm (or serial with MPI_COMM_NULL): open path read-only. */
 hid_t h5io_file_open_ro(const char *path, MPI_Comm comm);
-/* collective: flush (every rank's MPI_File_sync) and close. 0 or < 0. */
-int h5io_file_flush_close(hid_t file);
+/* collective: flush (every rank's MPI_File_sync). 0 or < 0. After a failed write or
+ * flush, H5Fclose is not safe to call: see ckpt.c (abandon). */
+int h5io_file_flush(hid_t file);
 /* collective: close. 0 or < 0. */
 int h5io_file_close(hid_t file);
 

@@ -224,7 +224,7 @@ int shard_writer_open(struct shard_writer *w, const char *path, const struct tok
 	w->hdr.bytes_per_token = BYTES_PER_TOKEN;
 	w->crc = (uint32_t)crc32(0L, Z_NULL, 0);
 
-	w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
 	if (w->fd < 0) {
 		rc = -errno;
 		snprintf(err, err_len, "%s: cannot create temporary file %s: %s", path,

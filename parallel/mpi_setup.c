@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include "common/check.h"
@@ -22,6 +23,10 @@ void mpi_setup_init(int *argc, char ***argv)
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
 	log_set_rank(rank, size);
+	/* A write past the file-size limit (ulimit -f) fails with EFBIG, reported with
+	 * the file's name, instead of killing the rank with SIGXFSZ. */
+	if (signal(SIGXFSZ, SIG_IGN) == SIG_ERR)
+		FATAL("signal(SIGXFSZ, SIG_IGN): %s", strerror(errno));
 	if (provided < MPI_THREAD_FUNNELED)
 		FATAL("MPI provides thread level %d, retnet needs MPI_THREAD_FUNNELED", provided);
 }

@@ -3,6 +3,7 @@
 #include "trainer/flags.h"
 
 #include "common/log.h"
+#include "trainer/model.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -206,6 +207,53 @@ int config_validate(const struct train_config *c, int world_size, char *err, siz
 				c->inject_fault);
 	if (c->n_data_path == 0)
 		return log_fail(err, errlen, "--data-path: required (token shards from retnet-prep)");
+	return 0;
+}
+
+static const struct flag_spec *spec_of(const char *name)
+{
+	for (size_t i = 0; i < train_flags.count; i++)
+		if (!strcmp(options[i].name, name))
+			return &options[i];
+	return NULL;
+}
+
+int config_check_model(const struct model_config *mc, const char *where, char *err,
+		       size_t errlen)
+{
+	const struct {
+		const char *key, *flag;
+		int64_t v;
+	} f[] = {
+		{"vocab_size", "vocab-size", mc->vocab},
+		{"hidden_size", "hidden-size", mc->hidden},
+		{"num_layers", "num-layers", mc->layers},
+		{"num_heads", "num-heads", mc->heads},
+		{"ffn_hidden_size", "ffn-hidden-size", mc->ffn_hidden},
+		{"chunk_size", "chunk-size", mc->chunk},
+		{"seq_length", "seq-length", mc->seq_len},
+	};
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		const struct flag_spec *o = spec_of(f[i].flag);
+
+		if ((double)f[i].v < o->min || (double)f[i].v > o->max)
+			return log_fail(err, errlen, "%s: config/%s: %lld is out of range [%.0f, "
+					"%.0f] (that of --%s)", where, f[i].key, (long long)f[i].v,
+					o->min, o->max, f[i].flag);
+	}
+	if (mc->hidden % mc->heads)
+		return log_fail(err, errlen, "%s: config/num_heads: %lld does not divide "
+				"config/hidden_size %lld", where, (long long)mc->heads,
+				(long long)mc->hidden);
+	if ((mc->hidden / mc->heads) % 2 || mc->hidden / mc->heads < 4)
+		return log_fail(err, errlen, "%s: config/num_heads: head width %lld / %lld must "
+				"be even and >= 4", where, (long long)mc->hidden,
+				(long long)mc->heads);
+	if (mc->seq_len % mc->chunk)
+		return log_fail(err, errlen, "%s: config/chunk_size: %lld does not divide "
+				"config/seq_length %lld", where, (long long)mc->chunk,
+				(long long)mc->seq_len);
 	return 0;
 }
 

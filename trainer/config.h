@@ -69,6 +69,19 @@ enum fault_kind { FAULT_NONE, FAULT_NAN_GRAD, FAULT_DRIFT };
  * 0, or -1 if malformed. Outputs may be NULL. */
 int config_parse_fault(const char *spec, enum fault_kind *kind, int64_t *first, int64_t *last);
 
+/*
+ * A model configuration read from a file (a checkpoint's attributes config/...):
+ * every size within the range of its flag (--hidden-size for config/hidden_size,
+ * ...) and the same rules as config_validate (heads divide the width into even
+ * heads of at least 4 lanes, the chunk divides the sequence), checked before
+ * anything divides, multiplies or allocates with them; within the ranges no size
+ * computed from them overflows 64 bits. where names the file. 0, or -1 with one
+ * line in err: "<where>: config/<key>: <value> <rule>".
+ */
+struct model_config;
+int config_check_model(const struct model_config *mc, const char *where, char *err,
+		       size_t errlen);
+
 /* The --help text. */
 void config_print_help(const char *program);
 

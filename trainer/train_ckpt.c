@@ -9,7 +9,9 @@
 #include "checkpoints/ckpt.h"
 #include "common/alloc.h"
 #include "common/check.h"
+#include "common/log.h"
 #include "parallel/comm.h"
+#include "trainer/config.h"
 
 enum { ATTR_MAX = 40 };
 
@@ -143,6 +145,15 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 	info_from_attrs(info, &l);
 	info->iteration = iteration;
 	ckpt_path(info->path, sizeof(info->path), dir, iteration);
+	/* Sizes from a file: checked before the caller divides or allocates with them
+	 * (every rank read the same attributes, so every rank agrees). */
+	if (config_check_model(&info->cfg, info->path, err, errlen))
+		return -1;
+	for (int k = 0; k < l.n; k++)
+		if (!strcmp(l.a[k].key, "tokenizer/vocab_size") && l.a[k].i != info->cfg.vocab)
+			return log_fail(err, errlen, "%s: tokenizer/vocab_size %lld does not "
+					"match config/vocab_size %lld", info->path,
+					(long long)l.a[k].i, (long long)info->cfg.vocab);
 	return 0;
 }
 

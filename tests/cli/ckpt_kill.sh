@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Crash test of the checkpoint protocol (checkpoints/ckpt.h), on 2 ranks.
-#  1. In each phase of a save (RETNET_CKPT_TEST_PAUSE holds rank 0 there: "tmp" = the
-#     .tmp file closed, "renamed" = iter_N.h5 in place but latest not yet moved,
-#     "latest" = latest moved) SIGKILL every rank: `latest` still names a complete
+#  1. In each phase of a save (RETNET_CKPT_TEST_PAUSE holds rank 0 there: "write" =
+#     inside the HDF5 writes, the first tensor of the .tmp file written and the others
+#     not, "tmp" = the .tmp file closed, "renamed" = iter_N.h5 in place but latest not
+#     yet moved, "latest" = latest moved) SIGKILL every rank: `latest` still names a complete
 #     checkpoint that loads with exactly its values (the one before, or the new one
 #     once latest moved), and the next save works and removes the leftovers.
 #  2. SIGKILL a loop of saves 0.05, 0.1, 0.2 and 0.4 s after its first save completed
@@ -85,7 +86,7 @@ trap cleanup EXIT
 no_tmp() { ! compgen -G "$1/*.tmp" >/dev/null; }
 
 # ---- 1. a kill inside each phase --------------------------------------------
-for phase in tmp renamed latest; do
+for phase in write tmp renamed latest; do
 	D=$T/$phase
 	RETNET_CKPT_TEST_PAUSE=$phase:2 launch "$phase" save "$D" --start 1 --count 2 --rows 256
 	if wait_for "ckpt test pause: after $phase (iteration 2)" 60; then
@@ -95,6 +96,11 @@ for phase in tmp renamed latest; do
 	fi
 	kill_job
 	case $phase in
+	write)
+		want=1
+		check "write: iteration 2 exists only as a half-written iter_0000002.h5.tmp" \
+			test -f "$D/iter_0000002.h5.tmp" -a ! -e "$D/iter_0000002.h5"
+		;;
 	tmp)
 		want=1
 		check "tmp: iteration 2 exists only as iter_0000002.h5.tmp" \

@@ -6,6 +6,8 @@
  *   ckpt_driver verify DIR
  *   ckpt_driver dump DIR NAME OUT
  *   ckpt_driver corrupt FILE DATASET        (no MPI: one process)
+ *   ckpt_driver set-attr FILE GROUP NAME V  (no MPI)
+ *   ckpt_driver retype FILE DATASET         (no MPI)
  *
  * save: under mpiexec, saves iterations S, S+1, ... (N of them; 0 = until killed)
  * with keep_last K. Tensors: "layers/0/w" (R x R, rows split over the ranks),
@@ -21,6 +23,10 @@
  * dump: the latest checkpoint's model tensor NAME into file OUT, one value per line
  * (%.9g).
  * corrupt: flips one byte in the middle of DATASET's first chunk.
+ * set-attr: overwrites the 64-bit integer attribute NAME of GROUP with V (a file
+ * whose sizes a reader must check before using them).
+ * retype: replaces DATASET by a float64 dataset of the same shape and values (a
+ * tensor of the wrong dtype).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -76,6 +82,8 @@ static int make_entries(struct ckpt_entry *e, int64_t rows, bool whole, int64_t 
 			continue;
 		if (dim >= 0)
 			layout_even_range(dim == 0 ? r : c, world, rank, &start, &len);
+		/* every field, replica included: a stack bool holding garbage is UB */
+		memset(&e[n], 0, sizeof(e[n]));
 		if (layout_slice_init(&e[n].slice, t[i].name, t[i].ndim, r, c, dim, start, len))
 			FATAL("bad slice of %s", t[i].name);
 		layout_slice_hyperslab(&e[n].slice, s0, c0);
@@ -299,6 +307,65 @@ static int do_corrupt(const char *file, const char *name)
 	return rc;
 }
 
+static int do_set_attr(const char *file, const char *group, const char *name, const char *v)
+{
+	long long x = strtoll(v, NULL, 10);
+	hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+	hid_t g = f < 0 ? -1 : H5Gopen2(f, group, H5P_DEFAULT), space = H5Screate(H5S_SCALAR);
+	hid_t a = -1;
+	int rc = 1;
+
+	/* deleted and made again: H5Awrite on the parallel-written one fails */
+	if (g >= 0 && H5Adelete(g, name) >= 0 &&
+	    (a = H5Acreate2(g, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+	    H5Awrite(a, H5T_NATIVE_LLONG, &x) >= 0)
+		rc = 0;
+	if (a >= 0)
+		H5Aclose(a);
+	H5Sclose(space);
+	if (g >= 0)
+		H5Gclose(g);
+	if (f >= 0 && H5Fclose(f) < 0)
+		rc = 1;
+	if (rc)
+		log_error("%s: cannot set the attribute %s of %s", file, name, group);
+	return rc;
+}
+
+static int do_retype(const char *file, const char *name)
+{
+	hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT), d = -1, space = -1, d2 = -1;
+	hssize_t n = -1;
+	double *buf = NULL;
+	int rc = 1;
+
+	if (f >= 0)
+		d = H5Dopen2(f, name, H5P_DEFAULT);
+	if (d >= 0) {
+		space = H5Dget_space(d);
+		n = H5Sget_simple_extent_npoints(space);
+	}
+	if (n > 0 && (buf = malloc(sizeof(double) * (size_t)n)) &&
+	    H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0 &&
+	    H5Dclose(d) >= 0 && (d = -1, H5Ldelete(f, name, H5P_DEFAULT) >= 0) &&
+	    (d2 = H5Dcreate2(f, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT,
+			     H5P_DEFAULT)) >= 0 &&
+	    H5Dwrite(d2, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0)
+		rc = 0;
+	free(buf);
+	if (d2 >= 0)
+		H5Dclose(d2);
+	if (d >= 0)
+		H5Dclose(d);
+	if (space >= 0)
+		H5Sclose(space);
+	if (f >= 0 && H5Fclose(f) < 0)
+		rc = 1;
+	if (rc)
+		log_error("%s: cannot rewrite %s as float64", file, name);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	int code;
@@ -309,6 +376,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "corrupt"))
 		return argc == 4 ? do_corrupt(argv[2], argv[3]) : 2;
+	if (!strcmp(argv[1], "set-attr"))
+		return argc == 6 ? do_set_attr(argv[2], argv[3], argv[4], argv[5]) : 2;
+	if (!strcmp(argv[1], "retype"))
+		return argc == 4 ? do_retype(argv[2], argv[3]) : 2;
 	mpi_setup_init(&argc, &argv);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &world);
