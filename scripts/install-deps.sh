@@ -12,6 +12,7 @@ packages=(
   zlib1g-dev
   bible-kjv
   gnuplot-nox
+  valgrind
 )
 [ "${1:-}" = "--with-torch" ] && packages+=(python3-torch python3-numpy)
 
