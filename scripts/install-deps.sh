@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what retnet needs from Debian 12's packages. Idempotent: packages already
 # present are skipped, so a second run does nothing but check.
-# Usage: scripts/install-deps.sh [--with-torch]   (--with-torch: only to regenerate fixtures)
+# Usage: scripts/install-deps.sh [--with-torch] [--with-fuzz]
+#   --with-torch: only to regenerate fixtures; --with-fuzz: clang and libFuzzer's runtime
+#   for the -DRETNET_FUZZ=ON tree (docs/fuzzing.md)
 set -euo pipefail
 
 packages=(
@@ -14,7 +16,13 @@ packages=(
   gnuplot-nox
   valgrind
 )
-[ "${1:-}" = "--with-torch" ] && packages+=(python3-torch python3-numpy)
+for arg in "$@"; do
+  case "$arg" in
+    --with-torch) packages+=(python3-torch python3-numpy) ;;
+    --with-fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    *) echo "install-deps: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

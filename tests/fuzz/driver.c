@@ -53,7 +53,7 @@ static void *xrealloc(void *p, size_t n)
 	return p;
 }
 
-/* The input being run, for the crash report. Only async-signal-safe calls. */
+/* The input being run, for the crash report (best effort: the process is dying). */
 static void dump_current(void)
 {
 	char path[256];

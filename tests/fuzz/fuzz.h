@@ -1,9 +1,9 @@
 /*
  * fuzz: what the fuzz targets of tests/fuzz/ share. Each target defines
  * LLVMFuzzerTestOneInput (and may define LLVMFuzzerInitialize); it is linked either
- * with libFuzzer (clang, -DRETNET_FUZZ=ON: fuzz_<target>) or with driver.c, a plain
+ * with libFuzzer (clang, -DRETNET_FUZZ=ON: fuzz_<t>) or with driver.c, a plain
  * main() that replays the seed corpus and a fixed number of seeded mutations of it
- * (any compiler: <target>_replay, run by CTest in every tree).
+ * (any compiler: fuzz_<t>_replay, run by CTest in every tree). docs/fuzzing.md.
  *
  * The rule a target enforces: no input, however malformed, may crash, abort (an
  * ENSURE or FATAL reached from input is a bug: bad input is a one-line user error),
