@@ -598,7 +598,8 @@ static int read_attrs(hid_t f, const char *file, struct ckpt_attr *attrs, int na
 			rc = log_fail(msg, CKPT_ERR_LEN, "%s: attribute %s: %s%s", file, a->key,
 				  st == H5IO_ATTR_MISSING ? "missing" :
 				  st == H5IO_ATTR_WRONG_TYPE ? "not " :
-				  st == H5IO_ATTR_TOO_LONG ? "string too long" : "cannot read",
+				  st == H5IO_ATTR_TOO_LONG ? "string too long" :
+				  st == H5IO_ATTR_NOT_SCALAR ? "not a single value" : "cannot read",
 				  st == H5IO_ATTR_WRONG_TYPE ? type_name[a->type] : "");
 	}
 	return rc;

@@ -470,9 +470,10 @@ int h5io_attr_write_str(hid_t file, const char *group, const char *name, const c
 static enum h5io_attr_status attr_open(hid_t file, const char *group, const char *name,
 				       H5T_class_t want, hid_t *attr)
 {
-	hid_t g, type;
+	hid_t g, type, space;
 	htri_t exists;
 	H5T_class_t cls;
+	hssize_t npoints;
 
 	if (!h5io_path_exists(file, group))
 		return H5IO_ATTR_MISSING;
@@ -492,6 +493,15 @@ static enum h5io_attr_status attr_open(hid_t file, const char *group, const char
 	if (cls != want) {
 		MUST(H5Aclose(*attr));
 		return H5IO_ATTR_WRONG_TYPE;
+	}
+	/* H5Aread fills the attribute's whole extent: a vector of n values would
+	 * overrun a buffer sized for one, and a null dataspace reads nothing. */
+	space = MUST(H5Aget_space(*attr));
+	npoints = H5Sget_simple_extent_npoints(space);
+	MUST(H5Sclose(space));
+	if (npoints != 1) {
+		MUST(H5Aclose(*attr));
+		return H5IO_ATTR_NOT_SCALAR;
 	}
 	return H5IO_ATTR_OK;
 }

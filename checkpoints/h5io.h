@@ -116,10 +116,12 @@ enum h5io_attr_status {
 	H5IO_ATTR_WRONG_TYPE = -2,
 	H5IO_ATTR_TOO_LONG = -3, /* a string longer than len - 1 */
 	H5IO_ATTR_FAILED = -4,   /* an HDF5 failure */
+	H5IO_ATTR_NOT_SCALAR = -5, /* a vector or an empty (null) dataspace */
 };
 
 /* collective: read attribute name of group into *v (an integer attribute for i64,
- * a float one for f64, a fixed-length string of at most len - 1 chars for str). */
+ * a float one for f64, a fixed-length string of at most len - 1 chars for str),
+ * which must hold exactly one value (a scalar or a 1-element dataspace). */
 enum h5io_attr_status h5io_attr_read_i64(hid_t file, const char *group, const char *name,
 					 int64_t *v);
 enum h5io_attr_status h5io_attr_read_f64(hid_t file, const char *group, const char *name,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what retnet needs from Debian 12's packages. Idempotent: packages already
 # present are skipped, so a second run does nothing but check.
-# Usage: scripts/install-deps.sh [--with-torch]   (--with-torch: only to regenerate fixtures)
+# Usage: scripts/install-deps.sh [--with-torch] [--with-fuzz]
+#   --with-torch: only to regenerate fixtures; --with-fuzz: clang and libFuzzer's runtime
+#   for the -DRETNET_FUZZ=ON tree (docs/fuzzing.md)
 set -euo pipefail
 
 packages=(
@@ -18,8 +20,15 @@ packages=(
   # munge's starts a system munged only where invoke-rc.d allows it (not in Docker,
   # whose policy-rc.d exits 101); the test runs its own munged either way.
   slurmctld slurmd slurm-client munge
+  valgrind
 )
-[ "${1:-}" = "--with-torch" ] && packages+=(python3-torch python3-numpy)
+for arg in "$@"; do
+  case "$arg" in
+    --with-torch) packages+=(python3-torch python3-numpy) ;;
+    --with-fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    *) echo "install-deps: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -164,6 +164,19 @@ static void check_config(void)
 		EXPECT_TRUE(parse(&c, err, 3, argv) != 0 && strstr(err, "out of range"),
 			    "negative lr: %s", err);
 	}
+	{
+		/* A comment longer than the line buffer: its tail is not a line. */
+		const char *argv[] = {"x", "--config", path, "--data-path", "/b.bin"};
+
+		f = fopen(path, "w");
+		fprintf(f, "# ");
+		for (int i = 0; i < 5000; i++)
+			fputc(i % 100 == 99 ? ' ' : 'x', f);
+		fprintf(f, " seed 5\nnum-layers 3\n");
+		fclose(f);
+		EXPECT_TRUE(parse(&c, err, 5, argv) != 0 && strstr(err, ":1: line longer than"),
+			    "long line: %s", err);
+	}
 	unlink(path);
 }
 

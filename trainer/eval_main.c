@@ -334,30 +334,14 @@ int main(int argc, char **argv)
 				  sizeof(err)) == 0;
 	mpi_setup_agree_or_exit(ok, err);
 
-	struct model_config mc = info.cfg;
+	struct model_config mc;
 	const bool stream = !strcmp(set.mode, "stream");
 
-	if (set.seq_length)
-		mc.seq_len = set.seq_length;
-	if (set.chunk_size)
-		mc.chunk = set.chunk_size;
-	else if (mc.seq_len % mc.chunk)
-		mc.chunk = mc.seq_len < mc.chunk ? mc.seq_len : mc.chunk;
-	mc.micro_batch = stream ? 1 : set.micro_batch_size;
-	if (mc.seq_len % mc.chunk)
-		snprintf(err, sizeof(err), "--chunk-size: %lld does not divide --seq-length %lld",
-			 (long long)mc.chunk, (long long)mc.seq_len);
-	else if (mc.heads % set.tensor_model_parallel_size ||
-		 mc.ffn_hidden % set.tensor_model_parallel_size)
-		snprintf(err, sizeof(err), "--tensor-model-parallel-size: %lld does not divide "
-			 "the checkpoint's %lld heads and FFN width %lld",
-			 (long long)set.tensor_model_parallel_size, (long long)mc.heads,
-			 (long long)mc.ffn_hidden);
-	else if (set.pipeline_model_parallel_size > mc.layers)
-		snprintf(err, sizeof(err), "--pipeline-model-parallel-size: %lld stages for the "
-			 "checkpoint's %lld layers", (long long)set.pipeline_model_parallel_size,
-			 (long long)mc.layers);
-	mpi_setup_agree_or_exit(!err[0], err);
+	ok = train_ckpt_model_config(&info, set.seq_length, set.chunk_size,
+				     stream ? 1 : set.micro_batch_size,
+				     set.tensor_model_parallel_size,
+				     set.pipeline_model_parallel_size, &mc, err, sizeof(err)) == 0;
+	mpi_setup_agree_or_exit(ok, err);
 	grid_init(&g, (int)set.tensor_model_parallel_size, (int)set.pipeline_model_parallel_size);
 
 	/* ---- corpora -------------------------------------------------------- */

@@ -106,6 +106,13 @@ static int parse_file(const struct flag_table *t, void *dst, const char *path, c
 		const struct flag_spec *o;
 
 		lineno++;
+		/* fgets splits a longer line: its tail would be read as a line of its own
+		 * (a long comment's tail as a key, say). */
+		if (!strchr(line, '\n') && !feof(f)) {
+			rc = log_fail(err, errlen, "%s:%d: line longer than %zu characters", path,
+				      lineno, sizeof(line) - 2);
+			break;
+		}
 		if (hash)
 			*hash = '\0';
 		key = trim(line);

@@ -176,24 +176,16 @@ int main(int argc, char **argv)
 				  sizeof(err)) == 0;
 	mpi_setup_agree_or_exit(ok, err);
 
-	struct model_config mc = info.cfg;
+	struct model_config mc;
 	struct tokenizer bytes;
 
-	mc.seq_len = 1;
-	mc.chunk = 1;
-	mc.micro_batch = 1;
 	tokenizer_init_bytes(&bytes);
 	if (!tokenizer_equal(&bytes, &info.tok))
 		snprintf(err, sizeof(err), "%s: tokenizer '%s': generation reads and writes text "
 			 "with the byte tokenizer only", info.path, info.tok.id);
-	else if (mc.heads % set.tensor_model_parallel_size ||
-		 mc.ffn_hidden % set.tensor_model_parallel_size ||
-		 set.pipeline_model_parallel_size > mc.layers)
-		snprintf(err, sizeof(err), "--tensor-model-parallel-size: a TP %lld x PP %lld "
-			 "layout does not fit the checkpoint's %lld heads, FFN %lld, %lld layers",
-			 (long long)set.tensor_model_parallel_size,
-			 (long long)set.pipeline_model_parallel_size, (long long)mc.heads,
-			 (long long)mc.ffn_hidden, (long long)mc.layers);
+	else
+		train_ckpt_model_config(&info, 1, 1, 1, set.tensor_model_parallel_size,
+					set.pipeline_model_parallel_size, &mc, err, sizeof(err));
 	mpi_setup_agree_or_exit(!err[0], err);
 	grid_init(&g, (int)set.tensor_model_parallel_size, (int)set.pipeline_model_parallel_size);
 

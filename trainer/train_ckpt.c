@@ -10,6 +10,7 @@
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
+#include "trainer/config.h"
 #include "parallel/comm.h"
 #include "trainer/config.h"
 
@@ -71,6 +72,9 @@ static void attrs_of(struct attr_list *l, const struct ckpt_info *info)
 	add_i64(l, "data/seq_length", (int64_t)info->loader.seq_len);
 	add_i64(l, "data/seed", (int64_t)info->loader.seed);
 }
+
+/* Index of the attribute tokenizer/id in attrs_of's order. */
+enum { ATTR_TOKENIZER_ID = 8 };
 
 static void info_from_attrs(struct ckpt_info *info, const struct attr_list *l)
 {
@@ -145,15 +149,75 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 	info_from_attrs(info, &l);
 	info->iteration = iteration;
 	ckpt_path(info->path, sizeof(info->path), dir, iteration);
-	/* Sizes from a file: checked before the caller divides or allocates with them
-	 * (every rank read the same attributes, so every rank agrees). */
-	if (config_check_model(&info->cfg, info->path, err, errlen))
+	/* info_from_attrs keeps at most the field's 31 characters: refuse a longer id
+	 * here rather than let its cut prefix match a real tokenizer. */
+	if (strlen(l.a[ATTR_TOKENIZER_ID].s) >= sizeof(info->tok.id))
+		return log_fail(err, errlen, "%s: attribute tokenizer/id: longer than %zu "
+				"characters", info->path, sizeof(info->tok.id) - 1);
+	return train_ckpt_check_info(info, err, errlen);
+}
+
+/* lo <= v <= hi, else the message. */
+static int in_range(const struct ckpt_info *info, const char *key, int64_t v, int64_t lo,
+		    int64_t hi, char *err, size_t errlen)
+{
+	if (v >= lo && v <= hi)
+		return 0;
+	return log_fail(err, errlen, "%s: attribute %s: %lld is out of range [%lld, %lld]",
+			info->path, key, (long long)v, (long long)lo, (long long)hi);
+}
+
+int train_ckpt_check_info(const struct ckpt_info *info, char *err, size_t errlen)
+{
+	const struct model_config *c = &info->cfg;
+
+	/* Sizes from a file, checked before anyone divides or allocates with them: the
+	 * model against the ranges and rules of retnet-train's own flags (every rank read
+	 * the same attributes, so every rank agrees), the rest here. */
+	if (config_check_model(c, info->path, err, errlen) ||
+	    in_range(info, "tokenizer/vocab_size", info->tok.vocab, 1, 1 << 16, err, errlen) ||
+	    in_range(info, "layout/tensor_model_parallel_size", info->tp, 1, 1 << 16, err,
+		     errlen) ||
+	    in_range(info, "layout/pipeline_model_parallel_size", info->pp, 1, 1 << 16, err,
+		     errlen) ||
+	    in_range(info, "layout/data_parallel_size", info->dp, 1, INT32_MAX, err, errlen) ||
+	    in_range(info, "optimizer/step", info->adam_step, 0, INT64_MAX, err, errlen))
 		return -1;
-	for (int k = 0; k < l.n; k++)
-		if (!strcmp(l.a[k].key, "tokenizer/vocab_size") && l.a[k].i != info->cfg.vocab)
-			return log_fail(err, errlen, "%s: tokenizer/vocab_size %lld does not "
-					"match config/vocab_size %lld", info->path,
-					(long long)l.a[k].i, (long long)info->cfg.vocab);
+	if (!info->tok.id[0] || info->tok.vocab != (uint32_t)c->vocab)
+		return log_fail(err, errlen, "%s: attribute tokenizer/vocab_size: tokenizer "
+				"\"%s\" of %u ids does not fit config/vocab_size %lld",
+				info->path, info->tok.id, info->tok.vocab, (long long)c->vocab);
+	return 0;
+}
+
+int train_ckpt_model_config(const struct ckpt_info *info, int64_t seq_len, int64_t chunk,
+			    int64_t micro_batch, int64_t tp, int64_t pp,
+			    struct model_config *mc, char *err, size_t errlen)
+{
+	if (train_ckpt_check_info(info, err, errlen))
+		return -1;
+	*mc = info->cfg;
+	if (seq_len > 0)
+		mc->seq_len = seq_len;
+	if (chunk > 0)
+		mc->chunk = chunk;
+	else if (mc->seq_len % mc->chunk && mc->seq_len < mc->chunk)
+		mc->chunk = mc->seq_len;
+	mc->micro_batch = micro_batch;
+	if (micro_batch < 1 || mc->seq_len < 1 || mc->chunk < 1)
+		return log_fail(err, errlen, "--micro-batch-size, --seq-length, --chunk-size: "
+				"%lld, %lld, %lld must be >= 1", (long long)micro_batch,
+				(long long)mc->seq_len, (long long)mc->chunk);
+	if (mc->seq_len % mc->chunk)
+		return log_fail(err, errlen, "--chunk-size: %lld does not divide --seq-length %lld",
+				(long long)mc->chunk, (long long)mc->seq_len);
+	if (tp < 1 || pp < 1 || mc->heads % tp || mc->ffn_hidden % tp)
+		return log_fail(err, errlen, "--tensor-model-parallel-size: %lld does not divide "
+				"the checkpoint's %lld heads and FFN width %lld", (long long)tp,
+				(long long)mc->heads, (long long)mc->ffn_hidden);
+	if (pp > mc->layers)
+		return log_fail(err, errlen, "--pipeline-model-parallel-size: %lld stages for the "
+				"checkpoint's %lld layers", (long long)pp, (long long)mc->layers);
 	return 0;
 }
 

@@ -38,9 +38,30 @@ struct ckpt_info {
 int train_ckpt_resolve(const char *dir, int64_t iteration, int64_t *out, MPI_Comm comm,
 		       char *err, size_t errlen);
 
-/* The attributes of iteration `iteration` in dir. collective over comm. */
+/* The attributes of iteration `iteration` in dir, checked with
+ * train_ckpt_check_info. collective over comm. 0, or -1 with err. */
 int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *info,
 			 MPI_Comm comm, char *err, size_t errlen);
+
+/*
+ * Pure. Are the values a checkpoint's attributes hold ones a model can be built
+ * from? The configuration within the ranges retnet-train accepts for its flags
+ * (trainer/config.c) and with the same cross-field rules, the tokenizer's
+ * vocabulary equal to the model's, the layout and the AdamW step in range. A file
+ * is data: whatever it says must end in this one-line error, never in an ENSURE
+ * of model_init or a division by zero. 0, or -1 with "<path>: <attribute>: <rule>".
+ */
+int train_ckpt_check_info(const struct ckpt_info *info, char *err, size_t errlen);
+
+/*
+ * Pure. The model the evaluator or the generator builds from a checked checkpoint:
+ * its configuration with seq_len and chunk replaced when > 0 (a chunk that no
+ * longer divides a shorter seq_len shrinks to it when not given), micro_batch set,
+ * checked against a TP x PP layout. 0, or -1 with err naming the flag or the rule.
+ */
+int train_ckpt_model_config(const struct ckpt_info *info, int64_t seq_len, int64_t chunk,
+			    int64_t micro_batch, int64_t tp, int64_t pp,
+			    struct model_config *mc, char *err, size_t errlen);
 
 /* collective over the whole grid. */
 int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,

@@ -7,6 +7,9 @@
  *   train      micro-batches -> gradient buckets all-reduced during backward ->
  *              clip -> AdamW; a log line and a JSON metrics line per log interval
  *   report     held-out loss and bits per byte
+ *
+ * Test hook: RETNET_CEILING_SIZE=N (>= 16) measures the start-up matmul ceiling on
+ * an N^3 sgemm instead of 1024^3, for runs under valgrind (tests/cli/valgrind.sh).
  */
 #include <errno.h>
 #include <math.h>
@@ -335,7 +338,11 @@ int main(int argc, char **argv)
 	}
 	mpi_setup_agree_or_exit(ok, "--metrics: cannot open the metrics file (see the line above)");
 
-	double ceiling = metrics_matmul_ceiling(1024, 3);
+	/* Test hook: RETNET_CEILING_SIZE=N times an N^3 sgemm instead (valgrind runs
+	 * 50x slower; only the MFU column depends on it). */
+	const char *ceiling_env = getenv("RETNET_CEILING_SIZE");
+	const int ceiling_n = ceiling_env && atoi(ceiling_env) >= 16 ? atoi(ceiling_env) : 1024;
+	double ceiling = metrics_matmul_ceiling(ceiling_n, 3);
 	comm_allreduce_sum_f64(MPI_COMM_WORLD, &ceiling, 1);
 	const double flops_per_token = model_flops_per_token(&mc);
 	const double tokens_per_iter = (double)(cfg.global_batch_size * T);
