@@ -5,8 +5,9 @@
  * MPI_ERRORS_RETURN on the world so CHECK_MPI sees the codes, tells the log which rank
  * this is, and installs a fatal hook that calls MPI_Abort so one failing rank ends the
  * whole job. Ignores SIGXFSZ, so that a write past the file-size limit is an EFBIG
- * error naming the file rather than a rank killed without a word. mpi_setup_user_error_exit() is the clean way out of a user error that all
- * ranks have agreed on (no MPI_Abort banner). Knows nothing of RetNet.
+ * error naming the file rather than a rank killed without a word.
+ * mpi_setup_user_error_exit() is the clean way out of a user error that all ranks
+ * have agreed on (no MPI_Abort banner). Knows nothing of RetNet.
  */
 #ifndef RN_MPI_SETUP_H
 #define RN_MPI_SETUP_H
