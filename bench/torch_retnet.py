@@ -322,7 +322,8 @@ def cmd_step(args):
         "tokens_per_sec_fwd_bwd": round(tps_fb, 1), "mfu_fwd_bwd": round(mfu_fb, 4),
         "ceiling_gflops": round(ceiling * 1e-9, 1), "step_s": round(best, 4),
         "fwd_s": round(times[0], 4), "bwd_s": round(times[1], 4),
-        "opt_s": round(times[2], 4), "optimizer": "adamw", "peak_rss_mib": round(rss, 1),
+        "opt_s": round(times[2], 4), "optimizer": "adamw", "flops_per_token": fpt,
+        "peak_rss_mib": round(rss, 1),
         "form": "chunkwise", "torch": torch.__version__, "blas": blas}))
 
 

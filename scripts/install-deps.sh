@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what retnet needs from Debian 12's packages. Idempotent: packages already
 # present are skipped, so a second run does nothing but check.
-# Usage: scripts/install-deps.sh [--with-torch]   (--with-torch: only to regenerate fixtures)
+# Usage: scripts/install-deps.sh [--with-torch]
+#   --with-torch: PyTorch, to regenerate fixtures and for the PyTorch baseline of
+#   bench/bench_vs_torch.sh and bench/bench_quality.sh. libopenblas0-pthread: without
+#   it torch's float32 matmuls go to Debian's reference BLAS (netlib), 10x or more
+#   slower; the benchmark scripts run torch on OpenBLAS when it is installed.
 set -euo pipefail
 
 packages=(
@@ -13,7 +17,7 @@ packages=(
   bible-kjv
   gnuplot-nox
 )
-[ "${1:-}" = "--with-torch" ] && packages+=(python3-torch python3-numpy)
+[ "${1:-}" = "--with-torch" ] && packages+=(python3-torch python3-numpy libopenblas0-pthread)
 
 missing=()
 for p in "${packages[@]}"; do
