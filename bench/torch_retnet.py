@@ -414,16 +414,18 @@ def cmd_train(args):
     gen = torch.Generator().manual_seed(args.seed)
     perm, pos = torch.randperm(n_windows, generator=gen), 0
 
-    def val_record(step, seen, elapsed):
+    def val_record(step, seen, elapsed, final=False):
         t0 = time.perf_counter()
         nats, n = evaluate(model, held, T, args.eval_batch or B)
         rec = {"iteration": step, "tokens": seen, "elapsed_s": round(elapsed, 2),
                "val_loss": nats / n, "val_bits_per_byte": nats / n / LN2,
                "val_targets": n, "eval_s": round(time.perf_counter() - t0, 1)}
-        print("step %5d | %7.1f s | held-out %.4f bits/byte (eval %.0f s)"
-              % (step, elapsed, rec["val_bits_per_byte"], rec["eval_s"]), flush=True)
+        if final:
+            rec["final"] = True
+        print("step %5d | %7.1f s | held-out %.4f bits/byte (eval %.0f s)%s"
+              % (step, elapsed, rec["val_bits_per_byte"], rec["eval_s"],
+                 ", final" if final else ""), flush=True)
         emit(rec)
-        return rec
 
     elapsed, step, seen = 0.0, 0, 0
     next_eval = args.eval_every_s
@@ -453,9 +455,7 @@ def cmd_train(args):
         if elapsed >= next_eval and elapsed < budget:
             val_record(step, seen, elapsed)
             next_eval += args.eval_every_s
-    final = val_record(step, seen, elapsed)
-    final["final"] = True
-    print(emit(final))
+    val_record(step, seen, elapsed, final=True)
     if out:
         out.close()
 
