@@ -234,6 +234,7 @@ set ylabel 'held-out bits per byte'
 set grid
 set key top right
 set yrange [1:*]
+set xrange [0:*]
 plot $plots
 GP
 echo "plot: $OUT/quality.png; data: $OUT/curve-*.dat, $OUT/torch.jsonl, $OUT/ours/metrics.jsonl"
