@@ -2,8 +2,12 @@
 # Installs what retnet needs from Debian 12's packages. Idempotent: packages already
 # present are skipped, so a second run does nothing but check.
 # Usage: scripts/install-deps.sh [--with-torch] [--with-fuzz]
-#   --with-torch: only to regenerate fixtures; --with-fuzz: clang and libFuzzer's runtime
-#   for the -DRETNET_FUZZ=ON tree (docs/fuzzing.md)
+#   --with-torch: PyTorch, to regenerate fixtures and for the PyTorch baseline of
+#   bench/bench_vs_torch.sh and bench/bench_quality.sh. libopenblas0-pthread: without
+#   it torch's float32 matmuls go to Debian's reference BLAS (netlib), 10x or more
+#   slower; the benchmark scripts run torch on OpenBLAS when it is installed.
+#   --with-fuzz: clang and libFuzzer's runtime for the -DRETNET_FUZZ=ON tree
+#   (docs/fuzzing.md)
 set -euo pipefail
 
 packages=(
@@ -24,7 +28,7 @@ packages=(
 )
 for arg in "$@"; do
   case "$arg" in
-    --with-torch) packages+=(python3-torch python3-numpy) ;;
+    --with-torch) packages+=(python3-torch python3-numpy libopenblas0-pthread) ;;
     --with-fuzz) packages+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown argument $arg" >&2; exit 2 ;;
   esac
