@@ -156,6 +156,6 @@ done
 D=$(damaged tokvocab)
 "$DRIVER" set-attr "$D/iter_0000002.h5" /tokenizer vocab_size 300
 expect_user_error "retnet-eval: tokenizer vocabulary other than the model's" \
-	"$D/iter_0000002.h5: tokenizer/vocab_size 300 does not match config/vocab_size 256" \
+	"$D/iter_0000002.h5: attribute tokenizer/vocab_size: tokenizer \"bytes-v1\" of 300 ids does not fit config/vocab_size 256" \
 	"${EVAL[@]}" --load "$D" --data "$CORPUS-valid.bin"
 finish
