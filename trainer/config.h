@@ -44,6 +44,8 @@ struct train_config {
 	double exit_duration_in_mins;
 	/* parallel layout */
 	int64_t tensor_model_parallel_size, pipeline_model_parallel_size;
+	/* precision */
+	bool bf16; /* bf16 matmuls, float32 accumulation, float32 weights and AdamW */
 	bool help;
 };
 
