@@ -40,7 +40,30 @@ struct timing {
 	double ceiling; /* FLOP/s of this precision's matmul ceiling */
 	double init_loss;
 	int runs;
+	double *each; /* [steps] every timed step, in order */
 };
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Median of fp32 step i / bf16 step i: neighbours in time share the machine's
+ * load, so their ratio is steadier than the ratio of the two best steps. */
+static double median_pair_ratio(const struct timing *f, const struct timing *b)
+{
+	int n = f->runs < b->runs ? f->runs : b->runs;
+	double *r = xmalloc(sizeof(double) * (size_t)n), med;
+
+	for (int i = 0; i < n; i++)
+		r[i] = f->each[i] / b->each[i];
+	qsort(r, (size_t)n, sizeof(double), cmp_double);
+	med = n % 2 ? r[n / 2] : 0.5 * (r[n / 2 - 1] + r[n / 2]);
+	free(r);
+	return med;
+}
 
 static void usage_error(const char *flag)
 {
@@ -69,7 +92,7 @@ static void run_step(struct model *m, struct adamw *opt, const int32_t *inputs,
 		t->init_loss = loss;
 		return;
 	}
-	t->runs++;
+	t->each[t->runs++] = t3 - t0;
 	if (t3 - t0 < t->step) {
 		t->step = t3 - t0;
 		t->fwd = t1 - t0;
@@ -150,7 +173,8 @@ int main(int argc, char **argv)
 
 	/* The ceilings, in turn, best of three rounds each. */
 	for (int p = 0; p < NPREC; p++)
-		t[p] = (struct timing){.step = INFINITY};
+		t[p] = (struct timing){.step = INFINITY,
+				       .each = xmalloc(sizeof(double) * (size_t)steps)};
 	for (int r = 0; r < 3; r++)
 		for (int p = 0; p < NPREC; p++) {
 			double c;
@@ -204,9 +228,10 @@ int main(int argc, char **argv)
 		       100.0 * tps * fpt / t[p].ceiling, prec_name[p]);
 	}
 	if (run[FP32] && run[BF16])
-		printf("bf16 / fp32 tokens/s: %.3fx; bf16 ceiling / fp32 ceiling: %.3fx; loss at "
-		       "init differs by %.2e relative\n", t[FP32].step / t[BF16].step,
-		       t[BF16].ceiling / t[FP32].ceiling,
+		printf("bf16 / fp32 tokens/s: %.3fx (best steps), %.3fx (median of %d neighbouring "
+		       "pairs); bf16 ceiling / fp32 ceiling: %.3fx; loss at init differs by %.2e "
+		       "relative\n", t[FP32].step / t[BF16].step, median_pair_ratio(&t[FP32], &t[BF16]),
+		       t[FP32].runs, t[BF16].ceiling / t[FP32].ceiling,
 		       fabs(t[BF16].init_loss - t[FP32].init_loss) / fabs(t[FP32].init_loss));
 	printf("peak RSS: %.0f MiB   activations: %.0f MiB\n", rss,
 	       (double)model_activation_bytes(&m) / 1048576.0);
@@ -224,10 +249,13 @@ int main(int argc, char **argv)
 		       t[p].init_loss);
 	}
 	if (run[FP32] && run[BF16])
-		printf(",\"bf16_speedup\":%.4f", t[FP32].step / t[BF16].step);
+		printf(",\"bf16_speedup\":%.4f,\"bf16_speedup_pairs\":%.4f",
+		       t[FP32].step / t[BF16].step, median_pair_ratio(&t[FP32], &t[BF16]));
 	printf(",\"peak_rss_mib\":%.1f}\n", rss);
 	free(inputs);
 	free(targets);
+	for (int p = 0; p < NPREC; p++)
+		free(t[p].each);
 	adamw_free(&opt);
 	model_free(&m);
 	return 0;
