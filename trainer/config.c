@@ -82,6 +82,9 @@ static const struct flag_spec options[] = {
 	 "tensor-parallel ranks (divides heads and f)", 0},
 	{"pipeline-model-parallel-size", OPT_INT, OFF(pipeline_model_parallel_size), 0, 1,
 	 1 << 16, "pipeline stages (at most --num-layers)", 0},
+	{"bf16", OPT_BOOL, OFF(bf16), 0, 0, 0,
+	 "bf16 matmuls (float32 accumulation, weights, gradients and AdamW state); needs "
+	 "AVX512-BF16; command line only", 0},
 	{"help", OPT_BOOL, OFF(help), 0, 0, 0, "this text", 0},
 };
 

@@ -48,6 +48,8 @@ struct train_config {
 	char inject_fault[32];
 	/* parallel layout */
 	int64_t tensor_model_parallel_size, pipeline_model_parallel_size;
+	/* precision */
+	bool bf16; /* bf16 matmuls, float32 accumulation, float32 weights and AdamW */
 	bool help;
 };
 

@@ -44,6 +44,7 @@ struct eval_settings {
 	int64_t seq_length, chunk_size, micro_batch_size;
 	char mode[16], form[16];
 	int64_t tensor_model_parallel_size, pipeline_model_parallel_size;
+	bool bf16;
 	bool help;
 };
 
@@ -73,6 +74,8 @@ static const struct flag_spec eval_specs[] = {
 	 1 << 16, "tensor-parallel ranks", 0},
 	{"pipeline-model-parallel-size", OPT_INT, OFF(pipeline_model_parallel_size), 0, 1,
 	 1 << 16, "pipeline stages", 0},
+	{"bf16", OPT_BOOL, OFF(bf16), 0, 0, 0,
+	 "bf16 matmuls with float32 accumulation (needs AVX512-BF16)", 0},
 	{"help", OPT_BOOL, OFF(help), 0, 0, 0, "this text", 0},
 };
 
@@ -358,15 +361,18 @@ int main(int argc, char **argv)
 
 	ok = train_ckpt_build_model(&m, set.load, iteration, &mc, &g, err, sizeof(err)) == 0;
 	mpi_setup_agree_or_exit(ok, err);
+	/* The checkpoint is float32 whatever trained it; --bf16 only changes the matmuls. */
+	ok = !set.bf16 || model_set_bf16(&m, true, err, sizeof(err)) == 0;
+	mpi_setup_agree_or_exit(ok, err);
 	m.form = !strcmp(set.form, "parallel")	  ? RETENTION_PARALLEL
 		 : !strcmp(set.form, "recurrent") ? RETENTION_RECURRENT
 						  : RETENTION_CHUNKWISE;
 	train_step_init(&ts, &m, &g, 1);
 	log0("retnet-eval: %s (iteration %lld): d=%lld L=%lld H=%lld; %s mode, %s form, "
-	     "T=%lld, %d ranks (DP %d x PP %d x TP %d)\n",
+	     "%s matmuls, T=%lld, %d ranks (DP %d x PP %d x TP %d)\n",
 	     info.path, (long long)iteration, (long long)mc.hidden, (long long)mc.layers,
-	     (long long)mc.heads, set.mode, set.form, (long long)mc.seq_len, g.world_size,
-	     g.dp_size, g.pp_size, g.tp_size);
+	     (long long)mc.heads, set.mode, set.form, set.bf16 ? "bf16" : "fp32",
+	     (long long)mc.seq_len, g.world_size, g.dp_size, g.pp_size, g.tp_size);
 
 	/* ---- score ---------------------------------------------------------- */
 	double (*res)[5] = xcalloc((size_t)set.n_data, sizeof(*res));

@@ -1,6 +1,6 @@
 /*
- * metrics: what training reports: the machine's FP32 matmul ceiling measured in the
- * same run (the MFU denominator), a monotonic clock, peak RSS, and the JSON-lines
+ * metrics: what training reports: the machine's FP32 (or BF16) matmul ceiling
+ * measured in the same run (the MFU denominator), a monotonic clock, peak RSS, and the JSON-lines
  * metrics file. Knows nothing of MPI (the caller sums ceilings over ranks) or of the
  * model's FLOP count (model_flops_per_token).
  */
@@ -15,6 +15,10 @@ double metrics_now_s(void);
 /* Best FLOP/s of an n x n x n float32 oneDNN matmul over `reps` timed runs, after a
  * warm-up run; uses this thread's OpenMP team. */
 double metrics_matmul_ceiling(int n, int reps);
+/* The same for a bf16 x bf16 -> float32 matmul on operands converted beforehand (the
+ * primitive alone: what the bf16 path's MFU is measured against); 0 on a CPU without
+ * bf16 matmuls. */
+double metrics_matmul_ceiling_bf16(int n, int reps);
 /* Peak resident set of this process, MiB. */
 double metrics_peak_rss_mib(void);
 

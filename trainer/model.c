@@ -62,6 +62,11 @@ void model_free(struct model *m)
 	kernels_ctx_free(m->kernels);
 }
 
+int model_set_bf16(struct model *m, bool on, char *err, size_t errlen)
+{
+	return kernels_ctx_set_bf16(m->kernels, on, err, errlen);
+}
+
 size_t model_activation_bytes(const struct model *m)
 {
 	return m->activation_bytes;

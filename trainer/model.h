@@ -29,6 +29,7 @@
 
 #include <mpi.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "trainer/params.h"
@@ -175,6 +176,15 @@ struct model {
 void model_init(struct model *m, const struct model_config *cfg,
 		const struct model_layout *layout);
 void model_free(struct model *m);
+
+/*
+ * Precision of the model's matrix products (every one, retention's per-chunk
+ * products included): float32 (the default) or bfloat16 operands with float32
+ * accumulation and float32 results (kernels_ctx_set_bf16). Parameters, gradients,
+ * activations and optimizer state stay float32 either way, so a checkpoint does not
+ * depend on it. 0, or -ENOTSUP with one line in err on a CPU without AVX512-BF16.
+ */
+int model_set_bf16(struct model *m, bool on, char *err, size_t errlen);
 
 /*
  * Forward of one micro-batch on this stage, kept in `slot` for its backward.

@@ -328,6 +328,10 @@ int main(int argc, char **argv)
 	};
 
 	model_init(&m, &mc, &layout);
+	/* --bf16 on a CPU without AVX512-BF16 is a user error, not a fallback: one line,
+	 * all ranks exit 2 (the ranks may sit on different nodes, so all check). */
+	ok = !cfg.bf16 || model_set_bf16(&m, true, err, sizeof(err)) == 0;
+	mpi_setup_agree_or_exit(ok, err);
 	adamw_init(&opt, &oc, &m.params);
 	train_step_init(&step, &m, &g, (int)n_micro);
 	if (g.world_rank == 0 && cfg.metrics[0]) {
@@ -338,23 +342,25 @@ int main(int argc, char **argv)
 	}
 	mpi_setup_agree_or_exit(ok, "--metrics: cannot open the metrics file (see the line above)");
 
-	/* Test hook: RETNET_CEILING_SIZE=N times an N^3 sgemm instead (valgrind runs
-	 * 50x slower; only the MFU column depends on it). */
+	/* MFU is against the ceiling of the precision the matmuls run in. Test hook:
+	 * RETNET_CEILING_SIZE=N times an N^3 product instead (valgrind runs 50x slower;
+	 * only the MFU column depends on it). */
 	const char *ceiling_env = getenv("RETNET_CEILING_SIZE");
 	const int ceiling_n = ceiling_env && atoi(ceiling_env) >= 16 ? atoi(ceiling_env) : 1024;
-	double ceiling = metrics_matmul_ceiling(ceiling_n, 3);
+	double ceiling = cfg.bf16 ? metrics_matmul_ceiling_bf16(ceiling_n, 3)
+				  : metrics_matmul_ceiling(ceiling_n, 3);
 	comm_allreduce_sum_f64(MPI_COMM_WORLD, &ceiling, 1);
 	const double flops_per_token = model_flops_per_token(&mc);
 	const double tokens_per_iter = (double)(cfg.global_batch_size * T);
 
 	log0("retnet-train: %d ranks (DP %d x PP %d x TP %d), %d threads each; model d=%lld "
 	     "L=%lld H=%lld f=%lld, %zu parameters; T=%lld C=%lld; global batch %lld "
-	     "(%lld micro-batches of %lld per rank); matmul ceiling %.1f GFLOP/s\n",
+	     "(%lld micro-batches of %lld per rank); %s matmuls, ceiling %.1f GFLOP/s\n",
 	     g.world_size, g.dp_size, g.pp_size, g.tp_size, omp_get_max_threads(),
 	     (long long)mc.hidden, (long long)mc.layers, (long long)mc.heads,
 	     (long long)mc.ffn_hidden, m.params.total, (long long)T, (long long)mc.chunk,
 	     (long long)cfg.global_batch_size, (long long)n_micro, (long long)cfg.micro_batch_size,
-	     ceiling * 1e-9);
+	     cfg.bf16 ? "bf16" : "fp32", ceiling * 1e-9);
 
 	/* ---- resume --------------------------------------------------------- */
 	const int64_t start_iter = resume(&cfg, &m, &opt, &train, &g);

@@ -8,11 +8,16 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "common/log.h"
+#include "trainer/kernels/bf16.h"
 
 enum { MEM_A, MEM_B, MEM_C, MEM_SCRATCH, MEM_COUNT };
 
 struct matmul_plan {
 	struct matmul_shape shape;
+	bool bf16;            /* bf16 x bf16 -> f32 on packed copies of A and B */
+	int64_t a_elems;      /* bf16 plans: packed A, batch * M * K */
+	int64_t b_elems;      /* bf16 plans: packed B, batch * K * N */
 	dnnl_primitive_desc_t pd;
 	dnnl_primitive_t prim;
 	dnnl_memory_desc_t scratch_md;
@@ -29,7 +34,28 @@ struct kernels_ctx {
 	size_t scratch_bytes;
 	struct matmul_plan **plans;
 	int nplans, cap;
+	bool bf16;              /* plans got from now on are bf16 ones */
+	uint16_t **cvt;         /* [nthreads] packed bf16 operands, grow-only */
+	size_t *cvt_elems;      /* [nthreads] capacity of cvt[t] */
 };
+
+/* oneDNN's name for an ISA level, for messages. */
+static const char *isa_name(dnnl_cpu_isa_t isa)
+{
+	switch (isa) {
+	case dnnl_cpu_isa_sse41: return "sse41";
+	case dnnl_cpu_isa_avx: return "avx";
+	case dnnl_cpu_isa_avx2: return "avx2";
+	case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+	case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+	case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+	case dnnl_cpu_isa_avx512_core: return "avx512_core";
+	case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+	case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+	case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+	default: return "unknown";
+	}
+}
 
 struct kernels_ctx *kernels_ctx_init(void)
 {
@@ -39,6 +65,8 @@ struct kernels_ctx *kernels_ctx_init(void)
 	ctx->nthreads = omp_get_max_threads();
 	ctx->streams = xcalloc((size_t)ctx->nthreads, sizeof(*ctx->streams));
 	ctx->scratch = xcalloc((size_t)ctx->nthreads, sizeof(*ctx->scratch));
+	ctx->cvt = xcalloc((size_t)ctx->nthreads, sizeof(*ctx->cvt));
+	ctx->cvt_elems = xcalloc((size_t)ctx->nthreads, sizeof(*ctx->cvt_elems));
 	for (int t = 0; t < ctx->nthreads; t++)
 		CHECK_DNNL(dnnl_stream_create(&ctx->streams[t], ctx->engine,
 					      dnnl_stream_default_flags));
@@ -63,11 +91,36 @@ void kernels_ctx_free(struct kernels_ctx *ctx)
 	for (int t = 0; t < ctx->nthreads; t++) {
 		CHECK_DNNL(dnnl_stream_destroy(ctx->streams[t]));
 		free(ctx->scratch[t]);
+		free(ctx->cvt[t]);
 	}
 	free(ctx->streams);
 	free(ctx->scratch);
+	free(ctx->cvt);
+	free(ctx->cvt_elems);
 	CHECK_DNNL(dnnl_engine_destroy(ctx->engine));
 	free(ctx);
+}
+
+int kernels_ctx_set_bf16(struct kernels_ctx *ctx, bool on, char *err, size_t errlen)
+{
+	const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+	const unsigned need = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+
+	/* The ISA values are nested bit sets: avx512_core_amx contains avx512_core_bf16.
+	 * The effective ISA also honours ONEDNN_MAX_CPU_ISA, which is how the error
+	 * path is tested on a machine that has bf16. */
+	if (on && ((unsigned)isa & need) != need) {
+		log_fail(err, errlen, "--bf16: this CPU (oneDNN ISA %s) has no AVX512-BF16; bf16 "
+			 "matmuls need avx512_core_bf16 (run without --bf16)", isa_name(isa));
+		return -ENOTSUP;
+	}
+	ctx->bf16 = on;
+	return 0;
+}
+
+bool kernels_ctx_bf16(const struct kernels_ctx *ctx)
+{
+	return ctx->bf16;
 }
 
 struct matmul_shape matmul_shape_dense(int64_t m, int64_t n, int64_t k, bool trans_a,
@@ -95,7 +148,8 @@ static bool shape_equal(const struct matmul_shape *a, const struct matmul_shape 
 
 /* A rows x cols operand stored with row stride ld, or transposed (stored cols x rows). */
 static void operand_md(dnnl_memory_desc_t *md, int64_t batch, int64_t batch_stride,
-		       int64_t rows, int64_t cols, int64_t ld, bool transposed)
+		       int64_t rows, int64_t cols, int64_t ld, bool transposed,
+		       dnnl_data_type_t dt)
 {
 	dnnl_dims_t dims, strides;
 	int nd = 0;
@@ -108,7 +162,7 @@ static void operand_md(dnnl_memory_desc_t *md, int64_t batch, int64_t batch_stri
 	strides[nd++] = transposed ? 1 : ld;
 	dims[nd] = cols;
 	strides[nd++] = transposed ? ld : 1;
-	CHECK_DNNL(dnnl_memory_desc_init_by_strides(md, nd, dims, dnnl_f32, strides));
+	CHECK_DNNL(dnnl_memory_desc_init_by_strides(md, nd, dims, dt, strides));
 }
 
 static void validate_shape(const struct matmul_shape *s)
@@ -126,12 +180,26 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 	dnnl_matmul_desc_t desc;
 	dnnl_primitive_attr_t attr;
 	const dnnl_memory_desc_t *sp;
+	dnnl_status_t st;
 
 	validate_shape(s);
 	p->shape = *s;
-	operand_md(&a_md, s->batch, s->stride_a, s->m, s->k, s->lda, s->trans_a);
-	operand_md(&b_md, s->batch, s->stride_b, s->k, s->n, s->ldb, s->trans_b);
-	operand_md(&c_md, s->batch, s->stride_c, s->m, s->n, s->ldc, false);
+	p->bf16 = ctx->bf16;
+	if (p->bf16) {
+		/* The packed copies: dense, in the stored orientation, batch after batch. */
+		p->a_elems = s->batch * s->m * s->k;
+		p->b_elems = s->batch * s->k * s->n;
+		operand_md(&a_md, s->batch, s->m * s->k, s->m, s->k, s->trans_a ? s->m : s->k,
+			   s->trans_a, dnnl_bf16);
+		operand_md(&b_md, s->batch, s->k * s->n, s->k, s->n, s->trans_b ? s->k : s->n,
+			   s->trans_b, dnnl_bf16);
+	} else {
+		operand_md(&a_md, s->batch, s->stride_a, s->m, s->k, s->lda, s->trans_a,
+			   dnnl_f32);
+		operand_md(&b_md, s->batch, s->stride_b, s->k, s->n, s->ldb, s->trans_b,
+			   dnnl_f32);
+	}
+	operand_md(&c_md, s->batch, s->stride_c, s->m, s->n, s->ldc, false, dnnl_f32);
 	CHECK_DNNL(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md));
 
 	CHECK_DNNL(dnnl_primitive_attr_create(&attr));
@@ -144,7 +212,14 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 		CHECK_DNNL(dnnl_primitive_attr_set_post_ops(attr, po));
 		CHECK_DNNL(dnnl_post_ops_destroy(po));
 	}
-	CHECK_DNNL(dnnl_primitive_desc_create(&p->pd, &desc, attr, ctx->engine, NULL));
+	st = dnnl_primitive_desc_create(&p->pd, &desc, attr, ctx->engine, NULL);
+	/* kernels_ctx_set_bf16 refuses a CPU without bf16 matmuls, so this is a bug or
+	 * a changed ONEDNN_MAX_CPU_ISA; say which rather than print a status code. */
+	if (st != dnnl_success && p->bf16)
+		FATAL("bf16 matmul %ldx%ldx%ld: oneDNN has no implementation on this CPU "
+		      "(status %d, ISA %s); bf16 needs avx512_core_bf16", (long)s->m, (long)s->n,
+		      (long)s->k, (int)st, isa_name(dnnl_get_effective_cpu_isa()));
+	CHECK_DNNL(st);
 	CHECK_DNNL(dnnl_primitive_attr_destroy(attr));
 	CHECK_DNNL(dnnl_primitive_create(&p->prim, p->pd));
 	CHECK_DNNL(dnnl_primitive_desc_query(p->pd, dnnl_query_impl_info_str, 0, &p->impl));
@@ -182,7 +257,7 @@ const struct matmul_plan *matmul_plan_get(struct kernels_ctx *ctx,
 
 	ENSURE(!omp_in_parallel());
 	for (int i = 0; i < ctx->nplans; i++)
-		if (shape_equal(&ctx->plans[i]->shape, shape))
+		if (ctx->plans[i]->bf16 == ctx->bf16 && shape_equal(&ctx->plans[i]->shape, shape))
 			return ctx->plans[i];
 	p = plan_create(ctx, shape);
 	if (ctx->nplans == ctx->cap) {
@@ -199,13 +274,19 @@ const char *matmul_plan_impl(const struct matmul_plan *plan)
 	return plan->impl;
 }
 
+bool matmul_plan_is_bf16(const struct matmul_plan *plan)
+{
+	return plan->bf16;
+}
+
 int matmul_plan_count(const struct kernels_ctx *ctx)
 {
 	return ctx->nplans;
 }
 
-void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
-		const float *a, const float *b)
+/* Points the calling thread's memory objects at the buffers and runs the plan. */
+static void execute(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
+		    const void *a, const void *b)
 {
 	int t = omp_get_thread_num();
 	dnnl_memory_t *m = &plan->mem[t * MEM_COUNT];
@@ -223,6 +304,48 @@ void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *
 	CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_SCRATCH], ctx->scratch[t]));
 	CHECK_DNNL(dnnl_primitive_execute(plan->prim, ctx->streams[t], 4, args));
 	CHECK_DNNL(dnnl_stream_wait(ctx->streams[t]));
+}
+
+/* The calling thread's conversion buffer, at least `elems` long: grown (never
+ * shrunk) on first need, so after the first step nothing is allocated. */
+static uint16_t *cvt_buffer(struct kernels_ctx *ctx, size_t elems)
+{
+	int t = omp_get_thread_num();
+
+	ENSURE(t < ctx->nthreads);
+	if (ctx->cvt_elems[t] < elems) {
+		free(ctx->cvt[t]);
+		ctx->cvt[t] = xaligned_alloc(elems * sizeof(uint16_t));
+		ctx->cvt_elems[t] = elems;
+	}
+	return ctx->cvt[t];
+}
+
+void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
+		const float *a, const float *b)
+{
+	const struct matmul_shape *s = &plan->shape;
+	/* B starts on a 64-byte boundary after A. */
+	const int64_t b_off = (plan->a_elems + 31) & ~(int64_t)31;
+	uint16_t *buf;
+
+	if (!plan->bf16) {
+		execute(ctx, plan, c, a, b);
+		return;
+	}
+	buf = cvt_buffer(ctx, (size_t)(b_off + plan->b_elems));
+	bf16_pack(buf, a, s->batch, s->stride_a, s->trans_a ? s->k : s->m,
+		  s->trans_a ? s->m : s->k, s->lda);
+	bf16_pack(buf + b_off, b, s->batch, s->stride_b, s->trans_b ? s->n : s->k,
+		  s->trans_b ? s->k : s->n, s->ldb);
+	execute(ctx, plan, c, buf, buf + b_off);
+}
+
+void matmul_run_bf16(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
+		     const uint16_t *a, const uint16_t *b)
+{
+	ENSURE(plan->bf16);
+	execute(ctx, plan, c, a, b);
 }
 
 void matmul(struct kernels_ctx *ctx, float *c, const float *a, const float *b, int64_t m,

@@ -12,11 +12,21 @@
  * matmul_run() is safe to call from inside an OpenMP parallel region (each thread has
  * its own stream, memory objects and scratchpad); matmul_plan_get() is not, so get the
  * plans before the region. Knows nothing of MPI or of the model.
+ *
+ * Precision is a setting of the context, not of the call, so callers are the same in
+ * both: float32 by default; after kernels_ctx_set_bf16(ctx, true) every plan made
+ * from then on is a bfloat16 one. Its matmul_run converts A and B (round to nearest
+ * even, trainer/kernels/bf16.h) into dense bf16 copies in a per-thread buffer (grown
+ * on first use, then reused; nothing is cached across calls, so the caller may change
+ * its operands freely), multiplies them with float32 accumulation, and writes (or
+ * with `accumulate` adds to) float32 C exactly as the float32 plan does. Operands,
+ * results, parameters and gradients stay float32 in the caller's memory.
  */
 #ifndef RN_MATMUL_H
 #define RN_MATMUL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct kernels_ctx;
@@ -36,6 +46,16 @@ struct matmul_shape {
 struct kernels_ctx *kernels_ctx_init(void);
 void kernels_ctx_free(struct kernels_ctx *ctx);
 
+/*
+ * Turns bfloat16 matmuls on or off for the plans got from now on. 0, or -ENOTSUP
+ * with one line in err when oneDNN on this CPU has no native bf16 matmul (it needs
+ * AVX512-BF16, ISA avx512_core_bf16: below avx512_core oneDNN has none at all, and
+ * on plain avx512_core it emulates bf16 3-4x slower than float32, which defeats the
+ * purpose). There is no silent fallback: the caller asked for bf16 and decides.
+ */
+int kernels_ctx_set_bf16(struct kernels_ctx *ctx, bool on, char *err, size_t errlen);
+bool kernels_ctx_bf16(const struct kernels_ctx *ctx);
+
 /* A dense shape with natural leading dimensions (lda = K or M, ldb = N or K, ldc = N). */
 struct matmul_shape matmul_shape_dense(int64_t m, int64_t n, int64_t k, bool trans_a,
 				       bool trans_b, bool accumulate);
@@ -45,11 +65,23 @@ const struct matmul_plan *matmul_plan_get(struct kernels_ctx *ctx,
 					  const struct matmul_shape *shape);
 /* oneDNN's implementation name for the plan (e.g. "brg:avx512_core"). */
 const char *matmul_plan_impl(const struct matmul_plan *plan);
+bool matmul_plan_is_bf16(const struct matmul_plan *plan);
 int matmul_plan_count(const struct kernels_ctx *ctx);
 
-/* c (+)= op(a) op(b) with the plan's shape. */
+/* c (+)= op(a) op(b) with the plan's shape (float32 operands, whatever the plan's
+ * precision: a bf16 plan converts them first). */
 void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
 		const float *a, const float *b);
+
+/*
+ * A bf16 plan on operands the caller has already converted and packed densely in
+ * their stored orientation: a is (batch, M, K), or (batch, K, M) when trans_a; b is
+ * (batch, K, N), or (batch, N, K) when trans_b (bf16_pack with the shape's lda/ldb
+ * makes them). For measuring the bf16 ceiling without the conversion, and for a
+ * caller that reuses a converted operand.
+ */
+void matmul_run_bf16(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
+		     const uint16_t *a, const uint16_t *b);
 
 /* Shorthand: get the plan for a dense shape and run it. Not inside a parallel region. */
 void matmul(struct kernels_ctx *ctx, float *c, const float *a, const float *b, int64_t m,

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The bf16 target of the performance issue, measured on this machine:
+#
+#  1. throughput: retnet-bench-step --bf16 on bench-small (d=512, 6 layers, 4 heads,
+#     f=1024, T=2048, C=128, batch 4; forward + backward + AdamW), which times fp32
+#     and bf16 steps in turn in one process (a noisy machine slows both alike);
+#     ROUNDS such processes; prints each one's tokens/s, MFU and ratio, then the
+#     median ratio. Target: bf16 >= 1.6x fp32.
+#  2. loss curve (CURVE=1): the default run (scripts/main-job.sh, i.e.
+#     jobs/configs/kjv-small.cfg on 2 ranks) for ITERS iterations without and with
+#     --bf16, same seed and data order; compares the training loss at every log
+#     interval and the held-out losses: max relative difference. Target: < 1% over
+#     the first 500 iterations. Takes two full runs (~8 min each on a quiet 2-core
+#     machine).
+#
+# Knobs (environment): BUILD (build), THREADS (2), ROUNDS (2; 0 skips part 1), STEPS
+# (3, timed steps per precision and round), CURVE (1; 0 skips part 2), ITERS (500), OUT
+# (out/bench-bf16). Needs a built tree for part 1; part 2 goes through main-job.sh,
+# which installs and builds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-2}
+STEPS=${STEPS:-3}
+CURVE=${CURVE:-1}
+ITERS=${ITERS:-500}
+OUT=${OUT:-out/bench-bf16}
+mkdir -p "$OUT"
+
+throughput() {
+echo "== 1. throughput: bench-small, fp32 and bf16 steps in turn, $ROUNDS round(s), $THREADS threads"
+echo "   (load average now: $(cut -d' ' -f1-3 /proc/loadavg); other work on the machine makes"
+echo "   the absolute figures noisy, the ratio less so)"
+: >"$OUT/throughput.jsonl"
+for r in $(seq 1 "$ROUNDS"); do
+	OMP_NUM_THREADS=$THREADS "$BUILD/retnet-bench-step" --bf16 --steps "$STEPS" >"$OUT/round$r.txt"
+	grep '^{' "$OUT/round$r.txt" >>"$OUT/throughput.jsonl"
+	grep -E '^(fp32|bf16): (step|tokens)|^bf16 / fp32' "$OUT/round$r.txt" | sed "s/^/   round $r: /"
+done
+awk '{ if (match($0, /"bf16_speedup":[0-9.]+/)) print substr($0, RSTART + 15, RLENGTH - 15) }' \
+	"$OUT/throughput.jsonl" | sort -g | awk '{ v[NR] = $1 }
+	END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+	      printf "   bf16 / fp32 tokens/s (best steps), median of %d round(s): %.3fx (target 1.6x)\n", NR, m }'
+awk '{ if (match($0, /"bf16_speedup_pairs":[0-9.]+/)) print substr($0, RSTART + 21, RLENGTH - 21) }' \
+	"$OUT/throughput.jsonl" | sort -g | awk '{ v[NR] = $1 }
+	END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+	      printf "   bf16 / fp32 tokens/s (neighbouring pairs), median of %d round(s): %.3fx\n", NR, m }'
+}
+[[ $ROUNDS -gt 0 ]] && throughput
+[[ $CURVE == 1 ]] || exit 0
+
+echo "== 2. loss curve: the default run for $ITERS iterations, fp32 then bf16"
+for p in fp32 bf16; do
+	flag=()
+	[[ $p == bf16 ]] && flag=(--bf16)
+	OUT="$OUT/curve-$p" scripts/main-job.sh --train-iters "$ITERS" "${flag[@]}" \
+		>"$OUT/curve-$p.log" 2>&1
+	grep -E "^retnet-train:|^done in|final held-out" "$OUT/curve-$p.log" | sed "s/^/   $p: /"
+done
+
+# "iteration value" for each JSON line with KEY.
+column_of() {
+	awk -v key="$2" '{ i = ""; v = ""
+		if (match($0, /"iteration":[^,}]*/)) i = substr($0, RSTART + 12, RLENGTH - 12)
+		if (match($0, "\"" key "\":[^,}]*")) v = substr($0, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
+		if (i != "" && v != "") print i, v }' "$1"
+}
+for key in loss val_loss; do
+	column_of "$OUT/curve-fp32/metrics.jsonl" $key >"$OUT/fp32.$key"
+	column_of "$OUT/curve-bf16/metrics.jsonl" $key >"$OUT/bf16.$key"
+	awk 'NR == FNR { a[$1] = $2; next } $1 in a { print $1, a[$1], $2 }' \
+		"$OUT/fp32.$key" "$OUT/bf16.$key" >"$OUT/both.$key"
+done
+echo "   iteration   fp32 loss   bf16 loss   rel. diff   (every 50 iterations)"
+awk '$1 % 50 == 0 { d = ($3 - $2) / $2; printf "   %9d   %9.4f   %9.4f   %+9.2e\n", $1, $2, $3, d }' \
+	"$OUT/both.loss"
+for key in loss val_loss; do
+	awk -v key=$key '{ d = ($3 - $2) / $2; if (d < 0) d = -d; if (d > m) { m = d; at = $1 } n++ }
+		END { printf "   %-8s: %d points, max relative difference %.3g%% (iteration %d; target < 1%%)\n",
+		      key, n, 100 * m, at }' "$OUT/both.$key"
+done
+echo "bench_bf16: throughput $OUT/throughput.jsonl; curves $OUT/curve-{fp32,bf16}/metrics.jsonl"

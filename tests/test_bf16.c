@@ -1,0 +1,383 @@
+/*
+ * The bf16 path: the float32 -> bfloat16 conversion against an arithmetic reference
+ * (bit for bit, on every sign/exponent/7-bit-mantissa pattern with the rounding
+ * boundaries of its dropped half, plus named cases: ties, overflow, denormals,
+ * NaN and Inf), the strided packing, and the bf16 matmul plans against a float64
+ * reference computed on the bf16-ROUNDED inputs (every transpose, accumulation,
+ * padded leading dimensions, batches, calls from OpenMP threads).
+ *
+ *   test_bf16                      everything; the matmul part is skipped (and says
+ *                                  so) on a CPU without AVX512-BF16
+ *   test_bf16 --expect-unsupported kernels_ctx_set_bf16 must refuse with one line
+ *                                  (run under ONEDNN_MAX_CPU_ISA=AVX512_CORE)
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "common/alloc.h"
+#include "common/rng.h"
+#include "tests/harness.h"
+#include "tests/ref/bf16_ref.h"
+#include "tests/ref/matmul_ref.h"
+#include "trainer/kernels/bf16.h"
+#include "trainer/kernels/matmul.h"
+
+static float f32_of_bits(uint32_t u)
+{
+	float x;
+
+	memcpy(&x, &u, sizeof(x));
+	return x;
+}
+
+static uint32_t bits_of(float x)
+{
+	uint32_t u;
+
+	memcpy(&u, &x, sizeof(u));
+	return u;
+}
+
+/* ---- conversion ------------------------------------------------------------- */
+
+/* Every upper half (sign, exponent, 7 mantissa bits) with the lower halves that sit
+ * on and around the rounding boundaries, and a few random ones: the array routine,
+ * the one-value routine and bf16_pack against the reference, bit for bit. */
+static void check_conversion_sweep(void)
+{
+	static const uint32_t lows[] = {0x0000, 0x0001, 0x3fff, 0x7ffe, 0x7fff, 0x8000,
+					0x8001, 0xbfff, 0xfffe, 0xffff};
+	enum { NLOW = sizeof(lows) / sizeof(lows[0]), NRAND = 4, PER = NLOW + NRAND };
+	const int64_t n = (int64_t)0x10000 * PER;
+	float *src = xmalloc(sizeof(float) * (size_t)n);
+	uint16_t *got = xmalloc(sizeof(uint16_t) * (size_t)n);
+	uint16_t *packed = xmalloc(sizeof(uint16_t) * (size_t)n);
+	int64_t bad = 0, bad_one = 0, bad_pack = 0, nan_lost = 0, nans = 0;
+
+	for (uint32_t hi = 0; hi < 0x10000; hi++)
+		for (int j = 0; j < PER; j++) {
+			uint32_t lo = j < NLOW ? lows[j]
+					       : (uint32_t)(rng_uniform(11, hi, (uint64_t)j) * 65536.0);
+
+			src[hi * PER + j] = f32_of_bits(hi << 16 | (lo & 0xffff));
+		}
+	bf16_from_f32(got, src, n);
+	/* The same values as PER-wide rows of a (0x10000, PER) block: packing, split over
+	 * the threads, must give the same bits. */
+	bf16_pack(packed, src, 1, 0, 0x10000, PER, PER);
+	for (int64_t i = 0; i < n; i++) {
+		uint16_t want = ref_bf16_round(src[i]);
+
+		if (got[i] != want && bad++ < 10)
+			fprintf(stderr, "  bf16(0x%08x) = 0x%04x, want 0x%04x\n",
+				(unsigned)bits_of(src[i]), got[i], want);
+		bad_one += bf16_from_f32_one(src[i]) != want;
+		bad_pack += packed[i] != want;
+		if (isnan(src[i])) {
+			nans++;
+			/* Independent of the bit rule: a NaN must stay a NaN (0x7f800001's
+			 * top half alone would be Inf). */
+			nan_lost += !isnan(bf16_to_f32_one(got[i]));
+		}
+	}
+	EXPECT_TRUE(bad == 0, "%ld of %ld conversions differ from the reference", (long)bad,
+		    (long)n);
+	EXPECT_TRUE(bad_one == 0, "bf16_from_f32_one: %ld differ", (long)bad_one);
+	EXPECT_TRUE(bad_pack == 0, "bf16_pack: %ld differ", (long)bad_pack);
+	EXPECT_TRUE(nans > 0 && nan_lost == 0, "%ld of %ld NaNs did not stay NaN", (long)nan_lost,
+		    (long)nans);
+	printf("ok   conversion sweep: %ld values (%ld NaN), all bit-exact\n", (long)n, (long)nans);
+	free(src), free(got), free(packed);
+}
+
+/* Named cases, with the expected bits written out by hand. */
+static void check_conversion_cases(void)
+{
+	static const struct {
+		uint32_t in;
+		uint16_t want;
+		const char *what;
+	} cases[] = {
+		{0x3f800000, 0x3f80, "1.0"},
+		{0x3f808000, 0x3f80, "1 + 2^-8: a tie, kept half even: down"},
+		{0x3f818000, 0x3f82, "1 + 3 2^-8: a tie, kept half odd: up"},
+		{0x3f808001, 0x3f81, "just above the tie: up"},
+		{0x3f807fff, 0x3f80, "just below the tie: down"},
+		{0xbf808001, 0xbf81, "negative: symmetric"},
+		{0x00000000, 0x0000, "+0"},
+		{0x80000000, 0x8000, "-0"},
+		{0x00000001, 0x0000, "smallest denormal: rounds to +0"},
+		{0x80000001, 0x8000, "smallest negative denormal: rounds to -0"},
+		{0x00008000, 0x0000, "denormal tie, even: down to 0"},
+		{0x00018000, 0x0002, "denormal tie, odd: up"},
+		{0x00010000, 0x0001, "smallest bf16 denormal: kept, not flushed"},
+		{0x007fffff, 0x0080, "largest denormal: rounds up to the smallest normal"},
+		{0x7f7f7fff, 0x7f7f, "below the overflow midpoint: the largest bf16"},
+		{0x7f7f8000, 0x7f80, "overflow midpoint, odd: Inf"},
+		{0x7f7fffff, 0x7f80, "FLT_MAX: Inf"},
+		{0xff7fffff, 0xff80, "-FLT_MAX: -Inf"},
+		{0x7f800000, 0x7f80, "+Inf"},
+		{0xff800000, 0xff80, "-Inf"},
+		{0x7fc00000, 0x7fc0, "quiet NaN"},
+		{0x7f800001, 0x7fc0, "signalling NaN, payload in the low half: quiet NaN"},
+		{0xff810000, 0xffc1, "negative signalling NaN: sign and payload kept, quieted"},
+		{0x7fffffff, 0x7fff, "NaN with every payload bit: no carry into the sign"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		float x = f32_of_bits(cases[i].in);
+		uint16_t got = bf16_from_f32_one(x), ref = ref_bf16_round(x);
+
+		EXPECT_TRUE(got == cases[i].want && ref == cases[i].want,
+			    "%s: bf16(0x%08x) = 0x%04x, reference 0x%04x, want 0x%04x",
+			    cases[i].what, (unsigned)cases[i].in, got, ref, cases[i].want);
+	}
+	/* Widening is exact and narrowing it again is the identity (NaNs: quieted). */
+	{
+		int64_t bad = 0;
+
+		for (uint32_t h = 0; h < 0x10000; h++) {
+			float x = bf16_to_f32_one((uint16_t)h);
+			double v = ref_bf16_value((uint16_t)h);
+			bool nan = ((h >> 7) & 0xff) == 0xff && (h & 0x7f);
+			uint16_t back = bf16_from_f32_one(x);
+
+			if (nan)
+				bad += !isnan(x) || back != (h | 0x40);
+			else
+				bad += (double)x != v || back != h;
+		}
+		EXPECT_TRUE(bad == 0, "bf16 -> f32 -> bf16: %ld of 65536 patterns wrong", (long)bad);
+	}
+}
+
+/* bf16_pack of strided, batched, overlapping-row blocks (heads inside wide rows). */
+static void check_pack(void)
+{
+	enum { B = 3, R = 37, C = 11, LD = 3 * C + 5, BS = C };
+	float src[R * LD];
+	uint16_t got[B * R * C];
+	int64_t bad = 0;
+
+	for (int i = 0; i < R * LD; i++)
+		src[i] = (float)(rng_normal(12, 1, (uint64_t)i) * 100.0);
+	bf16_pack(got, src, B, BS, R, C, LD);
+	for (int b = 0; b < B; b++)
+		for (int r = 0; r < R; r++)
+			for (int c = 0; c < C; c++)
+				bad += got[(b * R + r) * C + c] !=
+				       ref_bf16_round(src[b * BS + r * LD + c]);
+	EXPECT_TRUE(bad == 0, "bf16_pack strided batches: %ld of %d wrong", (long)bad, B * R * C);
+}
+
+/* ---- matmul ----------------------------------------------------------------- */
+
+/* x float32 uniform in (-1, 1); xd its bf16 rounding in double, xu unrounded. */
+static void fill(float *x, double *xd, double *xu, int64_t n, uint64_t stream)
+{
+	for (int64_t i = 0; i < n; i++) {
+		x[i] = (float)(2.0 * rng_uniform(7, stream, (uint64_t)i) - 1.0);
+		xd[i] = ref_bf16_value(ref_bf16_round(x[i]));
+		if (xu)
+			xu[i] = x[i];
+	}
+}
+
+static double max_abs_diff(const float *x, const double *y, int64_t n)
+{
+	double m = 0.0;
+
+	for (int64_t i = 0; i < n; i++)
+		m = fmax(m, fabs((double)x[i] - y[i]));
+	return m;
+}
+
+/*
+ * Products of bf16 values are exact in float32 (8 x 8 significant bits), so the
+ * only error left against the float64 reference on the ROUNDED inputs is float32
+ * accumulation: the float32 tests' tolerance holds. Against the UNROUNDED inputs the
+ * error is some 2^-9 per term: the check that the inputs really were rounded.
+ */
+static void check_case(struct kernels_ctx *ctx, int64_t m, int64_t n, int64_t k, bool ta,
+		       bool tb, bool acc, int64_t pad)
+{
+	struct matmul_shape s = matmul_shape_dense(m, n, k, ta, tb, acc);
+	int64_t arows = ta ? k : m, brows = tb ? n : k;
+	float *a, *b, *c;
+	double *ad, *bd, *cd, *au, *bu, *cu;
+	const struct matmul_plan *p;
+	char label[128];
+
+	s.lda += pad;
+	s.ldb += pad;
+	s.ldc += pad;
+	a = xmalloc(sizeof(float) * arows * s.lda);
+	b = xmalloc(sizeof(float) * brows * s.ldb);
+	c = xmalloc(sizeof(float) * m * s.ldc);
+	ad = xmalloc(sizeof(double) * arows * s.lda);
+	bd = xmalloc(sizeof(double) * brows * s.ldb);
+	cd = xmalloc(sizeof(double) * m * s.ldc);
+	au = xmalloc(sizeof(double) * arows * s.lda);
+	bu = xmalloc(sizeof(double) * brows * s.ldb);
+	cu = xmalloc(sizeof(double) * m * s.ldc);
+	fill(a, ad, au, arows * s.lda, 1);
+	fill(b, bd, bu, brows * s.ldb, 2);
+	/* C is float32 on both paths: the accumulated values are not rounded. */
+	for (int64_t i = 0; i < m * s.ldc; i++) {
+		c[i] = (float)(2.0 * rng_uniform(7, 3, (uint64_t)i) - 1.0);
+		cd[i] = cu[i] = c[i];
+	}
+	p = matmul_plan_get(ctx, &s);
+	EXPECT_TRUE(matmul_plan_is_bf16(p), "a plan made with bf16 on must be a bf16 plan");
+	matmul_run(ctx, p, c, a, b);
+	ref_matmul(cd, ad, bd, m, n, k, s.lda, s.ldb, s.ldc, ta, tb, acc);
+	ref_matmul(cu, au, bu, m, n, k, s.lda, s.ldb, s.ldc, ta, tb, acc);
+	snprintf(label, sizeof(label), "bf16 matmul m=%ld n=%ld k=%ld ta=%d tb=%d acc=%d pad=%ld",
+		 (long)m, (long)n, (long)k, ta, tb, acc, (long)pad);
+	EXPECT_CLOSE(c, cd, m * s.ldc, 1e-5, 1e-5, label);
+	if (k >= 64)
+		EXPECT_TRUE(max_abs_diff(c, cu, m * s.ldc) > 1e-4,
+			    "%s: as close to the unrounded product as to the rounded one (%.3g): "
+			    "were the inputs converted?", label, max_abs_diff(c, cu, m * s.ldc));
+	free(a), free(b), free(c), free(ad), free(bd), free(cd), free(au), free(bu), free(cu);
+}
+
+static void check_batched(struct kernels_ctx *ctx)
+{
+	/* 3 products of 5x7 by 7x4 packed side by side in wider rows, as the retention
+	 * kernels address heads inside the projection rows; accumulating. */
+	enum { B = 3, M = 5, N = 4, K = 7, LDA = 3 * K + 2, LDB = 3 * N + 1, LDC = 3 * N };
+	struct matmul_shape s = {
+		.batch = B, .m = M, .n = N, .k = K, .lda = LDA, .ldb = LDB, .ldc = LDC,
+		.stride_a = K, .stride_b = N, .stride_c = N, .accumulate = true,
+	};
+	float a[M * LDA], b[K * LDB], c[M * LDC];
+	double ad[M * LDA], bd[K * LDB], cd[M * LDC];
+
+	fill(a, ad, NULL, M * LDA, 4);
+	fill(b, bd, NULL, K * LDB, 5);
+	for (int i = 0; i < M * LDC; i++)
+		c[i] = (float)(cd[i] = 0.25 * i);
+	matmul_run(ctx, matmul_plan_get(ctx, &s), c, a, b);
+	for (int i = 0; i < B; i++)
+		ref_matmul(cd + i * N, ad + i * K, bd + i * N, M, N, K, LDA, LDB, LDC, false,
+			   false, true);
+	EXPECT_CLOSE(c, cd, M * LDC, 1e-5, 1e-6, "bf16 batched strided matmul, accumulating");
+}
+
+static void check_threaded(struct kernels_ctx *ctx)
+{
+	/* Each thread runs the same plan on its own buffers, converting into its own
+	 * buffer; one size per thread grows that buffer in the middle of the region. */
+	enum { M = 33, N = 17, K = 129, R = 8 };
+	struct matmul_shape s = matmul_shape_dense(M, N, K, false, true, false);
+	const struct matmul_plan *p = matmul_plan_get(ctx, &s);
+	float *a = xmalloc(sizeof(float) * R * M * K), *b = xmalloc(sizeof(float) * N * K);
+	float *c = xmalloc(sizeof(float) * R * M * N);
+	double *ad = xmalloc(sizeof(double) * R * M * K), *bd = xmalloc(sizeof(double) * N * K);
+	double *cd = xmalloc(sizeof(double) * R * M * N);
+
+	fill(a, ad, NULL, R * M * K, 6);
+	fill(b, bd, NULL, N * K, 7);
+#pragma omp parallel for
+	for (int r = 0; r < R; r++)
+		matmul_run(ctx, p, c + r * M * N, a + r * M * K, b);
+	for (int r = 0; r < R; r++)
+		ref_matmul(cd + r * M * N, ad + r * M * K, bd, M, N, K, K, K, N, false, true,
+			   false);
+	EXPECT_CLOSE(c, cd, R * M * N, 1e-5, 1e-6, "bf16 matmul_run inside omp parallel");
+	free(a), free(b), free(c), free(ad), free(bd), free(cd);
+}
+
+/* matmul_run_bf16 on operands packed by the caller equals matmul_run. */
+static void check_prepacked(struct kernels_ctx *ctx)
+{
+	enum { M = 40, N = 24, K = 72 };
+	struct matmul_shape s = matmul_shape_dense(M, N, K, true, false, false);
+	const struct matmul_plan *p = matmul_plan_get(ctx, &s);
+	float a[K * M], b[K * N], c1[M * N], c2[M * N];
+	uint16_t ah[K * M], bh[K * N];
+	double ad[K * M], bd[K * N];
+
+	fill(a, ad, NULL, K * M, 8);
+	fill(b, bd, NULL, K * N, 9);
+	bf16_pack(ah, a, 1, 0, K, M, M);
+	bf16_pack(bh, b, 1, 0, K, N, N);
+	matmul_run(ctx, p, c1, a, b);
+	matmul_run_bf16(ctx, p, c2, ah, bh);
+	EXPECT_TRUE(memcmp(c1, c2, sizeof(c1)) == 0,
+		    "matmul_run_bf16 on pre-packed operands differs from matmul_run");
+}
+
+static void check_matmul(void)
+{
+	struct kernels_ctx *ctx = kernels_ctx_init();
+	const int64_t sizes[][3] = {{1, 1, 1}, {7, 5, 3}, {64, 192, 64}, {130, 257, 96}};
+	char err[256];
+	const struct matmul_plan *f32_plan;
+	struct matmul_shape probe = matmul_shape_dense(64, 192, 64, false, false, false);
+	int plans, rc;
+
+	if (kernels_ctx_set_bf16(ctx, true, err, sizeof(err))) {
+		printf("skip bf16 matmul checks: %s\n", err);
+		kernels_ctx_free(ctx);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		for (int ta = 0; ta < 2; ta++)
+			for (int tb = 0; tb < 2; tb++)
+				for (int acc = 0; acc < 2; acc++)
+					check_case(ctx, sizes[i][0], sizes[i][1], sizes[i][2],
+						   ta, tb, acc, (i & 1) ? 3 : 0);
+	check_batched(ctx);
+	check_threaded(ctx);
+	check_prepacked(ctx);
+	printf("impl of the bf16 64x192x64 plan: %s\n",
+	       matmul_plan_impl(matmul_plan_get(ctx, &probe)));
+
+	/* Precision is the context's: switching back gets float32 plans, and both kinds
+	 * stay cached side by side. */
+	rc = kernels_ctx_set_bf16(ctx, false, err, sizeof(err));
+	EXPECT_TRUE(rc == 0, "turning bf16 off: %d", rc);
+	plans = matmul_plan_count(ctx);
+	f32_plan = matmul_plan_get(ctx, &probe);
+	EXPECT_TRUE(!matmul_plan_is_bf16(f32_plan) && matmul_plan_count(ctx) == plans + 1,
+		    "bf16 off must give a new float32 plan for the same shape");
+	rc = kernels_ctx_set_bf16(ctx, true, err, sizeof(err));
+	EXPECT_TRUE(rc == 0, "turning bf16 on again: %d", rc);
+	EXPECT_TRUE(matmul_plan_is_bf16(matmul_plan_get(ctx, &probe)) &&
+			    matmul_plan_count(ctx) == plans + 1,
+		    "bf16 on again must reuse the cached bf16 plan");
+	kernels_ctx_free(ctx);
+}
+
+/* Under ONEDNN_MAX_CPU_ISA=AVX512_CORE: a refusal with one line, not a crash. */
+static int expect_unsupported(void)
+{
+	struct kernels_ctx *ctx = kernels_ctx_init();
+	char err[256] = "";
+	int rc = kernels_ctx_set_bf16(ctx, true, err, sizeof(err));
+
+	printf("kernels_ctx_set_bf16: %d: %s\n", rc, err);
+	EXPECT_TRUE(rc == -ENOTSUP && strstr(err, "--bf16: ") == err &&
+			    strstr(err, "avx512_core_bf16") && !strchr(err, '\n'),
+		    "want -ENOTSUP and one line naming the missing ISA");
+	EXPECT_TRUE(!kernels_ctx_bf16(ctx), "a refused switch must leave float32 on");
+	kernels_ctx_free(ctx);
+	return test_finish();
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "--expect-unsupported"))
+		return expect_unsupported();
+	check_conversion_cases();
+	check_conversion_sweep();
+	check_pack();
+	check_matmul();
+	return test_finish();
+}
