@@ -5,7 +5,7 @@
 # chunkwise, parallel and recurrent forms, and as one stream (chunkwise), on 1 rank
 # x THREADS threads. Prints tokens/s per form (the nll must agree too), and the
 # ratio to training tokens/s of the same model and batch (retnet-bench-step, forward
-# + backward) measured in the same run.
+# + backward + AdamW) measured in the same run.
 # Usage: bench/bench_eval.sh [BUILD_DIR] [THREADS]
 set -euo pipefail
 BUILD=${1:-build}
@@ -31,4 +31,4 @@ for run in "windows chunkwise" "windows parallel" "windows recurrent" "stream ch
 done
 train_tps=$("$BUILD/retnet-bench-step" --config bench-small --steps 2 | grep -o '"tokens_per_sec":[0-9.]*' | cut -d: -f2)
 awk -v t="$train_tps" -F'|' '$3 ~ /chunkwise/ && $2 ~ /windows/ {
-	printf "training (bench-small step, fwd+bwd): %.0f tokens/s; evaluation, windows, chunkwise: %.0f tokens/s = %.2fx\n", t, $4, $4 / t }' "$T/table"
+	printf "training (bench-small step, fwd+bwd+AdamW): %.0f tokens/s; evaluation, windows, chunkwise: %.0f tokens/s = %.2fx\n", t, $4, $4 / t }' "$T/table"
