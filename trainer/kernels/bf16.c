@@ -4,17 +4,10 @@
 #include <stdbool.h>
 #include <string.h>
 
-/*
- * On x86-64 the two array loops get an AVX-512 clone beside the baseline (SSE2)
- * one, chosen once by the dynamic loader (GCC/Clang function multiversioning): the
- * loop is memory-bound with AVX-512 and about 2.5x slower without it. Everywhere
- * else the plain loop is all there is.
- */
-#if defined(__x86_64__) && defined(__GNUC__)
-#define RN_BF16_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
-#else
-#define RN_BF16_CLONES
-#endif
+#include "trainer/kernels/simd.h"
+
+/* The two array loops are memory-bound with AVX-512 and about 2.5x slower without
+ * it: they get an AVX-512 clone (trainer/kernels/simd.h). */
 
 /* Blocks below this many values are converted by one thread (a fork costs more). */
 enum { PACK_PARALLEL_MIN = 1 << 15, PACK_BLOCK = 1 << 14 };
@@ -52,7 +45,7 @@ float bf16_to_f32_one(uint16_t h)
 	return x;
 }
 
-RN_BF16_CLONES
+RN_SIMD_CLONES
 void bf16_from_f32(uint16_t *restrict dst, const float *restrict src, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++) {
@@ -63,7 +56,7 @@ void bf16_from_f32(uint16_t *restrict dst, const float *restrict src, int64_t n)
 	}
 }
 
-RN_BF16_CLONES
+RN_SIMD_CLONES
 void bf16_to_f32(float *restrict dst, const uint16_t *restrict src, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++) {

@@ -1,0 +1,20 @@
+/*
+ * simd: one macro for the elementwise loops that must vectorise wider than the
+ * x86-64 baseline (SSE2) without requiring more of the CPU.
+ *
+ * RN_SIMD_CLONES on a function compiles it twice, for x86-64-v4 (AVX-512) and for the
+ * baseline, and the dynamic loader picks one at start-up (GCC/Clang function
+ * multiversioning). OpenMP-outlined bodies do not inherit the clones, so the cloned
+ * function is the per-thread block, called from inside the parallel loop. Elsewhere
+ * the macro is empty and the plain loop is all there is.
+ */
+#ifndef RN_SIMD_H
+#define RN_SIMD_H
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define RN_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
+#else
+#define RN_SIMD_CLONES
+#endif
+
+#endif
