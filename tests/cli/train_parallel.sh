@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Every parallel layout against the single-rank run on the same seed, data and
 # global batch (8 sequences; one rank accumulates 2 micro-batches of 4): the 10
-# losses within 1e-5 relative and the gradient norms within 1e-3 (AdamW barely sees
-# a gradient scaled by a constant, the norm does; the norms drift by up to 1.3e-4
-# by step 10 from summation order, a scaling bug moves them by 2x; slice-by-slice
-# gradients are checked at 1e-5 in test_tp). Where rank 0 holds the whole
-# model (TP = 1), the parameters afterwards too, within 5e-5 of their largest
-# magnitude (measured up to 1.2e-5: AdamW divides by sqrt(v), so entries whose gradient is
-# near zero turn summation-order differences into visible ones; a bug moves them by
-# 1e-3 or more). Layouts: DP=2, DP=2 with accumulation, TP=2, TP=4, TP=2 x DP=2,
+# losses within 1e-5 relative and the gradient norms within 5e-3 (AdamW barely sees
+# a gradient scaled by a constant, the norm does; a scaling bug moves them by 2x;
+# slice-by-slice gradients are checked at 1e-5 in test_tp). The norms agree to 1e-7
+# for six steps, then summation-order differences grow: 1.3e-4 by step 10 measured
+# with libm's expf in gelu, 1.2e-3 with the vectorised exp (every layout alike, from
+# step 7: this small model at lr 3e-3 amplifies ulps there). Where rank 0 holds the
+# whole model (TP = 1), the parameters afterwards too, within 3e-4 of their largest
+# magnitude (measured up to 7.3e-5, 1.2e-5 with libm's expf: AdamW divides by
+# sqrt(v), so entries whose gradient is near zero turn summation-order differences
+# into visible ones; a bug moves them by 1e-3 or more). Layouts: DP=2, DP=2 with accumulation, TP=2, TP=4, TP=2 x DP=2,
 # PP=2, PP=4 (6 layers: stages of 2, 2, 1, 1), TP=2 x PP=2 and DP=2 x PP=2 x TP=2
 # on 8 ranks; the pipelines run 4 (or 2) micro-batches on the 1F1B schedule.
 # Usage: train_parallel.sh BUILD_DIR CORPUS_PREFIX
@@ -39,10 +41,10 @@ run() { # run NAME RANKS MICRO TP PP [more flags]
 
 compare() { # compare NAME [params]
 	check "$1: losses = single-rank losses (1e-5 rel)" close_columns "$T/$1.loss" "$T/ref.loss" 1e-5
-	check "$1: gradient norms = single-rank norms (1e-3 rel)" \
-		close_columns "$T/$1.gnorm" "$T/ref.gnorm" 1e-3
+	check "$1: gradient norms = single-rank norms (5e-3 rel)" \
+		close_columns "$T/$1.gnorm" "$T/ref.gnorm" 5e-3
 	[[ ${2:-} == params ]] && check "$1: parameters = single-rank parameters" \
-		"$BUILD/tests/cmp_floats" "$T/$1.params" "$T/ref.params" 5e-5
+		"$BUILD/tests/cmp_floats" "$T/$1.params" "$T/ref.params" 3e-4
 }
 
 check "single rank, 2 micro-batches of 4" run ref 1 4 1 1
