@@ -313,6 +313,58 @@ static void check_prepacked(struct kernels_ctx *ctx)
 		    "matmul_run_bf16 on pre-packed operands differs from matmul_run");
 }
 
+/*
+ * matmul_hold: a held operand gives the same bits as converting it per call, is used
+ * as A and as B (transposed too) while held, and only where the block matches
+ * exactly. That the held copy, not src, is read is shown by changing src while held;
+ * after matmul_release the change is seen.
+ */
+static void check_held(struct kernels_ctx *ctx)
+{
+	enum { M = 48, N = 40, K = 32 };
+	struct matmul_shape s_ab = matmul_shape_dense(M, N, K, false, false, false);
+	struct matmul_shape s_tb = matmul_shape_dense(N, K, M, true, false, false);
+	struct matmul_shape s_half = matmul_shape_dense(M / 2, N, K, false, false, false);
+	const struct matmul_plan *p_ab = matmul_plan_get(ctx, &s_ab);
+	const struct matmul_plan *p_tb = matmul_plan_get(ctx, &s_tb);
+	const struct matmul_plan *p_half = matmul_plan_get(ctx, &s_half);
+	float a[M * K], b[K * N], bt[M * K], c0[M * N], c1[M * N], t0[N * K], t1[N * K];
+	float h0[M / 2 * N], h1[M / 2 * N], saved;
+	double ad[M * K], bd[K * N], btd[M * N];
+
+	fill(a, ad, NULL, M * K, 10);
+	fill(b, bd, NULL, K * N, 11);
+	fill(bt, btd, NULL, M * N, 12);
+	/* references, nothing held: c0 = a b, t0 = bt^T a (a as B), h0 = top half of a, b */
+	matmul_run(ctx, p_ab, c0, a, b);
+	matmul_run(ctx, p_tb, t0, bt, a);
+	matmul_run(ctx, p_half, h0, a + M / 2 * K, b);
+
+	matmul_hold(ctx, 0, a, M * K);
+	matmul_run(ctx, p_ab, c1, a, b);
+	matmul_run(ctx, p_tb, t1, bt, a);
+	EXPECT_TRUE(memcmp(c0, c1, sizeof(c0)) == 0 && memcmp(t0, t1, sizeof(t0)) == 0,
+		    "a held operand (as A and as B) must give the bits of a per-call conversion");
+	saved = a[0];
+	a[0] += 1.0f;
+	matmul_run(ctx, p_ab, c1, a, b);
+	EXPECT_TRUE(memcmp(c0, c1, sizeof(c0)) == 0,
+		    "while held, matmul_run must read the held copy, not convert again");
+	/* a + M/2*K is inside the held block but not it: converted, with the change */
+	a[M / 2 * K] += 1.0f;
+	matmul_run(ctx, p_half, h1, a + M / 2 * K, b);
+	EXPECT_TRUE(memcmp(h0, h1, sizeof(h0)) != 0,
+		    "a block that is not exactly the held one must be converted afresh");
+	a[M / 2 * K] -= 1.0f;
+	matmul_release(ctx, 0);
+	matmul_run(ctx, p_ab, c1, a, b);
+	EXPECT_TRUE(memcmp(c0, c1, sizeof(c0)) != 0,
+		    "after matmul_release, a change of the operand must be seen");
+	a[0] = saved;
+	matmul_run(ctx, p_ab, c1, a, b);
+	EXPECT_TRUE(memcmp(c0, c1, sizeof(c0)) == 0, "restored operand: the first bits again");
+}
+
 static void check_matmul(void)
 {
 	struct kernels_ctx *ctx = kernels_ctx_init();
@@ -336,6 +388,7 @@ static void check_matmul(void)
 	check_batched(ctx);
 	check_threaded(ctx);
 	check_prepacked(ctx);
+	check_held(ctx);
 	printf("impl of the bf16 64x192x64 plan: %s\n",
 	       matmul_plan_impl(matmul_plan_get(ctx, &probe)));
 

@@ -17,6 +17,9 @@
 #include "trainer/metrics.h"
 #include "trainer/model_setup.h"
 
+/* matmul_hold slots: an input read by several products, and an output gradient. */
+enum { HOLD_X, HOLD_DY };
+
 void model_init(struct model *m, const struct model_config *cfg,
 		const struct model_layout *layout)
 {
@@ -180,10 +183,12 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 
 	/* MSR(LN1(x)) on this rank's heads */
 	layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, w->ln1_gain, w->ln1_bias, M, d);
+	matmul_hold(kc, HOLD_X, a->ln1, M * d); /* read by four projections */
 	matmul(kc, a->q, a->ln1, w->wq, M, qk, d, false, false, false);
 	matmul(kc, a->k, a->ln1, w->wk, M, qk, d, false, false, false);
 	matmul(kc, a->v, a->ln1, w->wv, M, vw, d, false, false, false);
 	matmul(kc, a->g, a->ln1, w->wg, M, vw, d, false, false, false);
+	matmul_release(kc, HOLD_X);
 	scale(a->k, (float)(1.0 / sqrt((double)m->dk)), M * qk);
 	rotary_apply(a->q, &m->rotary, B, Hl, qk, +1);
 	rotary_apply(a->k, &m->rotary, B, Hl, qk, +1);
@@ -241,6 +246,18 @@ float model_forward_micro(struct model *m, int slot, const int32_t *inputs,
 
 /* ---- backward ------------------------------------------------------------ */
 
+/* For y = x W (x: M x in, W: in x out): dW += x^T dy, and dx = dy W^T, or
+ * dx += dy W^T with accumulate_dx. Both read dy, so bf16 converts it once. */
+static void linear_backward(struct kernels_ctx *kc, float *dw, float *dx, const float *x,
+			    const float *dy, const float *w, int64_t M, int64_t in,
+			    int64_t out, bool accumulate_dx)
+{
+	matmul_hold(kc, HOLD_DY, dy, M * out);
+	matmul(kc, dw, x, dy, in, out, M, true, false, true);
+	matmul(kc, dx, dy, w, M, in, out, false, true, accumulate_dx);
+	matmul_release(kc, HOLD_DY);
+}
+
 /* dx holds dLoss/d(block output) on entry and dLoss/d(block input) on return;
  * dx is the same on every TP rank, so are the gradients of replicated tensors. */
 static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
@@ -254,12 +271,10 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 
 	/* FFN: x_out = y + gelu(ln2 W1 + b1) W2 + b2 */
 	bias_backward(dw->b2, m->dx, M, d);
-	matmul(kc, dw->w2, a->h, m->dx, fl, d, M, true, false, true);
-	matmul(kc, m->dh, m->dx, w->w2, M, fl, d, false, true, false);
+	linear_backward(kc, dw->w2, m->dh, a->h, m->dx, w->w2, M, fl, d, false);
 	gelu_backward(m->dh, m->dh, a->h_pre, M * fl);
 	bias_backward(dw->b1, m->dh, M, fl);
-	matmul(kc, dw->w1, a->ln2, m->dh, d, fl, M, true, false, true);
-	matmul(kc, m->dln, m->dh, w->w1, M, d, fl, false, true, false);
+	linear_backward(kc, dw->w1, m->dln, a->ln2, m->dh, w->w1, M, d, fl, false);
 	/* TP all-reduce 1 of 2 (backward): the LN2 output gradient from this rank's
 	 * columns; conjugate of the forward FFN all-reduce. */
 	tp_allreduce(m, m->dln, M * d);
@@ -267,8 +282,7 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 			   a->ln2_mean, a->ln2_rstd, M, d);
 
 	/* MSR: y = x + (swish(g) * GroupNorm(retention(q, k, v))) Wo */
-	matmul(kc, dw->wo, a->gated, m->dx, vw, d, M, true, false, true);
-	matmul(kc, m->dgated, m->dx, w->wo, M, vw, d, false, true, false);
+	linear_backward(kc, dw->wo, m->dgated, a->gated, m->dx, w->wo, M, vw, d, false);
 	swish_gate_backward(m->dg, m->dgn, m->dgated, a->g, a->gn, M * vw);
 	groupnorm_backward(m->do_, m->dgn, a->o, a->gn_mean, a->gn_rstd, M, Hl, m->dv);
 	if (m->form == RETENTION_PARALLEL)
@@ -279,14 +293,13 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 	rotary_apply(m->dq, &m->rotary, B, Hl, qk, -1);
 	rotary_apply(m->dk_, &m->rotary, B, Hl, qk, -1);
 	scale(m->dk_, (float)(1.0 / sqrt((double)m->dk)), M * qk);
-	matmul(kc, dw->wq, a->ln1, m->dq, d, qk, M, true, false, true);
-	matmul(kc, dw->wk, a->ln1, m->dk_, d, qk, M, true, false, true);
-	matmul(kc, dw->wv, a->ln1, m->dv_, d, vw, M, true, false, true);
-	matmul(kc, dw->wg, a->ln1, m->dg, d, vw, M, true, false, true);
-	matmul(kc, m->dln, m->dq, w->wq, M, d, qk, false, true, false);
-	matmul(kc, m->dln, m->dk_, w->wk, M, d, qk, false, true, true);
-	matmul(kc, m->dln, m->dv_, w->wv, M, d, vw, false, true, true);
-	matmul(kc, m->dln, m->dg, w->wg, M, d, vw, false, true, true);
+	/* dln sums the four in the same order as ever: q, k, v, g */
+	matmul_hold(kc, HOLD_X, a->ln1, M * d);
+	linear_backward(kc, dw->wq, m->dln, a->ln1, m->dq, w->wq, M, d, qk, false);
+	linear_backward(kc, dw->wk, m->dln, a->ln1, m->dk_, w->wk, M, d, qk, true);
+	linear_backward(kc, dw->wv, m->dln, a->ln1, m->dv_, w->wv, M, d, vw, true);
+	linear_backward(kc, dw->wg, m->dln, a->ln1, m->dg, w->wg, M, d, vw, true);
+	matmul_release(kc, HOLD_X);
 	/* TP all-reduce 2 of 2 (backward): the LN1 output gradient from this rank's
 	 * heads; conjugate of the forward MSR all-reduce. */
 	tp_allreduce(m, m->dln, M * d);
@@ -309,8 +322,8 @@ void model_backward_micro(struct model *m, int slot, float loss_scale)
 	ENSURE(m->form != RETENTION_RECURRENT && !m->streaming);
 	if (m->last_stage) {
 		xent_backward(mb->logits, mb->logits, mb->targets, loss_scale / (float)M, M, V);
-		matmul(m->kernels, m->dw.lm_head, mb->lnf, mb->logits, d, V, M, true, false, true);
-		matmul(m->kernels, m->dln, mb->logits, m->w.lm_head, M, d, V, false, true, false);
+		linear_backward(m->kernels, m->dw.lm_head, m->dln, mb->lnf, mb->logits,
+				m->w.lm_head, M, d, V, false);
 		memset(m->dx, 0, sizeof(float) * (size_t)(M * d));
 		layernorm_backward(m->dx, m->dw.lnf_gain, m->dw.lnf_bias, m->dln, mb->out,
 				   m->w.lnf_gain, mb->lnf_mean, mb->lnf_rstd, M, d);

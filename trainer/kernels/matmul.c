@@ -37,6 +37,13 @@ struct kernels_ctx {
 	bool bf16;              /* plans got from now on are bf16 ones */
 	uint16_t **cvt;         /* [nthreads] packed bf16 operands, grow-only */
 	size_t *cvt_elems;      /* [nthreads] capacity of cvt[t] */
+	struct held {           /* matmul_hold: one converted operand per slot */
+		const float *src; /* NULL: the slot is free */
+		int64_t elems;
+		bool converted;   /* buf holds src (the context was bf16 at the hold) */
+		uint16_t *buf;    /* grow-only */
+		size_t cap;
+	} held[MATMUL_HOLD_SLOTS];
 };
 
 /* oneDNN's name for an ISA level, for messages. */
@@ -97,6 +104,8 @@ void kernels_ctx_free(struct kernels_ctx *ctx)
 	free(ctx->scratch);
 	free(ctx->cvt);
 	free(ctx->cvt_elems);
+	for (int i = 0; i < MATMUL_HOLD_SLOTS; i++)
+		free(ctx->held[i].buf);
 	CHECK_DNNL(dnnl_engine_destroy(ctx->engine));
 	free(ctx);
 }
@@ -321,12 +330,66 @@ static uint16_t *cvt_buffer(struct kernels_ctx *ctx, size_t elems)
 	return ctx->cvt[t];
 }
 
+void matmul_hold(struct kernels_ctx *ctx, int slot, const float *src, int64_t elems)
+{
+	struct held *h;
+
+	ENSURE(slot >= 0 && slot < MATMUL_HOLD_SLOTS && src && elems > 0 && !omp_in_parallel());
+	h = &ctx->held[slot];
+	ENSURE(!h->src); /* a slot held twice is a missing matmul_release */
+	h->src = src;
+	h->elems = elems;
+	h->converted = ctx->bf16;
+	if (!ctx->bf16)
+		return;
+	if (h->cap < (size_t)elems) {
+		free(h->buf);
+		h->buf = xaligned_alloc((size_t)elems * sizeof(uint16_t));
+		h->cap = (size_t)elems;
+	}
+	bf16_pack(h->buf, src, 1, 0, 1, elems, elems);
+}
+
+void matmul_release(struct kernels_ctx *ctx, int slot)
+{
+	ENSURE(slot >= 0 && slot < MATMUL_HOLD_SLOTS && !omp_in_parallel());
+	ctx->held[slot].src = NULL;
+}
+
+/* The held copy of an operand stored as batch x rows x cols with row stride ld, if
+ * one is exactly that block: one dense matrix at the held pointer and of its size. */
+static const uint16_t *held_copy(const struct kernels_ctx *ctx, const float *src,
+				 int64_t batch, int64_t rows, int64_t cols, int64_t ld)
+{
+	for (int i = 0; i < MATMUL_HOLD_SLOTS; i++) {
+		const struct held *h = &ctx->held[i];
+
+		if (h->src == src && h->converted && batch == 1 && ld == cols && rows * cols == h->elems)
+			return h->buf;
+	}
+	return NULL;
+}
+
+/* The bf16 copy of an operand: the held one, or a conversion into dst. */
+static const uint16_t *bf16_operand(const struct kernels_ctx *ctx, uint16_t *dst,
+				    const float *src, int64_t batch, int64_t batch_stride,
+				    int64_t rows, int64_t cols, int64_t ld)
+{
+	const uint16_t *held = held_copy(ctx, src, batch, rows, cols, ld);
+
+	if (held)
+		return held;
+	bf16_pack(dst, src, batch, batch_stride, rows, cols, ld);
+	return dst;
+}
+
 void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
 		const float *a, const float *b)
 {
 	const struct matmul_shape *s = &plan->shape;
 	/* B starts on a 64-byte boundary after A. */
 	const int64_t b_off = (plan->a_elems + 31) & ~(int64_t)31;
+	const uint16_t *a16, *b16;
 	uint16_t *buf;
 
 	if (!plan->bf16) {
@@ -334,11 +397,11 @@ void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *
 		return;
 	}
 	buf = cvt_buffer(ctx, (size_t)(b_off + plan->b_elems));
-	bf16_pack(buf, a, s->batch, s->stride_a, s->trans_a ? s->k : s->m,
-		  s->trans_a ? s->m : s->k, s->lda);
-	bf16_pack(buf + b_off, b, s->batch, s->stride_b, s->trans_b ? s->n : s->k,
-		  s->trans_b ? s->k : s->n, s->ldb);
-	execute(ctx, plan, c, buf, buf + b_off);
+	a16 = bf16_operand(ctx, buf, a, s->batch, s->stride_a, s->trans_a ? s->k : s->m,
+			   s->trans_a ? s->m : s->k, s->lda);
+	b16 = bf16_operand(ctx, buf + b_off, b, s->batch, s->stride_b,
+			   s->trans_b ? s->n : s->k, s->trans_b ? s->k : s->n, s->ldb);
+	execute(ctx, plan, c, a16, b16);
 }
 
 void matmul_run_bf16(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,

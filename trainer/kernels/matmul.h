@@ -17,8 +17,8 @@
  * both: float32 by default; after kernels_ctx_set_bf16(ctx, true) every plan made
  * from then on is a bfloat16 one. Its matmul_run converts A and B (round to nearest
  * even, trainer/kernels/bf16.h) into dense bf16 copies in a per-thread buffer (grown
- * on first use, then reused; nothing is cached across calls, so the caller may change
- * its operands freely), multiplies them with float32 accumulation, and writes (or
+ * on first use, then reused; nothing is cached across calls unless the caller holds an
+ * operand with matmul_hold, so the caller may change its operands freely), multiplies them with float32 accumulation, and writes (or
  * with `accumulate` adds to) float32 C exactly as the float32 plan does. Operands,
  * results, parameters and gradients stay float32 in the caller's memory.
  */
@@ -82,6 +82,20 @@ void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *
  */
 void matmul_run_bf16(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
 		     const uint16_t *a, const uint16_t *b);
+
+/*
+ * Converting once for several matmuls. On a bf16 context, matmul_hold converts the
+ * dense float32 block src[0, elems) into hold slot `slot`; until
+ * matmul_release(ctx, slot), every matmul_run operand that is exactly that block (the
+ * same pointer, one dense matrix of elems values, as A or B, transposed or not) uses
+ * the held copy instead of being converted again. The caller must not change src
+ * while it is held. On a float32 context nothing is converted (the calls only keep
+ * the bookkeeping, so a missing release shows in both precisions): callers are the
+ * same in both. Not inside a parallel region.
+ */
+enum { MATMUL_HOLD_SLOTS = 2 };
+void matmul_hold(struct kernels_ctx *ctx, int slot, const float *src, int64_t elems);
+void matmul_release(struct kernels_ctx *ctx, int slot);
 
 /* Shorthand: get the plan for a dense shape and run it. Not inside a parallel region. */
 void matmul(struct kernels_ctx *ctx, float *c, const float *a, const float *b, int64_t m,
