@@ -31,7 +31,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpirun -n "$RANKS" --bind-to none -x OMP_NUM_THREADS="$THREADS" \
 	./build/retnet-train --config "$CONFIG" \
 	--data-path "$OUT/kjv-train.bin" --valid-data-path "$OUT/kjv-valid.bin" \
-	--metrics "$OUT/metrics.jsonl" --save "$OUT/checkpoints" --save-interval 100 \
+	--metrics "$OUT/metrics.jsonl" --save "$OUT/checkpoints" --save-interval 400 \
 	--keep-last 2 "$@"
 jobs/plot_metrics.sh "$OUT/metrics.jsonl" "$OUT/loss.png"
 
