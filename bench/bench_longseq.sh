@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Long sequences: one training step (forward + backward) of bench-small's layers
+# Long sequences: one training step (forward + backward + AdamW) of bench-small's layers
 # (d=512, L=6, H=4, f=1024, C=128) at batch 1 and T = 2k, 8k, 32k, 64k, with the
 # chunkwise form (stored activations and --recompute 1) and the parallel O(T^2) form
 # for contrast as far as MAX_PARALLEL_T. Each row is its own process, so peak RSS is
 # that configuration's. Prints a markdown table (tokens/s, MFU against the sgemm
 # ceiling measured in the same process, peak RSS, activation buffers, tokens/s
-# relative to the first T) and plots tokens/s and peak RSS against T.
+# relative to the first T) and plots tokens/s and peak RSS against T. A row whose
+# peak RSS, extrapolated from the same form's previous row (linear in T for
+# chunkwise, quadratic for parallel), would not fit in 90% of MemAvailable is skipped
+# with a note on stderr rather than run into the OOM killer.
 # Usage: bench/bench_longseq.sh [BUILD_DIR] [OUT_DIR]
 #   env: THREADS (2), STEPS (2), LENGTHS ("2048 8192 32768 65536"), MAX_PARALLEL_T (8192)
 set -euo pipefail
@@ -21,14 +24,28 @@ json=$OUT/longseq.jsonl
 export OMP_NUM_THREADS=$THREADS
 
 field() { grep -o "\"$2\":[^,}]*" <<<"$1" | cut -d: -f2 | tr -d '"'; }
+declare -A last_T last_rss
 for T in $LENGTHS; do
 	for run in "chunkwise 0" "chunkwise 1" "parallel 0"; do
 		read -r form re <<<"$run"
 		[[ $form == parallel && $T -gt $MAX_PARALLEL_T ]] && continue
+		if [[ -n ${last_T[$run]:-} ]]; then
+			avail=$(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo)
+			need=$(awk -v r="${last_rss[$run]}" -v t0="${last_T[$run]}" -v t="$T" \
+				-v p=$([[ $form == parallel ]] && echo 2 || echo 1) \
+				'BEGIN { printf "%.0f", r * (t / t0) ^ p }')
+			if ((need > avail * 9 / 10)); then
+				echo "bench_longseq: skipping T=$T $form recompute=$re: needs about" \
+					"$need MiB (from T=${last_T[$run]}), $avail MiB available" >&2
+				continue
+			fi
+		fi
 		line=$("$BUILD/retnet-bench-step" --config bench-small --batch 1 --seq-length "$T" \
 			--steps "$STEPS" --form "$form" --recompute "$re" | grep '^{')
 		echo "$line" >>"$json"
 		echo "$line" >&2
+		last_T[$run]=$T
+		last_rss[$run]=$(field "$line" peak_rss_mib)
 	done
 done
 

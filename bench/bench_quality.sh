@@ -31,7 +31,8 @@
 # Knobs (environment): MINUTES (10), BUILD_DIR (build), OUT (out/bench-quality),
 #   RANKS (2), THREADS (1), CONFIG (jobs/configs/kjv-small.cfg), CORPUS (the KJV),
 #   EVAL_EVERY_S (torch; MINUTES*60/8), OURS_ITERS (skip the calibration),
-#   SKIP_TORCH=1, SKIP_OURS=1, and TORCH_PY, TORCH_BLAS, TORCH_ENV (bench/torch_env.sh).
+#   SKIP_TORCH=1, SKIP_OURS=1, OURS_ARGS (more retnet-train flags for ours, e.g.
+#   --bf16), and TORCH_PY, TORCH_BLAS, TORCH_ENV (bench/torch_env.sh).
 # Wall time: about 2 x MINUTES plus the calibration and the scoring (torch's
 # scoring of the 220k held-out bytes is the slow part: a few minutes in all).
 set -euo pipefail
@@ -45,6 +46,7 @@ CONFIG=${CONFIG:-jobs/configs/kjv-small.cfg}
 EVAL_EVERY_S=${EVAL_EVERY_S:-$(awk -v m="$MINUTES" 'BEGIN { print m * 60 / 8 }')}
 SKIP_TORCH=${SKIP_TORCH:-0}
 SKIP_OURS=${SKIP_OURS:-0}
+read -r -a OURS_EXTRA <<<"${OURS_ARGS:-}"
 # shellcheck source=bench/torch_env.sh
 source bench/torch_env.sh
 
@@ -83,7 +85,8 @@ ours_run() { # ours_run LOG ARGS...: retnet-train on RANKS ranks; exit 3 (stoppe
 	local log=$1 rc=0
 	shift
 	mpirun -n "$RANKS" --bind-to none -x OMP_NUM_THREADS="$THREADS" "$BUILD_DIR/retnet-train" \
-		--config "$CONFIG" --data-path "$OUT/corpus-train.bin" "$@" >"$log" 2>&1 || rc=$?
+		--config "$CONFIG" --data-path "$OUT/corpus-train.bin" "${OURS_EXTRA[@]}" "$@" \
+		>"$log" 2>&1 || rc=$?
 	if ((rc != 0 && rc != 3)); then
 		cat "$log"
 		echo "bench_quality: retnet-train failed (exit status $rc)" >&2
