@@ -67,9 +67,25 @@ static inline float exp_clamped(float x)
 	return p * scale;
 }
 
-static inline int64_t block_len(int64_t n, int64_t b)
+/* The arrays of one elementwise call by role; a block works on [o, o + n) of each. */
+struct elem_arrays {
+	float *out, *out2;
+	const float *in, *in2, *in3;
+};
+
+typedef void (*elem_block_fn)(const struct elem_arrays *a, int64_t o, int64_t n);
+
+/* Runs fn over [0, n) in ELEM_BLOCK blocks shared out to the threads. */
+static void for_each_block(elem_block_fn fn, const struct elem_arrays *a, int64_t n)
 {
-	return n - b * ELEM_BLOCK < ELEM_BLOCK ? n - b * ELEM_BLOCK : ELEM_BLOCK;
+	const int64_t nblk = (n + ELEM_BLOCK - 1) / ELEM_BLOCK;
+
+#pragma omp parallel for schedule(static)
+	for (int64_t b = 0; b < nblk; b++) {
+		const int64_t o = b * ELEM_BLOCK;
+
+		fn(a, o, n - o < ELEM_BLOCK ? n - o : ELEM_BLOCK);
+	}
 }
 
 /* The blocks below: `omp simd` because the header lets outputs alias inputs
@@ -77,8 +93,11 @@ static inline int64_t block_len(int64_t n, int64_t b)
  * overlap check would otherwise send down the scalar path. */
 
 RN_SIMD_CLONES
-static void gelu_forward_block(float *dst, const float *src, int64_t n)
+static void gelu_forward_block(const struct elem_arrays *a, int64_t o, int64_t n)
 {
+	float *dst = a->out + o;
+	const float *src = a->in + o;
+
 #pragma omp simd
 	for (int64_t i = 0; i < n; i++) {
 		float x = src[i];
@@ -89,8 +108,11 @@ static void gelu_forward_block(float *dst, const float *src, int64_t n)
 }
 
 RN_SIMD_CLONES
-static void gelu_backward_block(float *dsrc, const float *ddst, const float *src, int64_t n)
+static void gelu_backward_block(const struct elem_arrays *a, int64_t o, int64_t n)
 {
+	float *dsrc = a->out + o;
+	const float *ddst = a->in + o, *src = a->in2 + o;
+
 #pragma omp simd
 	for (int64_t i = 0; i < n; i++) {
 		float x = src[i];
@@ -104,9 +126,11 @@ static void gelu_backward_block(float *dsrc, const float *ddst, const float *src
 }
 
 RN_SIMD_CLONES
-static void swish_gate_forward_block(float *dst, const float *gate, const float *y,
-				     int64_t n)
+static void swish_gate_forward_block(const struct elem_arrays *a, int64_t o, int64_t n)
 {
+	float *dst = a->out + o;
+	const float *gate = a->in + o, *y = a->in2 + o;
+
 #pragma omp simd
 	for (int64_t i = 0; i < n; i++) {
 		float g = gate[i];
@@ -116,9 +140,11 @@ static void swish_gate_forward_block(float *dst, const float *gate, const float 
 }
 
 RN_SIMD_CLONES
-static void swish_gate_backward_block(float *dgate, float *dy, const float *ddst,
-				      const float *gate, const float *y, int64_t n)
+static void swish_gate_backward_block(const struct elem_arrays *a, int64_t o, int64_t n)
 {
+	float *dgate = a->out + o, *dy = a->out2 + o;
+	const float *ddst = a->in + o, *gate = a->in2 + o, *y = a->in3 + o;
+
 #pragma omp simd
 	for (int64_t i = 0; i < n; i++) {
 		/* Read everything first: callers may pass dgate or dy over an input. */
@@ -133,49 +159,28 @@ static void swish_gate_backward_block(float *dgate, float *dy, const float *ddst
 
 void gelu_forward(float *dst, const float *src, int64_t n)
 {
-	const int64_t nblk = (n + ELEM_BLOCK - 1) / ELEM_BLOCK;
-
-#pragma omp parallel for schedule(static)
-	for (int64_t b = 0; b < nblk; b++)
-		gelu_forward_block(dst + b * ELEM_BLOCK, src + b * ELEM_BLOCK, block_len(n, b));
+	for_each_block(gelu_forward_block, &(struct elem_arrays){.out = dst, .in = src}, n);
 }
 
 void gelu_backward(float *dsrc, const float *ddst, const float *src, int64_t n)
 {
-	const int64_t nblk = (n + ELEM_BLOCK - 1) / ELEM_BLOCK;
-
-#pragma omp parallel for schedule(static)
-	for (int64_t b = 0; b < nblk; b++) {
-		const int64_t o = b * ELEM_BLOCK;
-
-		gelu_backward_block(dsrc + o, ddst + o, src + o, block_len(n, b));
-	}
+	for_each_block(gelu_backward_block,
+		       &(struct elem_arrays){.out = dsrc, .in = ddst, .in2 = src}, n);
 }
 
 void swish_gate_forward(float *dst, const float *gate, const float *y, int64_t n)
 {
-	const int64_t nblk = (n + ELEM_BLOCK - 1) / ELEM_BLOCK;
-
-#pragma omp parallel for schedule(static)
-	for (int64_t b = 0; b < nblk; b++) {
-		const int64_t o = b * ELEM_BLOCK;
-
-		swish_gate_forward_block(dst + o, gate + o, y + o, block_len(n, b));
-	}
+	for_each_block(swish_gate_forward_block,
+		       &(struct elem_arrays){.out = dst, .in = gate, .in2 = y}, n);
 }
 
 void swish_gate_backward(float *dgate, float *dy, const float *ddst, const float *gate,
 			 const float *y, int64_t n)
 {
-	const int64_t nblk = (n + ELEM_BLOCK - 1) / ELEM_BLOCK;
-
-#pragma omp parallel for schedule(static)
-	for (int64_t b = 0; b < nblk; b++) {
-		const int64_t o = b * ELEM_BLOCK;
-
-		swish_gate_backward_block(dgate + o, dy + o, ddst + o, gate + o, y + o,
-					  block_len(n, b));
-	}
+	for_each_block(swish_gate_backward_block,
+		       &(struct elem_arrays){.out = dgate, .out2 = dy, .in = ddst, .in2 = gate,
+					     .in3 = y},
+		       n);
 }
 
 void bias_add(float *x, const float *bias, int64_t rows, int64_t width)
