@@ -328,7 +328,7 @@ static void check_held(struct kernels_ctx *ctx)
 	const struct matmul_plan *p_ab = matmul_plan_get(ctx, &s_ab);
 	const struct matmul_plan *p_tb = matmul_plan_get(ctx, &s_tb);
 	const struct matmul_plan *p_half = matmul_plan_get(ctx, &s_half);
-	float a[M * K], b[K * N], bt[M * K], c0[M * N], c1[M * N], t0[N * K], t1[N * K];
+	float a[M * K], b[K * N], bt[M * N], c0[M * N], c1[M * N], t0[N * K], t1[N * K];
 	float h0[M / 2 * N], h1[M / 2 * N], saved;
 	double ad[M * K], bd[K * N], btd[M * N];
 
