@@ -18,10 +18,7 @@ set -u
 BUILD=${1:?usage: bad_input.sh BUILD_DIR CORPUS_PREFIX}
 CORPUS=${2:?usage}
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d /tmp/rn_bad_input.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-MPIEXEC=${MPIEXEC:-mpiexec}
-read -r -a MPI_EXTRA <<<"${RETNET_MPIEXEC_EXTRA:---oversubscribe --bind-to none}"
+test_setup bad_input
 export OMP_NUM_THREADS=1
 TRAIN=("$BUILD/retnet-train")
 EVAL=("$BUILD/retnet-eval")

@@ -47,3 +47,12 @@ finish() {
 	echo "$pass passed, $fail failed"
 	[[ $fail -eq 0 ]]
 }
+
+# test_setup NAME: T, a temporary directory removed on exit (/tmp/rn_NAME.*), and
+# the MPI launcher: MPIEXEC and its extra flags MPI_EXTRA (RETNET_MPIEXEC_EXTRA).
+test_setup() {
+	T=$(mktemp -d "/tmp/rn_$1.XXXXXX")
+	trap 'rm -rf "$T"' EXIT
+	MPIEXEC=${MPIEXEC:-mpiexec}
+	read -r -a MPI_EXTRA <<<"${RETNET_MPIEXEC_EXTRA:---oversubscribe --bind-to none}"
+}

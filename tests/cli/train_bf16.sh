@@ -17,10 +17,7 @@ set -u
 BUILD=${1:?usage: train_bf16.sh BUILD_DIR CORPUS_PREFIX}
 CORPUS=${2:?usage}
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d /tmp/rn_bf16.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-MPIEXEC=${MPIEXEC:-mpiexec}
-read -r -a MPI_EXTRA <<<"${RETNET_MPIEXEC_EXTRA:---oversubscribe --bind-to none}"
+test_setup bf16
 export OMP_NUM_THREADS=2
 TRAIN=("$BUILD/retnet-train")
 TINY=(--data-path "$CORPUS-train.bin" --valid-data-path "$CORPUS-valid.bin"

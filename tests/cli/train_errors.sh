@@ -7,10 +7,7 @@ set -u
 BUILD=${1:?usage: train_errors.sh BUILD_DIR CORPUS_PREFIX}
 CORPUS=${2:?usage}
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d /tmp/rn_train_err.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-MPIEXEC=${MPIEXEC:-mpiexec}
-read -r -a MPI_EXTRA <<<"${RETNET_MPIEXEC_EXTRA:---oversubscribe --bind-to none}"
+test_setup train_err
 export OMP_NUM_THREADS=1
 TRAIN=("$BUILD/retnet-train")
 DATA=(--data-path "$CORPUS-train.bin")

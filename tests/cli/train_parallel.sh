@@ -18,10 +18,7 @@ set -u
 BUILD=${1:?usage: train_parallel.sh BUILD_DIR CORPUS_PREFIX}
 CORPUS=${2:?usage}
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d /tmp/rn_train_par.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-MPIEXEC=${MPIEXEC:-mpiexec}
-read -r -a MPI_EXTRA <<<"${RETNET_MPIEXEC_EXTRA:---oversubscribe --bind-to none}"
+test_setup train_par
 COMMON=(--data-path "$CORPUS-train.bin" --num-layers 6 --hidden-size 64 --num-heads 4
 	--seq-length 32 --chunk-size 8 --global-batch-size 8 --train-iters 10 --lr 3e-3
 	--lr-warmup-iters 2 --seed 7 --log-interval 1)

@@ -9,10 +9,7 @@ set -u
 BUILD=${1:?usage: train_preempt.sh BUILD_DIR CORPUS_PREFIX}
 CORPUS=${2:?usage}
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d /tmp/rn_train_preempt.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-MPIEXEC=${MPIEXEC:-mpiexec}
-read -r -a MPI_EXTRA <<<"${RETNET_MPIEXEC_EXTRA:---oversubscribe --bind-to none}"
+test_setup train_preempt
 ITERS=800
 ARGS=(--data-path "$CORPUS-train.bin" --num-layers 2 --hidden-size 64 --num-heads 4
 	--seq-length 32 --chunk-size 8 --micro-batch-size 2 --global-batch-size 4

@@ -13,10 +13,7 @@ set -u
 BUILD=${1:?usage: umask_ports.sh BUILD_DIR CORPUS_PREFIX}
 CORPUS=${2:?usage}
 source "$(dirname "$0")/lib.sh"
-T=$(mktemp -d /tmp/rn_umask.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-MPIEXEC=${MPIEXEC:-mpiexec}
-read -r -a MPI_EXTRA <<<"${RETNET_MPIEXEC_EXTRA:---oversubscribe --bind-to none}"
+test_setup umask
 export OMP_NUM_THREADS=1
 
 mode_is() { # mode_is PATH OCTAL
