@@ -365,6 +365,66 @@ static void check_held(struct kernels_ctx *ctx)
 	EXPECT_TRUE(memcmp(c0, c1, sizeof(c0)) == 0, "restored operand: the first bits again");
 }
 
+/* matmul_hold_fresh / matmul_hold_again: a copy kept from one hold to the next. */
+static void check_kept(struct kernels_ctx *ctx)
+{
+	enum { M = 48, N = 40, K = 32 };
+	struct matmul_shape s_ab = matmul_shape_dense(M, N, K, false, false, false);
+	struct matmul_shape s_ta = matmul_shape_dense(K, N, M, true, false, false);
+	const struct matmul_plan *p_ab = matmul_plan_get(ctx, &s_ab);
+	const struct matmul_plan *p_ta = matmul_plan_get(ctx, &s_ta);
+	float a[M * K], a2[M * K], b[K * N], dy[M * N], c0[M * N], c1[M * N];
+	float w0[K * N], w1[K * N];
+	double ad[M * K], bd[K * N], dyd[M * N];
+	struct matmul_kept kept = {0};
+	char err[256];
+
+	fill(a, ad, NULL, M * K, 20);
+	fill(b, bd, NULL, K * N, 21);
+	fill(dy, dyd, NULL, M * N, 22);
+	memcpy(a2, a, sizeof(a));
+	/* references: c0 = a b (forward), w0 = a^T dy (its dW), a converted per call */
+	matmul_run(ctx, p_ab, c0, a, b);
+	matmul_run(ctx, p_ta, w0, a, dy);
+
+	matmul_hold_fresh(ctx, 0, &kept, a, M * K);
+	matmul_run(ctx, p_ab, c1, a, b);
+	matmul_release(ctx, 0);
+	EXPECT_TRUE(memcmp(c0, c1, sizeof(c0)) == 0,
+		    "a fresh hold must give a per-call conversion's bits");
+	a[0] += 1.0f; /* not allowed to callers; here it shows which copy is read */
+	matmul_hold_again(ctx, 0, &kept, a, M * K);
+	matmul_run(ctx, p_ta, w1, a, dy);
+	matmul_release(ctx, 0);
+	EXPECT_TRUE(memcmp(w0, w1, sizeof(w0)) == 0,
+		    "hold_again on the same block must read the kept copy (as transposed A)");
+	a[0] -= 1.0f;
+
+	/* Another pointer with the same values and size is not the kept block. */
+	a2[0] += 1.0f;
+	matmul_hold_again(ctx, 0, &kept, a2, M * K);
+	matmul_run(ctx, p_ta, w1, a2, dy);
+	matmul_release(ctx, 0);
+	EXPECT_TRUE(memcmp(w0, w1, sizeof(w0)) != 0, "hold_again on another block must convert it");
+	EXPECT_TRUE(kept.src == a2, "that conversion becomes the kept copy");
+
+	/* A fresh hold on a float32 context leaves no bf16 copy to reuse later. */
+	EXPECT_TRUE(kernels_ctx_set_bf16(ctx, false, err, sizeof(err)) == 0, "bf16 off");
+	matmul_hold_fresh(ctx, 0, &kept, a, M * K);
+	matmul_release(ctx, 0);
+	EXPECT_TRUE(!kept.converted, "a float32 fresh hold must mark the copy unconverted");
+	EXPECT_TRUE(kernels_ctx_set_bf16(ctx, true, err, sizeof(err)) == 0, "bf16 on: %s", err);
+	a[0] += 1.0f;
+	matmul_hold_again(ctx, 0, &kept, a, M * K);
+	matmul_run(ctx, p_ta, w1, a, dy);
+	matmul_release(ctx, 0);
+	EXPECT_TRUE(memcmp(w0, w1, sizeof(w0)) != 0,
+		    "after a float32 fresh hold, hold_again must convert the current values");
+	a[0] -= 1.0f;
+	matmul_kept_free(&kept);
+	EXPECT_TRUE(!kept.buf && !kept.src, "matmul_kept_free empties the copy");
+}
+
 static void check_matmul(void)
 {
 	struct kernels_ctx *ctx = kernels_ctx_init();
@@ -389,6 +449,7 @@ static void check_matmul(void)
 	check_threaded(ctx);
 	check_prepacked(ctx);
 	check_held(ctx);
+	check_kept(ctx);
 	printf("impl of the bf16 64x192x64 plan: %s\n",
 	       matmul_plan_impl(matmul_plan_get(ctx, &probe)));
 

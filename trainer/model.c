@@ -67,7 +67,18 @@ void model_free(struct model *m)
 
 int model_set_bf16(struct model *m, bool on, char *err, size_t errlen)
 {
-	return kernels_ctx_set_bf16(m->kernels, on, err, errlen);
+	int rc = kernels_ctx_set_bf16(m->kernels, on, err, errlen);
+
+	/* The bf16 copies kept from forward to backward are allocated now, once, and
+	 * counted with the activations. */
+	if (rc || !on || m->kept_reserved)
+		return rc;
+	for (int i = 0; i < m->nkept_refs; i++) {
+		matmul_kept_reserve(m->kept_refs[i].kept, m->kept_refs[i].elems);
+		m->activation_bytes += (size_t)m->kept_refs[i].elems * sizeof(uint16_t);
+	}
+	m->kept_reserved = true;
+	return 0;
 }
 
 size_t model_activation_bytes(const struct model *m)
@@ -183,7 +194,7 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 
 	/* MSR(LN1(x)) on this rank's heads */
 	layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, w->ln1_gain, w->ln1_bias, M, d);
-	matmul_hold(kc, HOLD_X, a->ln1, M * d); /* read by four projections */
+	matmul_hold_fresh(kc, HOLD_X, a->kept[KEPT_LN1], a->ln1, M * d); /* four projections */
 	matmul(kc, a->q, a->ln1, w->wq, M, qk, d, false, false, false);
 	matmul(kc, a->k, a->ln1, w->wk, M, qk, d, false, false, false);
 	matmul(kc, a->v, a->ln1, w->wv, M, vw, d, false, false, false);
@@ -195,7 +206,9 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	retention_forward(m, a, l);
 	groupnorm_forward(a->gn, a->gn_mean, a->gn_rstd, a->o, M, Hl, m->dv);
 	swish_gate_forward(a->gated, a->g, a->gn, M * vw);
+	matmul_hold_fresh(kc, HOLD_X, a->kept[KEPT_GATED], a->gated, M * vw);
 	matmul(kc, a->y, a->gated, w->wo, M, d, vw, false, false, false);
+	matmul_release(kc, HOLD_X);
 	/* TP all-reduce 1 of 2 (forward): the heads' partial MSR outputs. Its conjugate
 	 * in backward is the all-reduce of the LN1 output gradient. */
 	tp_allreduce(m, a->y, M * d);
@@ -203,12 +216,18 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 
 	/* FFN(LN2(Y)) on this rank's columns */
 	layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->y, w->ln2_gain, w->ln2_bias, M, d);
+	matmul_hold_fresh(kc, HOLD_X, a->kept[KEPT_LN2], a->ln2, M * d);
 	matmul(kc, a->h_pre, a->ln2, w->w1, M, fl, d, false, false, false);
+	matmul_release(kc, HOLD_X);
 	bias_add(a->h_pre, w->b1, M, fl);
 	gelu_forward(a->h, a->h_pre, M * fl);
+	/* Converted even when recomputing: backward's dW2 reads it. */
+	matmul_hold_fresh(kc, HOLD_X, a->kept[KEPT_H], a->h, M * fl);
+	if (x_out)
+		matmul(kc, x_out, a->h, w->w2, M, d, fl, false, false, false);
+	matmul_release(kc, HOLD_X);
 	if (!x_out)
 		return;
-	matmul(kc, x_out, a->h, w->w2, M, d, fl, false, false, false);
 	/* TP all-reduce 2 of 2 (forward): the partial FFN outputs; b2 is added once,
 	 * after it. Conjugate: the all-reduce of the LN2 output gradient. */
 	tp_allreduce(m, x_out, M * d);
@@ -237,7 +256,9 @@ float model_forward_micro(struct model *m, int slot, const int32_t *inputs,
 	memcpy(mb->targets, targets, sizeof(int32_t) * (size_t)M);
 	layernorm_forward(mb->lnf, mb->lnf_mean, mb->lnf_rstd, mb->out, m->w.lnf_gain,
 			  m->w.lnf_bias, M, d);
+	matmul_hold_fresh(m->kernels, HOLD_X, mb->lnf_kept, mb->lnf, M * d);
 	matmul(m->kernels, mb->logits, mb->lnf, m->w.lm_head, M, V, d, false, false, false);
+	matmul_release(m->kernels, HOLD_X);
 	xent_forward(mb->losses, mb->logits, targets, M, V);
 	for (int64_t r = 0; r < M; r++)
 		sum += mb->losses[r];
@@ -247,15 +268,20 @@ float model_forward_micro(struct model *m, int slot, const int32_t *inputs,
 /* ---- backward ------------------------------------------------------------ */
 
 /* For y = x W (x: M x in, W: in x out): dW += x^T dy, and dx = dy W^T, or
- * dx += dy W^T with accumulate_dx. Both read dy, so bf16 converts it once. */
+ * dx += dy W^T with accumulate_dx. Both read dy, so bf16 converts it once; x's bf16
+ * copy is forward's (x_kept), unless the caller holds x already (x_kept NULL). */
 static void linear_backward(struct kernels_ctx *kc, float *dw, float *dx, const float *x,
-			    const float *dy, const float *w, int64_t M, int64_t in,
-			    int64_t out, bool accumulate_dx)
+			    struct matmul_kept *x_kept, const float *dy, const float *w,
+			    int64_t M, int64_t in, int64_t out, bool accumulate_dx)
 {
+	if (x_kept)
+		matmul_hold_again(kc, HOLD_X, x_kept, x, M * in);
 	matmul_hold(kc, HOLD_DY, dy, M * out);
 	matmul(kc, dw, x, dy, in, out, M, true, false, true);
 	matmul(kc, dx, dy, w, M, in, out, false, true, accumulate_dx);
 	matmul_release(kc, HOLD_DY);
+	if (x_kept)
+		matmul_release(kc, HOLD_X);
 }
 
 /* dx holds dLoss/d(block output) on entry and dLoss/d(block input) on return;
@@ -271,10 +297,11 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 
 	/* FFN: x_out = y + gelu(ln2 W1 + b1) W2 + b2 */
 	bias_backward(dw->b2, m->dx, M, d);
-	linear_backward(kc, dw->w2, m->dh, a->h, m->dx, w->w2, M, fl, d, false);
+	linear_backward(kc, dw->w2, m->dh, a->h, a->kept[KEPT_H], m->dx, w->w2, M, fl, d, false);
 	gelu_backward(m->dh, m->dh, a->h_pre, M * fl);
 	bias_backward(dw->b1, m->dh, M, fl);
-	linear_backward(kc, dw->w1, m->dln, a->ln2, m->dh, w->w1, M, d, fl, false);
+	linear_backward(kc, dw->w1, m->dln, a->ln2, a->kept[KEPT_LN2], m->dh, w->w1, M, d, fl,
+			false);
 	/* TP all-reduce 1 of 2 (backward): the LN2 output gradient from this rank's
 	 * columns; conjugate of the forward FFN all-reduce. */
 	tp_allreduce(m, m->dln, M * d);
@@ -282,7 +309,8 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 			   a->ln2_mean, a->ln2_rstd, M, d);
 
 	/* MSR: y = x + (swish(g) * GroupNorm(retention(q, k, v))) Wo */
-	linear_backward(kc, dw->wo, m->dgated, a->gated, m->dx, w->wo, M, vw, d, false);
+	linear_backward(kc, dw->wo, m->dgated, a->gated, a->kept[KEPT_GATED], m->dx, w->wo, M,
+			vw, d, false);
 	swish_gate_backward(m->dg, m->dgn, m->dgated, a->g, a->gn, M * vw);
 	groupnorm_backward(m->do_, m->dgn, a->o, a->gn_mean, a->gn_rstd, M, Hl, m->dv);
 	if (m->form == RETENTION_PARALLEL)
@@ -294,11 +322,11 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 	rotary_apply(m->dk_, &m->rotary, B, Hl, qk, -1);
 	scale(m->dk_, (float)(1.0 / sqrt((double)m->dk)), M * qk);
 	/* dln sums the four in the same order as ever: q, k, v, g */
-	matmul_hold(kc, HOLD_X, a->ln1, M * d);
-	linear_backward(kc, dw->wq, m->dln, a->ln1, m->dq, w->wq, M, d, qk, false);
-	linear_backward(kc, dw->wk, m->dln, a->ln1, m->dk_, w->wk, M, d, qk, true);
-	linear_backward(kc, dw->wv, m->dln, a->ln1, m->dv_, w->wv, M, d, vw, true);
-	linear_backward(kc, dw->wg, m->dln, a->ln1, m->dg, w->wg, M, d, vw, true);
+	matmul_hold_again(kc, HOLD_X, a->kept[KEPT_LN1], a->ln1, M * d);
+	linear_backward(kc, dw->wq, m->dln, a->ln1, NULL, m->dq, w->wq, M, d, qk, false);
+	linear_backward(kc, dw->wk, m->dln, a->ln1, NULL, m->dk_, w->wk, M, d, qk, true);
+	linear_backward(kc, dw->wv, m->dln, a->ln1, NULL, m->dv_, w->wv, M, d, vw, true);
+	linear_backward(kc, dw->wg, m->dln, a->ln1, NULL, m->dg, w->wg, M, d, vw, true);
 	matmul_release(kc, HOLD_X);
 	/* TP all-reduce 2 of 2 (backward): the LN1 output gradient from this rank's
 	 * heads; conjugate of the forward MSR all-reduce. */
@@ -322,8 +350,8 @@ void model_backward_micro(struct model *m, int slot, float loss_scale)
 	ENSURE(m->form != RETENTION_RECURRENT && !m->streaming);
 	if (m->last_stage) {
 		xent_backward(mb->logits, mb->logits, mb->targets, loss_scale / (float)M, M, V);
-		linear_backward(m->kernels, m->dw.lm_head, m->dln, mb->lnf, mb->logits,
-				m->w.lm_head, M, d, V, false);
+		linear_backward(m->kernels, m->dw.lm_head, m->dln, mb->lnf, mb->lnf_kept,
+				mb->logits, m->w.lm_head, M, d, V, false);
 		memset(m->dx, 0, sizeof(float) * (size_t)(M * d));
 		layernorm_backward(m->dx, m->dw.lnf_gain, m->dw.lnf_bias, m->dln, mb->out,
 				   m->w.lnf_gain, mb->lnf_mean, mb->lnf_rstd, M, d);

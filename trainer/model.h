@@ -37,6 +37,7 @@
 
 struct kernels_ctx;
 struct buffer_list;
+struct matmul_kept;
 
 struct model_config {
 	int64_t vocab;       /* V */
@@ -88,6 +89,8 @@ struct model_tensors {
 	float *lm_head;               /* (d, V) */
 };
 
+enum { KEPT_LN1, KEPT_GATED, KEPT_LN2, KEPT_H, KEPT_COUNT };
+
 /* What the forward keeps for backward, per layer; rows M = B*T, local widths.
  * With cfg.recompute every layer of every slot has its own x and shares the rest. */
 struct layer_acts {
@@ -103,6 +106,9 @@ struct layer_acts {
 	float *y;                  /* (M, d) after the retention residual */
 	float *ln2, *ln2_mean, *ln2_rstd;   /* (M, d), (M), (M) */
 	float *h_pre, *h;          /* (M, fl) FFN hidden before and after gelu */
+	/* bf16 copies of the inputs of Wq..Wg, Wo, W1 and W2 made in
+	 * forward and read again for their dW in backward (bf16 contexts only) */
+	struct matmul_kept *kept[KEPT_COUNT];
 };
 
 /* One micro-batch in flight on this stage. */
@@ -115,6 +121,7 @@ struct micro_acts {
 	float *lnf, *lnf_mean, *lnf_rstd; /* (M, d), (M), (M) */
 	float *logits;             /* (M, V); dlogits after backward */
 	float *losses;             /* (M) per-token loss */
+	struct matmul_kept *lnf_kept; /* bf16 copy of lnf, the LM head's input */
 };
 
 /*
@@ -159,6 +166,13 @@ struct model {
 	bool streaming;            /* states carry over from one forward to the next */
 	size_t activation_bytes;
 	struct buffer_list *buffers;       /* every buffer above, for model_free */
+	/* every bf16 copy above and its size: model_set_bf16 reserves them */
+	struct kept_ref {
+		struct matmul_kept *kept;
+		int64_t elems;
+	} *kept_refs;
+	int nkept_refs;
+	bool kept_reserved;
 
 	/* contiguous ranges of the flat blocks, in the order backward finishes them;
 	 * count 0 where the stage has no such part */

@@ -7,6 +7,7 @@
 #include "checkpoints/layout.h"
 #include "common/alloc.h"
 #include "common/check.h"
+#include "trainer/kernels/matmul.h"
 #include "trainer/kernels/retention.h"
 #include "trainer/model.h"
 
@@ -171,7 +172,19 @@ static void *take(struct buffer_list *l, size_t count, size_t elem)
 
 #define FLOATS(n) take(bl, (size_t)(n), sizeof(float))
 
-static void alloc_layer(struct buffer_list *bl, struct layer_acts *a, const struct model *m,
+/* An empty bf16 copy of `elems` values, listed for model_set_bf16 and
+ * model_setup_free; its buffer comes on first use or reservation. */
+static struct matmul_kept *new_kept(struct model *m, int64_t elems)
+{
+	struct matmul_kept *k = xcalloc(1, sizeof(*k));
+
+	m->kept_refs = realloc(m->kept_refs, (size_t)(m->nkept_refs + 1) * sizeof(*m->kept_refs));
+	CHECK_PTR(m->kept_refs);
+	m->kept_refs[m->nkept_refs++] = (struct kept_ref){k, elems};
+	return k;
+}
+
+static void alloc_layer(struct buffer_list *bl, struct layer_acts *a, struct model *m,
 			int64_t state_floats)
 {
 	const int64_t M = m->rows, d = m->cfg.hidden, qk = m->qk, vw = m->vw, fl = m->fl;
@@ -197,6 +210,10 @@ static void alloc_layer(struct buffer_list *bl, struct layer_acts *a, const stru
 	a->ln2_rstd = FLOATS(M);
 	a->h_pre = FLOATS(M * fl);
 	a->h = FLOATS(M * fl);
+	a->kept[KEPT_LN1] = new_kept(m, M * d);
+	a->kept[KEPT_GATED] = new_kept(m, M * vw);
+	a->kept[KEPT_LN2] = new_kept(m, M * d);
+	a->kept[KEPT_H] = new_kept(m, M * fl);
 }
 
 size_t model_setup_activations(struct model *m)
@@ -236,6 +253,7 @@ size_t model_setup_activations(struct model *m)
 			mb->lnf_rstd = FLOATS(M);
 			mb->logits = FLOATS(M * m->cfg.vocab);
 			mb->losses = FLOATS(M);
+			mb->lnf_kept = new_kept(m, M * d);
 		}
 	}
 	m->dx = FLOATS(M * d);
@@ -265,6 +283,11 @@ void model_setup_free(struct model *m)
 	if (bl)
 		free(bl->items);
 	free(bl);
+	for (int i = 0; i < m->nkept_refs; i++) {
+		matmul_kept_free(m->kept_refs[i].kept);
+		free(m->kept_refs[i].kept);
+	}
+	free(m->kept_refs);
 	for (int s = 0; m->micro && s < m->layout.slots; s++)
 		free(m->micro[s].layers);
 	free(m->micro);

@@ -40,8 +40,8 @@ struct kernels_ctx {
 	struct held {           /* matmul_hold: one converted operand per slot */
 		const float *src; /* NULL: the slot is free */
 		int64_t elems;
-		bool converted;   /* buf holds src (the context was bf16 at the hold) */
-		uint16_t *buf;    /* grow-only */
+		const uint16_t *copy; /* bf16 copy of src (buf or a kept one); NULL: none */
+		uint16_t *buf;    /* the slot's own copy, grow-only */
 		size_t cap;
 	} held[MATMUL_HOLD_SLOTS];
 };
@@ -330,7 +330,19 @@ static uint16_t *cvt_buffer(struct kernels_ctx *ctx, size_t elems)
 	return ctx->cvt[t];
 }
 
-void matmul_hold(struct kernels_ctx *ctx, int slot, const float *src, int64_t elems)
+/* A grow-only bf16 buffer of at least elems values. */
+static void grow_bf16(uint16_t **buf, size_t *cap, int64_t elems)
+{
+	if (*cap < (size_t)elems) {
+		free(*buf);
+		*buf = xaligned_alloc((size_t)elems * sizeof(uint16_t));
+		*cap = (size_t)elems;
+	}
+}
+
+/* Claims a free slot for src; the caller sets its copy. */
+static struct held *hold_slot(struct kernels_ctx *ctx, int slot, const float *src,
+			      int64_t elems)
 {
 	struct held *h;
 
@@ -339,15 +351,55 @@ void matmul_hold(struct kernels_ctx *ctx, int slot, const float *src, int64_t el
 	ENSURE(!h->src); /* a slot held twice is a missing matmul_release */
 	h->src = src;
 	h->elems = elems;
-	h->converted = ctx->bf16;
+	h->copy = NULL;
+	return h;
+}
+
+void matmul_hold(struct kernels_ctx *ctx, int slot, const float *src, int64_t elems)
+{
+	struct held *h = hold_slot(ctx, slot, src, elems);
+
 	if (!ctx->bf16)
 		return;
-	if (h->cap < (size_t)elems) {
-		free(h->buf);
-		h->buf = xaligned_alloc((size_t)elems * sizeof(uint16_t));
-		h->cap = (size_t)elems;
-	}
+	grow_bf16(&h->buf, &h->cap, elems);
 	bf16_pack(h->buf, src, 1, 0, 1, elems, elems);
+	h->copy = h->buf;
+}
+
+void matmul_hold_fresh(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
+		       const float *src, int64_t elems)
+{
+	struct held *h = hold_slot(ctx, slot, src, elems);
+
+	kept->src = src;
+	kept->elems = elems;
+	kept->converted = ctx->bf16;
+	if (!ctx->bf16)
+		return;
+	grow_bf16(&kept->buf, &kept->cap, elems);
+	bf16_pack(kept->buf, src, 1, 0, 1, elems, elems);
+	h->copy = kept->buf;
+}
+
+void matmul_hold_again(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
+		       const float *src, int64_t elems)
+{
+	if (!(ctx->bf16 && kept->converted && kept->src == src && kept->elems == elems)) {
+		matmul_hold_fresh(ctx, slot, kept, src, elems);
+		return;
+	}
+	hold_slot(ctx, slot, src, elems)->copy = kept->buf;
+}
+
+void matmul_kept_reserve(struct matmul_kept *kept, int64_t elems)
+{
+	grow_bf16(&kept->buf, &kept->cap, elems);
+}
+
+void matmul_kept_free(struct matmul_kept *kept)
+{
+	free(kept->buf);
+	memset(kept, 0, sizeof(*kept));
 }
 
 void matmul_release(struct kernels_ctx *ctx, int slot)
@@ -364,8 +416,8 @@ static const uint16_t *held_copy(const struct kernels_ctx *ctx, const float *src
 	for (int i = 0; i < MATMUL_HOLD_SLOTS; i++) {
 		const struct held *h = &ctx->held[i];
 
-		if (h->src == src && h->converted && batch == 1 && ld == cols && rows * cols == h->elems)
-			return h->buf;
+		if (h->src == src && h->copy && batch == 1 && ld == cols && rows * cols == h->elems)
+			return h->copy;
 	}
 	return NULL;
 }

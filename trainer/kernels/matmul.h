@@ -97,6 +97,32 @@ enum { MATMUL_HOLD_SLOTS = 2 };
 void matmul_hold(struct kernels_ctx *ctx, int slot, const float *src, int64_t elems);
 void matmul_release(struct kernels_ctx *ctx, int slot);
 
+/*
+ * A bf16 copy that outlives its hold, in the caller's buffer: a forward activation
+ * that backward reads again (dW = x^T dy) is then converted once per step, not twice.
+ * matmul_hold_fresh converts src into kept and holds it in `slot` (src has just been
+ * written). matmul_hold_again holds kept's copy if it is the copy of exactly src made
+ * by a fresh hold on this bf16 context, and otherwise converts afresh. Between the two
+ * the caller must not change src (nothing here can see a change). On a float32
+ * context both only keep the bookkeeping and mark kept unconverted. Release with
+ * matmul_release as usual; matmul_kept_free frees kept's buffer. Zero-initialised
+ * is empty.
+ */
+struct matmul_kept {
+	const float *src;
+	int64_t elems;
+	bool converted;
+	uint16_t *buf; /* grow-only */
+	size_t cap;
+};
+void matmul_hold_fresh(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
+		       const float *src, int64_t elems);
+void matmul_hold_again(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
+		       const float *src, int64_t elems);
+/* Grows kept's buffer to elems values now rather than at its first fresh hold. */
+void matmul_kept_reserve(struct matmul_kept *kept, int64_t elems);
+void matmul_kept_free(struct matmul_kept *kept);
+
 /* Shorthand: get the plan for a dense shape and run it. Not inside a parallel region. */
 void matmul(struct kernels_ctx *ctx, float *c, const float *a, const float *b, int64_t m,
 	    int64_t n, int64_t k, bool trans_a, bool trans_b, bool accumulate);
