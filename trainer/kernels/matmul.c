@@ -438,10 +438,15 @@ static const uint16_t *bf16_operand(const struct kernels_ctx *ctx, uint16_t *dst
 void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
 		const float *a, const float *b)
 {
+	matmul_run_pre(ctx, plan, c, a, NULL, b, NULL);
+}
+
+void matmul_run_pre(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
+		    const float *a, const uint16_t *a16, const float *b, const uint16_t *b16)
+{
 	const struct matmul_shape *s = &plan->shape;
 	/* B starts on a 64-byte boundary after A. */
 	const int64_t b_off = (plan->a_elems + 31) & ~(int64_t)31;
-	const uint16_t *a16, *b16;
 	uint16_t *buf;
 
 	if (!plan->bf16) {
@@ -449,10 +454,12 @@ void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *
 		return;
 	}
 	buf = cvt_buffer(ctx, (size_t)(b_off + plan->b_elems));
-	a16 = bf16_operand(ctx, buf, a, s->batch, s->stride_a, s->trans_a ? s->k : s->m,
-			   s->trans_a ? s->m : s->k, s->lda);
-	b16 = bf16_operand(ctx, buf + b_off, b, s->batch, s->stride_b,
-			   s->trans_b ? s->n : s->k, s->trans_b ? s->k : s->n, s->ldb);
+	if (!a16)
+		a16 = bf16_operand(ctx, buf, a, s->batch, s->stride_a, s->trans_a ? s->k : s->m,
+				   s->trans_a ? s->m : s->k, s->lda);
+	if (!b16)
+		b16 = bf16_operand(ctx, buf + b_off, b, s->batch, s->stride_b,
+				   s->trans_b ? s->n : s->k, s->trans_b ? s->k : s->n, s->ldb);
 	execute(ctx, plan, c, a16, b16);
 }
 

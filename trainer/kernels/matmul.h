@@ -74,6 +74,16 @@ void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *
 		const float *a, const float *b);
 
 /*
+ * matmul_run with bf16 copies the caller made itself of operands that several products
+ * read (bf16_pack with the operand's rows, cols and ld: dense in its stored
+ * orientation, one matrix). A bf16 plan uses a16 / b16 instead of converting a / b; a
+ * NULL one is converted as by matmul_run. A float32 plan reads a and b and ignores
+ * them. Thread-safe like matmul_run.
+ */
+void matmul_run_pre(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
+		    const float *a, const uint16_t *a16, const float *b, const uint16_t *b16);
+
+/*
  * A bf16 plan on operands the caller has already converted and packed densely in
  * their stored orientation: a is (batch, M, K), or (batch, K, M) when trans_a; b is
  * (batch, K, N), or (batch, N, K) when trans_b (bf16_pack with the shape's lda/ldb

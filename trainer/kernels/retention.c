@@ -8,6 +8,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "trainer/kernels/bf16.h"
 #include "trainer/kernels/matmul.h"
 
 /*
@@ -66,14 +67,25 @@ struct chunk_scratch {
 	float *a;    /* (C, C) masked scores Q K^T .* D, or P in backward */
 	float *w;    /* (C, dk) a row-scaled copy of Q or K, or a product to be scaled */
 	float *g;    /* (dk, dv) backward: the gradient G_{c+1} flowing into the state */
+	/* bf16 products only: one copy per chunk of the operands several products read */
+	uint16_t *q16, *k16; /* (C, dk) */
+	uint16_t *v16, *do16; /* (C, dv) */
+	uint16_t *a16;       /* (C, C) backward: P */
 };
+
+/* Floats that hold n bf16 values, padded like the float blocks. */
+static int64_t bf16_floats(int64_t n)
+{
+	return pad16((n + 1) / 2);
+}
 
 static int64_t scratch_per_thread(const struct retention_dims *d)
 {
 	int64_t c = d->chunk;
 
 	return pad16(c + 1) + 2 * pad16(c) + pad16(c * c) + pad16(c * d->dk) +
-	       pad16(d->dk * d->dv);
+	       pad16(d->dk * d->dv) + 2 * bf16_floats(c * d->dk) + 2 * bf16_floats(c * d->dv) +
+	       bf16_floats(c * c);
 }
 
 int64_t retention_scratch_floats(const struct retention_dims *dims)
@@ -102,6 +114,16 @@ static struct chunk_scratch chunk_scratch_of(float *scratch, const struct retent
 	s.w = p;
 	p += pad16(c * d->dk);
 	s.g = p;
+	p += pad16(d->dk * d->dv);
+	s.q16 = (uint16_t *)p;
+	p += bf16_floats(c * d->dk);
+	s.k16 = (uint16_t *)p;
+	p += bf16_floats(c * d->dk);
+	s.v16 = (uint16_t *)p;
+	p += bf16_floats(c * d->dv);
+	s.do16 = (uint16_t *)p;
+	p += bf16_floats(c * d->dv);
+	s.a16 = (uint16_t *)p;
 
 	decay_powers(s.pw, retention_gamma(global_head), c + 1);
 	for (int64_t i = 0; i < c; i++) {
@@ -160,6 +182,17 @@ static const struct matmul_plan *plan_of(struct kernels_ctx *ctx, int64_t m, int
 	return matmul_plan_get(ctx, &s);
 }
 
+/* On bf16 products (on): dst, the bf16 copy of a rows x cols block with row stride
+ * ld that several of a chunk's products read, converted once. NULL otherwise. */
+static const uint16_t *chunk_bf16(bool on, uint16_t *dst, const float *src, int64_t rows,
+				  int64_t cols, int64_t ld)
+{
+	if (!on)
+		return NULL;
+	bf16_pack(dst, src, 1, 0, rows, cols, ld);
+	return dst;
+}
+
 /* The operands of one chunk of one (batch, head) pair, read in place. */
 struct chunk_view {
 	const float *q, *k, *v; /* (C, dk), (C, dk), (C, dv) with strides ldq, ldk, ldv */
@@ -202,11 +235,12 @@ static struct fwd_plans fwd_plans_get(struct kernels_ctx *ctx, const struct rete
 	return p;
 }
 
-/* A = (Q_c K_c^T) .* D in the thread's scratch. */
+/* A = (Q_c K_c^T) .* D in the thread's scratch; q16, k16: bf16 copies or NULL. */
 static void chunk_scores(struct kernels_ctx *ctx, const struct matmul_plan *qk,
-			 const struct chunk_scratch *s, const struct chunk_view *cv, int64_t c)
+			 const struct chunk_scratch *s, const struct chunk_view *cv,
+			 const uint16_t *q16, const uint16_t *k16, int64_t c)
 {
-	matmul_run(ctx, qk, s->a, cv->q, cv->k);
+	matmul_run_pre(ctx, qk, s->a, cv->q, q16, cv->k, k16);
 	apply_decay_mask(s->a, s->pw, c);
 }
 
@@ -222,6 +256,7 @@ static void chunkwise_forward_pair(struct kernels_ctx *ctx, const struct fwd_pla
 	int64_t c = d->chunk, dk = d->dk, dv = d->dv, nchunks = d->seq_len / c;
 	int64_t sdim = dk * dv;
 	struct chunk_scratch s = chunk_scratch_of(scratch, d, d->head_offset + h);
+	const bool bf16 = matmul_plan_is_bf16(p->av);
 
 	if (state)
 		memcpy(saved, state, sizeof(float) * sdim);
@@ -233,9 +268,11 @@ static void chunkwise_forward_pair(struct kernels_ctx *ctx, const struct fwd_pla
 		float *oc = o + cv.row0 * d->ldo + h * d->dv;
 		float *sc = saved + ci * sdim;
 		float *next = ci + 1 < nchunks ? sc + sdim : state;
+		/* read by A V_c and, but for the last chunk, the state update */
+		const uint16_t *v16 = chunk_bf16(bf16, s.v16, cv.v, c, dv, d->ldv);
 
-		chunk_scores(ctx, p->qk, &s, &cv, c);
-		matmul_run(ctx, p->av, oc, s.a, cv.v);
+		chunk_scores(ctx, p->qk, &s, &cv, NULL, NULL, c);
+		matmul_run_pre(ctx, p->av, oc, s.a, NULL, cv.v, v16);
 		/* S_0 = 0 without a carried state: the inter-chunk term is then zero. */
 		if (ci > 0 || state) {
 			scale_rows(s.w, cv.q, s.xi, c, dk, d->ldq);
@@ -246,7 +283,7 @@ static void chunkwise_forward_pair(struct kernels_ctx *ctx, const struct fwd_pla
 		for (int64_t i = 0; i < sdim; i++)
 			next[i] = s.pw[c] * sc[i];
 		scale_rows(s.w, cv.k, s.zeta, c, dk, d->ldk);
-		matmul_run(ctx, p->kv, next, s.w, cv.v);
+		matmul_run_pre(ctx, p->kv, next, s.w, NULL, cv.v, v16);
 	}
 }
 
@@ -324,6 +361,7 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 	int64_t c = d->chunk, dkw = d->dk, dvw = d->dv, nchunks = d->seq_len / c;
 	int64_t sdim = dkw * dvw;
 	struct chunk_scratch s = chunk_scratch_of(scratch, d, d->head_offset + h);
+	const bool bf16 = matmul_plan_is_bf16(p->dov);
 
 	memset(s.g, 0, sizeof(float) * sdim);
 	for (int64_t ci = nchunks - 1; ci >= 0; ci--) {
@@ -334,23 +372,30 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 		float *dvc = dv + cv.row0 * d->ldv + h * dvw;
 		/* S_0 = 0 and G_N = 0: their terms vanish in the first and last chunk. */
 		bool has_state = ci > 0, has_grad = ci + 1 < nchunks;
+		/* Each read by two to four of the products below: converted once. */
+		const uint16_t *q16 = chunk_bf16(bf16, s.q16, cv.q, c, dkw, d->ldq);
+		const uint16_t *k16 = chunk_bf16(bf16, s.k16, cv.k, c, dkw, d->ldk);
+		const uint16_t *v16 = chunk_bf16(bf16, s.v16, cv.v, c, dvw, d->ldv);
+		const uint16_t *do16 = chunk_bf16(bf16, s.do16, doc, c, dvw, d->ldo);
+		const uint16_t *a16;
 
-		matmul_run(ctx, p->dov, s.a, doc, cv.v);
+		matmul_run_pre(ctx, p->dov, s.a, doc, do16, cv.v, v16);
 		apply_decay_mask(s.a, s.pw, c);
-		matmul_run(ctx, p->pk, dqc, s.a, cv.k);
+		a16 = chunk_bf16(bf16, s.a16, s.a, c, c, c);
+		matmul_run_pre(ctx, p->pk, dqc, s.a, a16, cv.k, k16);
 		if (has_state) {
-			matmul_run(ctx, p->dos, s.w, doc, saved + ci * sdim);
+			matmul_run_pre(ctx, p->dos, s.w, doc, do16, saved + ci * sdim, NULL);
 			add_scaled_rows(dqc, s.w, s.xi, c, dkw, d->ldq);
 		}
-		matmul_run(ctx, p->ptq, dkc, s.a, cv.q);
+		matmul_run_pre(ctx, p->ptq, dkc, s.a, a16, cv.q, q16);
 		if (has_grad) {
-			matmul_run(ctx, p->vg, s.w, cv.v, s.g);
+			matmul_run_pre(ctx, p->vg, s.w, cv.v, v16, s.g, NULL);
 			add_scaled_rows(dkc, s.w, s.zeta, c, dkw, d->ldk);
 		}
 
 		/* Recompute the masked scores rather than saving C x C per chunk. */
-		chunk_scores(ctx, p->qk, &s, &cv, c);
-		matmul_run(ctx, p->atdo, dvc, s.a, doc);
+		chunk_scores(ctx, p->qk, &s, &cv, q16, k16, c);
+		matmul_run_pre(ctx, p->atdo, dvc, s.a, NULL, doc, do16);
 		if (has_grad) {
 			scale_rows(s.w, cv.k, s.zeta, c, dkw, d->ldk);
 			matmul_run(ctx, p->kg, dvc, s.w, s.g);
@@ -359,7 +404,7 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 		if (has_state) {
 			scale(s.g, s.pw[c], sdim);
 			scale_rows(s.w, cv.q, s.xi, c, dkw, d->ldq);
-			matmul_run(ctx, p->qdo, s.g, s.w, doc);
+			matmul_run_pre(ctx, p->qdo, s.g, s.w, NULL, doc, do16);
 		}
 	}
 }
