@@ -467,14 +467,21 @@ static void finite_diff(const char *cfg_name, const char *what, struct problem *
 	check(cfg_name, label, an_f, fd, SAMPLES, 1e-4, 3e-6);
 }
 
+/* dQ, dK, dV shaped like p's Q, K, V. */
+static void grad_operands(const struct problem *p, const struct cfg *c, struct operand *dq,
+			  struct operand *dk, struct operand *dv)
+{
+	*dq = operand_new(p->rows, p->q.width, c->pad[0], c->col[0]);
+	*dk = operand_new(p->rows, p->k.width, c->pad[1], c->col[1]);
+	*dv = operand_new(p->rows, p->v.width, c->pad[2], c->col[2]);
+}
+
 /* 5. The chunkwise backward. */
 static void test_backward(struct kernels_ctx *ctx, const struct cfg *c, bool with_fd)
 {
 	struct problem p = problem_new(c);
 	const struct retention_dims *d = &p.d;
-	struct operand dq = operand_new(p.rows, p.q.width, c->pad[0], c->col[0]);
-	struct operand dk = operand_new(p.rows, p.k.width, c->pad[1], c->col[1]);
-	struct operand dv = operand_new(p.rows, p.v.width, c->pad[2], c->col[2]);
+	struct operand dq, dk, dv;
 	struct operand *g[3] = {&dq, &dk, &dv};
 	const char *names[3] = {"dQ", "dK", "dV"};
 	float *saved = xmalloc(sizeof(float) * (size_t)retention_state_floats(d));
@@ -482,6 +489,7 @@ static void test_backward(struct kernels_ctx *ctx, const struct cfg *c, bool wit
 	double *chk[3], *par[3], *ref[3];
 	char label[64];
 
+	grad_operands(&p, c, &dq, &dk, &dv);
 	/* dq, dk, dv are overwritten: start them from NaN, which any read would spread. */
 	for (int i = 0; i < 3; i++)
 		operand_poison_f(g[i]);
@@ -547,9 +555,7 @@ static void test_bf16_chunkwise(struct kernels_ctx *ctx, const struct cfg *c)
 {
 	struct problem p = problem_new(c);
 	const struct retention_dims *d = &p.d;
-	struct operand dq = operand_new(p.rows, p.q.width, c->pad[0], c->col[0]);
-	struct operand dk = operand_new(p.rows, p.k.width, c->pad[1], c->col[1]);
-	struct operand dv = operand_new(p.rows, p.v.width, c->pad[2], c->col[2]);
+	struct operand dq, dk, dv;
 	struct operand *g[3] = {&dq, &dk, &dv};
 	const char *names[4] = {"dQ", "dK", "dV", "O"};
 	float *saved = xmalloc(sizeof(float) * (size_t)retention_state_floats(d));
@@ -557,6 +563,7 @@ static void test_bf16_chunkwise(struct kernels_ctx *ctx, const struct cfg *c)
 	double *ref[4], *got[4];
 	char err[256];
 
+	grad_operands(&p, c, &dq, &dk, &dv);
 	if (kernels_ctx_set_bf16(ctx, true, err, sizeof(err))) {
 		printf("skip bf16 chunkwise: %s\n", err);
 		goto out;

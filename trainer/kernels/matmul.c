@@ -340,6 +340,15 @@ static void grow_bf16(uint16_t **buf, size_t *cap, int64_t elems)
 	}
 }
 
+/* The dense block src[0, elems) converted into the grow-only buffer *buf. */
+static const uint16_t *convert_into(uint16_t **buf, size_t *cap, const float *src,
+				    int64_t elems)
+{
+	grow_bf16(buf, cap, elems);
+	bf16_pack(*buf, src, 1, 0, 1, elems, elems);
+	return *buf;
+}
+
 /* Claims a free slot for src; the caller sets its copy. */
 static struct held *hold_slot(struct kernels_ctx *ctx, int slot, const float *src,
 			      int64_t elems)
@@ -359,11 +368,8 @@ void matmul_hold(struct kernels_ctx *ctx, int slot, const float *src, int64_t el
 {
 	struct held *h = hold_slot(ctx, slot, src, elems);
 
-	if (!ctx->bf16)
-		return;
-	grow_bf16(&h->buf, &h->cap, elems);
-	bf16_pack(h->buf, src, 1, 0, 1, elems, elems);
-	h->copy = h->buf;
+	if (ctx->bf16)
+		h->copy = convert_into(&h->buf, &h->cap, src, elems);
 }
 
 void matmul_hold_fresh(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
@@ -374,11 +380,8 @@ void matmul_hold_fresh(struct kernels_ctx *ctx, int slot, struct matmul_kept *ke
 	kept->src = src;
 	kept->elems = elems;
 	kept->converted = ctx->bf16;
-	if (!ctx->bf16)
-		return;
-	grow_bf16(&kept->buf, &kept->cap, elems);
-	bf16_pack(kept->buf, src, 1, 0, 1, elems, elems);
-	h->copy = kept->buf;
+	if (ctx->bf16)
+		h->copy = convert_into(&kept->buf, &kept->cap, src, elems);
 }
 
 void matmul_hold_again(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
