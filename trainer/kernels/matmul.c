@@ -40,9 +40,8 @@ struct kernels_ctx {
 	struct held {           /* matmul_hold: one converted operand per slot */
 		const float *src; /* NULL: the slot is free */
 		int64_t elems;
-		const uint16_t *copy; /* bf16 copy of src (buf or a kept one); NULL: none */
-		uint16_t *buf;    /* the slot's own copy, grow-only */
-		size_t cap;
+		const uint16_t *copy; /* bf16 copy of src (own's or a kept one); NULL: none */
+		struct matmul_kept own; /* matmul_hold's copy */
 	} held[MATMUL_HOLD_SLOTS];
 };
 
@@ -105,7 +104,7 @@ void kernels_ctx_free(struct kernels_ctx *ctx)
 	free(ctx->cvt);
 	free(ctx->cvt_elems);
 	for (int i = 0; i < MATMUL_HOLD_SLOTS; i++)
-		free(ctx->held[i].buf);
+		matmul_kept_free(&ctx->held[i].own);
 	CHECK_DNNL(dnnl_engine_destroy(ctx->engine));
 	free(ctx);
 }
@@ -340,15 +339,6 @@ static void grow_bf16(uint16_t **buf, size_t *cap, int64_t elems)
 	}
 }
 
-/* The dense block src[0, elems) converted into the grow-only buffer *buf. */
-static const uint16_t *convert_into(uint16_t **buf, size_t *cap, const float *src,
-				    int64_t elems)
-{
-	grow_bf16(buf, cap, elems);
-	bf16_pack(*buf, src, 1, 0, 1, elems, elems);
-	return *buf;
-}
-
 /* Claims a free slot for src; the caller sets its copy. */
 static struct held *hold_slot(struct kernels_ctx *ctx, int slot, const float *src,
 			      int64_t elems)
@@ -364,14 +354,6 @@ static struct held *hold_slot(struct kernels_ctx *ctx, int slot, const float *sr
 	return h;
 }
 
-void matmul_hold(struct kernels_ctx *ctx, int slot, const float *src, int64_t elems)
-{
-	struct held *h = hold_slot(ctx, slot, src, elems);
-
-	if (ctx->bf16)
-		h->copy = convert_into(&h->buf, &h->cap, src, elems);
-}
-
 void matmul_hold_fresh(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
 		       const float *src, int64_t elems)
 {
@@ -380,8 +362,18 @@ void matmul_hold_fresh(struct kernels_ctx *ctx, int slot, struct matmul_kept *ke
 	kept->src = src;
 	kept->elems = elems;
 	kept->converted = ctx->bf16;
-	if (ctx->bf16)
-		h->copy = convert_into(&kept->buf, &kept->cap, src, elems);
+	if (!ctx->bf16)
+		return;
+	grow_bf16(&kept->buf, &kept->cap, elems);
+	bf16_pack(kept->buf, src, 1, 0, 1, elems, elems);
+	h->copy = kept->buf;
+}
+
+/* A hold whose copy lives in the slot and is dropped with it. */
+void matmul_hold(struct kernels_ctx *ctx, int slot, const float *src, int64_t elems)
+{
+	ENSURE(slot >= 0 && slot < MATMUL_HOLD_SLOTS);
+	matmul_hold_fresh(ctx, slot, &ctx->held[slot].own, src, elems);
 }
 
 void matmul_hold_again(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
