@@ -28,6 +28,8 @@ enum {
 	OFF_N_TOKENS = 56,
 	OFF_SOURCE_BYTES = 64,
 	OFF_CHECKSUM = 72,
+	OFF_N_MERGES = 80,
+	OFF_MERGES_CHECKSUM = 84,
 	OFF_HEADER_CHECKSUM = 124,
 };
 
@@ -98,6 +100,8 @@ void shard_header_pack(unsigned char dst[SHARD_HEADER_SIZE], const struct shard_
 	put_u64(dst + OFF_N_TOKENS, h->n_tokens);
 	put_u64(dst + OFF_SOURCE_BYTES, h->source_bytes);
 	put_u64(dst + OFF_CHECKSUM, h->checksum);
+	put_u32(dst + OFF_N_MERGES, h->n_merges);
+	put_u32(dst + OFF_MERGES_CHECKSUM, h->merges_checksum);
 	put_u32(dst + OFF_HEADER_CHECKSUM,
 		(uint32_t)shard_checksum(dst, OFF_HEADER_CHECKSUM));
 }
@@ -112,6 +116,8 @@ void shard_header_unpack(struct shard_header *h, const unsigned char src[SHARD_H
 	h->n_tokens = get_u64(src + OFF_N_TOKENS);
 	h->source_bytes = get_u64(src + OFF_SOURCE_BYTES);
 	h->checksum = get_u64(src + OFF_CHECKSUM);
+	h->n_merges = get_u32(src + OFF_N_MERGES);
+	h->merges_checksum = get_u32(src + OFF_MERGES_CHECKSUM);
 	h->header_checksum = get_u32(src + OFF_HEADER_CHECKSUM);
 }
 
@@ -202,11 +208,11 @@ int shard_writer_open(struct shard_writer *w, const char *path, const struct tok
 	memset(w, 0, sizeof(*w));
 	w->fd = -1;
 	if (tok->vocab == 0 || tok->vocab > SHARD_MAX_VOCAB) {
-		snprintf(err, err_len, "%s: vocabulary %u does not fit version %u shards "
-			 "(uint16 tokens, at most %u ids)", path, tok->vocab, SHARD_VERSION,
-			 SHARD_MAX_VOCAB);
+		snprintf(err, err_len, "%s: vocabulary %u does not fit shards (uint16 tokens, "
+			 "at most %u ids)", path, tok->vocab, SHARD_MAX_VOCAB);
 		return -EINVAL;
 	}
+	ENSURE(tok->n_merges == 0 || tok->vocab == TOKENIZER_BYTES_VOCAB + tok->n_merges);
 	/* Refuse early, before any work; commit refuses again atomically. */
 	if (!(flags & SHARD_OVERWRITE) && lstat(path, &st) == 0) {
 		snprintf(err, err_len, "%s: already exists (refusing to overwrite)", path);
@@ -217,8 +223,11 @@ int shard_writer_open(struct shard_writer *w, const char *path, const struct tok
 	w->tmp_path = xmalloc(tmp_len);
 	snprintf(w->tmp_path, tmp_len, "%s.tmp.%ld", path, (long)getpid());
 	w->flags = flags;
-	w->hdr.version = SHARD_VERSION;
-	w->hdr.header_size = SHARD_HEADER_SIZE;
+	w->hdr.version = tok->n_merges ? SHARD_VERSION_MERGES : SHARD_VERSION;
+	w->hdr.header_size = SHARD_HEADER_SIZE + 4 * tok->n_merges;
+	w->hdr.n_merges = tok->n_merges;
+	w->hdr.merges_checksum = tok->n_merges ? (uint32_t)shard_checksum(tok->merges,
+									 4 * (size_t)tok->n_merges) : 0;
 	memcpy(w->hdr.tokenizer_id, tok->id, TOKENIZER_ID_LEN);
 	w->hdr.vocab = tok->vocab;
 	w->hdr.bytes_per_token = BYTES_PER_TOKEN;
@@ -237,6 +246,8 @@ int shard_writer_open(struct shard_writer *w, const char *path, const struct tok
 	}
 	/* A zero placeholder: the real header is written by commit. */
 	rc = write_all(w->fd, zero, sizeof(zero));
+	if (!rc && tok->n_merges)
+		rc = write_all(w->fd, tok->merges, 4 * (size_t)tok->n_merges);
 	if (rc) {
 		snprintf(err, err_len, "%s: cannot write %s: %s", path, w->tmp_path,
 			 strerror(-rc));
@@ -381,6 +392,49 @@ int shard_write_atomic(const char *path, const uint16_t *tokens, uint64_t n_toke
 
 /* ------------------------------------------------------------------ reading */
 
+/* A version 2 header's merge table: size, checksum, and that it names the id. */
+static int validate_merges(struct shard *sh, const char *path, char *err, size_t err_len)
+{
+	const struct shard_header *h = &sh->hdr;
+	const unsigned char *p = sh->map;
+	struct tokenizer bpe;
+	uint32_t crc;
+
+	if (h->n_merges == 0 || h->n_merges > SHARD_MAX_VOCAB - TOKENIZER_BYTES_VOCAB ||
+	    h->vocab != TOKENIZER_BYTES_VOCAB + h->n_merges) {
+		snprintf(err, err_len, "%s: %u merges do not make vocab %u (it must be 256 + "
+			 "merges, at most %u)", path, h->n_merges, h->vocab, SHARD_MAX_VOCAB);
+		return -EINVAL;
+	}
+	if (h->header_size != SHARD_HEADER_SIZE + 4 * h->n_merges) {
+		snprintf(err, err_len, "%s: header size %u is not %u, the size of a version %u "
+			 "header with %u merges", path, h->header_size,
+			 SHARD_HEADER_SIZE + 4 * h->n_merges, SHARD_VERSION_MERGES, h->n_merges);
+		return -EINVAL;
+	}
+	if (sh->map_len < h->header_size) {
+		snprintf(err, err_len, "%s: truncated merge table (%zu of %u header bytes)", path,
+			 sh->map_len, h->header_size);
+		return -EINVAL;
+	}
+	crc = (uint32_t)shard_checksum(p + SHARD_HEADER_SIZE, 4 * (size_t)h->n_merges);
+	if (crc != h->merges_checksum) {
+		snprintf(err, err_len, "%s: merge table checksum mismatch (stored 0x%08x, "
+			 "computed 0x%08x): the merges are corrupt", path, h->merges_checksum, crc);
+		return -EINVAL;
+	}
+	if (tokenizer_init_bpe(&bpe, (const uint16_t *)(p + SHARD_HEADER_SIZE), h->n_merges,
+			       path, err, err_len))
+		return -EINVAL;
+	if (!tokenizer_equal(&bpe, &sh->tok)) {
+		snprintf(err, err_len, "%s: tokenizer id \"%s\" is not that of its merge table "
+			 "(\"%s\")", path, sh->tok.id, bpe.id);
+		return -EINVAL;
+	}
+	sh->tok = bpe;
+	return 0;
+}
+
 /* Every rule a mapped file must satisfy; fills sh->hdr, sh->tok and sh->tokens. */
 static int validate(struct shard *sh, const char *path, char *err, size_t err_len)
 {
@@ -406,13 +460,14 @@ static int validate(struct shard *sh, const char *path, char *err, size_t err_le
 		return -EINVAL;
 	}
 	h->version = get_u32(p + OFF_VERSION);
-	if (h->version != SHARD_VERSION) {
+	if (h->version != SHARD_VERSION && h->version != SHARD_VERSION_MERGES) {
 		snprintf(err, err_len, "%s: unsupported shard version %u (this build reads "
-			 "version %u)", path, h->version, SHARD_VERSION);
+			 "versions %u and %u)", path, h->version, SHARD_VERSION,
+			 SHARD_VERSION_MERGES);
 		return -EINVAL;
 	}
 	h->header_size = get_u32(p + OFF_HEADER_SIZE);
-	if (h->header_size != SHARD_HEADER_SIZE) {
+	if (h->version == SHARD_VERSION && h->header_size != SHARD_HEADER_SIZE) {
 		snprintf(err, err_len, "%s: header size %u is not %u, the size of a version %u "
 			 "header", path, h->header_size, SHARD_HEADER_SIZE, SHARD_VERSION);
 		return -EINVAL;
@@ -431,6 +486,8 @@ static int validate(struct shard *sh, const char *path, char *err, size_t err_le
 	}
 	if (tokenizer_from_header(&sh->tok, h->tokenizer_id, h->vocab, path, err, err_len))
 		return -EINVAL;
+	if (h->version == SHARD_VERSION_MERGES && validate_merges(sh, path, err, err_len))
+		return -EINVAL;
 	if (h->vocab > SHARD_MAX_VOCAB) {
 		snprintf(err, err_len, "%s: vocab %u exceeds %u, the most uint16 tokens hold",
 			 path, h->vocab, SHARD_MAX_VOCAB);
@@ -443,14 +500,14 @@ static int validate(struct shard *sh, const char *path, char *err, size_t err_le
 	}
 	/* header + n * 2 must equal the file size, computed without overflow. */
 	if (h->n_tokens > SIZE_MAX || !size_mul_ok((size_t)h->n_tokens, BYTES_PER_TOKEN, &payload) ||
-	    payload > SIZE_MAX - SHARD_HEADER_SIZE) {
+	    payload > SIZE_MAX - h->header_size) {
 		snprintf(err, err_len, "%s: token count %llu overflows the file size", path,
 			 (unsigned long long)h->n_tokens);
 		return -EINVAL;
 	}
-	total = SHARD_HEADER_SIZE + payload;
+	total = h->header_size + payload;
 	if (size != total) {
-		have = (size - SHARD_HEADER_SIZE) / BYTES_PER_TOKEN;
+		have = size < h->header_size ? 0 : (size - h->header_size) / BYTES_PER_TOKEN;
 		if (size < total)
 			snprintf(err, err_len, "%s: truncated payload: the header says %llu tokens "
 				 "(%zu bytes) but the file has %zu bytes (%llu tokens)", path,
@@ -463,7 +520,7 @@ static int validate(struct shard *sh, const char *path, char *err, size_t err_le
 		return -EINVAL;
 	}
 
-	sh->tokens = (const uint16_t *)(p + SHARD_HEADER_SIZE);
+	sh->tokens = (const uint16_t *)(p + h->header_size);
 	/* One pass: checksum slice by slice, noting the first out-of-range token. */
 	crc = (uint32_t)crc32(0L, Z_NULL, 0);
 	for (size_t off = 0; off < (size_t)h->n_tokens;) {

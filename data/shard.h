@@ -2,22 +2,26 @@
  * shard: the token shard file, written atomically and opened with every field
  * checked.
  *
- * A shard is one little-endian file: a fixed 128-byte header, then the tokens as
- * uint16 (version 1 stores vocabularies of at most 65536 ids):
+ * A shard is one little-endian file: a 128-byte header, for a BPE tokenizer its
+ * merge table, then the tokens as uint16 (vocabularies of at most 65536 ids).
+ * Version 1 (the byte tokenizer) has no merge table; version 2 (BPE) has one:
  *
  *   offset size  field
  *        0    8  magic "RNSHARD\0"
- *        8    4  version (1)
- *       12    4  header size in bytes (128 for version 1; the payload starts here)
+ *        8    4  version (1: no merge table, 2: a merge table)
+ *       12    4  header size in bytes: 128 + 4 x merges (the payload starts here)
  *       16   32  tokenizer id, NUL padded (data/tokenizer.h)
  *       48    4  vocabulary size (every token is < vocab)
  *       52    4  bytes per token (2: uint16 tokens)
  *       56    8  token count n
  *       64    8  source bytes: raw text bytes the tokens came from (bits per byte)
  *       72    8  payload checksum: zlib crc32 of the 2n payload bytes (low 32 bits)
- *       80   44  reserved, zero
+ *       80    4  merges m (version 2; vocab = 256 + m), else 0
+ *       84    4  merge table checksum: zlib crc32 of its 4m bytes (version 2), else 0
+ *       88   36  reserved, zero
  *      124    4  header checksum: zlib crc32 of bytes [0, 124)
- *      128   2n  tokens
+ *      128   4m  merge table: m pairs of uint16 ids (data/tokenizer.h)
+ *   128+4m   2n  tokens
  *
  * Writing goes to "<path>.tmp.<pid>", is fsynced, then published under <path>
  * (link() when overwriting is not allowed, so an existing file is never replaced
@@ -26,9 +30,11 @@
  * a stale "*.tmp.<pid>" file, never a partial <path>.
  *
  * Opening maps the file read-only and checks magic, version, header size, header
- * checksum, tokenizer id, vocabulary, bytes per token, that the file size is
- * exactly header + n * 2 (computed with overflow checks), the payload checksum,
- * and that every token is < vocab. Every failure is one line "<path>: <rule>"
+ * checksum, tokenizer id, vocabulary, bytes per token, for version 2 the merge
+ * table (its checksum, that each merge uses only earlier ids, and that the id is
+ * the one tokenizer_init_bpe gives that table), that the file size is exactly
+ * header + n * 2 (computed with overflow checks), the payload checksum, and that
+ * every token is < vocab. Every failure is one line "<path>: <rule>"
  * in the caller's err buffer (print it with log_error("%s", err) and exit 2).
  *
  * Does not: tokenize text, split a corpus, or choose windows (data/loader.h).
@@ -45,8 +51,9 @@
 #include "data/tokenizer.h"
 
 #define SHARD_MAGIC "RNSHARD\0"	/* 8 bytes, the NUL included */
-#define SHARD_VERSION 1u
-#define SHARD_HEADER_SIZE 128u
+#define SHARD_VERSION 1u		/* byte tokenizer */
+#define SHARD_VERSION_MERGES 2u		/* BPE: a merge table follows the header */
+#define SHARD_HEADER_SIZE 128u		/* without the merge table */
 #define SHARD_MAX_VOCAB 65536u	/* uint16 tokens */
 /* A comfortable size for err buffers: a path plus a rule. */
 #define SHARD_ERR_LEN 1024
@@ -63,6 +70,8 @@ struct shard_header {
 	uint64_t n_tokens;
 	uint64_t source_bytes;
 	uint64_t checksum;			/* crc32 of the payload */
+	uint32_t n_merges;			/* version 2 */
+	uint32_t merges_checksum;		/* crc32 of the merge table */
 	uint32_t header_checksum;		/* crc32 of header bytes [0, 124) */
 };
 
@@ -70,7 +79,7 @@ struct shard_header {
 struct shard {
 	char *path;
 	struct shard_header hdr;
-	struct tokenizer tok;
+	struct tokenizer tok;		/* a BPE one's merges are in the mapping */
 	const uint16_t *tokens;		/* (hdr.n_tokens), inside the mapping */
 	void *map;			/* the whole file, read-only */
 	size_t map_len;			/* bytes */

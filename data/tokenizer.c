@@ -13,6 +13,52 @@ void tokenizer_init_bytes(struct tokenizer *tok)
 	tok->vocab = TOKENIZER_BYTES_VOCAB;
 }
 
+#define BPE_ID_PREFIX "bpe-v1-"
+
+/* 64-bit FNV-1a over the merge table as little-endian uint16 pairs. */
+static uint64_t merges_hash(const uint16_t *merges, uint32_t n_merges)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < 2 * (size_t)n_merges; i++) {
+		h = (h ^ (merges[i] & 0xffu)) * 0x100000001b3ull;
+		h = (h ^ (uint64_t)(merges[i] >> 8)) * 0x100000001b3ull;
+	}
+	return h;
+}
+
+int tokenizer_init_bpe(struct tokenizer *tok, const uint16_t *merges, uint32_t n_merges,
+		       const char *what, char *err, size_t err_len)
+{
+	if (n_merges == 0 || n_merges > TOKENIZER_MAX_VOCAB - TOKENIZER_BYTES_VOCAB) {
+		snprintf(err, err_len, "%s: %u BPE merges: must be 1 to %d", what, n_merges,
+			 TOKENIZER_MAX_VOCAB - TOKENIZER_BYTES_VOCAB);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < n_merges; i++) {
+		uint32_t limit = TOKENIZER_BYTES_VOCAB + i;
+
+		if (merges[2 * i] >= limit || merges[2 * i + 1] >= limit) {
+			snprintf(err, err_len, "%s: BPE merge %u (%u, %u) uses an id that is not "
+				 "defined before it (ids below %u)", what, i, merges[2 * i],
+				 merges[2 * i + 1], limit);
+			return -EINVAL;
+		}
+	}
+	memset(tok, 0, sizeof(*tok));
+	tok->vocab = TOKENIZER_BYTES_VOCAB + n_merges;
+	snprintf(tok->id, sizeof(tok->id), BPE_ID_PREFIX "%u-%016llx", tok->vocab,
+		 (unsigned long long)merges_hash(merges, n_merges));
+	tok->n_merges = n_merges;
+	tok->merges = merges;
+	return 0;
+}
+
+bool tokenizer_is_bpe(const struct tokenizer *tok)
+{
+	return strncmp(tok->id, BPE_ID_PREFIX, strlen(BPE_ID_PREFIX)) == 0;
+}
+
 int tokenizer_from_header(struct tokenizer *tok, const char id[TOKENIZER_ID_LEN],
 			  uint32_t vocab, const char *what, char *err, size_t err_len)
 {

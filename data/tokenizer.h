@@ -1,15 +1,21 @@
 /*
- * tokenizer: the byte-level tokenizer (token = byte value, vocabulary 256) and the
- * id string that names it.
+ * tokenizer: which tokenizer made a token stream, and the byte-level one.
  *
- * The id ("bytes-v1") and the vocabulary size are recorded in every token shard
- * header (data/shard.h) and in checkpoints, so that a corpus and a checkpoint made
- * with different tokenizers are refused with one clear line rather than trained
- * on: tokenizer_check_same() makes that comparison.
+ * Two kinds exist. The byte tokenizer ("bytes-v1", vocabulary 256): a token is a
+ * byte value, so bits per token equal bits per byte. The byte-pair tokenizer
+ * (data/bpe.h): ids 0..255 are the bytes and id 256 + i is the concatenation of the
+ * two ids of merge i; its id string is "bpe-v1-<vocab>-<16 hex digits>", the hex
+ * being a 64-bit FNV-1a hash of the merge table, so two BPE tokenizers with equal
+ * ids have (but for a hash collision) the same merges.
  *
- * Does not: learn merges (there are none), add BOS/EOS or any special token, or
- * touch files. One byte of text is one token and one token decodes to one byte, so
- * a corpus of N bytes is N tokens and bits per token equal bits per byte.
+ * The id and the vocabulary size are recorded in every token shard header
+ * (data/shard.h; a BPE shard also holds its merge table) and in checkpoints, so
+ * that a corpus and a checkpoint made with different tokenizers are refused with
+ * one clear line rather than trained on: tokenizer_check_same() makes that
+ * comparison.
+ *
+ * Does not: learn or apply merges (data/bpe.h), add BOS/EOS or any special token,
+ * or touch files.
  */
 #ifndef RN_TOKENIZER_H
 #define RN_TOKENIZER_H
@@ -22,14 +28,32 @@
 #define TOKENIZER_ID_LEN 32
 #define TOKENIZER_BYTES_ID "bytes-v1"
 #define TOKENIZER_BYTES_VOCAB 256
+#define TOKENIZER_MAX_VOCAB 65536	/* ids are stored as uint16 */
 
 struct tokenizer {
 	char id[TOKENIZER_ID_LEN];	/* NUL terminated and NUL padded */
 	uint32_t vocab;			/* token ids are in [0, vocab) */
+	/* BPE only, else 0 and NULL: merge i makes id 256 + i from the ids
+	 * merges[2i], merges[2i+1]; vocab = 256 + n_merges. Not owned (a shard's
+	 * mapping or a struct bpe holds it). Not needed to compare tokenizers. */
+	uint32_t n_merges;
+	const uint16_t *merges;		/* (n_merges, 2) */
 };
 
 /* The byte tokenizer: id "bytes-v1", vocab 256. */
 void tokenizer_init_bytes(struct tokenizer *tok);
+
+/*
+ * The BPE tokenizer of a merge table (not copied: it must outlive tok). Returns 0,
+ * or -EINVAL with "<what>: <rule>" in err when n_merges is 0 or too large for
+ * uint16 ids, or a merge names an id that is not yet defined (merge i may only use
+ * ids below 256 + i).
+ */
+int tokenizer_init_bpe(struct tokenizer *tok, const uint16_t *merges /* (n_merges, 2) */,
+		       uint32_t n_merges, const char *what, char *err, size_t err_len);
+
+/* True for a BPE id ("bpe-v1-..."), whether or not its merges are at hand. */
+bool tokenizer_is_bpe(const struct tokenizer *tok);
 
 /*
  * Fill tok from an id and vocabulary read from a file (a shard or checkpoint
@@ -54,6 +78,7 @@ int tokenizer_check_same(const struct tokenizer *got, const char *got_what,
 			 size_t err_len);
 
 /*
+ * Byte tokenizer only (BPE text goes through data/bpe.h).
  * Encode n bytes of text: dst[i] = src[i]. Returns the number of tokens written
  * (n: one token per byte). dst holds n tokens.
  */
