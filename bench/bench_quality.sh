@@ -74,8 +74,13 @@ else
 	command -v bible >/dev/null || { echo "bench_quality: 'bible' missing: scripts/install-deps.sh" >&2; exit 2; }
 	bible -f Gen1:1-Rev22:21 >"$OUT/corpus.txt"
 fi
-"$BUILD_DIR/data/retnet-prep" --force --output-prefix "$OUT/corpus" "$OUT/corpus.txt" |
-	grep 'held out'
+# Ours tokenizes as the main job does: the config's vocab-size (256: bytes, more:
+# BPE learned from the training part). Torch reads the text as bytes.
+vocab=$(awk '$1 == "vocab-size" { v = $2 } END { print v ? v : 256 }' "$CONFIG")
+tokenizer=(--tokenizer bytes)
+((vocab > 256)) && tokenizer=(--tokenizer bpe --vocab-size "$vocab")
+"$BUILD_DIR/data/retnet-prep" --force "${tokenizer[@]}" --output-prefix "$OUT/corpus" \
+	"$OUT/corpus.txt" | grep -E 'held out|tokenizer'
 corpus_bytes=$(stat -c %s "$OUT/corpus.txt")
 # source bytes of the held-out shard: header offset 64, uint64 (docs/data-format.md)
 held_bytes=$(od -An -t u8 -j 64 -N 8 "$OUT/corpus-valid.bin" | tr -d ' ')

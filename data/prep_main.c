@@ -2,13 +2,16 @@
  * retnet-prep: text corpora -> token shards for training and evaluation.
  *
  *   retnet-prep --output-prefix PREFIX [--held-out-fraction F | --held-out PATH]...
- *               [--force] INPUT...
+ *               [--tokenizer bytes | --tokenizer bpe --vocab-size V] [--force] INPUT...
  *
  * Inputs are files or directories; a directory contributes its regular files
  * (not recursive, names starting with '.' skipped) in byte-wise sorted name
  * order. Each file is plain text or gzip, told apart by its content (zlib's
  * gzread reads both). The inputs are concatenated byte for byte, in the order
- * given, into one text stream; the byte tokenizer makes one token per byte.
+ * given, into one text stream; the byte tokenizer makes one token per byte, the
+ * BPE tokenizer (data/bpe.h) learns V - 256 merges from the training text (the
+ * bytes before the held-out cut, never the held-out ones) and stores them in both
+ * shards.
  *
  * Split. Default: the LAST fraction F (0.05) of the stream, by bytes, is held
  * out. With B bytes the cut is the first line start at or after byte
@@ -27,7 +30,8 @@
  * files) before anything is written; a bad input is one line
  * "retnet: error: <file>: <rule>" and exit status 2, and nothing is written.
  * The text is then read a second time and streamed into the shards, so memory
- * stays at a few MiB whatever the corpus size.
+ * stays at a few MiB whatever the corpus size (BPE: plus its distinct pieces,
+ * counted in one more pass before that).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -43,6 +47,7 @@
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
+#include "data/bpe.h"
 #include "data/shard.h"
 #include "data/textfile.h"
 #include "data/tokenizer.h"
@@ -66,6 +71,8 @@ struct opts {
 	double fraction;	/* of the bytes held out, when no --held-out */
 	bool fraction_given;
 	bool force;
+	bool bpe;		/* --tokenizer bpe */
+	long vocab;		/* --vocab-size, 0 when not given */
 	struct input_list train, valid;	/* paths as given; expanded later */
 	const char **train_args, **valid_args;
 	int n_train_args, n_valid_args;
@@ -80,7 +87,7 @@ static void usage(FILE *f)
 		"                   [--force] INPUT...\n"
 		"\n"
 		"Turns text (plain or gzip, detected by content; files, or directories whose\n"
-		"regular files are taken in sorted name order) into byte-level token shards\n"
+		"regular files are taken in sorted name order) into token shards\n"
 		"PREFIX-train.bin and PREFIX-valid.bin.\n"
 		"\n"
 		"  --output-prefix PREFIX   write PREFIX-train.bin and PREFIX-valid.bin\n"
@@ -88,6 +95,10 @@ static void usage(FILE *f)
 		"                           a line start (default 0.05, 0 < F < 1)\n"
 		"  --held-out PATH          hold out this file or directory instead\n"
 		"                           (repeatable; the INPUTs are then all training text)\n"
+		"  --tokenizer bytes|bpe    bytes (default): one token per byte, vocabulary 256;\n"
+		"                           bpe: byte pairs learned from the training text\n"
+		"  --vocab-size V           bpe: vocabulary size, 257 to 65536 (the model's\n"
+		"                           --vocab-size must match)\n"
 		"  --force                  overwrite existing outputs\n"
 		"  --help                   this text\n"
 		"\n"
@@ -163,6 +174,26 @@ static void parse_args(struct opts *o, int argc, char **argv)
 		} else if (is_flag(a, "--held-out")) {
 			o->valid_args[o->n_valid_args++] = flag_value(argc, argv, &i,
 								      "--held-out");
+		} else if (is_flag(a, "--tokenizer")) {
+			const char *v = flag_value(argc, argv, &i, "--tokenizer");
+
+			if (strcmp(v, "bpe") != 0 && strcmp(v, "bytes") != 0) {
+				log_error("--tokenizer: \"%s\" must be bytes or bpe", v);
+				exit(EXIT_USAGE);
+			}
+			o->bpe = strcmp(v, "bpe") == 0;
+		} else if (is_flag(a, "--vocab-size")) {
+			const char *v = flag_value(argc, argv, &i, "--vocab-size");
+			char *end;
+
+			errno = 0;
+			o->vocab = strtol(v, &end, 10);
+			if (errno || end == v || *end != '\0' ||
+			    o->vocab <= TOKENIZER_BYTES_VOCAB || o->vocab > TOKENIZER_MAX_VOCAB) {
+				log_error("--vocab-size: \"%s\" must be an integer from %d to %d",
+					  v, TOKENIZER_BYTES_VOCAB + 1, TOKENIZER_MAX_VOCAB);
+				exit(EXIT_USAGE);
+			}
 		} else if (strcmp(a, "--force") == 0) {
 			o->force = true;
 		} else {
@@ -176,6 +207,12 @@ static void parse_args(struct opts *o, int argc, char **argv)
 	}
 	if (o->fraction_given && o->n_valid_args) {
 		log_error("--held-out-fraction: give either it or --held-out, not both");
+		exit(EXIT_USAGE);
+	}
+	if (o->bpe != (o->vocab != 0)) {
+		log_error(o->bpe ? "--vocab-size: required with --tokenizer bpe"
+				 : "--vocab-size: only for --tokenizer bpe (the byte "
+				   "tokenizer's vocabulary is 256)");
 		exit(EXIT_USAGE);
 	}
 	if (o->n_train_args == 0) {
@@ -369,7 +406,9 @@ static uint64_t list_bytes(const struct input_list *l)
 struct route {
 	struct shard_writer *train, *valid;
 	struct tokenizer tok;
-	uint16_t *tokens;	/* (CHUNK_BYTES) */
+	const struct bpe *bpe;		/* NULL: the byte tokenizer */
+	struct bpe_encoder *enc_train, *enc_valid;
+	uint16_t *tokens;	/* (CHUNK_BYTES + BPE_PIECE_MAX) */
 	uint64_t pos;		/* bytes routed so far */
 	uint64_t cut;		/* UINT64_MAX until known */
 	uint64_t c0;		/* the cut at a line start is the first one >= c0 */
@@ -377,11 +416,19 @@ struct route {
 	bool prev_nl;		/* the byte before pos was '\n' */
 };
 
-static int emit(struct shard_writer *w, struct route *r, const unsigned char *buf, size_t n)
+/* final: flush the BPE encoder's unfinished piece (buf may then be NULL). */
+static int emit(struct shard_writer *w, struct route *r, const unsigned char *buf, size_t n,
+		bool final)
 {
-	size_t nt = tokenizer_encode(r->tokens, &r->tok, buf, n);
+	uint64_t bytes = n;
+	size_t nt;
 
-	return shard_writer_append(w, r->tokens, nt, n, err, sizeof(err));
+	if (!r->bpe)
+		nt = tokenizer_encode(r->tokens, &r->tok, buf, n);
+	else
+		nt = bpe_encode(w == r->train ? r->enc_train : r->enc_valid, buf, n, final,
+				r->tokens, &bytes);
+	return shard_writer_append(w, r->tokens, nt, bytes, err, sizeof(err));
 }
 
 static int route_chunk(void *ctx, const unsigned char *buf, size_t n)
@@ -408,9 +455,9 @@ static int route_chunk(void *ctx, const unsigned char *buf, size_t n)
 		}
 	}
 	ntrain = r->cut <= p0 ? 0 : r->cut >= end ? n : (size_t)(r->cut - p0);
-	if (ntrain && emit(r->train, r, buf, ntrain))
+	if (ntrain && emit(r->train, r, buf, ntrain, false))
 		return -1;
-	if (ntrain < n && emit(r->valid, r, buf + ntrain, n - ntrain))
+	if (ntrain < n && emit(r->valid, r, buf + ntrain, n - ntrain, false))
 		return -1;
 	r->pos = end;
 	r->prev_nl = buf[n - 1] == '\n';
@@ -433,6 +480,43 @@ static int stream_inputs(struct input_list *l, unsigned char *buf, struct route 
 		}
 	}
 	return 0;
+}
+
+/* The BPE pass: count the pieces of the training text, bytes [0, limit). */
+struct learn {
+	struct bpe_learner *l;
+	uint64_t pos, limit;
+};
+
+static int learn_chunk(void *ctx, const unsigned char *buf, size_t n)
+{
+	struct learn *s = ctx;
+	uint64_t take = s->pos >= s->limit ? 0 : s->limit - s->pos;
+
+	if (take > n)
+		take = n;
+	if (take)
+		bpe_learner_feed(s->l, buf, (size_t)take, false);
+	s->pos += n;
+	return 0;
+}
+
+/* Learns o->vocab - 256 merges from the training text before byte `limit`. */
+static int learn_merges(struct opts *o, unsigned char *buf, uint64_t limit, uint16_t **merges)
+{
+	struct learn s = { .l = bpe_learner_new(), .limit = limit };
+	int rc = 0;
+
+	for (int i = 0; i < o->train.n && !rc; i++) {
+		uint64_t bytes;
+
+		rc = read_input(&o->train.v[i], buf, learn_chunk, &s, &bytes);
+	}
+	if (!rc)
+		rc = bpe_learner_merges(s.l, (uint32_t)o->vocab, merges, "--vocab-size", err,
+					sizeof(err));
+	bpe_learner_free(s.l);
+	return rc ? -1 : 0;
 }
 
 static char *output_path(const char *prefix, const char *suffix)
@@ -478,6 +562,9 @@ int main(int argc, char **argv)
 	uint64_t total, held;
 	bool by_fraction;
 	uint64_t n_train, b_train, n_valid, b_valid;
+	uint16_t *merges = NULL;
+	struct bpe bpe;
+	struct bpe_encoder *enc = NULL;
 	unsigned flags;
 	struct stat st;
 	double t0 = now_seconds();
@@ -524,6 +611,24 @@ int main(int argc, char **argv)
 			 lstat(train_path, &st) == 0 ? train_path : valid_path);
 		fail();
 	}
+	if (o.bpe) {
+		double tl = now_seconds();
+
+		/* Never from held-out bytes: the fraction cut is at or after r.c0. */
+		if (learn_merges(&o, buf, by_fraction ? r.c0 : UINT64_MAX, &merges) ||
+		    tokenizer_init_bpe(&r.tok, merges, (uint32_t)o.vocab - TOKENIZER_BYTES_VOCAB,
+				       "--vocab-size", err, sizeof(err)) ||
+		    bpe_init(&bpe, &r.tok, "--vocab-size", err, sizeof(err)))
+			fail();
+		printf("retnet-prep: learned %ld BPE merges in %.2f s\n",
+		       o.vocab - TOKENIZER_BYTES_VOCAB, now_seconds() - tl);
+		enc = xmalloc(2 * sizeof(*enc));
+		bpe_encoder_init(&enc[0], &bpe);
+		bpe_encoder_init(&enc[1], &bpe);
+		r.bpe = &bpe;
+		r.enc_train = &enc[0];
+		r.enc_valid = &enc[1];
+	}
 	flags = o.force ? SHARD_OVERWRITE : 0;
 	if (shard_writer_open(&wtrain, train_path, &r.tok, flags, err, sizeof(err)))
 		fail();
@@ -533,7 +638,7 @@ int main(int argc, char **argv)
 	}
 	r.train = &wtrain;
 	r.valid = &wvalid;
-	r.tokens = xmalloc(sizeof(uint16_t) * CHUNK_BYTES);
+	r.tokens = xmalloc(sizeof(uint16_t) * (CHUNK_BYTES + BPE_PIECE_MAX));
 	if (stream_inputs(&o.train, buf, &r))
 		goto out_abort;
 	if (!by_fraction) {
@@ -542,6 +647,8 @@ int main(int argc, char **argv)
 		if (stream_inputs(&o.valid, buf, &r))
 			goto out_abort;
 	}
+	if (r.bpe && (emit(&wtrain, &r, NULL, 0, true) || emit(&wvalid, &r, NULL, 0, true)))
+		goto out_abort;
 	n_train = wtrain.hdr.n_tokens;
 	b_train = wtrain.hdr.source_bytes;
 	n_valid = wvalid.hdr.n_tokens;
@@ -580,6 +687,10 @@ int main(int argc, char **argv)
 
 	free(r.tokens);
 	free(buf);
+	if (r.bpe)
+		bpe_free(&bpe);
+	free(enc);
+	free(merges);
 	free(train_path);
 	free(valid_path);
 	free(o.train_args);

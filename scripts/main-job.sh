@@ -18,10 +18,13 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)"
 
 mkdir -p "$OUT"
-if [[ ! -f $OUT/kjv-train.bin || ! -f $OUT/kjv-valid.bin ]]; then
-	bible -f Gen1:1-Rev22:21 >"$OUT/kjv.txt"
-	./build/data/retnet-prep --force --output-prefix "$OUT/kjv" "$OUT/kjv.txt"
-fi
+# The tokenizer follows the model's vocab-size: 256 is bytes, more is byte-pair
+# merges that retnet-prep learns from the training text (under a second).
+vocab=$(awk '$1 == "vocab-size" { v = $2 } END { print v ? v : 256 }' "$CONFIG")
+tokenizer=(--tokenizer bytes)
+((vocab > 256)) && tokenizer=(--tokenizer bpe --vocab-size "$vocab")
+bible -f Gen1:1-Rev22:21 >"$OUT/kjv.txt"
+./build/data/retnet-prep --force "${tokenizer[@]}" --output-prefix "$OUT/kjv" "$OUT/kjv.txt"
 # A fresh run each time: this job's own metrics and checkpoints go.
 rm -rf "$OUT/metrics.jsonl" "$OUT/checkpoints" "$OUT/eval.jsonl"
 mkdir -p "$OUT/checkpoints"

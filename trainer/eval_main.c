@@ -19,6 +19,7 @@
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
+#include "data/bpe.h"
 #include "data/shard.h"
 #include "data/textfile.h"
 #include "data/tokenizer.h"
@@ -87,6 +88,7 @@ struct corpus {
 	const char *path;
 	const uint16_t *tokens;
 	uint64_t n_tokens, source_bytes;
+	uint64_t scored_bytes;	/* behind tokens 1 .. n-1, the ones both modes score */
 	struct shard shard;
 	bool is_shard;
 	uint16_t *owned;
@@ -126,6 +128,21 @@ static int corpus_open(struct corpus *c, const char *path, const struct tokenize
 		c->tokens = c->shard.tokens;
 		c->n_tokens = c->shard.hdr.n_tokens;
 		c->source_bytes = c->shard.hdr.source_bytes;
+		c->scored_bytes = c->source_bytes - (c->n_tokens ? 1 : 0);
+		if (c->shard.tok.n_merges && c->n_tokens) {
+			struct bpe b;
+			size_t first;
+
+			if (bpe_init(&b, &c->shard.tok, path, err, errlen))
+				return -1;
+			bpe_token_bytes(&b, c->tokens[0], &first);
+			bpe_free(&b);
+			if (first > c->source_bytes)
+				return log_fail(err, errlen, "%s: source bytes %llu are fewer than "
+						"its first token's", path,
+						(unsigned long long)c->source_bytes);
+			c->scored_bytes = c->source_bytes - first;
+		}
 	} else {
 		struct tokenizer bytes;
 		unsigned char *text;
@@ -142,6 +159,7 @@ static int corpus_open(struct corpus *c, const char *path, const struct tokenize
 		c->owned = xmalloc(sizeof(uint16_t) * (n ? n : 1));
 		c->n_tokens = tokenizer_encode(c->owned, tok, text, n);
 		c->source_bytes = n;
+		c->scored_bytes = n ? n - 1 : 0;
 		c->tokens = c->owned;
 		free(text);
 	}
@@ -388,8 +406,9 @@ int main(int argc, char **argv)
 		sums[1] = s.targets;
 		comm_allreduce_sum_f64(g.pp_comm, sums, 1);
 		comm_allreduce_sum_f64(g.dp_comm, sums, 2);
-		/* Bytes behind the scored tokens (exact for the byte tokenizer). */
-		bytes = sums[1] * (double)cs[i].source_bytes / (double)cs[i].n_tokens;
+		/* Bytes behind the scored tokens: every token but the first is scored. */
+		ENSURE(sums[1] == (double)(cs[i].n_tokens - 1));
+		bytes = (double)cs[i].scored_bytes;
 		res[i][0] = sums[1];
 		res[i][1] = bytes;
 		res[i][2] = sums[0] / sums[1];

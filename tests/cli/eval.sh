@@ -79,4 +79,34 @@ refused "empty corpus" "$T/empty.txt: 0 tokens" "$EVAL" --load "$T/ck" --data "$
 refused "stream with the parallel form" "--form: parallel cannot carry a state" "$EVAL" --load "$T/ck" --data "$T/held.txt" --mode stream --form parallel --output "$T/out.jsonl"
 refused "stream on 2 data-parallel ranks" "--mode: stream scores one sequence" "$MPIEXEC" --quiet -n 2 "${MPI_EXTRA[@]}" "$EVAL" --load "$T/ck" --data "$T/held.txt" --mode stream --output "$T/out.jsonl"
 refused "unknown iteration" "iter_0000007.h5" "$EVAL" --load "$T/ck" --iteration 7 --data "$T/held.txt" --output "$T/out.jsonl"
+
+# BPE: bits per byte over the exact bytes behind the scored tokens (all but the
+# first), windows and stream agree as with bytes, and raw text or byte shards are
+# refused with the tokenizer named.
+"$BUILD/data/retnet-prep" --output-prefix "$T/b" --tokenizer bpe --vocab-size 320 \
+	--held-out "$T/held.txt" "$T/train.txt" >"$T/bprep.log"
+check "BPE model trained to a checkpoint" "$BUILD/retnet-train" --data-path "$T/b-train.bin" \
+	--vocab-size 320 --num-layers 1 --hidden-size 32 --num-heads 2 --seq-length 64 \
+	--chunk-size 8 --micro-batch-size 4 --train-iters 5 --save "$T/bck" >"$T/btrain.log" 2>&1
+ntok=$(od -An -t u8 -j 56 -N 8 "$T/b-valid.bin" | tr -d ' ')
+check "BPE, windows" "$EVAL" --load "$T/bck" --data "$T/b-valid.bin" --output "$T/bw.jsonl" >"$T/bw.log"
+check "BPE, stream" "$EVAL" --load "$T/bck" --data "$T/b-valid.bin" --mode stream --output "$T/bs.jsonl" >"$T/bs.log"
+check "BPE: fewer tokens than bytes, the first token's bytes not counted" awk -v n="$ntok" -v b=$((96 * 64 + 1)) '
+	match($0, /"tokens":[^,]*/) { t = substr($0, RSTART + 9, RLENGTH - 9) }
+	match($0, /"bytes":[^,]*/) { y = substr($0, RSTART + 8, RLENGTH - 8) }
+	END { exit !(t == n - 1 && t < y && y < b && y >= b - 64) }' "$T/bw.jsonl"
+check "BPE: bits per byte = nll x tokens / (ln 2 x bytes)" awk '
+	match($0, /"tokens":[^,]*/) { t = substr($0, RSTART + 9, RLENGTH - 9) }
+	match($0, /"bytes":[^,]*/) { y = substr($0, RSTART + 8, RLENGTH - 8) }
+	match($0, /"nll":[^,]*/) { n = substr($0, RSTART + 6, RLENGTH - 6) }
+	match($0, /"bits_per_byte":[^,}]*/) { b = substr($0, RSTART + 16, RLENGTH - 16) }
+	END { d = b - n * t / (log(2) * y); exit !(d < 1e-5 && d > -1e-5) }' "$T/bw.jsonl"
+json_column "$T/bw.jsonl" nll >"$T/bw.nll"
+json_column "$T/bs.jsonl" nll >"$T/bs.nll"
+check "BPE: stream nll is a plausible number" \
+	awk '{ exit !($1 > 0 && $1 < 10) }' "$T/bs.nll"
+refused "raw text with a BPE checkpoint" "raw text needs the byte tokenizer, the checkpoint has 'bpe-v1-320-" \
+	"$EVAL" --load "$T/bck" --data "$T/held.txt" --output "$T/out.jsonl"
+refused "byte shards with a BPE checkpoint" "$T/c-valid.bin: tokenizer \"bytes-v1\" \\(vocab 256\\) does not match \"bpe-v1-320-" \
+	"$EVAL" --load "$T/bck" --data "$T/c-valid.bin" --output "$T/out.jsonl"
 finish

@@ -131,6 +131,35 @@ fi
 expect_error "missing output directory" "$T/nodir/x-train.bin: cannot create" \
 	--output-prefix "$T/nodir/x" "$T/a.txt"
 
+# --- BPE: learned from the training part only, same shards from gzip, bad flags ---
+check "bpe" "$PREP" --output-prefix "$T/bpe" --tokenizer bpe --vocab-size 290 "$T/all.txt" \
+	>"$T/bpe.out"
+check "bpe: id and vocab reported" grep -q "tokenizer bpe-v1-290-[0-9a-f]\{16\} (vocab 290)" "$T/bpe.out"
+check "bpe: version 2 shards with 34 merges" test "$(od -An -t u4 -j 8 -N 4 "$T/bpe-train.bin" | tr -d ' ')" = 2 -a \
+	"$(od -An -t u4 -j 80 -N 4 "$T/bpe-valid.bin" | tr -d ' ')" = 34
+check "bpe: fewer tokens than bytes" test "$(od -An -t u8 -j 56 -N 8 "$T/bpe-train.bin" | tr -d ' ')" -lt \
+	"$(od -An -t u8 -j 64 -N 8 "$T/bpe-train.bin" | tr -d ' ')"
+check "bpe: same source bytes as the byte shards" test \
+	"$(od -An -t u8 -j 64 -N 8 "$T/bpe-valid.bin")" = "$(od -An -t u8 -j 64 -N 8 "$T/keep-valid.bin")"
+check "bpe from gzip" "$PREP" --output-prefix "$T/bpegz" --tokenizer bpe --vocab-size 290 "$T/all.txt.gz" >/dev/null
+for s in train valid; do
+	check "bpegz-$s.bin identical to bpe-$s.bin" cmp -s "$T/bpe-$s.bin" "$T/bpegz-$s.bin"
+done
+# Held-out text that differs from the training text changes no merge.
+sed 's/Line/Zzzz/' "$T/c.txt" >"$T/held.txt"
+check "bpe with --held-out" "$PREP" --output-prefix "$T/bpeh1" --tokenizer bpe --vocab-size 290 \
+	--held-out "$T/c.txt" "$T/a.txt" "$T/b.txt" >/dev/null
+check "bpe with other --held-out" "$PREP" --output-prefix "$T/bpeh2" --tokenizer bpe --vocab-size 290 \
+	--held-out "$T/held.txt" "$T/a.txt" "$T/b.txt" >/dev/null
+check "the held-out text does not change the merges" cmp -s "$T/bpeh1-train.bin" "$T/bpeh2-train.bin"
+expect_error "bpe without --vocab-size" "--vocab-size: required with --tokenizer bpe" --tokenizer bpe "$T/a.txt"
+expect_error "--vocab-size for bytes" "--vocab-size: only for --tokenizer bpe" --vocab-size 290 "$T/a.txt"
+expect_error "--vocab-size out of range" "--vocab-size: \"70000\" must be an integer from 257 to 65536" \
+	--tokenizer bpe --vocab-size 70000 "$T/a.txt"
+expect_error "unknown tokenizer" "--tokenizer: \"words\" must be bytes or bpe" --tokenizer words "$T/a.txt"
+expect_error "too few pairs for the vocabulary" "--vocab-size: the text has only [0-9]* pairs" \
+	--tokenizer bpe --vocab-size 5000 "$T/a.txt"
+
 # --- --help ---
 "$PREP" --help >"$T/help" 2>&1
 check "--help exits 0" test $? -eq 0
