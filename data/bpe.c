@@ -338,8 +338,7 @@ static size_t rank_find(const struct bpe *b, uint32_t key)
 	return i;
 }
 
-int bpe_init(struct bpe *b, const struct tokenizer *tok, const char *what, char *err,
-	     size_t err_len)
+void bpe_init(struct bpe *b, const struct tokenizer *tok)
 {
 	uint32_t n = tok->n_merges, vocab = TOKENIZER_BYTES_VOCAB + n;
 	size_t total = TOKENIZER_BYTES_VOCAB;
@@ -352,13 +351,7 @@ int bpe_init(struct bpe *b, const struct tokenizer *tok, const char *what, char 
 	for (uint32_t i = 0; i < n; i++) {
 		size_t l = (size_t)b->len[tok->merges[2 * i]] + b->len[tok->merges[2 * i + 1]];
 
-		if (l > BPE_PIECE_MAX) {
-			snprintf(err, err_len, "%s: BPE merge %u makes an id of %zu bytes, more "
-				 "than a piece holds (%d)", what, i, l, BPE_PIECE_MAX);
-			free(b->len);
-			b->len = NULL;
-			return -EINVAL;
-		}
+		ENSURE(l <= BPE_PIECE_MAX);	/* tokenizer_init_bpe checked it */
 		b->len[TOKENIZER_BYTES_VOCAB + i] = (uint8_t)l;
 		total += l;
 	}
@@ -397,7 +390,6 @@ int bpe_init(struct bpe *b, const struct tokenizer *tok, const char *what, char 
 			b->rank[s] = i + 1;
 		}
 	}
-	return 0;
 }
 
 void bpe_free(struct bpe *b)

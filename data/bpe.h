@@ -35,7 +35,7 @@
 
 #include "data/tokenizer.h"
 
-#define BPE_PIECE_MAX 64		/* bytes: ' ' + 63 of one class */
+#define BPE_PIECE_MAX TOKENIZER_MAX_TOKEN_BYTES	/* bytes: ' ' + 63 of one class */
 #define BPE_SPLIT_BUF ((size_t)1 << 16)	/* bytes a splitter buffers */
 
 /*
@@ -84,11 +84,8 @@ struct bpe {
 	unsigned char *text;		/* every id's bytes, concatenated */
 };
 
-/* A tokenizer with merges (tokenizer_init_bpe or a shard's). -EINVAL and err
- * when an id would decode to more than BPE_PIECE_MAX bytes (no learned table
- * does that). */
-int bpe_init(struct bpe *b, const struct tokenizer *tok, const char *what, char *err,
-	     size_t err_len);
+/* A tokenizer with merges, as tokenizer_init_bpe or a shard made it (checked). */
+void bpe_init(struct bpe *b, const struct tokenizer *tok);
 void bpe_free(struct bpe *b);
 
 /* Ids of one piece (len <= BPE_PIECE_MAX bytes); returns how many (<= len). */

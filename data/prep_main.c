@@ -617,9 +617,9 @@ int main(int argc, char **argv)
 		/* Never from held-out bytes: the fraction cut is at or after r.c0. */
 		if (learn_merges(&o, buf, by_fraction ? r.c0 : UINT64_MAX, &merges) ||
 		    tokenizer_init_bpe(&r.tok, merges, (uint32_t)o.vocab - TOKENIZER_BYTES_VOCAB,
-				       "--vocab-size", err, sizeof(err)) ||
-		    bpe_init(&bpe, &r.tok, "--vocab-size", err, sizeof(err)))
+				       "--vocab-size", err, sizeof(err)))
 			fail();
+		bpe_init(&bpe, &r.tok);
 		printf("retnet-prep: learned %ld BPE merges in %.2f s\n",
 		       o.vocab - TOKENIZER_BYTES_VOCAB, now_seconds() - tl);
 		enc = xmalloc(2 * sizeof(*enc));

@@ -2,8 +2,10 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/check.h"
 
 void tokenizer_init_bytes(struct tokenizer *tok)
@@ -35,16 +37,31 @@ int tokenizer_init_bpe(struct tokenizer *tok, const uint16_t *merges, uint32_t n
 			 TOKENIZER_MAX_VOCAB - TOKENIZER_BYTES_VOCAB);
 		return -EINVAL;
 	}
+	uint8_t *len = xmalloc(TOKENIZER_BYTES_VOCAB + (size_t)n_merges);
+
+	memset(len, 1, TOKENIZER_BYTES_VOCAB);
 	for (uint32_t i = 0; i < n_merges; i++) {
 		uint32_t limit = TOKENIZER_BYTES_VOCAB + i;
+		unsigned joined;
 
 		if (merges[2 * i] >= limit || merges[2 * i + 1] >= limit) {
 			snprintf(err, err_len, "%s: BPE merge %u (%u, %u) uses an id that is not "
 				 "defined before it (ids below %u)", what, i, merges[2 * i],
 				 merges[2 * i + 1], limit);
+			free(len);
 			return -EINVAL;
 		}
+		joined = (unsigned)len[merges[2 * i]] + len[merges[2 * i + 1]];
+		if (joined > TOKENIZER_MAX_TOKEN_BYTES) {
+			snprintf(err, err_len, "%s: BPE merge %u makes an id of %u bytes, more "
+				 "than a piece holds (%d)", what, i, joined,
+				 TOKENIZER_MAX_TOKEN_BYTES);
+			free(len);
+			return -EINVAL;
+		}
+		len[limit] = (uint8_t)joined;
 	}
+	free(len);
 	memset(tok, 0, sizeof(*tok));
 	tok->vocab = TOKENIZER_BYTES_VOCAB + n_merges;
 	snprintf(tok->id, sizeof(tok->id), BPE_ID_PREFIX "%u-%016llx", tok->vocab,

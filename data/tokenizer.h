@@ -29,6 +29,7 @@
 #define TOKENIZER_BYTES_ID "bytes-v1"
 #define TOKENIZER_BYTES_VOCAB 256
 #define TOKENIZER_MAX_VOCAB 65536	/* ids are stored as uint16 */
+#define TOKENIZER_MAX_TOKEN_BYTES 64	/* a BPE id never spans more than a piece */
 
 struct tokenizer {
 	char id[TOKENIZER_ID_LEN];	/* NUL terminated and NUL padded */
@@ -47,7 +48,7 @@ void tokenizer_init_bytes(struct tokenizer *tok);
  * The BPE tokenizer of a merge table (not copied: it must outlive tok). Returns 0,
  * or -EINVAL with "<what>: <rule>" in err when n_merges is 0 or too large for
  * uint16 ids, or a merge names an id that is not yet defined (merge i may only use
- * ids below 256 + i).
+ * ids below 256 + i), or an id would decode to more than TOKENIZER_MAX_TOKEN_BYTES.
  */
 int tokenizer_init_bpe(struct tokenizer *tok, const uint16_t *merges /* (n_merges, 2) */,
 		       uint32_t n_merges, const char *what, char *err, size_t err_len);

@@ -138,7 +138,7 @@ static void test_against_reference(void)
 	EXPECT_TRUE(tok.vocab == fx.vocab && tokenizer_is_bpe(&tok) &&
 			    strncmp(tok.id, "bpe-v1-512-", 11) == 0 && strlen(tok.id) == 27,
 		    "id %s vocab %u", tok.id, tok.vocab);
-	EXPECT_TRUE(bpe_init(&b, &tok, "t", err, sizeof(err)) == 0, "%s", err);
+	bpe_init(&b, &tok);
 
 	for (int pass = 0; pass < 2; pass++) {
 		n_ids = encode_in_parts(&b, text, n, pass ? odd : whole, pass ? 7 : 1, ids, &bytes);
@@ -190,7 +190,7 @@ static void test_round_trip(void)
 	EXPECT_TRUE(bpe_learner_merges(l, 700, &merges, "t", err, sizeof(err)) == 0, "%s", err);
 	bpe_learner_free(l);
 	tokenizer_init_bpe(&tok, merges, 700 - 256, "t", err, sizeof(err));
-	EXPECT_TRUE(bpe_init(&b, &tok, "t", err, sizeof(err)) == 0, "%s", err);
+	bpe_init(&b, &tok);
 	for (size_t i = 0; i < N;) {
 		/* Runs of one byte value, random length, random values. */
 		unsigned char c = (unsigned char)(next_random(&r) >> 56);
@@ -247,7 +247,7 @@ static void test_piece_rules(void)
 static void test_errors(void)
 {
 	struct bpe_learner *l = bpe_learner_new();
-	uint16_t *merges = NULL, bad[4] = { 97, 98, 256, 258 };
+	uint16_t *merges = NULL, bad[4] = { 97, 98, 256, 258 }, doubling[14];
 	struct tokenizer tok;
 	int rc;
 
@@ -260,6 +260,16 @@ static void test_errors(void)
 	rc = tokenizer_init_bpe(&tok, bad, 2, "f.bin", err, sizeof(err));
 	EXPECT_TRUE(rc == -EINVAL && strstr(err, "f.bin: BPE merge 1 (256, 258) uses an id"),
 		    "%s", err);
+	/* aa, then doubling: merge 6 would make an id of 128 bytes. */
+	for (int i = 0; i < 7; i++) {
+		doubling[2 * i] = (uint16_t)(i ? 255 + i : 97);
+		doubling[2 * i + 1] = doubling[2 * i];
+	}
+	rc = tokenizer_init_bpe(&tok, doubling, 7, "g.bin", err, sizeof(err));
+	EXPECT_TRUE(rc == -EINVAL && strstr(err, "g.bin: BPE merge 6 makes an id of 128 bytes"),
+		    "%s", err);
+	EXPECT_TRUE(tokenizer_init_bpe(&tok, doubling, 6, "g.bin", err, sizeof(err)) == 0,
+		    "64 bytes are allowed: %s", err);
 }
 
 static void put32(unsigned char *p, uint32_t v)

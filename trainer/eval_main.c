@@ -133,8 +133,7 @@ static int corpus_open(struct corpus *c, const char *path, const struct tokenize
 			struct bpe b;
 			size_t first;
 
-			if (bpe_init(&b, &c->shard.tok, path, err, errlen))
-				return -1;
+			bpe_init(&b, &c->shard.tok);
 			bpe_token_bytes(&b, c->tokens[0], &first);
 			bpe_free(&b);
 			if (first > c->source_bytes)

@@ -3,11 +3,13 @@
  * loader that consumes what it accepts (data/loader.c).
  *
  * Input: the bytes of a shard file. Each input is opened twice: as it is, and
- * with its two checksums recomputed (header crc over bytes [0, 124), payload crc
- * over the bytes after the header), since random bytes almost never pass a crc and
+ * with its checksums recomputed (header crc over bytes [0, 124), payload crc over
+ * the bytes after the header and, for version 2, the merge table's crc and the id
+ * its merges hash to), since random bytes almost never pass a crc or a hash and
  * the checks behind them would otherwise be out of the fuzzer's reach. An
- * accepted shard must have the invariants the loader relies on (size = 128 + 2n,
- * every token < vocab, a NUL-terminated tokenizer id); then a loader over it (and
+ * accepted shard must have the invariants the loader relies on (size = header +
+ * 2n, every token < vocab, a NUL-terminated tokenizer id, a BPE merge table that
+ * builds an encoder); then a loader over it (and
  * over it twice) with a seq_len and data-parallel split taken from the input reads
  * a few training batches and evaluation windows, checking every token it returns.
  */
@@ -15,6 +17,7 @@
 
 #include <zlib.h>
 
+#include "data/bpe.h"
 #include "data/loader.h"
 #include "data/shard.h"
 #include "tests/fuzz/fuzz.h"
@@ -22,14 +25,36 @@
 #define MAX_ROWS 4
 #define MAX_SEQ 64
 
-/* Recompute the header and payload checksums of a copy of the input. */
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Recompute the checksums (and a version 2 shard's id) of a copy of the input. */
 static void fix_checksums(uint8_t *p, size_t size)
 {
-	uint32_t crc;
+	size_t header = SHARD_HEADER_SIZE;
+	uint32_t crc, m;
 
 	if (size < SHARD_HEADER_SIZE)
 		return;
-	crc = (uint32_t)crc32(0L, p + SHARD_HEADER_SIZE, (uInt)(size - SHARD_HEADER_SIZE));
+	m = get32(p + 80);
+	if (get32(p + 8) == SHARD_VERSION_MERGES && m <= SHARD_MAX_VOCAB &&
+	    SHARD_HEADER_SIZE + 4 * (size_t)m <= size) {
+		uint16_t *merges = malloc(4 * (size_t)m + 2);
+		struct tokenizer tok;
+		char err[SHARD_ERR_LEN];
+
+		header += 4 * (size_t)m;
+		crc = (uint32_t)crc32(0L, p + SHARD_HEADER_SIZE, (uInt)(4 * m));
+		for (int i = 0; i < 4; i++)
+			p[84 + i] = (uint8_t)(crc >> (8 * i));
+		memcpy(merges, p + SHARD_HEADER_SIZE, 4 * (size_t)m);
+		if (m && tokenizer_init_bpe(&tok, merges, m, "fuzz", err, sizeof(err)) == 0)
+			memcpy(p + 16, tok.id, TOKENIZER_ID_LEN);
+		free(merges);
+	}
+	crc = (uint32_t)crc32(0L, p + header, (uInt)(size - header));
 	for (int i = 0; i < 8; i++)
 		p[72 + i] = i < 4 ? (uint8_t)(crc >> (8 * i)) : 0;
 	crc = (uint32_t)crc32(0L, p, 124);
@@ -91,7 +116,19 @@ static void open_one(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(sh.map == NULL && sh.path == NULL);
 		return;
 	}
-	FUZZ_ASSERT(sh.map_len == size && size == SHARD_HEADER_SIZE + 2 * sh.hdr.n_tokens);
+	FUZZ_ASSERT(sh.map_len == size && size == sh.hdr.header_size + 2 * sh.hdr.n_tokens);
+	FUZZ_ASSERT(sh.hdr.header_size == SHARD_HEADER_SIZE + 4 * sh.tok.n_merges);
+	if (sh.tok.n_merges) {
+		struct bpe b;
+		size_t len;
+
+		FUZZ_ASSERT(sh.tok.vocab == 256 + sh.tok.n_merges && tokenizer_is_bpe(&sh.tok));
+		bpe_init(&b, &sh.tok);
+		for (uint64_t i = 0; i < sh.hdr.n_tokens; i++)
+			FUZZ_ASSERT(bpe_token_bytes(&b, sh.tokens[i], &len) && len >= 1 &&
+				    len <= BPE_PIECE_MAX);
+		bpe_free(&b);
+	}
 	FUZZ_ASSERT(sh.tok.vocab >= 1 && sh.tok.vocab <= SHARD_MAX_VOCAB);
 	FUZZ_ASSERT(memchr(sh.tok.id, '\0', sizeof(sh.tok.id)) && sh.tok.id[0]);
 	for (uint64_t i = 0; i < sh.hdr.n_tokens; i++)

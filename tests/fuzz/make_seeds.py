@@ -44,7 +44,7 @@ write("config", "empty", "")
 
 
 def shard(tokens, vocab=256, tok_id=b"bytes-v1", source=None, version=1, hsize=128,
-          bpt=2, n=None):
+          bpt=2, n=None, merges=b""):
     payload = struct.pack("<%dH" % len(tokens), *tokens)
     h = bytearray(128)
     h[0:8] = b"RNSHARD\0"
@@ -52,8 +52,23 @@ def shard(tokens, vocab=256, tok_id=b"bytes-v1", source=None, version=1, hsize=1
     h[16:16 + len(tok_id)] = tok_id
     struct.pack_into("<IIQQQ", h, 48, vocab, bpt, len(tokens) if n is None else n,
                      len(tokens) if source is None else source, zlib.crc32(payload))
+    if merges:
+        struct.pack_into("<II", h, 80, len(merges) // 4, zlib.crc32(merges))
     struct.pack_into("<I", h, 124, zlib.crc32(bytes(h[:124])))
-    return bytes(h) + payload
+    return bytes(h) + merges + payload
+
+
+def bpe_shard(pairs, tokens, **kw):
+    """A version 2 shard: the merge table and the id data/tokenizer.c gives it."""
+    merges = b"".join(struct.pack("<HH", a, b) for a, b in pairs)
+    h = 0xcbf29ce484222325
+    for byte in merges:
+        h = ((h ^ byte) * 0x100000001b3) & (2**64 - 1)
+    vocab = 256 + len(pairs)
+    args = dict(vocab=vocab, tok_id=b"bpe-v1-%d-%016x" % (vocab, h), version=2,
+                hsize=128 + len(merges), merges=merges)
+    args.update(kw)
+    return shard(tokens, **args)
 
 
 text = b"In the beginning God created the heaven and the earth.\n"
@@ -62,7 +77,11 @@ write("shard", "valid-one-token", shard([65]))
 write("shard", "valid-empty", shard([]))
 write("shard", "valid-vocab-65536", shard([0, 65535, 1234], vocab=65536, tok_id=b"big-v1"))
 write("shard", "token-out-of-vocab", shard([1, 2, 300]))
-write("shard", "bad-version", shard(list(b"abc"), version=2))
+write("shard", "bad-version", shard(list(b"abc"), version=3))
+write("shard", "valid-bpe", bpe_shard([(116, 104), (256, 101), (32, 257)], [258, 32, 257, 256, 33]))
+write("shard", "bpe-undefined-id", bpe_shard([(116, 104), (259, 101)], [1, 2]))
+write("shard", "bpe-long-token", bpe_shard([(97, 97)] + [(256 + i, 256 + i) for i in range(6)], [262]))
+write("shard", "bpe-zero-merges", shard(list(b"abc"), version=2))
 write("shard", "bad-bytes-per-token", shard(list(b"abcd"), bpt=4))
 write("shard", "count-overflow", shard(list(b"ab"), n=(1 << 63) + 1))
 write("shard", "truncated-header", shard(list(b"abc"))[:70])
