@@ -4,7 +4,8 @@
  * token: constant time and memory per token however long the context.
  *
  *   setup      flags; the model of the checkpoint with T = 1 on a TP x PP layout
- *   prompt     fed token by token (each advances the state)
+ *   prompt     tokenized (bytes, or BPE with the merge table of --tokenizer SHARD),
+ *              fed token by token (each advances the state)
  *   sample     temperature and top-k on the last logits, with a counter-based
  *              generator keyed by (seed, step): the same seed, the same text
  *   report     the text on stdout; with --timing, ms per token after the prompt
@@ -18,6 +19,8 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "common/rng.h"
+#include "data/bpe.h"
+#include "data/shard.h"
 #include "data/textfile.h"
 #include "data/tokenizer.h"
 #include "parallel/comm.h"
@@ -37,6 +40,7 @@ struct gen_settings {
 	int64_t iteration;
 	char prompt[FLAGS_PATH_MAX];
 	char prompt_file[FLAGS_PATH_MAX];
+	char tokenizer[FLAGS_PATH_MAX];
 	int64_t max_new_tokens, top_k, seed;
 	double temperature;
 	int64_t tensor_model_parallel_size, pipeline_model_parallel_size;
@@ -54,6 +58,9 @@ static const struct flag_spec gen_specs[] = {
 	{"prompt", OPT_STRING, OFF(prompt), 0, 0, 0, "text to continue", SIZE(prompt)},
 	{"prompt-file", OPT_STRING, OFF(prompt_file), 0, 0, 0,
 	 "text to continue, from a file (plain or gzip)", SIZE(prompt_file)},
+	{"tokenizer", OPT_STRING, OFF(tokenizer), 0, 0, 0,
+	 "a token shard made with the checkpoint's BPE tokenizer (its merges are used)",
+	 SIZE(tokenizer)},
 	{"max-new-tokens", OPT_INT, OFF(max_new_tokens), 0, 0, 1e12, "tokens to sample", 0},
 	{"temperature", OPT_FLOAT, OFF(temperature), 0, 0, 100,
 	 "softmax temperature (0: always the most likely token)", 0},
@@ -178,12 +185,29 @@ int main(int argc, char **argv)
 
 	struct model_config mc;
 	struct tokenizer bytes;
+	struct bpe bpe = {0};
+	bool use_bpe = false;
 
 	tokenizer_init_bytes(&bytes);
-	if (!tokenizer_equal(&bytes, &info.tok))
-		snprintf(err, sizeof(err), "%s: tokenizer '%s': generation reads and writes text "
-			 "with the byte tokenizer only", info.path, info.tok.id);
-	else
+	if (set.tokenizer[0]) {
+		/* Checks the shard and that it is the checkpoint's tokenizer. */
+		struct shard sh;
+
+		if (shard_open_checked(&sh, set.tokenizer, err, sizeof(err)) == 0) {
+			if (tokenizer_check_same(&sh.tok, set.tokenizer, &info.tok, info.path, err,
+						 sizeof(err)) == 0 &&
+			    sh.tok.n_merges) {
+				bpe_init(&bpe, &sh.tok);
+				use_bpe = true;
+			}
+			shard_close(&sh);
+		}
+	} else if (!tokenizer_equal(&bytes, &info.tok)) {
+		snprintf(err, sizeof(err), "--tokenizer: %s has tokenizer '%s': give a token shard "
+			 "made with it (--tokenizer SHARD, e.g. its training shard), whose merge "
+			 "table encodes and decodes the text", info.path, info.tok.id);
+	}
+	if (!err[0])
 		train_ckpt_model_config(&info, 1, 1, 1, set.tensor_model_parallel_size,
 					set.pipeline_model_parallel_size, &mc, err, sizeof(err));
 	mpi_setup_agree_or_exit(!err[0], err);
@@ -202,6 +226,20 @@ int main(int argc, char **argv)
 		text = xmalloc(n_prompt + 1);
 		memcpy(text, set.prompt, n_prompt);
 	}
+	uint16_t *ids = xmalloc(sizeof(uint16_t) * (n_prompt + BPE_PIECE_MAX));
+	size_t n_ids = n_prompt;
+
+	if (use_bpe) {
+		struct bpe_encoder *enc = xmalloc(sizeof(*enc));
+		uint64_t encoded;
+
+		bpe_encoder_init(enc, &bpe);
+		n_ids = bpe_encode(enc, text, n_prompt, true, ids, &encoded);
+		ENSURE(encoded == n_prompt);
+		free(enc);
+	} else {
+		n_ids = tokenizer_encode(ids, &bytes, text, n_prompt);
+	}
 
 	/* ---- model ---------------------------------------------------------- */
 	struct model m;
@@ -215,13 +253,13 @@ int main(int argc, char **argv)
 
 	double *scratch = xmalloc(sizeof(double) * (size_t)mc.vocab);
 	/* With no prompt the sequence starts from a newline, a document boundary. */
-	int32_t token = n_prompt ? text[0] : '\n';
+	int32_t token = n_ids ? ids[0] : '\n';
 	int64_t pos = 0;
 	double t0 = metrics_now_s(), t_prompt;
 
-	for (size_t i = 1; i < n_prompt; i++, pos++) {
+	for (size_t i = 1; i < n_ids; i++, pos++) {
 		step(&ts, &g, token, pos, &set, (uint64_t)pos, scratch);
-		token = text[i];
+		token = ids[i];
 	}
 	t_prompt = metrics_now_s() - t0;
 
@@ -232,13 +270,17 @@ int main(int argc, char **argv)
 	}
 	t0 = metrics_now_s();
 	for (int64_t k = 0; k < set.max_new_tokens; k++) {
-		unsigned char byte;
-
 		token = step(&ts, &g, token, pos, &set, (uint64_t)pos, scratch);
 		pos++;
-		byte = (unsigned char)token;
 		if (g.world_rank == 0) {
-			fputc(byte, stdout);
+			if (use_bpe) {
+				size_t len;
+				const unsigned char *p = bpe_token_bytes(&bpe, (uint32_t)token, &len);
+
+				fwrite(p, 1, len, stdout);
+			} else {
+				fputc((unsigned char)token, stdout);
+			}
 			fflush(stdout);
 		}
 	}
@@ -248,8 +290,8 @@ int main(int argc, char **argv)
 	/* ---- report --------------------------------------------------------- */
 	if (set.timing && g.world_rank == 0)
 		fprintf(stderr, "retnet-generate: prompt %zu tokens, %.3f ms/token; %lld new tokens "
-			"after %lld of context, %.3f ms/token; peak RSS %.0f MiB\n", n_prompt,
-			n_prompt > 1 ? 1e3 * t_prompt / (double)(n_prompt - 1) : 0.0,
+			"after %lld of context, %.3f ms/token; peak RSS %.0f MiB\n", n_ids,
+			n_ids > 1 ? 1e3 * t_prompt / (double)(n_ids - 1) : 0.0,
 			(long long)set.max_new_tokens, (long long)(pos - set.max_new_tokens),
 			set.max_new_tokens ? 1e3 * (metrics_now_s() - t0) /
 						     (double)set.max_new_tokens
@@ -257,6 +299,9 @@ int main(int argc, char **argv)
 			metrics_peak_rss_mib());
 	free(scratch);
 	free(text);
+	free(ids);
+	if (use_bpe)
+		bpe_free(&bpe);
 	model_stream_end(&m);
 	train_step_free(&ts);
 	model_free(&m);
