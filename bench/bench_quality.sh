@@ -76,9 +76,7 @@ else
 fi
 # Ours tokenizes as the main job does: the config's vocab-size (256: bytes, more:
 # BPE learned from the training part). Torch reads the text as bytes.
-vocab=$(awk '$1 == "vocab-size" { v = $2 } END { print v ? v : 256 }' "$CONFIG")
-tokenizer=(--tokenizer bytes)
-((vocab > 256)) && tokenizer=(--tokenizer bpe --vocab-size "$vocab")
+read -r -a tokenizer <<<"$(scripts/tokenizer-args.sh "$CONFIG")"
 "$BUILD_DIR/data/retnet-prep" --force "${tokenizer[@]}" --output-prefix "$OUT/corpus" \
 	"$OUT/corpus.txt" | grep -E 'held out|tokenizer'
 corpus_bytes=$(stat -c %s "$OUT/corpus.txt")

@@ -20,9 +20,7 @@ cmake --build build -j"$(nproc)"
 mkdir -p "$OUT"
 # The tokenizer follows the model's vocab-size: 256 is bytes, more is byte-pair
 # merges that retnet-prep learns from the training text (under a second).
-vocab=$(awk '$1 == "vocab-size" { v = $2 } END { print v ? v : 256 }' "$CONFIG")
-tokenizer=(--tokenizer bytes)
-((vocab > 256)) && tokenizer=(--tokenizer bpe --vocab-size "$vocab")
+read -r -a tokenizer <<<"$(scripts/tokenizer-args.sh "$CONFIG")"
 bible -f Gen1:1-Rev22:21 >"$OUT/kjv.txt"
 ./build/data/retnet-prep --force "${tokenizer[@]}" --output-prefix "$OUT/kjv" "$OUT/kjv.txt"
 # A fresh run each time: this job's own metrics and checkpoints go.
