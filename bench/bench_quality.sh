@@ -3,15 +3,16 @@
 # time on the same cores by our main job and by the same model in PyTorch.
 #
 #   ours : retnet-train with the main job's model and schedule (CONFIG, default
-#          jobs/configs/kjv-small.cfg: d=256, 4 layers, 4 heads, T=512, global batch
-#          16 on RANKS=2 ranks x THREADS=1 thread). Its --train-iters is set so the
-#          run and its cosine schedule end after about MINUTES of training: a
-#          20-step calibration run measures its tokens/s first (warm-up: the
-#          config's 40 steps, or a tenth of the steps if that is fewer). A checkpoint
-#          every ~1/6 of the steps (uncompressed; the time spent writing them is not
-#          counted as training time); afterwards retnet-eval scores each on the
+#          jobs/configs/kjv-small.cfg: BPE vocab 1024, d=256, 3 layers, 4 heads,
+#          T=512, global batch 8 on RANKS=2 ranks x THREADS=1 thread). Its
+#          --train-iters is set so the run and its cosine schedule end after
+#          about MINUTES of training: a 20-step calibration run measures its
+#          tokens/s first (warm-up: the config's 40 steps, or a tenth of the
+#          steps if that is fewer). A checkpoint every ~1/6 of the steps
+#          (uncompressed; the time spent writing them is not counted as training
+#          time); afterwards retnet-eval scores each on the
 #          whole held-out text, which is the curve.
-#   torch: bench/torch_retnet.py train, the same model (d=256, 4 layers, 4 heads,
+#   torch: bench/torch_retnet.py train, the issue's model (bytes, d=256, 4 layers, 4 heads,
 #          f=512, C=64, T=512), batch 8, lr 2e-3 -> 1e-4, on RANKS*THREADS threads
 #          for MINUTES of training time; its schedule runs on the clock (warm-up the
 #          first 10% of the time, cosine to the end), so it always anneals fully.
@@ -32,7 +33,8 @@
 #   RANKS (2), THREADS (1), CONFIG (jobs/configs/kjv-small.cfg), CORPUS (the KJV),
 #   EVAL_EVERY_S (torch; MINUTES*60/8), OURS_ITERS (skip the calibration),
 #   SKIP_TORCH=1, SKIP_OURS=1, OURS_ARGS (more retnet-train flags for ours, e.g.
-#   --bf16), and TORCH_PY, TORCH_BLAS, TORCH_ENV (bench/torch_env.sh).
+#   --bf16 or --seed S; bench/plot_quality_runs.sh puts several runs on one plot),
+#   and TORCH_PY, TORCH_BLAS, TORCH_ENV (bench/torch_env.sh).
 # Wall time: about 2 x MINUTES plus the calibration and the scoring (torch's
 # scoring of the 220k held-out bytes is the slow part: a few minutes in all).
 set -euo pipefail
@@ -49,6 +51,8 @@ SKIP_OURS=${SKIP_OURS:-0}
 read -r -a OURS_EXTRA <<<"${OURS_ARGS:-}"
 # shellcheck source=bench/torch_env.sh
 source bench/torch_env.sh
+# shellcheck source=bench/quality_plot.sh
+source bench/quality_plot.sh
 
 for b in retnet-train retnet-eval data/retnet-prep; do
 	if [[ ! -x $BUILD_DIR/$b ]]; then
@@ -231,20 +235,14 @@ plots="$xz_bpb with lines dt 2 lw 2 title 'xz -9e (whole corpus) $xz_bpb'"
 	plots+=", '$OUT/curve-ours.dat' using 1:2 with linespoints lw 2 pt 7 title 'ours (retnet-train, $RANKS x $THREADS threads)'"
 ((TORCH_RAN)) &&
 	plots+=", '$OUT/curve-torch.dat' using 1:2 with linespoints lw 2 pt 5 title 'PyTorch 1.13 ($((RANKS * THREADS)) threads)'"
-gnuplot <<GP
-set terminal png size 900,540
-set output '$OUT/quality.png'
-set title 'held-out bits per byte vs minutes of training, $(nproc) cores (load at end: $(cut -d' ' -f1 /proc/loadavg))'
-set xlabel 'minutes of training'
-set ylabel 'held-out bits per byte'
-set grid
-set key top right
-set yrange [1:*]
-set xrange [0:*]
-plot $plots
-GP
+quality_plot "$OUT/quality.png" \
+	"held-out bits per byte vs minutes of training, $(nproc) cores (load at end: $(cut -d' ' -f1 /proc/loadavg))" \
+	"$plots"
 echo "plot: $OUT/quality.png; data: $OUT/curve-*.dat, $OUT/torch.jsonl, $OUT/ours/metrics.jsonl"
-ours_final=$(tail -n 1 "$OUT/curve-ours.dat" 2>/dev/null | awk '{ print $2 }')
-torch_final=$(tail -n 1 "$OUT/curve-torch.dat" 2>/dev/null | awk '{ print $2 }')
+# The last point's bits per byte, or nothing when that side did not run (pipefail
+# would otherwise end the script here, before summary.json, on a SKIP_* run).
+final_of() { if [[ -s $1 ]]; then tail -n 1 "$1" | awk '{ print $2 }'; fi; }
+ours_final=$(final_of "$OUT/curve-ours.dat")
+torch_final=$(final_of "$OUT/curve-torch.dat")
 echo "{\"bench\":\"quality\",\"minutes\":$MINUTES,\"cores\":$(nproc),\"ours_bits_per_byte\":${ours_final:-null},\"torch_bits_per_byte\":${torch_final:-null},\"xz_bits_per_byte\":$xz_bpb,\"held_out_bytes\":$held_bytes,\"corpus_bytes\":$corpus_bytes}" |
 	tee "$OUT/summary.json"
