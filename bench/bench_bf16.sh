@@ -13,10 +13,14 @@
 #     interval and the held-out losses: max relative difference. Target: < 1% over
 #     the first 500 iterations. Takes two runs of ITERS steps (about 3 minutes each
 #     on a quiet 2-core machine at ITERS=500).
+#     Each logged loss is already the mean of 10 steps; the script also compares
+#     means over 50 iterations. REFERENCE=1 adds a third run, fp32 on 1 rank x 2
+#     threads (the same global batches, only the summation order differs), and
+#     compares it with the 2-rank fp32 run the same way: fp32's own noise floor.
 #
 # Knobs (environment): BUILD (build), THREADS (2), ROUNDS (2; 0 skips part 1), STEPS
-# (3, timed steps per precision and round), CURVE (1; 0 skips part 2), ITERS (500), OUT
-# (out/bench-bf16). Needs a built tree for part 1; part 2 goes through main-job.sh,
+# (3, timed steps per precision and round), CURVE (1; 0 skips part 2), ITERS (500),
+# REFERENCE (0; 1 adds the fp32 1-rank run), OUT (out/bench-bf16). Needs a built tree for part 1; part 2 goes through main-job.sh,
 # which installs and builds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +30,7 @@ ROUNDS=${ROUNDS:-2}
 STEPS=${STEPS:-3}
 CURVE=${CURVE:-1}
 ITERS=${ITERS:-500}
+REFERENCE=${REFERENCE:-0}
 OUT=${OUT:-out/bench-bf16}
 mkdir -p "$OUT"
 
@@ -55,10 +60,14 @@ echo "== 2. loss curve: the default run for $ITERS iterations, fp32 then bf16"
 # The default run's schedule, stopped after ITERS: its learning rate still decays
 # over the config's train-iters.
 decay_iters=$(awk '$1 == "train-iters" { print $2 }' "${CONFIG:-jobs/configs/kjv-small.cfg}")
-for p in fp32 bf16; do
+runs=(fp32 bf16)
+[[ $REFERENCE == 1 ]] && runs+=(fp32-1rank)
+for p in "${runs[@]}"; do
 	flag=()
 	[[ $p == bf16 ]] && flag=(--bf16)
-	OUT="$OUT/curve-$p" scripts/main-job.sh --train-iters "$ITERS" \
+	layout=(RANKS=2 THREADS=1)
+	[[ $p == fp32-1rank ]] && layout=(RANKS=1 THREADS=2)
+	env "${layout[@]}" OUT="$OUT/curve-$p" scripts/main-job.sh --train-iters "$ITERS" \
 		--lr-decay-iters "${decay_iters:-$ITERS}" "${flag[@]}" >"$OUT/curve-$p.log" 2>&1
 	grep -E "^retnet-train:|^done in|final held-out" "$OUT/curve-$p.log" | sed "s/^/   $p: /"
 done
@@ -70,18 +79,34 @@ column_of() {
 		if (match($0, "\"" key "\":[^,}]*")) v = substr($0, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
 		if (i != "" && v != "") print i, v }' "$1"
 }
-for key in loss val_loss; do
-	column_of "$OUT/curve-fp32/metrics.jsonl" $key >"$OUT/fp32.$key"
-	column_of "$OUT/curve-bf16/metrics.jsonl" $key >"$OUT/bf16.$key"
+# "iteration fp32 other" for the iterations both runs logged.
+pair_up() {
+	column_of "$OUT/curve-fp32/metrics.jsonl" "$2" >"$OUT/fp32.$2"
+	column_of "$OUT/curve-$1/metrics.jsonl" "$2" >"$OUT/$1.$2"
 	awk 'NR == FNR { a[$1] = $2; next } $1 in a { print $1, a[$1], $2 }' \
-		"$OUT/fp32.$key" "$OUT/bf16.$key" >"$OUT/both.$key"
+		"$OUT/fp32.$2" "$OUT/$1.$2" >"$OUT/fp32-vs-$1.$2"
+}
+max_difference() { # FILE LABEL
+	awk -v label="$2" '{ d = ($3 - $2) / $2; if (d < 0) d = -d; if (d > m) { m = d; at = $1 } n++ }
+		END { printf "   %-34s: %3d points, max relative difference %.3g%% (iteration %d; target < 1%%)\n",
+		      label, n, 100 * m, at }' "$1"
+}
+# Means over 50 iterations (iterations 1-50, 51-100, ...) of the logged losses.
+window_means() {
+	awk '{ w = int(($1 - 1) / 50); a[w] += $2; b[w] += $3; n[w]++; if (w > last) last = w }
+		END { for (w = 0; w <= last; w++) if (n[w]) print 50 * (w + 1), a[w] / n[w], b[w] / n[w] }' "$1"
+}
+for other in "${runs[@]:1}"; do
+	pair_up "$other" loss
+	pair_up "$other" val_loss
+	window_means "$OUT/fp32-vs-$other.loss" >"$OUT/fp32-vs-$other.loss50"
+	echo "   $other against fp32 (2 ranks):"
+	echo "   iteration   fp32 loss   $(printf '%-10s' "$other") rel. diff   (every 50 iterations)"
+	awk '$1 % 50 == 0 { d = ($3 - $2) / $2; printf "   %9d   %9.4f   %9.4f   %+9.2e\n", $1, $2, $3, d }' \
+		"$OUT/fp32-vs-$other.loss"
+	max_difference "$OUT/fp32-vs-$other.loss" "training loss (10-step means)"
+	max_difference "$OUT/fp32-vs-$other.loss50" "training loss (50-iteration means)"
+	max_difference "$OUT/fp32-vs-$other.val_loss" "held-out estimate (eval-iters)"
 done
-echo "   iteration   fp32 loss   bf16 loss   rel. diff   (every 50 iterations)"
-awk '$1 % 50 == 0 { d = ($3 - $2) / $2; printf "   %9d   %9.4f   %9.4f   %+9.2e\n", $1, $2, $3, d }' \
-	"$OUT/both.loss"
-for key in loss val_loss; do
-	awk -v key=$key '{ d = ($3 - $2) / $2; if (d < 0) d = -d; if (d > m) { m = d; at = $1 } n++ }
-		END { printf "   %-8s: %d points, max relative difference %.3g%% (iteration %d; target < 1%%)\n",
-		      key, n, 100 * m, at }' "$OUT/both.$key"
-done
-echo "bench_bf16: throughput $OUT/throughput.jsonl; curves $OUT/curve-{fp32,bf16}/metrics.jsonl"
+joined=$(IFS=,; echo "${runs[*]}")
+echo "bench_bf16: throughput $OUT/throughput.jsonl; curves $OUT/curve-{$joined}/metrics.jsonl"
