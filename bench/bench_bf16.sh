@@ -20,8 +20,9 @@
 #
 # Knobs (environment): BUILD (build), THREADS (2), ROUNDS (2; 0 skips part 1), STEPS
 # (3, timed steps per precision and round), CURVE (1; 0 skips part 2), ITERS (500),
-# REFERENCE (0; 1 adds the fp32 1-rank run), OUT (out/bench-bf16). Needs a built tree for part 1; part 2 goes through main-job.sh,
-# which installs and builds what is missing.
+# REFERENCE (0; 1 adds the fp32 1-rank run), OUT (out/bench-bf16). Needs a built
+# tree for part 1; part 2 goes through main-job.sh, which installs and builds what
+# is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -79,9 +80,11 @@ column_of() {
 		if (match($0, "\"" key "\":[^,}]*")) v = substr($0, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
 		if (i != "" && v != "") print i, v }' "$1"
 }
+for key in loss val_loss; do
+	column_of "$OUT/curve-fp32/metrics.jsonl" $key >"$OUT/fp32.$key"
+done
 # "iteration fp32 other" for the iterations both runs logged.
-pair_up() {
-	column_of "$OUT/curve-fp32/metrics.jsonl" "$2" >"$OUT/fp32.$2"
+pair_up() { # RUN KEY
 	column_of "$OUT/curve-$1/metrics.jsonl" "$2" >"$OUT/$1.$2"
 	awk 'NR == FNR { a[$1] = $2; next } $1 in a { print $1, a[$1], $2 }' \
 		"$OUT/fp32.$2" "$OUT/$1.$2" >"$OUT/fp32-vs-$1.$2"

@@ -10,10 +10,10 @@
 #          tokens/s first (warm-up: the config's 40 steps, or a tenth of the
 #          steps if that is fewer). A checkpoint every ~1/6 of the steps
 #          (uncompressed; the time spent writing them is not counted as training
-#          time); afterwards retnet-eval scores each on the
-#          whole held-out text, which is the curve.
-#   torch: bench/torch_retnet.py train, the issue's model (bytes, d=256, 4 layers, 4 heads,
-#          f=512, C=64, T=512), batch 8, lr 2e-3 -> 1e-4, on RANKS*THREADS threads
+#          time); afterwards retnet-eval scores each on the whole held-out text,
+#          which is the curve.
+#   torch: bench/torch_retnet.py train, the issue's model (bytes, d=256, 4 layers,
+#          4 heads, f=512, C=64, T=512), batch 8, lr 2e-3 -> 1e-4, on RANKS*THREADS threads
 #          for MINUTES of training time; its schedule runs on the clock (warm-up the
 #          first 10% of the time, cosine to the end), so it always anneals fully.
 #          It scores the held-out text every EVAL_EVERY_S seconds of training with
@@ -213,36 +213,33 @@ echo
 echo "== curves (minutes of training, held-out bits per byte over all $held_bytes held-out bytes)"
 [[ -s $OUT/curve-ours.dat ]] && curve ours "$OUT/curve-ours.dat"
 ((TORCH_RAN)) && curve torch "$OUT/curve-torch.dat"
-last() { tail -n 1 "$1" | awk '{ printf "%.4f bits/byte after %.2f min, %d steps, %d tokens", $2, $1, $3, $4 }'; }
 echo
 echo "== result: held-out bits per byte after $MINUTES minutes of training on $(nproc) cores"
 if [[ -s $OUT/curve-ours.dat ]]; then
-	echo "ours : $(last "$OUT/curve-ours.dat")"
+	echo "ours : $(quality_last "$OUT/curve-ours.dat")"
 	tail -n 1 "$OUT/curve-ours.dat" | awk -v m="$MINUTES" '$1 < 0.95 * m || $1 > 1.05 * m {
 		printf "ours : NOTE: trained %.2f min, not %s: the calibration missed (a busy machine?);" \
 		       " rerun on a quiet machine or set OURS_ITERS\n", $1, m }'
 fi
 if ((TORCH_RAN)); then
-	echo "torch: $(last "$OUT/curve-torch.dat")"
+	echo "torch: $(quality_last "$OUT/curve-torch.dat")"
 elif ((!SKIP_TORCH)); then
 	echo "torch: not run (no PyTorch)"
 fi
 echo "xz -9e, whole corpus ($corpus_bytes bytes -> $xz_bytes): $xz_bpb bits/byte"
 
 # ---- plot ----------------------------------------------------------------------------
-plots="$xz_bpb with lines dt 2 lw 2 title 'xz -9e (whole corpus) $xz_bpb'"
+plots=$(quality_xz_clause "$xz_bpb")
 [[ -s $OUT/curve-ours.dat ]] &&
-	plots+=", '$OUT/curve-ours.dat' using 1:2 with linespoints lw 2 pt 7 title 'ours (retnet-train, $RANKS x $THREADS threads)'"
+	plots+=", $(quality_curve_clause "$OUT/curve-ours.dat" "ours (retnet-train, $RANKS x $THREADS threads)" 7)"
 ((TORCH_RAN)) &&
-	plots+=", '$OUT/curve-torch.dat' using 1:2 with linespoints lw 2 pt 5 title 'PyTorch 1.13 ($((RANKS * THREADS)) threads)'"
+	plots+=", $(quality_curve_clause "$OUT/curve-torch.dat" "PyTorch 1.13 ($((RANKS * THREADS)) threads)" 5)"
 quality_plot "$OUT/quality.png" \
 	"held-out bits per byte vs minutes of training, $(nproc) cores (load at end: $(cut -d' ' -f1 /proc/loadavg))" \
 	"$plots"
 echo "plot: $OUT/quality.png; data: $OUT/curve-*.dat, $OUT/torch.jsonl, $OUT/ours/metrics.jsonl"
-# The last point's bits per byte, or nothing when that side did not run (pipefail
-# would otherwise end the script here, before summary.json, on a SKIP_* run).
-final_of() { if [[ -s $1 ]]; then tail -n 1 "$1" | awk '{ print $2 }'; fi; }
-ours_final=$(final_of "$OUT/curve-ours.dat")
-torch_final=$(final_of "$OUT/curve-torch.dat")
+# Nothing (null) for a side that did not run.
+ours_final=$(quality_final "$OUT/curve-ours.dat")
+torch_final=$(quality_final "$OUT/curve-torch.dat")
 echo "{\"bench\":\"quality\",\"minutes\":$MINUTES,\"cores\":$(nproc),\"ours_bits_per_byte\":${ours_final:-null},\"torch_bits_per_byte\":${torch_final:-null},\"xz_bits_per_byte\":$xz_bpb,\"held_out_bytes\":$held_bytes,\"corpus_bytes\":$corpus_bytes}" |
 	tee "$OUT/summary.json"

@@ -28,15 +28,13 @@ for dir in "$@"; do
 	fi
 	name=$(basename "$dir")
 	if [[ -s $dir/curve-ours.dat ]]; then
-		plots+="${plots:+, }'$dir/curve-ours.dat' using 1:2 with linespoints lw 2 pt 7 title 'ours, $name'"
-		finals+=("$(tail -n 1 "$dir/curve-ours.dat" | awk '{ print $2 }')")
-		echo "ours, $name: $(tail -n 1 "$dir/curve-ours.dat" |
-			awk '{ printf "%.4f bits/byte after %.2f min, %d steps", $2, $1, $3 }')"
+		plots+="${plots:+, }$(quality_curve_clause "$dir/curve-ours.dat" "ours, $name" 7)"
+		finals+=("$(quality_final "$dir/curve-ours.dat")")
+		echo "ours, $name: $(quality_last "$dir/curve-ours.dat")"
 	fi
 	if [[ -s $dir/curve-torch.dat ]]; then
-		plots+="${plots:+, }'$dir/curve-torch.dat' using 1:2 with linespoints lw 2 pt 5 title 'PyTorch 1.13, $name'"
-		echo "PyTorch, $name: $(tail -n 1 "$dir/curve-torch.dat" |
-			awk '{ printf "%.4f bits/byte after %.2f min", $2, $1 }')"
+		plots+="${plots:+, }$(quality_curve_clause "$dir/curve-torch.dat" "PyTorch 1.13, $name" 5)"
+		echo "PyTorch, $name: $(quality_last "$dir/curve-torch.dat")"
 	fi
 	if [[ -z $xz_bpb && -s $dir/summary.json ]]; then
 		xz_bpb=$(sed -n 's/.*"xz_bits_per_byte":\([0-9.]*\).*/\1/p' "$dir/summary.json")
@@ -48,6 +46,6 @@ if ((${#finals[@]})); then
 		sd = NR > 1 ? sqrt(d / (NR - 1)) : 0
 		printf "ours, final held-out bits per byte: mean %.4f, sample sd %.4f over %d run(s)\n", m, sd, NR }'
 fi
-[[ -n $xz_bpb ]] && plots="$xz_bpb with lines dt 2 lw 2 title 'xz -9e (whole corpus) $xz_bpb', $plots"
+[[ -n $xz_bpb ]] && plots="$(quality_xz_clause "$xz_bpb"), $plots"
 quality_plot "$png" "held-out bits per byte vs minutes of training" "$plots"
 echo "plot: $png"
