@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bf16 target of the performance issue, measured on this machine:
+# The bf16 targets, measured on this machine:
 #
 #  1. throughput: retnet-bench-step --bf16 on bench-small (d=512, 6 layers, 4 heads,
 #     f=1024, T=2048, C=128, batch 4; forward + backward + AdamW), which times fp32

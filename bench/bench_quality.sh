@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quality per CPU-minute (issue 9): held-out bits per byte reached in the same wall
+# Quality per CPU-minute: held-out bits per byte reached in the same wall
 # time on the same cores by our main job and by the same model in PyTorch.
 #
 #   ours : retnet-train with the main job's model and schedule (CONFIG, default
@@ -12,7 +12,7 @@
 #          (uncompressed; the time spent writing them is not counted as training
 #          time); afterwards retnet-eval scores each on the whole held-out text,
 #          which is the curve.
-#   torch: bench/torch_retnet.py train, the issue's model (bytes, d=256, 4 layers,
+#   torch: bench/torch_retnet.py train, the baseline's model (bytes, d=256, 4 layers,
 #          4 heads, f=512, C=64, T=512), batch 8, lr 2e-3 -> 1e-4, on RANKS*THREADS threads
 #          for MINUTES of training time; its schedule runs on the clock (warm-up the
 #          first 10% of the time, cosine to the end), so it always anneals fully.

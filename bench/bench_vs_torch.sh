@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Our training step against the same model in PyTorch, in the same run (issue 9).
+# Our training step against the same model in PyTorch, in the same run.
 #
 # Runs build/retnet-bench-step --config bench-small (d=512, L=6, H=4, f=1024, C=128,
 # batch 4 x 2048, chunkwise, one rank) and bench/torch_retnet.py step (the same

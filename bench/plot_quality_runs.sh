@@ -7,7 +7,7 @@
 # Each DIR is a bench_quality.sh OUT directory; its curve-ours.dat (minutes, held-out
 # bits per byte, step, tokens) is drawn as "ours, DIR", and its curve-torch.dat, if
 # present, as "PyTorch, DIR". The xz line is read from the first summary.json, or
-# given as XZ_BPB (runs from before bench_quality.sh wrote it with SKIP_TORCH=1).
+# given as XZ_BPB (for directories whose summary.json does not hold it).
 # Typical use: the same CONFIG with OURS_ARGS="--seed S" for a few seeds.
 set -euo pipefail
 # shellcheck source=bench/quality_plot.sh

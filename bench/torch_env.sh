@@ -7,7 +7,7 @@
 #               NOT a pyenv or venv python3 that may come first on PATH)
 #   TORCH_BLAS  auto (default): if torch would load Debian's reference BLAS (netlib,
 #               /usr/lib/<arch>/blas/) and OpenBLAS is installed, run torch on OpenBLAS
-#               (LD_LIBRARY_PATH for the torch process only; the baseline is
+#               (LD_LIBRARY_PATH for the torch process only; the baseline is
 #               "python3-torch on OpenBLAS"); system: whatever libblas.so.3 the system
 #               alternative gives; DIR: a directory holding a libblas.so.3 to use.
 #   TORCH_ENV   extra VAR=VALUE words for the torch process only, e.g.
