@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Long sequences: one training step (forward + backward + AdamW) of bench-small's layers
 # (d=512, L=6, H=4, f=1024, C=128) at batch 1 and T = 2k, 8k, 32k, 64k, with the
-# chunkwise form (stored activations and --recompute 1) and the parallel O(T^2) form
+# chunkwise form (stored activations and --recompute-activations) and the parallel O(T^2) form
 # for contrast as far as MAX_PARALLEL_T. Each row is its own process, so peak RSS is
 # that configuration's. Prints a markdown table (tokens/s, MFU against the sgemm
 # ceiling measured in the same process, peak RSS, activation buffers, tokens/s
@@ -40,8 +40,10 @@ for T in $LENGTHS; do
 				continue
 			fi
 		fi
-		line=$("$BUILD/retnet-bench-step" --config bench-small --batch 1 --seq-length "$T" \
-			--steps "$STEPS" --form "$form" --recompute "$re" | grep '^{')
+		recompute=()
+		((re)) && recompute=(--recompute-activations)
+		line=$("$BUILD/retnet-bench-step" --config bench-small --micro-batch-size 1 \
+			--seq-length "$T" --steps "$STEPS" --form "$form" "${recompute[@]}" | grep '^{')
 		echo "$line" >>"$json"
 		echo "$line" >&2
 		last_T[$run]=$T

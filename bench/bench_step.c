@@ -4,10 +4,12 @@
  * measured in the same run (a large oneDNN matmul through the same matmul module),
  * and peak RSS.
  *
- *   retnet-bench-step [--config bench-small|tiny] [--batch B] [--seq-length T]
- *                     [--steps N] [--form chunkwise|parallel] [--recompute 0|1]
- *                     [--bf16 | --bf16-only]
+ *   retnet-bench-step [--config bench-small|tiny|FILE] [--micro-batch-size B]
+ *                     [--seq-length T] [--steps N] [--form chunkwise|parallel]
+ *                     [--recompute-activations] [--bf16 | --bf16-only] [model flags]
  *
+ * Flags are retnet-train's (--help lists them); --config bench-small (the default)
+ * and --config tiny are built-in configurations, and flags on the command line win.
  * --bf16 times bf16 matmuls (kernels_ctx_set_bf16) AND float32 ones in the same
  * process, step by step in turn (fp32, bf16, fp32, bf16, ...), so that a noisy
  * machine slows both alike, and reports both and their ratio; each MFU is against
@@ -15,7 +17,7 @@
  * converted beforehand), also measured in turn. --bf16-only skips the float32 steps
  * (for profiling the bf16 step alone). Both start from the same weights; the loss of
  * each precision's warm-up step (before any update) is printed as a sanity check.
- * --recompute 1 runs with --recompute-activations (memory against speed).
+ * --recompute-activations trades memory for speed as in training.
  *
  * Threads: OMP_NUM_THREADS. Prints a table and one JSON line.
  */
@@ -29,6 +31,7 @@
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
+#include "trainer/launch.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
@@ -67,13 +70,6 @@ static double median_pair_ratio(const struct timing *f, const struct timing *b)
 	return med;
 }
 
-static void usage_error(const char *flag)
-{
-	log_error("%s: unknown or malformed flag (see the comment at the top of bench/bench_step.c)",
-		  flag);
-	exit(2);
-}
-
 /* One step; `update` false for the warm-up, which leaves the weights alone. */
 static void run_step(struct model *m, struct adamw *opt, const int32_t *inputs,
 		     const int32_t *targets, bool update, struct timing *t)
@@ -82,13 +78,13 @@ static void run_step(struct model *m, struct adamw *opt, const int32_t *inputs,
 	float loss;
 
 	t0 = metrics_now_s();
-	param_set_zero_grad(&m->params);
+	param_set_zero_grad(model_params(m));
 	loss = model_forward(m, inputs, targets);
 	t1 = metrics_now_s();
 	model_backward(m, 1.0f);
 	t2 = metrics_now_s();
 	if (update)
-		adamw_step(opt, &m->params, 1e-4);
+		adamw_step(opt, model_params(m), 1e-4);
 	t3 = metrics_now_s();
 	if (!update) {
 		t->init_loss = loss;
@@ -105,74 +101,35 @@ static void run_step(struct model *m, struct adamw *opt, const int32_t *inputs,
 
 int main(int argc, char **argv)
 {
-	struct model_config cfg = {
-		.vocab = 256, .hidden = 512, .layers = 6, .heads = 4, .ffn_hidden = 1024,
-		.chunk = 128, .seq_len = 2048, .micro_batch = 4, .seed = 1,
-	};
+	struct launch *l = xcalloc(1, sizeof(*l));
+	const struct run_spec *cfg = &l->spec;
 	const struct adamw_config oc = {0.9, 0.98, 1e-8, 0.05};
-	const char *config_name = "bench-small";
-	enum retention_form form = RETENTION_CHUNKWISE;
-	int steps = 3;
-	bool run[NPREC] = {true, false};
+	int steps;
+	bool run[NPREC];
 	struct timing t[NPREC];
-	struct model m;
+	struct model *m;
 	struct adamw opt;
 	int32_t *inputs, *targets;
+	int64_t rows;
 	char err[256];
 
-	for (int i = 1; i < argc; i++) {
-		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (!strcmp(argv[i], "--bf16")) {
-			run[BF16] = true;
-			continue;
-		}
-		if (!strcmp(argv[i], "--bf16-only")) {
-			run[BF16] = true;
-			run[FP32] = false;
-			continue;
-		}
-		if (!val)
-			usage_error(argv[i]);
-		if (!strcmp(argv[i], "--config")) {
-			config_name = val;
-			if (!strcmp(val, "tiny"))
-				cfg = (struct model_config){256, 64, 2, 4, 128, 8, 32, 2, 1, cfg.recompute};
-			else if (strcmp(val, "bench-small"))
-				usage_error(argv[i]);
-		} else if (!strcmp(argv[i], "--batch")) {
-			cfg.micro_batch = atol(val);
-		} else if (!strcmp(argv[i], "--seq-length")) {
-			cfg.seq_len = atol(val);
-		} else if (!strcmp(argv[i], "--steps")) {
-			steps = atoi(val);
-		} else if (!strcmp(argv[i], "--recompute")) {
-			cfg.recompute = atoi(val) != 0;
-		} else if (!strcmp(argv[i], "--form")) {
-			if (!strcmp(val, "parallel"))
-				form = RETENTION_PARALLEL;
-			else if (strcmp(val, "chunkwise"))
-				usage_error(argv[i]);
-		} else {
-			usage_error(argv[i]);
-		}
-		i++;
-	}
-	if (cfg.micro_batch <= 0 || cfg.seq_len <= 0 || cfg.seq_len % cfg.chunk || steps <= 0)
-		usage_error("--batch/--seq-length/--steps");
-
-	model_init(&m, &cfg, NULL);
-	m.form = form;
-	if (run[BF16] && model_set_bf16(&m, true, err, sizeof(err))) {
+	/* ---- setup: the configuration and one rank's model ------------------- */
+	launch_begin(l, SPEC_BENCH, &argc, &argv);
+	steps = (int)cfg->steps;
+	run[FP32] = !cfg->bf16_only;
+	run[BF16] = cfg->bf16 || cfg->bf16_only;
+	m = launch_model(l, 1);
+	if (cfg->bf16_only && model_set_bf16(m, true, err, sizeof(err))) {
 		log_error("%s", err);
 		exit(2);
 	}
-	adamw_init(&opt, &oc, &m.params);
-	inputs = xmalloc(sizeof(int32_t) * (size_t)m.rows);
-	targets = xmalloc(sizeof(int32_t) * (size_t)m.rows);
-	for (int64_t i = 0; i < m.rows; i++) {
-		inputs[i] = (int32_t)((i * 131 + 7) % cfg.vocab);
-		targets[i] = (int32_t)((i * 71 + 3) % cfg.vocab);
+	adamw_init(&opt, &oc, model_params(m));
+	rows = cfg->micro_batch_size * cfg->seq_length;
+	inputs = xmalloc(sizeof(int32_t) * (size_t)rows);
+	targets = xmalloc(sizeof(int32_t) * (size_t)rows);
+	for (int64_t i = 0; i < rows; i++) {
+		inputs[i] = (int32_t)((i * 131 + 7) % cfg->vocab_size);
+		targets[i] = (int32_t)((i * 71 + 3) % cfg->vocab_size);
 	}
 
 	/* The ceilings, in turn, best of three rounds each. */
@@ -200,24 +157,31 @@ int main(int argc, char **argv)
 
 			if (!run[p])
 				continue;
-			rc = model_set_bf16(&m, p == BF16, err, sizeof(err));
+			rc = model_set_bf16(m, p == BF16, err, sizeof(err));
 			ENSURE(rc == 0);
-			run_step(&m, &opt, inputs, targets, s > 0, &t[p]);
+			run_step(m, &opt, inputs, targets, s > 0, &t[p]);
 		}
 		if (s == 0) {
-			adamw_step(&opt, &m.params, 0.0);
+			adamw_step(&opt, model_params(m), 0.0);
 			/* A mark for a profiler attached to the timed steps only. */
 			printf("warm-up done; timing %d step(s) per precision\n", steps);
 			fflush(stdout);
 		}
 	}
 	double rss = metrics_peak_rss_mib();
-	double tokens = (double)m.rows, fpt = model_flops_per_token(&cfg);
+	double tokens = (double)rows, fpt = model_flops_per_token(cfg);
+	char config_name[96];
 
-	printf("config %s: d=%ld L=%ld H=%ld f=%ld C=%ld, batch %ld x %ld, form %s, %d threads\n",
-	       config_name, (long)cfg.hidden, (long)cfg.layers, (long)cfg.heads,
-	       (long)cfg.ffn_hidden, (long)cfg.chunk, (long)cfg.micro_batch, (long)cfg.seq_len,
-	       form == RETENTION_PARALLEL ? "parallel" : "chunkwise", omp_get_max_threads());
+	snprintf(config_name, sizeof(config_name), "d%lld-L%lld-H%lld-f%lld-C%lld-V%lld",
+		 (long long)cfg->hidden_size, (long long)cfg->num_layers,
+		 (long long)cfg->num_heads, (long long)cfg->ffn_hidden_size,
+		 (long long)cfg->chunk_size, (long long)cfg->vocab_size);
+	printf("config %s: d=%lld L=%lld H=%lld f=%lld C=%lld, batch %lld x %lld, form %s, "
+	       "%d threads\n", config_name, (long long)cfg->hidden_size,
+	       (long long)cfg->num_layers, (long long)cfg->num_heads,
+	       (long long)cfg->ffn_hidden_size, (long long)cfg->chunk_size,
+	       (long long)cfg->micro_batch_size, (long long)cfg->seq_length, cfg->form,
+	       omp_get_max_threads());
 	for (int p = 0; p < NPREC; p++) {
 		double tps = tokens / t[p].step;
 
@@ -238,9 +202,10 @@ int main(int argc, char **argv)
 		       t[FP32].runs, t[BF16].ceiling / t[FP32].ceiling,
 		       fabs(t[BF16].init_loss - t[FP32].init_loss) / fabs(t[FP32].init_loss));
 	printf("peak RSS: %.0f MiB   activations: %.0f MiB\n", rss,
-	       (double)model_activation_bytes(&m) / 1048576.0);
-	printf("{\"bench\":\"step\",\"optimizer\":\"AdamW\",\"config\":\"%s\",\"batch\":%ld,\"seq_len\":%ld,\"threads\":%d",
-	       config_name, (long)cfg.micro_batch, (long)cfg.seq_len, omp_get_max_threads());
+	       (double)model_activation_bytes(m) / 1048576.0);
+	printf("{\"bench\":\"step\",\"optimizer\":\"AdamW\",\"config\":\"%s\",\"batch\":%lld,"
+	       "\"seq_len\":%lld,\"threads\":%d", config_name, (long long)cfg->micro_batch_size,
+	       (long long)cfg->seq_length, omp_get_max_threads());
 	for (int p = 0; p < NPREC; p++) {
 		double tps = tokens / t[p].step;
 
@@ -256,13 +221,15 @@ int main(int argc, char **argv)
 		printf(",\"bf16_speedup\":%.4f,\"bf16_speedup_pairs\":%.4f",
 		       t[FP32].step / t[BF16].step, median_pair_ratio(&t[FP32], &t[BF16]));
 	printf(",\"peak_rss_mib\":%.1f,\"activation_mib\":%.1f,\"recompute\":%d,\"form\":\"%s\"}\n",
-	       rss, (double)model_activation_bytes(&m) / 1048576.0, cfg.recompute,
-	       form == RETENTION_PARALLEL ? "parallel" : "chunkwise");
+	       rss, (double)model_activation_bytes(m) / 1048576.0, cfg->recompute_activations,
+	       cfg->form);
 	free(inputs);
 	free(targets);
 	for (int p = 0; p < NPREC; p++)
 		free(t[p].each);
 	adamw_free(&opt);
-	model_free(&m);
+	model_destroy(m);
+	launch_end(l);
+	free(l);
 	return 0;
 }

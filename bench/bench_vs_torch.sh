@@ -15,8 +15,8 @@
 #
 # Builds nothing. Usage: bench/bench_vs_torch.sh [BUILD_DIR]
 # Knobs (environment): BUILD_DIR (build), THREADS (nproc), ROUNDS (2), STEPS (3),
-#   BENCH_ARGS (extra flags for both, e.g. "--batch 1 --seq-length 512" for a quick
-#   smoke run; both understand --batch and --seq-length), OUT (out/bench-vs-torch:
+#   BENCH_ARGS (extra flags for both, e.g. "--micro-batch-size 1 --seq-length 512" for
+#   a quick smoke run; both understand --micro-batch-size and --seq-length), OUT (out/bench-vs-torch:
 #   the logs), and TORCH_PY, TORCH_BLAS, TORCH_ENV (bench/torch_env.sh).
 # Without PyTorch (/usr/bin/python3 cannot import torch) it says so and reports
 # our figure alone, exit status 0.

@@ -565,7 +565,8 @@ def main():
 
     st = sub.add_parser("step", help="one-rank step benchmark (fwd+bwd+AdamW)")
     st.add_argument("--config", choices=("bench-small", "tiny"), default="bench-small")
-    st.add_argument("--batch", type=int, default=0, help="default: the config's (4)")
+    st.add_argument("--micro-batch-size", "--batch", dest="batch", type=int, default=0,
+                    help="default: the config's (4)")
     st.add_argument("--seq-length", type=int, default=0, help="default: the config's (2048)")
     st.add_argument("--steps", type=int, default=3, help="timed steps after the warm-up")
     st.add_argument("--ceiling-n", type=int, default=2048)

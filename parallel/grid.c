@@ -4,52 +4,80 @@
 
 #include "common/check.h"
 
-int grid_validate(int world_size, int tp_size, int pp_size, char *err, size_t errlen)
+const char *grid_axis_name(enum grid_axis a)
 {
-	if (tp_size < 1 || pp_size < 1) {
-		snprintf(err, errlen, "--tensor-model-parallel-size and "
-			 "--pipeline-model-parallel-size must be >= 1 (got %d and %d)",
-			 tp_size, pp_size);
-		return -1;
+	static const char *const names[GRID_AXES] = {"tensor", "context", "data", "pipeline"};
+
+	ENSURE(a >= 0 && a < GRID_AXES);
+	return names[a];
+}
+
+int grid_validate(int world_size, const int sizes[GRID_AXES], char *err, size_t errlen)
+{
+	long long model = 1;
+
+	for (int a = 0; a < GRID_AXES; a++) {
+		if (a == GRID_DATA && sizes[a] == 0)
+			continue;
+		if (sizes[a] < 1) {
+			snprintf(err, errlen, "%s-parallel size %d: must be >= 1",
+				 grid_axis_name((enum grid_axis)a), sizes[a]);
+			return -1;
+		}
+		model *= sizes[a];
 	}
-	if (world_size % (tp_size * pp_size) != 0) {
-		snprintf(err, errlen, "world size %d is not divisible by tensor-parallel size %d "
-			 "x pipeline-parallel size %d", world_size, tp_size, pp_size);
+	if (world_size < 1 || world_size % model ||
+	    (sizes[GRID_DATA] != 0 && world_size != model)) {
+		snprintf(err, errlen, "world size %d is not %s the product of the axes' sizes "
+			 "(tensor %d x context %d x data %d x pipeline %d)", world_size,
+			 sizes[GRID_DATA] ? "" : "a multiple of", sizes[GRID_TENSOR],
+			 sizes[GRID_CONTEXT], sizes[GRID_DATA], sizes[GRID_PIPELINE]);
 		return -1;
 	}
 	return 0;
 }
 
-static void split(MPI_Comm *out, int color, int key)
-{
-	/* collective: all ranks of MPI_COMM_WORLD */
-	CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, color, key, out));
-	CHECK_MPI(MPI_Comm_set_errhandler(*out, MPI_ERRORS_RETURN));
-}
-
-void grid_init(struct grid *g, int tp_size, int pp_size)
+void grid_init(struct grid *g, const int sizes[GRID_AXES])
 {
 	char err[256];
+	int coord[GRID_AXES], stride[GRID_AXES], model = 1;
 
 	g->world = MPI_COMM_WORLD;
 	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &g->world_size));
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &g->world_rank));
-	if (grid_validate(g->world_size, tp_size, pp_size, err, sizeof(err)))
+	if (grid_validate(g->world_size, sizes, err, sizeof(err)))
 		FATAL("%s", err);
-	g->tp_size = tp_size;
-	g->pp_size = pp_size;
-	g->dp_size = g->world_size / (tp_size * pp_size);
-	g->tp_rank = g->world_rank % tp_size;
-	g->dp_rank = (g->world_rank / tp_size) % g->dp_size;
-	g->pp_rank = g->world_rank / (tp_size * g->dp_size);
-	split(&g->tp_comm, g->pp_rank * g->dp_size + g->dp_rank, g->tp_rank);
-	split(&g->dp_comm, g->pp_rank * tp_size + g->tp_rank, g->dp_rank);
-	split(&g->pp_comm, g->dp_rank * tp_size + g->tp_rank, g->pp_rank);
+	for (int a = 0; a < GRID_AXES; a++)
+		model *= a == GRID_DATA && sizes[a] == 0 ? 1 : sizes[a];
+	for (int a = 0, s = 1; a < GRID_AXES; a++) {
+		g->axis[a].size = a == GRID_DATA && sizes[a] == 0 ? g->world_size / model
+								   : sizes[a];
+		stride[a] = s;
+		coord[a] = g->world_rank / s % g->axis[a].size;
+		g->axis[a].rank = coord[a];
+		s *= g->axis[a].size;
+	}
+	for (int a = 0; a < GRID_AXES; a++) {
+		/* the group of an axis: the ranks whose other coordinates are ours */
+		int color = g->world_rank - coord[a] * stride[a];
+
+		/* collective: all ranks of MPI_COMM_WORLD */
+		CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, color, coord[a], &g->axis[a].comm));
+		CHECK_MPI(MPI_Comm_set_errhandler(g->axis[a].comm, MPI_ERRORS_RETURN));
+	}
 }
 
 void grid_free(struct grid *g)
 {
-	CHECK_MPI(MPI_Comm_free(&g->tp_comm));
-	CHECK_MPI(MPI_Comm_free(&g->dp_comm));
-	CHECK_MPI(MPI_Comm_free(&g->pp_comm));
+	for (int a = 0; a < GRID_AXES; a++)
+		CHECK_MPI(MPI_Comm_free(&g->axis[a].comm));
+}
+
+void grid_single(struct grid *g)
+{
+	g->world_size = 1;
+	g->world_rank = 0;
+	g->world = MPI_COMM_NULL;
+	for (int a = 0; a < GRID_AXES; a++)
+		g->axis[a] = (struct grid_group){1, 0, MPI_COMM_NULL};
 }

@@ -11,6 +11,7 @@
 #include "tests/fixture.h"
 #include "tests/harness.h"
 #include "trainer/model.h"
+#include "trainer/spec.h"
 
 /*
  * float32 through two blocks against a float64 reference: each value within 1e-4
@@ -29,38 +30,54 @@ static double atol_of(const double *want, size_t n)
 	return FIXTURE_RTOL * m;
 }
 
-static struct model_config config_of(const struct fixture *fx)
+/* A run specification of the model's rows (everything else at the defaults). */
+static struct run_spec model_spec(int64_t vocab, int64_t hidden, int64_t layers, int64_t heads,
+				  int64_t ffn, int64_t chunk, int64_t seq_len,
+				  int64_t micro_batch, int64_t seed)
+{
+	struct run_spec s;
+
+	spec_defaults(&s, SPEC_TRAIN);
+	s.vocab_size = vocab;
+	s.hidden_size = hidden;
+	s.num_layers = layers;
+	s.num_heads = heads;
+	s.ffn_hidden_size = ffn;
+	s.chunk_size = chunk;
+	s.seq_length = seq_len;
+	s.micro_batch_size = micro_batch;
+	s.seed = seed;
+	return s;
+}
+
+static struct run_spec config_of(const struct fixture *fx)
 {
 	const int32_t *c = fixture_i32(fx, "config", 8);
-	struct model_config cfg = {
-		.vocab = c[0], .hidden = c[1], .layers = c[2], .heads = c[3],
-		.ffn_hidden = c[4], .chunk = c[5], .seq_len = c[6], .micro_batch = c[7],
-		.seed = 1,
-	};
-	return cfg;
+
+	return model_spec(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], 1);
 }
 
 static void check_fixture(const char *file, enum retention_form form, const char *form_name)
 {
 	struct fixture *fx = fixture_load_named(file);
-	struct model_config cfg = config_of(fx);
-	const int64_t T = cfg.seq_len, B = cfg.micro_batch, M = B * T;
+	struct run_spec cfg = config_of(fx);
+	const int64_t T = cfg.seq_length, B = cfg.micro_batch_size, M = B * T;
+	const int64_t V = cfg.vocab_size;
 	const int32_t *tokens = fixture_i32(fx, "tokens", (size_t)(B * (T + 1)));
 	int32_t *inputs = malloc(sizeof(int32_t) * M), *targets = malloc(sizeof(int32_t) * M);
-	struct model m;
+	struct model *m = model_create(&cfg, NULL, 1);
+	struct param_set *p = model_params(m);
 	char label[256], name[128];
 	float loss;
 	double loss_ref;
 	const double *want;
 
-	model_init(&m, &cfg, NULL);
-	m.form = form;
-	for (int i = 0; i < m.params.count; i++) {
-		const struct param_desc *d = &m.params.desc[i];
+	model_set_form(m, form);
+	for (int i = 0; i < p->count; i++) {
+		const struct param_desc *d = &p->desc[i];
 
 		snprintf(name, sizeof(name), "param/%s", d->slice.name);
-		memcpy(param_data(&m.params, i), fixture_f32(fx, name, d->numel),
-		       sizeof(float) * d->numel);
+		memcpy(param_data(p, i), fixture_f32(fx, name, d->numel), sizeof(float) * d->numel);
 	}
 	for (int64_t b = 0; b < B; b++)
 		for (int64_t t = 0; t < T; t++) {
@@ -68,45 +85,42 @@ static void check_fixture(const char *file, enum retention_form form, const char
 			targets[b * T + t] = tokens[b * (T + 1) + t + 1];
 		}
 
-	loss = model_forward(&m, inputs, targets);
+	loss = model_forward(m, inputs, targets);
 	loss_ref = fixture_f64(fx, "loss", 1)[0];
 	snprintf(label, sizeof(label), "%s %s logits", file, form_name);
-	want = fixture_f64(fx, "logits", (size_t)(M * cfg.vocab));
-	EXPECT_CLOSE(m.micro[0].logits, want, M * cfg.vocab, FIXTURE_RTOL,
-		     atol_of(want, (size_t)(M * cfg.vocab)), label);
+	want = fixture_f64(fx, "logits", (size_t)(M * V));
+	EXPECT_CLOSE(model_logits(m, 0), want, M * V, FIXTURE_RTOL, atol_of(want, (size_t)(M * V)),
+		     label);
 	snprintf(label, sizeof(label), "%s %s loss", file, form_name);
 	EXPECT_CLOSE(&loss, &loss_ref, 1, 1e-5, 0, label);
 
-	param_set_zero_grad(&m.params);
-	model_backward(&m, 1.0f);
-	for (int i = 0; i < m.params.count; i++) {
-		const struct param_desc *d = &m.params.desc[i];
+	param_set_zero_grad(p);
+	model_backward(m, 1.0f);
+	for (int i = 0; i < p->count; i++) {
+		const struct param_desc *d = &p->desc[i];
 
 		snprintf(name, sizeof(name), "grad/%s", d->slice.name);
 		snprintf(label, sizeof(label), "%s %s d%s", file, form_name, d->slice.name);
 		want = fixture_f64(fx, name, d->numel);
-		EXPECT_CLOSE(param_grad(&m.params, i), want, d->numel, FIXTURE_RTOL,
+		EXPECT_CLOSE(param_grad(p, i), want, d->numel, FIXTURE_RTOL,
 			     atol_of(want, d->numel), label);
 	}
-	model_free(&m);
+	model_destroy(m);
 	free(inputs);
 	free(targets);
 	fixture_free(fx);
 }
 
-static struct model_config tiny(uint64_t seed)
+static struct run_spec tiny(int64_t seed)
 {
-	struct model_config cfg = {
-		.vocab = 256, .hidden = 64, .layers = 2, .heads = 4, .ffn_hidden = 128,
-		.chunk = 8, .seq_len = 32, .micro_batch = 2, .seed = seed,
-	};
-	return cfg;
+	return model_spec(256, 64, 2, 4, 128, 8, 32, 2, seed);
 }
 
 static void check_init(void)
 {
-	struct model_config cfg = tiny(1234);
-	struct model a, b, c;
+	struct run_spec cfg = tiny(1234);
+	struct model *a, *b, *c;
+	struct param_set *pa, *pb;
 	int32_t tokens[64], next[64];
 	float loss_a, loss_b;
 	double sum = 0, sumsq = 0, bound, maxabs = 0;
@@ -118,12 +132,14 @@ static void check_init(void)
 		tokens[i] = (i * 37 + 11) % 256;
 		next[i] = (i * 53 + 7) % 256;
 	}
-	model_init(&a, &cfg, NULL);
-	model_init(&b, &cfg, NULL);
-	EXPECT_TRUE(memcmp(a.params.data, b.params.data, sizeof(float) * a.params.total) == 0,
+	a = model_create(&cfg, NULL, 1);
+	b = model_create(&cfg, NULL, 1);
+	pa = model_params(a);
+	pb = model_params(b);
+	EXPECT_TRUE(memcmp(pa->data, pb->data, sizeof(float) * pa->total) == 0,
 		    "the same seed must give bit-identical parameters");
-	loss_a = model_forward(&a, tokens, next);
-	loss_b = model_forward(&b, tokens, next);
+	loss_a = model_forward(a, tokens, next);
+	loss_b = model_forward(b, tokens, next);
 	EXPECT_TRUE(memcmp(&loss_a, &loss_b, sizeof(float)) == 0,
 		    "the same seed must give the same loss to the bit (%.9g vs %.9g)", loss_a,
 		    loss_b);
@@ -131,31 +147,31 @@ static void check_init(void)
 	EXPECT_TRUE(loss_a > 5.3f && loss_a < 5.8f, "initial loss %.4f is not near ln(256)",
 		    loss_a);
 	cfg.seed = 1235;
-	model_init(&c, &cfg, NULL);
-	EXPECT_TRUE(memcmp(a.params.data, c.params.data, sizeof(float) * a.params.total) != 0,
+	c = model_create(&cfg, NULL, 1);
+	EXPECT_TRUE(memcmp(pa->data, model_params(c)->data, sizeof(float) * pa->total) != 0,
 		    "another seed must give other parameters");
 
 	/* The embedding is N(0, 0.02): 16384 samples put the std within 2%. */
-	e = a.w.embedding;
-	for (int64_t i = 0; i < cfg.vocab * cfg.hidden; i++) {
+	e = param_data(pa, param_set_find(pa, "embedding"));
+	for (int64_t i = 0; i < cfg.vocab_size * cfg.hidden_size; i++) {
 		sum += e[i];
 		sumsq += (double)e[i] * e[i];
 	}
-	sum /= (double)(cfg.vocab * cfg.hidden);
-	sumsq = sqrt(sumsq / (double)(cfg.vocab * cfg.hidden) - sum * sum);
+	sum /= (double)(cfg.vocab_size * cfg.hidden_size);
+	sumsq = sqrt(sumsq / (double)(cfg.vocab_size * cfg.hidden_size) - sum * sum);
 	EXPECT_TRUE(fabs(sumsq - 0.02) < 0.0004 && fabs(sum) < 0.0005,
 		    "embedding mean %.5f std %.5f, want 0 and 0.02", sum, sumsq);
 	/* Wq is Xavier-uniform with gain 2^-2.5: |w| <= bound and the max is near it. */
-	wq = param_set_find(&a.params, "layers/1/retention/wq");
-	d = &a.params.desc[wq];
-	bound = pow(2.0, -2.5) * sqrt(6.0 / (double)(cfg.hidden + cfg.hidden));
+	wq = param_set_find(pa, "layers/1/retention/wq");
+	d = &pa->desc[wq];
+	bound = pow(2.0, -2.5) * sqrt(6.0 / (double)(cfg.hidden_size + cfg.hidden_size));
 	for (size_t i = 0; i < d->numel; i++)
-		maxabs = fmax(maxabs, fabs(param_data(&a.params, wq)[i]));
+		maxabs = fmax(maxabs, fabs(param_data(pa, wq)[i]));
 	EXPECT_TRUE(maxabs <= bound && maxabs > 0.99 * bound,
 		    "wq max |w| %.5f, Xavier bound %.5f", maxabs, bound);
-	model_free(&a);
-	model_free(&b);
-	model_free(&c);
+	model_destroy(a);
+	model_destroy(b);
+	model_destroy(c);
 }
 
 /*
@@ -165,86 +181,87 @@ static void check_init(void)
  */
 static void check_streaming(void)
 {
-	struct model_config whole_cfg = tiny(5), piece_cfg = tiny(5);
-	struct model whole, piece;
+	struct run_spec whole_cfg = tiny(5), piece_cfg = tiny(5);
+	struct model *whole, *piece;
 	const int64_t T = 32, B = 2;
 	int32_t in[2 * 2 * 32], tg[2 * 2 * 32], pin[2 * 32], ptg[2 * 32];
-	float *want, *got;
+	const float *want;
+	float *got;
 	enum retention_form forms[2] = {RETENTION_CHUNKWISE, RETENTION_RECURRENT};
 
-	whole_cfg.seq_len = 2 * T;
-	model_init(&whole, &whole_cfg, NULL);
-	model_init(&piece, &piece_cfg, NULL);
+	whole_cfg.seq_length = 2 * T;
+	whole = model_create(&whole_cfg, NULL, 1);
+	piece = model_create(&piece_cfg, NULL, 1);
 	for (int i = 0; i < 2 * 2 * 32; i++) {
 		in[i] = (i * 29 + 3) % 256;
 		tg[i] = (i * 31 + 5) % 256;
 	}
-	model_forward(&whole, in, tg);
-	want = whole.micro[0].logits;
+	model_forward(whole, in, tg);
+	want = model_logits(whole, 0);
 	got = malloc(sizeof(float) * (size_t)(B * 2 * T * 256));
 	for (int f = 0; f < 2; f++) {
-		piece.form = forms[f];
-		model_stream_begin(&piece);
+		model_set_form(piece, forms[f]);
+		model_stream_begin(piece);
 		for (int half = 0; half < 2; half++) {
 			for (int64_t b = 0; b < B; b++)
 				for (int64_t t = 0; t < T; t++) {
 					pin[b * T + t] = in[b * 2 * T + half * T + t];
 					ptg[b * T + t] = tg[b * 2 * T + half * T + t];
 				}
-			model_set_first_position(&piece, half * T);
-			model_forward(&piece, pin, ptg);
+			model_set_first_position(piece, half * T);
+			model_forward(piece, pin, ptg);
 			for (int64_t b = 0; b < B; b++)
 				memcpy(got + (b * 2 * T + half * T) * 256,
-				       piece.micro[0].logits + b * T * 256, sizeof(float) * T * 256);
+				       model_logits(piece, 0) + b * T * 256, sizeof(float) * T * 256);
 		}
-		model_stream_end(&piece);
+		model_stream_end(piece);
 		EXPECT_CLOSE(got, want, B * 2 * T * 256, 1e-5, 1e-5,
 			     f ? "recurrent stream of 2 pieces = one window of 2T"
 			       : "chunkwise stream of 2 pieces = one window of 2T");
 	}
 	/* Generation's shape: T = 1, one token per forward, the state carried. */
 	{
-		struct model_config one_cfg = tiny(5);
-		struct model one;
+		struct run_spec one_cfg = tiny(5);
+		struct model *one;
 
-		one_cfg.seq_len = 1;
-		one_cfg.chunk = 1;
-		model_init(&one, &one_cfg, NULL);
-		one.form = RETENTION_RECURRENT;
-		model_stream_begin(&one);
+		one_cfg.seq_length = 1;
+		one_cfg.chunk_size = 1;
+		one = model_create(&one_cfg, NULL, 1);
+		model_set_form(one, RETENTION_RECURRENT);
+		model_stream_begin(one);
 		for (int64_t t = 0; t < 2 * T; t++) {
 			int32_t tok[2] = {in[t], in[2 * T + t]}, nxt[2] = {tg[t], tg[2 * T + t]};
 
-			model_set_first_position(&one, t);
-			model_forward(&one, tok, nxt);
+			model_set_first_position(one, t);
+			model_forward(one, tok, nxt);
 			for (int64_t b = 0; b < B; b++)
-				memcpy(got + (b * 2 * T + t) * 256, one.micro[0].logits + b * 256,
+				memcpy(got + (b * 2 * T + t) * 256, model_logits(one, 0) + b * 256,
 				       sizeof(float) * 256);
 		}
-		model_stream_end(&one);
+		model_stream_end(one);
 		EXPECT_CLOSE(got, want, B * 2 * T * 256, 1e-5, 1e-5,
 			     "token by token (T = 1, recurrent) = one window of 2T");
-		model_free(&one);
+		model_destroy(one);
 	}
 	/* Without the carried state the second piece must differ. */
-	piece.form = RETENTION_CHUNKWISE;
+	model_set_form(piece, RETENTION_CHUNKWISE);
 	for (int64_t b = 0; b < B; b++)
 		for (int64_t t = 0; t < T; t++) {
 			pin[b * T + t] = in[b * 2 * T + T + t];
 			ptg[b * T + t] = tg[b * 2 * T + T + t];
 		}
-	model_forward(&piece, pin, ptg);
+	model_forward(piece, pin, ptg);
 	{
 		double diff = 0;
 
 		for (int64_t t = 0; t < T * 256; t++)
-			diff = fmax(diff, fabs(piece.micro[0].logits[t] - want[T * 256 + t]));
+			diff = fmax(diff, fabs(model_logits(piece, 0)[t] - want[T * 256 + t]));
 		EXPECT_TRUE(diff > 1e-3, "a fresh window scored like a continued one (diff %g)",
 			    diff);
 	}
 	free(got);
-	model_free(&whole);
-	model_free(&piece);
+	model_destroy(whole);
+	model_destroy(piece);
 }
 
 int main(void)

@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel/grid.h"
 #include "tests/fixture.h"
 #include "tests/harness.h"
 #include "trainer/model.h"
+#include "trainer/spec.h"
 
 /* Copies this slice of a full (rows, cols) row-major tensor into dst. */
 static void take_slice(float *dst, const struct layout_slice *s, const void *full, bool f64)
@@ -39,89 +41,117 @@ static double max_abs(const float *x, size_t n)
 	return m;
 }
 
+/* The world as one tensor-parallel group. */
+static struct grid tp_grid(int size)
+{
+	const int sizes[GRID_AXES] = {[GRID_TENSOR] = size, [GRID_CONTEXT] = 1,
+				      [GRID_DATA] = 1, [GRID_PIPELINE] = 1};
+	struct grid g;
+
+	grid_init(&g, sizes);
+	return g;
+}
+
+static struct run_spec model_spec(const int32_t c[8], int64_t seed)
+{
+	struct run_spec s;
+
+	spec_defaults(&s, SPEC_TRAIN);
+	s.vocab_size = c[0];
+	s.hidden_size = c[1];
+	s.num_layers = c[2];
+	s.num_heads = c[3];
+	s.ffn_hidden_size = c[4];
+	s.chunk_size = c[5];
+	s.seq_length = c[6];
+	s.micro_batch_size = c[7];
+	s.seed = seed;
+	return s;
+}
+
 static void check_init_slices(int rank, int size)
 {
-	struct model_config cfg = {256, 64, 2, 4, 128, 8, 32, 2, 99, false};
-	struct model_layout layout = {rank, size, MPI_COMM_WORLD, 0, 1, 1};
-	struct model tp, one;
+	const int32_t tiny[8] = {256, 64, 2, 4, 128, 8, 32, 2};
+	struct run_spec cfg = model_spec(tiny, 99);
+	struct grid g = tp_grid(size);
+	struct model *tp = model_create(&cfg, &g, 1), *one = model_create(&cfg, NULL, 1);
+	struct param_set *ptp = model_params(tp), *pone = model_params(one);
 	size_t bad = 0;
 	float *slice = malloc(sizeof(float) * 256 * 256);
 
-	model_init(&tp, &cfg, &layout);
-	model_init(&one, &cfg, NULL);
-	for (int i = 0; i < tp.params.count; i++) {
-		const struct param_desc *d = &tp.params.desc[i];
-		int j = param_set_find(&one.params, d->slice.name);
+	for (int i = 0; i < ptp->count; i++) {
+		const struct param_desc *d = &ptp->desc[i];
+		int j = param_set_find(pone, d->slice.name);
 
-		take_slice(slice, &d->slice, param_data(&one.params, j), false);
-		if (memcmp(slice, param_data(&tp.params, i), sizeof(float) * d->numel))
+		take_slice(slice, &d->slice, param_data(pone, j), false);
+		if (memcmp(slice, param_data(ptp, i), sizeof(float) * d->numel))
 			bad++;
 	}
 	EXPECT_TRUE(bad == 0, "rank %d: %zu tensors' initial slices differ from the single-rank "
 		    "model's", rank, bad);
 	free(slice);
-	model_free(&tp);
-	model_free(&one);
+	model_destroy(tp);
+	model_destroy(one);
+	grid_free(&g);
 }
 
 static void check_fixture(int rank, int size)
 {
 	struct fixture *fx = fixture_load_named("tiny_model.bin");
-	const int32_t *c = fixture_i32(fx, "config", 8);
-	struct model_config cfg = {c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], 1, false};
-	const int64_t T = cfg.seq_len, B = cfg.micro_batch, M = B * T;
+	struct run_spec cfg = model_spec(fixture_i32(fx, "config", 8), 1);
+	const int64_t T = cfg.seq_length, B = cfg.micro_batch_size, M = B * T;
+	const int64_t V = cfg.vocab_size;
 	const int32_t *tokens = fixture_i32(fx, "tokens", (size_t)(B * (T + 1)));
-	struct model_layout layout = {rank, size, MPI_COMM_WORLD, 0, 1, 1};
-	struct model tp, one;
+	struct grid g = tp_grid(size);
+	struct model *tp = model_create(&cfg, &g, 1), *one = model_create(&cfg, NULL, 1);
+	struct param_set *ptp = model_params(tp), *pone = model_params(one);
 	int32_t *inputs = malloc(sizeof(int32_t) * M), *targets = malloc(sizeof(int32_t) * M);
 	float *want = malloc(sizeof(float) * 256 * 256);
 	char name[128], label[192];
 	float loss_tp, loss_one;
 	double loss_ref = fixture_f64(fx, "loss", 1)[0];
-	const double *logits_ref = fixture_f64(fx, "logits", (size_t)(M * cfg.vocab));
+	const double *logits_ref = fixture_f64(fx, "logits", (size_t)(M * V));
 
 	for (int64_t b = 0; b < B; b++)
 		for (int64_t t = 0; t < T; t++) {
 			inputs[b * T + t] = tokens[b * (T + 1) + t];
 			targets[b * T + t] = tokens[b * (T + 1) + t + 1];
 		}
-	model_init(&tp, &cfg, &layout);
-	model_init(&one, &cfg, NULL);
-	for (int i = 0; i < tp.params.count; i++) {
-		const struct param_desc *d = &tp.params.desc[i];
+	for (int i = 0; i < ptp->count; i++) {
+		const struct param_desc *d = &ptp->desc[i];
 
 		snprintf(name, sizeof(name), "param/%s", d->slice.name);
-		take_slice(param_data(&tp.params, i), &d->slice, fixture_f32(fx, name, 0), false);
+		take_slice(param_data(ptp, i), &d->slice, fixture_f32(fx, name, 0), false);
 	}
-	for (int i = 0; i < one.params.count; i++) {
-		const struct param_desc *d = &one.params.desc[i];
+	for (int i = 0; i < pone->count; i++) {
+		const struct param_desc *d = &pone->desc[i];
 
 		snprintf(name, sizeof(name), "param/%s", d->slice.name);
-		memcpy(param_data(&one.params, i), fixture_f32(fx, name, d->numel),
+		memcpy(param_data(pone, i), fixture_f32(fx, name, d->numel),
 		       sizeof(float) * d->numel);
 	}
-	loss_tp = model_forward(&tp, inputs, targets);
-	loss_one = model_forward(&one, inputs, targets);
+	loss_tp = model_forward(tp, inputs, targets);
+	loss_one = model_forward(one, inputs, targets);
 	snprintf(label, sizeof(label), "TP=%d rank %d logits vs PyTorch", size, rank);
 	{
 		double scale = 0;
 
-		for (int64_t i = 0; i < M * cfg.vocab; i++)
+		for (int64_t i = 0; i < M * V; i++)
 			scale = fmax(scale, fabs(logits_ref[i]));
-		EXPECT_CLOSE(tp.micro[0].logits, logits_ref, M * cfg.vocab, 1e-4, 1e-4 * scale, label);
+		EXPECT_CLOSE(model_logits(tp, 0), logits_ref, M * V, 1e-4, 1e-4 * scale, label);
 	}
 	snprintf(label, sizeof(label), "TP=%d rank %d loss vs PyTorch", size, rank);
 	EXPECT_CLOSE(&loss_tp, &loss_ref, 1, 1e-5, 0, label);
 	snprintf(label, sizeof(label), "TP=%d rank %d loss vs single rank", size, rank);
 	EXPECT_CLOSE(&loss_tp, &loss_one, 1, 1e-6, 0, label);
 
-	param_set_zero_grad(&tp.params);
-	param_set_zero_grad(&one.params);
-	model_backward(&tp, 1.0f);
-	model_backward(&one, 1.0f);
-	for (int i = 0; i < tp.params.count; i++) {
-		const struct param_desc *d = &tp.params.desc[i];
-		const float *got = param_grad(&tp.params, i);
+	param_set_zero_grad(ptp);
+	param_set_zero_grad(pone);
+	model_backward(tp, 1.0f);
+	model_backward(one, 1.0f);
+	for (int i = 0; i < ptp->count; i++) {
+		const struct param_desc *d = &ptp->desc[i];
+		const float *got = param_grad(ptp, i);
 		double scale;
 
 		snprintf(name, sizeof(name), "grad/%s", d->slice.name);
@@ -130,8 +160,7 @@ static void check_fixture(int rank, int size)
 		snprintf(label, sizeof(label), "TP=%d rank %d d%s slice vs PyTorch", size, rank,
 			 d->slice.name);
 		EXPECT_CLOSE(got, want, d->numel, 1e-4, 1e-4 * scale, label);
-		take_slice(want, &d->slice,
-			   param_grad(&one.params, param_set_find(&one.params, d->slice.name)),
+		take_slice(want, &d->slice, param_grad(pone, param_set_find(pone, d->slice.name)),
 			   false);
 		snprintf(label, sizeof(label), "TP=%d rank %d d%s slice vs single rank", size, rank,
 			 d->slice.name);
@@ -139,14 +168,15 @@ static void check_fixture(int rank, int size)
 	}
 	/* The clip norm counts each element once across the group. */
 	{
-		double n_tp = model_grad_sumsq(&tp), n_one = model_grad_sumsq(&one);
+		double n_tp = model_grad_sumsq(tp), n_one = model_grad_sumsq(one);
 
 		EXPECT_TRUE(fabs(n_tp - n_one) <= 1e-5 * n_one,
 			    "rank %d: gradient sum of squares %.9g at TP=%d, %.9g on one rank", rank,
 			    n_tp, size, n_one);
 	}
-	model_free(&tp);
-	model_free(&one);
+	model_destroy(tp);
+	model_destroy(one);
+	grid_free(&g);
 	free(inputs), free(targets), free(want);
 	fixture_free(fx);
 }

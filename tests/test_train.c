@@ -12,7 +12,7 @@
 
 #include "common/rng.h"
 #include "tests/harness.h"
-#include "trainer/config.h"
+#include "trainer/spec.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
 
@@ -122,15 +122,15 @@ static void check_schedule(void)
 	EXPECT_TRUE(lr_at(&s, 100) == 1.0, "constant: %g", lr_at(&s, 100));
 }
 
-static int parse(struct train_config *c, char *err, int argc, const char **argv)
+static int parse(struct run_spec *c, enum spec_program p, char *err, int argc,
+		 const char **argv)
 {
-	config_defaults(c);
-	return config_parse_args(c, argc, (char **)argv, err, 512);
+	return spec_parse(c, p, argc, (char **)argv, err, 512);
 }
 
 static void check_config(void)
 {
-	struct train_config c;
+	struct run_spec c;
 	char err[512] = "", path[] = "/tmp/rn_test_config.XXXXXX";
 	int fd = mkstemp(path);
 	FILE *f = fdopen(fd, "w");
@@ -142,27 +142,40 @@ static void check_config(void)
 		const char *argv[] = {"x", "--config", path, "--num-layers", "5", "--data-path",
 				      "/b.bin", "/c.bin"};
 
-		EXPECT_TRUE(parse(&c, err, 8, argv) == 0, "parse: %s", err);
+		EXPECT_TRUE(parse(&c, SPEC_TRAIN, err, 8, argv) == 0, "parse: %s", err);
 		EXPECT_TRUE(c.hidden_size == 128 && c.num_layers == 5 && c.lr == 0.5,
 			    "file and flags: d=%lld L=%lld lr=%g", (long long)c.hidden_size,
 			    (long long)c.num_layers, c.lr);
-		EXPECT_TRUE(c.n_data_path == 2 && !strcmp(c.data_path[1], "/c.bin"),
-			    "the command line's paths win: %d paths", c.n_data_path);
-		EXPECT_TRUE(config_validate(&c, 1, err, sizeof(err)) == 0, "validate: %s", err);
-		EXPECT_TRUE(config_validate(&c, 3, err, sizeof(err)) == 0,
+		EXPECT_TRUE(c.data_path.n == 2 && !strcmp(c.data_path.path[1], "/c.bin"),
+			    "the command line's paths win: %d paths", c.data_path.n);
+		EXPECT_TRUE(c.ffn_hidden_size == 256 && c.lr_decay_iters == c.train_iters,
+			    "derived defaults: f=%lld, decay ends at %lld",
+			    (long long)c.ffn_hidden_size, (long long)c.lr_decay_iters);
+		EXPECT_TRUE(spec_given(&c, &c.num_layers) && spec_given(&c, &c.lr) &&
+				    !spec_given(&c, &c.seed),
+			    "given: flags and the file's keys, not the defaults");
+		EXPECT_TRUE(spec_validate(&c, 1, err, sizeof(err)) == 0, "validate: %s", err);
+		EXPECT_TRUE(spec_validate(&c, 3, err, sizeof(err)) == 0,
 			    "3 data-parallel ranks are fine: %s", err);
 	}
 	{
 		const char *argv[] = {"x", "--lr", "1e-3x"};
 
-		EXPECT_TRUE(parse(&c, err, 3, argv) != 0 && strstr(err, "--lr: '1e-3x'"),
+		EXPECT_TRUE(parse(&c, SPEC_TRAIN, err, 3, argv) != 0 && strstr(err, "--lr: '1e-3x'"),
 			    "bad float: %s", err);
 	}
 	{
 		const char *argv[] = {"x", "--min-lr", "-1"};
 
-		EXPECT_TRUE(parse(&c, err, 3, argv) != 0 && strstr(err, "out of range"),
+		EXPECT_TRUE(parse(&c, SPEC_TRAIN, err, 3, argv) != 0 && strstr(err, "out of range"),
 			    "negative lr: %s", err);
+	}
+	{
+		const char *argv[] = {"x", "--lr=0.25", "--data-path=/a.bin"};
+
+		EXPECT_TRUE(parse(&c, SPEC_TRAIN, err, 3, argv) == 0 && c.lr == 0.25 &&
+				    c.data_path.n == 1,
+			    "--flag=value: %s", err);
 	}
 	{
 		/* A comment longer than the line buffer: its tail is not a line. */
@@ -174,10 +187,106 @@ static void check_config(void)
 			fputc(i % 100 == 99 ? ' ' : 'x', f);
 		fprintf(f, " seed 5\nnum-layers 3\n");
 		fclose(f);
-		EXPECT_TRUE(parse(&c, err, 5, argv) != 0 && strstr(err, ":1: line longer than"),
+		EXPECT_TRUE(parse(&c, SPEC_TRAIN, err, 5, argv) != 0 &&
+				    strstr(err, ":1: line longer than"),
 			    "long line: %s", err);
 	}
 	unlink(path);
+}
+
+/* Each program takes its own flags from the one table, with its own defaults. */
+static void check_programs(void)
+{
+	struct run_spec c;
+	char err[512] = "";
+
+	{
+		const char *argv[] = {"x", "--load", "/ck", "--data", "/a.txt"};
+
+		EXPECT_TRUE(parse(&c, SPEC_EVAL, err, 5, argv) == 0 && c.micro_batch_size == 1 &&
+				    !strcmp(c.mode, "windows") && c.iteration == -1,
+			    "retnet-eval's defaults: %s", err);
+	}
+	{
+		const char *argv[] = {"x", "--load", "/ck", "--hidden-size", "64"};
+
+		EXPECT_TRUE(parse(&c, SPEC_EVAL, err, 5, argv) != 0 &&
+				    strstr(err, "--hidden-size: unknown flag"),
+			    "retnet-eval takes no model flags: %s", err);
+	}
+	{
+		const char *argv[] = {"x", "--load", "/ck", "--seed", "7"};
+
+		EXPECT_TRUE(parse(&c, SPEC_GENERATE, err, 5, argv) == 0 && c.sample_seed == 7 &&
+				    c.max_new_tokens == 200,
+			    "retnet-generate's --seed is the sampling seed: %s", err);
+	}
+	{
+		const char *argv[] = {"x"};
+
+		EXPECT_TRUE(parse(&c, SPEC_BENCH, err, 1, argv) == 0 && c.hidden_size == 512 &&
+				    c.seq_length == 2048 && c.micro_batch_size == 4,
+			    "retnet-bench-step's default configuration is bench-small: %s", err);
+	}
+	{
+		const char *argv[] = {"x", "--config", "tiny", "--micro-batch-size", "3"};
+
+		EXPECT_TRUE(parse(&c, SPEC_BENCH, err, 5, argv) == 0 && c.hidden_size == 64 &&
+				    c.micro_batch_size == 3,
+			    "--config tiny, and the command line wins: %s", err);
+	}
+	{
+		const char *argv[] = {"x", "--mode", "streams"};
+
+		EXPECT_TRUE(parse(&c, SPEC_EVAL, err, 3, argv) != 0 &&
+				    strstr(err, "--mode: 'streams' is not windows or stream"),
+			    "a choice: %s", err);
+	}
+}
+
+/* A checkpoint's model adopted by the evaluator, checked by the trainer, and its
+ * values named after the file's attributes in messages. */
+static void check_checkpoint_rules(void)
+{
+	struct run_spec saved, ev, tr;
+	char err[512] = "";
+	const char *eargv[] = {"x", "--load", "/ck", "--data", "/a.txt", "--seq-length", "64",
+			       "--tensor-model-parallel-size", "3"};
+	const char *targv[] = {"x", "--data-path", "/a.bin", "--hidden-size", "128"};
+
+	spec_defaults(&saved, 0);
+	saved.hidden_size = 96;
+	saved.num_heads = 3;
+	saved.ffn_hidden_size = 192;
+	saved.seq_length = 128;
+	saved.chunk_size = 16;
+	spec_mark_saved(&saved, "/ck/iter_0000002.h5");
+	EXPECT_TRUE(spec_validate(&saved, 1, err, sizeof(err)) == 0, "a sound model: %s", err);
+
+	EXPECT_TRUE(parse(&ev, SPEC_EVAL, err, 9, eargv) == 0, "parse: %s", err);
+	EXPECT_TRUE(spec_validate(&ev, 3, err, sizeof(err)) == 0,
+		    "before the checkpoint, the layout cannot be judged against the heads: %s",
+		    err);
+	EXPECT_TRUE(spec_adopt(&ev, &saved, "/ck/iter_0000002.h5", err, sizeof(err)) == 0 &&
+			    ev.hidden_size == 96 && ev.seq_length == 64 && ev.chunk_size == 16,
+		    "adopted: d=%lld, --seq-length kept %lld, chunk %lld", (long long)ev.hidden_size,
+		    (long long)ev.seq_length, (long long)ev.chunk_size);
+	EXPECT_TRUE(spec_validate(&ev, 3, err, sizeof(err)) == 0, "TP 3 of 3 heads: %s", err);
+	ev.num_heads = 96;
+	EXPECT_TRUE(spec_validate(&ev, 3, err, sizeof(err)) != 0 &&
+			    strstr(err, "/ck/iter_0000002.h5: config/num_heads: head width 96 / 96 "
+					"must be even"),
+		    "a checkpoint's value is named after its attribute: %s", err);
+	saved.num_layers = 0;
+	EXPECT_TRUE(spec_validate(&saved, 1, err, sizeof(err)) != 0 &&
+			    strstr(err, "config/num_layers: 0 is out of range [1, 4096] (that of "
+					"--num-layers)"),
+		    "a checkpoint's value out of the flag's range: %s", err);
+
+	EXPECT_TRUE(parse(&tr, SPEC_TRAIN, err, 5, targv) == 0, "parse: %s", err);
+	EXPECT_TRUE(spec_adopt(&tr, &saved, "/ck/iter_0000002.h5", err, sizeof(err)) != 0 &&
+			    strstr(err, "--num-layers: 2 does not match 0 in /ck/iter_0000002.h5"),
+		    "retnet-train: the model's shape must match: %s", err);
 }
 
 int main(void)
@@ -186,5 +295,7 @@ int main(void)
 	check_decay_only_on_matrices();
 	check_schedule();
 	check_config();
+	check_programs();
+	check_checkpoint_rules();
 	return test_finish();
 }

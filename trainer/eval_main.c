@@ -24,64 +24,15 @@
 #include "data/textfile.h"
 #include "data/tokenizer.h"
 #include "parallel/comm.h"
-#include "parallel/grid.h"
 #include "parallel/mpi_setup.h"
-#include "trainer/flags.h"
+#include "trainer/launch.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
-#include "trainer/train_ckpt.h"
 #include "trainer/train_step.h"
 
 #define LN2 0.69314718055994530942
 /* Raw text read into memory whole: refuse what would not fit a node's RAM easily. */
 #define EVAL_MAX_TEXT_BYTES ((size_t)16 << 30)
-
-struct eval_settings {
-	char load[FLAGS_PATH_MAX];
-	int64_t iteration;
-	char data[FLAGS_MAX_PATHS][FLAGS_PATH_MAX];
-	int n_data;
-	char output[FLAGS_PATH_MAX];
-	int64_t seq_length, chunk_size, micro_batch_size;
-	char mode[16], form[16];
-	int64_t tensor_model_parallel_size, pipeline_model_parallel_size;
-	bool bf16;
-	bool help;
-};
-
-#define OFF(field) offsetof(struct eval_settings, field)
-#define SIZE(field) sizeof(((struct eval_settings *)0)->field)
-
-static const struct flag_spec eval_specs[] = {
-	{"load", OPT_STRING, OFF(load), 0, 0, 0, "checkpoint directory (required)",
-	 SIZE(load)},
-	{"iteration", OPT_INT, OFF(iteration), 0, 0, 9.2e18,
-	 "checkpoint iteration (default: the latest)", 0},
-	{"data", OPT_PATHS, OFF(data), OFF(n_data), 0, 0,
-	 "corpora: token shards or raw text, plain or gzip (required)", 0},
-	{"output", OPT_STRING, OFF(output), 0, 0, 0, "JSON lines, one object per corpus",
-	 SIZE(output)},
-	{"seq-length", OPT_INT, OFF(seq_length), 0, 1, 1 << 24,
-	 "tokens per window or stream piece (default: the checkpoint's)", 0},
-	{"chunk-size", OPT_INT, OFF(chunk_size), 0, 1, 1 << 16,
-	 "retention chunk (default: the checkpoint's; divides --seq-length)", 0},
-	{"micro-batch-size", OPT_INT, OFF(micro_batch_size), 0, 1, 1 << 20,
-	 "windows per forward (windows mode)", 0},
-	{"mode", OPT_STRING, OFF(mode), 0, 0, 0,
-	 "windows (state reset per window) or stream (one sequence)", SIZE(mode)},
-	{"form", OPT_STRING, OFF(form), 0, 0, 0, "chunkwise, parallel or recurrent",
-	 SIZE(form)},
-	{"tensor-model-parallel-size", OPT_INT, OFF(tensor_model_parallel_size), 0, 1,
-	 1 << 16, "tensor-parallel ranks", 0},
-	{"pipeline-model-parallel-size", OPT_INT, OFF(pipeline_model_parallel_size), 0, 1,
-	 1 << 16, "pipeline stages", 0},
-	{"bf16", OPT_BOOL, OFF(bf16), 0, 0, 0,
-	 "bf16 matmuls with float32 accumulation (needs AVX512-BF16)", 0},
-	{"help", OPT_BOOL, OFF(help), 0, 0, 0, "this text", 0},
-};
-
-static const struct flag_table eval_flags = {eval_specs,
-					     sizeof(eval_specs) / sizeof(eval_specs[0])};
 
 /* A corpus as one token array, mapped (shard) or owned (tokenized text). */
 struct corpus {
@@ -200,15 +151,15 @@ static int64_t fill_row(int32_t *in, int32_t *tg, const struct corpus *c, uint64
 static void score_batch(struct train_step *ts, const int32_t *in, const int32_t *tg,
 			const int64_t *valid, struct score *s)
 {
-	struct model *m = ts->m;
-	const int64_t B = m->cfg.micro_batch, T = m->cfg.seq_len;
+	const int64_t B = ts->micro_batch, T = ts->seq_len;
+	const float *losses;
 
 	train_step_forward_only(ts, in, tg, 0);
+	losses = model_last_stage(ts->m) ? model_losses(ts->m, 0) : NULL;
 	for (int64_t r = 0; r < B; r++) {
 		s->targets += (double)valid[r];
-		if (m->last_stage)
-			for (int64_t t = 0; t < valid[r]; t++)
-				s->nll += m->micro[0].losses[r * T + t];
+		for (int64_t t = 0; losses && t < valid[r]; t++)
+			s->nll += losses[r * T + t];
 	}
 }
 
@@ -217,13 +168,13 @@ static void score_batch(struct train_step *ts, const int32_t *in, const int32_t 
 static struct score score_windows(struct train_step *ts, const struct corpus *c,
 				  const struct grid *g)
 {
-	const int64_t B = ts->m->cfg.micro_batch, T = ts->m->cfg.seq_len;
+	const int64_t B = ts->micro_batch, T = ts->seq_len;
+	const uint64_t dp = (uint64_t)g->axis[GRID_DATA].size, d = (uint64_t)g->axis[GRID_DATA].rank;
 	const uint64_t windows = (c->n_tokens - 1 + (uint64_t)T - 1) / (uint64_t)T;
-	const uint64_t w0 = windows * (uint64_t)g->dp_rank / (uint64_t)g->dp_size;
-	const uint64_t w1 = windows * (uint64_t)(g->dp_rank + 1) / (uint64_t)g->dp_size;
+	const uint64_t w0 = windows * d / dp, w1 = windows * (d + 1) / dp;
 	/* Every DP rank runs as many batches (padding with empty rows), so a rank with
 	 * one window fewer still joins each pipeline transfer in step. */
-	const uint64_t per_rank = (windows + (uint64_t)g->dp_size - 1) / (uint64_t)g->dp_size;
+	const uint64_t per_rank = (windows + dp - 1) / dp;
 	int32_t *in = xmalloc(sizeof(int32_t) * (size_t)(B * T));
 	int32_t *tg = xmalloc(sizeof(int32_t) * (size_t)(B * T));
 	int64_t *valid = xmalloc(sizeof(int64_t) * (size_t)B);
@@ -250,7 +201,7 @@ static struct score score_windows(struct train_step *ts, const struct corpus *c,
 static struct score score_stream(struct train_step *ts, const struct corpus *c)
 {
 	struct model *m = ts->m;
-	const int64_t T = m->cfg.seq_len;
+	const int64_t T = ts->seq_len;
 	int32_t *in = xmalloc(sizeof(int32_t) * (size_t)T);
 	int32_t *tg = xmalloc(sizeof(int32_t) * (size_t)T);
 	struct score s = {0, 0};
@@ -269,7 +220,7 @@ static struct score score_stream(struct train_step *ts, const struct corpus *c)
 }
 
 /* One JSON line per corpus, written to path.tmp then renamed: never half a file. */
-static int write_output(const char *path, const struct eval_settings *set, struct corpus *cs,
+static int write_output(const char *path, const struct run_spec *set, struct corpus *cs,
 			const double (*res)[5], int n, char *err, size_t errlen)
 {
 	char tmp[FLAGS_PATH_MAX + 16];
@@ -296,142 +247,87 @@ static int write_output(const char *path, const struct eval_settings *set, struc
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* Scores every corpus: one row of the table each, and res[i] = tokens, bytes, nll,
+ * perplexity, bits per byte. collective: the whole grid */
+static void score_all(struct train_step *ts, struct corpus *cs, int n, const struct grid *g,
+		      bool stream, double (*res)[5])
 {
-	struct eval_settings set = {.iteration = -1, .micro_batch_size = 1,
-				    .tensor_model_parallel_size = 1,
-				    .pipeline_model_parallel_size = 1};
-	char err[2 * FLAGS_PATH_MAX + 256] = "";
-	struct grid g;
-	int world;
-	bool ok;
-
-	/* ---- setup ---------------------------------------------------------- */
-	mpi_setup_init(&argc, &argv);
-	snprintf(set.mode, sizeof(set.mode), "windows");
-	snprintf(set.form, sizeof(set.form), "chunkwise");
-	ok = flags_parse(&eval_flags, &set, argc, argv, err, sizeof(err)) == 0;
-	mpi_setup_agree_or_exit(ok, err);
-	if (set.help) {
-		if (log_rank() == 0) {
-			printf("usage: mpirun -n N retnet-eval --load DIR --data FILE... [flags]\n");
-			flags_print_help(&eval_flags);
-		}
-		mpi_setup_finalize();
-		return 0;
-	}
-	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &world));
-	if (!set.load[0])
-		snprintf(err, sizeof(err), "--load: required (a checkpoint directory)");
-	else if (!set.n_data)
-		snprintf(err, sizeof(err), "--data: required (one or more corpora)");
-	else if (strcmp(set.mode, "windows") && strcmp(set.mode, "stream"))
-		snprintf(err, sizeof(err), "--mode: '%s' is not windows or stream", set.mode);
-	else if (strcmp(set.form, "chunkwise") && strcmp(set.form, "parallel") &&
-		 strcmp(set.form, "recurrent"))
-		snprintf(err, sizeof(err), "--form: '%s' is not chunkwise, parallel or recurrent",
-			 set.form);
-	else if (!strcmp(set.mode, "stream") && !strcmp(set.form, "parallel"))
-		snprintf(err, sizeof(err), "--form: parallel cannot carry a state across pieces: "
-			 "use --mode windows or --form chunkwise|recurrent");
-	else if (grid_validate(world, (int)set.tensor_model_parallel_size,
-			       (int)set.pipeline_model_parallel_size, err, sizeof(err)) == 0 &&
-		 !strcmp(set.mode, "stream") &&
-		 world != set.tensor_model_parallel_size * set.pipeline_model_parallel_size)
-		snprintf(err, sizeof(err), "--mode: stream scores one sequence: run with world = "
-			 "TP x PP = %lld ranks (no data parallelism), not %d",
-			 (long long)(set.tensor_model_parallel_size *
-				     set.pipeline_model_parallel_size), world);
-	mpi_setup_agree_or_exit(!err[0], err);
-
-	/* The checkpoint says what the model is. */
-	int64_t iteration;
-	struct ckpt_info info;
-
-	ok = train_ckpt_resolve(set.load, set.iteration, &iteration, MPI_COMM_WORLD, err,
-				sizeof(err)) == 0 &&
-	     train_ckpt_read_info(set.load, iteration, &info, MPI_COMM_WORLD, err,
-				  sizeof(err)) == 0;
-	mpi_setup_agree_or_exit(ok, err);
-
-	struct model_config mc;
-	const bool stream = !strcmp(set.mode, "stream");
-
-	ok = train_ckpt_model_config(&info, set.seq_length, set.chunk_size,
-				     stream ? 1 : set.micro_batch_size,
-				     set.tensor_model_parallel_size,
-				     set.pipeline_model_parallel_size, &mc, err, sizeof(err)) == 0;
-	mpi_setup_agree_or_exit(ok, err);
-	grid_init(&g, (int)set.tensor_model_parallel_size, (int)set.pipeline_model_parallel_size);
-
-	/* ---- corpora -------------------------------------------------------- */
-	struct corpus *cs = xcalloc((size_t)set.n_data, sizeof(*cs));
-
-	for (int i = 0; i < set.n_data; i++) {
-		ok = corpus_open(&cs[i], set.data[i], &info.tok, err, sizeof(err)) == 0;
-		mpi_setup_agree_or_exit(ok, err);
-	}
-
-	/* ---- model ---------------------------------------------------------- */
-	struct model m;
-	struct train_step ts;
-
-	ok = train_ckpt_build_model(&m, set.load, iteration, &mc, &g, err, sizeof(err)) == 0;
-	mpi_setup_agree_or_exit(ok, err);
-	/* The checkpoint is float32 whatever trained it; --bf16 only changes the matmuls. */
-	ok = !set.bf16 || model_set_bf16(&m, true, err, sizeof(err)) == 0;
-	mpi_setup_agree_or_exit(ok, err);
-	m.form = !strcmp(set.form, "parallel")	  ? RETENTION_PARALLEL
-		 : !strcmp(set.form, "recurrent") ? RETENTION_RECURRENT
-						  : RETENTION_CHUNKWISE;
-	train_step_init(&ts, &m, &g, 1);
-	log0("retnet-eval: %s (iteration %lld): d=%lld L=%lld H=%lld; %s mode, %s form, "
-	     "%s matmuls, T=%lld, %d ranks (DP %d x PP %d x TP %d)\n",
-	     info.path, (long long)iteration, (long long)mc.hidden, (long long)mc.layers,
-	     (long long)mc.heads, set.mode, set.form, set.bf16 ? "bf16" : "fp32",
-	     (long long)mc.seq_len, g.world_size, g.dp_size, g.pp_size, g.tp_size);
-
-	/* ---- score ---------------------------------------------------------- */
-	double (*res)[5] = xcalloc((size_t)set.n_data, sizeof(*res));
-
 	log0("%-40s %12s %12s %10s %12s %14s %8s\n", "corpus", "tokens", "bytes", "nll",
 	     "perplexity", "bits/byte", "tok/s");
-	for (int i = 0; i < set.n_data; i++) {
-		double t0 = metrics_now_s(), sums[2], bytes;
-		struct score s = stream ? score_stream(&ts, &cs[i]) : score_windows(&ts, &cs[i], &g);
+	for (int i = 0; i < n; i++) {
+		double t0 = metrics_now_s(), sums[2];
+		struct score s = stream ? score_stream(ts, &cs[i]) : score_windows(ts, &cs[i], g);
 
 		/* The losses live on the last stage, spread over the DP ranks. */
 		sums[0] = s.nll;
 		sums[1] = s.targets;
-		comm_allreduce_sum_f64(g.pp_comm, sums, 1);
-		comm_allreduce_sum_f64(g.dp_comm, sums, 2);
+		comm_allreduce_sum_f64(g->axis[GRID_PIPELINE].comm, sums, 1);
+		comm_allreduce_sum_f64(g->axis[GRID_DATA].comm, sums, 2);
 		/* Bytes behind the scored tokens: every token but the first is scored. */
 		ENSURE(sums[1] == (double)(cs[i].n_tokens - 1));
-		bytes = (double)cs[i].scored_bytes;
 		res[i][0] = sums[1];
-		res[i][1] = bytes;
+		res[i][1] = (double)cs[i].scored_bytes;
 		res[i][2] = sums[0] / sums[1];
 		res[i][3] = exp(res[i][2]);
-		res[i][4] = sums[0] / LN2 / bytes;
+		res[i][4] = sums[0] / LN2 / res[i][1];
 		log0("%-40s %12.0f %12.0f %10.5f %12.4f %14.5f %8.0f\n", cs[i].path, res[i][0],
 		     res[i][1], res[i][2], res[i][3], res[i][4],
 		     res[i][0] / (metrics_now_s() - t0));
 	}
+}
 
-	/* ---- report --------------------------------------------------------- */
-	if (set.output[0]) {
-		ok = g.world_rank != 0 ||
-		     write_output(set.output, &set, cs, (const double(*)[5])res, set.n_data, err,
+int main(int argc, char **argv)
+{
+	struct launch *l = xcalloc(1, sizeof(*l));
+	const struct run_spec *s = &l->spec;
+	const struct grid *g = &l->grid;
+	char err[2 * FLAGS_PATH_MAX + 256] = "";
+	struct train_step ts;
+	struct model *m;
+	bool ok;
+
+	/* ---- setup: flags, the grid, the checkpoint's model and tokenizer ---- */
+	launch_begin(l, SPEC_EVAL, &argc, &argv);
+	launch_read_checkpoint(l);
+
+	/* ---- corpora: every file read and checked before any work ------------ */
+	const int n = s->data.n;
+	struct corpus *cs = xcalloc((size_t)n, sizeof(*cs));
+
+	for (int i = 0; i < n; i++) {
+		ok = corpus_open(&cs[i], s->data.path[i], &l->checkpoint.tok, err, sizeof(err)) == 0;
+		mpi_setup_agree_or_exit(ok, err);
+	}
+
+	/* ---- model: this layout's slices of the checkpoint ------------------- */
+	m = launch_model(l, 1);
+	train_step_init(&ts, m, g, s, 1);
+	log0("retnet-eval: %s (iteration %lld): d=%lld L=%lld H=%lld; %s mode, %s form, "
+	     "%s matmuls, T=%lld, %d ranks (DP %d x PP %d x TP %d)\n",
+	     l->checkpoint.path, (long long)l->checkpoint.iteration, (long long)s->hidden_size,
+	     (long long)s->num_layers, (long long)s->num_heads, s->mode, s->form,
+	     s->bf16 ? "bf16" : "fp32", (long long)s->seq_length, g->world_size,
+	     g->axis[GRID_DATA].size, g->axis[GRID_PIPELINE].size, g->axis[GRID_TENSOR].size);
+
+	/* ---- score: windows or one stream, every target token ---------------- */
+	double (*res)[5] = xcalloc((size_t)n, sizeof(*res));
+
+	score_all(&ts, cs, n, g, !strcmp(s->mode, "stream"), res);
+
+	/* ---- report: one JSON object per corpus ------------------------------ */
+	if (s->output[0]) {
+		ok = g->world_rank != 0 ||
+		     write_output(s->output, s, cs, (const double(*)[5])res, n, err,
 				  sizeof(err)) == 0;
 		mpi_setup_agree_or_exit(ok, err);
 	}
 	free(res);
 	train_step_free(&ts);
-	model_free(&m);
-	for (int i = 0; i < set.n_data; i++)
+	model_destroy(m);
+	for (int i = 0; i < n; i++)
 		corpus_close(&cs[i]);
 	free(cs);
-	grid_free(&g);
-	mpi_setup_finalize();
+	launch_end(l);
+	free(l);
 	return 0;
 }

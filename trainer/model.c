@@ -14,55 +14,74 @@
 #include "trainer/kernels/norm.h"
 #include "trainer/kernels/retention.h"
 #include "trainer/kernels/xent.h"
+#include "parallel/grid.h"
 #include "trainer/metrics.h"
+#include "trainer/model_internal.h"
 #include "trainer/model_setup.h"
+#include "trainer/spec.h"
 
 /* matmul_hold slots: an input read by several products, and an output gradient. */
 enum { HOLD_X, HOLD_DY };
 
-void model_init(struct model *m, const struct model_config *cfg,
-		const struct model_layout *layout)
+struct model *model_create(const struct run_spec *spec, const struct grid *g, int slots)
 {
-	const struct model_layout single = {
-		.tp_rank = 0, .tp_size = 1, .tp_comm = MPI_COMM_NULL,
-		.pp_rank = 0, .pp_size = 1, .slots = 1,
-	};
+	struct model *m = xcalloc(1, sizeof(*m));
+	struct grid one;
 
-	memset(m, 0, sizeof(*m));
-	m->layout = layout ? *layout : single;
-	ENSURE(cfg->vocab > 0 && cfg->hidden > 0 && cfg->layers > 0 && cfg->heads > 0);
-	ENSURE(cfg->hidden % cfg->heads == 0 && (cfg->hidden / cfg->heads) % 2 == 0);
-	ENSURE(cfg->chunk > 0 && cfg->seq_len % cfg->chunk == 0 && cfg->micro_batch > 0);
-	ENSURE(m->layout.tp_size >= 1 && cfg->heads % m->layout.tp_size == 0 &&
-	       cfg->ffn_hidden % m->layout.tp_size == 0);
-	ENSURE(m->layout.pp_size >= 1 && m->layout.pp_size <= cfg->layers &&
-	       m->layout.slots >= 1);
-	m->cfg = *cfg;
-	m->dk = cfg->hidden / cfg->heads;
+	if (!g) {
+		grid_single(&one);
+		g = &one;
+	}
+	m->V = spec->vocab_size;
+	m->d = spec->hidden_size;
+	m->L = spec->num_layers;
+	m->H = spec->num_heads;
+	m->f = spec->ffn_hidden_size;
+	m->C = spec->chunk_size;
+	m->T = spec->seq_length;
+	m->B = spec->micro_batch_size;
+	m->seed = (uint64_t)spec->seed;
+	m->recompute = spec->recompute_activations;
+	m->tp_rank = g->axis[GRID_TENSOR].rank;
+	m->tp_size = g->axis[GRID_TENSOR].size;
+	m->tp_comm = g->axis[GRID_TENSOR].comm;
+	m->pp_rank = g->axis[GRID_PIPELINE].rank;
+	m->pp_size = g->axis[GRID_PIPELINE].size;
+	m->slots = slots;
+	ENSURE(m->V > 0 && m->d > 0 && m->L > 0 && m->H > 0 && m->f > 0);
+	ENSURE(m->d % m->H == 0 && (m->d / m->H) % 2 == 0);
+	ENSURE(m->C > 0 && m->T % m->C == 0 && m->B > 0);
+	ENSURE(m->tp_size >= 1 && m->H % m->tp_size == 0 && m->f % m->tp_size == 0);
+	ENSURE(m->pp_size >= 1 && m->pp_size <= m->L && m->slots >= 1);
+	m->dk = m->d / m->H;
 	m->dv = 2 * m->dk;
-	m->heads_local = cfg->heads / m->layout.tp_size;
-	m->head_offset = m->layout.tp_rank * m->heads_local;
+	m->heads_local = m->H / m->tp_size;
+	m->head_offset = m->tp_rank * m->heads_local;
 	m->qk = m->heads_local * m->dk;
 	m->vw = m->heads_local * m->dv;
-	m->fl = cfg->ffn_hidden / m->layout.tp_size;
-	m->rows = cfg->micro_batch * cfg->seq_len;
-	model_setup_stage_layers(cfg->layers, m->layout.pp_size, m->layout.pp_rank,
-				 &m->first_layer, &m->num_layers);
-	m->first_stage = m->layout.pp_rank == 0;
-	m->last_stage = m->layout.pp_rank == m->layout.pp_size - 1;
+	m->fl = m->f / m->tp_size;
+	m->rows = m->B * m->T;
+	model_setup_stage_layers(m->L, m->pp_size, m->pp_rank, &m->first_layer,
+				 &m->num_layers);
+	m->first_stage = m->pp_rank == 0;
+	m->last_stage = m->pp_rank == m->pp_size - 1;
 	m->form = RETENTION_CHUNKWISE;
 	model_setup_params(m);
-	param_set_init_values(&m->params, cfg->seed);
+	param_set_init_values(&m->params, m->seed);
 	m->kernels = kernels_ctx_init();
-	rotary_table_init(&m->rotary, cfg->seq_len, m->dk, 0);
+	rotary_table_init(&m->rotary, m->T, m->dk, 0);
 	m->activation_bytes = model_setup_activations(m);
+	return m;
 }
 
-void model_free(struct model *m)
+void model_destroy(struct model *m)
 {
+	if (!m)
+		return;
 	model_setup_free(m);
 	rotary_table_free(&m->rotary);
 	kernels_ctx_free(m->kernels);
+	free(m);
 }
 
 int model_set_bf16(struct model *m, bool on, char *err, size_t errlen)
@@ -86,15 +105,45 @@ size_t model_activation_bytes(const struct model *m)
 	return m->activation_bytes;
 }
 
+struct param_set *model_params(struct model *m)
+{
+	return &m->params;
+}
+
+void model_set_form(struct model *m, enum retention_form form)
+{
+	m->form = form;
+}
+
+bool model_first_stage(const struct model *m)
+{
+	return m->first_stage;
+}
+
+bool model_last_stage(const struct model *m)
+{
+	return m->last_stage;
+}
+
+int model_slots(const struct model *m)
+{
+	return m->slots;
+}
+
+size_t model_boundary_floats(const struct model *m)
+{
+	return (size_t)(m->rows * m->d);
+}
+
 float *model_stage_input(struct model *m, int slot)
 {
-	ENSURE(slot >= 0 && slot < m->layout.slots);
+	ENSURE(slot >= 0 && slot < m->slots);
 	return m->micro[slot].layers[0].x;
 }
 
 float *model_stage_output(struct model *m, int slot)
 {
-	ENSURE(slot >= 0 && slot < m->layout.slots);
+	ENSURE(slot >= 0 && slot < m->slots);
 	return m->micro[slot].out;
 }
 
@@ -103,11 +152,45 @@ float *model_boundary_grad(struct model *m)
 	return m->dx;
 }
 
+const float *model_losses(const struct model *m, int slot)
+{
+	ENSURE(m->last_stage && slot >= 0 && slot < m->slots);
+	return m->micro[slot].losses;
+}
+
+const float *model_logits(const struct model *m, int slot)
+{
+	ENSURE(m->last_stage && slot >= 0 && slot < m->slots);
+	return m->micro[slot].logits;
+}
+
+int model_grad_range_count(const struct model *m)
+{
+	return m->nranges;
+}
+
+int model_grad_ranges(const struct model *m, struct grad_range *out)
+{
+	memcpy(out, m->ranges, sizeof(*out) * (size_t)m->nranges);
+	return m->nranges;
+}
+
+void model_set_grad_ready(struct model *m, grad_ready_fn fn, void *arg)
+{
+	m->grad_ready = fn;
+	m->grad_ready_arg = arg;
+}
+
+double model_tp_comm_seconds(const struct model *m)
+{
+	return m->tp_allreduce_s;
+}
+
 static struct retention_dims retention_dims_of(const struct model *m)
 {
 	struct retention_dims r = {
-		.batch = m->cfg.micro_batch, .seq_len = m->cfg.seq_len, .heads = m->heads_local,
-		.head_offset = m->head_offset, .dk = m->dk, .dv = m->dv, .chunk = m->cfg.chunk,
+		.batch = m->B, .seq_len = m->T, .heads = m->heads_local,
+		.head_offset = m->head_offset, .dk = m->dk, .dv = m->dv, .chunk = m->C,
 		.ldq = m->qk, .ldk = m->qk, .ldv = m->vw, .ldo = m->vw,
 	};
 	return r;
@@ -175,11 +258,11 @@ static void tp_allreduce(struct model *m, float *buf, int64_t count)
 {
 	double t0;
 
-	if (m->layout.tp_size == 1)
+	if (m->tp_size == 1)
 		return;
 	t0 = metrics_now_s();
 	/* collective: all ranks of tp_comm */
-	comm_allreduce_sum_f32(m->layout.tp_comm, buf, (size_t)count);
+	comm_allreduce_sum_f32(m->tp_comm, buf, (size_t)count);
 	m->tp_allreduce_s += metrics_now_s() - t0;
 }
 
@@ -189,8 +272,8 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 {
 	const struct layer_tensors *w = &m->w.layers[l];
 	struct kernels_ctx *kc = m->kernels;
-	const int64_t M = m->rows, d = m->cfg.hidden, qk = m->qk, vw = m->vw, fl = m->fl;
-	const int64_t B = m->cfg.micro_batch, Hl = m->heads_local;
+	const int64_t M = m->rows, d = m->d, qk = m->qk, vw = m->vw, fl = m->fl;
+	const int64_t B = m->B, Hl = m->heads_local;
 
 	/* MSR(LN1(x)) on this rank's heads */
 	layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, w->ln1_gain, w->ln1_bias, M, d);
@@ -239,10 +322,10 @@ float model_forward_micro(struct model *m, int slot, const int32_t *inputs,
 			  const int32_t *targets)
 {
 	struct micro_acts *mb = &m->micro[slot];
-	const int64_t M = m->rows, d = m->cfg.hidden, V = m->cfg.vocab, nl = m->num_layers;
+	const int64_t M = m->rows, d = m->d, V = m->V, nl = m->num_layers;
 	double sum = 0.0;
 
-	ENSURE(slot >= 0 && slot < m->layout.slots);
+	ENSURE(slot >= 0 && slot < m->slots);
 	if (m->first_stage) {
 		memcpy(mb->inputs, inputs, sizeof(int32_t) * (size_t)M);
 		embedding_forward(mb->layers[0].x, m->w.embedding, inputs, M, d);
@@ -291,8 +374,8 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 	const struct layer_tensors *w = &m->w.layers[l];
 	const struct layer_tensors *dw = &m->dw.layers[l];
 	struct kernels_ctx *kc = m->kernels;
-	const int64_t M = m->rows, d = m->cfg.hidden, qk = m->qk, vw = m->vw, fl = m->fl;
-	const int64_t B = m->cfg.micro_batch, Hl = m->heads_local;
+	const int64_t M = m->rows, d = m->d, qk = m->qk, vw = m->vw, fl = m->fl;
+	const int64_t B = m->B, Hl = m->heads_local;
 	struct retention_dims rd = retention_dims_of(m);
 
 	/* FFN: x_out = y + gelu(ln2 W1 + b1) W2 + b2 */
@@ -335,18 +418,18 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 			   a->ln1_mean, a->ln1_rstd, M, d);
 }
 
-static void announce(const struct model *m, struct grad_range r)
+static void announce(const struct model *m, int range)
 {
-	if (m->grad_ready && r.count)
-		m->grad_ready(m->grad_ready_arg, r.offset, r.count);
+	if (m->grad_ready && range >= 0)
+		m->grad_ready(m->grad_ready_arg, range);
 }
 
 void model_backward_micro(struct model *m, int slot, float loss_scale)
 {
 	struct micro_acts *mb = &m->micro[slot];
-	const int64_t M = m->rows, d = m->cfg.hidden, V = m->cfg.vocab;
+	const int64_t M = m->rows, d = m->d, V = m->V;
 
-	ENSURE(slot >= 0 && slot < m->layout.slots);
+	ENSURE(slot >= 0 && slot < m->slots);
 	ENSURE(m->form != RETENTION_RECURRENT && !m->streaming);
 	if (m->last_stage) {
 		xent_backward(mb->logits, mb->logits, mb->targets, loss_scale / (float)M, M, V);
@@ -359,7 +442,7 @@ void model_backward_micro(struct model *m, int slot, float loss_scale)
 	}
 	for (int64_t l = m->num_layers - 1; l >= 0; l--) {
 		/* The same kernels on the same input: bit-identical activations. */
-		if (m->cfg.recompute && (m->recompute_slot != slot || m->recompute_layer != l))
+		if (m->recompute && (m->recompute_slot != slot || m->recompute_layer != l))
 			block_forward(m, &mb->layers[l], l, NULL);
 		m->recompute_slot = -1;
 		block_backward(m, &mb->layers[l], l);
@@ -398,17 +481,18 @@ double model_grad_sumsq(const struct model *m)
 			s += (double)g[j] * g[j];
 		sums[p->desc[i].slice.split_dim >= 0 ? 0 : 1] += s;
 	}
-	if (m->layout.tp_size > 1)
+	if (m->tp_size > 1)
 		/* collective: all ranks of tp_comm */
-		comm_allreduce_sum_f64(m->layout.tp_comm, sums, 1);
+		comm_allreduce_sum_f64(m->tp_comm, sums, 1);
 	return sums[0] + sums[1];
 }
 
-double model_flops_per_token(const struct model_config *c)
+double model_flops_per_token(const struct run_spec *s)
 {
-	const double d = (double)c->hidden, f = (double)c->ffn_hidden, V = (double)c->vocab;
-	const double H = (double)c->heads, dk = d / H, dv = 2.0 * d / H, C = (double)c->chunk;
-	double forward = (double)c->layers *
+	const double d = (double)s->hidden_size, f = (double)s->ffn_hidden_size;
+	const double V = (double)s->vocab_size, H = (double)s->num_heads;
+	const double dk = d / H, dv = 2.0 * d / H, C = (double)s->chunk_size;
+	double forward = (double)s->num_layers *
 			 (2.0 * (2 * d * d + 4 * d * d + 2 * d * d) + 4.0 * d * f +
 			  2.0 * C * (d + 2 * d) + 4.0 * H * dk * dv) +
 			 2.0 * d * V;

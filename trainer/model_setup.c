@@ -9,7 +9,7 @@
 #include "common/check.h"
 #include "trainer/kernels/matmul.h"
 #include "trainer/kernels/retention.h"
-#include "trainer/model.h"
+#include "trainer/model_internal.h"
 
 /* Initialisation gains of the specification. */
 #define GAIN_QKVG 0.17677669529663687 /* 2^-2.5 */
@@ -56,9 +56,9 @@ enum { LT_LN1_GAIN, LT_LN1_BIAS, LT_WQ, LT_WK, LT_WV, LT_WG, LT_WO, LT_LN2_GAIN,
 static void register_layer(struct model *m, int64_t l, int idx[LT_COUNT])
 {
 	struct param_set *p = &m->params;
-	const int64_t d = m->cfg.hidden, f = m->cfg.ffn_hidden;
+	const int64_t d = m->d, f = m->f;
 	const int64_t qk0 = m->head_offset * m->dk, v0 = m->head_offset * m->dv;
-	const int64_t f0 = m->layout.tp_rank * m->fl;
+	const int64_t f0 = m->tp_rank * m->fl;
 	char name[PARAM_NAME_MAX];
 
 #define NAME(suffix) (snprintf(name, sizeof(name), "layers/%ld/%s", (long)l, suffix), name)
@@ -91,19 +91,19 @@ static void bind_layer(struct layer_tensors *t, float *(*at)(const struct param_
 		*slot[i] = at(p, idx[i]);
 }
 
-/* The range of the flat block spanned by registry entries first..last. */
-static struct grad_range range_of(const struct param_set *p, int first, int last)
+/* Adds the range of the flat block spanned by registry entries first..last to the
+ * list of ranges backward finishes; returns its index. */
+static int add_range(struct model *m, int first, int last)
 {
-	const struct param_desc *a = &p->desc[first], *b = &p->desc[last];
-	struct grad_range r = {a->offset, b->offset + b->numel - a->offset};
+	const struct param_desc *a = &m->params.desc[first], *b = &m->params.desc[last];
 
-	return r;
+	m->ranges[m->nranges] = (struct grad_range){a->offset, b->offset + b->numel - a->offset};
+	return m->nranges++;
 }
 
 /* Registry order = flat-block order: embedding, the stage's layers, final LN, head. */
 void model_setup_params(struct model *m)
 {
-	const struct model_config *c = &m->cfg;
 	const int64_t nl = m->num_layers;
 	struct param_set *p = &m->params;
 	int (*layer_idx)[LT_COUNT] = xcalloc((size_t)nl, sizeof(*layer_idx));
@@ -111,29 +111,26 @@ void model_setup_params(struct model *m)
 
 	param_set_init(p);
 	if (m->first_stage)
-		emb = param_set_add(p, "embedding", 2, c->vocab, c->hidden, -1, 0, 0,
+		emb = param_set_add(p, "embedding", 2, m->V, m->d, -1, 0, 0,
 				    PARAM_INIT_NORMAL, EMBEDDING_STD, false);
 	for (int64_t i = 0; i < nl; i++)
 		register_layer(m, m->first_layer + i, layer_idx[i]);
 	if (m->last_stage) {
-		lnf_g = add_vector(p, "final_ln/gain", c->hidden, PARAM_INIT_ONE);
-		lnf_b = add_vector(p, "final_ln/bias", c->hidden, PARAM_INIT_ZERO);
-		head = add_matrix(p, "lm_head", c->hidden, c->vocab, 1.0);
+		lnf_g = add_vector(p, "final_ln/gain", m->d, PARAM_INIT_ONE);
+		lnf_b = add_vector(p, "final_ln/bias", m->d, PARAM_INIT_ZERO);
+		head = add_matrix(p, "lm_head", m->d, m->V, 1.0);
 	}
 	param_set_alloc(p);
 
 	m->w.layers = xcalloc((size_t)nl, sizeof(struct layer_tensors));
 	m->dw.layers = xcalloc((size_t)nl, sizeof(struct layer_tensors));
-	m->layer_range = xcalloc((size_t)nl, sizeof(*m->layer_range));
 	for (int64_t i = 0; i < nl; i++) {
 		bind_layer(&m->w.layers[i], param_data, p, layer_idx[i]);
 		bind_layer(&m->dw.layers[i], param_grad, p, layer_idx[i]);
-		m->layer_range[i] = range_of(p, layer_idx[i][0], layer_idx[i][LT_COUNT - 1]);
 	}
 	if (m->first_stage) {
 		m->w.embedding = param_data(p, emb);
 		m->dw.embedding = param_grad(p, emb);
-		m->embedding_range = range_of(p, emb, emb);
 	}
 	if (m->last_stage) {
 		m->w.lnf_gain = param_data(p, lnf_g);
@@ -142,8 +139,14 @@ void model_setup_params(struct model *m)
 		m->dw.lnf_gain = param_grad(p, lnf_g);
 		m->dw.lnf_bias = param_grad(p, lnf_b);
 		m->dw.lm_head = param_grad(p, head);
-		m->head_range = range_of(p, lnf_g, head);
 	}
+	/* in the order backward finishes them: head, layers from the last, embedding */
+	m->ranges = xcalloc((size_t)nl + 2, sizeof(*m->ranges));
+	m->layer_range = xcalloc((size_t)nl, sizeof(*m->layer_range));
+	m->head_range = m->last_stage ? add_range(m, lnf_g, head) : -1;
+	for (int64_t i = nl - 1; i >= 0; i--)
+		m->layer_range[i] = add_range(m, layer_idx[i][0], layer_idx[i][LT_COUNT - 1]);
+	m->embedding_range = m->first_stage ? add_range(m, emb, emb) : -1;
 	free(layer_idx);
 }
 
@@ -187,7 +190,7 @@ static struct matmul_kept *new_kept(struct model *m, int64_t elems)
 static void alloc_layer(struct buffer_list *bl, struct layer_acts *a, struct model *m,
 			int64_t state_floats)
 {
-	const int64_t M = m->rows, d = m->cfg.hidden, qk = m->qk, vw = m->vw, fl = m->fl;
+	const int64_t M = m->rows, d = m->d, qk = m->qk, vw = m->vw, fl = m->fl;
 	const int64_t Hl = m->heads_local;
 
 	a->x = FLOATS(M * d);
@@ -219,25 +222,25 @@ static void alloc_layer(struct buffer_list *bl, struct layer_acts *a, struct mod
 size_t model_setup_activations(struct model *m)
 {
 	struct buffer_list *bl = xcalloc(1, sizeof(*bl));
-	const int64_t M = m->rows, d = m->cfg.hidden, qk = m->qk, vw = m->vw;
+	const int64_t M = m->rows, d = m->d, qk = m->qk, vw = m->vw;
 	struct retention_dims rd = {
-		.batch = m->cfg.micro_batch, .seq_len = m->cfg.seq_len, .heads = m->heads_local,
-		.head_offset = m->head_offset, .dk = m->dk, .dv = m->dv, .chunk = m->cfg.chunk,
+		.batch = m->B, .seq_len = m->T, .heads = m->heads_local,
+		.head_offset = m->head_offset, .dk = m->dk, .dv = m->dv, .chunk = m->C,
 		.ldq = qk, .ldk = qk, .ldv = vw, .ldo = vw,
 	};
 
 	struct layer_acts shared;
 
-	if (m->cfg.recompute)
+	if (m->recompute)
 		alloc_layer(bl, &shared, m, retention_state_floats(&rd));
 	m->recompute_slot = -1;
-	m->micro = xcalloc((size_t)m->layout.slots, sizeof(*m->micro));
-	for (int s = 0; s < m->layout.slots; s++) {
+	m->micro = xcalloc((size_t)m->slots, sizeof(*m->micro));
+	for (int s = 0; s < m->slots; s++) {
 		struct micro_acts *mb = &m->micro[s];
 
 		mb->layers = xcalloc((size_t)m->num_layers, sizeof(*mb->layers));
 		for (int64_t i = 0; i < m->num_layers; i++) {
-			if (m->cfg.recompute) {
+			if (m->recompute) {
 				mb->layers[i] = shared;
 				mb->layers[i].x = FLOATS(M * d);
 			} else {
@@ -251,7 +254,7 @@ size_t model_setup_activations(struct model *m)
 			mb->lnf = FLOATS(M * d);
 			mb->lnf_mean = FLOATS(M);
 			mb->lnf_rstd = FLOATS(M);
-			mb->logits = FLOATS(M * m->cfg.vocab);
+			mb->logits = FLOATS(M * m->V);
 			mb->losses = FLOATS(M);
 			mb->lnf_kept = new_kept(m, M * d);
 		}
@@ -288,11 +291,12 @@ void model_setup_free(struct model *m)
 		free(m->kept_refs[i].kept);
 	}
 	free(m->kept_refs);
-	for (int s = 0; m->micro && s < m->layout.slots; s++)
+	for (int s = 0; m->micro && s < m->slots; s++)
 		free(m->micro[s].layers);
 	free(m->micro);
 	free(m->w.layers);
 	free(m->dw.layers);
 	free(m->layer_range);
+	free(m->ranges);
 	param_set_free(&m->params);
 }

@@ -1,5 +1,5 @@
 /*
- * model_setup: the memory side of model_init, apart from the math in model.c:
+ * model_setup: the memory side of model_create, apart from the math in model.c:
  * which layers a pipeline stage holds, the parameter registry with each rank's
  * tensor-parallel slices (global names and shapes, layout-independent values), and
  * the activation and workspace buffers, allocated once. Internal to trainer/.
@@ -17,7 +17,7 @@ struct model;
 void model_setup_stage_layers(int64_t layers, int stages, int stage, int64_t *first,
 			      int64_t *count);
 
-/* Registers and allocates m->params, binds m->w and m->dw, fills the grad ranges. */
+/* Registers and allocates m->params, binds m->w and m->dw, lists the grad ranges. */
 void model_setup_params(struct model *m);
 /* Allocates the micro-batch slots and the backward workspace; returns the bytes. */
 size_t model_setup_activations(struct model *m);

@@ -10,99 +10,86 @@
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
-#include "trainer/config.h"
 #include "parallel/comm.h"
-#include "trainer/config.h"
 
-enum { ATTR_MAX = 40 };
+/* One attribute of the file and the field of struct ckpt_info it comes from or
+ * goes to: one list serves writing and reading, so they cannot drift apart. */
+enum field_type { FIELD_I64, FIELD_F64, FIELD_STR, FIELD_U32, FIELD_U64 };
 
-struct attr_list {
-	struct ckpt_attr a[ATTR_MAX];
-	int n;
+struct attr_ref {
+	const char *key;
+	enum field_type type;
+	void *field;
+	size_t size; /* FIELD_STR: the field's buffer */
 };
 
-static struct ckpt_attr *attr_add(struct attr_list *l, const char *key, enum ckpt_attr_type t)
-{
-	struct ckpt_attr *a;
+#define ATTR_MAX (SPEC_MAX_ROWS + 16)
 
-	ENSURE(l->n < ATTR_MAX);
-	a = &l->a[l->n++];
-	memset(a, 0, sizeof(*a));
-	snprintf(a->key, sizeof(a->key), "%s", key);
-	a->type = t;
-	return a;
+static int attr_refs(struct ckpt_info *info, struct attr_ref *r)
+{
+	struct spec_saved saved[SPEC_MAX_ROWS];
+	int n = spec_saved_fields(&info->model, saved), k = 0;
+
+	for (int i = 0; i < n; i++)
+		r[k++] = (struct attr_ref){saved[i].attr,
+					   saved[i].type == FLAG_INT	? FIELD_I64
+					   : saved[i].type == FLAG_FLOAT ? FIELD_F64
+									 : FIELD_STR,
+					   saved[i].value, saved[i].size};
+	r[k++] = (struct attr_ref){"tokenizer/id", FIELD_STR, info->tok.id, sizeof(info->tok.id)};
+	r[k++] = (struct attr_ref){"tokenizer/vocab_size", FIELD_U32, &info->tok.vocab, 0};
+	r[k++] = (struct attr_ref){"layout/tensor_model_parallel_size", FIELD_I64, &info->tp, 0};
+	r[k++] = (struct attr_ref){"layout/pipeline_model_parallel_size", FIELD_I64, &info->pp, 0};
+	r[k++] = (struct attr_ref){"layout/data_parallel_size", FIELD_I64, &info->dp, 0};
+	r[k++] = (struct attr_ref){"optimizer/step", FIELD_I64, &info->adam_step, 0};
+	r[k++] = (struct attr_ref){"data/epoch", FIELD_U64, &info->loader.epoch, 0};
+	r[k++] = (struct attr_ref){"data/position", FIELD_U64, &info->loader.position, 0};
+	r[k++] = (struct attr_ref){"data/n_windows", FIELD_U64, &info->loader.n_windows, 0};
+	r[k++] = (struct attr_ref){"data/seq_length", FIELD_U64, &info->loader.seq_len, 0};
+	r[k++] = (struct attr_ref){"data/seed", FIELD_U64, &info->loader.seed, 0};
+	ENSURE(k <= ATTR_MAX);
+	return k;
 }
 
-static void add_i64(struct attr_list *l, const char *key, int64_t v)
+/* The attributes of refs, with their values when `values`. */
+static void attrs_of(struct ckpt_attr *a, const struct attr_ref *r, int n, bool values)
 {
-	attr_add(l, key, CKPT_I64)->i = v;
+	for (int i = 0; i < n; i++) {
+		memset(&a[i], 0, sizeof(a[i]));
+		snprintf(a[i].key, sizeof(a[i].key), "%s", r[i].key);
+		a[i].type = r[i].type == FIELD_F64 ? CKPT_F64 : r[i].type == FIELD_STR ? CKPT_STR
+											: CKPT_I64;
+		if (!values)
+			continue;
+		switch (r[i].type) {
+		case FIELD_I64: a[i].i = *(const int64_t *)r[i].field; break;
+		case FIELD_U32: a[i].i = *(const uint32_t *)r[i].field; break;
+		case FIELD_U64: a[i].i = (int64_t)*(const uint64_t *)r[i].field; break;
+		case FIELD_F64: a[i].f = *(const double *)r[i].field; break;
+		case FIELD_STR: snprintf(a[i].s, sizeof(a[i].s), "%s", (const char *)r[i].field); break;
+		}
+	}
 }
 
-static void add_str(struct attr_list *l, const char *key, const char *v)
+/* The values read into the fields; -1 with err for a string longer than its field
+ * (its cut prefix could match a real tokenizer). */
+static int fields_of(const struct ckpt_attr *a, const struct attr_ref *r, int n,
+		     const char *path, char *err, size_t errlen)
 {
-	snprintf(attr_add(l, key, CKPT_STR)->s, CKPT_ATTR_STR_MAX, "%s", v);
-}
-
-/*
- * The attribute list, in one fixed order, both for writing (values from info) and
- * for reading (values ignored, types and keys used).
- */
-static void attrs_of(struct attr_list *l, const struct ckpt_info *info)
-{
-	const struct model_config *c = &info->cfg;
-
-	l->n = 0;
-	add_i64(l, "config/vocab_size", c->vocab);
-	add_i64(l, "config/hidden_size", c->hidden);
-	add_i64(l, "config/num_layers", c->layers);
-	add_i64(l, "config/num_heads", c->heads);
-	add_i64(l, "config/ffn_hidden_size", c->ffn_hidden);
-	add_i64(l, "config/chunk_size", c->chunk);
-	add_i64(l, "config/seq_length", c->seq_len);
-	add_i64(l, "config/seed", (int64_t)c->seed);
-	add_str(l, "tokenizer/id", info->tok.id);
-	add_i64(l, "tokenizer/vocab_size", info->tok.vocab);
-	add_i64(l, "layout/tensor_model_parallel_size", info->tp);
-	add_i64(l, "layout/pipeline_model_parallel_size", info->pp);
-	add_i64(l, "layout/data_parallel_size", info->dp);
-	add_i64(l, "optimizer/step", info->adam_step);
-	add_i64(l, "data/epoch", (int64_t)info->loader.epoch);
-	add_i64(l, "data/position", (int64_t)info->loader.position);
-	add_i64(l, "data/n_windows", (int64_t)info->loader.n_windows);
-	add_i64(l, "data/seq_length", (int64_t)info->loader.seq_len);
-	add_i64(l, "data/seed", (int64_t)info->loader.seed);
-}
-
-/* Index of the attribute tokenizer/id in attrs_of's order. */
-enum { ATTR_TOKENIZER_ID = 8 };
-
-static void info_from_attrs(struct ckpt_info *info, const struct attr_list *l)
-{
-	int k = 0;
-	struct model_config *c = &info->cfg;
-
-	c->vocab = l->a[k++].i;
-	c->hidden = l->a[k++].i;
-	c->layers = l->a[k++].i;
-	c->heads = l->a[k++].i;
-	c->ffn_hidden = l->a[k++].i;
-	c->chunk = l->a[k++].i;
-	c->seq_len = l->a[k++].i;
-	c->seed = (uint64_t)l->a[k++].i;
-	c->micro_batch = 0;
-	/* An id longer than the field cannot match any tokenizer: keep it cut. */
-	memcpy(info->tok.id, l->a[k++].s, sizeof(info->tok.id) - 1);
-	info->tok.id[sizeof(info->tok.id) - 1] = '\0';
-	info->tok.vocab = (uint32_t)l->a[k++].i;
-	info->tp = l->a[k++].i;
-	info->pp = l->a[k++].i;
-	info->dp = l->a[k++].i;
-	info->adam_step = l->a[k++].i;
-	info->loader.epoch = (uint64_t)l->a[k++].i;
-	info->loader.position = (uint64_t)l->a[k++].i;
-	info->loader.n_windows = (uint64_t)l->a[k++].i;
-	info->loader.seq_len = (uint64_t)l->a[k++].i;
-	info->loader.seed = (uint64_t)l->a[k++].i;
+	for (int i = 0; i < n; i++)
+		switch (r[i].type) {
+		case FIELD_I64: *(int64_t *)r[i].field = a[i].i; break;
+		case FIELD_U32: *(uint32_t *)r[i].field = (uint32_t)a[i].i; break;
+		case FIELD_U64: *(uint64_t *)r[i].field = (uint64_t)a[i].i; break;
+		case FIELD_F64: *(double *)r[i].field = a[i].f; break;
+		case FIELD_STR:
+			if (strlen(a[i].s) >= r[i].size)
+				return log_fail(err, errlen, "%s: attribute %s: longer than %zu "
+						"characters", path, r[i].key, r[i].size - 1);
+			snprintf(r[i].field, r[i].size, "%s", a[i].s);
+			break;
+		}
+	return 0;
 }
 
 int train_ckpt_resolve(const char *dir, int64_t iteration, int64_t *out, MPI_Comm comm,
@@ -140,20 +127,22 @@ int train_ckpt_resolve(const char *dir, int64_t iteration, int64_t *out, MPI_Com
 int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *info,
 			 MPI_Comm comm, char *err, size_t errlen)
 {
-	struct attr_list l;
+	struct attr_ref refs[ATTR_MAX];
+	struct ckpt_attr attrs[ATTR_MAX];
+	int n;
 
 	memset(info, 0, sizeof(*info));
-	attrs_of(&l, info);
-	if (ckpt_load(dir, iteration, NULL, 0, l.a, l.n, comm, false, err, errlen))
+	spec_defaults(&info->model, 0);
+	n = attr_refs(info, refs);
+	attrs_of(attrs, refs, n, false);
+	if (ckpt_load(dir, iteration, NULL, 0, attrs, n, comm, false, err, errlen))
 		return -1;
-	info_from_attrs(info, &l);
 	info->iteration = iteration;
 	ckpt_path(info->path, sizeof(info->path), dir, iteration);
-	/* info_from_attrs keeps at most the field's 31 characters: refuse a longer id
-	 * here rather than let its cut prefix match a real tokenizer. */
-	if (strlen(l.a[ATTR_TOKENIZER_ID].s) >= sizeof(info->tok.id))
-		return log_fail(err, errlen, "%s: attribute tokenizer/id: longer than %zu "
-				"characters", info->path, sizeof(info->tok.id) - 1);
+	if (fields_of(attrs, refs, n, info->path, err, errlen))
+		return -1;
+	/* the model's values came from the file: messages name its attributes */
+	spec_mark_saved(&info->model, info->path);
 	return train_ckpt_check_info(info, err, errlen);
 }
 
@@ -169,12 +158,12 @@ static int in_range(const struct ckpt_info *info, const char *key, int64_t v, in
 
 int train_ckpt_check_info(const struct ckpt_info *info, char *err, size_t errlen)
 {
-	const struct model_config *c = &info->cfg;
+	const struct run_spec *c = &info->model;
 
 	/* Sizes from a file, checked before anyone divides or allocates with them: the
-	 * model against the ranges and rules of retnet-train's own flags (every rank read
+	 * model against the ranges and rules of the run specification (every rank read
 	 * the same attributes, so every rank agrees), the rest here. */
-	if (config_check_model(c, info->path, err, errlen) ||
+	if (spec_validate(c, 1, err, errlen) ||
 	    in_range(info, "tokenizer/vocab_size", info->tok.vocab, 1, 1 << 16, err, errlen) ||
 	    in_range(info, "layout/tensor_model_parallel_size", info->tp, 1, 1 << 16, err,
 		     errlen) ||
@@ -183,49 +172,19 @@ int train_ckpt_check_info(const struct ckpt_info *info, char *err, size_t errlen
 	    in_range(info, "layout/data_parallel_size", info->dp, 1, INT32_MAX, err, errlen) ||
 	    in_range(info, "optimizer/step", info->adam_step, 0, INT64_MAX, err, errlen))
 		return -1;
-	if (!info->tok.id[0] || info->tok.vocab != (uint32_t)c->vocab)
+	if (!info->tok.id[0] || info->tok.vocab != (uint32_t)c->vocab_size)
 		return log_fail(err, errlen, "%s: attribute tokenizer/vocab_size: tokenizer "
 				"\"%s\" of %u ids does not fit config/vocab_size %lld",
-				info->path, info->tok.id, info->tok.vocab, (long long)c->vocab);
-	return 0;
-}
-
-int train_ckpt_model_config(const struct ckpt_info *info, int64_t seq_len, int64_t chunk,
-			    int64_t micro_batch, int64_t tp, int64_t pp,
-			    struct model_config *mc, char *err, size_t errlen)
-{
-	if (train_ckpt_check_info(info, err, errlen))
-		return -1;
-	*mc = info->cfg;
-	if (seq_len > 0)
-		mc->seq_len = seq_len;
-	if (chunk > 0)
-		mc->chunk = chunk;
-	else if (mc->seq_len % mc->chunk && mc->seq_len < mc->chunk)
-		mc->chunk = mc->seq_len;
-	mc->micro_batch = micro_batch;
-	if (micro_batch < 1 || mc->seq_len < 1 || mc->chunk < 1)
-		return log_fail(err, errlen, "--micro-batch-size, --seq-length, --chunk-size: "
-				"%lld, %lld, %lld must be >= 1", (long long)micro_batch,
-				(long long)mc->seq_len, (long long)mc->chunk);
-	if (mc->seq_len % mc->chunk)
-		return log_fail(err, errlen, "--chunk-size: %lld does not divide --seq-length %lld",
-				(long long)mc->chunk, (long long)mc->seq_len);
-	if (tp < 1 || pp < 1 || mc->heads % tp || mc->ffn_hidden % tp)
-		return log_fail(err, errlen, "--tensor-model-parallel-size: %lld does not divide "
-				"the checkpoint's %lld heads and FFN width %lld", (long long)tp,
-				(long long)mc->heads, (long long)mc->ffn_hidden);
-	if (pp > mc->layers)
-		return log_fail(err, errlen, "--pipeline-model-parallel-size: %lld stages for the "
-				"checkpoint's %lld layers", (long long)pp, (long long)mc->layers);
+				info->path, info->tok.id, info->tok.vocab,
+				(long long)c->vocab_size);
 	return 0;
 }
 
 /* One entry per parameter tensor, pointing into the flat blocks. */
-static struct ckpt_entry *entries_of(const struct model *m, const struct adamw *opt,
+static struct ckpt_entry *entries_of(struct model *m, const struct adamw *opt,
 				     const struct grid *g)
 {
-	const struct param_set *p = &m->params;
+	const struct param_set *p = model_params(m);
 	struct ckpt_entry *e = xcalloc((size_t)p->count + 1, sizeof(*e));
 
 	for (int i = 0; i < p->count; i++) {
@@ -233,7 +192,7 @@ static struct ckpt_entry *entries_of(const struct model *m, const struct adamw *
 
 		e[i].slice = d->slice;
 		/* A tensor the TP group replicates is owned by its rank 0. */
-		e[i].replica = d->slice.split_dim < 0 && g->tp_rank != 0;
+		e[i].replica = d->slice.split_dim < 0 && g->axis[GRID_TENSOR].rank != 0;
 		e[i].model = p->data + d->offset;
 		e[i].exp_avg = opt ? opt->m + d->offset : NULL;
 		e[i].exp_avg_sq = opt ? opt->v + d->offset : NULL;
@@ -242,28 +201,31 @@ static struct ckpt_entry *entries_of(const struct model *m, const struct adamw *
 }
 
 int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
-		    int keep_last, const struct model *m, const struct adamw *opt,
-		    const struct loader *train, const struct grid *g, char *err, size_t errlen)
+		    int keep_last, const struct run_spec *spec, struct model *m,
+		    const struct adamw *opt, const struct loader *train, const struct grid *g,
+		    char *err, size_t errlen)
 {
-	struct ckpt_info info;
-	struct attr_list l;
+	struct ckpt_info *info = xcalloc(1, sizeof(*info));
+	struct attr_ref refs[ATTR_MAX];
+	struct ckpt_attr attrs[ATTR_MAX];
 	struct ckpt_entry *e = entries_of(m, opt, g);
 	struct ckpt_options o = {compression_level, keep_last};
-	int rc;
+	int n, rc;
 
-	memset(&info, 0, sizeof(info));
-	info.cfg = m->cfg;
-	info.tok = train->tok;
-	info.tp = g->tp_size;
-	info.pp = g->pp_size;
-	info.dp = g->dp_size;
-	info.adam_step = opt->step;
-	loader_state_get(train, &info.loader);
-	attrs_of(&l, &info);
+	info->model = *spec;
+	info->tok = train->tok;
+	info->tp = g->axis[GRID_TENSOR].size;
+	info->pp = g->axis[GRID_PIPELINE].size;
+	info->dp = g->axis[GRID_DATA].size;
+	info->adam_step = opt->step;
+	loader_state_get(train, &info->loader);
+	n = attr_refs(info, refs);
+	attrs_of(attrs, refs, n, true);
 	/* collective: the whole grid; DP replicas other than the first write nothing */
-	rc = ckpt_save(dir, iteration, e, m->params.count, l.a, l.n, &o, g->world,
-		       g->dp_rank == 0, err, errlen);
+	rc = ckpt_save(dir, iteration, e, model_params(m)->count, attrs, n, &o, g->world,
+		       g->axis[GRID_DATA].rank == 0, err, errlen);
 	free(e);
+	free(info);
 	return rc;
 }
 
@@ -274,25 +236,8 @@ int train_ckpt_load(const char *dir, int64_t iteration, struct model *m, struct 
 	int rc;
 
 	/* collective: the whole grid; the first DP replica must cover every tensor */
-	rc = ckpt_load(dir, iteration, e, m->params.count, NULL, 0, g->world, g->dp_rank == 0,
-		       err, errlen);
+	rc = ckpt_load(dir, iteration, e, model_params(m)->count, NULL, 0, g->world,
+		       g->axis[GRID_DATA].rank == 0, err, errlen);
 	free(e);
 	return rc;
-}
-
-int train_ckpt_build_model(struct model *m, const char *dir, int64_t iteration,
-			   const struct model_config *cfg, const struct grid *g, char *err,
-			   size_t errlen)
-{
-	const struct model_layout layout = {
-		.tp_rank = g->tp_rank, .tp_size = g->tp_size, .tp_comm = g->tp_comm,
-		.pp_rank = g->pp_rank, .pp_size = g->pp_size, .slots = 1,
-	};
-
-	model_init(m, cfg, &layout);
-	if (train_ckpt_load(dir, iteration, m, NULL, g, err, errlen)) {
-		model_free(m);
-		return -1;
-	}
-	return 0;
 }

@@ -6,29 +6,29 @@
 #include "parallel/comm.h"
 #include "trainer/params.h"
 
-void train_guard_init(struct train_guard *tg, const struct train_config *cfg)
+void train_guard_init(struct train_guard *tg, const struct run_spec *s)
 {
 	*tg = (struct train_guard){
-		.max_skipped = cfg->max_skipped_iters,
-		.hash_interval = cfg->check_weight_hash_interval,
+		.max_skipped = s->max_skipped_iters,
+		.hash_interval = s->check_weight_hash_interval,
 	};
-	if (cfg->inject_fault[0])
-		(void)config_parse_fault(cfg->inject_fault, &tg->fault, &tg->fault_first,
-					&tg->fault_last);
+	if (s->inject_fault[0])
+		(void)spec_parse_fault(s->inject_fault, &tg->fault, &tg->fault_first,
+				       &tg->fault_last);
 }
 
-static bool fault_now(const struct train_guard *tg, enum fault_kind kind, int64_t it,
+static bool fault_now(const struct train_guard *tg, enum spec_fault kind, int64_t it,
 		      const struct grid *g)
 {
 	return tg->fault == kind && it + 1 >= tg->fault_first && it + 1 <= tg->fault_last &&
 	       g->world_rank == g->world_size - 1;
 }
 
-void train_guard_inject_grad(const struct train_guard *tg, int64_t it, struct model *m,
+void train_guard_inject_grad(const struct train_guard *tg, int64_t it, struct param_set *p,
 			     const struct grid *g)
 {
-	if (fault_now(tg, FAULT_NAN_GRAD, it, g)) {
-		m->params.grad[m->params.total / 2] = NAN;
+	if (fault_now(tg, SPEC_FAULT_NAN_GRAD, it, g)) {
+		p->grad[p->total / 2] = NAN;
 		log_warn("--inject-fault: iteration %lld: a NaN in one gradient", (long long)(it + 1));
 	}
 }
@@ -60,21 +60,21 @@ int train_guard_step_ok(struct train_guard *tg, int64_t it, double loss, double 
 	return 0;
 }
 
-int train_guard_check_replicas(const struct train_guard *tg, int64_t it, struct model *m,
+int train_guard_check_replicas(const struct train_guard *tg, int64_t it, struct param_set *p,
 			       const struct grid *g, char *err, size_t errlen)
 {
 	uint64_t mine, replica0;
 	int first;
 
-	if (fault_now(tg, FAULT_DRIFT, it, g)) {
-		m->params.data[m->params.total / 2] += 1e-3f;
+	if (fault_now(tg, SPEC_FAULT_DRIFT, it, g)) {
+		p->data[p->total / 2] += 1e-3f;
 		log_warn("--inject-fault: iteration %lld: one parameter perturbed", (long long)(it + 1));
 	}
 	if (tg->hash_interval <= 0 || (it + 1) % tg->hash_interval != 0)
 		return 0;
-	mine = replica0 = param_set_hash(&m->params);
+	mine = replica0 = param_set_hash(p);
 	/* collective: the data-parallel group, then all ranks */
-	comm_bcast(g->dp_comm, &replica0, sizeof(replica0), 0);
+	comm_bcast(g->axis[GRID_DATA].comm, &replica0, sizeof(replica0), 0);
 	first = comm_first_rank_with(g->world, mine != replica0);
 	if (first < 0)
 		return 0;

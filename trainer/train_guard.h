@@ -16,22 +16,22 @@
 #include <stdint.h>
 
 #include "parallel/grid.h"
-#include "trainer/config.h"
-#include "trainer/model.h"
+#include "trainer/params.h"
+#include "trainer/spec.h"
 
 struct train_guard {
 	int64_t max_skipped;       /* consecutive skips that end the run */
 	int64_t hash_interval;     /* 0: no replica check */
-	enum fault_kind fault;
+	enum spec_fault fault;
 	int64_t fault_first, fault_last; /* 1-based */
 	int64_t skipped_in_a_row, skipped_total;
 };
 
-void train_guard_init(struct train_guard *tg, const struct train_config *cfg);
+void train_guard_init(struct train_guard *tg, const struct run_spec *s);
 
 /* Before the step's loss and norm are checked: --inject-fault nan-grad poisons one
  * gradient on the last rank at its iteration (it is 0-based here). */
-void train_guard_inject_grad(const struct train_guard *tg, int64_t it, struct model *m,
+void train_guard_inject_grad(const struct train_guard *tg, int64_t it, struct param_set *p,
 			     const struct grid *g);
 
 /*
@@ -49,7 +49,7 @@ int train_guard_step_ok(struct train_guard *tg, int64_t it, double loss, double 
  * 0, or -1 with a line in err (the same on every rank) naming the first rank that
  * differs. collective: all ranks
  */
-int train_guard_check_replicas(const struct train_guard *tg, int64_t it, struct model *m,
+int train_guard_check_replicas(const struct train_guard *tg, int64_t it, struct param_set *p,
 			       const struct grid *g, char *err, size_t errlen);
 
 #endif

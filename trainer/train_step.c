@@ -7,6 +7,7 @@
 #include "common/check.h"
 #include "parallel/comm.h"
 #include "trainer/metrics.h"
+#include "trainer/spec.h"
 
 /* Tags: forward activation of micro-batch i is 2i, its gradient 2i + 1. */
 static int tag_of(int micro, int backward)
@@ -16,36 +17,42 @@ static int tag_of(int micro, int backward)
 
 int train_step_slots(const struct grid *g, int n_micro)
 {
-	return pipeline_max_in_flight(g->pp_rank, g->pp_size, n_micro);
+	return pipeline_max_in_flight(g->axis[GRID_PIPELINE].rank, g->axis[GRID_PIPELINE].size,
+				      n_micro);
 }
 
 void train_step_init(struct train_step *ts, struct model *m, const struct grid *g,
-		     int n_micro)
+		     const struct run_spec *spec, int n_micro)
 {
-	const int slots = m->layout.slots;
+	const int slots = model_slots(m);
 
 	memset(ts, 0, sizeof(*ts));
 	ts->m = m;
 	ts->g = g;
 	ts->n_micro = n_micro;
+	ts->micro_batch = spec->micro_batch_size;
+	ts->seq_len = spec->seq_length;
 	ENSURE(slots >= train_step_slots(g, n_micro));
 	ts->ops = xcalloc((size_t)(2 * n_micro), sizeof(*ts->ops));
-	pipeline_1f1b(ts->ops, g->pp_rank, g->pp_size, n_micro);
+	pipeline_1f1b(ts->ops, g->axis[GRID_PIPELINE].rank, g->axis[GRID_PIPELINE].size, n_micro);
+	ts->nranges = model_grad_range_count(m);
+	ts->ranges = xcalloc((size_t)ts->nranges, sizeof(*ts->ranges));
+	model_grad_ranges(m, ts->ranges);
 	ts->act_send = xcalloc((size_t)slots, sizeof(*ts->act_send));
 	ts->grad_send = xcalloc((size_t)slots, sizeof(*ts->grad_send));
 	ts->grad_send_buf = xcalloc((size_t)slots, sizeof(*ts->grad_send_buf));
 	for (int s = 0; s < slots; s++) {
 		ts->act_send[s] = MPI_REQUEST_NULL;
 		ts->grad_send[s] = MPI_REQUEST_NULL;
-		if (!m->first_stage)
-			ts->grad_send_buf[s] = xaligned_alloc(
-				sizeof(float) * (size_t)(m->rows * m->cfg.hidden));
+		if (!model_first_stage(m))
+			ts->grad_send_buf[s] = xaligned_alloc(sizeof(float) *
+							      model_boundary_floats(m));
 	}
 }
 
 void train_step_free(struct train_step *ts)
 {
-	for (int s = 0; s < ts->m->layout.slots; s++) {
+	for (int s = 0; s < model_slots(ts->m); s++) {
 		comm_wait(&ts->act_send[s]);
 		comm_wait(&ts->grad_send[s]);
 		free(ts->grad_send_buf[s]);
@@ -54,16 +61,18 @@ void train_step_free(struct train_step *ts)
 	free(ts->act_send);
 	free(ts->grad_send);
 	free(ts->grad_send_buf);
+	free(ts->ranges);
 }
 
-static void start_bucket(void *arg, size_t offset, size_t count)
+static void start_bucket(void *arg, int range)
 {
 	struct train_step *ts = arg;
 
 	ENSURE(ts->n_buckets < TRAIN_STEP_MAX_BUCKETS);
-	/* collective: all ranks of dp_comm, buckets in the same order on each */
-	comm_iallreduce_sum_f32(ts->g->dp_comm, ts->m->params.grad + offset, count,
-				&ts->buckets[ts->n_buckets++]);
+	/* collective: all ranks of the data axis, buckets in the same order on each */
+	comm_iallreduce_sum_f32(ts->g->axis[GRID_DATA].comm,
+				model_params(ts->m)->grad + ts->ranges[range].offset,
+				ts->ranges[range].count, &ts->buckets[ts->n_buckets++]);
 	/* Open MPI progresses non-blocking collectives inside MPI calls only. */
 	comm_progress(ts->buckets, ts->n_buckets);
 }
@@ -74,9 +83,9 @@ static void recv_activation(struct train_step *ts, int slot, int micro)
 	struct model *m = ts->m;
 	MPI_Request req;
 
-	comm_irecv_f32(ts->g->pp_comm, model_stage_input(m, slot),
-		       (size_t)(m->rows * m->cfg.hidden), ts->g->pp_rank - 1, tag_of(micro, 0),
-		       &req);
+	comm_irecv_f32(ts->g->axis[GRID_PIPELINE].comm, model_stage_input(m, slot),
+		       model_boundary_floats(m), ts->g->axis[GRID_PIPELINE].rank - 1,
+		       tag_of(micro, 0), &req);
 	comm_wait(&req);
 }
 
@@ -84,20 +93,19 @@ static double forward_op(struct train_step *ts, int slot, int micro, const int32
 			 const int32_t *targets)
 {
 	struct model *m = ts->m;
-	const size_t n = (size_t)(m->rows * m->cfg.hidden);
-	double loss;
+	const struct grid_group *pp = &ts->g->axis[GRID_PIPELINE];
+	const size_t n = model_boundary_floats(m);
+	double loss, t0;
 
-	double t0;
-
-	if (!m->first_stage)
+	if (!model_first_stage(m))
 		recv_activation(ts, slot, micro);
 	/* The slot's output buffer may still be on its way from micro - slots. */
 	comm_wait(&ts->act_send[slot]);
 	t0 = metrics_now_s();
 	loss = model_forward_micro(m, slot, inputs, targets);
 	ts->compute_s += metrics_now_s() - t0;
-	if (!m->last_stage)
-		comm_isend_f32(ts->g->pp_comm, model_stage_output(m, slot), n, ts->g->pp_rank + 1,
+	if (!model_last_stage(m))
+		comm_isend_f32(pp->comm, model_stage_output(m, slot), n, pp->rank + 1,
 			       tag_of(micro, 0), &ts->act_send[slot]);
 	return loss;
 }
@@ -105,28 +113,29 @@ static double forward_op(struct train_step *ts, int slot, int micro, const int32
 static void backward_op(struct train_step *ts, int slot, int micro, float loss_scale)
 {
 	struct model *m = ts->m;
-	const size_t n = (size_t)(m->rows * m->cfg.hidden);
+	const struct grid_group *pp = &ts->g->axis[GRID_PIPELINE];
+	const size_t n = model_boundary_floats(m);
 	double t0;
 
-	if (!m->last_stage) {
+	if (!model_last_stage(m)) {
 		MPI_Request req;
 
-		comm_irecv_f32(ts->g->pp_comm, model_boundary_grad(m), n, ts->g->pp_rank + 1,
-			       tag_of(micro, 1), &req);
+		comm_irecv_f32(pp->comm, model_boundary_grad(m), n, pp->rank + 1, tag_of(micro, 1),
+			       &req);
 		comm_wait(&req);
 	}
 	/* The last micro-batch's backward starts the data-parallel all-reduces. */
-	m->grad_ready = micro + 1 == ts->n_micro && ts->g->dp_size > 1 ? start_bucket : NULL;
-	m->grad_ready_arg = ts;
+	model_set_grad_ready(m, micro + 1 == ts->n_micro && ts->g->axis[GRID_DATA].size > 1
+					? start_bucket : NULL, ts);
 	t0 = metrics_now_s();
 	model_backward_micro(m, slot, loss_scale);
 	ts->compute_s += metrics_now_s() - t0;
-	m->grad_ready = NULL;
-	if (!m->first_stage) {
+	model_set_grad_ready(m, NULL, NULL);
+	if (!model_first_stage(m)) {
 		comm_wait(&ts->grad_send[slot]);
 		memcpy(ts->grad_send_buf[slot], model_boundary_grad(m), sizeof(float) * n);
-		comm_isend_f32(ts->g->pp_comm, ts->grad_send_buf[slot], n, ts->g->pp_rank - 1,
-			       tag_of(micro, 1), &ts->grad_send[slot]);
+		comm_isend_f32(pp->comm, ts->grad_send_buf[slot], n, pp->rank - 1, tag_of(micro, 1),
+			       &ts->grad_send[slot]);
 	}
 }
 
@@ -134,8 +143,8 @@ double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_
 		      float loss_scale)
 {
 	struct model *m = ts->m;
-	const int slots = m->layout.slots;
-	const size_t rows_per_micro = (size_t)m->rows;
+	const int slots = model_slots(m);
+	const size_t rows_per_micro = (size_t)(ts->micro_batch * ts->seq_len);
 	double loss_sum = 0.0, t0, t_start = metrics_now_s();
 
 	ts->n_buckets = 0;
@@ -161,20 +170,22 @@ double train_step_forward_only(struct train_step *ts, const int32_t *inputs,
 			       const int32_t *targets, int rows)
 {
 	struct model *m = ts->m;
-	const int64_t T = m->cfg.seq_len;
+	const struct grid_group *pp = &ts->g->axis[GRID_PIPELINE];
+	const int64_t tokens = (int64_t)rows * ts->seq_len;
+	const float *losses;
 	double sum = 0.0;
 
-	if (!m->first_stage)
+	if (!model_first_stage(m))
 		recv_activation(ts, 0, 0);
 	comm_wait(&ts->act_send[0]);
 	model_forward_micro(m, 0, inputs, targets);
-	if (!m->last_stage) {
-		comm_isend_f32(ts->g->pp_comm, model_stage_output(m, 0),
-			       (size_t)(m->rows * m->cfg.hidden), ts->g->pp_rank + 1, tag_of(0, 0),
-			       &ts->act_send[0]);
+	if (!model_last_stage(m)) {
+		comm_isend_f32(pp->comm, model_stage_output(m, 0), model_boundary_floats(m),
+			       pp->rank + 1, tag_of(0, 0), &ts->act_send[0]);
 		return 0.0;
 	}
-	for (int64_t j = 0; j < (int64_t)rows * T; j++)
-		sum += m->micro[0].losses[j];
+	losses = model_losses(m, 0);
+	for (int64_t j = 0; j < tokens; j++)
+		sum += losses[j];
 	return sum;
 }

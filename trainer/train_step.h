@@ -18,10 +18,15 @@
 
 #define TRAIN_STEP_MAX_BUCKETS 1024
 
+struct run_spec;
+
 struct train_step {
 	struct model *m;
 	const struct grid *g;
 	int n_micro;
+	int64_t micro_batch, seq_len;  /* B, T */
+	struct grad_range *ranges; /* [nranges] the model's gradient ranges */
+	int nranges;
 	struct pipeline_op *ops;   /* [2 n_micro] this stage's schedule */
 	MPI_Request *act_send;     /* [slots] activation sent forward from the slot */
 	MPI_Request *grad_send;    /* [slots] input gradient sent backward */
@@ -36,8 +41,9 @@ struct train_step {
 /* Slots (micro-batches in flight) this stage needs for n_micro micro-batches. */
 int train_step_slots(const struct grid *g, int n_micro);
 
+/* m was made from spec (its micro-batch and sequence length). */
 void train_step_init(struct train_step *ts, struct model *m, const struct grid *g,
-		     int n_micro);
+		     const struct run_spec *spec, int n_micro);
 void train_step_free(struct train_step *ts);
 
 /*

@@ -1,7 +1,7 @@
 /*
  * fuzz_ckpt_meta: the checkpoint metadata reader: train_ckpt_read_info (the
  * attributes through checkpoints/ckpt.c ckpt_load and checkpoints/h5io.c's
- * attribute readers, then train_ckpt_check_info), train_ckpt_model_config (what
+ * attribute readers, then train_ckpt_check_info), spec_adopt and spec_validate (what
  * retnet-eval and retnet-generate build from them) and ckpt_latest (DIR/latest).
  *
  * Why not random bytes as the HDF5 file: the bytes would exercise HDF5's own
@@ -226,33 +226,52 @@ out:
 		H5Sclose(space);
 }
 
-/* What retnet-eval and retnet-generate would build must pass model_init's ENSUREs. */
+/* What retnet-eval and retnet-generate would build must pass model_create's ENSUREs. */
 static void check_model_config(const struct ckpt_info *info)
 {
-	static const int64_t layouts[][5] = {
-		/* seq_len, chunk, micro_batch, tp, pp */
-		{0, 0, 1, 1, 1}, {0, 0, 2, 2, 1}, {0, 0, 1, 1, 2}, {1, 1, 1, 1, 1},
-		{24, 0, 1, 1, 1}, {64, 16, 1, 2, 2},
+	static const char *const layouts[][9] = {
+		/* program's flags; the world is TP x PP */
+		{"eval"}, {"eval", "--micro-batch-size", "2", "--tensor-model-parallel-size", "2"},
+		{"eval", "--pipeline-model-parallel-size", "2"}, {"generate"},
+		{"eval", "--seq-length", "24"},
+		{"eval", "--seq-length", "64", "--chunk-size", "16", "--tensor-model-parallel-size",
+		 "2", "--pipeline-model-parallel-size", "2"},
 	};
 	char err[CKPT_ERR_LEN];
+	static struct run_spec mc;
 
 	for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++) {
-		const int64_t *l = layouts[i];
-		struct model_config mc;
+		const char *argv[12] = {"x", "--load", "/ck"};
+		int argc = 3;
+		enum spec_program p = !strcmp(layouts[i][0], "eval") ? SPEC_EVAL : SPEC_GENERATE;
+		int64_t tp, pp;
 
+		if (p == SPEC_EVAL) {
+			argv[argc++] = "--data";
+			argv[argc++] = "/a.txt";
+		}
+		for (int k = 1; k < 9 && layouts[i][k]; k++)
+			argv[argc++] = layouts[i][k];
+		FUZZ_ASSERT(spec_parse(&mc, p, argc, (char **)argv, err, sizeof(err)) == 0);
+		tp = mc.tensor_model_parallel_size;
+		pp = mc.pipeline_model_parallel_size;
 		err[0] = '\0';
-		if (train_ckpt_model_config(info, l[0], l[1], l[2], l[3], l[4], &mc, err,
-					    sizeof(err))) {
+		if (spec_adopt(&mc, &info->model, info->path, err, sizeof(err)) ||
+		    spec_validate(&mc, (int)(tp * pp), err, sizeof(err))) {
 			FUZZ_ASSERT(err[0] && !strchr(err, '\n'));
 			continue;
 		}
-		FUZZ_ASSERT(mc.vocab > 0 && mc.hidden > 0 && mc.layers > 0 && mc.heads > 0);
-		FUZZ_ASSERT(mc.hidden % mc.heads == 0 && (mc.hidden / mc.heads) % 2 == 0);
-		FUZZ_ASSERT(mc.chunk > 0 && mc.seq_len % mc.chunk == 0 && mc.micro_batch > 0);
-		FUZZ_ASSERT(mc.heads % l[3] == 0 && mc.ffn_hidden > 0 && mc.ffn_hidden % l[3] == 0);
-		FUZZ_ASSERT(l[4] <= mc.layers);
+		FUZZ_ASSERT(mc.vocab_size > 0 && mc.hidden_size > 0 && mc.num_layers > 0 &&
+			    mc.num_heads > 0);
+		FUZZ_ASSERT(mc.hidden_size % mc.num_heads == 0 &&
+			    (mc.hidden_size / mc.num_heads) % 2 == 0);
+		FUZZ_ASSERT(mc.chunk_size > 0 && mc.seq_length % mc.chunk_size == 0 &&
+			    mc.micro_batch_size > 0);
+		FUZZ_ASSERT(mc.num_heads % tp == 0 && mc.ffn_hidden_size > 0 &&
+			    mc.ffn_hidden_size % tp == 0);
+		FUZZ_ASSERT(pp <= mc.num_layers);
 		/* the embedding has a row for every token the tokenizer can produce */
-		FUZZ_ASSERT(info->tok.vocab <= (uint64_t)mc.vocab);
+		FUZZ_ASSERT(info->tok.vocab <= (uint64_t)mc.vocab_size);
 	}
 }
 
@@ -260,7 +279,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char dir[512], path[1024], err[CKPT_ERR_LEN];
 	char *text = malloc(size + 1), *line, *save = NULL;
-	struct ckpt_info info;
+	static struct ckpt_info info;
 	int64_t it;
 	hid_t f;
 	bool raw = getenv("RN_FUZZ_CKPT_RAW") != NULL;

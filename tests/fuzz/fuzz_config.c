@@ -1,17 +1,17 @@
 /*
- * fuzz_config: the flag and --config FILE parser of retnet-train (trainer/flags.c,
- * trainer/config.c) and its cross-field validation.
+ * fuzz_config: the flag and --config FILE parser (common/flags.c) with the run
+ * specification of retnet-train (trainer/spec.c) and its cross-field validation.
  *
  * Input: the first line is the command line, split at spaces and tabs (the word
  * @CONFIG stands for the config file's path); the rest of the input is written to
- * that config file. Parsed with config_parse_args, then validated with
- * config_validate for world sizes 1, 2, 3, 4 and 8. Accepted settings must satisfy
- * what retnet-train then relies on (model_init's preconditions, divisibility of the
+ * that config file. Parsed with spec_parse, then validated with spec_validate for
+ * world sizes 1, 2, 3, 4 and 8. Accepted settings must satisfy
+ * what retnet-train then relies on (model_create's preconditions, divisibility of the
  * batch, NUL-terminated strings within their fields, path counts in range).
  */
 #include <string.h>
 
-#include "trainer/config.h"
+#include "trainer/spec.h"
 #include "trainer/schedule.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -19,7 +19,7 @@
 
 /* The learning rate retnet-train would use: finite and within [0, lr] (as it resolves
  * the defaults: decay ends at --train-iters). */
-static void check_schedule(const struct train_config *c)
+static void check_schedule(const struct run_spec *c)
 {
 	const struct lr_schedule s = {
 		.lr = c->lr, .min_lr = c->min_lr, .warmup_iters = c->lr_warmup_iters,
@@ -41,14 +41,14 @@ static void check_schedule(const struct train_config *c)
 	}
 }
 
-static void check_accepted(const struct train_config *c, int world)
+static void check_accepted(const struct run_spec *c, int world)
 {
 	const int64_t tp = c->tensor_model_parallel_size, pp = c->pipeline_model_parallel_size;
-	const int64_t ffn = c->ffn_hidden_size ? c->ffn_hidden_size : 2 * c->hidden_size;
+	const int64_t ffn = c->ffn_hidden_size;
 	const int64_t dp = world / (tp * pp);
 	const int64_t gb = c->global_batch_size ? c->global_batch_size : c->micro_batch_size * dp;
 
-	/* trainer/model.c model_init's ENSUREs, with the layout of this world */
+	/* trainer/model.c model_create's ENSUREs, with the layout of this world */
 	FUZZ_ASSERT(c->vocab_size > 0 && c->hidden_size > 0 && c->num_layers > 0 &&
 		    c->num_heads > 0);
 	FUZZ_ASSERT(c->hidden_size % c->num_heads == 0 &&
@@ -61,10 +61,10 @@ static void check_accepted(const struct train_config *c, int world)
 	FUZZ_ASSERT(dp >= 1 && (int64_t)world == dp * tp * pp);
 	FUZZ_ASSERT(gb >= 1 && gb % (c->micro_batch_size * dp) == 0);
 	FUZZ_ASSERT(c->min_lr <= c->lr);
-	FUZZ_ASSERT(c->n_data_path >= 1 && c->n_data_path <= CONFIG_MAX_PATHS);
-	FUZZ_ASSERT(c->n_valid_data_path >= 0 && c->n_valid_data_path <= CONFIG_MAX_PATHS);
-	for (int i = 0; i < c->n_data_path; i++)
-		FUZZ_ASSERT(memchr(c->data_path[i], '\0', CONFIG_PATH_MAX) != NULL);
+	FUZZ_ASSERT(c->data_path.n >= 1 && c->data_path.n <= FLAGS_MAX_PATHS);
+	FUZZ_ASSERT(c->valid_data_path.n >= 0 && c->valid_data_path.n <= FLAGS_MAX_PATHS);
+	for (int i = 0; i < c->data_path.n; i++)
+		FUZZ_ASSERT(memchr(c->data_path.path[i], '\0', FLAGS_PATH_MAX) != NULL);
 	FUZZ_ASSERT(!strcmp(c->lr_decay_style, "linear") || !strcmp(c->lr_decay_style, "cosine") ||
 		    !strcmp(c->lr_decay_style, "constant"));
 	FUZZ_ASSERT(memchr(c->metrics, '\0', sizeof(c->metrics)) &&
@@ -79,8 +79,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t line_len = nl ? (size_t)(nl - data) : size;
 	size_t file_off = nl ? line_len + 1 : size;
 	char *line = malloc(line_len + 1), *argv[MAX_ARGS + 1], config_path[1024];
-	char err[2 * CONFIG_PATH_MAX + 256];
-	struct train_config *c = malloc(sizeof(*c));
+	char err[2 * FLAGS_PATH_MAX + 256];
+	struct run_spec *c = malloc(sizeof(*c));
 	int argc = 0;
 
 	snprintf(config_path, sizeof(config_path), "%s",
@@ -93,15 +93,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		argv[argc++] = strcmp(w, "@CONFIG") ? w : config_path;
 	argv[argc] = NULL;
 
-	config_defaults(c);
 	err[0] = '\0';
-	if (config_parse_args(c, argc, argv, err, sizeof(err)) != 0) {
+	if (spec_parse(c, SPEC_TRAIN, argc, argv, err, sizeof(err)) < 0) {
 		/* A refusal is one non-empty line. */
 		FUZZ_ASSERT(err[0] && !strchr(err, '\n'));
 	} else {
 		for (size_t i = 0; i < sizeof(worlds) / sizeof(worlds[0]); i++) {
 			err[0] = '\0';
-			if (config_validate(c, worlds[i], err, sizeof(err)) == 0)
+			if (spec_validate(c, worlds[i], err, sizeof(err)) == 0)
 				check_accepted(c, worlds[i]);
 			else
 				FUZZ_ASSERT(err[0] && !strchr(err, '\n'));

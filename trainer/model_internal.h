@@ -1,0 +1,138 @@
+/*
+ * model_internal: the definition behind the opaque struct model, shared by the two
+ * files of the model module and nothing else: model.c (the math and the
+ * tensor-parallel collectives) and model_setup.c (the memory: the parameter
+ * registry, the activation buffers).
+ */
+#ifndef RN_MODEL_INTERNAL_H
+#define RN_MODEL_INTERNAL_H
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "trainer/kernels/rotary.h"
+#include "trainer/model.h"
+#include "trainer/params.h"
+
+struct kernels_ctx;
+struct buffer_list;
+struct matmul_kept;
+
+/* Pointers into the flat parameter (or gradient) block for one layer; local shapes
+ * with qk = (H/P) dk, vw = (H/P) dv, fl = f/P. */
+struct layer_tensors {
+	float *ln1_gain, *ln1_bias;   /* (d) */
+	float *wq, *wk;               /* (d, qk) */
+	float *wv, *wg;               /* (d, vw) */
+	float *wo;                    /* (vw, d) */
+	float *ln2_gain, *ln2_bias;   /* (d) */
+	float *w1, *b1;               /* (d, fl), (fl) */
+	float *w2, *b2;               /* (fl, d), (d) */
+};
+
+/* The stage's tensors; embedding only on the first stage, the rest of the head
+ * only on the last (NULL elsewhere); layers[i] is global layer first_layer + i. */
+struct model_tensors {
+	float *embedding;             /* (V, d) */
+	struct layer_tensors *layers; /* [num_layers] */
+	float *lnf_gain, *lnf_bias;   /* (d) */
+	float *lm_head;               /* (d, V) */
+};
+
+enum { KEPT_LN1, KEPT_GATED, KEPT_LN2, KEPT_H, KEPT_COUNT };
+
+/* What the forward keeps for backward, per layer; rows M = B*T, local widths.
+ * With recompute every layer of every slot has its own x and shares the rest. */
+struct layer_acts {
+	float *x;                  /* (M, d) block input */
+	float *ln1, *ln1_mean, *ln1_rstd;   /* (M, d), (M), (M) */
+	float *q, *k;              /* (M, qk) rotated; k also scaled by 1/sqrt(dk) */
+	float *v, *g;              /* (M, vw) value and gate pre-activation */
+	float *o;                  /* (M, vw) retention output before GroupNorm */
+	float *gn_mean, *gn_rstd;  /* (M, H/P) */
+	float *gn;                 /* (M, vw) GroupNorm output */
+	float *gated;              /* (M, vw) swish(g) * gn, the input of Wo */
+	float *states;             /* (B, H/P, T/C, dk, dv) chunk states for backward */
+	float *y;                  /* (M, d) after the retention residual */
+	float *ln2, *ln2_mean, *ln2_rstd;   /* (M, d), (M), (M) */
+	float *h_pre, *h;          /* (M, fl) FFN hidden before and after gelu */
+	/* bf16 copies of the inputs of Wq..Wg, Wo, W1 and W2 made in
+	 * forward and read again for their dW in backward (bf16 contexts only) */
+	struct matmul_kept *kept[KEPT_COUNT];
+};
+
+/* One micro-batch in flight on this stage. */
+struct micro_acts {
+	struct layer_acts *layers; /* [num_layers] */
+	float *out;                /* (M, d) output of the stage's last block */
+	int32_t *inputs;           /* (M) first stage: the tokens */
+	int32_t *targets;          /* (M) last stage: the next tokens */
+	/* last stage only */
+	float *lnf, *lnf_mean, *lnf_rstd; /* (M, d), (M), (M) */
+	float *logits;             /* (M, V); dlogits after backward */
+	float *losses;             /* (M) per-token loss */
+	struct matmul_kept *lnf_kept; /* bf16 copy of lnf, the LM head's input */
+};
+
+struct model {
+	/* the model's sizes, docs/model.md's symbols */
+	int64_t V, d, L, H, f, C, T;
+	int64_t B;                 /* micro-batch */
+	uint64_t seed;
+	bool recompute;            /* keep only each block's input per micro-batch */
+
+	/* this rank's part: its tensor-parallel slice and pipeline stage */
+	int tp_rank, tp_size, pp_rank, pp_size;
+	MPI_Comm tp_comm;          /* unused when tp_size is 1 */
+	int slots;                 /* micro-batches whose activations are kept at once */
+	int64_t dk, dv, rows;      /* d/H, 2d/H, B*T */
+	int64_t heads_local;       /* H/P, global heads head_offset .. + H/P - 1 */
+	int64_t head_offset;
+	int64_t qk, vw, fl;        /* local widths (H/P) dk, (H/P) dv, f/P */
+	int64_t first_layer, num_layers; /* this stage's layers */
+	bool first_stage, last_stage;
+	enum retention_form form;
+	struct param_set params;
+	struct model_tensors w, dw;
+	struct kernels_ctx *kernels;
+	struct rotary_table rotary;
+
+	struct micro_acts *micro;  /* [slots] */
+	/* recompute: whose activations the shared buffers hold now (-1: none) */
+	int recompute_slot;
+	int64_t recompute_layer;
+
+	/* backward workspace, shared by every layer and micro-batch */
+	float *dx;                 /* (M, d) gradient of the residual stream */
+	float *dln;                /* (M, d) */
+	float *dq, *dk_, *dv_, *dg;/* (M, qk), (M, qk), (M, vw), (M, vw) */
+	float *dgated, *dgn, *do_; /* (M, vw) each */
+	float *dh;                 /* (M, fl) */
+	float *retention_scratch;
+	float *stream_state;       /* (num_layers, B, H/P, dk, dv) retention states */
+	bool streaming;            /* states carry over from one forward to the next */
+	size_t activation_bytes;
+	struct buffer_list *buffers;       /* every buffer above, for model_destroy */
+	/* every bf16 copy above and its size: model_set_bf16 reserves them */
+	struct kept_ref {
+		struct matmul_kept *kept;
+		int64_t elems;
+	} *kept_refs;
+	int nkept_refs;
+	bool kept_reserved;
+
+	/* the gradient block's ranges in the order backward finishes them, and the
+	 * index of each part among them (-1: the stage has no such part) */
+	struct grad_range *ranges; /* [nranges] */
+	int nranges;
+	int head_range, embedding_range;
+	int *layer_range;          /* [num_layers] */
+	grad_ready_fn grad_ready;  /* NULL: nobody is told */
+	void *grad_ready_arg;
+
+	double tp_allreduce_s;     /* time in tensor-parallel all-reduces */
+};
+
+#endif

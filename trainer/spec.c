@@ -1,0 +1,630 @@
+#include "trainer/spec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/check.h"
+#include "common/log.h"
+
+enum { TR = SPEC_TRAIN, EV = SPEC_EVAL, GE = SPEC_GENERATE, BE = SPEC_BENCH };
+
+/* The programs that read the model from a checkpoint rather than from their flags. */
+#define MODEL_FROM_CHECKPOINT (SPEC_EVAL | SPEC_GENERATE)
+
+struct spec_row {
+	struct flag_row flag;
+	unsigned programs;  /* the programs that take the flag */
+	const char *attr;   /* the checkpoint attribute that keeps it, or NULL */
+	bool shape;         /* part of the model's shape: a checkpoint must agree */
+};
+
+#define F(field) offsetof(struct run_spec, field)
+#define SZ(field) sizeof(((struct run_spec *)0)->field)
+/* type, offset, size, min, max, choices of a struct flag_row */
+#define INT(field, lo, hi) FLAG_INT, F(field), 0, lo, hi, NULL
+#define REAL(field, lo, hi) FLAG_FLOAT, F(field), 0, lo, hi, NULL
+#define TEXT(field) FLAG_TEXT, F(field), SZ(field), 0, 0, NULL
+#define CHOICE(field, words) FLAG_CHOICE, F(field), SZ(field), 0, 0, words
+#define PATHS(field) FLAG_PATHS, F(field), 0, 0, 0, NULL
+#define BOOL(field) FLAG_BOOL, F(field), 0, 0, 0, NULL
+#define BIG 9.2e18
+
+/*
+ * The table. Columns: flag (also the --config key) and type with its field and
+ * range; default ("" = derived, as the help says); help; programs; checkpoint
+ * attribute; shape. A flag appears once per program; a second row for other
+ * programs gives them another default or help.
+ */
+static const struct spec_row table[] = {
+	/* the model */
+	{{"num-layers", INT(num_layers, 1, 4096), "2", "transformer blocks L"},
+	 TR | BE, "config/num_layers", true},
+	{{"hidden-size", INT(hidden_size, 2, 1 << 20), "64", "model width d"},
+	 TR | BE, "config/hidden_size", true},
+	{{"num-heads", INT(num_heads, 1, 4096), "4", "retention heads H (d/H even, >= 4)"},
+	 TR | BE, "config/num_heads", true},
+	{{"ffn-hidden-size", INT(ffn_hidden_size, 1, 1 << 22), "", "FFN width f (default 2d)"},
+	 TR | BE, "config/ffn_hidden_size", true},
+	{{"seq-length", INT(seq_length, 1, 1 << 24), "32",
+	  "tokens per sequence T (retnet-eval: per window or stream piece, default the "
+	  "checkpoint's)"}, TR | EV | BE, "config/seq_length", false},
+	{{"chunk-size", INT(chunk_size, 1, 1 << 16), "8",
+	  "retention chunk C, divides T (retnet-eval: default the checkpoint's)"},
+	 TR | EV | BE, "config/chunk_size", false},
+	{{"vocab-size", INT(vocab_size, 2, 1 << 16), "256", "vocabulary V (256: byte tokenizer)"},
+	 TR | BE, "config/vocab_size", true},
+	{{"seed", INT(seed, 0, BIG), "1234", "initialisation and data order"},
+	 TR | BE, "config/seed", false},
+
+	/* batch, schedule, optimizer */
+	{{"micro-batch-size", INT(micro_batch_size, 1, 1 << 20), "2",
+	  "sequences per rank per forward"}, TR | BE, NULL, false},
+	{{"micro-batch-size", INT(micro_batch_size, 1, 1 << 20), "1",
+	  "windows per forward (windows mode)"}, EV, NULL, false},
+	{{"global-batch-size", INT(global_batch_size, 1, 1 << 24), "",
+	  "sequences per optimizer step (default micro-batch x data-parallel size)"},
+	 TR, NULL, false},
+	{{"train-iters", INT(train_iters, 1, BIG), "20", "optimizer steps"}, TR, NULL, false},
+	{{"lr", REAL(lr, 0, 10), "1e-3", "peak learning rate"}, TR, NULL, false},
+	{{"min-lr", REAL(min_lr, 0, 10), "1e-4", "learning rate at the end of decay"},
+	 TR, NULL, false},
+	{{"lr-warmup-iters", INT(lr_warmup_iters, 0, BIG), "0", "linear warm-up steps"},
+	 TR, NULL, false},
+	{{"lr-decay-iters", INT(lr_decay_iters, 0, BIG), "",
+	  "decay ends here (default --train-iters)"}, TR, NULL, false},
+	{{"lr-decay-style", CHOICE(lr_decay_style, "linear|cosine|constant"), "linear",
+	  "learning-rate decay after warm-up"}, TR, NULL, false},
+	{{"weight-decay", REAL(weight_decay, 0, 10), "0.05", "AdamW decay on matrices"},
+	 TR, NULL, false},
+	{{"clip-grad", REAL(clip_grad, 0, 1e30), "2.0", "global gradient norm limit (0: off)"},
+	 TR, NULL, false},
+	{{"adam-beta1", REAL(adam_beta1, 0, 0.999999), "0.9", "AdamW beta1"}, TR, NULL, false},
+	{{"adam-beta2", REAL(adam_beta2, 0, 0.999999), "0.98", "AdamW beta2"}, TR, NULL, false},
+	{{"adam-eps", REAL(adam_eps, 1e-30, 1), "1e-8", "AdamW epsilon"}, TR, NULL, false},
+
+	/* data, logging, held-out estimates */
+	{{"data-path", PATHS(data_path), "", "training token shards (retnet-prep)"},
+	 TR, NULL, false},
+	{{"valid-data-path", PATHS(valid_data_path), "", "held-out token shards"},
+	 TR, NULL, false},
+	{{"log-interval", INT(log_interval, 1, BIG), "1", "steps between log lines"},
+	 TR, NULL, false},
+	{{"eval-interval", INT(eval_interval, 0, BIG), "0",
+	  "steps between held-out evaluations (0: only at the end)"}, TR, NULL, false},
+	{{"eval-iters", INT(eval_iters, 1, BIG), "4", "held-out batches per evaluation"},
+	 TR, NULL, false},
+	{{"metrics", TEXT(metrics), "", "JSON-lines metrics file"}, TR, NULL, false},
+	{{"save-raw-params", TEXT(save_raw_params), "",
+	  "write rank 0's float32 parameter block here at the end (tests, debugging)"},
+	 TR, NULL, false},
+
+	/* checkpoints and stopping */
+	{{"save", TEXT(save), "",
+	  "checkpoint directory to write (every --save-interval and at the end)"},
+	 TR, NULL, false},
+	{{"save-interval", INT(save_interval, 0, BIG), "0",
+	  "steps between checkpoints (0: only at the end)"}, TR, NULL, false},
+	{{"load", TEXT(load), "",
+	  "checkpoint directory: retnet-train resumes from its latest checkpoint (none "
+	  "there yet: from the seed); retnet-eval and retnet-generate read the model from it "
+	  "(required)"}, TR | EV | GE, NULL, false},
+	{{"iteration", INT(iteration, -1, BIG), "-1",
+	  "the checkpoint's iteration (-1: the latest)"}, EV | GE, NULL, false},
+	{{"keep-last", INT(keep_last, 0, 1 << 20), "0",
+	  "keep this many newest checkpoints (0: all)"}, TR, NULL, false},
+	{{"ckpt-compression-level", INT(ckpt_compression_level, 0, 9), "1",
+	  "deflate level of checkpoints (0: off)"}, TR, NULL, false},
+	{{"exit-duration-in-mins", REAL(exit_duration_in_mins, 0, 1e9), "0",
+	  "stop with a checkpoint after this many minutes (0: never); exit status 3"},
+	 TR, NULL, false},
+
+	/* memory, precision, guards */
+	{{"recompute-activations", BOOL(recompute_activations), "",
+	  "keep only each block's input; backward recomputes the rest (less memory)"},
+	 TR | BE, NULL, false},
+	{{"bf16", BOOL(bf16), "",
+	  "bf16 matmuls (float32 accumulation, weights, gradients and AdamW state); needs "
+	  "AVX512-BF16; command line only (retnet-bench-step: times bf16 and fp32 steps in "
+	  "turn)"}, TR | EV | BE, NULL, false},
+	{{"max-skipped-iters", INT(max_skipped_iters, 1, 1 << 20), "5",
+	  "consecutive steps with a non-finite loss or gradient that end the run"},
+	 TR, NULL, false},
+	{{"check-weight-hash-across-dp-replicas-interval",
+	  INT(check_weight_hash_interval, 0, BIG), "0",
+	  "steps between checks that all data-parallel replicas hold the same parameters "
+	  "(0: never)"}, TR, NULL, false},
+	{{"inject-fault", TEXT(inject_fault), "",
+	  "tests only: nan-grad@ITER[-LAST] or drift@ITER[-LAST] on the last rank"},
+	 TR, NULL, false},
+
+	/* the parallel layout */
+	{{"tensor-model-parallel-size", INT(tensor_model_parallel_size, 1, 1 << 16), "1",
+	  "tensor-parallel ranks (divides heads and f)"}, TR | EV | GE, NULL, false},
+	{{"pipeline-model-parallel-size", INT(pipeline_model_parallel_size, 1, 1 << 16), "1",
+	  "pipeline stages (at most --num-layers)"}, TR | EV | GE, NULL, false},
+
+	/* evaluation */
+	{{"data", PATHS(data), "", "corpora: token shards or raw text, plain or gzip (required)"},
+	 EV, NULL, false},
+	{{"output", TEXT(output), "", "JSON lines, one object per corpus"}, EV, NULL, false},
+	{{"mode", CHOICE(mode, "windows|stream"), "windows",
+	  "windows (state reset per window) or stream (one sequence)"}, EV, NULL, false},
+	{{"form", CHOICE(form, "chunkwise|parallel|recurrent"), "chunkwise",
+	  "the form of retention (retnet-bench-step: chunkwise or parallel)"},
+	 EV | BE, NULL, false},
+
+	/* generation */
+	{{"prompt", TEXT(prompt), "", "text to continue"}, GE, NULL, false},
+	{{"prompt-file", TEXT(prompt_file), "", "text to continue, from a file (plain or gzip)"},
+	 GE, NULL, false},
+	{{"tokenizer", TEXT(tokenizer), "",
+	  "a token shard made with the checkpoint's BPE tokenizer (its merges are used)"},
+	 GE, NULL, false},
+	{{"max-new-tokens", INT(max_new_tokens, 0, 1e12), "200", "tokens to sample"},
+	 GE, NULL, false},
+	{{"temperature", REAL(temperature, 0, 100), "1.0",
+	  "softmax temperature (0: always the most likely token)"}, GE, NULL, false},
+	{{"top-k", INT(top_k, 0, 1 << 20), "0", "sample among the k most likely (0: all)"},
+	 GE, NULL, false},
+	{{"seed", INT(sample_seed, 0, BIG), "1", "sampling seed"}, GE, NULL, false},
+	{{"timing", BOOL(timing), "",
+	  "report the prompt's and the new tokens' time per token on stderr"}, GE, NULL, false},
+
+	/* the step benchmark */
+	{{"steps", INT(steps, 1, 1 << 20), "3", "timed steps per precision"}, BE, NULL, false},
+	{{"bf16-only", BOOL(bf16_only), "", "time bf16 steps only (for a profiler)"},
+	 BE, NULL, false},
+};
+
+#define NROWS (sizeof(table) / sizeof(table[0]))
+
+/* The step benchmark's configurations (retnet-bench-step --config NAME). */
+static const struct flag_preset bench_presets[] = {
+	{"bench-small", "vocab-size 256\nhidden-size 512\nnum-layers 6\nnum-heads 4\n"
+			"ffn-hidden-size 1024\nchunk-size 128\nseq-length 2048\n"
+			"micro-batch-size 4\nseed 1\n"},
+	{"tiny", "vocab-size 256\nhidden-size 64\nnum-layers 2\nnum-heads 4\n"
+		 "ffn-hidden-size 128\nchunk-size 8\nseq-length 32\nmicro-batch-size 2\nseed 1\n"},
+	{NULL, NULL},
+};
+
+static const struct {
+	enum spec_program program;
+	const char *name, *usage;
+} programs[] = {
+	{SPEC_TRAIN, "retnet-train", "mpirun -n N retnet-train --data-path SHARD... [flags]"},
+	{SPEC_EVAL, "retnet-eval", "mpirun -n N retnet-eval --load DIR --data FILE... [flags]"},
+	{SPEC_GENERATE, "retnet-generate",
+	 "[mpirun -n TPxPP] retnet-generate --load DIR [--prompt TEXT | --prompt-file FILE] "
+	 "[flags]"},
+	{SPEC_BENCH, "retnet-bench-step", "retnet-bench-step [--config bench-small|tiny|FILE] "
+					  "[flags]"},
+};
+
+/* The rows of program p, in table order; returns the count. */
+static size_t rows_of(enum spec_program p, struct flag_row *rows, size_t *index)
+{
+	size_t n = 0;
+
+	ENSURE(NROWS <= SPEC_MAX_ROWS);
+	for (size_t i = 0; i < NROWS; i++)
+		if (table[i].programs & p) {
+			if (rows)
+				rows[n] = table[i].flag;
+			if (index)
+				index[n] = i;
+			n++;
+		}
+	return n;
+}
+
+/* The row of field `off` that program p takes, else the first row of that field. */
+static size_t row_of(enum spec_program p, size_t off)
+{
+	size_t any = NROWS;
+
+	for (size_t i = 0; i < NROWS; i++) {
+		if (table[i].flag.offset != off)
+			continue;
+		if (table[i].programs & p)
+			return i;
+		if (any == NROWS)
+			any = i;
+	}
+	ENSURE(any < NROWS);
+	return any;
+}
+
+void spec_defaults(struct run_spec *s, enum spec_program p)
+{
+	char err[256];
+
+	memset(s, 0, sizeof(*s));
+	s->program = p;
+	/* program p's defaults, and those of the saved rows: a checkpoint that lacks
+	 * an attribute (written before it existed) means its default */
+	for (size_t i = 0; i < NROWS; i++) {
+		const struct flag_row *o = &table[i].flag;
+
+		if ((!(table[i].programs & p) && !table[i].attr) || !o->def || !o->def[0] ||
+		    o->type == FLAG_BOOL)
+			continue;
+		if ((table[i].programs & p) || row_of(p, o->offset) == i)
+			if (flags_set(o, s, o->def, o->name, err, sizeof(err)))
+				FATAL("spec table: %s", err);
+	}
+}
+
+/* Defaults that follow from other values of the same run. */
+static void derive(struct run_spec *s)
+{
+	if (s->program & (SPEC_TRAIN | SPEC_BENCH)) {
+		if (!s->ffn_hidden_size)
+			s->ffn_hidden_size = 2 * s->hidden_size;
+		if (!s->lr_decay_iters)
+			s->lr_decay_iters = s->train_iters;
+	}
+}
+
+int spec_parse(struct run_spec *s, enum spec_program p, int argc, char **argv, char *err,
+	       size_t errlen)
+{
+	struct flag_row rows[SPEC_MAX_ROWS];
+	size_t index[SPEC_MAX_ROWS];
+	bool given[SPEC_MAX_ROWS];
+	struct flag_parse fp = {
+		.rows = rows, .count = rows_of(p, rows, index), .given = given,
+		.presets = p == SPEC_BENCH ? bench_presets : NULL,
+		.default_preset = p == SPEC_BENCH ? "bench-small" : NULL,
+	};
+	int rc;
+
+	spec_defaults(s, p);
+	rc = flags_parse(&fp, s, argc, argv, err, errlen);
+	for (size_t i = 0; i < fp.count; i++)
+		s->origin[index[i]] = given[i] ? SPEC_GIVEN : SPEC_DEFAULT;
+	derive(s);
+	return rc;
+}
+
+void spec_print_help(enum spec_program p)
+{
+	struct flag_row rows[SPEC_MAX_ROWS];
+	struct flag_parse fp = {
+		.rows = rows, .count = rows_of(p, rows, NULL),
+		.presets = p == SPEC_BENCH ? bench_presets : NULL,
+		.default_preset = p == SPEC_BENCH ? "bench-small" : NULL,
+	};
+
+	for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++)
+		if (programs[i].program == p)
+			printf("usage: %s\n", programs[i].usage);
+	printf("Flags (also as 'key value' lines in --config FILE; the command line wins):\n");
+	flags_print_help(&fp);
+}
+
+bool spec_given(const struct run_spec *s, const void *field)
+{
+	size_t off = (size_t)((const char *)field - (const char *)s);
+
+	return s->origin[row_of(s->program, off)] == SPEC_GIVEN;
+}
+
+/* ---- validation ------------------------------------------------------------ */
+
+/* Has the run a value for the field: one of its flags, or adopted from a checkpoint? */
+static bool have(const struct run_spec *s, size_t off)
+{
+	size_t r = row_of(s->program, off);
+
+	return (table[r].programs & s->program) || s->origin[r] == SPEC_CHECKPOINT;
+}
+
+/* How a message names the field: "--hidden-size", or for a value a checkpoint
+ * supplied "FILE: config/hidden_size" (lead) or "config/hidden_size". */
+static const char *name_of(const struct run_spec *s, size_t off, bool lead, char *buf,
+			   size_t len)
+{
+	size_t r = row_of(s->program, off);
+
+	if (s->origin[r] == SPEC_CHECKPOINT && table[r].attr && lead)
+		snprintf(buf, len, "%s: %s", s->origin_file, table[r].attr);
+	else if (s->origin[r] == SPEC_CHECKPOINT && table[r].attr)
+		snprintf(buf, len, "%s", table[r].attr);
+	else
+		snprintf(buf, len, "--%s", table[r].flag.name);
+	return buf;
+}
+
+#define NAME(field, lead) name_of(s, F(field), lead, names[lead], sizeof(names[lead]))
+#define HAVE(field) have(s, F(field))
+
+/* Every value a checkpoint supplied, within its flag's range. */
+static int check_ranges(const struct run_spec *s, char *err, size_t errlen)
+{
+	char where[FLAGS_PATH_MAX + 128];
+
+	for (size_t i = 0; i < NROWS; i++) {
+		const struct flag_row *o = &table[i].flag;
+		double v;
+
+		if (s->origin[i] != SPEC_CHECKPOINT || (o->type != FLAG_INT && o->type != FLAG_FLOAT))
+			continue;
+		v = o->type == FLAG_INT ? (double)*(const int64_t *)((const char *)s + o->offset)
+					: *(const double *)((const char *)s + o->offset);
+		if (v >= o->min && v <= o->max)
+			continue;
+		name_of(s, o->offset, true, where, sizeof(where));
+		if (o->type == FLAG_INT)
+			return log_fail(err, errlen, "%s: %lld is out of range [%.0f, %.0f] (that of "
+					"--%s)", where,
+					(long long)*(const int64_t *)((const char *)s + o->offset),
+					o->min, o->max, o->name);
+		return log_fail(err, errlen, "%s: %g is out of range [%g, %g] (that of --%s)", where,
+				v, o->min, o->max, o->name);
+	}
+	return 0;
+}
+
+/* What each program needs given, and what its flags exclude. */
+static int check_program(const struct run_spec *s, int world, char *err, size_t errlen)
+{
+	const int64_t tp = s->tensor_model_parallel_size, pp = s->pipeline_model_parallel_size;
+
+	switch (s->program) {
+	case SPEC_TRAIN:
+		if (s->data_path.n == 0)
+			return log_fail(err, errlen, "--data-path: required (token shards from "
+					"retnet-prep)");
+		if (s->save_interval > 0 && !s->save[0])
+			return log_fail(err, errlen, "--save-interval: needs --save DIR");
+		if (s->inject_fault[0] && spec_parse_fault(s->inject_fault, NULL, NULL, NULL))
+			return log_fail(err, errlen, "--inject-fault: '%s' is not KIND@ITER or "
+					"KIND@FIRST-LAST, KIND nan-grad or drift", s->inject_fault);
+		if (s->min_lr > s->lr)
+			return log_fail(err, errlen, "--min-lr: %g is above --lr %g", s->min_lr, s->lr);
+		return 0;
+	case SPEC_EVAL:
+		if (!s->load[0])
+			return log_fail(err, errlen, "--load: required (a checkpoint directory)");
+		if (s->data.n == 0)
+			return log_fail(err, errlen, "--data: required (one or more corpora)");
+		if (!strcmp(s->mode, "stream") && !strcmp(s->form, "parallel"))
+			return log_fail(err, errlen, "--form: parallel cannot carry a state across "
+					"pieces: use --mode windows or --form chunkwise|recurrent");
+		if (!strcmp(s->mode, "stream") && world % (tp * pp) == 0 && world != tp * pp)
+			return log_fail(err, errlen, "--mode: stream scores one sequence: run with "
+					"world = TP x PP = %lld ranks (no data parallelism), not %d",
+					(long long)(tp * pp), world);
+		return 0;
+	case SPEC_GENERATE:
+		if (!s->load[0])
+			return log_fail(err, errlen, "--load: required (a checkpoint directory)");
+		if (s->prompt[0] && s->prompt_file[0])
+			return log_fail(err, errlen, "--prompt-file: give --prompt or --prompt-file, "
+					"not both");
+		if (world != tp * pp)
+			return log_fail(err, errlen, "--tensor-model-parallel-size: generation is one "
+					"sequence: run with TP x PP = %lld ranks, not %d",
+					(long long)(tp * pp), world);
+		return 0;
+	case SPEC_BENCH:
+		if (!strcmp(s->form, "recurrent"))
+			return log_fail(err, errlen, "--form: recurrent has no backward: chunkwise or "
+					"parallel");
+		if (world != 1)
+			return log_fail(err, errlen, "retnet-bench-step: times one rank, not %d", world);
+		return 0;
+	}
+	return 0;
+}
+
+/* The model's own rules, once the run has the values. */
+static int check_model(const struct run_spec *s, char *err, size_t errlen)
+{
+	char names[2][FLAGS_PATH_MAX + 128];
+
+	if (HAVE(hidden_size) && HAVE(num_heads)) {
+		if (s->hidden_size % s->num_heads)
+			return log_fail(err, errlen, "%s: %lld does not divide %s %lld",
+					NAME(num_heads, 1), (long long)s->num_heads,
+					NAME(hidden_size, 0), (long long)s->hidden_size);
+		if ((s->hidden_size / s->num_heads) % 2 || s->hidden_size / s->num_heads < 4)
+			return log_fail(err, errlen, "%s: head width %lld / %lld must be even and "
+					">= 4 (the rotation pairs lanes)", NAME(num_heads, 1),
+					(long long)s->hidden_size, (long long)s->num_heads);
+	}
+	if (HAVE(seq_length) && HAVE(chunk_size) && s->seq_length % s->chunk_size)
+		return log_fail(err, errlen, "%s: %lld does not divide %s %lld", NAME(chunk_size, 1),
+				(long long)s->chunk_size, NAME(seq_length, 0),
+				(long long)s->seq_length);
+	return 0;
+}
+
+/* The parallel layout against the world and the model. */
+static int check_layout(const struct run_spec *s, int world, char *err, size_t errlen)
+{
+	char names[2][FLAGS_PATH_MAX + 128];
+	const int64_t tp = s->tensor_model_parallel_size, pp = s->pipeline_model_parallel_size;
+	int64_t dp;
+
+	if (!HAVE(tensor_model_parallel_size))
+		return 0;
+	if (world % (tp * pp))
+		return log_fail(err, errlen, "--tensor-model-parallel-size: world size %d is not "
+				"divisible by TP %lld x PP %lld", world, (long long)tp,
+				(long long)pp);
+	if (HAVE(num_heads) && s->num_heads % tp)
+		return log_fail(err, errlen, "--tensor-model-parallel-size: %lld does not divide %s "
+				"%lld", (long long)tp, NAME(num_heads, 0), (long long)s->num_heads);
+	if (HAVE(ffn_hidden_size) && s->ffn_hidden_size % tp)
+		return log_fail(err, errlen, "--tensor-model-parallel-size: %lld does not divide %s "
+				"%lld", (long long)tp, NAME(ffn_hidden_size, 0),
+				(long long)s->ffn_hidden_size);
+	if (HAVE(num_layers) && pp > s->num_layers)
+		return log_fail(err, errlen, "--pipeline-model-parallel-size: %lld stages for %s "
+				"%lld", (long long)pp, NAME(num_layers, 0), (long long)s->num_layers);
+	dp = world / (tp * pp);
+	if (s->program == SPEC_TRAIN && s->global_batch_size &&
+	    s->global_batch_size % (s->micro_batch_size * dp))
+		return log_fail(err, errlen, "--global-batch-size: %lld is not a multiple of "
+				"--micro-batch-size %lld x data-parallel size %lld",
+				(long long)s->global_batch_size, (long long)s->micro_batch_size,
+				(long long)dp);
+	return 0;
+}
+
+int spec_validate(const struct run_spec *s, int world_size, char *err, size_t errlen)
+{
+	if (check_ranges(s, err, errlen) || check_model(s, err, errlen))
+		return -1;
+	if (s->program && (check_layout(s, world_size, err, errlen) ||
+			   check_program(s, world_size, err, errlen)))
+		return -1;
+	return 0;
+}
+
+void spec_resolve(struct run_spec *s, int world_size)
+{
+	const int64_t dp = world_size / (s->tensor_model_parallel_size *
+					  s->pipeline_model_parallel_size);
+
+	if (s->program == SPEC_TRAIN && !s->global_batch_size)
+		s->global_batch_size = s->micro_batch_size * dp;
+}
+
+/* ---- checkpoints ----------------------------------------------------------- */
+
+int spec_saved_fields(struct run_spec *s, struct spec_saved *out)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < NROWS; i++) {
+		const struct flag_row *o = &table[i].flag;
+
+		if (!table[i].attr)
+			continue;
+		ENSURE(o->type == FLAG_INT || o->type == FLAG_FLOAT || o->type == FLAG_TEXT ||
+		       o->type == FLAG_CHOICE);
+		out[n++] = (struct spec_saved){
+			.attr = table[i].attr,
+			.type = o->type == FLAG_CHOICE ? FLAG_TEXT : o->type,
+			.value = (char *)s + o->offset,
+			.size = o->type == FLAG_INT ? sizeof(int64_t)
+				: o->type == FLAG_FLOAT ? sizeof(double) : o->size,
+		};
+	}
+	return n;
+}
+
+void spec_mark_saved(struct run_spec *s, const char *file)
+{
+	for (size_t i = 0; i < NROWS; i++)
+		if (table[i].attr)
+			s->origin[i] = SPEC_CHECKPOINT;
+	snprintf(s->origin_file, sizeof(s->origin_file), "%s", file);
+}
+
+static bool same_value(const struct flag_row *o, const void *a, const void *b)
+{
+	if (o->type == FLAG_INT)
+		return *(const int64_t *)a == *(const int64_t *)b;
+	if (o->type == FLAG_FLOAT)
+		return *(const double *)a == *(const double *)b;
+	return !strcmp(a, b);
+}
+
+static void value_text(const struct flag_row *o, const void *v, char *buf, size_t len)
+{
+	if (o->type == FLAG_INT)
+		snprintf(buf, len, "%lld", (long long)*(const int64_t *)v);
+	else if (o->type == FLAG_FLOAT)
+		snprintf(buf, len, "%g", *(const double *)v);
+	else
+		snprintf(buf, len, "'%s'", (const char *)v);
+}
+
+/* How retnet-eval and retnet-generate run a checkpoint's model. */
+static void fit_to_program(struct run_spec *s)
+{
+	const bool chunk_given = s->origin[row_of(s->program, F(chunk_size))] == SPEC_GIVEN;
+
+	if (s->program == SPEC_EVAL) {
+		/* a chunk that no longer divides a shorter --seq-length shrinks to it */
+		if (!chunk_given && s->chunk_size > 0 && s->seq_length % s->chunk_size &&
+		    s->seq_length < s->chunk_size)
+			s->chunk_size = s->seq_length;
+		if (!strcmp(s->mode, "stream"))
+			s->micro_batch_size = 1;
+	}
+	if (s->program == SPEC_GENERATE) {
+		/* one token per forward, its state carried to the next */
+		s->seq_length = 1;
+		s->chunk_size = 1;
+		s->micro_batch_size = 1;
+	}
+}
+
+int spec_adopt(struct run_spec *s, const struct run_spec *saved, const char *file, char *err,
+	       size_t errlen)
+{
+	snprintf(s->origin_file, sizeof(s->origin_file), "%s", file);
+	for (size_t i = 0; i < NROWS; i++) {
+		const struct flag_row *o = &table[i].flag;
+		char *mine = (char *)s + o->offset;
+		const char *theirs = (const char *)saved + o->offset;
+		const bool taken = table[i].programs & s->program;
+		char a[64], b[64];
+
+		if (!table[i].attr || (!taken && row_of(s->program, o->offset) != i))
+			continue;
+		if (taken && table[i].shape) {
+			if (same_value(o, mine, theirs))
+				continue;
+			value_text(o, mine, a, sizeof(a));
+			value_text(o, theirs, b, sizeof(b));
+			return log_fail(err, errlen, "--%s: %s does not match %s in %s", o->name, a,
+					b, file);
+		}
+		if (taken && (s->origin[i] == SPEC_GIVEN || !(s->program & MODEL_FROM_CHECKPOINT)))
+			continue;
+		memcpy(mine, theirs, o->type == FLAG_INT ? sizeof(int64_t)
+				     : o->type == FLAG_FLOAT ? sizeof(double) : o->size);
+		s->origin[i] = SPEC_CHECKPOINT;
+	}
+	fit_to_program(s);
+	return 0;
+}
+
+int spec_parse_fault(const char *text, enum spec_fault *kind, int64_t *first, int64_t *last)
+{
+	static const char *const names[] = {[SPEC_FAULT_NAN_GRAD] = "nan-grad",
+					    [SPEC_FAULT_DRIFT] = "drift"};
+	const char *at = strchr(text, '@');
+	char *end;
+	long long a, b;
+
+	if (!at || at[1] < '0' || at[1] > '9')
+		return -1;
+	a = b = strtoll(at + 1, &end, 10);
+	if (*end == '-') {
+		if (end[1] < '0' || end[1] > '9')
+			return -1;
+		b = strtoll(end + 1, &end, 10);
+	}
+	if (*end || a < 1 || b < a)
+		return -1;
+	for (int k = SPEC_FAULT_NAN_GRAD; k <= SPEC_FAULT_DRIFT; k++)
+		if (strlen(names[k]) == (size_t)(at - text) &&
+		    !strncmp(text, names[k], (size_t)(at - text))) {
+			if (kind)
+				*kind = (enum spec_fault)k;
+			if (first)
+				*first = a;
+			if (last)
+				*last = b;
+			return 0;
+		}
+	return -1;
+}

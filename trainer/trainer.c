@@ -1,0 +1,524 @@
+#include "trainer/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <omp.h>
+
+#include "common/alloc.h"
+#include "common/check.h"
+#include "common/log.h"
+#include "data/loader.h"
+#include "parallel/comm.h"
+#include "parallel/mpi_setup.h"
+#include "trainer/launch.h"
+#include "trainer/metrics.h"
+#include "trainer/model.h"
+#include "trainer/optimizer.h"
+#include "trainer/schedule.h"
+#include "trainer/train_ckpt.h"
+#include "trainer/train_guard.h"
+#include "trainer/train_step.h"
+
+#define LN2 0.69314718055994530942
+
+struct trainer {
+	const struct run_spec *s;
+	const struct grid *g;
+	struct launch *l;
+	struct loader train, valid;
+	bool have_valid;
+	struct model *m;
+	struct adamw opt;
+	struct lr_schedule sched;
+	struct train_step step;
+	struct train_guard guard;
+	int64_t n_micro, local_rows;
+	int32_t *inputs, *targets; /* (local_rows, T) */
+	FILE *metrics;
+	double ceiling;            /* FLOP/s, summed over the ranks */
+	double tokens_per_iter, flops_per_token;
+	double t_start;
+};
+
+/* Set by SIGUSR1 or SIGTERM (SLURM's --signal and preemption, scancel). A signal
+ * during start-up (MPI_Init, model set-up, resume) is acted on at the first
+ * iteration instead of killing the rank: the default action of SIGUSR1 ends the
+ * process, and the job would fail instead of requeueing. (Open MPI's own handlers
+ * in a rank are for signals 6, 7, 8, 11: MCA opal_signal.) */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+void trainer_install_stop_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sa.sa_flags = SA_RESTART; /* a checkpoint write is not cut short by EINTR */
+	sigemptyset(&sa.sa_mask);
+	CHECK_SYS(sigaction(SIGUSR1, &sa, NULL));
+	CHECK_SYS(sigaction(SIGTERM, &sa, NULL));
+}
+
+/* A failure all ranks agree on (err set on every rank): rank 0 prints, all exit 2. */
+static _Noreturn void exit_agreed(const char *err)
+{
+	if (log_rank() == 0)
+		log_error("%s", err);
+	mpi_setup_user_error_exit();
+}
+
+/* ---- create ---------------------------------------------------------------- */
+
+static void open_data(struct trainer *t)
+{
+	const struct run_spec *s = t->s;
+	const struct grid_group *dp = &t->g->axis[GRID_DATA];
+	const char *paths[FLAGS_MAX_PATHS];
+	char err[2 * FLAGS_PATH_MAX + 256] = "";
+	bool ok;
+
+	for (int i = 0; i < s->data_path.n; i++)
+		paths[i] = s->data_path.path[i];
+	ok = loader_init(&t->train, paths, s->data_path.n, (int)s->seq_length, dp->rank,
+			 dp->size, (uint64_t)s->seed, err, sizeof(err)) == 0;
+	mpi_setup_agree_or_exit(ok, err);
+	if (t->train.tok.vocab != (uint32_t)s->vocab_size)
+		snprintf(err, sizeof(err), "--data-path: the shards' tokenizer '%s' has vocabulary "
+			 "%u, the model --vocab-size %lld", t->train.tok.id, t->train.tok.vocab,
+			 (long long)s->vocab_size);
+	mpi_setup_agree_or_exit(t->train.tok.vocab == (uint32_t)s->vocab_size, err);
+	t->have_valid = s->valid_data_path.n > 0;
+	if (!t->have_valid)
+		return;
+	for (int i = 0; i < s->valid_data_path.n; i++)
+		paths[i] = s->valid_data_path.path[i];
+	ok = loader_init(&t->valid, paths, s->valid_data_path.n, (int)s->seq_length, dp->rank,
+			 dp->size, (uint64_t)s->seed, err, sizeof(err)) == 0;
+	mpi_setup_agree_or_exit(ok, err);
+	ok = tokenizer_check_same(&t->valid.tok, "--valid-data-path", &t->train.tok,
+				  "--data-path", err, sizeof(err)) == 0;
+	mpi_setup_agree_or_exit(ok, err);
+}
+
+/*
+ * MFU is against the ceiling of the precision the matmuls run in: the best of 10
+ * runs (about 60 ms), as 3 let one hiccup of a VM halve the ceiling and report an
+ * MFU above 100%. Test hook: RETNET_CEILING_SIZE=N times an N^3 product instead of
+ * 1024^3 (valgrind runs 50x slower; only the MFU column depends on it).
+ * collective: all ranks sum their ceilings
+ */
+static double measure_ceiling(const struct trainer *t)
+{
+	const char *env = getenv("RETNET_CEILING_SIZE");
+	const int n = env && atoi(env) >= 16 ? atoi(env) : 1024;
+	double ceiling = t->s->bf16 ? metrics_matmul_ceiling_bf16(n, 10)
+				    : metrics_matmul_ceiling(n, 10);
+
+	comm_allreduce_sum_f64(MPI_COMM_WORLD, &ceiling, 1);
+	return ceiling;
+}
+
+struct trainer *trainer_create(struct launch *l)
+{
+	struct trainer *t = xcalloc(1, sizeof(*t));
+	const struct run_spec *s = &l->spec;
+	const struct grid *g = &l->grid;
+	const int dp = g->axis[GRID_DATA].size;
+	const struct adamw_config oc = {s->adam_beta1, s->adam_beta2, s->adam_eps,
+					s->weight_decay};
+	bool ok = true;
+
+	t->l = l;
+	t->s = s;
+	t->g = g;
+	t->n_micro = s->global_batch_size / (s->micro_batch_size * dp);
+	open_data(t);
+	t->local_rows = loader_local_rows(&t->train, (int)s->global_batch_size);
+	t->inputs = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * s->seq_length));
+	t->targets = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * s->seq_length));
+
+	t->m = launch_model(l, train_step_slots(g, (int)t->n_micro));
+	adamw_init(&t->opt, &oc, model_params(t->m));
+	t->sched = (struct lr_schedule){
+		.lr = s->lr, .min_lr = s->min_lr, .warmup_iters = s->lr_warmup_iters,
+		.decay_iters = s->lr_decay_iters,
+		.style = !strcmp(s->lr_decay_style, "cosine")	 ? LR_DECAY_COSINE
+			 : !strcmp(s->lr_decay_style, "linear") ? LR_DECAY_LINEAR
+								 : LR_DECAY_CONSTANT,
+	};
+	train_step_init(&t->step, t->m, g, s, (int)t->n_micro);
+	train_guard_init(&t->guard, s);
+	if (g->world_rank == 0 && s->metrics[0]) {
+		t->metrics = metrics_open(s->metrics);
+		ok = t->metrics != NULL;
+	}
+	mpi_setup_agree_or_exit(ok, "--metrics: cannot open the metrics file (see the line above)");
+
+	t->ceiling = measure_ceiling(t);
+	t->flops_per_token = model_flops_per_token(s);
+	t->tokens_per_iter = (double)(s->global_batch_size * s->seq_length);
+	log0("retnet-train: %d ranks (DP %d x PP %d x TP %d), %d threads each; model d=%lld "
+	     "L=%lld H=%lld f=%lld, %zu parameters; T=%lld C=%lld; global batch %lld "
+	     "(%lld micro-batches of %lld per rank); %s matmuls, ceiling %.1f GFLOP/s\n",
+	     g->world_size, dp, g->axis[GRID_PIPELINE].size, g->axis[GRID_TENSOR].size,
+	     omp_get_max_threads(), (long long)s->hidden_size, (long long)s->num_layers,
+	     (long long)s->num_heads, (long long)s->ffn_hidden_size, model_params(t->m)->total,
+	     (long long)s->seq_length, (long long)s->chunk_size,
+	     (long long)s->global_batch_size, (long long)t->n_micro,
+	     (long long)s->micro_batch_size, s->bf16 ? "bf16" : "fp32", t->ceiling * 1e-9);
+	return t;
+}
+
+/* ---- resume ---------------------------------------------------------------- */
+
+/* Does --load name a directory with a checkpoint pointer? (rank 0 looks)
+ * 0: has `latest`; 1: a directory without one; -1: no such directory */
+static int load_dir_state(const char *dir, const struct grid *g)
+{
+	int state = 0;
+	char path[FLAGS_PATH_MAX + 16];
+	struct stat st;
+
+	if (g->world_rank == 0) {
+		snprintf(path, sizeof(path), "%s/latest", dir);
+		if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+			state = -1;
+		else if (stat(path, &st))
+			state = 1;
+	}
+	comm_bcast(g->world, &state, sizeof(state), 0);
+	return state;
+}
+
+/*
+ * The model, AdamW state, data position and iteration of the latest checkpoint in
+ * the directory, whatever layout wrote it; the model's shape and the tokenizer must
+ * match the flags and the data. A directory without a checkpoint yet (a first run
+ * of a job that saves there) starts from the seed.
+ */
+int64_t trainer_resume(struct trainer *t)
+{
+	const struct run_spec *s = t->s;
+	struct ckpt_info *info;
+	struct run_spec *mine;
+	char err[2 * FLAGS_PATH_MAX + 256] = "";
+	int64_t iteration;
+	int state;
+
+	if (!s->load[0])
+		return 0;
+	state = load_dir_state(s->load, t->g);
+	if (state < 0) {
+		snprintf(err, sizeof(err), "--load: '%s' is not a directory", s->load);
+		exit_agreed(err);
+	}
+	if (state > 0) {
+		log0("--load: no checkpoint in %s yet: starting from the seed\n", s->load);
+		return 0;
+	}
+	info = xcalloc(1, sizeof(*info));
+	mine = xmalloc(sizeof(*mine));
+	*mine = *s;
+	/* spec_adopt on retnet-train's spec: the model's shape must be the same */
+	if (train_ckpt_resolve(s->load, -1, &iteration, t->g->world, err, sizeof(err)) ||
+	    train_ckpt_read_info(s->load, iteration, info, t->g->world, err, sizeof(err)) ||
+	    spec_adopt(mine, &info->model, info->path, err, sizeof(err)) ||
+	    tokenizer_check_same(&t->train.tok, "--data-path", &info->tok, info->path, err,
+				 sizeof(err)) ||
+	    loader_state_set(&t->train, &info->loader, err, sizeof(err)) ||
+	    train_ckpt_load(s->load, iteration, t->m, &t->opt, t->g, err, sizeof(err)))
+		exit_agreed(err);
+	t->opt.step = info->adam_step;
+	log0("resumed from %s (iteration %lld, written at DP %lld x PP %lld x TP %lld)\n",
+	     info->path, (long long)iteration, (long long)info->dp, (long long)info->pp,
+	     (long long)info->tp);
+	free(mine);
+	free(info);
+	return iteration;
+}
+
+/* ---- run ------------------------------------------------------------------- */
+
+/*
+ * Mean loss over the held-out windows in corpus order: this data-parallel rank's
+ * contiguous share, at most max_batches micro-batches of it (a short last batch is
+ * padded with its last window and only its real rows are counted), through the
+ * pipeline. collective: the whole grid
+ */
+static double evaluate(struct trainer *t, int64_t max_batches)
+{
+	const int64_t B = t->s->micro_batch_size, T = t->s->seq_length;
+	int32_t *inputs = t->inputs, *targets = t->targets;
+	double sum[2] = {0.0, 0.0}; /* summed token losses, tokens */
+
+	loader_seq_rewind(&t->valid);
+	for (int64_t i = 0; i < max_batches; i++) {
+		int rows = loader_seq_next(&t->valid, inputs, targets, (int)B);
+
+		if (rows == 0)
+			break;
+		for (int64_t r = rows; r < B; r++) {
+			memcpy(inputs + r * T, inputs + (rows - 1) * T, sizeof(int32_t) * (size_t)T);
+			memcpy(targets + r * T, targets + (rows - 1) * T, sizeof(int32_t) * (size_t)T);
+		}
+		sum[0] += train_step_forward_only(&t->step, inputs, targets, rows);
+		sum[1] += (double)(rows * T);
+	}
+	/* The losses live on the last stage; every stage counted the same tokens. */
+	comm_allreduce_sum_f64(t->g->axis[GRID_PIPELINE].comm, sum, 1);
+	comm_allreduce_sum_f64(t->g->axis[GRID_DATA].comm, sum, 2);
+	return sum[1] > 0 ? sum[0] / sum[1] : NAN;
+}
+
+/* Any rank signalled, or over the wall-time budget? collective: all ranks */
+static bool should_stop(const struct trainer *t)
+{
+	bool mine = stop_signal != 0;
+
+	if (t->s->exit_duration_in_mins > 0 &&
+	    metrics_now_s() - t->t_start > 60.0 * t->s->exit_duration_in_mins)
+		mine = true;
+	return comm_first_rank_with(t->g->world, mine) >= 0;
+}
+
+/* Writes a checkpoint of iteration `iteration`; a failure ends the run (the
+ * previous checkpoint stays the latest). collective: the whole grid */
+static void save(struct trainer *t, int64_t iteration)
+{
+	const struct run_spec *s = t->s;
+	char err[1024];
+	double t0 = metrics_now_s();
+
+	if (train_ckpt_save(s->save, iteration, (int)s->ckpt_compression_level,
+			    (int)s->keep_last, s, t->m, &t->opt, &t->train, t->g, err, sizeof(err)))
+		exit_agreed(err);
+	log0("saved checkpoint %s/iter_%07lld.h5 in %.2f s\n", s->save, (long long)iteration,
+	     metrics_now_s() - t0);
+}
+
+/* One optimizer step on the next global batch: its loss (mean over micro-batches
+ * and data-parallel ranks) and gradient norm, and whether the guards let it update.
+ * collective: the whole grid */
+static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updated)
+{
+	const struct grid *g = t->g;
+	const int dp = g->axis[GRID_DATA].size;
+	struct param_set *p = model_params(t->m);
+	char err[1024];
+	double loss, sumsq;
+
+	param_set_zero_grad(p);
+	ENSURE(loader_next_batch(&t->train, t->inputs, t->targets,
+				 (int)t->s->global_batch_size) == (int)t->local_rows);
+	loss = train_step_run(&t->step, t->inputs, t->targets,
+			      (float)(1.0 / (double)(t->n_micro * dp)));
+	/* The loss lives on the last stage; rank 0 (stage 0) logs it. */
+	comm_allreduce_sum_f64(g->axis[GRID_PIPELINE].comm, &loss, 1);
+	comm_allreduce_sum_f64(g->axis[GRID_DATA].comm, &loss, 1);
+	loss /= (double)(t->n_micro * dp);
+
+	/* After the reduction every DP replica holds the same gradient; the stages
+	 * hold disjoint parts of the model. */
+	train_guard_inject_grad(&t->guard, it, p, g);
+	sumsq = model_grad_sumsq(t->m);
+	comm_allreduce_sum_f64(g->axis[GRID_PIPELINE].comm, &sumsq, 1);
+	*grad_norm = sqrt(sumsq);
+	if (train_guard_step_ok(&t->guard, it, loss, *grad_norm, g, updated, err, sizeof(err)))
+		exit_agreed(err);
+	if (*updated) {
+		float clip_scale = 1.0f;
+
+		if (t->s->clip_grad > 0 && *grad_norm > t->s->clip_grad)
+			clip_scale = (float)(t->s->clip_grad / (*grad_norm + 1e-6));
+		if (clip_scale != 1.0f)
+			grad_scale(p, clip_scale);
+		adamw_step(&t->opt, p, lr_at(&t->sched, it));
+	}
+	if (train_guard_check_replicas(&t->guard, it, p, g, err, sizeof(err)))
+		exit_agreed(err);
+	return loss;
+}
+
+/* What the log line sums up since the previous one. */
+struct log_window {
+	double t, loss_sum, dp_wait_s, tp_s, compute_s, schedule_s;
+	int64_t iters, losses; /* all steps, updating steps */
+};
+
+static void log_window_start(struct log_window *w, const struct trainer *t)
+{
+	*w = (struct log_window){
+		.t = metrics_now_s(), .dp_wait_s = t->step.dp_wait_s,
+		.tp_s = model_tp_comm_seconds(t->m), .compute_s = t->step.compute_s,
+		.schedule_s = t->step.schedule_s,
+	};
+}
+
+/* The log line and the metrics line of iteration it (0-based). collective: the
+ * pipeline axis (the idle fraction is their mean) */
+static void log_progress(const struct trainer *t, const struct log_window *w, int64_t it,
+			 int64_t start, double grad_norm)
+{
+	const double now = metrics_now_s(), elapsed = now - t->t_start;
+	const double lr = lr_at(&t->sched, it);
+	const double tps = t->tokens_per_iter * (double)w->iters / (now - w->t);
+	const double mfu = tps * t->flops_per_token / t->ceiling;
+	const double eta = elapsed / (double)(it + 1 - start) *
+			   (double)(t->s->train_iters - it - 1);
+	/* Communication not hidden behind compute, per step, on rank 0. */
+	const double tp_ms = 1e3 * (model_tp_comm_seconds(t->m) - w->tp_s) / (double)w->iters;
+	const double dp_ms = 1e3 * (t->step.dp_wait_s - w->dp_wait_s) / (double)w->iters;
+	/* Pipeline idle: the schedule's time not spent computing, mean of the stages. */
+	double idle = 1.0 - (t->step.compute_s - w->compute_s) /
+				    (t->step.schedule_s - w->schedule_s);
+	const char *keys[] = {"iteration", "loss", "lr", "grad_norm", "tokens",
+			      "tokens_per_sec", "mfu", "elapsed_s", "tp_allreduce_ms",
+			      "dp_wait_ms", "pipeline_idle", "skipped_iters"};
+	double vals[12];
+
+	comm_allreduce_sum_f64(t->g->axis[GRID_PIPELINE].comm, &idle, 1);
+	idle /= (double)t->g->axis[GRID_PIPELINE].size;
+	/* NaN when every step since the last line was skipped */
+	vals[0] = (double)(it + 1);
+	vals[1] = w->losses ? w->loss_sum / (double)w->losses : NAN;
+	vals[2] = lr;
+	vals[3] = grad_norm;
+	vals[4] = t->tokens_per_iter * (double)(it + 1);
+	vals[5] = tps;
+	vals[6] = mfu;
+	vals[7] = elapsed;
+	vals[8] = tp_ms;
+	vals[9] = dp_ms;
+	vals[10] = idle;
+	vals[11] = (double)t->guard.skipped_total;
+	log0("iter %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | "
+	     "comm TP %.0f DP %.0f ms/step | elapsed %.0fs | ETA %.0fs\n",
+	     (long long)(it + 1), (long long)t->s->train_iters, vals[1], lr, grad_norm, tps,
+	     100.0 * mfu, tp_ms, dp_ms, elapsed, eta);
+	metrics_write(t->metrics, 12, keys, vals);
+}
+
+int trainer_run(struct trainer *t, int64_t start)
+{
+	const struct run_spec *s = t->s;
+	struct log_window w;
+	int64_t saved_at = start, stopped_at = -1;
+
+	t->t_start = metrics_now_s();
+	log_window_start(&w, t);
+	for (int64_t it = start; it < s->train_iters; it++) {
+		double grad_norm, loss;
+		bool updated;
+
+		/* Preemption and the wall-time budget: one decision for the whole job, at
+		 * an iteration boundary. collective: all ranks, every iteration */
+		if (should_stop(t)) {
+			stopped_at = it;
+			break;
+		}
+		loss = step(t, it, &grad_norm, &updated);
+		if (updated) {
+			w.loss_sum += loss;
+			w.losses++;
+		}
+		w.iters++;
+		if ((it + 1) % s->log_interval == 0 || it + 1 == s->train_iters) {
+			log_progress(t, &w, it, start, grad_norm);
+			log_window_start(&w, t);
+		}
+		if (s->save[0] && s->save_interval > 0 && (it + 1) % s->save_interval == 0) {
+			save(t, it + 1);
+			saved_at = it + 1;
+		}
+		if (t->have_valid && s->eval_interval > 0 && (it + 1) % s->eval_interval == 0 &&
+		    it + 1 < s->train_iters) {
+			double vl = evaluate(t, s->eval_iters);
+			const char *keys[] = {"iteration", "tokens", "val_loss"};
+			double vals[] = {(double)(it + 1), t->tokens_per_iter * (double)(it + 1), vl};
+
+			log0("iter %6lld | held-out loss %.4f\n", (long long)(it + 1), vl);
+			metrics_write(t->metrics, 3, keys, vals);
+			w.t = metrics_now_s();
+		}
+	}
+	if (stopped_at >= 0) {
+		if (s->save[0] && saved_at != stopped_at)
+			save(t, stopped_at);
+		log0("retnet-train: stopped at iteration %lld of %lld (%s); %s; exit status %d "
+		     "asks the job script to requeue\n", (long long)stopped_at,
+		     (long long)s->train_iters, stop_signal ? "signal" : "--exit-duration-in-mins",
+		     !s->save[0]       ? "no --save: nothing written"
+		     : stopped_at == 0 ? "nothing to save before the first iteration"
+				       : "checkpoint written",
+		     TRAINER_EXIT_REQUEUE);
+		return TRAINER_EXIT_REQUEUE;
+	}
+	if (s->save[0] && (saved_at != s->train_iters || start == s->train_iters))
+		save(t, s->train_iters);
+	return 0;
+}
+
+/* ---- report ---------------------------------------------------------------- */
+
+/* The tensors' values back to back (no padding), float32 little-endian. */
+static void save_raw_params(const char *path, const struct param_set *p)
+{
+	FILE *f = fopen(path, "wb");
+
+	if (!f)
+		FATAL("--save-raw-params: cannot create '%s': %s", path, strerror(errno));
+	for (int i = 0; i < p->count; i++)
+		if (fwrite(p->data + p->desc[i].offset, sizeof(float), p->desc[i].numel, f) !=
+		    p->desc[i].numel)
+			FATAL("--save-raw-params: writing '%s': %s", path, strerror(errno));
+	if (fclose(f))
+		FATAL("--save-raw-params: closing '%s': %s", path, strerror(errno));
+}
+
+void trainer_report(struct trainer *t)
+{
+	const struct run_spec *s = t->s;
+
+	if (t->have_valid) {
+		double vl = evaluate(t, INT64_MAX);
+		/* bits/byte = nats/token / ln 2 x tokens/byte (1 for the byte tokenizer). */
+		double bpb = vl / LN2 * (double)t->valid.n_tokens / (double)t->valid.source_bytes;
+		const char *keys[] = {"iteration", "tokens", "val_loss", "val_bits_per_byte"};
+		double vals[] = {(double)s->train_iters,
+				 t->tokens_per_iter * (double)s->train_iters, vl, bpb};
+
+		log0("final held-out loss %.4f nats/token, %.4f bits per byte, perplexity %.3f\n",
+		     vl, bpb, exp(vl));
+		metrics_write(t->metrics, 4, keys, vals);
+	}
+	if (s->save_raw_params[0] && t->g->world_rank == 0)
+		save_raw_params(s->save_raw_params, model_params(t->m));
+	log0("done in %.1f s, peak RSS %.0f MiB (rank 0)\n", metrics_now_s() - t->t_start,
+	     metrics_peak_rss_mib());
+}
+
+void trainer_destroy(struct trainer *t)
+{
+	if (t->metrics)
+		fclose(t->metrics);
+	free(t->inputs);
+	free(t->targets);
+	train_step_free(&t->step);
+	adamw_free(&t->opt);
+	model_destroy(t->m);
+	loader_free(&t->train);
+	if (t->have_valid)
+		loader_free(&t->valid);
+	free(t);
+}
