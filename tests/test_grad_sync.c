@@ -222,6 +222,7 @@ static void check_case(enum grad_sync_mode mode, bool uneven, int rank, int p)
 
 	for (int step = 0; step < 2; step++) {
 		long want_reductions = 0;
+		double waited;
 
 		for (size_t i = 0; i < l.n; i++) {
 			grad[i] = value(rank, step, i);
@@ -235,7 +236,9 @@ static void check_case(enum grad_sync_mode mode, bool uneven, int rank, int p)
 			grad_sync_progress(gs);
 			want_reductions += bucket_sizes[bucket_of[b]] != 0;
 		}
-		grad_sync_finish(gs);
+		waited = grad_sync_finish(gs);
+		EXPECT_TRUE(p == 1 ? waited == 0.0 : waited >= 0.0 && waited < 60.0,
+			    "rank %d: grad_sync_finish says it waited %g s", rank, waited);
 
 		for (int b = 0; b < NB; b++) {
 			size_t lo, n;
@@ -302,7 +305,8 @@ static void check_bytes(int rank, int p)
 		grad_sync_start(gs, 0);
 		grad_sync_finish(gs);
 		EXPECT_TRUE(fabs(grad_sync_bytes_sent(gs) - want) <= 1e-9 * want,
-			    "rank %d of %d, mode %d: %g bytes sent, want %g", rank, p, m,
+			    "rank %d of %d, %s: %g bytes sent, want %g", rank, p,
+			    m ? "reduce-scatter" : "all-reduce",
 			    grad_sync_bytes_sent(gs), want);
 		grad_sync_destroy(gs);
 	}
