@@ -240,6 +240,13 @@ int grad_sync_buckets(const struct grad_sync *gs)
 	return gs->n_buckets;
 }
 
+void grad_sync_bucket(const struct grad_sync *gs, int b, size_t *offset, size_t *count)
+{
+	ENSURE(b >= 0 && b < gs->n_buckets);
+	*offset = gs->buckets[b].offset;
+	*count = gs->buckets[b].count;
+}
+
 void grad_sync_shard_of(const struct grad_sync *gs, int b, int rank, size_t *offset,
 			size_t *count)
 {

@@ -102,6 +102,8 @@ double grad_sync_finish(struct grad_sync *gs);
 
 /* Buckets registered; the indices are 0 .. grad_sync_buckets() - 1. */
 int grad_sync_buckets(const struct grad_sync *gs);
+/* Bucket b as registered: grad[*offset .. *offset + *count). */
+void grad_sync_bucket(const struct grad_sync *gs, int b, size_t *offset, size_t *count);
 
 /*
  * This rank's shard of bucket b: grad[*offset .. *offset + *count), *count possibly

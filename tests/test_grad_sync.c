@@ -193,7 +193,12 @@ static void check_case(enum grad_sync_mode mode, bool uneven, int rank, int p)
 		    NB);
 	for (int b = 0; b < NB; b++) {
 		const size_t j = bucket_of[b];
+		size_t b_off, b_cnt;
 
+		grad_sync_bucket(gs, b, &b_off, &b_cnt);
+		EXPECT_TRUE(b_off == l.offset[j] && b_cnt == bucket_sizes[j],
+			    "bucket %d is [%zu, +%zu), want [%zu, +%zu)", b, b_off, b_cnt,
+			    l.offset[j], bucket_sizes[j]);
 		for (int r = 0; r < p; r++) {
 			size_t off, cnt, want_off, want_cnt;
 
