@@ -34,27 +34,6 @@ void comm_allreduce_max_f64(MPI_Comm comm, double *buf, size_t count)
 	allreduce(comm, buf, count, MPI_DOUBLE, sizeof(double), MPI_MAX);
 }
 
-void comm_iallreduce_sum_f32(MPI_Comm comm, float *buf, size_t count, MPI_Request *req)
-{
-	ENSURE(count <= INT_MAX);
-	/* collective: all ranks of comm, in the same order */
-	CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, comm, req));
-}
-
-void comm_progress(MPI_Request *reqs, int count)
-{
-	int flag;
-
-	if (count > 0)
-		CHECK_MPI(MPI_Testall(count, reqs, &flag, MPI_STATUSES_IGNORE));
-}
-
-void comm_wait_all(MPI_Request *reqs, int count)
-{
-	if (count > 0)
-		CHECK_MPI(MPI_Waitall(count, reqs, MPI_STATUSES_IGNORE));
-}
-
 void comm_isend_f32(MPI_Comm comm, const float *buf, size_t count, int dest, int tag,
 		    MPI_Request *req)
 {

@@ -15,11 +15,6 @@ void comm_allreduce_sum_f32(MPI_Comm comm, float *buf, size_t count);
 void comm_allreduce_sum_f64(MPI_Comm comm, double *buf, size_t count);
 void comm_allreduce_max_f64(MPI_Comm comm, double *buf, size_t count);
 
-/* Non-blocking in-place sum; the buffer must not be touched until comm_wait_all. */
-void comm_iallreduce_sum_f32(MPI_Comm comm, float *buf, size_t count, MPI_Request *req);
-/* Lets pending non-blocking collectives progress without waiting. */
-void comm_progress(MPI_Request *reqs, int count);
-void comm_wait_all(MPI_Request *reqs, int count);
 
 /* Point-to-point between pipeline stages (no ANY_SOURCE/ANY_TAG: the tag names
  * the micro-batch and direction, so transfers cannot be confused). */

@@ -35,9 +35,19 @@ void train_step_init(struct train_step *ts, struct model *m, const struct grid *
 	ENSURE(slots >= train_step_slots(g, n_micro));
 	ts->ops = xcalloc((size_t)(2 * n_micro), sizeof(*ts->ops));
 	pipeline_1f1b(ts->ops, g->axis[GRID_PIPELINE].rank, g->axis[GRID_PIPELINE].size, n_micro);
-	ts->nranges = model_grad_range_count(m);
-	ts->ranges = xcalloc((size_t)ts->nranges, sizeof(*ts->ranges));
-	model_grad_ranges(m, ts->ranges);
+	{
+		struct param_set *p = model_params(m);
+		const int n = model_grad_range_count(m);
+		struct grad_range *r = xcalloc((size_t)n, sizeof(*r));
+
+		model_grad_ranges(m, r);
+		/* collective: all ranks of the data axis (grad_sync duplicates it) */
+		ts->dp_sync = grad_sync_create(g->axis[GRID_DATA].comm, GRAD_SYNC_ALLREDUCE,
+					       p->grad, p->total);
+		for (int i = 0; i < n; i++)
+			ENSURE(grad_sync_add_bucket(ts->dp_sync, r[i].offset, r[i].count, NULL) == i);
+		free(r);
+	}
 	ts->act_send = xcalloc((size_t)slots, sizeof(*ts->act_send));
 	ts->grad_send = xcalloc((size_t)slots, sizeof(*ts->grad_send));
 	ts->grad_send_buf = xcalloc((size_t)slots, sizeof(*ts->grad_send_buf));
@@ -61,20 +71,18 @@ void train_step_free(struct train_step *ts)
 	free(ts->act_send);
 	free(ts->grad_send);
 	free(ts->grad_send_buf);
-	free(ts->ranges);
+	/* collective: all ranks of the data axis */
+	grad_sync_destroy(ts->dp_sync);
 }
 
 static void start_bucket(void *arg, int range)
 {
 	struct train_step *ts = arg;
 
-	ENSURE(ts->n_buckets < TRAIN_STEP_MAX_BUCKETS);
 	/* collective: all ranks of the data axis, buckets in the same order on each */
-	comm_iallreduce_sum_f32(ts->g->axis[GRID_DATA].comm,
-				model_params(ts->m)->grad + ts->ranges[range].offset,
-				ts->ranges[range].count, &ts->buckets[ts->n_buckets++]);
+	grad_sync_start(ts->dp_sync, range);
 	/* Open MPI progresses non-blocking collectives inside MPI calls only. */
-	comm_progress(ts->buckets, ts->n_buckets);
+	grad_sync_progress(ts->dp_sync);
 }
 
 /* Receives the previous stage's output for micro-batch `micro` into the slot. */
@@ -125,8 +133,7 @@ static void backward_op(struct train_step *ts, int slot, int micro, float loss_s
 		comm_wait(&req);
 	}
 	/* The last micro-batch's backward starts the data-parallel all-reduces. */
-	model_set_grad_ready(m, micro + 1 == ts->n_micro && ts->g->axis[GRID_DATA].size > 1
-					? start_bucket : NULL, ts);
+	model_set_grad_ready(m, micro + 1 == ts->n_micro ? start_bucket : NULL, ts);
 	t0 = metrics_now_s();
 	model_backward_micro(m, slot, loss_scale);
 	ts->compute_s += metrics_now_s() - t0;
@@ -145,9 +152,8 @@ double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_
 	struct model *m = ts->m;
 	const int slots = model_slots(m);
 	const size_t rows_per_micro = (size_t)(ts->micro_batch * ts->seq_len);
-	double loss_sum = 0.0, t0, t_start = metrics_now_s();
+	double loss_sum = 0.0, t_start = metrics_now_s();
 
-	ts->n_buckets = 0;
 	for (int i = 0; i < 2 * ts->n_micro; i++) {
 		const struct pipeline_op *op = &ts->ops[i];
 		const size_t at = (size_t)op->micro * rows_per_micro;
@@ -158,11 +164,8 @@ double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_
 		else
 			backward_op(ts, op->micro % slots, op->micro, loss_scale);
 	}
-	t0 = metrics_now_s();
-	ts->schedule_s += t0 - t_start;
-	comm_wait_all(ts->buckets, ts->n_buckets);
-	ts->dp_wait_s += metrics_now_s() - t0;
-	ts->n_buckets = 0;
+	ts->schedule_s += metrics_now_s() - t_start;
+	ts->dp_wait_s += grad_sync_finish(ts->dp_sync);
 	return loss_sum;
 }
 

@@ -2,8 +2,9 @@
  * train_step: one global batch on this rank: its micro-batches through the model
  * on the 1F1B pipeline schedule (parallel/pipeline.h), activations and their
  * gradients exchanged with the neighbouring stages by non-blocking point-to-point
- * MPI, gradients accumulated over the micro-batches and all-reduced over the
- * data-parallel group in per-layer buckets started while the last backward runs.
+ * MPI, gradients accumulated over the micro-batches and reduced over the
+ * data-parallel group in per-layer buckets started while the last backward runs
+ * (parallel/grad_sync.h).
  * Also the forward-only pass of evaluation. Does not clip, step the optimizer,
  * read data or log: train_main.c does.
  */
@@ -12,11 +13,10 @@
 
 #include <mpi.h>
 
+#include "parallel/grad_sync.h"
 #include "parallel/grid.h"
 #include "parallel/pipeline.h"
 #include "trainer/model.h"
-
-#define TRAIN_STEP_MAX_BUCKETS 1024
 
 struct run_spec;
 
@@ -25,14 +25,12 @@ struct train_step {
 	const struct grid *g;
 	int n_micro;
 	int64_t micro_batch, seq_len;  /* B, T */
-	struct grad_range *ranges; /* [nranges] the model's gradient ranges */
-	int nranges;
+	struct grad_sync *dp_sync; /* one bucket per gradient range of the model, in the
+				      order backward finishes them */
 	struct pipeline_op *ops;   /* [2 n_micro] this stage's schedule */
 	MPI_Request *act_send;     /* [slots] activation sent forward from the slot */
 	MPI_Request *grad_send;    /* [slots] input gradient sent backward */
 	float **grad_send_buf;     /* [slots] (M, d) copies of the input gradient */
-	MPI_Request buckets[TRAIN_STEP_MAX_BUCKETS];
-	int n_buckets;
 	double dp_wait_s;          /* time waiting for the DP buckets, accumulated */
 	double compute_s;          /* time inside forward and backward, accumulated */
 	double schedule_s;         /* time running the schedule (compute + p2p waits) */
@@ -41,9 +39,11 @@ struct train_step {
 /* Slots (micro-batches in flight) this stage needs for n_micro micro-batches. */
 int train_step_slots(const struct grid *g, int n_micro);
 
-/* m was made from spec (its micro-batch and sequence length). */
+/* m was made from spec (its micro-batch and sequence length). collective over the
+ * data axis of g (the gradient reduction's communicator). */
 void train_step_init(struct train_step *ts, struct model *m, const struct grid *g,
 		     const struct run_spec *spec, int n_micro);
+/* collective over the data axis. */
 void train_step_free(struct train_step *ts);
 
 /*
