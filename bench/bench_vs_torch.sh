@@ -103,10 +103,6 @@ echo
 echo "ours:  $ours_tps tokens/s (best of $ROUNDS), MFU $(awk -v m="$(jget mfu "$ours_f")" \
 	'BEGIN { printf "%.1f%%", 100 * m }') against its oneDNN ceiling," \
 	"step: forward + backward${ours_opt:+ + $ours_opt}"
-if [[ -z $ours_opt ]]; then
-	echo "ours:  NOTE: retnet-bench-step times forward + backward only, no optimizer" \
-		"(AdamW is being added to it separately); the ratio is taken on forward + backward."
-fi
 if ((!TORCH_OK)); then
 	echo "{\"bench\":\"vs_torch\",\"threads\":$THREADS,\"ours_tokens_per_sec\":$ours_tps,\"torch\":null}" |
 		tee "$OUT/summary.json"

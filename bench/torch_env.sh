@@ -57,7 +57,7 @@ torch_setup() {
 		"BLAS: ${TORCH_BLAS_USED%%,*}${TORCH_LIBDIR:+ (TORCH_BLAS=$TORCH_BLAS: system default is ${sys_blas%%,*})}"
 	if [[ $TORCH_BLAS_USED == */blas/libblas.so* ]]; then
 		echo "torch: WARNING: torch runs on the reference (netlib) BLAS, 10x or more slower" \
-			"than OpenBLAS; the issue's baseline is OpenBLAS:" \
+			"than OpenBLAS; the baseline is meant to run on OpenBLAS:" \
 			"apt-get install libopenblas0-pthread (scripts/install-deps.sh --with-torch)"
 	fi
 	[[ -z $TORCH_ENV ]] || echo "torch: extra environment for torch: $TORCH_ENV"

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The RetNet of /work/shared/design/retnet-model.md ("The RetNet model, exactly")
+"""The RetNet of docs/model.md
 in plain float32 PyTorch (1.13, Debian's python3-torch), as a baseline for our C
 trainer. Written the way a competent PyTorch user would: nn.Linear / nn.LayerNorm /
 nn.Embedding modules, autograd for the backward, torch.optim.AdamW, the chunkwise

@@ -15,7 +15,6 @@ void comm_allreduce_sum_f32(MPI_Comm comm, float *buf, size_t count);
 void comm_allreduce_sum_f64(MPI_Comm comm, double *buf, size_t count);
 void comm_allreduce_max_f64(MPI_Comm comm, double *buf, size_t count);
 
-
 /* Point-to-point between pipeline stages (no ANY_SOURCE/ANY_TAG: the tag names
  * the micro-batch and direction, so transfers cannot be confused). */
 void comm_isend_f32(MPI_Comm comm, const float *buf, size_t count, int dest, int tag,

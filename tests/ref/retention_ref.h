@@ -1,6 +1,6 @@
 /*
  * float64 plain-C references for the retention tests, written straight from the
- * equations of the model specification (../shared/design/retnet-model.md), with
+ * equations of the model specification (docs/model.md), with
  * the same data layout as trainer/kernels/retention.h (rows of batch * seq_len,
  * head h at columns h*dk / h*dv, row strides from the dims). Simple loops, no
  * tables shared with the kernels (gamma is computed here again). Tests only.

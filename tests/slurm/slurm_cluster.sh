@@ -19,7 +19,6 @@
 #                         (SLURM's default is 120; the minimum is 5)
 #   TASK_PLUGIN     (task/affinity)  binds each task to its CPUs with
 #                   sched_setaffinity (no cgroups needed); task/none binds nothing
-# Facts behind this: ../../../shared/design/hpc-notes.md section 4.2.
 set -euo pipefail
 
 say() { echo "slurm_cluster: $*"; }

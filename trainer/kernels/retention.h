@@ -1,6 +1,6 @@
 /*
  * retention: multi-scale retention on the heads a rank owns, in the three forms of
- * the model specification (../shared/design/retnet-model.md), float32:
+ * the model specification (docs/model.md), float32:
  *
  *   parallel   O = ((Q K^T) .* D) V                       O(T^2), a test oracle
  *   recurrent  S_n = gamma S_{n-1} + K[n]^T V[n], O[n] = Q[n] S_n
