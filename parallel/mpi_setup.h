@@ -1,10 +1,14 @@
 /*
  * mpi_setup: MPI start-up and shut-down for every retnet program.
  *
- * Initialises MPI (funneled threads: only the main thread calls MPI), sets
+ * Initialises MPI asking for MPI_THREAD_MULTIPLE (a watchdog thread may have to end
+ * the job while the main thread is stuck in a collective) and requiring at least
+ * MPI_THREAD_FUNNELED (the main thread makes every other MPI call), sets
  * MPI_ERRORS_RETURN on the world so CHECK_MPI sees the codes, tells the log which rank
  * this is, and installs a fatal hook that calls MPI_Abort so one failing rank ends the
- * whole job. Ignores SIGXFSZ, so that a write past the file-size limit is an EFBIG
+ * whole job. Under srun, checks that the step's tasks formed one MPI world (a
+ * mismatch is a user error: srun's --mpi plugin does not fit this MPI). Ignores
+ * SIGXFSZ, so that a write past the file-size limit is an EFBIG
  * error naming the file rather than a rank killed without a word.
  * mpi_setup_user_error_exit() is the clean way out of a user error that all ranks
  * have agreed on (no MPI_Abort banner). Knows nothing of RetNet.
@@ -16,6 +20,8 @@
 
 void mpi_setup_init(int *argc, char ***argv);
 void mpi_setup_finalize(void);
+/* Did MPI grant MPI_THREAD_MULTIPLE (any thread may call MPI_Abort)? */
+bool mpi_setup_threads_multiple(void);
 /* Finalize and exit(2): every rank must call it (after comm_agree said "not ok"). */
 _Noreturn void mpi_setup_user_error_exit(void);
 /*

@@ -52,6 +52,12 @@ expect_user_error "bad flag on 2 ranks" "--seed: 'x' is not an integer" \
 expect_user_error "global batch not a multiple" "--global-batch-size: 6 is not a multiple of --micro-batch-size 2 x data-parallel size 2" \
 	"$MPIEXEC" --quiet -n 2 "${MPI_EXTRA[@]}" "${TRAIN[@]}" "${DATA[@]}" --global-batch-size 6
 
+# Launched as an srun step of 2 tasks (SLURM_STEP_NUM_TASKS) but a world of 1: the
+# tasks did not wire up into one MPI job (srun's --mpi plugin does not fit this MPI).
+expect_user_error "srun step not one MPI world" \
+	"srun started 2 tasks \(SLURM_STEP_NUM_TASKS\) but MPI_COMM_WORLD has 1 rank" \
+	env SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=0 "${TRAIN[@]}" "${DATA[@]}"
+
 # The command line wins over the config file; --help works.
 printf 'train-iters 1000\nhidden-size 64\n' >"$T/ok.cfg"
 check "command line overrides the config file" "${TRAIN[@]}" "${DATA[@]}" --config "$T/ok.cfg" \
