@@ -4,9 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "common/check.h"
 #include "common/log.h"
 #include "parallel/mpi_setup.h"
+#include "parallel/placement.h"
 #include "trainer/model.h"
 
 void launch_begin(struct launch *l, enum spec_program p, int *argc, char ***argv)
@@ -30,6 +33,10 @@ void launch_begin(struct launch *l, enum spec_program p, int *argc, char ***argv
 	 * checkpoint has said what the model is */
 	mpi_setup_agree_or_exit(spec_validate(s, world, err, sizeof(err)) == 0, err);
 	spec_resolve(s, world);
+	/* Where the ranks landed, for the job's log (retnet-generate's stdout is its text). */
+	if (p == SPEC_TRAIN || p == SPEC_EVAL)
+		placement_report(p == SPEC_TRAIN ? "retnet-train" : "retnet-eval",
+				 omp_get_max_threads());
 	sizes[GRID_TENSOR] = s->tensor_model_parallel_size ? (int)s->tensor_model_parallel_size : 1;
 	sizes[GRID_CONTEXT] = 1;
 	sizes[GRID_DATA] = 0;
