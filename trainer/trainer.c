@@ -44,6 +44,7 @@ struct trainer {
 	double ceiling;            /* FLOP/s, summed over the ranks */
 	double tokens_per_iter, flops_per_token;
 	double t_start;
+	double last_step_s, last_save_s; /* what a stop at the deadline still has to do */
 };
 
 /* Set by SIGUSR1 or SIGTERM (SLURM's --signal and preemption, scancel). A signal
@@ -52,6 +53,8 @@ struct trainer {
  * process, and the job would fail instead of requeueing. (Open MPI's own handlers
  * in a rank are for signals 6, 7, 8, 11: MCA opal_signal.) */
 static volatile sig_atomic_t stop_signal;
+/* When this process started: --exit-duration-in-mins counts start-up and resume. */
+static double process_start;
 
 static void on_stop_signal(int sig)
 {
@@ -62,6 +65,7 @@ void trainer_install_stop_signals(void)
 {
 	struct sigaction sa;
 
+	process_start = metrics_now_s();
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop_signal;
 	sa.sa_flags = SA_RESTART; /* a checkpoint write is not cut short by EINTR */
@@ -281,13 +285,15 @@ static double evaluate(struct trainer *t, int64_t max_batches)
 	return sum[1] > 0 ? sum[0] / sum[1] : NAN;
 }
 
-/* Any rank signalled, or over the wall-time budget? collective: all ranks */
+/* Any rank signalled, or would the next step and a save end past the wall-time
+ * budget (counted from the process's start)? collective: all ranks */
 static bool should_stop(const struct trainer *t)
 {
 	bool mine = stop_signal != 0;
 
 	if (t->s->exit_duration_in_mins > 0 &&
-	    metrics_now_s() - t->t_start > 60.0 * t->s->exit_duration_in_mins)
+	    metrics_now_s() - process_start + t->last_step_s + t->last_save_s >
+		    60.0 * t->s->exit_duration_in_mins)
 		mine = true;
 	return comm_first_rank_with(t->g->world, mine) >= 0;
 }
@@ -303,8 +309,9 @@ static void save(struct trainer *t, int64_t iteration)
 	if (train_ckpt_save(s->save, iteration, (int)s->ckpt_compression_level,
 			    (int)s->keep_last, s, t->m, &t->opt, &t->train, t->g, err, sizeof(err)))
 		exit_agreed(err);
+	t->last_save_s = metrics_now_s() - t0;
 	log0("saved checkpoint %s/iter_%07lld.h5 in %.2f s\n", s->save, (long long)iteration,
-	     metrics_now_s() - t0);
+	     t->last_save_s);
 }
 
 /* One optimizer step on the next global batch: its loss (mean over micro-batches
@@ -418,7 +425,7 @@ int trainer_run(struct trainer *t, int64_t start)
 	t->t_start = metrics_now_s();
 	log_window_start(&w, t);
 	for (int64_t it = start; it < s->train_iters; it++) {
-		double grad_norm, loss;
+		double grad_norm, loss, t0;
 		bool updated;
 
 		/* Preemption and the wall-time budget: one decision for the whole job, at
@@ -427,7 +434,9 @@ int trainer_run(struct trainer *t, int64_t start)
 			stopped_at = it;
 			break;
 		}
+		t0 = metrics_now_s();
 		loss = step(t, it, &grad_norm, &updated);
+		t->last_step_s = metrics_now_s() - t0;
 		if (updated) {
 			w.loss_sum += loss;
 			w.losses++;
@@ -453,16 +462,21 @@ int trainer_run(struct trainer *t, int64_t start)
 		}
 	}
 	if (stopped_at >= 0) {
+		/* Before the first step of this run there is nothing new to save. */
+		const int status = stopped_at == start ? TRAINER_EXIT_NO_STEP : TRAINER_EXIT_REQUEUE;
+
 		if (s->save[0] && saved_at != stopped_at)
 			save(t, stopped_at);
 		log0("retnet-train: stopped at iteration %lld of %lld (%s); %s; exit status %d "
 		     "asks the job script to requeue\n", (long long)stopped_at,
 		     (long long)s->train_iters, stop_signal ? "signal" : "--exit-duration-in-mins",
-		     !s->save[0]       ? "no --save: nothing written"
-		     : stopped_at == 0 ? "nothing to save before the first iteration"
-				       : "checkpoint written",
-		     TRAINER_EXIT_REQUEUE);
-		return TRAINER_EXIT_REQUEUE;
+		     !s->save[0] ? "no --save: nothing written"
+		     : status == TRAINER_EXIT_NO_STEP
+			     ? "before any step of this run: nothing new to save, the latest "
+			       "checkpoint is the one it started from"
+			     : "checkpoint written",
+		     status);
+		return status;
 	}
 	if (s->save[0] && (saved_at != s->train_iters || start == s->train_iters))
 		save(t, s->train_iters);
