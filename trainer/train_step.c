@@ -8,6 +8,7 @@
 #include "parallel/comm.h"
 #include "trainer/metrics.h"
 #include "trainer/spec.h"
+#include "trainer/watchdog.h"
 
 /* Tags: forward activation of micro-batch i is 2i, its gradient 2i + 1. */
 static int tag_of(int micro, int backward)
@@ -94,6 +95,8 @@ static void recv_activation(struct train_step *ts, int slot, int micro)
 	comm_irecv_f32(ts->g->axis[GRID_PIPELINE].comm, model_stage_input(m, slot),
 		       model_boundary_floats(m), ts->g->axis[GRID_PIPELINE].rank - 1,
 		       tag_of(micro, 0), &req);
+	watchdog_phase_at("the pipeline receive of micro-batch %d from stage %d", micro,
+			  ts->g->axis[GRID_PIPELINE].rank - 1);
 	comm_wait(&req);
 }
 
@@ -108,7 +111,9 @@ static double forward_op(struct train_step *ts, int slot, int micro, const int32
 	if (!model_first_stage(m))
 		recv_activation(ts, slot, micro);
 	/* The slot's output buffer may still be on its way from micro - slots. */
+	watchdog_phase_at("the pipeline send of an activation to stage %d", pp->rank + 1, 0);
 	comm_wait(&ts->act_send[slot]);
+	watchdog_phase_at("the forward of micro-batch %d (tensor-parallel all-reduces)", micro, 0);
 	t0 = metrics_now_s();
 	loss = model_forward_micro(m, slot, inputs, targets);
 	ts->compute_s += metrics_now_s() - t0;
@@ -130,15 +135,19 @@ static void backward_op(struct train_step *ts, int slot, int micro, float loss_s
 
 		comm_irecv_f32(pp->comm, model_boundary_grad(m), n, pp->rank + 1, tag_of(micro, 1),
 			       &req);
+		watchdog_phase_at("the pipeline receive of the gradient of micro-batch %d from "
+				  "stage %d", micro, pp->rank + 1);
 		comm_wait(&req);
 	}
 	/* The last micro-batch's backward starts the data-parallel all-reduces. */
 	model_set_grad_ready(m, micro + 1 == ts->n_micro ? start_bucket : NULL, ts);
+	watchdog_phase_at("the backward of micro-batch %d (tensor-parallel all-reduces)", micro, 0);
 	t0 = metrics_now_s();
 	model_backward_micro(m, slot, loss_scale);
 	ts->compute_s += metrics_now_s() - t0;
 	model_set_grad_ready(m, NULL, NULL);
 	if (!model_first_stage(m)) {
+		watchdog_phase_at("the pipeline send of a gradient to stage %d", pp->rank - 1, 0);
 		comm_wait(&ts->grad_send[slot]);
 		memcpy(ts->grad_send_buf[slot], model_boundary_grad(m), sizeof(float) * n);
 		comm_isend_f32(pp->comm, ts->grad_send_buf[slot], n, pp->rank - 1, tag_of(micro, 1),
@@ -165,6 +174,7 @@ double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_
 			backward_op(ts, op->micro % slots, op->micro, loss_scale);
 	}
 	ts->schedule_s += metrics_now_s() - t_start;
+	watchdog_phase("the data-parallel gradient reduction");
 	ts->dp_wait_s += grad_sync_finish(ts->dp_sync);
 	return loss_sum;
 }

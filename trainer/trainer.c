@@ -24,6 +24,7 @@
 #include "trainer/train_ckpt.h"
 #include "trainer/train_guard.h"
 #include "trainer/train_step.h"
+#include "trainer/watchdog.h"
 
 #define LN2 0.69314718055994530942
 
@@ -59,6 +60,7 @@ static double process_start;
 static void on_stop_signal(int sig)
 {
 	stop_signal = sig;
+	watchdog_signal(sig); /* where this rank was, if the launcher is ending the job */
 }
 
 void trainer_install_stop_signals(void)
@@ -143,6 +145,7 @@ struct trainer *trainer_create(struct launch *l)
 					s->weight_decay};
 	bool ok = true;
 
+	watchdog_start(s->distributed_timeout_minutes, TRAINER_EXIT_STALLED);
 	t->l = l;
 	t->s = s;
 	t->g = g;
@@ -231,6 +234,7 @@ int64_t trainer_resume(struct trainer *t)
 		log0("--load: no checkpoint in %s yet: starting from the seed\n", s->load);
 		return 0;
 	}
+	watchdog_phase("start-up: reading the checkpoint to resume from");
 	info = xcalloc(1, sizeof(*info));
 	mine = xmalloc(sizeof(*mine));
 	*mine = *s;
@@ -278,7 +282,9 @@ static double evaluate(struct trainer *t, int64_t max_batches)
 		}
 		sum[0] += train_step_forward_only(&t->step, inputs, targets, rows);
 		sum[1] += (double)(rows * T);
+		watchdog_progress();
 	}
+	watchdog_phase("the held-out loss all-reduces");
 	/* The losses live on the last stage; every stage counted the same tokens. */
 	comm_allreduce_sum_f64(t->g->axis[GRID_PIPELINE].comm, sum, 1);
 	comm_allreduce_sum_f64(t->g->axis[GRID_DATA].comm, sum, 2);
@@ -295,6 +301,7 @@ static bool should_stop(const struct trainer *t)
 	    metrics_now_s() - process_start + t->last_step_s + t->last_save_s >
 		    60.0 * t->s->exit_duration_in_mins)
 		mine = true;
+	watchdog_phase("the stop agreement at the iteration boundary");
 	return comm_first_rank_with(t->g->world, mine) >= 0;
 }
 
@@ -306,9 +313,11 @@ static void save(struct trainer *t, int64_t iteration)
 	char err[1024];
 	double t0 = metrics_now_s();
 
+	watchdog_phase_at("the checkpoint write of iteration %d", (int)iteration, 0);
 	if (train_ckpt_save(s->save, iteration, (int)s->ckpt_compression_level,
 			    (int)s->keep_last, s, t->m, &t->opt, &t->train, t->g, err, sizeof(err)))
 		exit_agreed(err);
+	watchdog_progress();
 	t->last_save_s = metrics_now_s() - t0;
 	log0("saved checkpoint %s/iter_%07lld.h5 in %.2f s\n", s->save, (long long)iteration,
 	     t->last_save_s);
@@ -330,6 +339,7 @@ static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updat
 				 (int)t->s->global_batch_size) == (int)t->local_rows);
 	loss = train_step_run(&t->step, t->inputs, t->targets,
 			      (float)(1.0 / (double)(t->n_micro * dp)));
+	watchdog_phase("the all-reduces of the loss, the gradient norm and the guards");
 	/* The loss lives on the last stage; rank 0 (stage 0) logs it. */
 	comm_allreduce_sum_f64(g->axis[GRID_PIPELINE].comm, &loss, 1);
 	comm_allreduce_sum_f64(g->axis[GRID_DATA].comm, &loss, 1);
@@ -394,6 +404,7 @@ static void log_progress(const struct trainer *t, const struct log_window *w, in
 			      "dp_wait_ms", "pipeline_idle", "skipped_iters"};
 	double vals[12];
 
+	watchdog_phase("the log line's all-reduce");
 	comm_allreduce_sum_f64(t->g->axis[GRID_PIPELINE].comm, &idle, 1);
 	idle /= (double)t->g->axis[GRID_PIPELINE].size;
 	/* NaN when every step since the last line was skipped */
@@ -436,6 +447,7 @@ int trainer_run(struct trainer *t, int64_t start)
 		}
 		t0 = metrics_now_s();
 		loss = step(t, it, &grad_norm, &updated);
+		watchdog_progress();
 		t->last_step_s = metrics_now_s() - t0;
 		if (updated) {
 			w.loss_sum += loss;

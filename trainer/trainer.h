@@ -32,9 +32,12 @@ struct trainer;
  *      the one it started from
  *   4  stopped before its first step (a signal or the deadline during start-up):
  *      nothing new to save, the latest checkpoint is the one it started from
+ *   5  the watchdog ended the job: no progress for --distributed-timeout-minutes
+ *      (MPI_Abort from every rank that saw it; see trainer/watchdog.h)
  */
 #define TRAINER_EXIT_REQUEUE 3
 #define TRAINER_EXIT_NO_STEP 4
+#define TRAINER_EXIT_STALLED 5
 
 /* SIGUSR1 and SIGTERM ask for a stop at the next iteration; install them first
  * thing, so that a signal during start-up is acted on instead of killing the rank.

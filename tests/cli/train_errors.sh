@@ -26,6 +26,8 @@ expect_user_error "missing shard" "$T/none.bin" "${TRAIN[@]}" --data-path "$T/no
 printf 'not a shard at all, just text\n' >"$T/text.bin"
 expect_user_error "not a shard" "$T/text.bin" "${TRAIN[@]}" --data-path "$T/text.bin"
 expect_user_error "bad decay style" "--lr-decay-style: 'steep'" "${TRAIN[@]}" "${DATA[@]}" --lr-decay-style steep
+expect_user_error "watchdog timeout too short" "--distributed-timeout-minutes: 0.01 is below 0.05" \
+	"${TRAIN[@]}" "${DATA[@]}" --distributed-timeout-minutes 0.01
 
 printf '# tiny\nnum-layers 2\nhidden-size = 64\nlearning-rate 0.1\n' >"$T/bad.cfg"
 expect_user_error "config file, unknown key" "$T/bad.cfg:4: learning-rate: unknown key" \
