@@ -142,10 +142,12 @@ static _Noreturn void end_job(const char *peer)
  */
 static void report_signal(int sig)
 {
+	static bool reported; /* a launcher may send it twice: one line is the news */
 	char what[256], line[512];
 
-	if (sig != SIGTERM || atomic_load_explicit(&finishing, memory_order_relaxed))
+	if (sig != SIGTERM || reported || atomic_load_explicit(&finishing, memory_order_relaxed))
 		return;
+	reported = true;
 	phase_text(what, sizeof(what));
 	snprintf(line, sizeof(line), "retnet: warning: [rank %d] SIGTERM while in %s\n",
 		 log_rank(), what);
