@@ -13,7 +13,7 @@
 #      status 5, the ranks behind the partition end too, and the script ends the
 #      mpirun that still waits for the unreachable node;
 #  (d) node 2's link down for 3 s, less than the timeout (0.3): the run goes on and
-#      ends with the final loss of an uninterrupted run, to the bit.
+#      logs the losses of an uninterrupted run, to the bit.
 # Prints how long each job took to end after the failure.
 # Skips (77) where emulated nodes cannot be made (not root, no namespaces).
 # Usage: failures.sh BUILD_DIR CORPUS_PREFIX     Knobs: CASES (abcd), KEEP=1 keeps the files.
@@ -205,9 +205,9 @@ if wait_until 60 past d 200; then
 	echo "     link down for 3 s after iteration $at; the run ended $secs s after the cut, exit $rc"
 	check "(d) the run went on and finished (exit $rc)" test "$rc" -eq 0
 	check "(d) no watchdog message" eval '! grep -q "no progress for" "$T/d.out"'
-	check "(d) final loss $(json_column "$T/d/metrics.jsonl" loss | tail -n 1) = uninterrupted $(json_column "$T/dref/metrics.jsonl" loss | tail -n 1) (bitwise)" \
-		test "$(json_column "$T/d/metrics.jsonl" loss | tail -n 1)" = \
-		"$(json_column "$T/dref/metrics.jsonl" loss | tail -n 1)" -a -s "$T/dref/metrics.jsonl"
+	check "(d) all $(json_column "$T/d/metrics.jsonl" loss | wc -l) losses = the uninterrupted run's, to the bit (final $(json_column "$T/d/metrics.jsonl" loss | tail -n 1))" \
+		eval '[[ -s $T/dref/metrics.jsonl ]] && cmp -s <(json_column "$T/d/metrics.jsonl" loss) \
+			<(json_column "$T/dref/metrics.jsonl" loss)'
 else
 	bad "(d) training across 2 nodes got under way"
 	show d
