@@ -187,6 +187,8 @@ static struct ckpt_entry *entries_of(struct model *m, const struct adamw *opt,
 	const struct param_set *p = model_params(m);
 	struct ckpt_entry *e = xcalloc((size_t)p->count + 1, sizeof(*e));
 
+	/* the optimizer's pieces are its tensors, whole and in order */
+	ENSURE(!opt || opt->npieces == p->count);
 	for (int i = 0; i < p->count; i++) {
 		const struct param_desc *d = &p->desc[i];
 
@@ -194,8 +196,8 @@ static struct ckpt_entry *entries_of(struct model *m, const struct adamw *opt,
 		/* A tensor the TP group replicates is owned by its rank 0. */
 		e[i].replica = d->slice.split_dim < 0 && g->axis[GRID_TENSOR].rank != 0;
 		e[i].model = p->data + d->offset;
-		e[i].exp_avg = opt ? opt->m + d->offset : NULL;
-		e[i].exp_avg_sq = opt ? opt->v + d->offset : NULL;
+		e[i].exp_avg = opt ? opt->m + opt->pieces[i].state : NULL;
+		e[i].exp_avg_sq = opt ? opt->v + opt->pieces[i].state : NULL;
 	}
 	return e;
 }

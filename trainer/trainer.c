@@ -149,7 +149,7 @@ struct trainer *trainer_create(struct launch *l)
 	t->targets = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * s->seq_length));
 
 	t->m = launch_model(l, train_step_slots(g, (int)t->n_micro));
-	adamw_init(&t->opt, &oc, model_params(t->m));
+	adamw_init(&t->opt, &oc, model_params(t->m), NULL, 0);
 	t->sched = (struct lr_schedule){
 		.lr = s->lr, .min_lr = s->min_lr, .warmup_iters = s->lr_warmup_iters,
 		.decay_iters = s->lr_decay_iters,
