@@ -13,11 +13,15 @@ static void abort_job(int code)
 	MPI_Abort(MPI_COMM_WORLD, code);
 }
 
+static int thread_level = MPI_THREAD_SINGLE;
+
 void mpi_setup_init(int *argc, char ***argv)
 {
 	int provided, rank, size;
 
-	CHECK_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+	/* MULTIPLE: a checkpoint writer thread makes MPI calls beside the main thread's */
+	CHECK_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
+	thread_level = provided;
 	fatal_set_hook(abort_job);
 	CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
@@ -29,6 +33,11 @@ void mpi_setup_init(int *argc, char ***argv)
 		FATAL("signal(SIGXFSZ, SIG_IGN): %s", strerror(errno));
 	if (provided < MPI_THREAD_FUNNELED)
 		FATAL("MPI provides thread level %d, retnet needs MPI_THREAD_FUNNELED", provided);
+}
+
+bool mpi_setup_threads_multiple(void)
+{
+	return thread_level >= MPI_THREAD_MULTIPLE;
 }
 
 void mpi_setup_finalize(void)

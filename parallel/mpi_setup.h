@@ -1,7 +1,8 @@
 /*
  * mpi_setup: MPI start-up and shut-down for every retnet program.
  *
- * Initialises MPI (funneled threads: only the main thread calls MPI), sets
+ * Initialises MPI asking for MPI_THREAD_MULTIPLE (needing at least FUNNELED: the
+ * main thread makes the MPI calls, and with MULTIPLE a second thread may too), sets
  * MPI_ERRORS_RETURN on the world so CHECK_MPI sees the codes, tells the log which rank
  * this is, and installs a fatal hook that calls MPI_Abort so one failing rank ends the
  * whole job. Ignores SIGXFSZ, so that a write past the file-size limit is an EFBIG
@@ -15,6 +16,8 @@
 #include <stdbool.h>
 
 void mpi_setup_init(int *argc, char ***argv);
+/* Did MPI grant MPI_THREAD_MULTIPLE (several threads may call MPI at once)? */
+bool mpi_setup_threads_multiple(void);
 void mpi_setup_finalize(void);
 /* Finalize and exit(2): every rank must call it (after comm_agree said "not ok"). */
 _Noreturn void mpi_setup_user_error_exit(void);

@@ -301,7 +301,7 @@ int main(int argc, char **argv)
 
 	/* ---- model: this layout's slices of the checkpoint ------------------- */
 	m = launch_model(l, 1);
-	train_step_init(&ts, m, g, s, 1);
+	train_step_init(&ts, m, g, s, 1, NULL);
 	log0("retnet-eval: %s (iteration %lld): d=%lld L=%lld H=%lld; %s mode, %s form, "
 	     "%s matmuls, T=%lld, %d ranks (DP %d x PP %d x TP %d)\n",
 	     l->checkpoint.path, (long long)l->checkpoint.iteration, (long long)s->hidden_size,

@@ -29,6 +29,9 @@ void launch_begin(struct launch *l, enum spec_program p, int *argc, char ***argv
 	/* retnet-eval and retnet-generate check the model's rules again once the
 	 * checkpoint has said what the model is */
 	mpi_setup_agree_or_exit(spec_validate(s, world, err, sizeof(err)) == 0, err);
+	mpi_setup_agree_or_exit(!s->async_save || mpi_setup_threads_multiple(),
+				"--async-save: this MPI does not provide MPI_THREAD_MULTIPLE, which "
+				"a checkpoint writer thread beside training needs");
 	spec_resolve(s, world);
 	sizes[GRID_TENSOR] = s->tensor_model_parallel_size ? (int)s->tensor_model_parallel_size : 1;
 	sizes[GRID_CONTEXT] = 1;

@@ -481,6 +481,11 @@ double model_grad_sumsq(const struct model *m)
 			s += (double)g[j] * g[j];
 		sums[p->desc[i].slice.split_dim >= 0 ? 0 : 1] += s;
 	}
+	return model_grad_sumsq_combine(m, sums);
+}
+
+double model_grad_sumsq_combine(const struct model *m, double sums[2])
+{
 	if (m->tp_size > 1)
 		/* collective: all ranks of tp_comm */
 		comm_allreduce_sum_f64(m->tp_comm, sums, 1);

@@ -129,6 +129,10 @@ void model_set_grad_ready(struct model *m, grad_ready_fn fn, void *arg);
  * ones taken as they are (identical on every TP rank). collective over the tensor
  * axis; the caller sums over the pipeline stages. */
 double model_grad_sumsq(const struct model *m);
+/* The same from sums[0] over tensor-parallel-sharded tensors and sums[1] over
+ * replicated ones, already summed over whatever else holds distinct parts of them
+ * (a distributed optimizer's shards). collective over the tensor axis */
+double model_grad_sumsq_combine(const struct model *m, double sums[2]);
 
 /* ---- streaming: one long sequence, or generation --------------------------- */
 

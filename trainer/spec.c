@@ -111,6 +111,9 @@ static const struct spec_row table[] = {
 	  "(required)"}, TR | EV | GE, NULL, false},
 	{{"iteration", INT(iteration, -1, BIG), "-1",
 	  "the checkpoint's iteration (-1: the latest)"}, EV | GE, NULL, false},
+	{{"async-save", BOOL(async_save), "",
+	  "write checkpoints in the background: training goes on while a copy is written; "
+	  "the next save, the end and a stop wait for it"}, TR, NULL, false},
 	{{"keep-last", INT(keep_last, 0, 1 << 20), "0",
 	  "keep this many newest checkpoints (0: all)"}, TR, NULL, false},
 	{{"ckpt-compression-level", INT(ckpt_compression_level, 0, 9), "1",
@@ -123,6 +126,10 @@ static const struct spec_row table[] = {
 	{{"recompute-activations", BOOL(recompute_activations), "",
 	  "keep only each block's input; backward recomputes the rest (less memory)"},
 	 TR | BE, NULL, false},
+	{{"use-distributed-optimizer", BOOL(use_distributed_optimizer), "",
+	  "shard the AdamW moments over the data-parallel ranks (ZeRO-1): gradients are "
+	  "reduce-scattered, each rank updates its shard, parameters are all-gathered"},
+	 TR, NULL, false},
 	{{"bf16", BOOL(bf16), "",
 	  "bf16 matmuls (float32 accumulation, weights, gradients and AdamW state); needs "
 	  "AVX512-BF16; command line only (retnet-bench-step: times bf16 and fp32 steps in "
@@ -379,6 +386,8 @@ static int check_program(const struct run_spec *s, int world, char *err, size_t 
 					"retnet-prep)");
 		if (s->save_interval > 0 && !s->save[0])
 			return log_fail(err, errlen, "--save-interval: needs --save DIR");
+		if (s->async_save && !s->save[0])
+			return log_fail(err, errlen, "--async-save: needs --save DIR");
 		if (s->inject_fault[0] && spec_parse_fault(s->inject_fault, NULL, NULL, NULL))
 			return log_fail(err, errlen, "--inject-fault: '%s' is not KIND@ITER or "
 					"KIND@FIRST-LAST, KIND nan-grad or drift", s->inject_fault);

@@ -68,10 +68,12 @@ struct run_spec {
 	char save[FLAGS_PATH_MAX], load[FLAGS_PATH_MAX];
 	int64_t iteration; /* the checkpoint to read (-1: the latest) */
 	int64_t save_interval, keep_last, ckpt_compression_level;
+	bool async_save;   /* write checkpoints in the background */
 	double exit_duration_in_mins;
 
 	/* memory, precision, guards */
 	bool recompute_activations;
+	bool use_distributed_optimizer; /* ZeRO-1: AdamW moments sharded over DP */
 	bool bf16;
 	int64_t max_skipped_iters, check_weight_hash_interval;
 	char inject_fault[SPEC_TEXT_MAX];

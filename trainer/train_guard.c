@@ -2,6 +2,7 @@
 
 #include <math.h>
 
+#include "common/check.h"
 #include "common/log.h"
 #include "parallel/comm.h"
 #include "trainer/params.h"
@@ -25,10 +26,11 @@ static bool fault_now(const struct train_guard *tg, enum spec_fault kind, int64_
 }
 
 void train_guard_inject_grad(const struct train_guard *tg, int64_t it, struct param_set *p,
-			     const struct grid *g)
+			     size_t at, const struct grid *g)
 {
 	if (fault_now(tg, SPEC_FAULT_NAN_GRAD, it, g)) {
-		p->grad[p->total / 2] = NAN;
+		ENSURE(at < p->total);
+		p->grad[at] = NAN;
 		log_warn("--inject-fault: iteration %lld: a NaN in one gradient", (long long)(it + 1));
 	}
 }

@@ -21,8 +21,25 @@ int train_step_slots(const struct grid *g, int n_micro)
 				      n_micro);
 }
 
+struct grad_sync *train_step_dp_sync(struct model *m, const struct grid *g,
+				     enum grad_sync_mode mode, const size_t *counts)
+{
+	struct param_set *p = model_params(m);
+	const int n = model_grad_range_count(m), dp = g->axis[GRID_DATA].size;
+	struct grad_range *r = xcalloc((size_t)n, sizeof(*r));
+	/* collective: all ranks of the data axis (grad_sync duplicates it) */
+	struct grad_sync *gs = grad_sync_create(g->axis[GRID_DATA].comm, mode, p->grad, p->total);
+
+	model_grad_ranges(m, r);
+	for (int i = 0; i < n; i++)
+		ENSURE(grad_sync_add_bucket(gs, r[i].offset, r[i].count,
+					    counts ? counts + (size_t)i * (size_t)dp : NULL) == i);
+	free(r);
+	return gs;
+}
+
 void train_step_init(struct train_step *ts, struct model *m, const struct grid *g,
-		     const struct run_spec *spec, int n_micro)
+		     const struct run_spec *spec, int n_micro, struct grad_sync *dp_sync)
 {
 	const int slots = model_slots(m);
 
@@ -35,19 +52,7 @@ void train_step_init(struct train_step *ts, struct model *m, const struct grid *
 	ENSURE(slots >= train_step_slots(g, n_micro));
 	ts->ops = xcalloc((size_t)(2 * n_micro), sizeof(*ts->ops));
 	pipeline_1f1b(ts->ops, g->axis[GRID_PIPELINE].rank, g->axis[GRID_PIPELINE].size, n_micro);
-	{
-		struct param_set *p = model_params(m);
-		const int n = model_grad_range_count(m);
-		struct grad_range *r = xcalloc((size_t)n, sizeof(*r));
-
-		model_grad_ranges(m, r);
-		/* collective: all ranks of the data axis (grad_sync duplicates it) */
-		ts->dp_sync = grad_sync_create(g->axis[GRID_DATA].comm, GRAD_SYNC_ALLREDUCE,
-					       p->grad, p->total);
-		for (int i = 0; i < n; i++)
-			ENSURE(grad_sync_add_bucket(ts->dp_sync, r[i].offset, r[i].count, NULL) == i);
-		free(r);
-	}
+	ts->dp_sync = dp_sync;
 	ts->act_send = xcalloc((size_t)slots, sizeof(*ts->act_send));
 	ts->grad_send = xcalloc((size_t)slots, sizeof(*ts->grad_send));
 	ts->grad_send_buf = xcalloc((size_t)slots, sizeof(*ts->grad_send_buf));
@@ -71,8 +76,6 @@ void train_step_free(struct train_step *ts)
 	free(ts->act_send);
 	free(ts->grad_send);
 	free(ts->grad_send_buf);
-	/* collective: all ranks of the data axis */
-	grad_sync_destroy(ts->dp_sync);
 }
 
 static void start_bucket(void *arg, int range)
@@ -154,6 +157,7 @@ double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_
 	const size_t rows_per_micro = (size_t)(ts->micro_batch * ts->seq_len);
 	double loss_sum = 0.0, t_start = metrics_now_s();
 
+	ENSURE(ts->dp_sync);
 	for (int i = 0; i < 2 * ts->n_micro; i++) {
 		const struct pipeline_op *op = &ts->ops[i];
 		const size_t at = (size_t)op->micro * rows_per_micro;

@@ -25,8 +25,8 @@ struct train_step {
 	const struct grid *g;
 	int n_micro;
 	int64_t micro_batch, seq_len;  /* B, T */
-	struct grad_sync *dp_sync; /* one bucket per gradient range of the model, in the
-				      order backward finishes them */
+	struct grad_sync *dp_sync; /* the caller's: one bucket per gradient range of the
+				      model, in the order backward finishes them */
 	struct pipeline_op *ops;   /* [2 n_micro] this stage's schedule */
 	MPI_Request *act_send;     /* [slots] activation sent forward from the slot */
 	MPI_Request *grad_send;    /* [slots] input gradient sent backward */
@@ -39,12 +39,20 @@ struct train_step {
 /* Slots (micro-batches in flight) this stage needs for n_micro micro-batches. */
 int train_step_slots(const struct grid *g, int n_micro);
 
-/* m was made from spec (its micro-batch and sequence length). collective over the
- * data axis of g (the gradient reduction's communicator). */
+/* m was made from spec (its micro-batch and sequence length). dp_sync: the
+ * data-parallel reduction of m's gradient (train_step_dp_sync), NULL for forward only. */
 void train_step_init(struct train_step *ts, struct model *m, const struct grid *g,
-		     const struct run_spec *spec, int n_micro);
-/* collective over the data axis. */
+		     const struct run_spec *spec, int n_micro, struct grad_sync *dp_sync);
 void train_step_free(struct train_step *ts);
+
+/*
+ * The data-parallel reduction of m's gradient over the data axis of g: one bucket per
+ * gradient range of the model, in the order backward finishes them, all-reduced, or
+ * with counts (counts[range * DP + rank], NULL: even) reduce-scattered.
+ * collective over the data axis (grad_sync_create); free with grad_sync_destroy.
+ */
+struct grad_sync *train_step_dp_sync(struct model *m, const struct grid *g,
+				     enum grad_sync_mode mode, const size_t *counts);
 
 /*
  * Forward and backward of n_micro micro-batches; inputs and targets are this

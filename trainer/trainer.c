@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "data/loader.h"
 #include "parallel/comm.h"
+#include "parallel/grad_sync.h"
 #include "parallel/mpi_setup.h"
 #include "trainer/launch.h"
 #include "trainer/metrics.h"
@@ -34,11 +35,15 @@ struct trainer {
 	struct loader train, valid;
 	bool have_valid;
 	struct model *m;
+	struct grad_sync *dp_sync;  /* the data-parallel gradient reduction */
+	bool distributed;           /* --use-distributed-optimizer */
 	struct adamw opt;
 	struct lr_schedule sched;
 	struct train_step step;
 	struct train_guard guard;
 	int64_t n_micro, local_rows;
+	size_t inject_at;          /* --inject-fault nan-grad's gradient element */
+	double gather_s;           /* time in the parameter all-gather */
 	int32_t *inputs, *targets; /* (local_rows, T) */
 	FILE *metrics;
 	double ceiling;            /* FLOP/s, summed over the ranks */
@@ -129,6 +134,42 @@ static double measure_ceiling(const struct trainer *t)
 	return ceiling;
 }
 
+/*
+ * AdamW and the data-parallel reduction that feeds it: every rank updates the whole
+ * model from an all-reduced gradient, or (--use-distributed-optimizer) each keeps the
+ * moments of its shard of every gradient bucket only, updates that shard from a
+ * reduce-scattered gradient, and the parameters are all-gathered after the update.
+ * The shards' boundaries fall on tensor rows, so each is a rectangle of its tensors
+ * in a checkpoint. collective: the data axis
+ */
+static void setup_optimizer(struct trainer *t, const struct adamw_config *oc)
+{
+	struct param_set *p = model_params(t->m);
+	const int dp = t->g->axis[GRID_DATA].size, n = model_grad_range_count(t->m);
+	struct grad_range *r = xcalloc((size_t)n, sizeof(*r));
+	size_t *counts = xcalloc((size_t)n * (size_t)dp, sizeof(*counts));
+	struct param_range *own = xcalloc((size_t)n, sizeof(*own));
+
+	t->distributed = t->s->use_distributed_optimizer;
+	model_grad_ranges(t->m, r);
+	for (int i = 0; t->distributed && i < n; i++)
+		adamw_shard_counts(p, (struct param_range){r[i].offset, r[i].count}, dp,
+				   counts + (size_t)i * (size_t)dp);
+	t->dp_sync = train_step_dp_sync(t->m, t->g, t->distributed ? GRAD_SYNC_REDUCE_SCATTER
+								    : GRAD_SYNC_ALLREDUCE,
+					 t->distributed ? counts : NULL);
+	for (int i = 0; i < n; i++)
+		grad_sync_shard(t->dp_sync, i, &own[i].offset, &own[i].count);
+	adamw_init(&t->opt, oc, p, t->distributed ? own : NULL, t->distributed ? n : 0);
+	/* the NaN of --inject-fault nan-grad lands where this rank's norm counts it */
+	t->inject_at = p->total / 2;
+	if (t->distributed && t->opt.npieces)
+		t->inject_at = t->opt.pieces[0].offset + t->opt.pieces[0].count / 2;
+	free(r);
+	free(counts);
+	free(own);
+}
+
 struct trainer *trainer_create(struct launch *l)
 {
 	struct trainer *t = xcalloc(1, sizeof(*t));
@@ -149,7 +190,7 @@ struct trainer *trainer_create(struct launch *l)
 	t->targets = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * s->seq_length));
 
 	t->m = launch_model(l, train_step_slots(g, (int)t->n_micro));
-	adamw_init(&t->opt, &oc, model_params(t->m), NULL, 0);
+	setup_optimizer(t, &oc);
 	t->sched = (struct lr_schedule){
 		.lr = s->lr, .min_lr = s->min_lr, .warmup_iters = s->lr_warmup_iters,
 		.decay_iters = s->lr_decay_iters,
@@ -157,7 +198,7 @@ struct trainer *trainer_create(struct launch *l)
 			 : !strcmp(s->lr_decay_style, "linear") ? LR_DECAY_LINEAR
 								 : LR_DECAY_CONSTANT,
 	};
-	train_step_init(&t->step, t->m, g, s, (int)t->n_micro);
+	train_step_init(&t->step, t->m, g, s, (int)t->n_micro, t->dp_sync);
 	train_guard_init(&t->guard, s);
 	if (g->world_rank == 0 && s->metrics[0]) {
 		t->metrics = metrics_open(s->metrics);
@@ -328,10 +369,19 @@ static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updat
 	comm_allreduce_sum_f64(g->axis[GRID_DATA].comm, &loss, 1);
 	loss /= (double)(t->n_micro * dp);
 
-	/* After the reduction every DP replica holds the same gradient; the stages
-	 * hold disjoint parts of the model. */
-	train_guard_inject_grad(&t->guard, it, p, g);
-	sumsq = model_grad_sumsq(t->m);
+	/* After the reduction every DP replica holds the same gradient (all-reduce) or
+	 * its shard of it (distributed optimizer); the stages hold disjoint parts of the
+	 * model. Each element is counted once. */
+	train_guard_inject_grad(&t->guard, it, p, t->inject_at, g);
+	if (t->distributed) {
+		double sums[2];
+
+		adamw_grad_sumsq(&t->opt, p, sums);
+		comm_allreduce_sum_f64(g->axis[GRID_DATA].comm, sums, 2);
+		sumsq = model_grad_sumsq_combine(t->m, sums);
+	} else {
+		sumsq = model_grad_sumsq(t->m);
+	}
 	comm_allreduce_sum_f64(g->axis[GRID_PIPELINE].comm, &sumsq, 1);
 	*grad_norm = sqrt(sumsq);
 	if (train_guard_step_ok(&t->guard, it, loss, *grad_norm, g, updated, err, sizeof(err)))
@@ -344,6 +394,9 @@ static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updat
 		if (clip_scale != 1.0f)
 			grad_scale(p, clip_scale);
 		adamw_step(&t->opt, p, lr_at(&t->sched, it));
+		/* collective: the data axis; every replica holds the whole model again */
+		if (t->distributed)
+			t->gather_s += grad_sync_gather(t->dp_sync, p->data);
 	}
 	if (train_guard_check_replicas(&t->guard, it, p, g, err, sizeof(err)))
 		exit_agreed(err);
@@ -352,14 +405,14 @@ static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updat
 
 /* What the log line sums up since the previous one. */
 struct log_window {
-	double t, loss_sum, dp_wait_s, tp_s, compute_s, schedule_s;
+	double t, loss_sum, dp_wait_s, gather_s, tp_s, compute_s, schedule_s;
 	int64_t iters, losses; /* all steps, updating steps */
 };
 
 static void log_window_start(struct log_window *w, const struct trainer *t)
 {
 	*w = (struct log_window){
-		.t = metrics_now_s(), .dp_wait_s = t->step.dp_wait_s,
+		.t = metrics_now_s(), .dp_wait_s = t->step.dp_wait_s, .gather_s = t->gather_s,
 		.tp_s = model_tp_comm_seconds(t->m), .compute_s = t->step.compute_s,
 		.schedule_s = t->step.schedule_s,
 	};
@@ -379,13 +432,14 @@ static void log_progress(const struct trainer *t, const struct log_window *w, in
 	/* Communication not hidden behind compute, per step, on rank 0. */
 	const double tp_ms = 1e3 * (model_tp_comm_seconds(t->m) - w->tp_s) / (double)w->iters;
 	const double dp_ms = 1e3 * (t->step.dp_wait_s - w->dp_wait_s) / (double)w->iters;
+	const double gather_ms = 1e3 * (t->gather_s - w->gather_s) / (double)w->iters;
 	/* Pipeline idle: the schedule's time not spent computing, mean of the stages. */
 	double idle = 1.0 - (t->step.compute_s - w->compute_s) /
 				    (t->step.schedule_s - w->schedule_s);
 	const char *keys[] = {"iteration", "loss", "lr", "grad_norm", "tokens",
 			      "tokens_per_sec", "mfu", "elapsed_s", "tp_allreduce_ms",
-			      "dp_wait_ms", "pipeline_idle", "skipped_iters"};
-	double vals[12];
+			      "dp_wait_ms", "pipeline_idle", "skipped_iters", "dp_gather_ms"};
+	double vals[13];
 
 	comm_allreduce_sum_f64(t->g->axis[GRID_PIPELINE].comm, &idle, 1);
 	idle /= (double)t->g->axis[GRID_PIPELINE].size;
@@ -402,11 +456,12 @@ static void log_progress(const struct trainer *t, const struct log_window *w, in
 	vals[9] = dp_ms;
 	vals[10] = idle;
 	vals[11] = (double)t->guard.skipped_total;
+	vals[12] = t->distributed ? gather_ms : -1e301; /* metrics_write skips it */
 	log0("iter %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | "
 	     "comm TP %.0f DP %.0f ms/step | elapsed %.0fs | ETA %.0fs\n",
 	     (long long)(it + 1), (long long)t->s->train_iters, vals[1], lr, grad_norm, tps,
-	     100.0 * mfu, tp_ms, dp_ms, elapsed, eta);
-	metrics_write(t->metrics, 12, keys, vals);
+	     100.0 * mfu, tp_ms, dp_ms + gather_ms, elapsed, eta);
+	metrics_write(t->metrics, 13, keys, vals);
 }
 
 int trainer_run(struct trainer *t, int64_t start)
@@ -515,6 +570,8 @@ void trainer_destroy(struct trainer *t)
 	free(t->inputs);
 	free(t->targets);
 	train_step_free(&t->step);
+	/* collective: the data axis */
+	grad_sync_destroy(t->dp_sync);
 	adamw_free(&t->opt);
 	model_destroy(t->m);
 	loader_free(&t->train);
