@@ -97,21 +97,16 @@ static int check_slice(const struct layout_slice *s, int rank, char *msg)
 	if (!valid_name(name, sizeof(s->name)))
 		return log_fail(msg, CKPT_ERR_LEN, "tensor \"%.*s\" (rank %d): a name is '/'-separated segments "
 			    "of [A-Za-z0-9_.-]", (int)strnlen(name, sizeof(s->name)), name, rank);
-	if ((s->ndim != 1 && s->ndim != 2) || r <= 0 || c <= 0 || (s->ndim == 1 && c != 1) ||
-	    s->split_dim < -1 || s->split_dim >= s->ndim)
-		return log_fail(msg, CKPT_ERR_LEN, "tensor %s (rank %d): not a 1-D or 2-D slice (ndim %d, shape "
-			    "%" PRId64 "x%" PRId64 ", split_dim %d)", name, rank, s->ndim, r, c,
-			    s->split_dim);
-	for (int d = 0; d < 2; d++) {
-		bool split = s->split_dim == d;
-		int64_t want = split ? s->split_len : s->global_shape[d];
-
-		if ((split && (s->split_start < 0 || s->split_len <= 0 ||
-			       s->split_start > s->global_shape[d] - s->split_len)) ||
-		    s->shape[d] != want)
-			return log_fail(msg, CKPT_ERR_LEN, "tensor %s (rank %d): local shape or range does not fit "
-				    "the global shape", name, rank);
-	}
+	if ((s->ndim != 1 && s->ndim != 2) || r <= 0 || c <= 0 || (s->ndim == 1 && c != 1))
+		return log_fail(msg, CKPT_ERR_LEN, "tensor %s (rank %d): not a 1-D or 2-D tensor (ndim %d, "
+			    "global shape %" PRId64 "x%" PRId64 ")", name, rank, s->ndim, r, c);
+	for (int d = 0; d < 2; d++)
+		if (s->start[d] < 0 || s->shape[d] <= 0 ||
+		    s->start[d] > s->global_shape[d] - s->shape[d])
+			return log_fail(msg, CKPT_ERR_LEN, "tensor %s (rank %d): the block at (%" PRId64
+				    ", %" PRId64 ") of shape (%" PRId64 ", %" PRId64 ") does not fit "
+				    "the global shape (%" PRId64 ", %" PRId64 ")", name, rank,
+				    s->start[0], s->start[1], s->shape[0], s->shape[1], r, c);
 	if (!size_mul_ok((size_t)s->shape[0], (size_t)s->shape[1], &numel) ||
 	    !size_mul_ok(numel, sizeof(float), &numel))
 		return log_fail(msg, CKPT_ERR_LEN, "tensor %s (rank %d): too large", name, rank);

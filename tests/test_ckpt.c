@@ -384,8 +384,7 @@ static void test_refused_saves(void)
 
 	/* embedding is split by rows: widen or shrink the last rank's range */
 	if (world > 1 && rank == last) {
-		s.e[0].slice.split_start--;
-		s.e[0].slice.split_len++;
+		s.e[0].slice.start[0]--;
 		s.e[0].slice.shape[0]++;
 	}
 	if (world > 1) {
@@ -394,21 +393,16 @@ static void test_refused_saves(void)
 		check_refused(rc, "overlapping rows", "embedding", "overlap");
 	}
 	if (world > 1 && rank == last) {
-		s.e[0].slice.split_start++;
-		s.e[0].slice.split_len--;
+		s.e[0].slice.start[0]++;
 		s.e[0].slice.shape[0]--;
 	}
-	if (rank == last) {
-		s.e[0].slice.split_len--;
+	if (rank == last)
 		s.e[0].slice.shape[0]--;
-	}
 	rc = ckpt_save(dir, 2, s.e, s.n, NULL, 0, &lvl1, MPI_COMM_WORLD, true, err,
 		       sizeof(err));
 	check_refused(rc, "a hole (one row missing)", "embedding", "hole");
-	if (rank == last) {
-		s.e[0].slice.split_len++;
+	if (rank == last)
 		s.e[0].slice.shape[0]++;
-	}
 	rc = ckpt_save(dir, 2, s.e, s.n, NULL, 0, &lvl1, MPI_COMM_WORLD, rank != last, err,
 		       sizeof(err));
 	check_refused(rc, "the last rank not a writer (no replica)", "hole", NULL);
@@ -537,7 +531,7 @@ static void test_damage(void)
 	for (int i = 0; i < l.n; i++)
 		if (!strcmp(l.e[i].slice.name, "layers/0/retention/wq") &&
 		    layout_slice_init(&l.e[i].slice, "layers/0/retention/wq", 2, 24, 21, 1,
-				      l.e[i].slice.split_start, 1))
+				      l.e[i].slice.start[1], 1))
 			abort();
 	rc = ckpt_load(dir, 1, l.e, l.n, NULL, 0, MPI_COMM_WORLD, false, err, sizeof(err));
 	check_refused(rc, "a global shape mismatch", "(24, 20)", "(24, 21)");

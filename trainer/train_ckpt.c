@@ -233,7 +233,7 @@ static struct ckpt_entry *entries_of(const struct model *m, const struct adamw *
 
 		e[i].slice = d->slice;
 		/* A tensor the TP group replicates is owned by its rank 0. */
-		e[i].replica = d->slice.split_dim < 0 && g->tp_rank != 0;
+		e[i].replica = !d->sharded && g->tp_rank != 0;
 		e[i].model = p->data + d->offset;
 		e[i].exp_avg = opt ? opt->m + d->offset : NULL;
 		e[i].exp_avg_sq = opt ? opt->v + d->offset : NULL;
