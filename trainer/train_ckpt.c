@@ -144,7 +144,7 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 
 	memset(info, 0, sizeof(*info));
 	attrs_of(&l, info);
-	if (ckpt_load(dir, iteration, NULL, 0, l.a, l.n, comm, false, err, errlen))
+	if (ckpt_load(dir, iteration, NULL, 0, l.a, l.n, comm, err, errlen))
 		return -1;
 	info_from_attrs(info, &l);
 	info->iteration = iteration;
@@ -221,24 +221,40 @@ int train_ckpt_model_config(const struct ckpt_info *info, int64_t seq_len, int64
 	return 0;
 }
 
-/* One entry per parameter tensor, pointing into the flat blocks. */
-static struct ckpt_entry *entries_of(const struct model *m, const struct adamw *opt,
-				     const struct grid *g)
+/*
+ * The state groups of the model (its parameters) and, with opt, of the AdamW
+ * moments, each slice pointing into the flat blocks; *slices holds them all (free
+ * it). Returns the number of groups (3, or 1 without opt).
+ */
+static int groups_of(struct ckpt_group gr[3], struct ckpt_slice **slices, const struct model *m,
+		     const struct adamw *opt, const struct grid *g)
 {
+	static const char *const names[3] = {"model", "optimizer/exp_avg",
+					     "optimizer/exp_avg_sq"};
 	const struct param_set *p = &m->params;
-	struct ckpt_entry *e = xcalloc((size_t)p->count + 1, sizeof(*e));
+	float *const base[3] = {p->data, opt ? opt->m : NULL, opt ? opt->v : NULL};
+	int n = opt ? 3 : 1;
+	struct ckpt_slice *s = xcalloc((size_t)n * (size_t)p->count + 1, sizeof(*s));
 
-	for (int i = 0; i < p->count; i++) {
-		const struct param_desc *d = &p->desc[i];
+	for (int k = 0; k < n; k++) {
+		memset(&gr[k], 0, sizeof(gr[k]));
+		snprintf(gr[k].name, sizeof(gr[k].name), "%s", names[k]);
+		gr[k].slices = s + (size_t)k * (size_t)p->count;
+		gr[k].n = p->count;
+		/* The first DP replica writes; the others hold copies of its state. */
+		gr[k].owner = g->dp_rank == 0;
+		for (int i = 0; i < p->count; i++) {
+			const struct param_desc *d = &p->desc[i];
+			struct ckpt_slice *e = &s[(size_t)k * (size_t)p->count + (size_t)i];
 
-		e[i].slice = d->slice;
-		/* A tensor the TP group replicates is owned by its rank 0. */
-		e[i].replica = !d->sharded && g->tp_rank != 0;
-		e[i].model = p->data + d->offset;
-		e[i].exp_avg = opt ? opt->m + d->offset : NULL;
-		e[i].exp_avg_sq = opt ? opt->v + d->offset : NULL;
+			e->slice = d->slice;
+			/* A tensor the TP group replicates is owned by its rank 0. */
+			e->replica = !d->sharded && g->tp_rank != 0;
+			e->data = base[k] + d->offset;
+		}
 	}
-	return e;
+	*slices = s;
+	return n;
 }
 
 int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
@@ -247,7 +263,9 @@ int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 {
 	struct ckpt_info info;
 	struct attr_list l;
-	struct ckpt_entry *e = entries_of(m, opt, g);
+	struct ckpt_group gr[3];
+	struct ckpt_slice *s;
+	int n = groups_of(gr, &s, m, opt, g);
 	struct ckpt_options o = {compression_level, keep_last};
 	int rc;
 
@@ -261,22 +279,22 @@ int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 	loader_state_get(train, &info.loader);
 	attrs_of(&l, &info);
 	/* collective: the whole grid; DP replicas other than the first write nothing */
-	rc = ckpt_save(dir, iteration, e, m->params.count, l.a, l.n, &o, g->world,
-		       g->dp_rank == 0, err, errlen);
-	free(e);
+	rc = ckpt_save(dir, iteration, gr, n, l.a, l.n, &o, g->world, err, errlen);
+	free(s);
 	return rc;
 }
 
 int train_ckpt_load(const char *dir, int64_t iteration, struct model *m, struct adamw *opt,
 		    const struct grid *g, char *err, size_t errlen)
 {
-	struct ckpt_entry *e = entries_of(m, opt, g);
+	struct ckpt_group gr[3];
+	struct ckpt_slice *s;
+	int n = groups_of(gr, &s, m, opt, g);
 	int rc;
 
 	/* collective: the whole grid; the first DP replica must cover every tensor */
-	rc = ckpt_load(dir, iteration, e, m->params.count, NULL, 0, g->world, g->dp_rank == 0,
-		       err, errlen);
-	free(e);
+	rc = ckpt_load(dir, iteration, gr, n, NULL, 0, g->world, err, errlen);
+	free(s);
 	return rc;
 }
 
