@@ -40,8 +40,10 @@
 
 static int rank, world;
 
+/* The three groups the trainer saves, each rank the owner of its slices. */
 struct state {
-	struct ckpt_entry e[MAX_TENSORS];
+	struct ckpt_slice s[3][MAX_TENSORS]; /* model, exp_avg, exp_avg_sq */
+	struct ckpt_group g[3];
 	int n;
 	size_t local_floats; /* per group */
 };
@@ -49,7 +51,8 @@ struct state {
 static void add(struct state *s, const char *name, int ndim, int64_t rows, int64_t cols,
 		int split_dim)
 {
-	struct ckpt_entry *e = &s->e[s->n];
+	struct layout_slice sl;
+	float *w, *m, *v;
 	int64_t start = 0, len = 0;
 	uint64_t stream = rng_stream_of(name);
 	size_t n;
@@ -59,19 +62,22 @@ static void add(struct state *s, const char *name, int ndim, int64_t rows, int64
 	if (split_dim >= 0)
 		layout_even_range(split_dim == 0 ? rows : cols, world, rank, &start, &len);
 	ENSURE(s->n < MAX_TENSORS);
-	if (layout_slice_init(&e->slice, name, ndim, rows, cols, split_dim, start, len))
+	if (layout_slice_init(&sl, name, ndim, rows, cols, split_dim, start, len))
 		FATAL("%s: bad slice (more ranks than columns?)", name);
-	n = layout_slice_numel(&e->slice);
-	e->model = xmalloc(n * sizeof(float));
-	e->exp_avg = xmalloc(n * sizeof(float));
-	e->exp_avg_sq = xmalloc(n * sizeof(float));
+	n = layout_slice_numel(&sl);
+	w = xmalloc(n * sizeof(float));
+	m = xmalloc(n * sizeof(float));
+	v = xmalloc(n * sizeof(float));
 	for (size_t i = 0; i < n; i++) {
-		double m = rng_normal(1, stream, i + (uint64_t)rank * n);
+		double x = rng_normal(1, stream, i + (uint64_t)rank * n);
 
-		e->model[i] = (float)(0.02 * rng_normal(2, stream, i + (uint64_t)rank * n));
-		e->exp_avg[i] = (float)(1e-3 * m);
-		e->exp_avg_sq[i] = (float)(1e-6 * m * m);
+		w[i] = (float)(0.02 * rng_normal(2, stream, i + (uint64_t)rank * n));
+		m[i] = (float)(1e-3 * x);
+		v[i] = (float)(1e-6 * x * x);
 	}
+	s->s[0][s->n] = (struct ckpt_slice){.slice = sl, .data = w};
+	s->s[1][s->n] = (struct ckpt_slice){.slice = sl, .data = m};
+	s->s[2][s->n] = (struct ckpt_slice){.slice = sl, .data = v};
 	s->local_floats += n;
 	s->n++;
 }
@@ -102,6 +108,15 @@ static void build(struct state *s, int64_t layers, int64_t d, int64_t f, int64_t
 	add(s, "final_ln/gain", 1, d, 1, -1);
 	add(s, "final_ln/bias", 1, d, 1, -1);
 	add(s, "lm_head", 2, d, vocab, -1);
+	for (int g = 0; g < 3; g++) {
+		static const char *const names[3] = {"model", "optimizer/exp_avg",
+						     "optimizer/exp_avg_sq"};
+
+		snprintf(s->g[g].name, sizeof(s->g[g].name), "%s", names[g]);
+		s->g[g].slices = s->s[g];
+		s->g[g].n = s->n;
+		s->g[g].owner = true;
+	}
 }
 
 static void drop_cache(const char *path)
@@ -119,8 +134,6 @@ static void drop_cache(const char *path)
  * datasets of the tensors rank 0 lists (all of them: it holds a part of each). */
 static void group_bytes(const char *path, const struct state *s, double out[3])
 {
-	static const char *const prefix[3] = {"/model/", "/optimizer/exp_avg/",
-					      "/optimizer/exp_avg_sq/"};
 	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
 	char name[256];
 
@@ -130,7 +143,7 @@ static void group_bytes(const char *path, const struct state *s, double out[3])
 		for (int i = 0; i < s->n; i++) {
 			hid_t d;
 
-			snprintf(name, sizeof(name), "%s%s", prefix[g], s->e[i].slice.name);
+			snprintf(name, sizeof(name), "/%s/%s", s->g[g].name, s->s[g][i].slice.name);
 			CHECK_H5(d = H5Dopen2(f, name, H5P_DEFAULT));
 			out[g] += (double)H5Dget_storage_size(d);
 			CHECK_H5(H5Dclose(d));
@@ -251,13 +264,18 @@ int main(int argc, char **argv)
 		double best_save = 1e30, best_load = 1e30;
 		struct stat st = {0};
 
+		/* what the loads must fill in, so the comparison below means something */
+		for (int g = 0; g < 3; g++)
+			for (int i = 0; i < l.n; i++)
+				memset(l.s[g][i].data, 0,
+				       layout_slice_numel(&l.s[g][i].slice) * sizeof(float));
 		for (int r = 0; r < reps; r++) {
 			double t0;
 
 			comm_barrier(MPI_COMM_WORLD);
 			t0 = MPI_Wtime();
-			if (ckpt_save(dir, levels[k], s.e, s.n, NULL, 0, &opt, MPI_COMM_WORLD, true,
-				      err, sizeof(err)))
+			if (ckpt_save(dir, levels[k], s.g, 3, NULL, 0, &opt, MPI_COMM_WORLD, err,
+				      sizeof(err)))
 				FATAL("%s", err);
 			t0 = MPI_Wtime() - t0;
 			comm_allreduce_max_f64(MPI_COMM_WORLD, &t0, 1);
@@ -267,17 +285,19 @@ int main(int argc, char **argv)
 				drop_cache(path);
 			comm_barrier(MPI_COMM_WORLD);
 			t0 = MPI_Wtime();
-			if (ckpt_load(dir, levels[k], l.e, l.n, NULL, 0, MPI_COMM_WORLD, true, err,
+			if (ckpt_load(dir, levels[k], l.g, 3, NULL, 0, MPI_COMM_WORLD, err,
 				      sizeof(err)))
 				FATAL("%s", err);
 			t0 = MPI_Wtime() - t0;
 			comm_allreduce_max_f64(MPI_COMM_WORLD, &t0, 1);
 			best_load = t0 < best_load ? t0 : best_load;
 		}
-		for (int i = 0; i < s.n; i++)
-			if (memcmp(s.e[i].model, l.e[i].model,
-				   layout_slice_numel(&s.e[i].slice) * sizeof(float)))
-				FATAL("%s: loaded values differ", s.e[i].slice.name);
+		for (int g = 0; g < 3; g++)
+			for (int i = 0; i < s.n; i++)
+				if (memcmp(s.s[g][i].data, l.s[g][i].data,
+					   layout_slice_numel(&s.s[g][i].slice) * sizeof(float)))
+					FATAL("/%s/%s: loaded values differ", s.g[g].name,
+					      s.s[g][i].slice.name);
 		if (rank == 0 && stat(path, &st) < 0)
 			FATAL("%s: stat failed", path);
 		if (rank == 0)

@@ -479,7 +479,7 @@ double model_grad_sumsq(const struct model *m)
 #pragma omp parallel for reduction(+ : s)
 		for (int64_t j = 0; j < n; j++)
 			s += (double)g[j] * g[j];
-		sums[p->desc[i].slice.split_dim >= 0 ? 0 : 1] += s;
+		sums[p->desc[i].sharded ? 0 : 1] += s;
 	}
 	return model_grad_sumsq_combine(m, sums);
 }

@@ -55,6 +55,7 @@ void adamw_init(struct adamw *opt, const struct adamw_config *cfg, const struct 
 
 	memset(opt, 0, sizeof(*opt));
 	opt->cfg = *cfg;
+	opt->sharded = own != NULL;
 	if (!own) {
 		own = &all;
 		nown = 1;
@@ -130,7 +131,7 @@ void adamw_grad_sumsq(const struct adamw *opt, const struct param_set *p, double
 #pragma omp parallel for reduction(+ : s)
 		for (int64_t j = 0; j < n; j++)
 			s += (double)g[j] * g[j];
-		sums[p->desc[pc->tensor].slice.split_dim >= 0 ? 0 : 1] += s;
+		sums[p->desc[pc->tensor].sharded ? 0 : 1] += s;
 	}
 }
 

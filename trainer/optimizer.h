@@ -14,6 +14,7 @@
 #ifndef RN_OPTIMIZER_H
 #define RN_OPTIMIZER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,7 @@ struct adamw {
 	int64_t step;               /* updates done so far */
 	struct adamw_piece *pieces; /* [npieces] in flat-block order */
 	int npieces;
+	bool sharded;               /* the pieces are this rank's share, not every tensor */
 	size_t state_floats;        /* elements of m and v */
 	float *m, *v;               /* (state_floats) first and second moments */
 };

@@ -135,7 +135,7 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 	spec_defaults(&info->model, 0);
 	n = attr_refs(info, refs);
 	attrs_of(attrs, refs, n, false);
-	if (ckpt_load(dir, iteration, NULL, 0, attrs, n, comm, false, err, errlen))
+	if (ckpt_load(dir, iteration, NULL, 0, attrs, n, comm, err, errlen))
 		return -1;
 	info->iteration = iteration;
 	ckpt_path(info->path, sizeof(info->path), dir, iteration);
@@ -180,39 +180,71 @@ int train_ckpt_check_info(const struct ckpt_info *info, char *err, size_t errlen
 	return 0;
 }
 
-/* One entry per parameter tensor, pointing into the flat blocks. */
-static struct ckpt_entry *entries_of(struct model *m, const struct adamw *opt,
-				     const struct grid *g)
+/* The state groups of a save or a load, and the slices they point to. */
+struct state_groups {
+	struct ckpt_group g[3];
+	struct ckpt_slice *slices;
+	int n;
+};
+
+/*
+ * The groups the model (its parameters) and, with opt, the optimizer (its two
+ * moments) declare: every slice points into their blocks. A tensor the tensor-
+ * parallel group replicates is owned by its rank 0. The parameters are written by
+ * the first data-parallel replica, the others holding copies; so are the moments,
+ * unless the optimizer is distributed, when each data-parallel rank owns and writes
+ * its own shard of them.
+ */
+static void groups_of(struct state_groups *sg, struct model *m, const struct adamw *opt,
+		      const struct grid *g)
 {
 	const struct param_set *p = model_params(m);
-	struct ckpt_entry *e = xcalloc((size_t)p->count + 1, sizeof(*e));
+	const bool tp0 = g->axis[GRID_TENSOR].rank == 0, dp0 = g->axis[GRID_DATA].rank == 0;
+	struct ckpt_slice *s;
 
-	/* the optimizer's pieces are its tensors, whole and in order */
-	ENSURE(!opt || opt->npieces == p->count);
-	for (int i = 0; i < p->count; i++) {
-		const struct param_desc *d = &p->desc[i];
+	memset(sg, 0, sizeof(*sg));
+	s = sg->slices = xcalloc((size_t)p->count + 2 * (size_t)(opt ? opt->npieces : 0) + 1,
+				 sizeof(*s));
+	sg->g[0] = (struct ckpt_group){.name = "model", .slices = s, .n = p->count, .owner = dp0};
+	for (int i = 0; i < p->count; i++)
+		*s++ = (struct ckpt_slice){.slice = p->desc[i].slice,
+					   .replica = !p->desc[i].sharded && !tp0,
+					   .data = p->data + p->desc[i].offset};
+	sg->n = 1;
+	if (!opt)
+		return;
+	for (int k = 0; k < 2; k++) {
+		float *moment = k ? opt->v : opt->m;
 
-		e[i].slice = d->slice;
-		/* A tensor the TP group replicates is owned by its rank 0. */
-		e[i].replica = d->slice.split_dim < 0 && g->axis[GRID_TENSOR].rank != 0;
-		e[i].model = p->data + d->offset;
-		e[i].exp_avg = opt ? opt->m + opt->pieces[i].state : NULL;
-		e[i].exp_avg_sq = opt ? opt->v + opt->pieces[i].state : NULL;
+		sg->g[1 + k] = (struct ckpt_group){.slices = s, .n = opt->npieces,
+						   .owner = opt->sharded || dp0};
+		snprintf(sg->g[1 + k].name, sizeof(sg->g[1 + k].name), "%s",
+			 k ? "optimizer/exp_avg_sq" : "optimizer/exp_avg");
+		for (int i = 0; i < opt->npieces; i++, s++) {
+			const struct adamw_piece *pc = &opt->pieces[i];
+			const struct param_desc *d = &p->desc[pc->tensor];
+
+			ENSURE(layout_slice_rows(&s->slice, &d->slice, pc->first_row, pc->rows) == 0);
+			s->replica = !d->sharded && !tp0;
+			s->data = moment + pc->state;
+		}
 	}
-	return e;
+	sg->n = 3;
 }
 
 int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 		    int keep_last, const struct run_spec *spec, struct model *m,
 		    const struct adamw *opt, const struct loader *train, const struct grid *g,
-		    char *err, size_t errlen)
+		    struct ckpt_async *async, char *err, size_t errlen)
 {
 	struct ckpt_info *info = xcalloc(1, sizeof(*info));
 	struct attr_ref refs[ATTR_MAX];
 	struct ckpt_attr attrs[ATTR_MAX];
-	struct ckpt_entry *e = entries_of(m, opt, g);
+	struct state_groups sg;
 	struct ckpt_options o = {compression_level, keep_last};
 	int n, rc;
+
+	groups_of(&sg, m, opt, g);
 
 	info->model = *spec;
 	info->tok = train->tok;
@@ -223,10 +255,12 @@ int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 	loader_state_get(train, &info->loader);
 	n = attr_refs(info, refs);
 	attrs_of(attrs, refs, n, true);
-	/* collective: the whole grid; DP replicas other than the first write nothing */
-	rc = ckpt_save(dir, iteration, e, model_params(m)->count, attrs, n, &o, g->world,
-		       g->axis[GRID_DATA].rank == 0, err, errlen);
-	free(e);
+	/* collective: the whole grid; each group's owners write */
+	if (async)
+		rc = ckpt_async_start(async, dir, iteration, sg.g, sg.n, attrs, n, &o, err, errlen);
+	else
+		rc = ckpt_save(dir, iteration, sg.g, sg.n, attrs, n, &o, g->world, err, errlen);
+	free(sg.slices);
 	free(info);
 	return rc;
 }
@@ -234,12 +268,12 @@ int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 int train_ckpt_load(const char *dir, int64_t iteration, struct model *m, struct adamw *opt,
 		    const struct grid *g, char *err, size_t errlen)
 {
-	struct ckpt_entry *e = entries_of(m, opt, g);
+	struct state_groups sg;
 	int rc;
 
-	/* collective: the whole grid; the first DP replica must cover every tensor */
-	rc = ckpt_load(dir, iteration, e, model_params(m)->count, NULL, 0, g->world,
-		       g->axis[GRID_DATA].rank == 0, err, errlen);
-	free(e);
+	groups_of(&sg, m, opt, g);
+	/* collective: the whole grid; each group's owners must cover every tensor */
+	rc = ckpt_load(dir, iteration, sg.g, sg.n, NULL, 0, g->world, err, errlen);
+	free(sg.slices);
 	return rc;
 }

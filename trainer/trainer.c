@@ -41,6 +41,7 @@ struct trainer {
 	struct lr_schedule sched;
 	struct train_step step;
 	struct train_guard guard;
+	struct ckpt_async *async;  /* --async-save's writer, or NULL */
 	int64_t n_micro, local_rows;
 	size_t inject_at;          /* --inject-fault nan-grad's gradient element */
 	double gather_s;           /* time in the parameter all-gather */
@@ -200,6 +201,8 @@ struct trainer *trainer_create(struct launch *l)
 	};
 	train_step_init(&t->step, t->m, g, s, (int)t->n_micro, t->dp_sync);
 	train_guard_init(&t->guard, s);
+	/* collective: all ranks (the writer's communicator) */
+	t->async = s->async_save ? ckpt_async_create(g->world) : NULL;
 	if (g->world_rank == 0 && s->metrics[0]) {
 		t->metrics = metrics_open(s->metrics);
 		ok = t->metrics != NULL;
@@ -333,19 +336,42 @@ static bool should_stop(const struct trainer *t)
 	return comm_first_rank_with(t->g->world, mine) >= 0;
 }
 
-/* Writes a checkpoint of iteration `iteration`; a failure ends the run (the
+/* Waits for the background save in flight, if any; a failure ends the run (the
  * previous checkpoint stays the latest). collective: the whole grid */
+static void wait_save(struct trainer *t)
+{
+	char err[1024];
+	double waited;
+
+	if (!t->async || !ckpt_async_busy(t->async))
+		return;
+	if (ckpt_async_wait(t->async, &waited, err, sizeof(err)))
+		exit_agreed(err);
+	log0("saved checkpoint %s/iter_%07lld.h5 in the background (waited %.2f s for it)\n",
+	     t->s->save, (long long)ckpt_async_iteration(t->async), waited);
+}
+
+/* Writes a checkpoint of iteration `iteration`, or with --async-save starts writing
+ * it (after the one in flight); a failure ends the run (the previous checkpoint
+ * stays the latest). collective: the whole grid */
 static void save(struct trainer *t, int64_t iteration)
 {
 	const struct run_spec *s = t->s;
 	char err[1024];
-	double t0 = metrics_now_s();
+	double t0;
 
+	wait_save(t);
+	t0 = metrics_now_s();
 	if (train_ckpt_save(s->save, iteration, (int)s->ckpt_compression_level,
-			    (int)s->keep_last, s, t->m, &t->opt, &t->train, t->g, err, sizeof(err)))
+			    (int)s->keep_last, s, t->m, &t->opt, &t->train, t->g, t->async, err,
+			    sizeof(err)))
 		exit_agreed(err);
-	log0("saved checkpoint %s/iter_%07lld.h5 in %.2f s\n", s->save, (long long)iteration,
-	     metrics_now_s() - t0);
+	if (t->async)
+		log0("checkpoint %s/iter_%07lld.h5: copied in %.2f s, writing in the background\n",
+		     s->save, (long long)iteration, metrics_now_s() - t0);
+	else
+		log0("saved checkpoint %s/iter_%07lld.h5 in %.2f s\n", s->save,
+		     (long long)iteration, metrics_now_s() - t0);
 }
 
 /* One optimizer step on the next global batch: its loss (mean over micro-batches
@@ -510,6 +536,7 @@ int trainer_run(struct trainer *t, int64_t start)
 	if (stopped_at >= 0) {
 		if (s->save[0] && saved_at != stopped_at)
 			save(t, stopped_at);
+		wait_save(t);
 		log0("retnet-train: stopped at iteration %lld of %lld (%s); %s; exit status %d "
 		     "asks the job script to requeue\n", (long long)stopped_at,
 		     (long long)s->train_iters, stop_signal ? "signal" : "--exit-duration-in-mins",
@@ -521,6 +548,7 @@ int trainer_run(struct trainer *t, int64_t start)
 	}
 	if (s->save[0] && (saved_at != s->train_iters || start == s->train_iters))
 		save(t, s->train_iters);
+	wait_save(t);
 	return 0;
 }
 
@@ -570,8 +598,9 @@ void trainer_destroy(struct trainer *t)
 	free(t->inputs);
 	free(t->targets);
 	train_step_free(&t->step);
-	/* collective: the data axis */
+	/* collective: the data axis; all ranks */
 	grad_sync_destroy(t->dp_sync);
+	ckpt_async_destroy(t->async);
 	adamw_free(&t->opt);
 	model_destroy(t->m);
 	loader_free(&t->train);
