@@ -221,6 +221,10 @@ struct trainer *trainer_create(struct launch *l)
 	     (long long)s->seq_length, (long long)s->chunk_size,
 	     (long long)s->global_batch_size, (long long)t->n_micro,
 	     (long long)s->micro_batch_size, s->bf16 ? "bf16" : "fp32", t->ceiling * 1e-9);
+	log0("AdamW: optimizer state %zu floats (%.1f MiB) on rank 0, %s\n",
+	     2 * t->opt.state_floats, 8.0 * (double)t->opt.state_floats / 1048576.0,
+	     t->distributed ? "its shard of the moments (--use-distributed-optimizer)"
+			    : "the moments of all its parameters");
 	return t;
 }
 
@@ -587,8 +591,14 @@ void trainer_report(struct trainer *t)
 	}
 	if (s->save_raw_params[0] && t->g->world_rank == 0)
 		save_raw_params(s->save_raw_params, model_params(t->m));
-	log0("done in %.1f s, peak RSS %.0f MiB (rank 0)\n", metrics_now_s() - t->t_start,
-	     metrics_peak_rss_mib());
+	{
+		double rss = metrics_peak_rss_mib(), max_rss = rss;
+
+		/* collective: all ranks */
+		comm_allreduce_max_f64(MPI_COMM_WORLD, &max_rss, 1);
+		log0("done in %.1f s, peak RSS %.0f MiB (rank 0), %.0f MiB (the largest rank)\n",
+		     metrics_now_s() - t->t_start, rss, max_rss);
+	}
 }
 
 void trainer_destroy(struct trainer *t)

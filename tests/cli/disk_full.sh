@@ -17,10 +17,14 @@
 #     4 MiB shared-memory segments, below the 9 MiB checkpoint of a d=192 model on 2
 #     ranks; the first checkpoint written without the limit, the save after
 #     resuming with it: a) refused ("File too large"), b) abandoned.
-# Usage: disk_full.sh BUILD_DIR CORPUS_PREFIX
+# Flags after CORPUS_PREFIX go to every run (--async-save: the failure of a save in
+# the background ends the run the same way, when the next save or the end waits).
+# Usage: disk_full.sh BUILD_DIR CORPUS_PREFIX [retnet-train flags]
 set -u
-BUILD=${1:?usage: disk_full.sh BUILD_DIR CORPUS_PREFIX}
+BUILD=${1:?usage: disk_full.sh BUILD_DIR CORPUS_PREFIX [flags]}
 CORPUS=${2:?usage}
+shift 2
+EXTRA=("$@")
 source "$(dirname "$0")/lib.sh"
 T=$(mktemp -d /tmp/rn_disk_full.XXXXXX)
 MPIEXEC=${MPIEXEC:-mpiexec}
@@ -82,7 +86,7 @@ expect_failed_save() {
 # ---- 1. a full file system ---------------------------------------------------
 TINY=(--data-path "$CORPUS-train.bin" --num-layers 2 --hidden-size 32 --num-heads 2
 	--seq-length 32 --chunk-size 8 --micro-batch-size 2 --global-batch-size 4 --log-interval 1
-	--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2)
+	--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 "${EXTRA[@]}")
 mkdir "$T/mnt"
 if mount -t tmpfs -o size=1m tmpfs "$T/mnt" 2>"$T/mount.err"; then
 	MOUNTED=$T/mnt
@@ -114,7 +118,7 @@ fi
 
 # ---- 2. a file-size limit ------------------------------------------------------
 WIDE=(--data-path "$CORPUS-train.bin" --num-layers 2 --hidden-size 192 --num-heads 2
-	--seq-length 32 --chunk-size 8 --micro-batch-size 2 --log-interval 1)
+	--seq-length 32 --chunk-size 8 --micro-batch-size 2 --log-interval 1 "${EXTRA[@]}")
 for mode in check nocheck; do
 	D=$T/fsize-$mode
 	envs=()
