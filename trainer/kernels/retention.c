@@ -434,41 +434,63 @@ void retention_chunkwise_backward(struct kernels_ctx *ctx, float *dq, float *dk,
 
 /* ---------------------------------------------------------------------------------
  * Recurrent form: S_n = gamma S_{n-1} + K[n]^T V[n], O[n] = Q[n] S_n.
+ *
+ * The state is carried in double through the tokens of a call and rounded to float
+ * once at its end. A float state multiplied by gamma at every token cannot decay a
+ * head whose 1 - gamma is below half a float ulp: gamma rounds to 1.0f from global
+ * head 20 on (1 - 2^-25), and even an exact gamma times S rounds back to S. A
+ * double resolves 2^-53: the decay 2^-(5+h) of every head a model can have.
+ *
+ * Row i of S depends only on row i of the earlier S, so each row (in blocks of
+ * REC_BLOCK columns, a double copy on the stack) is swept over all tokens, and O[n]
+ * gets its terms q[n, i] S_n[i, :] in the order i = 0, 1, ..., as a dot product
+ * would add them. Nothing is allocated.
  */
+enum { REC_BLOCK = 64 };
+
+static void recurrent_pair(float *o, float *st, const float *q, const float *k,
+			   const float *v, const struct retention_dims *d, int64_t b, int64_t h)
+{
+	const double gamma = retention_gamma(d->head_offset + h);
+	int64_t row0 = b * d->seq_len;
+	double s[REC_BLOCK];
+
+	for (int64_t t = 0; t < d->seq_len; t++)
+		memset(o + (row0 + t) * d->ldo + h * d->dv, 0, sizeof(float) * d->dv);
+	for (int64_t i = 0; i < d->dk; i++)
+		for (int64_t j0 = 0; j0 < d->dv; j0 += REC_BLOCK) {
+			int64_t nb = d->dv - j0 < REC_BLOCK ? d->dv - j0 : REC_BLOCK;
+			float *srow = st + i * d->dv + j0;
+
+			for (int64_t j = 0; j < nb; j++)
+				s[j] = srow[j];
+			for (int64_t t = 0; t < d->seq_len; t++) {
+				int64_t row = row0 + t;
+				double ki = k[row * d->ldk + h * d->dk + i];
+				double qi = q[row * d->ldq + h * d->dk + i];
+				const float *vr = v + row * d->ldv + h * d->dv + j0;
+				float *orow = o + row * d->ldo + h * d->dv + j0;
+
+				for (int64_t j = 0; j < nb; j++) {
+					s[j] = gamma * s[j] + ki * (double)vr[j];
+					orow[j] = (float)((double)orow[j] + qi * s[j]);
+				}
+			}
+			for (int64_t j = 0; j < nb; j++)
+				srow[j] = (float)s[j];
+		}
+}
 
 void retention_recurrent_forward(float *o, float *state, const float *q, const float *k,
 				 const float *v, const struct retention_dims *dims)
 {
-	const struct retention_dims *d = dims;
-	int64_t pairs = d->batch * d->heads;
+	int64_t pairs = dims->batch * dims->heads;
 
-	check_dims(d);
+	check_dims(dims);
 #pragma omp parallel for schedule(static)
-	for (int64_t pr = 0; pr < pairs; pr++) {
-		int64_t b = pr / d->heads, h = pr % d->heads;
-		float gamma = (float)retention_gamma(d->head_offset + h);
-		float *st = state + pr * d->dk * d->dv;
-
-		for (int64_t t = 0; t < d->seq_len; t++) {
-			int64_t row = b * d->seq_len + t;
-			const float *qr = q + row * d->ldq + h * d->dk;
-			const float *kr = k + row * d->ldk + h * d->dk;
-			const float *vr = v + row * d->ldv + h * d->dv;
-			float *orow = o + row * d->ldo + h * d->dv;
-
-			/* One pass over S: update row i of the state, then use it. */
-			memset(orow, 0, sizeof(float) * d->dv);
-			for (int64_t i = 0; i < d->dk; i++) {
-				float *srow = st + i * d->dv;
-				float ki = kr[i], qi = qr[i];
-
-				for (int64_t j = 0; j < d->dv; j++) {
-					srow[j] = gamma * srow[j] + ki * vr[j];
-					orow[j] += qi * srow[j];
-				}
-			}
-		}
-	}
+	for (int64_t pr = 0; pr < pairs; pr++)
+		recurrent_pair(o, state + pr * dims->dk * dims->dv, q, k, v, dims,
+			       pr / dims->heads, pr % dims->heads);
 }
 
 /* ---------------------------------------------------------------------------------

@@ -48,6 +48,10 @@ void retention_parallel_forward(float *o, const float *q, const float *k, const 
 /*
  * Recurrent form over seq_len tokens, continuing from `state` (batch, heads, dk, dv),
  * which it updates in place (zero it for a fresh sequence). Constant memory per token.
+ * Within a call the state is carried in double, decayed by the exact gamma, and
+ * rounded to float once at the end, so a head whose gamma rounds to 1.0f (global
+ * head 20 on) still decays; a caller that feeds one token per call (generation)
+ * rounds the state once per token.
  */
 void retention_recurrent_forward(float *o, float *state, const float *q, const float *k,
 				 const float *v, const struct retention_dims *dims);
