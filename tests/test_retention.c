@@ -509,7 +509,7 @@ static void test_backward(struct kernels_ctx *ctx, const struct cfg *c, bool wit
 	retention_chunkwise_forward(ctx, fp(&p.o), saved, NULL, scratch, fp(&p.q), fp(&p.k),
 				    fp(&p.v), d);
 	retention_chunkwise_backward(ctx, fp(&dq), fp(&dk), fp(&dv), scratch, fp(&p.dout),
-				     fp(&p.q), fp(&p.k), fp(&p.v), saved, d);
+				     fp(&p.q), fp(&p.k), fp(&p.v), saved, NULL, d);
 	for (int i = 0; i < 3; i++) {
 		int64_t n = g[i]->rows * g[i]->width;
 
@@ -582,7 +582,7 @@ static void test_bf16_chunkwise(struct kernels_ctx *ctx, const struct cfg *c)
 				    fp(&p.v), d);
 	got[3] = gather_f(&p.o);
 	retention_chunkwise_backward(ctx, fp(&dq), fp(&dk), fp(&dv), scratch, fp(&p.dout),
-				     fp(&p.q), fp(&p.k), fp(&p.v), saved, d);
+				     fp(&p.q), fp(&p.k), fp(&p.v), saved, NULL, d);
 	for (int i = 0; i < 3; i++) {
 		got[i] = gather_f(g[i]);
 		EXPECT_TRUE(count_touched(g[i]) == 0, "%s: bf16 backward wrote outside the heads of %s",
