@@ -400,7 +400,7 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 		retention_parallel_backward(m->dq, m->dk_, m->dv_, m->do_, a->q, a->k, a->v, &rd);
 	else
 		retention_chunkwise_backward(kc, m->dq, m->dk_, m->dv_, m->retention_scratch,
-					     m->do_, a->q, a->k, a->v, a->states, &rd);
+					     m->do_, a->q, a->k, a->v, a->states, NULL, &rd);
 	rotary_apply(m->dq, &m->rotary, B, Hl, qk, -1);
 	rotary_apply(m->dk_, &m->rotary, B, Hl, qk, -1);
 	scale(m->dk_, (float)(1.0 / sqrt((double)m->dk)), M * qk);
