@@ -86,7 +86,7 @@ expect_failed_save() {
 # ---- 1. a full file system ---------------------------------------------------
 TINY=(--data-path "$CORPUS-train.bin" --num-layers 2 --hidden-size 32 --num-heads 2
 	--seq-length 32 --chunk-size 8 --micro-batch-size 2 --global-batch-size 4 --log-interval 1
-	--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 "${EXTRA[@]}")
+	--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2)
 mkdir "$T/mnt"
 if mount -t tmpfs -o size=1m tmpfs "$T/mnt" 2>"$T/mount.err"; then
 	MOUNTED=$T/mnt
@@ -96,7 +96,7 @@ if mount -t tmpfs -o size=1m tmpfs "$T/mnt" 2>"$T/mount.err"; then
 		[[ $mode == nocheck ]] && envs=(RETNET_CKPT_TEST_NO_RESERVE=1)
 		rm -rf "$T/mnt"/*
 		job "tmpfs-$mode" 4 "${envs[@]}" -- "$BUILD/retnet-train" "${TINY[@]}" \
-			--train-iters 3 --save "$D" --save-interval 1
+			--train-iters 3 --save "$D" --save-interval 1 "${EXTRA[@]}"
 		if [[ $mode == check ]]; then
 			expect_failed_save "1 MiB tmpfs, room checked" "$D" \
 				"$D/iter_0000002.h5.tmp: no room for the checkpoint \(about [0-9]+ KiB\): No space left on device, [0-9]+ KiB free on its file system" \
@@ -118,16 +118,17 @@ fi
 
 # ---- 2. a file-size limit ------------------------------------------------------
 WIDE=(--data-path "$CORPUS-train.bin" --num-layers 2 --hidden-size 192 --num-heads 2
-	--seq-length 32 --chunk-size 8 --micro-batch-size 2 --log-interval 1 "${EXTRA[@]}")
+	--seq-length 32 --chunk-size 8 --micro-batch-size 2 --log-interval 1)
 for mode in check nocheck; do
 	D=$T/fsize-$mode
 	envs=()
 	[[ $mode == nocheck ]] && envs=(RETNET_CKPT_TEST_NO_RESERVE=1)
-	job "fsize-$mode-first" 2 -- "$BUILD/retnet-train" "${WIDE[@]}" --train-iters 1 --save "$D"
+	job "fsize-$mode-first" 2 -- "$BUILD/retnet-train" "${WIDE[@]}" --train-iters 1 --save "$D" \
+		"${EXTRA[@]}"
 	check "d=192: iteration 1 saved without a limit ($(stat -c %s "$D/iter_0000001.h5" 2>/dev/null) bytes)" \
 		test "$RC" -eq 0 -a "$(cat "$D/latest" 2>/dev/null)" = 1
 	job "fsize-$mode" 2 "${envs[@]}" -- bash -c 'ulimit -f 6000 && exec "$@"' limit \
-		"$BUILD/retnet-train" "${WIDE[@]}" --train-iters 2 --load "$D" --save "$D"
+		"$BUILD/retnet-train" "${WIDE[@]}" --train-iters 2 --load "$D" --save "$D" "${EXTRA[@]}"
 	if [[ $mode == check ]]; then
 		expect_failed_save "ulimit -f 6000, room checked" "$D" \
 			"$D/iter_0000002.h5.tmp: no room for the checkpoint \(about [0-9.]+ MiB\): File too large" \

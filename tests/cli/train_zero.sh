@@ -72,12 +72,16 @@ check "identical final checkpoints" same_file "$T/full/iter_0000020.h5" "$T/zero
 cp -r "$T/full" "$T/from4"
 echo 10 >"$T/from4/latest"
 rm -f "$T/from4/iter_0000020.h5"
-check "resumed at DP=1 without the flag" train dp1 1 --train-iters 20 --load "$T/from4"
-check "... within 1e-5 of the uninterrupted run" close_columns "$T/dp1.loss" "$T/full.tail" 1e-5
-check "DP=1 without the flag: checkpoint at 10" train one 1 --train-iters 10 --save "$T/one"
-check "resumed at DP=4 with the flag" train dp4 4 --train-iters 20 --load "$T/one" \
+check "resumed at DP=1 without the flag" train to1 1 --train-iters 20 --load "$T/from4"
+check "... within 1e-5 of the uninterrupted run" close_columns "$T/to1.loss" "$T/full.tail" 1e-5
+check "DP=1 without the flag: 20 iterations, checkpoint at 10" train one 1 --train-iters 20 \
+	--save "$T/one" --save-interval 10
+tail -n 10 "$T/one.loss" >"$T/one.tail"
+echo 10 >"$T/one/latest"
+rm -f "$T/one/iter_0000020.h5"
+check "resumed at DP=4 with the flag" train to4 4 --train-iters 20 --load "$T/one" \
 	--use-distributed-optimizer
-check "... within 1e-5 of the uninterrupted run" close_columns "$T/dp4.loss" "$T/full.tail" 1e-5
+check "... within 1e-5 of the uninterrupted run" close_columns "$T/to4.loss" "$T/one.tail" 1e-5
 
 # (5) the moments a rank keeps
 for dp in 1 2 4; do
