@@ -1,8 +1,11 @@
 /*
  * bench_ckpt: checkpoint save and load throughput against the disk's own speed.
  *
- *   mpiexec -n N retnet-bench-ckpt [--dir DIR] [--layers L] [--hidden D] [--ffn F]
- *                                  [--vocab V] [--reps R] [--keep]
+ *   mpiexec -n N retnet-bench-ckpt [--dir DIR] [--num-layers L] [--hidden-size D]
+ *                                  [--ffn-hidden-size F] [--vocab-size V] [--reps R]
+ *                                  [--keep] [--config bench-small|tiny|FILE]
+ *
+ * (the run specification's flags: retnet-bench-ckpt --help lists them)
  *
  * The state is bench-small's (d=512, L=6, f=1024, vocab 256: 19.2M parameters) times
  * three groups (weights, exp_avg, exp_avg_sq): 231 MB, split over the N ranks as the
@@ -34,6 +37,7 @@
 #include "common/rng.h"
 #include "parallel/comm.h"
 #include "parallel/mpi_setup.h"
+#include "trainer/launch.h"
 
 #define MAX_TENSORS 256
 #define IO_BLOCK ((size_t)4 << 20)
@@ -193,43 +197,25 @@ static void raw_io(const char *dir, size_t bytes, double *t_write, double *t_rea
 
 int main(int argc, char **argv)
 {
-	int64_t layers = 6, d = 512, f = 1024, vocab = 256;
-	int reps = 2, levels[] = {0, 1, 6};
-	bool keep = false;
+	struct launch *la = xcalloc(1, sizeof(*la));
+	int64_t layers, d, f, vocab;
+	int reps, levels[] = {0, 1, 6};
+	bool keep;
 	char dir[1024] = "", err[CKPT_ERR_LEN], path[1024 + 64];
 	struct state s, l;
 	double t_wr = 1e30, t_rd = 1e30, logical;
 	uint64_t total_floats;
 
-	mpi_setup_init(&argc, &argv);
-	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-	MPI_Comm_size(MPI_COMM_WORLD, &world);
-	for (int i = 1; i < argc; i++) {
-		const char *v = i + 1 < argc ? argv[i + 1] : "";
-
-		if (!strcmp(argv[i], "--keep")) {
-			keep = true;
-			continue;
-		}
-		if (!strcmp(argv[i], "--dir"))
-			snprintf(dir, sizeof(dir), "%s", v);
-		else if (!strcmp(argv[i], "--layers"))
-			layers = atoll(v);
-		else if (!strcmp(argv[i], "--hidden"))
-			d = atoll(v);
-		else if (!strcmp(argv[i], "--ffn"))
-			f = atoll(v);
-		else if (!strcmp(argv[i], "--vocab"))
-			vocab = atoll(v);
-		else if (!strcmp(argv[i], "--reps"))
-			reps = atoi(v);
-		else {
-			if (rank == 0)
-				log_error("%s: unknown flag (see bench/bench_ckpt.c)", argv[i]);
-			mpi_setup_user_error_exit();
-		}
-		i++;
-	}
+	launch_begin(la, SPEC_BENCH_CKPT, &argc, &argv);
+	rank = la->grid.world_rank;
+	world = la->grid.world_size;
+	layers = la->spec.num_layers;
+	d = la->spec.hidden_size;
+	f = la->spec.ffn_hidden_size;
+	vocab = la->spec.vocab_size;
+	reps = (int)la->spec.reps;
+	keep = la->spec.keep;
+	snprintf(dir, sizeof(dir), "%s", la->spec.dir);
 	if (!dir[0] && rank == 0) {
 		snprintf(dir, sizeof(dir), "/tmp/rn_bench_ckpt.XXXXXX");
 		CHECK_PTR(mkdtemp(dir));
@@ -328,6 +314,7 @@ int main(int argc, char **argv)
 		unlink(path);
 		rmdir(dir);
 	}
-	mpi_setup_finalize();
+	launch_end(la);
+	free(la);
 	return 0;
 }

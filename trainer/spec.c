@@ -7,7 +7,8 @@
 #include "common/check.h"
 #include "common/log.h"
 
-enum { TR = SPEC_TRAIN, EV = SPEC_EVAL, GE = SPEC_GENERATE, BE = SPEC_BENCH };
+enum { TR = SPEC_TRAIN, EV = SPEC_EVAL, GE = SPEC_GENERATE, BE = SPEC_BENCH,
+       BC = SPEC_BENCH_CKPT };
 
 /* The programs that read the model from a checkpoint rather than from their flags. */
 #define MODEL_FROM_CHECKPOINT (SPEC_EVAL | SPEC_GENERATE)
@@ -39,27 +40,27 @@ struct spec_row {
 static const struct spec_row table[] = {
 	/* the model */
 	{{"num-layers", INT(num_layers, 1, 4096), "2", "transformer blocks L"},
-	 TR | BE, "config/num_layers", true},
+	 TR | BE | BC, "config/num_layers", true},
 	{{"hidden-size", INT(hidden_size, 2, 1 << 20), "64", "model width d"},
-	 TR | BE, "config/hidden_size", true},
+	 TR | BE | BC, "config/hidden_size", true},
 	{{"num-heads", INT(num_heads, 1, 4096), "4", "retention heads H (d/H even, >= 4)"},
-	 TR | BE, "config/num_heads", true},
+	 TR | BE | BC, "config/num_heads", true},
 	{{"ffn-hidden-size", INT(ffn_hidden_size, 1, 1 << 22), "", "FFN width f (default 2d)"},
-	 TR | BE, "config/ffn_hidden_size", true},
+	 TR | BE | BC, "config/ffn_hidden_size", true},
 	{{"seq-length", INT(seq_length, 1, 1 << 24), "32",
 	  "tokens per sequence T (retnet-eval: per window or stream piece, default the "
-	  "checkpoint's)"}, TR | EV | BE, "config/seq_length", false},
+	  "checkpoint's)"}, TR | EV | BE | BC, "config/seq_length", false},
 	{{"chunk-size", INT(chunk_size, 1, 1 << 16), "8",
 	  "retention chunk C, divides T (retnet-eval: default the checkpoint's)"},
-	 TR | EV | BE, "config/chunk_size", false},
+	 TR | EV | BE | BC, "config/chunk_size", false},
 	{{"vocab-size", INT(vocab_size, 2, 1 << 16), "256", "vocabulary V (256: byte tokenizer)"},
-	 TR | BE, "config/vocab_size", true},
+	 TR | BE | BC, "config/vocab_size", true},
 	{{"seed", INT(seed, 0, BIG), "1234", "initialisation and data order"},
-	 TR | BE, "config/seed", false},
+	 TR | BE | BC, "config/seed", false},
 
 	/* batch, schedule, optimizer */
 	{{"micro-batch-size", INT(micro_batch_size, 1, 1 << 20), "2",
-	  "sequences per rank per forward"}, TR | BE, NULL, false},
+	  "sequences per rank per forward"}, TR | BE | BC, NULL, false},
 	{{"micro-batch-size", INT(micro_batch_size, 1, 1 << 20), "1",
 	  "windows per forward (windows mode)"}, EV, NULL, false},
 	{{"global-batch-size", INT(global_batch_size, 1, 1 << 24), "",
@@ -182,6 +183,13 @@ static const struct spec_row table[] = {
 	{{"steps", INT(steps, 1, 1 << 20), "3", "timed steps per precision"}, BE, NULL, false},
 	{{"bf16-only", BOOL(bf16_only), "", "time bf16 steps only (for a profiler)"},
 	 BE, NULL, false},
+
+	/* the checkpoint benchmark */
+	{{"dir", TEXT(dir), "", "directory for the checkpoints (default: a new one in /tmp)"},
+	 BC, NULL, false},
+	{{"reps", INT(reps, 1, 1000), "2", "rounds per compression level (best of)"},
+	 BC, NULL, false},
+	{{"keep", BOOL(keep), "", "keep the checkpoints written"}, BC, NULL, false},
 };
 
 #define NROWS (sizeof(table) / sizeof(table[0]))
@@ -207,6 +215,8 @@ static const struct {
 	 "[flags]"},
 	{SPEC_BENCH, "retnet-bench-step", "retnet-bench-step [--config bench-small|tiny|FILE] "
 					  "[flags]"},
+	{SPEC_BENCH_CKPT, "retnet-bench-ckpt", "mpiexec -n N retnet-bench-ckpt [--config "
+					       "bench-small|tiny|FILE] [flags]"},
 };
 
 /* The rows of program p, in table order; returns the count. */
@@ -266,7 +276,7 @@ void spec_defaults(struct run_spec *s, enum spec_program p)
 /* Defaults that follow from other values of the same run. */
 static void derive(struct run_spec *s)
 {
-	if (s->program & (SPEC_TRAIN | SPEC_BENCH)) {
+	if (s->program & (SPEC_TRAIN | SPEC_BENCH | SPEC_BENCH_CKPT)) {
 		if (!s->ffn_hidden_size)
 			s->ffn_hidden_size = 2 * s->hidden_size;
 		if (!s->lr_decay_iters)
@@ -282,8 +292,8 @@ int spec_parse(struct run_spec *s, enum spec_program p, int argc, char **argv, c
 	bool given[SPEC_MAX_ROWS];
 	struct flag_parse fp = {
 		.rows = rows, .count = rows_of(p, rows, index), .given = given,
-		.presets = p == SPEC_BENCH ? bench_presets : NULL,
-		.default_preset = p == SPEC_BENCH ? "bench-small" : NULL,
+		.presets = p & (SPEC_BENCH | SPEC_BENCH_CKPT) ? bench_presets : NULL,
+		.default_preset = p & (SPEC_BENCH | SPEC_BENCH_CKPT) ? "bench-small" : NULL,
 	};
 	int rc;
 
@@ -300,8 +310,8 @@ void spec_print_help(enum spec_program p)
 	struct flag_row rows[SPEC_MAX_ROWS];
 	struct flag_parse fp = {
 		.rows = rows, .count = rows_of(p, rows, NULL),
-		.presets = p == SPEC_BENCH ? bench_presets : NULL,
-		.default_preset = p == SPEC_BENCH ? "bench-small" : NULL,
+		.presets = p & (SPEC_BENCH | SPEC_BENCH_CKPT) ? bench_presets : NULL,
+		.default_preset = p & (SPEC_BENCH | SPEC_BENCH_CKPT) ? "bench-small" : NULL,
 	};
 
 	for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++)
@@ -424,6 +434,8 @@ static int check_program(const struct run_spec *s, int world, char *err, size_t 
 					"parallel");
 		if (world != 1)
 			return log_fail(err, errlen, "retnet-bench-step: times one rank, not %d", world);
+		return 0;
+	case SPEC_BENCH_CKPT:
 		return 0;
 	}
 	return 0;

@@ -31,6 +31,7 @@ enum spec_program {
 	SPEC_EVAL = 2,     /* retnet-eval */
 	SPEC_GENERATE = 4, /* retnet-generate */
 	SPEC_BENCH = 8,    /* retnet-bench-step */
+	SPEC_BENCH_CKPT = 16, /* retnet-bench-ckpt */
 };
 
 enum spec_origin { SPEC_DEFAULT, SPEC_GIVEN, SPEC_CHECKPOINT };
@@ -95,6 +96,11 @@ struct run_spec {
 	/* the step benchmark */
 	int64_t steps;
 	bool bf16_only;
+
+	/* the checkpoint benchmark */
+	char dir[FLAGS_PATH_MAX];
+	int64_t reps;
+	bool keep;
 
 	/* where each row's value came from, and the checkpoint file of SPEC_CHECKPOINT */
 	unsigned char origin[SPEC_MAX_ROWS];
