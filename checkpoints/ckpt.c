@@ -406,6 +406,9 @@ static int read_attrs(hid_t f, const char *file, struct ckpt_attr *attrs, int na
 			st = h5io_attr_read_f64(f, group, name, &a->f);
 		else
 			st = h5io_attr_read_str(f, group, name, a->s, sizeof(a->s));
+		a->missing = st == H5IO_ATTR_MISSING;
+		if (a->missing && a->optional)
+			continue;
 		if (st != H5IO_ATTR_OK && rc == 0)
 			rc = log_fail(msg, CKPT_ERR_LEN, "%s: attribute %s: %s%s", file, a->key,
 				  st == H5IO_ATTR_MISSING ? "missing" :

@@ -106,6 +106,9 @@ struct ckpt_attr {
 	int64_t i;                  /* CKPT_I64 */
 	double f;                   /* CKPT_F64 */
 	char s[CKPT_ATTR_STR_MAX];  /* CKPT_STR, ASCII */
+	/* load: an attribute older files lack; missing from the file, its value is left
+	 * as given and `missing` set (otherwise a missing attribute is an error) */
+	bool optional, missing;
 };
 
 /* opt = NULL means {0, 0}: no compression (see docs/checkpoint-format.md for what

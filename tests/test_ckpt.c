@@ -335,6 +335,14 @@ static void test_damage(void)
 	state_make(&l, NATURAL, world, rank, -1, false);
 	rc = state_load(&l, dir, 1, a, 1, true);
 	check_refused(rc, "a missing attribute", "config/none", "missing");
+	/* one older files lack: its value is kept and it says so */
+	a[0].optional = true;
+	a[0].i = 42;
+	rc = state_load(&l, dir, 1, a, 1, true);
+	check(rc == 0 && a[0].missing && a[0].i == 42, "an optional attribute the file lacks "
+	      "keeps its value (rc %d, missing %d, value %lld)", rc, a[0].missing,
+	      (long long)a[0].i);
+	memset(a, 0, sizeof(a));
 	snprintf(a[0].key, sizeof(a[0].key), "format");
 	rc = state_load(&l, dir, 1, a, 1, true);
 	check_refused(rc, "an attribute of another type", "format", "not an integer");

@@ -11,8 +11,9 @@
  * or "DIR/iter_0000010.h5: config/hidden_size".
  *
  * Adding a model hyperparameter that checkpoints keep: a field below, a row in the
- * table (with its attribute), and the code that uses the value. Checkpoints written
- * before it lack the attribute and load with the row's default.
+ * table (with its attribute, and absent_ok so that checkpoints written before it,
+ * which lack the attribute, load with the row's default), and the code that uses
+ * the value.
  *
  * Pure: no MPI, no files but a --config file. Does not build anything from the
  * values (trainer/launch.h does).
@@ -135,6 +136,7 @@ struct spec_saved {
 	enum flag_type type; /* FLAG_INT: int64_t; FLAG_FLOAT: double; FLAG_TEXT: char[] */
 	void *value;         /* into the spec passed to spec_saved_fields */
 	size_t size;
+	bool optional;       /* older checkpoints may lack it (then: the default) */
 };
 /* Fills out[] (room for SPEC_MAX_ROWS) with s's saved fields; returns the count. */
 int spec_saved_fields(struct run_spec *s, struct spec_saved *out);

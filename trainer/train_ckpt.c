@@ -20,33 +20,39 @@ struct attr_ref {
 	const char *key;
 	enum field_type type;
 	void *field;
-	size_t size; /* FIELD_STR: the field's buffer */
+	size_t size;   /* FIELD_STR: the field's buffer */
+	bool optional; /* older files may lack it: the field keeps its value */
 };
 
 #define ATTR_MAX (SPEC_MAX_ROWS + 16)
+
+static struct attr_ref ref(const char *key, enum field_type type, void *field, size_t size)
+{
+	return (struct attr_ref){.key = key, .type = type, .field = field, .size = size};
+}
 
 static int attr_refs(struct ckpt_info *info, struct attr_ref *r)
 {
 	struct spec_saved saved[SPEC_MAX_ROWS];
 	int n = spec_saved_fields(&info->model, saved), k = 0;
 
-	for (int i = 0; i < n; i++)
-		r[k++] = (struct attr_ref){saved[i].attr,
-					   saved[i].type == FLAG_INT	? FIELD_I64
-					   : saved[i].type == FLAG_FLOAT ? FIELD_F64
-									 : FIELD_STR,
-					   saved[i].value, saved[i].size};
-	r[k++] = (struct attr_ref){"tokenizer/id", FIELD_STR, info->tok.id, sizeof(info->tok.id)};
-	r[k++] = (struct attr_ref){"tokenizer/vocab_size", FIELD_U32, &info->tok.vocab, 0};
-	r[k++] = (struct attr_ref){"layout/tensor_model_parallel_size", FIELD_I64, &info->tp, 0};
-	r[k++] = (struct attr_ref){"layout/pipeline_model_parallel_size", FIELD_I64, &info->pp, 0};
-	r[k++] = (struct attr_ref){"layout/data_parallel_size", FIELD_I64, &info->dp, 0};
-	r[k++] = (struct attr_ref){"optimizer/step", FIELD_I64, &info->adam_step, 0};
-	r[k++] = (struct attr_ref){"data/epoch", FIELD_U64, &info->loader.epoch, 0};
-	r[k++] = (struct attr_ref){"data/position", FIELD_U64, &info->loader.position, 0};
-	r[k++] = (struct attr_ref){"data/n_windows", FIELD_U64, &info->loader.n_windows, 0};
-	r[k++] = (struct attr_ref){"data/seq_length", FIELD_U64, &info->loader.seq_len, 0};
-	r[k++] = (struct attr_ref){"data/seed", FIELD_U64, &info->loader.seed, 0};
+	for (int i = 0; i < n; i++) {
+		r[k] = ref(saved[i].attr, saved[i].type == FLAG_INT ? FIELD_I64
+					  : saved[i].type == FLAG_FLOAT ? FIELD_F64 : FIELD_STR,
+			   saved[i].value, saved[i].size);
+		r[k++].optional = saved[i].optional;
+	}
+	r[k++] = ref("tokenizer/id", FIELD_STR, info->tok.id, sizeof(info->tok.id));
+	r[k++] = ref("tokenizer/vocab_size", FIELD_U32, &info->tok.vocab, 0);
+	r[k++] = ref("layout/tensor_model_parallel_size", FIELD_I64, &info->tp, 0);
+	r[k++] = ref("layout/pipeline_model_parallel_size", FIELD_I64, &info->pp, 0);
+	r[k++] = ref("layout/data_parallel_size", FIELD_I64, &info->dp, 0);
+	r[k++] = ref("optimizer/step", FIELD_I64, &info->adam_step, 0);
+	r[k++] = ref("data/epoch", FIELD_U64, &info->loader.epoch, 0);
+	r[k++] = ref("data/position", FIELD_U64, &info->loader.position, 0);
+	r[k++] = ref("data/n_windows", FIELD_U64, &info->loader.n_windows, 0);
+	r[k++] = ref("data/seq_length", FIELD_U64, &info->loader.seq_len, 0);
+	r[k++] = ref("data/seed", FIELD_U64, &info->loader.seed, 0);
 	ENSURE(k <= ATTR_MAX);
 	return k;
 }
@@ -59,6 +65,7 @@ static void attrs_of(struct ckpt_attr *a, const struct attr_ref *r, int n, bool 
 		snprintf(a[i].key, sizeof(a[i].key), "%s", r[i].key);
 		a[i].type = r[i].type == FIELD_F64 ? CKPT_F64 : r[i].type == FIELD_STR ? CKPT_STR
 											: CKPT_I64;
+		a[i].optional = r[i].optional;
 		if (!values)
 			continue;
 		switch (r[i].type) {
@@ -76,7 +83,9 @@ static void attrs_of(struct ckpt_attr *a, const struct attr_ref *r, int n, bool 
 static int fields_of(const struct ckpt_attr *a, const struct attr_ref *r, int n,
 		     const char *path, char *err, size_t errlen)
 {
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
+		if (a[i].missing)
+			continue; /* an optional attribute an older file lacks: the default */
 		switch (r[i].type) {
 		case FIELD_I64: *(int64_t *)r[i].field = a[i].i; break;
 		case FIELD_U32: *(uint32_t *)r[i].field = (uint32_t)a[i].i; break;
@@ -89,6 +98,7 @@ static int fields_of(const struct ckpt_attr *a, const struct attr_ref *r, int n,
 			snprintf(r[i].field, r[i].size, "%s", a[i].s);
 			break;
 		}
+	}
 	return 0;
 }
 
