@@ -14,6 +14,9 @@
 void comm_allreduce_sum_f32(MPI_Comm comm, float *buf, size_t count);
 void comm_allreduce_sum_f64(MPI_Comm comm, double *buf, size_t count);
 void comm_allreduce_max_f64(MPI_Comm comm, double *buf, size_t count);
+/* recv = the ranks' send buffers of count floats each, in rank order (size x count).
+ * collective: all ranks of comm */
+void comm_allgather_f32(MPI_Comm comm, const float *send, size_t count, float *recv);
 
 /* Point-to-point between pipeline stages (no ANY_SOURCE/ANY_TAG: the tag names
  * the micro-batch and direction, so transfers cannot be confused). */

@@ -34,7 +34,7 @@ void launch_begin(struct launch *l, enum spec_program p, int *argc, char ***argv
 				"a checkpoint writer thread beside training needs");
 	spec_resolve(s, world);
 	sizes[GRID_TENSOR] = s->tensor_model_parallel_size ? (int)s->tensor_model_parallel_size : 1;
-	sizes[GRID_CONTEXT] = 1;
+	sizes[GRID_CONTEXT] = s->context_parallel_size ? (int)s->context_parallel_size : 1;
 	sizes[GRID_DATA] = 0;
 	sizes[GRID_PIPELINE] =
 		s->pipeline_model_parallel_size ? (int)s->pipeline_model_parallel_size : 1;

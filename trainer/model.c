@@ -13,6 +13,7 @@
 #include "trainer/kernels/matmul.h"
 #include "trainer/kernels/norm.h"
 #include "trainer/kernels/retention.h"
+#include "trainer/kernels/retention_cp.h"
 #include "trainer/kernels/xent.h"
 #include "parallel/grid.h"
 #include "trainer/metrics.h"
@@ -38,7 +39,11 @@ struct model *model_create(const struct run_spec *spec, const struct grid *g, in
 	m->H = spec->num_heads;
 	m->f = spec->ffn_hidden_size;
 	m->C = spec->chunk_size;
-	m->T = spec->seq_length;
+	m->cp_rank = g->axis[GRID_CONTEXT].rank;
+	m->cp_size = g->axis[GRID_CONTEXT].size;
+	m->cp_comm = g->axis[GRID_CONTEXT].comm;
+	ENSURE(spec->seq_length % m->cp_size == 0);
+	m->T = spec->seq_length / m->cp_size;
 	m->B = spec->micro_batch_size;
 	m->seed = (uint64_t)spec->seed;
 	m->recompute = spec->recompute_activations;
@@ -69,7 +74,8 @@ struct model *model_create(const struct run_spec *spec, const struct grid *g, in
 	model_setup_params(m);
 	param_set_init_values(&m->params, m->seed);
 	m->kernels = kernels_ctx_init();
-	rotary_table_init(&m->rotary, m->T, m->dk, 0);
+	/* a piece's tokens sit at their positions in the whole sequence */
+	rotary_table_init(&m->rotary, m->T, m->dk, (int64_t)m->cp_rank * m->T);
 	m->activation_bytes = model_setup_activations(m);
 	return m;
 }
@@ -186,6 +192,11 @@ double model_tp_comm_seconds(const struct model *m)
 	return m->tp_allreduce_s;
 }
 
+double model_cp_comm_seconds(const struct model *m)
+{
+	return m->cp_allgather_s;
+}
+
 static struct retention_dims retention_dims_of(const struct model *m)
 {
 	struct retention_dims r = {
@@ -205,6 +216,49 @@ static void scale(float *x, float s, int64_t n)
 		x[i] *= s;
 }
 
+/* Every piece's (B, H/P, dk, dv) block of mine into all, in piece order. */
+static void cp_allgather(struct model *m, const float *mine, float *all,
+			 const struct retention_dims *rd)
+{
+	double t0 = metrics_now_s();
+
+	/* collective: all ranks of cp_comm */
+	comm_allgather_f32(m->cp_comm, mine, (size_t)retention_cp_state_floats(rd), all);
+	m->cp_allgather_s += metrics_now_s() - t0;
+}
+
+/*
+ * Retention of this rank's piece of the sequence: the states of its chunks from a
+ * zero state and its summary; the summaries of every piece (the all-gather is 1 of
+ * 2 per layer; its conjugate in backward gathers the state gradients); the state
+ * entering this piece, scanned from those before it; the outputs with it folded
+ * into the cross-chunk term.
+ */
+static void retention_context_forward(struct model *m, struct layer_acts *a,
+				      const struct retention_dims *rd)
+{
+	retention_chunkwise_states(m->kernels, a->states, m->cp_mine, m->retention_scratch, a->k,
+				   a->v, rd);
+	cp_allgather(m, m->cp_mine, m->cp_all, rd);
+	retention_cp_scan_states(m->cp_state, m->cp_all, m->cp_rank, m->cp_size, rd);
+	retention_chunkwise_output(m->kernels, a->o, a->states, m->cp_state,
+				   m->retention_scratch, a->q, a->k, a->v, rd);
+}
+
+/* Its backward: the gradient with respect to the state entering each piece as if
+ * nothing flowed from later pieces, gathered (2 of 2), scanned back into the
+ * gradient leaving this piece, which the chunkwise backward takes in. */
+static void retention_context_backward(struct model *m, struct layer_acts *a,
+				       const struct retention_dims *rd)
+{
+	retention_chunkwise_state_grad(m->kernels, m->cp_mine, m->retention_scratch, m->do_, a->q,
+				       rd);
+	cp_allgather(m, m->cp_mine, m->cp_all, rd);
+	retention_cp_scan_grads(m->cp_state, m->cp_all, m->cp_rank, m->cp_size, rd);
+	retention_chunkwise_backward(m->kernels, m->dq, m->dk_, m->dv_, m->retention_scratch,
+				     m->do_, a->q, a->k, a->v, a->states, m->cp_state, rd);
+}
+
 /* Retention of local layer l; streaming carries the layer's state across calls. */
 static void retention_forward(struct model *m, struct layer_acts *a, int64_t l)
 {
@@ -214,6 +268,10 @@ static void retention_forward(struct model *m, struct layer_acts *a, int64_t l)
 
 	switch (m->form) {
 	case RETENTION_CHUNKWISE:
+		if (m->cp_size > 1) {
+			retention_context_forward(m, a, &rd);
+			break;
+		}
 		retention_chunkwise_forward(m->kernels, a->o, a->states,
 					    m->streaming ? state : NULL, m->retention_scratch,
 					    a->q, a->k, a->v, &rd);
@@ -234,7 +292,7 @@ void model_stream_begin(struct model *m)
 {
 	struct retention_dims rd = retention_dims_of(m);
 
-	ENSURE(m->form != RETENTION_PARALLEL);
+	ENSURE(m->form != RETENTION_PARALLEL && m->cp_size == 1);
 	memset(m->stream_state, 0,
 	       sizeof(float) * (size_t)(m->num_layers * rd.batch * rd.heads * rd.dk * rd.dv));
 	m->streaming = true;
@@ -398,6 +456,8 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 	groupnorm_backward(m->do_, m->dgn, a->o, a->gn_mean, a->gn_rstd, M, Hl, m->dv);
 	if (m->form == RETENTION_PARALLEL)
 		retention_parallel_backward(m->dq, m->dk_, m->dv_, m->do_, a->q, a->k, a->v, &rd);
+	else if (m->cp_size > 1)
+		retention_context_backward(m, a, &rd);
 	else
 		retention_chunkwise_backward(kc, m->dq, m->dk_, m->dv_, m->retention_scratch,
 					     m->do_, a->q, a->k, a->v, a->states, NULL, &rd);

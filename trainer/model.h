@@ -15,6 +15,13 @@
  * each way, marked where they are issued (model.c). With P = 1 no MPI call is made
  * (the model runs without MPI_Init).
  *
+ * Context parallelism: a rank of a context-parallel group of CP holds the same
+ * parameters as the others and computes one contiguous piece of T/CP tokens of every
+ * sequence, at their global positions; per layer, forward all-gathers the pieces'
+ * retention summaries (dk x dv per head, whatever T is) and backward their state
+ * gradients, each rank scanning them itself (model.c). Its micro-batches are pieces:
+ * B rows of T/CP tokens.
+ *
  * A pipeline stage holds a contiguous range of layers, the embedding on the first
  * stage and the final LN, LM head and loss on the last. It keeps activations for
  * `slots` micro-batches in flight (1F1B needs at most P - stage); the caller moves
@@ -155,5 +162,7 @@ double model_flops_per_token(const struct run_spec *spec);
 size_t model_activation_bytes(const struct model *m);
 /* Seconds spent in tensor-parallel all-reduces since model_create. */
 double model_tp_comm_seconds(const struct model *m);
+/* Seconds spent in context-parallel all-gathers since model_create. */
+double model_cp_comm_seconds(const struct model *m);
 
 #endif

@@ -77,15 +77,18 @@ struct micro_acts {
 };
 
 struct model {
-	/* the model's sizes, docs/model.md's symbols */
+	/* the model's sizes, docs/model.md's symbols; T is this rank's piece of the
+	 * sequence (the whole of it without context parallelism) */
 	int64_t V, d, L, H, f, C, T;
 	int64_t B;                 /* micro-batch */
 	uint64_t seed;
 	bool recompute;            /* keep only each block's input per micro-batch */
 
-	/* this rank's part: its tensor-parallel slice and pipeline stage */
-	int tp_rank, tp_size, pp_rank, pp_size;
+	/* this rank's part: its tensor-parallel slice, piece of the sequence and
+	 * pipeline stage */
+	int tp_rank, tp_size, pp_rank, pp_size, cp_rank, cp_size;
 	MPI_Comm tp_comm;          /* unused when tp_size is 1 */
+	MPI_Comm cp_comm;          /* unused when cp_size is 1 */
 	int slots;                 /* micro-batches whose activations are kept at once */
 	int64_t dk, dv, rows;      /* d/H, 2d/H, B*T */
 	int64_t heads_local;       /* H/P, global heads head_offset .. + H/P - 1 */
@@ -112,6 +115,9 @@ struct model {
 	float *dh;                 /* (M, fl) */
 	float *retention_scratch;
 	float *stream_state;       /* (num_layers, B, H/P, dk, dv) retention states */
+	/* context parallelism: this piece's summary (or state gradient), every piece's,
+	 * and the state entering (or the gradient leaving) this piece: (B, H/P, dk, dv) */
+	float *cp_mine, *cp_all, *cp_state; /* cp_all: (cp_size, B, H/P, dk, dv) */
 	bool streaming;            /* states carry over from one forward to the next */
 	size_t activation_bytes;
 	struct buffer_list *buffers;       /* every buffer above, for model_destroy */
@@ -133,6 +139,7 @@ struct model {
 	void *grad_ready_arg;
 
 	double tp_allreduce_s;     /* time in tensor-parallel all-reduces */
+	double cp_allgather_s;     /* time in context-parallel all-gathers */
 };
 
 #endif

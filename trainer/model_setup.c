@@ -271,6 +271,11 @@ size_t model_setup_activations(struct model *m)
 	m->dh = FLOATS(M * m->fl);
 	m->retention_scratch = FLOATS(retention_scratch_floats(&rd));
 	m->stream_state = FLOATS(m->num_layers * rd.batch * rd.heads * rd.dk * rd.dv);
+	if (m->cp_size > 1) {
+		m->cp_mine = FLOATS(rd.batch * rd.heads * rd.dk * rd.dv);
+		m->cp_state = FLOATS(rd.batch * rd.heads * rd.dk * rd.dv);
+		m->cp_all = FLOATS(m->cp_size * rd.batch * rd.heads * rd.dk * rd.dv);
+	}
 	m->buffers = bl;
 	return bl->bytes;
 }

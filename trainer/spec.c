@@ -159,6 +159,9 @@ static const struct spec_row table[] = {
 	  "tensor-parallel ranks (divides heads and f)"}, TR | EV | GE, NULL, 0},
 	{{"pipeline-model-parallel-size", INT(pipeline_model_parallel_size, 1, 1 << 16), "1",
 	  "pipeline stages (at most --num-layers)"}, TR | EV | GE, NULL, 0},
+	{{"context-parallel-size", INT(context_parallel_size, 1, 1 << 16), "1",
+	  "ranks that each take a contiguous piece of every sequence, the retention state "
+	  "passed between them (T divisible by it x --chunk-size)"}, TR | EV, NULL, 0},
 
 	/* evaluation */
 	{{"data", PATHS(data), "", "corpora: token shards or raw text, plain or gzip (required)"},
@@ -420,6 +423,13 @@ static int check_program(const struct run_spec *s, int world, char *err, size_t 
 		if (!strcmp(s->mode, "stream") && !strcmp(s->form, "parallel"))
 			return log_fail(err, errlen, "--form: parallel cannot carry a state across "
 					"pieces: use --mode windows or --form chunkwise|recurrent");
+		if (!strcmp(s->mode, "stream") && s->context_parallel_size > 1)
+			return log_fail(err, errlen, "--context-parallel-size: stream mode carries one "
+					"state from piece to piece on one rank: use --mode windows");
+		if (strcmp(s->form, "chunkwise") && s->context_parallel_size > 1)
+			return log_fail(err, errlen, "--context-parallel-size: the pieces of a window "
+					"pass their states in the chunkwise form only, not --form %s",
+					s->form);
 		if (!strcmp(s->mode, "stream") && world % (tp * pp) == 0 && world != tp * pp)
 			return log_fail(err, errlen, "--mode: stream scores one sequence: run with "
 					"world = TP x PP = %lld ranks (no data parallelism), not %d",
@@ -476,14 +486,25 @@ static int check_layout(const struct run_spec *s, int world, char *err, size_t e
 {
 	char names[2][FLAGS_PATH_MAX + 128];
 	const int64_t tp = s->tensor_model_parallel_size, pp = s->pipeline_model_parallel_size;
+	const int64_t cp = HAVE(context_parallel_size) ? s->context_parallel_size : 1;
 	int64_t dp;
 
 	if (!HAVE(tensor_model_parallel_size))
 		return 0;
-	if (world % (tp * pp))
+	if (world % (tp * cp * pp))
 		return log_fail(err, errlen, "--tensor-model-parallel-size: world size %d is not "
-				"divisible by TP %lld x PP %lld", world, (long long)tp,
-				(long long)pp);
+				"divisible by TP %lld x CP %lld x PP %lld", world, (long long)tp,
+				(long long)cp, (long long)pp);
+	if (cp > 1 && HAVE(seq_length) && HAVE(chunk_size) &&
+	    s->seq_length % (cp * s->chunk_size)) {
+		char chunk[FLAGS_PATH_MAX + 128];
+
+		name_of(s, F(chunk_size), false, chunk, sizeof(chunk));
+		return log_fail(err, errlen, "--context-parallel-size: %lld pieces of %s %lld are "
+				"not each a multiple of %s %lld", (long long)cp,
+				NAME(seq_length, 0), (long long)s->seq_length, chunk,
+				(long long)s->chunk_size);
+	}
 	if (HAVE(num_heads) && s->num_heads % tp)
 		return log_fail(err, errlen, "--tensor-model-parallel-size: %lld does not divide %s "
 				"%lld", (long long)tp, NAME(num_heads, 0), (long long)s->num_heads);
@@ -494,7 +515,7 @@ static int check_layout(const struct run_spec *s, int world, char *err, size_t e
 	if (HAVE(num_layers) && pp > s->num_layers)
 		return log_fail(err, errlen, "--pipeline-model-parallel-size: %lld stages for %s "
 				"%lld", (long long)pp, NAME(num_layers, 0), (long long)s->num_layers);
-	dp = world / (tp * pp);
+	dp = world / (tp * cp * pp);
 	if (s->program == SPEC_TRAIN && s->global_batch_size &&
 	    s->global_batch_size % (s->micro_batch_size * dp))
 		return log_fail(err, errlen, "--global-batch-size: %lld is not a multiple of "
@@ -516,7 +537,8 @@ int spec_validate(const struct run_spec *s, int world_size, char *err, size_t er
 
 void spec_resolve(struct run_spec *s, int world_size)
 {
-	const int64_t dp = world_size / (s->tensor_model_parallel_size *
+	const int64_t cp = s->context_parallel_size ? s->context_parallel_size : 1;
+	const int64_t dp = world_size / (s->tensor_model_parallel_size * cp *
 					  s->pipeline_model_parallel_size);
 
 	if (s->program == SPEC_TRAIN && !s->global_batch_size)

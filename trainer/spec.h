@@ -82,6 +82,7 @@ struct run_spec {
 
 	/* the parallel layout */
 	int64_t tensor_model_parallel_size, pipeline_model_parallel_size;
+	int64_t context_parallel_size; /* pieces of each sequence, one per rank */
 
 	/* evaluation */
 	struct flag_paths data;

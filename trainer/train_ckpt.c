@@ -47,6 +47,8 @@ static int attr_refs(struct ckpt_info *info, struct attr_ref *r)
 	r[k++] = ref("layout/tensor_model_parallel_size", FIELD_I64, &info->tp, 0);
 	r[k++] = ref("layout/pipeline_model_parallel_size", FIELD_I64, &info->pp, 0);
 	r[k++] = ref("layout/data_parallel_size", FIELD_I64, &info->dp, 0);
+	r[k] = ref("layout/context_parallel_size", FIELD_I64, &info->cp, 0);
+	r[k++].optional = true; /* files written before context parallelism: 1 */
 	r[k++] = ref("optimizer/step", FIELD_I64, &info->adam_step, 0);
 	r[k++] = ref("data/epoch", FIELD_U64, &info->loader.epoch, 0);
 	r[k++] = ref("data/position", FIELD_U64, &info->loader.position, 0);
@@ -143,6 +145,7 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 
 	memset(info, 0, sizeof(*info));
 	spec_defaults(&info->model, 0);
+	info->cp = 1; /* what a file without layout/context_parallel_size was written at */
 	n = attr_refs(info, refs);
 	attrs_of(attrs, refs, n, false);
 	if (ckpt_load(dir, iteration, NULL, 0, attrs, n, comm, err, errlen))
@@ -180,6 +183,7 @@ int train_ckpt_check_info(const struct ckpt_info *info, char *err, size_t errlen
 	    in_range(info, "layout/pipeline_model_parallel_size", info->pp, 1, 1 << 16, err,
 		     errlen) ||
 	    in_range(info, "layout/data_parallel_size", info->dp, 1, INT32_MAX, err, errlen) ||
+	    in_range(info, "layout/context_parallel_size", info->cp, 1, 1 << 16, err, errlen) ||
 	    in_range(info, "optimizer/step", info->adam_step, 0, INT64_MAX, err, errlen))
 		return -1;
 	if (!info->tok.id[0] || info->tok.vocab != (uint32_t)c->vocab_size)
@@ -209,7 +213,8 @@ static void groups_of(struct state_groups *sg, struct model *m, const struct ada
 		      const struct grid *g)
 {
 	const struct param_set *p = model_params(m);
-	const bool tp0 = g->axis[GRID_TENSOR].rank == 0, dp0 = g->axis[GRID_DATA].rank == 0;
+	/* dp0: the first of the ranks that hold the same parameters (data x context) */
+	const bool tp0 = g->axis[GRID_TENSOR].rank == 0, dp0 = g->replicas.rank == 0;
 	struct ckpt_slice *s;
 
 	memset(sg, 0, sizeof(*sg));
@@ -261,6 +266,7 @@ int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 	info->tp = g->axis[GRID_TENSOR].size;
 	info->pp = g->axis[GRID_PIPELINE].size;
 	info->dp = g->axis[GRID_DATA].size;
+	info->cp = g->axis[GRID_CONTEXT].size;
 	info->adam_step = opt->step;
 	loader_state_get(train, &info->loader);
 	n = attr_refs(info, refs);

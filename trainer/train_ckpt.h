@@ -33,7 +33,7 @@ struct ckpt_info {
 	int64_t iteration;
 	struct run_spec model;   /* the saved rows, origin SPEC_CHECKPOINT; nothing else */
 	struct tokenizer tok;
-	int64_t tp, pp, dp;      /* the layout that wrote it */
+	int64_t tp, pp, dp, cp;  /* the layout that wrote it */
 	int64_t adam_step;
 	struct loader_state loader;
 	char path[1024];         /* the file */

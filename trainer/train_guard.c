@@ -75,8 +75,9 @@ int train_guard_check_replicas(const struct train_guard *tg, int64_t it, struct 
 	if (tg->hash_interval <= 0 || (it + 1) % tg->hash_interval != 0)
 		return 0;
 	mine = replica0 = param_set_hash(p);
-	/* collective: the data-parallel group, then all ranks */
-	comm_bcast(g->axis[GRID_DATA].comm, &replica0, sizeof(replica0), 0);
+	/* collective: the data x context plane (the ranks holding the same parameters),
+	 * then all ranks */
+	comm_bcast(g->replicas.comm, &replica0, sizeof(replica0), 0);
 	first = comm_first_rank_with(g->world, mine != replica0);
 	if (first < 0)
 		return 0;

@@ -25,10 +25,10 @@ struct grad_sync *train_step_dp_sync(struct model *m, const struct grid *g,
 				     enum grad_sync_mode mode, const size_t *counts)
 {
 	struct param_set *p = model_params(m);
-	const int n = model_grad_range_count(m), dp = g->axis[GRID_DATA].size;
+	const int n = model_grad_range_count(m), dp = g->replicas.size;
 	struct grad_range *r = xcalloc((size_t)n, sizeof(*r));
-	/* collective: all ranks of the data axis (grad_sync duplicates it) */
-	struct grad_sync *gs = grad_sync_create(g->axis[GRID_DATA].comm, mode, p->grad, p->total);
+	/* collective: all ranks of the data x context plane (grad_sync duplicates it) */
+	struct grad_sync *gs = grad_sync_create(g->replicas.comm, mode, p->grad, p->total);
 
 	model_grad_ranges(m, r);
 	for (int i = 0; i < n; i++)
@@ -48,7 +48,8 @@ void train_step_init(struct train_step *ts, struct model *m, const struct grid *
 	ts->g = g;
 	ts->n_micro = n_micro;
 	ts->micro_batch = spec->micro_batch_size;
-	ts->seq_len = spec->seq_length;
+	/* a context-parallel rank's micro-batches are its pieces of the sequences */
+	ts->seq_len = spec->seq_length / g->axis[GRID_CONTEXT].size;
 	ENSURE(slots >= train_step_slots(g, n_micro));
 	ts->ops = xcalloc((size_t)(2 * n_micro), sizeof(*ts->ops));
 	pipeline_1f1b(ts->ops, g->axis[GRID_PIPELINE].rank, g->axis[GRID_PIPELINE].size, n_micro);

@@ -46,10 +46,11 @@ void train_step_init(struct train_step *ts, struct model *m, const struct grid *
 void train_step_free(struct train_step *ts);
 
 /*
- * The data-parallel reduction of m's gradient over the data axis of g: one bucket per
- * gradient range of the model, in the order backward finishes them, all-reduced, or
- * with counts (counts[range * DP + rank], NULL: even) reduce-scattered.
- * collective over the data axis (grad_sync_create); free with grad_sync_destroy.
+ * The data-parallel reduction of m's gradient over the ranks that hold the same
+ * parameters (g's data x context plane, R ranks): one bucket per gradient range of the
+ * model, in the order backward finishes them, all-reduced, or with counts
+ * (counts[range * R + rank], NULL: even) reduce-scattered.
+ * collective over that plane (grad_sync_create); free with grad_sync_destroy.
  */
 struct grad_sync *train_step_dp_sync(struct model *m, const struct grid *g,
 				     enum grad_sync_mode mode, const size_t *counts);

@@ -43,6 +43,8 @@ struct trainer {
 	struct train_guard guard;
 	struct ckpt_async *async;  /* --async-save's writer, or NULL */
 	int64_t n_micro, local_rows;
+	int64_t piece_len;         /* T / CP: the tokens of a sequence this rank computes */
+	int32_t *piece_in, *piece_tg; /* (local_rows, piece_len) this rank's pieces */
 	size_t inject_at;          /* --inject-fault nan-grad's gradient element */
 	double gather_s;           /* time in the parameter all-gather */
 	int32_t *inputs, *targets; /* (local_rows, T) */
@@ -146,7 +148,7 @@ static double measure_ceiling(const struct trainer *t)
 static void setup_optimizer(struct trainer *t, const struct adamw_config *oc)
 {
 	struct param_set *p = model_params(t->m);
-	const int dp = t->g->axis[GRID_DATA].size, n = model_grad_range_count(t->m);
+	const int dp = t->g->replicas.size, n = model_grad_range_count(t->m);
 	struct grad_range *r = xcalloc((size_t)n, sizeof(*r));
 	size_t *counts = xcalloc((size_t)n * (size_t)dp, sizeof(*counts));
 	struct param_range *own = xcalloc((size_t)n, sizeof(*own));
@@ -189,6 +191,9 @@ struct trainer *trainer_create(struct launch *l)
 	t->local_rows = loader_local_rows(&t->train, (int)s->global_batch_size);
 	t->inputs = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * s->seq_length));
 	t->targets = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * s->seq_length));
+	t->piece_len = s->seq_length / g->axis[GRID_CONTEXT].size;
+	t->piece_in = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * t->piece_len));
+	t->piece_tg = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * t->piece_len));
 
 	t->m = launch_model(l, train_step_slots(g, (int)t->n_micro));
 	setup_optimizer(t, &oc);
@@ -212,10 +217,11 @@ struct trainer *trainer_create(struct launch *l)
 	t->ceiling = measure_ceiling(t);
 	t->flops_per_token = model_flops_per_token(s);
 	t->tokens_per_iter = (double)(s->global_batch_size * s->seq_length);
-	log0("retnet-train: %d ranks (DP %d x PP %d x TP %d), %d threads each; model d=%lld "
+	log0("retnet-train: %d ranks (DP %d x PP %d x CP %d x TP %d), %d threads each; model d=%lld "
 	     "L=%lld H=%lld f=%lld, %zu parameters; T=%lld C=%lld; global batch %lld "
 	     "(%lld micro-batches of %lld per rank); %s matmuls, ceiling %.1f GFLOP/s\n",
-	     g->world_size, dp, g->axis[GRID_PIPELINE].size, g->axis[GRID_TENSOR].size,
+	     g->world_size, dp, g->axis[GRID_PIPELINE].size, g->axis[GRID_CONTEXT].size,
+	     g->axis[GRID_TENSOR].size,
 	     omp_get_max_threads(), (long long)s->hidden_size, (long long)s->num_layers,
 	     (long long)s->num_heads, (long long)s->ffn_hidden_size, model_params(t->m)->total,
 	     (long long)s->seq_length, (long long)s->chunk_size,
@@ -288,15 +294,28 @@ int64_t trainer_resume(struct trainer *t)
 	    train_ckpt_load(s->load, iteration, t->m, &t->opt, t->g, err, sizeof(err)))
 		exit_agreed(err);
 	t->opt.step = info->adam_step;
-	log0("resumed from %s (iteration %lld, written at DP %lld x PP %lld x TP %lld)\n",
-	     info->path, (long long)iteration, (long long)info->dp, (long long)info->pp,
-	     (long long)info->tp);
+	log0("resumed from %s (iteration %lld, written at DP %lld x PP %lld x CP %lld x TP "
+	     "%lld)\n", info->path, (long long)iteration, (long long)info->dp, (long long)info->pp,
+	     (long long)info->cp, (long long)info->tp);
 	free(mine);
 	free(info);
 	return iteration;
 }
 
 /* ---- run ------------------------------------------------------------------- */
+
+/* This rank's piece of each of the first `rows` windows in t->inputs/targets (all of
+ * it without context parallelism) into t->piece_in/piece_tg. */
+static void take_pieces(struct trainer *t, int64_t rows)
+{
+	const int64_t T = t->s->seq_length, P = t->piece_len;
+	const int64_t at = t->g->axis[GRID_CONTEXT].rank * P;
+
+	for (int64_t r = 0; r < rows; r++) {
+		memcpy(t->piece_in + r * P, t->inputs + r * T + at, sizeof(int32_t) * (size_t)P);
+		memcpy(t->piece_tg + r * P, t->targets + r * T + at, sizeof(int32_t) * (size_t)P);
+	}
+}
 
 /*
  * Mean loss over the held-out windows in corpus order: this data-parallel rank's
@@ -320,12 +339,14 @@ static double evaluate(struct trainer *t, int64_t max_batches)
 			memcpy(inputs + r * T, inputs + (rows - 1) * T, sizeof(int32_t) * (size_t)T);
 			memcpy(targets + r * T, targets + (rows - 1) * T, sizeof(int32_t) * (size_t)T);
 		}
-		sum[0] += train_step_forward_only(&t->step, inputs, targets, rows);
-		sum[1] += (double)(rows * T);
+		take_pieces(t, B);
+		sum[0] += train_step_forward_only(&t->step, t->piece_in, t->piece_tg, rows);
+		sum[1] += (double)(rows * t->piece_len);
 	}
-	/* The losses live on the last stage; every stage counted the same tokens. */
+	/* The losses live on the last stage; every stage counted the same tokens; the
+	 * data x context plane holds the other windows and pieces. */
 	comm_allreduce_sum_f64(t->g->axis[GRID_PIPELINE].comm, sum, 1);
-	comm_allreduce_sum_f64(t->g->axis[GRID_DATA].comm, sum, 2);
+	comm_allreduce_sum_f64(t->g->replicas.comm, sum, 2);
 	return sum[1] > 0 ? sum[0] / sum[1] : NAN;
 }
 
@@ -384,7 +405,9 @@ static void save(struct trainer *t, int64_t iteration)
 static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updated)
 {
 	const struct grid *g = t->g;
-	const int dp = g->axis[GRID_DATA].size;
+	/* the ranks over which the mean loss is taken and the gradient summed: data
+	 * replicas, each with the same number of pieces of equal length */
+	const int replicas = g->replicas.size;
 	struct param_set *p = model_params(t->m);
 	char err[1024];
 	double loss, sumsq;
@@ -392,12 +415,13 @@ static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updat
 	param_set_zero_grad(p);
 	ENSURE(loader_next_batch(&t->train, t->inputs, t->targets,
 				 (int)t->s->global_batch_size) == (int)t->local_rows);
-	loss = train_step_run(&t->step, t->inputs, t->targets,
-			      (float)(1.0 / (double)(t->n_micro * dp)));
+	take_pieces(t, t->local_rows);
+	loss = train_step_run(&t->step, t->piece_in, t->piece_tg,
+			      (float)(1.0 / (double)(t->n_micro * replicas)));
 	/* The loss lives on the last stage; rank 0 (stage 0) logs it. */
 	comm_allreduce_sum_f64(g->axis[GRID_PIPELINE].comm, &loss, 1);
-	comm_allreduce_sum_f64(g->axis[GRID_DATA].comm, &loss, 1);
-	loss /= (double)(t->n_micro * dp);
+	comm_allreduce_sum_f64(g->replicas.comm, &loss, 1);
+	loss /= (double)(t->n_micro * replicas);
 
 	/* After the reduction every DP replica holds the same gradient (all-reduce) or
 	 * its shard of it (distributed optimizer); the stages hold disjoint parts of the
@@ -407,7 +431,7 @@ static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updat
 		double sums[2];
 
 		adamw_grad_sumsq(&t->opt, p, sums);
-		comm_allreduce_sum_f64(g->axis[GRID_DATA].comm, sums, 2);
+		comm_allreduce_sum_f64(g->replicas.comm, sums, 2);
 		sumsq = model_grad_sumsq_combine(t->m, sums);
 	} else {
 		sumsq = model_grad_sumsq(t->m);
@@ -607,6 +631,8 @@ void trainer_destroy(struct trainer *t)
 		fclose(t->metrics);
 	free(t->inputs);
 	free(t->targets);
+	free(t->piece_in);
+	free(t->piece_tg);
 	train_step_free(&t->step);
 	/* collective: the data axis; all ranks */
 	grad_sync_destroy(t->dp_sync);
