@@ -10,6 +10,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/*
+ * What one rank sent over one axis of the grid and how long it waited in the calls
+ * that did it. Bytes are the algorithmic volume a ring algorithm sends, not a
+ * measurement of what MPI sent: an all-reduce of B bytes over p ranks 2 (p-1)/p B,
+ * a reduce-scatter or an all-gather of B bytes in all (p-1)/p B, a send its bytes.
+ */
+struct comm_tally {
+	double bytes, seconds;
+};
+
 /* In place: buf = sum over the ranks of comm.  collective: all ranks of comm */
 void comm_allreduce_sum_f32(MPI_Comm comm, float *buf, size_t count);
 void comm_allreduce_sum_f64(MPI_Comm comm, double *buf, size_t count);

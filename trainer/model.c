@@ -187,14 +187,10 @@ void model_set_grad_ready(struct model *m, grad_ready_fn fn, void *arg)
 	m->grad_ready_arg = arg;
 }
 
-double model_tp_comm_seconds(const struct model *m)
+void model_comm(const struct model *m, struct comm_tally *tp, struct comm_tally *cp)
 {
-	return m->tp_allreduce_s;
-}
-
-double model_cp_comm_seconds(const struct model *m)
-{
-	return m->cp_allgather_s;
+	*tp = m->tp;
+	*cp = m->cp;
 }
 
 static struct retention_dims retention_dims_of(const struct model *m)
@@ -222,9 +218,12 @@ static void cp_allgather(struct model *m, const float *mine, float *all,
 {
 	double t0 = metrics_now_s();
 
+	const size_t n = (size_t)retention_cp_state_floats(rd);
+
 	/* collective: all ranks of cp_comm */
-	comm_allgather_f32(m->cp_comm, mine, (size_t)retention_cp_state_floats(rd), all);
-	m->cp_allgather_s += metrics_now_s() - t0;
+	comm_allgather_f32(m->cp_comm, mine, n, all);
+	m->cp.seconds += metrics_now_s() - t0;
+	m->cp.bytes += (double)(m->cp_size - 1) * (double)(n * sizeof(float));
 }
 
 /*
@@ -321,7 +320,8 @@ static void tp_allreduce(struct model *m, float *buf, int64_t count)
 	t0 = metrics_now_s();
 	/* collective: all ranks of tp_comm */
 	comm_allreduce_sum_f32(m->tp_comm, buf, (size_t)count);
-	m->tp_allreduce_s += metrics_now_s() - t0;
+	m->tp.seconds += metrics_now_s() - t0;
+	m->tp.bytes += 2.0 * (m->tp_size - 1) / m->tp_size * (double)count * sizeof(float);
 }
 
 /* Local layer l: x_out = Y + FFN(LN2(Y)), Y = x + MSR(LN1(x)), with x = a->x.

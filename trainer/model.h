@@ -45,6 +45,7 @@
 struct model;
 struct grid;
 struct run_spec;
+struct comm_tally;
 
 enum retention_form {
 	RETENTION_CHUNKWISE, /* training and evaluation */
@@ -160,9 +161,8 @@ void model_set_first_position(struct model *m, int64_t first_pos);
 double model_flops_per_token(const struct run_spec *spec);
 /* Bytes of activations and workspace held by the model (for the benchmarks). */
 size_t model_activation_bytes(const struct model *m);
-/* Seconds spent in tensor-parallel all-reduces since model_create. */
-double model_tp_comm_seconds(const struct model *m);
-/* Seconds spent in context-parallel all-gathers since model_create. */
-double model_cp_comm_seconds(const struct model *m);
+/* What this rank sent and waited since model_create in the tensor-parallel
+ * all-reduces and the context-parallel all-gathers (parallel/comm.h). */
+void model_comm(const struct model *m, struct comm_tally *tp, struct comm_tally *cp);
 
 #endif

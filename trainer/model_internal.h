@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "parallel/comm.h"
 #include "trainer/kernels/rotary.h"
 #include "trainer/model.h"
 #include "trainer/params.h"
@@ -138,8 +139,7 @@ struct model {
 	grad_ready_fn grad_ready;  /* NULL: nobody is told */
 	void *grad_ready_arg;
 
-	double tp_allreduce_s;     /* time in tensor-parallel all-reduces */
-	double cp_allgather_s;     /* time in context-parallel all-gathers */
+	struct comm_tally tp, cp;  /* tensor-parallel all-reduces, context all-gathers */
 };
 
 #endif

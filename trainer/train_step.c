@@ -116,9 +116,11 @@ static double forward_op(struct train_step *ts, int slot, int micro, const int32
 	t0 = metrics_now_s();
 	loss = model_forward_micro(m, slot, inputs, targets);
 	ts->compute_s += metrics_now_s() - t0;
-	if (!model_last_stage(m))
+	if (!model_last_stage(m)) {
 		comm_isend_f32(pp->comm, model_stage_output(m, slot), n, pp->rank + 1,
 			       tag_of(micro, 0), &ts->act_send[slot]);
+		ts->pp_bytes += (double)(n * sizeof(float));
+	}
 	return loss;
 }
 
@@ -147,6 +149,7 @@ static void backward_op(struct train_step *ts, int slot, int micro, float loss_s
 		memcpy(ts->grad_send_buf[slot], model_boundary_grad(m), sizeof(float) * n);
 		comm_isend_f32(pp->comm, ts->grad_send_buf[slot], n, pp->rank - 1, tag_of(micro, 1),
 			       &ts->grad_send[slot]);
+		ts->pp_bytes += (double)(n * sizeof(float));
 	}
 }
 
@@ -190,6 +193,7 @@ double train_step_forward_only(struct train_step *ts, const int32_t *inputs,
 	if (!model_last_stage(m)) {
 		comm_isend_f32(pp->comm, model_stage_output(m, 0), model_boundary_floats(m),
 			       pp->rank + 1, tag_of(0, 0), &ts->act_send[0]);
+		ts->pp_bytes += (double)(model_boundary_floats(m) * sizeof(float));
 		return 0.0;
 	}
 	losses = model_losses(m, 0);

@@ -32,6 +32,7 @@ struct train_step {
 	MPI_Request *grad_send;    /* [slots] input gradient sent backward */
 	float **grad_send_buf;     /* [slots] (M, d) copies of the input gradient */
 	double dp_wait_s;          /* time waiting for the DP buckets, accumulated */
+	double pp_bytes;           /* sent to the neighbouring stages, accumulated */
 	double compute_s;          /* time inside forward and backward, accumulated */
 	double schedule_s;         /* time running the schedule (compute + p2p waits) */
 };

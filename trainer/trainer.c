@@ -457,19 +457,33 @@ static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updat
 	return loss;
 }
 
+/* What this rank sent and how long it waited, per axis, since the start: the
+ * tensor-parallel all-reduces, the context-parallel all-gathers, the data-parallel
+ * gradient reduction (the wait backward did not hide) and parameter gathers, and the
+ * pipeline's sends (the schedule's time not spent computing). */
+static void comm_totals(const struct trainer *t, struct comm_tally axis[GRID_AXES])
+{
+	model_comm(t->m, &axis[GRID_TENSOR], &axis[GRID_CONTEXT]);
+	axis[GRID_DATA] = (struct comm_tally){grad_sync_bytes_sent(t->dp_sync),
+					      t->step.dp_wait_s + t->gather_s};
+	axis[GRID_PIPELINE] = (struct comm_tally){t->step.pp_bytes,
+						  t->step.schedule_s - t->step.compute_s};
+}
+
 /* What the log line sums up since the previous one. */
 struct log_window {
-	double t, loss_sum, dp_wait_s, gather_s, tp_s, compute_s, schedule_s;
+	double t, loss_sum, gather_s, compute_s, schedule_s;
+	struct comm_tally comm[GRID_AXES];
 	int64_t iters, losses; /* all steps, updating steps */
 };
 
 static void log_window_start(struct log_window *w, const struct trainer *t)
 {
 	*w = (struct log_window){
-		.t = metrics_now_s(), .dp_wait_s = t->step.dp_wait_s, .gather_s = t->gather_s,
-		.tp_s = model_tp_comm_seconds(t->m), .compute_s = t->step.compute_s,
+		.t = metrics_now_s(), .gather_s = t->gather_s, .compute_s = t->step.compute_s,
 		.schedule_s = t->step.schedule_s,
 	};
+	comm_totals(t, w->comm);
 }
 
 /* The log line and the metrics line of iteration it (0-based). collective: the
@@ -477,45 +491,62 @@ static void log_window_start(struct log_window *w, const struct trainer *t)
 static void log_progress(const struct trainer *t, const struct log_window *w, int64_t it,
 			 int64_t start, double grad_norm)
 {
-	const double now = metrics_now_s(), elapsed = now - t->t_start;
+	static const char *const axis_key[GRID_AXES] = {"tp", "cp", "dp", "pp"};
+	const double now = metrics_now_s(), elapsed = now - t->t_start, n = (double)w->iters;
 	const double lr = lr_at(&t->sched, it);
-	const double tps = t->tokens_per_iter * (double)w->iters / (now - w->t);
+	const double tps = t->tokens_per_iter * n / (now - w->t);
 	const double mfu = tps * t->flops_per_token / t->ceiling;
 	const double eta = elapsed / (double)(it + 1 - start) *
 			   (double)(t->s->train_iters - it - 1);
-	/* Communication not hidden behind compute, per step, on rank 0. */
-	const double tp_ms = 1e3 * (model_tp_comm_seconds(t->m) - w->tp_s) / (double)w->iters;
-	const double dp_ms = 1e3 * (t->step.dp_wait_s - w->dp_wait_s) / (double)w->iters;
-	const double gather_ms = 1e3 * (t->gather_s - w->gather_s) / (double)w->iters;
+	const double gather_ms = 1e3 * (t->gather_s - w->gather_s) / n;
 	/* Pipeline idle: the schedule's time not spent computing, mean of the stages. */
 	double idle = 1.0 - (t->step.compute_s - w->compute_s) /
 				    (t->step.schedule_s - w->schedule_s);
-	const char *keys[] = {"iteration", "loss", "lr", "grad_norm", "tokens",
-			      "tokens_per_sec", "mfu", "elapsed_s", "tp_allreduce_ms",
-			      "dp_wait_ms", "pipeline_idle", "skipped_iters", "dp_gather_ms"};
-	double vals[13];
+	struct comm_tally now_comm[GRID_AXES];
+	double ms[GRID_AXES], mb[GRID_AXES];
+	const char *keys[32];
+	double vals[32];
+	char names[2 * GRID_AXES][24];
+	int k = 0;
 
+	comm_totals(t, now_comm);
+	for (int a = 0; a < GRID_AXES; a++) {
+		ms[a] = 1e3 * (now_comm[a].seconds - w->comm[a].seconds) / n;
+		mb[a] = 1e-6 * (now_comm[a].bytes - w->comm[a].bytes) / n;
+	}
 	comm_allreduce_sum_f64(t->g->axis[GRID_PIPELINE].comm, &idle, 1);
 	idle /= (double)t->g->axis[GRID_PIPELINE].size;
+#define KV(key, value) (keys[k] = (key), vals[k++] = (value))
+	KV("iteration", (double)(it + 1));
 	/* NaN when every step since the last line was skipped */
-	vals[0] = (double)(it + 1);
-	vals[1] = w->losses ? w->loss_sum / (double)w->losses : NAN;
-	vals[2] = lr;
-	vals[3] = grad_norm;
-	vals[4] = t->tokens_per_iter * (double)(it + 1);
-	vals[5] = tps;
-	vals[6] = mfu;
-	vals[7] = elapsed;
-	vals[8] = tp_ms;
-	vals[9] = dp_ms;
-	vals[10] = idle;
-	vals[11] = (double)t->guard.skipped_total;
-	vals[12] = t->distributed ? gather_ms : -1e301; /* metrics_write skips it */
+	KV("loss", w->losses ? w->loss_sum / (double)w->losses : NAN);
+	KV("lr", lr);
+	KV("grad_norm", grad_norm);
+	KV("tokens", t->tokens_per_iter * (double)(it + 1));
+	KV("tokens_per_sec", tps);
+	KV("mfu", mfu);
+	KV("elapsed_s", elapsed);
+	/* communication of rank 0, per step: what it did not hide behind compute */
+	KV("tp_allreduce_ms", ms[GRID_TENSOR]);
+	KV("dp_wait_ms", ms[GRID_DATA] - gather_ms);
+	KV("pipeline_idle", idle);
+	KV("skipped_iters", (double)t->guard.skipped_total);
+	if (t->distributed)
+		KV("dp_gather_ms", gather_ms);
+	for (int a = 0; a < GRID_AXES; a++) {
+		snprintf(names[2 * a], sizeof(names[0]), "%s_bytes", axis_key[a]);
+		snprintf(names[2 * a + 1], sizeof(names[0]), "%s_comm_ms", axis_key[a]);
+		KV(names[2 * a], 1e6 * mb[a]);
+		KV(names[2 * a + 1], ms[a]);
+	}
+#undef KV
 	log0("iter %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | "
-	     "comm TP %.0f DP %.0f ms/step | elapsed %.0fs | ETA %.0fs\n",
+	     "comm ms/step TP %.0f CP %.0f DP %.0f PP %.0f, MB/step %.1f %.1f %.1f %.1f | "
+	     "elapsed %.0fs | ETA %.0fs\n",
 	     (long long)(it + 1), (long long)t->s->train_iters, vals[1], lr, grad_norm, tps,
-	     100.0 * mfu, tp_ms, dp_ms + gather_ms, elapsed, eta);
-	metrics_write(t->metrics, 13, keys, vals);
+	     100.0 * mfu, ms[GRID_TENSOR], ms[GRID_CONTEXT], ms[GRID_DATA], ms[GRID_PIPELINE],
+	     mb[GRID_TENSOR], mb[GRID_CONTEXT], mb[GRID_DATA], mb[GRID_PIPELINE], elapsed, eta);
+	metrics_write(t->metrics, k, keys, vals);
 }
 
 int trainer_run(struct trainer *t, int64_t start)
