@@ -73,6 +73,13 @@ static int begin(MPI_Comm comm, const char *dir, int64_t iteration,
 
 	CHECK_MPI(MPI_Comm_rank(comm, &rank));
 	rc = ckpt_args_check(dir, iteration, groups, ngroups, attrs, nattrs, opt, rank, msg);
+	if (!rc) {
+		MPI_Info hints;
+
+		rc = h5io_mpiio_hints(&hints, msg, CKPT_ERR_LEN);
+		if (hints != MPI_INFO_NULL)
+			CHECK_MPI(MPI_Info_free(&hints));
+	}
 	if ((rc = agree(comm, rc, msg)))
 		return rc;
 	if (ckpt_args_same_everywhere(comm, dir, iteration, groups, ngroups, attrs, nattrs, opt,
