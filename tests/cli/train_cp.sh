@@ -28,18 +28,10 @@ COMMON=(--data-path "$CORPUS-train.bin" --num-layers 2 --hidden-size 64 --num-he
 	--log-interval 1 --train-iters 10)
 export OMP_NUM_THREADS=1
 
-train() { # train NAME RANKS [flags]
-	local name=$1 ranks=$2
-	shift 2
-	"$MPIEXEC" --quiet -n "$ranks" "${MPI_EXTRA[@]}" "$BUILD/retnet-train" "${COMMON[@]}" \
-		--metrics "$T/$name.jsonl" "$@" >"$T/$name.log" 2>&1 ||
-		{ cat "$T/$name.log" >&2; return 1; }
-	json_column "$T/$name.jsonl" loss >"$T/$name.loss"
-}
 
 # (1) losses
-check "T=64: one rank" train one64 1 --seq-length 64
-check "T=32: one rank" train one32 1 --seq-length 32
+check "T=64: one rank" train_run one64 1 --seq-length 64
+check "T=32: one rank" train_run one32 1 --seq-length 32
 cases=("cp2 2 one64 --seq-length 64 --context-parallel-size 2"
 	"cp4 4 one64 --seq-length 64 --context-parallel-size 4"
 	"cp4-onechunk 4 one32 --seq-length 32 --context-parallel-size 4"
@@ -48,7 +40,7 @@ cases=("cp2 2 one64 --seq-length 64 --context-parallel-size 2"
 	"cp2-recompute 2 one64 --seq-length 64 --context-parallel-size 2 --recompute-activations"
 	"cp2dp2-zero 4 one64 --seq-length 64 --context-parallel-size 2 --use-distributed-optimizer")
 if grep -qw avx512_bf16 /proc/cpuinfo; then
-	check "T=64: one rank, bf16" train one64-bf16 1 --seq-length 64 --bf16
+	check "T=64: one rank, bf16" train_run one64-bf16 1 --seq-length 64 --bf16
 	cases+=("cp2-bf16 2 one64-bf16 --seq-length 64 --context-parallel-size 2 --bf16")
 fi
 for c in "${cases[@]}"; do
@@ -56,15 +48,15 @@ for c in "${cases[@]}"; do
 	tol=1e-5
 	[[ $name == *bf16 ]] && tol=1e-3
 	# shellcheck disable=SC2086 # flags is a list of words
-	check "$name: 10 iterations" train "$name" "$ranks" $flags
+	check "$name: 10 iterations" train_run "$name" "$ranks" $flags
 	check "$name: losses within $tol of the single rank" \
 		close_columns "$T/$name.loss" "$T/$ref.loss" "$tol"
 done
 
 # (2) held-out estimates and retnet-eval across the pieces
-check "one rank: held-out at the end, checkpoint" train v1 1 --seq-length 64 \
+check "one rank: held-out at the end, checkpoint" train_run v1 1 --seq-length 64 \
 	--valid-data-path "$CORPUS-valid.bin" --save "$T/ck1"
-check "CP=2: held-out at the end, checkpoint" train v2 2 --seq-length 64 \
+check "CP=2: held-out at the end, checkpoint" train_run v2 2 --seq-length 64 \
 	--context-parallel-size 2 --valid-data-path "$CORPUS-valid.bin" --save "$T/ck2"
 json_column "$T/v1.jsonl" val_loss >"$T/v1.val"
 json_column "$T/v2.jsonl" val_loss >"$T/v2.val"
@@ -88,9 +80,9 @@ check "retnet-eval: CP=2 x TP=2 = one rank (1e-5)" close_columns "$T/e4.nll" "$T
 # (3) checkpoints: the single rank's file, and another layout continues
 check "CP=2's checkpoint holds the single rank's parameters (1e-4)" \
 	h5diff -r -d 1e-4 "$T/ck1/iter_0000010.h5" "$T/ck2/iter_0000010.h5" /model /model
-check "continued at CP=1 from CP=2's checkpoint" train c1 1 --seq-length 64 \
+check "continued at CP=1 from CP=2's checkpoint" train_run c1 1 --seq-length 64 \
 	--train-iters 12 --lr-decay-iters 10 --load "$T/ck2"
-check "continued at CP=2 from it" train c2 2 --seq-length 64 --context-parallel-size 2 \
+check "continued at CP=2 from it" train_run c2 2 --seq-length 64 --context-parallel-size 2 \
 	--train-iters 12 --lr-decay-iters 10 --load "$T/ck2"
 check "... the same losses (1e-5)" close_columns "$T/c1.loss" "$T/c2.loss" 1e-5
 

@@ -21,17 +21,8 @@ export OMP_NUM_THREADS=1
 train() { # train NAME RANKS TP PP [flags]
 	local name=$1 ranks=$2 tp=$3 pp=$4
 	shift 4
-	"$MPIEXEC" --quiet -n "$ranks" "${MPI_EXTRA[@]}" "$BUILD/retnet-train" "${COMMON[@]}" \
-		--tensor-model-parallel-size "$tp" --pipeline-model-parallel-size "$pp" \
-		--metrics "$T/$name.jsonl" "$@" >"$T/$name.log" 2>&1 ||
-		{ cat "$T/$name.log" >&2; return 1; }
-	json_column "$T/$name.jsonl" loss >"$T/$name.loss"
-}
-
-same_file() { # same_file A B: the same tensors, moments and attributes but the layout
-	h5diff -r "$1" "$2" /model /model >"$T/h5diff.out" 2>&1 &&
-		h5diff "$1" "$2" /optimizer /optimizer >>"$T/h5diff.out" 2>&1 ||
-		{ head -20 "$T/h5diff.out" >&2; return 1; }
+	train_run "$name" "$ranks" --tensor-model-parallel-size "$tp" \
+		--pipeline-model-parallel-size "$pp" "$@"
 }
 
 # (1) bit-exact resume
@@ -46,7 +37,7 @@ for layout in "1 1 1 1rank" "4 2 1 dp2tp2"; do
 	check "$name: resumed at iteration 5" grep -q "resumed from .*iteration 5" "$T/$name-b.log"
 	tail -n 5 "$T/$name-full.loss" >"$T/$name-full.tail"
 	check "$name: losses 6..10 identical to the last bit" cmp "$T/$name-full.tail" "$T/$name-b.loss"
-	check "$name: identical final checkpoints" same_file \
+	check "$name: identical final checkpoints" same_ckpt \
 		"$T/$name-full/iter_0000010.h5" "$T/$name-split/iter_0000010.h5"
 done
 
@@ -63,7 +54,7 @@ for layout in "1 1 1 tp1" "4 4 1 tp4" "2 1 1 dp2" "4 1 2 dp2pp2"; do
 		close_columns "$T/re-$name.loss" "$T/cont.loss" 1e-5
 	check "$name: loaded and saved again = the original file" train "rt-$name" "$ranks" \
 		"$tp" "$pp" --train-iters 5 --load "$T/src-$name" --save "$T/rt-$name"
-	check "$name: round trip identical" same_file "$T/src/iter_0000005.h5" \
+	check "$name: round trip identical" same_ckpt "$T/src/iter_0000005.h5" \
 		"$T/rt-$name/iter_0000005.h5"
 done
 

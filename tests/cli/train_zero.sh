@@ -23,20 +23,6 @@ COMMON=(--data-path "$CORPUS-train.bin" --num-layers 2 --hidden-size 64 --num-he
 	--lr-warmup-iters 2 --seed 11 --log-interval 1 --lr-decay-iters 20)
 export OMP_NUM_THREADS=1
 
-train() { # train NAME RANKS [flags]
-	local name=$1 ranks=$2
-	shift 2
-	"$MPIEXEC" --quiet -n "$ranks" "${MPI_EXTRA[@]}" "$BUILD/retnet-train" "${COMMON[@]}" \
-		--metrics "$T/$name.jsonl" "$@" >"$T/$name.log" 2>&1 ||
-		{ cat "$T/$name.log" >&2; return 1; }
-	json_column "$T/$name.jsonl" loss >"$T/$name.loss"
-}
-
-same_file() { # same_file A B: the same tensors, moments and attributes but the layout
-	h5diff -r "$1" "$2" /model /model >"$T/h5diff.out" 2>&1 &&
-		h5diff "$1" "$2" /optimizer /optimizer >>"$T/h5diff.out" 2>&1 ||
-		{ head -20 "$T/h5diff.out" >&2; return 1; }
-}
 
 # (1) the losses of every layout with and without the flag
 layouts=("2 dp2" "4 dp4" "4 tp2dp2 --tensor-model-parallel-size 2"
@@ -45,47 +31,47 @@ grep -qw avx512_bf16 /proc/cpuinfo && layouts+=("2 bf16 --bf16")
 for layout in "${layouts[@]}"; do
 	read -r ranks name flags <<<"$layout"
 	# shellcheck disable=SC2086 # flags is a list of words
-	check "$name: 20 iterations" train "$name" "$ranks" --train-iters 20 $flags
+	check "$name: 20 iterations" train_run "$name" "$ranks" --train-iters 20 $flags
 	# shellcheck disable=SC2086
-	check "$name: 20 iterations, distributed optimizer" train "$name-z" "$ranks" \
+	check "$name: 20 iterations, distributed optimizer" train_run "$name-z" "$ranks" \
 		--train-iters 20 --use-distributed-optimizer $flags
 	check "$name: losses within 1e-6" close_columns "$T/$name-z.loss" "$T/$name.loss" 1e-6
 done
 
 # (2) the file: the same whole tensors, written shard by shard
-check "DP=4: checkpoint at 10 without the flag" train plain 4 --train-iters 10 --save "$T/plain"
-check "DP=4: checkpoint at 10 with the flag" train zero 4 --train-iters 10 --save "$T/zero" \
+check "DP=4: checkpoint at 10 without the flag" train_run plain 4 --train-iters 10 --save "$T/plain"
+check "DP=4: checkpoint at 10 with the flag" train_run zero 4 --train-iters 10 --save "$T/zero" \
 	--use-distributed-optimizer
-check "the same tensors and moments in both files" same_file "$T/plain/iter_0000010.h5" \
+check "the same tensors and moments in both files" same_ckpt "$T/plain/iter_0000010.h5" \
 	"$T/zero/iter_0000010.h5"
 
 # (3) bit-exact resume with the flag
-check "DP=4: 20 iterations uninterrupted, with the flag" train full 4 --train-iters 20 \
+check "DP=4: 20 iterations uninterrupted, with the flag" train_run full 4 --train-iters 20 \
 	--save "$T/full" --save-interval 10 --use-distributed-optimizer
-check "resumed from 10 with the flag" train resumed 4 --train-iters 20 --load "$T/zero" \
+check "resumed from 10 with the flag" train_run resumed 4 --train-iters 20 --load "$T/zero" \
 	--save "$T/zero" --use-distributed-optimizer
 tail -n 10 "$T/full.loss" >"$T/full.tail"
 check "losses 11..20 identical to the last bit" cmp "$T/full.tail" "$T/resumed.loss"
-check "identical final checkpoints" same_file "$T/full/iter_0000020.h5" "$T/zero/iter_0000020.h5"
+check "identical final checkpoints" same_ckpt "$T/full/iter_0000020.h5" "$T/zero/iter_0000020.h5"
 
 # (4) across the flag and the data-parallel size
 cp -r "$T/full" "$T/from4"
 echo 10 >"$T/from4/latest"
 rm -f "$T/from4/iter_0000020.h5"
-check "resumed at DP=1 without the flag" train to1 1 --train-iters 20 --load "$T/from4"
+check "resumed at DP=1 without the flag" train_run to1 1 --train-iters 20 --load "$T/from4"
 check "... within 1e-5 of the uninterrupted run" close_columns "$T/to1.loss" "$T/full.tail" 1e-5
-check "DP=1 without the flag: 20 iterations, checkpoint at 10" train one 1 --train-iters 20 \
+check "DP=1 without the flag: 20 iterations, checkpoint at 10" train_run one 1 --train-iters 20 \
 	--save "$T/one" --save-interval 10
 tail -n 10 "$T/one.loss" >"$T/one.tail"
 echo 10 >"$T/one/latest"
 rm -f "$T/one/iter_0000020.h5"
-check "resumed at DP=4 with the flag" train to4 4 --train-iters 20 --load "$T/one" \
+check "resumed at DP=4 with the flag" train_run to4 4 --train-iters 20 --load "$T/one" \
 	--use-distributed-optimizer
 check "... within 1e-5 of the uninterrupted run" close_columns "$T/to4.loss" "$T/one.tail" 1e-5
 
 # (5) the moments a rank keeps
 for dp in 1 2 4; do
-	check "DP=$dp: the optimizer state of rank 0 logged" train state$dp "$dp" --train-iters 1 \
+	check "DP=$dp: the optimizer state of rank 0 logged" train_run state$dp "$dp" --train-iters 1 \
 		--use-distributed-optimizer
 done
 state() { grep -o 'optimizer state [0-9]* floats' "$T/state$1.log" | grep -o '[0-9]*'; }
