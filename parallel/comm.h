@@ -29,7 +29,8 @@ void comm_allreduce_max_f64(MPI_Comm comm, double *buf, size_t count);
 void comm_allgather_f32(MPI_Comm comm, const float *send, size_t count, float *recv);
 
 /* Point-to-point between pipeline stages (no ANY_SOURCE/ANY_TAG: the tag names
- * the micro-batch and direction, so transfers cannot be confused). */
+ * the micro-batch, the model chunk and the direction, so transfers cannot be
+ * confused). */
 void comm_isend_f32(MPI_Comm comm, const float *buf, size_t count, int dest, int tag,
 		    MPI_Request *req);
 void comm_irecv_f32(MPI_Comm comm, float *buf, size_t count, int source, int tag,

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
 #include "parallel/mpi_setup.h"
@@ -68,8 +69,21 @@ static enum retention_form form_of(const struct run_spec *s)
 
 struct model *launch_model(struct launch *l, int slots)
 {
+	const int n = model_chunk_count(&l->spec, &l->grid);
+	int *each = xcalloc((size_t)n, sizeof(*each));
+	struct model *m;
+
+	for (int c = 0; c < n; c++)
+		each[c] = slots;
+	m = launch_model_chunked(l, each);
+	free(each);
+	return m;
+}
+
+struct model *launch_model_chunked(struct launch *l, const int *slots)
+{
 	char err[2 * FLAGS_PATH_MAX + 256] = "";
-	struct model *m = model_create(&l->spec, &l->grid, slots);
+	struct model *m = model_create_chunked(&l->spec, &l->grid, slots);
 	bool ok;
 
 	/* --bf16 on a CPU without AVX512-BF16 is a user error, not a fallback: one line,

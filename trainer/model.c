@@ -24,11 +24,34 @@
 /* matmul_hold slots: an input read by several products, and an output gradient. */
 enum { HOLD_X, HOLD_DY };
 
+int model_chunk_count(const struct run_spec *spec, const struct grid *g)
+{
+	const int64_t n = spec->num_layers_per_virtual_stage;
+	const int64_t pp = g ? g->axis[GRID_PIPELINE].size : 1;
+
+	return n ? (int)(spec->num_layers / (pp * n)) : 1;
+}
+
 struct model *model_create(const struct run_spec *spec, const struct grid *g, int slots)
+{
+	const int n = model_chunk_count(spec, g);
+	int *each = xcalloc((size_t)n, sizeof(*each));
+	struct model *m;
+
+	for (int c = 0; c < n; c++)
+		each[c] = slots;
+	m = model_create_chunked(spec, g, each);
+	free(each);
+	return m;
+}
+
+struct model *model_create_chunked(const struct run_spec *spec, const struct grid *g,
+				   const int *slots)
 {
 	struct model *m = xcalloc(1, sizeof(*m));
 	struct grid one;
 
+	m->nchunks = model_chunk_count(spec, g);
 	if (!g) {
 		grid_single(&one);
 		g = &one;
@@ -52,12 +75,13 @@ struct model *model_create(const struct run_spec *spec, const struct grid *g, in
 	m->tp_comm = g->axis[GRID_TENSOR].comm;
 	m->pp_rank = g->axis[GRID_PIPELINE].rank;
 	m->pp_size = g->axis[GRID_PIPELINE].size;
-	m->slots = slots;
 	ENSURE(m->V > 0 && m->d > 0 && m->L > 0 && m->H > 0 && m->f > 0);
 	ENSURE(m->d % m->H == 0 && (m->d / m->H) % 2 == 0);
 	ENSURE(m->C > 0 && m->T % m->C == 0 && m->B > 0);
 	ENSURE(m->tp_size >= 1 && m->H % m->tp_size == 0 && m->f % m->tp_size == 0);
-	ENSURE(m->pp_size >= 1 && m->pp_size <= m->L && m->slots >= 1);
+	ENSURE(m->pp_size >= 1 && m->pp_size <= m->L && m->nchunks >= 1);
+	ENSURE(!spec->num_layers_per_virtual_stage ||
+	       m->L == (int64_t)m->nchunks * m->pp_size * spec->num_layers_per_virtual_stage);
 	m->dk = m->d / m->H;
 	m->dv = 2 * m->dk;
 	m->heads_local = m->H / m->tp_size;
@@ -66,10 +90,9 @@ struct model *model_create(const struct run_spec *spec, const struct grid *g, in
 	m->vw = m->heads_local * m->dv;
 	m->fl = m->f / m->tp_size;
 	m->rows = m->B * m->T;
-	model_setup_stage_layers(m->L, m->pp_size, m->pp_rank, &m->first_layer,
-				 &m->num_layers);
 	m->first_stage = m->pp_rank == 0;
 	m->last_stage = m->pp_rank == m->pp_size - 1;
+	model_setup_chunks(m, spec->num_layers_per_virtual_stage, slots);
 	m->form = RETENTION_CHUNKWISE;
 	model_setup_params(m);
 	param_set_init_values(&m->params, m->seed);
@@ -131,9 +154,30 @@ bool model_last_stage(const struct model *m)
 	return m->last_stage;
 }
 
-int model_slots(const struct model *m)
+int model_chunks(const struct model *m)
 {
-	return m->slots;
+	return m->nchunks;
+}
+
+/* Chunk `chunk`, checked. */
+static struct model_chunk *chunk_of(const struct model *m, int chunk)
+{
+	ENSURE(chunk >= 0 && chunk < m->nchunks);
+	return &m->chunks[chunk];
+}
+
+/* Its micro-batch in `slot`, checked. */
+static struct micro_acts *micro_of(const struct model *m, int chunk, int slot)
+{
+	struct model_chunk *ch = chunk_of(m, chunk);
+
+	ENSURE(slot >= 0 && slot < ch->slots);
+	return &ch->micro[slot];
+}
+
+int model_slots(const struct model *m, int chunk)
+{
+	return chunk_of(m, chunk)->slots;
 }
 
 size_t model_boundary_floats(const struct model *m)
@@ -141,16 +185,14 @@ size_t model_boundary_floats(const struct model *m)
 	return (size_t)(m->rows * m->d);
 }
 
-float *model_stage_input(struct model *m, int slot)
+float *model_stage_input(struct model *m, int chunk, int slot)
 {
-	ENSURE(slot >= 0 && slot < m->slots);
-	return m->micro[slot].layers[0].x;
+	return micro_of(m, chunk, slot)->layers[0].x;
 }
 
-float *model_stage_output(struct model *m, int slot)
+float *model_stage_output(struct model *m, int chunk, int slot)
 {
-	ENSURE(slot >= 0 && slot < m->slots);
-	return m->micro[slot].out;
+	return micro_of(m, chunk, slot)->out;
 }
 
 float *model_boundary_grad(struct model *m)
@@ -160,14 +202,14 @@ float *model_boundary_grad(struct model *m)
 
 const float *model_losses(const struct model *m, int slot)
 {
-	ENSURE(m->last_stage && slot >= 0 && slot < m->slots);
-	return m->micro[slot].losses;
+	ENSURE(m->last_stage);
+	return micro_of(m, m->nchunks - 1, slot)->losses;
 }
 
 const float *model_logits(const struct model *m, int slot)
 {
-	ENSURE(m->last_stage && slot >= 0 && slot < m->slots);
-	return m->micro[slot].logits;
+	ENSURE(m->last_stage);
+	return micro_of(m, m->nchunks - 1, slot)->logits;
 }
 
 int model_grad_range_count(const struct model *m)
@@ -376,23 +418,25 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	vec_add(x_out, x_out, a->y, M * d);
 }
 
-float model_forward_micro(struct model *m, int slot, const int32_t *inputs,
+float model_forward_micro(struct model *m, int chunk, int slot, const int32_t *inputs,
 			  const int32_t *targets)
 {
-	struct micro_acts *mb = &m->micro[slot];
-	const int64_t M = m->rows, d = m->d, V = m->V, nl = m->num_layers;
+	struct micro_acts *mb = micro_of(m, chunk, slot);
+	const struct model_chunk *ch = &m->chunks[chunk];
+	const int64_t M = m->rows, d = m->d, V = m->V, nl = ch->num_layers;
 	double sum = 0.0;
 
-	ENSURE(slot >= 0 && slot < m->slots);
-	if (m->first_stage) {
+	if (ch->first) {
 		memcpy(mb->inputs, inputs, sizeof(int32_t) * (size_t)M);
 		embedding_forward(mb->layers[0].x, m->w.embedding, inputs, M, d);
 	}
-	for (int64_t l = 0; l < nl; l++)
-		block_forward(m, &mb->layers[l], l, l + 1 < nl ? mb->layers[l + 1].x : mb->out);
+	/* layers[j] of the micro-batch is the stage's local layer local_first + j */
+	for (int64_t j = 0; j < nl; j++)
+		block_forward(m, &mb->layers[j], ch->local_first + j,
+			      j + 1 < nl ? mb->layers[j + 1].x : mb->out);
 	m->recompute_slot = slot;
-	m->recompute_layer = nl - 1;
-	if (!m->last_stage)
+	m->recompute_layer = ch->local_first + nl - 1;
+	if (!ch->last)
 		return 0.0f;
 	memcpy(mb->targets, targets, sizeof(int32_t) * (size_t)M);
 	layernorm_forward(mb->lnf, mb->lnf_mean, mb->lnf_rstd, mb->out, m->w.lnf_gain,
@@ -484,14 +528,14 @@ static void announce(const struct model *m, int range)
 		m->grad_ready(m->grad_ready_arg, range);
 }
 
-void model_backward_micro(struct model *m, int slot, float loss_scale)
+void model_backward_micro(struct model *m, int chunk, int slot, float loss_scale)
 {
-	struct micro_acts *mb = &m->micro[slot];
+	struct micro_acts *mb = micro_of(m, chunk, slot);
+	const struct model_chunk *ch = &m->chunks[chunk];
 	const int64_t M = m->rows, d = m->d, V = m->V;
 
-	ENSURE(slot >= 0 && slot < m->slots);
 	ENSURE(m->form != RETENTION_RECURRENT && !m->streaming);
-	if (m->last_stage) {
+	if (ch->last) {
 		xent_backward(mb->logits, mb->logits, mb->targets, loss_scale / (float)M, M, V);
 		linear_backward(m->kernels, m->dw.lm_head, m->dln, mb->lnf, mb->lnf_kept,
 				mb->logits, m->w.lm_head, M, d, V, false);
@@ -500,15 +544,17 @@ void model_backward_micro(struct model *m, int slot, float loss_scale)
 				   m->w.lnf_gain, mb->lnf_mean, mb->lnf_rstd, M, d);
 		announce(m, m->head_range);
 	}
-	for (int64_t l = m->num_layers - 1; l >= 0; l--) {
+	for (int64_t j = ch->num_layers - 1; j >= 0; j--) {
+		const int64_t l = ch->local_first + j;
+
 		/* The same kernels on the same input: bit-identical activations. */
 		if (m->recompute && (m->recompute_slot != slot || m->recompute_layer != l))
-			block_forward(m, &mb->layers[l], l, NULL);
+			block_forward(m, &mb->layers[j], l, NULL);
 		m->recompute_slot = -1;
-		block_backward(m, &mb->layers[l], l);
+		block_backward(m, &mb->layers[j], l);
 		announce(m, m->layer_range[l]);
 	}
-	if (m->first_stage) {
+	if (ch->first) {
 		embedding_backward(m->dw.embedding, m->dx, mb->inputs, M, d);
 		announce(m, m->embedding_range);
 	}
@@ -516,14 +562,14 @@ void model_backward_micro(struct model *m, int slot, float loss_scale)
 
 float model_forward(struct model *m, const int32_t *inputs, const int32_t *targets)
 {
-	ENSURE(m->first_stage && m->last_stage);
-	return model_forward_micro(m, 0, inputs, targets);
+	ENSURE(m->first_stage && m->last_stage && m->nchunks == 1);
+	return model_forward_micro(m, 0, 0, inputs, targets);
 }
 
 void model_backward(struct model *m, float loss_scale)
 {
-	ENSURE(m->first_stage && m->last_stage);
-	model_backward_micro(m, 0, loss_scale);
+	ENSURE(m->first_stage && m->last_stage && m->nchunks == 1);
+	model_backward_micro(m, 0, 0, loss_scale);
 }
 
 double model_grad_sumsq(const struct model *m)

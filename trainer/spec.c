@@ -6,6 +6,7 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include "parallel/pipeline.h"
 
 enum { TR = SPEC_TRAIN, EV = SPEC_EVAL, GE = SPEC_GENERATE, BE = SPEC_BENCH,
        BC = SPEC_BENCH_CKPT };
@@ -162,6 +163,11 @@ static const struct spec_row table[] = {
 	{{"context-parallel-size", INT(context_parallel_size, 1, 1 << 16), "1",
 	  "ranks that each take a contiguous piece of every sequence, the retention state "
 	  "passed between them (T divisible by it x --chunk-size)"}, TR | EV, NULL, 0},
+	{{"num-layers-per-virtual-pipeline-stage", INT(num_layers_per_virtual_stage, 1, 4096), "",
+	  "interleaved 1F1B: cut the model into chunks of N layers; pipeline rank p holds "
+	  "chunks p, p + PP, p + 2 PP, ... (--num-layers divisible by PP x N; micro-batches "
+	  "per data-parallel rank a multiple of PP; default: one chunk per rank, plain 1F1B)"},
+	 TR, NULL, 0},
 
 	/* evaluation */
 	{{"data", PATHS(data), "", "corpora: token shards or raw text, plain or gzip (required)"},
@@ -481,6 +487,33 @@ static int check_model(const struct run_spec *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* Interleaved 1F1B: whole chunks of N layers, PP x N of them per round of the
+ * pipeline, and the schedule's groups of PP micro-batches (parallel/pipeline.h). */
+static int check_virtual_stages(const struct run_spec *s, int64_t dp, char *err,
+				size_t errlen)
+{
+	const int64_t pp = s->pipeline_model_parallel_size, n = s->num_layers_per_virtual_stage;
+	const int64_t micro = s->global_batch_size ? s->global_batch_size /
+						     (s->micro_batch_size * dp) : 1;
+
+	if (s->program != SPEC_TRAIN || !n)
+		return 0;
+	if (pp < 2)
+		return log_fail(err, errlen, "--num-layers-per-virtual-pipeline-stage: needs "
+				"--pipeline-model-parallel-size 2 or more");
+	if (s->num_layers % (pp * n))
+		return log_fail(err, errlen, "--num-layers-per-virtual-pipeline-stage: --num-layers "
+				"%lld is not a multiple of --pipeline-model-parallel-size %lld x %lld",
+				(long long)s->num_layers, (long long)pp, (long long)n);
+	if (!pipeline_interleaved_valid((int)pp, (int)(s->num_layers / (pp * n)),
+					(int)micro))
+		return log_fail(err, errlen, "--num-layers-per-virtual-pipeline-stage: the "
+				"micro-batches per data-parallel rank (--global-batch-size / "
+				"--micro-batch-size / DP = %lld) must be a multiple of "
+				"--pipeline-model-parallel-size %lld", (long long)micro, (long long)pp);
+	return 0;
+}
+
 /* The parallel layout against the world and the model. */
 static int check_layout(const struct run_spec *s, int world, char *err, size_t errlen)
 {
@@ -522,7 +555,7 @@ static int check_layout(const struct run_spec *s, int world, char *err, size_t e
 				"--micro-batch-size %lld x data-parallel size %lld",
 				(long long)s->global_batch_size, (long long)s->micro_batch_size,
 				(long long)dp);
-	return 0;
+	return check_virtual_stages(s, dp, err, errlen);
 }
 
 int spec_validate(const struct run_spec *s, int world_size, char *err, size_t errlen)

@@ -83,6 +83,7 @@ struct run_spec {
 	/* the parallel layout */
 	int64_t tensor_model_parallel_size, pipeline_model_parallel_size;
 	int64_t context_parallel_size; /* pieces of each sequence, one per rank */
+	int64_t num_layers_per_virtual_stage; /* N of interleaved 1F1B (0: plain 1F1B) */
 
 	/* evaluation */
 	struct flag_paths data;

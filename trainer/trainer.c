@@ -195,7 +195,13 @@ struct trainer *trainer_create(struct launch *l)
 	t->piece_in = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * t->piece_len));
 	t->piece_tg = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * t->piece_len));
 
-	t->m = launch_model(l, train_step_slots(g, (int)t->n_micro));
+	{
+		int *slots = xcalloc((size_t)model_chunk_count(s, g), sizeof(*slots));
+
+		train_step_slots(g, s, (int)t->n_micro, slots);
+		t->m = launch_model_chunked(l, slots);
+		free(slots);
+	}
 	setup_optimizer(t, &oc);
 	t->sched = (struct lr_schedule){
 		.lr = s->lr, .min_lr = s->min_lr, .warmup_iters = s->lr_warmup_iters,
@@ -231,6 +237,10 @@ struct trainer *trainer_create(struct launch *l)
 	     2 * t->opt.state_floats, 8.0 * (double)t->opt.state_floats / 1048576.0,
 	     t->distributed ? "its shard of the moments (--use-distributed-optimizer)"
 			    : "the moments of all its parameters");
+	if (model_chunks(t->m) > 1)
+		log0("pipeline: interleaved 1F1B over %d virtual stages, %d chunks of %lld layers "
+		     "per rank\n", model_chunks(t->m) * g->axis[GRID_PIPELINE].size,
+		     model_chunks(t->m), (long long)s->num_layers_per_virtual_stage);
 	return t;
 }
 
