@@ -6,7 +6,11 @@
 # TP=4, PP=1 x DP=2 and DP=2 x PP=2 and continues within 1e-5 relative of
 # continuing at the original layout, and saved again right after loading it is the
 # same file (h5diff); (3) a damaged checkpoint, a model that does not match it and
-# a missing --load directory are clear errors; an empty one starts fresh.
+# a missing --load directory are clear errors; an empty one starts fresh; (4) with
+# virtual pipeline stages (4 layers, PP=2, 2 chunks of 1 layer per rank, interleaved
+# 1F1B): resumed to the last bit and to the same file, its checkpoint loaded on one
+# rank continues within 1e-5 and saves the same file again, and one rank's
+# checkpoint loaded on the virtual stages saves the same file again.
 # Usage: train_resume.sh BUILD_DIR CORPUS_PREFIX
 set -u
 BUILD=${1:?usage: train_resume.sh BUILD_DIR CORPUS_PREFIX}
@@ -76,4 +80,29 @@ expect_user_error "a flipped byte is caught, naming the tensor" "tensor [a-z_/0-
 truncate -s $((size / 3)) "$f"
 expect_user_error "a truncated checkpoint is caught" "iter_0000005.h5" \
 	"$BUILD/retnet-train" "${COMMON[@]}" --train-iters 6 --load "$T/bad"
+
+# (4) virtual pipeline stages
+V=(--num-layers 4 --num-layers-per-virtual-pipeline-stage 1)
+check "virtual: 10 iterations uninterrupted" train v-full 2 1 2 "${V[@]}" --train-iters 10 \
+	--save "$T/v-full" --save-interval 5
+check "virtual: 5 iterations, checkpoint" train v-a 2 1 2 "${V[@]}" --train-iters 5 \
+	--save "$T/v-split"
+cp -r "$T/v-split" "$T/v-src"
+check "virtual: resumed to 10" train v-b 2 1 2 "${V[@]}" --train-iters 10 --load "$T/v-split" \
+	--save "$T/v-split"
+tail -n 5 "$T/v-full.loss" >"$T/v-full.tail"
+check "virtual: losses 6..10 identical to the last bit" cmp "$T/v-full.tail" "$T/v-b.loss"
+check "virtual: identical final checkpoints" same_ckpt "$T/v-full/iter_0000010.h5" \
+	"$T/v-split/iter_0000010.h5"
+check "virtual stages' checkpoint loaded on one rank, continued" train v-one 1 1 1 \
+	--num-layers 4 --train-iters 10 --load "$T/v-src"
+check "... losses = the virtual stages' (1e-5 rel)" close_columns "$T/v-one.loss" "$T/v-b.loss" 1e-5
+check "... loaded on one rank and saved again = the original file" train v-rt 1 1 1 \
+	--num-layers 4 --train-iters 5 --load "$T/v-src" --save "$T/v-rt"
+check "... round trip identical" same_ckpt "$T/v-src/iter_0000005.h5" "$T/v-rt/iter_0000005.h5"
+check "one rank, 4 layers: 5 iterations, checkpoint" train one4 1 1 1 --num-layers 4 \
+	--train-iters 5 --save "$T/one4"
+check "one rank's checkpoint loaded on virtual stages and saved again" train one4-rt 2 1 2 \
+	"${V[@]}" --train-iters 5 --load "$T/one4" --save "$T/one4-rt"
+check "... round trip identical" same_ckpt "$T/one4/iter_0000005.h5" "$T/one4-rt/iter_0000005.h5"
 finish
