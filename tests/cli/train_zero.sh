@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # --use-distributed-optimizer (ZeRO-1) against the same run without it:
-#  (1) DP=2, DP=4, TP=2 x DP=2, PP=2 x DP=2, DP=2 with --recompute-activations and
+#  (1) DP=2, DP=4, TP=2 x DP=2, PP=2 x DP=2, PP=2 x DP=2 with virtual stages (4
+#      layers, interleaved 1F1B), DP=2 with --recompute-activations and
 #      (where the CPU has AVX512-BF16) with --bf16: 20 losses within 1e-6 relative of
 #      the same layout without the flag (the reduce-scatter sums what the all-reduce
 #      sums, perhaps in another order);
@@ -26,7 +27,9 @@ export OMP_NUM_THREADS=1
 
 # (1) the losses of every layout with and without the flag
 layouts=("2 dp2" "4 dp4" "4 tp2dp2 --tensor-model-parallel-size 2"
-	"4 pp2dp2 --pipeline-model-parallel-size 2" "2 recompute --recompute-activations")
+	"4 pp2dp2 --pipeline-model-parallel-size 2"
+	"4 pp2dp2v --pipeline-model-parallel-size 2 --num-layers 4 --num-layers-per-virtual-pipeline-stage 1"
+	"2 recompute --recompute-activations")
 grep -qw avx512_bf16 /proc/cpuinfo && layouts+=("2 bf16 --bf16")
 for layout in "${layouts[@]}"; do
 	read -r ranks name flags <<<"$layout"
