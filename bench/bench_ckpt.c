@@ -1,8 +1,11 @@
 /*
  * bench_ckpt: checkpoint save and load throughput against the disk's own speed.
  *
- *   mpiexec -n N retnet-bench-ckpt [--dir DIR] [--layers L] [--hidden D] [--ffn F]
- *                                  [--vocab V] [--reps R] [--keep]
+ *   mpiexec -n N retnet-bench-ckpt [--dir DIR] [--num-layers L] [--hidden-size D]
+ *                                  [--ffn-hidden-size F] [--vocab-size V] [--reps R]
+ *                                  [--keep] [--config bench-small|tiny|FILE]
+ *
+ * (the run specification's flags: retnet-bench-ckpt --help lists them)
  *
  * The state is bench-small's (d=512, L=6, f=1024, vocab 256: 19.2M parameters) times
  * three groups (weights, exp_avg, exp_avg_sq): 231 MB, split over the N ranks as the
@@ -34,14 +37,17 @@
 #include "common/rng.h"
 #include "parallel/comm.h"
 #include "parallel/mpi_setup.h"
+#include "trainer/launch.h"
 
 #define MAX_TENSORS 256
 #define IO_BLOCK ((size_t)4 << 20)
 
 static int rank, world;
 
+/* The three groups the trainer saves, each rank the owner of its slices. */
 struct state {
-	struct ckpt_entry e[MAX_TENSORS];
+	struct ckpt_slice s[3][MAX_TENSORS]; /* model, exp_avg, exp_avg_sq */
+	struct ckpt_group g[3];
 	int n;
 	size_t local_floats; /* per group */
 };
@@ -49,7 +55,8 @@ struct state {
 static void add(struct state *s, const char *name, int ndim, int64_t rows, int64_t cols,
 		int split_dim)
 {
-	struct ckpt_entry *e = &s->e[s->n];
+	struct layout_slice sl;
+	float *w, *m, *v;
 	int64_t start = 0, len = 0;
 	uint64_t stream = rng_stream_of(name);
 	size_t n;
@@ -59,19 +66,22 @@ static void add(struct state *s, const char *name, int ndim, int64_t rows, int64
 	if (split_dim >= 0)
 		layout_even_range(split_dim == 0 ? rows : cols, world, rank, &start, &len);
 	ENSURE(s->n < MAX_TENSORS);
-	if (layout_slice_init(&e->slice, name, ndim, rows, cols, split_dim, start, len))
+	if (layout_slice_init(&sl, name, ndim, rows, cols, split_dim, start, len))
 		FATAL("%s: bad slice (more ranks than columns?)", name);
-	n = layout_slice_numel(&e->slice);
-	e->model = xmalloc(n * sizeof(float));
-	e->exp_avg = xmalloc(n * sizeof(float));
-	e->exp_avg_sq = xmalloc(n * sizeof(float));
+	n = layout_slice_numel(&sl);
+	w = xmalloc(n * sizeof(float));
+	m = xmalloc(n * sizeof(float));
+	v = xmalloc(n * sizeof(float));
 	for (size_t i = 0; i < n; i++) {
-		double m = rng_normal(1, stream, i + (uint64_t)rank * n);
+		double x = rng_normal(1, stream, i + (uint64_t)rank * n);
 
-		e->model[i] = (float)(0.02 * rng_normal(2, stream, i + (uint64_t)rank * n));
-		e->exp_avg[i] = (float)(1e-3 * m);
-		e->exp_avg_sq[i] = (float)(1e-6 * m * m);
+		w[i] = (float)(0.02 * rng_normal(2, stream, i + (uint64_t)rank * n));
+		m[i] = (float)(1e-3 * x);
+		v[i] = (float)(1e-6 * x * x);
 	}
+	s->s[0][s->n] = (struct ckpt_slice){.slice = sl, .data = w};
+	s->s[1][s->n] = (struct ckpt_slice){.slice = sl, .data = m};
+	s->s[2][s->n] = (struct ckpt_slice){.slice = sl, .data = v};
 	s->local_floats += n;
 	s->n++;
 }
@@ -102,6 +112,15 @@ static void build(struct state *s, int64_t layers, int64_t d, int64_t f, int64_t
 	add(s, "final_ln/gain", 1, d, 1, -1);
 	add(s, "final_ln/bias", 1, d, 1, -1);
 	add(s, "lm_head", 2, d, vocab, -1);
+	for (int g = 0; g < 3; g++) {
+		static const char *const names[3] = {"model", "optimizer/exp_avg",
+						     "optimizer/exp_avg_sq"};
+
+		snprintf(s->g[g].name, sizeof(s->g[g].name), "%s", names[g]);
+		s->g[g].slices = s->s[g];
+		s->g[g].n = s->n;
+		s->g[g].owner = true;
+	}
 }
 
 static void drop_cache(const char *path)
@@ -119,8 +138,6 @@ static void drop_cache(const char *path)
  * datasets of the tensors rank 0 lists (all of them: it holds a part of each). */
 static void group_bytes(const char *path, const struct state *s, double out[3])
 {
-	static const char *const prefix[3] = {"/model/", "/optimizer/exp_avg/",
-					      "/optimizer/exp_avg_sq/"};
 	hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
 	char name[256];
 
@@ -130,7 +147,7 @@ static void group_bytes(const char *path, const struct state *s, double out[3])
 		for (int i = 0; i < s->n; i++) {
 			hid_t d;
 
-			snprintf(name, sizeof(name), "%s%s", prefix[g], s->e[i].slice.name);
+			snprintf(name, sizeof(name), "/%s/%s", s->g[g].name, s->s[g][i].slice.name);
 			CHECK_H5(d = H5Dopen2(f, name, H5P_DEFAULT));
 			out[g] += (double)H5Dget_storage_size(d);
 			CHECK_H5(H5Dclose(d));
@@ -180,43 +197,25 @@ static void raw_io(const char *dir, size_t bytes, double *t_write, double *t_rea
 
 int main(int argc, char **argv)
 {
-	int64_t layers = 6, d = 512, f = 1024, vocab = 256;
-	int reps = 2, levels[] = {0, 1, 6};
-	bool keep = false;
+	struct launch *la = xcalloc(1, sizeof(*la));
+	int64_t layers, d, f, vocab;
+	int reps, levels[] = {0, 1, 6};
+	bool keep;
 	char dir[1024] = "", err[CKPT_ERR_LEN], path[1024 + 64];
 	struct state s, l;
 	double t_wr = 1e30, t_rd = 1e30, logical;
 	uint64_t total_floats;
 
-	mpi_setup_init(&argc, &argv);
-	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-	MPI_Comm_size(MPI_COMM_WORLD, &world);
-	for (int i = 1; i < argc; i++) {
-		const char *v = i + 1 < argc ? argv[i + 1] : "";
-
-		if (!strcmp(argv[i], "--keep")) {
-			keep = true;
-			continue;
-		}
-		if (!strcmp(argv[i], "--dir"))
-			snprintf(dir, sizeof(dir), "%s", v);
-		else if (!strcmp(argv[i], "--layers"))
-			layers = atoll(v);
-		else if (!strcmp(argv[i], "--hidden"))
-			d = atoll(v);
-		else if (!strcmp(argv[i], "--ffn"))
-			f = atoll(v);
-		else if (!strcmp(argv[i], "--vocab"))
-			vocab = atoll(v);
-		else if (!strcmp(argv[i], "--reps"))
-			reps = atoi(v);
-		else {
-			if (rank == 0)
-				log_error("%s: unknown flag (see bench/bench_ckpt.c)", argv[i]);
-			mpi_setup_user_error_exit();
-		}
-		i++;
-	}
+	launch_begin(la, SPEC_BENCH_CKPT, &argc, &argv);
+	rank = la->grid.world_rank;
+	world = la->grid.world_size;
+	layers = la->spec.num_layers;
+	d = la->spec.hidden_size;
+	f = la->spec.ffn_hidden_size;
+	vocab = la->spec.vocab_size;
+	reps = (int)la->spec.reps;
+	keep = la->spec.keep;
+	snprintf(dir, sizeof(dir), "%s", la->spec.dir);
 	if (!dir[0] && rank == 0) {
 		snprintf(dir, sizeof(dir), "/tmp/rn_bench_ckpt.XXXXXX");
 		CHECK_PTR(mkdtemp(dir));
@@ -251,13 +250,18 @@ int main(int argc, char **argv)
 		double best_save = 1e30, best_load = 1e30;
 		struct stat st = {0};
 
+		/* what the loads must fill in, so the comparison below means something */
+		for (int g = 0; g < 3; g++)
+			for (int i = 0; i < l.n; i++)
+				memset(l.s[g][i].data, 0,
+				       layout_slice_numel(&l.s[g][i].slice) * sizeof(float));
 		for (int r = 0; r < reps; r++) {
 			double t0;
 
 			comm_barrier(MPI_COMM_WORLD);
 			t0 = MPI_Wtime();
-			if (ckpt_save(dir, levels[k], s.e, s.n, NULL, 0, &opt, MPI_COMM_WORLD, true,
-				      err, sizeof(err)))
+			if (ckpt_save(dir, levels[k], s.g, 3, NULL, 0, &opt, MPI_COMM_WORLD, err,
+				      sizeof(err)))
 				FATAL("%s", err);
 			t0 = MPI_Wtime() - t0;
 			comm_allreduce_max_f64(MPI_COMM_WORLD, &t0, 1);
@@ -267,17 +271,19 @@ int main(int argc, char **argv)
 				drop_cache(path);
 			comm_barrier(MPI_COMM_WORLD);
 			t0 = MPI_Wtime();
-			if (ckpt_load(dir, levels[k], l.e, l.n, NULL, 0, MPI_COMM_WORLD, true, err,
+			if (ckpt_load(dir, levels[k], l.g, 3, NULL, 0, MPI_COMM_WORLD, err,
 				      sizeof(err)))
 				FATAL("%s", err);
 			t0 = MPI_Wtime() - t0;
 			comm_allreduce_max_f64(MPI_COMM_WORLD, &t0, 1);
 			best_load = t0 < best_load ? t0 : best_load;
 		}
-		for (int i = 0; i < s.n; i++)
-			if (memcmp(s.e[i].model, l.e[i].model,
-				   layout_slice_numel(&s.e[i].slice) * sizeof(float)))
-				FATAL("%s: loaded values differ", s.e[i].slice.name);
+		for (int g = 0; g < 3; g++)
+			for (int i = 0; i < s.n; i++)
+				if (memcmp(s.s[g][i].data, l.s[g][i].data,
+					   layout_slice_numel(&s.s[g][i].slice) * sizeof(float)))
+					FATAL("/%s/%s: loaded values differ", s.g[g].name,
+					      s.s[g][i].slice.name);
 		if (rank == 0 && stat(path, &st) < 0)
 			FATAL("%s: stat failed", path);
 		if (rank == 0)
@@ -308,6 +314,7 @@ int main(int argc, char **argv)
 		unlink(path);
 		rmdir(dir);
 	}
-	mpi_setup_finalize();
+	launch_end(la);
+	free(la);
 	return 0;
 }

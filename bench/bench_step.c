@@ -123,7 +123,7 @@ int main(int argc, char **argv)
 		log_error("%s", err);
 		exit(2);
 	}
-	adamw_init(&opt, &oc, model_params(m));
+	adamw_init(&opt, &oc, model_params(m), NULL, 0);
 	rows = cfg->micro_batch_size * cfg->seq_length;
 	inputs = xmalloc(sizeof(int32_t) * (size_t)rows);
 	targets = xmalloc(sizeof(int32_t) * (size_t)rows);

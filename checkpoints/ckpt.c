@@ -1,7 +1,6 @@
 #include "checkpoints/ckpt.h"
 
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoints/ckpt_args.h"
 #include "checkpoints/ckpt_dir.h"
 #include "checkpoints/ckpt_union.h"
 #include "checkpoints/h5io.h"
@@ -18,15 +18,7 @@
 #include "parallel/comm.h"
 
 #define PATH_LEN 1024
-#define DIR_MAX 900 /* leaves room for "/iter_NNNNNNN.h5.tmp" */
 #define VERIFY_BLOCK_BYTES ((size_t)64 << 20)
-
-/* The HDF5 path prefix and the name of each group (bit g of a tensor's mask). */
-static const char *const group_path[CKPT_NGROUPS] = {"/model/", "/optimizer/exp_avg/",
-						"/optimizer/exp_avg_sq/"};
-static const char *const group_name[CKPT_NGROUPS] = {"model", "exp_avg", "exp_avg_sq"};
-static const char *const reserved_keys[] = {"format", "format_version", "iteration",
-					    "world_size", "compression_level"};
 
 /*
  * collective: 0 if rc == 0 on every rank; otherwise -1 on every rank, with the
@@ -43,115 +35,6 @@ static int agree(MPI_Comm comm, int rc, char *msg)
 	return -1;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ull;
-	return h;
-}
-
-/* collective: does h have the same value on every rank? */
-static bool same_everywhere(MPI_Comm comm, uint64_t h)
-{
-	uint64_t v[2] = {h, ~h};
-
-	CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_MAX, comm));
-	return v[0] == ~v[1];
-}
-
-/* ---- names, slices and attributes ----------------------------------------- */
-
-/* '/'-separated segments of [A-Za-z0-9_.-], none empty, "." or "..". */
-static bool valid_name(const char *s, size_t max)
-{
-	size_t seg = 0, n = strnlen(s, max);
-
-	if (n == 0 || n == max)
-		return false;
-	for (size_t i = 0; i <= n; i++) {
-		char c = s[i];
-
-		if (c == '/' || c == '\0') {
-			if (seg == 0 || (seg == 1 && s[i - 1] == '.') ||
-			    (seg == 2 && s[i - 1] == '.' && s[i - 2] == '.'))
-				return false;
-			seg = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			   (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-') {
-			seg++;
-		} else {
-			return false;
-		}
-	}
-	return true;
-}
-
-static int check_slice(const struct layout_slice *s, int rank, char *msg)
-{
-	const char *name = s->name;
-	int64_t r = s->global_shape[0], c = s->global_shape[1];
-	size_t numel;
-
-	if (!valid_name(name, sizeof(s->name)))
-		return log_fail(msg, CKPT_ERR_LEN, "tensor \"%.*s\" (rank %d): a name is '/'-separated segments "
-			    "of [A-Za-z0-9_.-]", (int)strnlen(name, sizeof(s->name)), name, rank);
-	if ((s->ndim != 1 && s->ndim != 2) || r <= 0 || c <= 0 || (s->ndim == 1 && c != 1) ||
-	    s->split_dim < -1 || s->split_dim >= s->ndim)
-		return log_fail(msg, CKPT_ERR_LEN, "tensor %s (rank %d): not a 1-D or 2-D slice (ndim %d, shape "
-			    "%" PRId64 "x%" PRId64 ", split_dim %d)", name, rank, s->ndim, r, c,
-			    s->split_dim);
-	for (int d = 0; d < 2; d++) {
-		bool split = s->split_dim == d;
-		int64_t want = split ? s->split_len : s->global_shape[d];
-
-		if ((split && (s->split_start < 0 || s->split_len <= 0 ||
-			       s->split_start > s->global_shape[d] - s->split_len)) ||
-		    s->shape[d] != want)
-			return log_fail(msg, CKPT_ERR_LEN, "tensor %s (rank %d): local shape or range does not fit "
-				    "the global shape", name, rank);
-	}
-	if (!size_mul_ok((size_t)s->shape[0], (size_t)s->shape[1], &numel) ||
-	    !size_mul_ok(numel, sizeof(float), &numel))
-		return log_fail(msg, CKPT_ERR_LEN, "tensor %s (rank %d): too large", name, rank);
-	return 0;
-}
-
-static bool is_reserved(const char *key)
-{
-	for (size_t i = 0; i < sizeof(reserved_keys) / sizeof(reserved_keys[0]); i++)
-		if (!strcmp(key, reserved_keys[i]))
-			return true;
-	return false;
-}
-
-static int check_attrs(const struct ckpt_attr *attrs, int nattrs, bool saving, char *msg)
-{
-	if (nattrs < 0 || (nattrs > 0 && !attrs))
-		return log_fail(msg, CKPT_ERR_LEN, "attributes: %d given with %s pointer", nattrs,
-			    attrs ? "a" : "a NULL");
-	for (int i = 0; i < nattrs; i++) {
-		const struct ckpt_attr *a = &attrs[i];
-
-		if (!valid_name(a->key, sizeof(a->key)))
-			return log_fail(msg, CKPT_ERR_LEN, "attribute \"%.*s\": a key is '/'-separated segments of "
-				    "[A-Za-z0-9_.-]", (int)strnlen(a->key, sizeof(a->key)), a->key);
-		if (a->type != CKPT_I64 && a->type != CKPT_F64 && a->type != CKPT_STR)
-			return log_fail(msg, CKPT_ERR_LEN, "attribute %s: unknown type %d", a->key, (int)a->type);
-		if (saving && is_reserved(a->key))
-			return log_fail(msg, CKPT_ERR_LEN, "attribute %s: reserved (ckpt writes it)", a->key);
-		if (saving && a->type == CKPT_STR && strnlen(a->s, sizeof(a->s)) == sizeof(a->s))
-			return log_fail(msg, CKPT_ERR_LEN, "attribute %s: string not NUL-terminated", a->key);
-		if (saving && a->type == CKPT_F64 && !isfinite(a->f))
-			return log_fail(msg, CKPT_ERR_LEN, "attribute %s: not finite", a->key);
-		for (int j = 0; j < i; j++)
-			if (!strcmp(attrs[j].key, a->key))
-				return log_fail(msg, CKPT_ERR_LEN, "attribute %s: given twice", a->key);
-	}
-	return 0;
-}
-
 /* The HDF5 group ("/config") and attribute name ("hidden_size") of a key. */
 static void attr_split(const char *key, char *group, size_t glen, const char **name)
 {
@@ -161,81 +44,59 @@ static void attr_split(const char *key, char *group, size_t glen, const char **n
 	snprintf(group, glen, "/%.*s", slash ? (int)(slash - key) : 0, key);
 }
 
-static uint64_t hash_attrs(uint64_t h, const struct ckpt_attr *attrs, int nattrs, bool values)
-{
-	h = fnv(h, &nattrs, sizeof(nattrs));
-	for (int i = 0; i < nattrs; i++) {
-		const struct ckpt_attr *a = &attrs[i];
+/* What save and load start with, and hand on to the rest of the call. */
+struct call {
+	struct ckpt_rec *recs;
+	struct ckpt_tensor *ts; /* every dataset of the call, sorted by path */
+	int nt;
+	int *any_owner;         /* [ngroups]: does some rank own group g? */
+};
 
-		h = fnv(h, a->key, strnlen(a->key, sizeof(a->key)) + 1);
-		h = fnv(h, &a->type, sizeof(a->type));
-		if (values && a->type == CKPT_I64)
-			h = fnv(h, &a->i, sizeof(a->i));
-		else if (values && a->type == CKPT_F64)
-			h = fnv(h, &a->f, sizeof(a->f));
-		else if (values)
-			h = fnv(h, a->s, strnlen(a->s, sizeof(a->s)));
-	}
-	return h;
-}
-
-/* Checks of the arguments every call shares; then that all ranks pass the same. */
-static int check_common(const char *dir, int64_t iteration, const struct ckpt_entry *entries,
-			int n, const struct ckpt_attr *attrs, int nattrs, bool saving,
-			int rank, char *msg)
+static void call_free(struct call *c)
 {
-	if (!dir || !dir[0] || strlen(dir) > DIR_MAX)
-		return log_fail(msg, CKPT_ERR_LEN, "checkpoint directory: empty or longer than %d bytes", DIR_MAX);
-	if (iteration < 0)
-		return log_fail(msg, CKPT_ERR_LEN, "%s: iteration %" PRId64 " is negative", dir, iteration);
-	if (n < 0 || (n > 0 && !entries))
-		return log_fail(msg, CKPT_ERR_LEN, "%s: %d entries given with %s pointer", dir, n,
-			    entries ? "a" : "a NULL");
-	for (int i = 0; i < n; i++)
-		if (check_slice(&entries[i].slice, rank, msg))
-			return -1;
-	return check_attrs(attrs, nattrs, saving, msg);
+	free(c->ts);
+	free(c->recs);
+	free(c->any_owner);
 }
 
 /*
- * collective: what save and load start with. The arguments, then that every rank
- * passes the same ones; then the union of every rank's slices, in which the ranks
- * with `role` (writers when saving; primary ranks when loading, if there are any)
- * must tile every tensor exactly once. opt != NULL when saving. Not agreed yet.
+ * collective: the arguments, then that every rank passes the same ones; then the
+ * union of every rank's slices, in which the owners must tile every dataset exactly
+ * once (saving: every group; loading: the groups some rank owns). opt != NULL when
+ * saving. Not agreed yet.
  */
 static int begin(MPI_Comm comm, const char *dir, int64_t iteration,
-		 const struct ckpt_entry *entries, int n, const struct ckpt_attr *attrs,
-		 int nattrs, const struct ckpt_options *opt, bool role, int *any_role,
-		 struct ckpt_rec **recs, struct ckpt_tensor **ts, int *nt, char *msg)
+		 const struct ckpt_group *groups, int ngroups, const struct ckpt_attr *attrs,
+		 int nattrs, const struct ckpt_options *opt, struct call *c, char *msg)
 {
-	int rank, rc, total, any = role;
-	bool saving = opt != NULL;
-	uint64_t h;
+	int rank, rc, total;
 
 	CHECK_MPI(MPI_Comm_rank(comm, &rank));
-	rc = check_common(dir, iteration, entries, n, attrs, nattrs, saving, rank, msg);
-	if (!rc && saving && (opt->compression_level < 0 || opt->compression_level > 9 ||
-			      opt->keep_last < 0))
-		rc = log_fail(msg, CKPT_ERR_LEN, "%s: compression level %d (0..9) or keep_last %d (>= 0) out of "
-			  "range", dir, opt->compression_level, opt->keep_last);
+	rc = ckpt_args_check(dir, iteration, groups, ngroups, attrs, nattrs, opt, rank, msg);
+	if (!rc) {
+		MPI_Info hints;
+
+		rc = h5io_mpiio_hints(&hints, msg, CKPT_ERR_LEN);
+		if (hints != MPI_INFO_NULL)
+			CHECK_MPI(MPI_Info_free(&hints));
+	}
 	if ((rc = agree(comm, rc, msg)))
 		return rc;
-	h = fnv(1469598103934665603ull, dir, strlen(dir));
-	h = fnv(h, &iteration, sizeof(iteration));
-	if (saving)
-		h = fnv(h, opt, sizeof(*opt));
-	if (!same_everywhere(comm, hash_attrs(h, attrs, nattrs, saving)))
-		return log_fail(msg, CKPT_ERR_LEN, "%s: ranks disagree on the directory, iteration, options or "
-			    "attribute keys of the %s", dir, saving ? "save" : "load");
-	CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_LOR, comm));
-	*any_role = any;
-	*recs = ckpt_union_gather(comm, entries, n, role, &total);
-	*ts = ckpt_union_build(*recs, total, rank, saving, nt, msg, CKPT_ERR_LEN);
-	for (int i = 0; *ts && (saving || any) && i < *nt; i++)
-		if (ckpt_union_check_tiling(&(*ts)[i], saving ? "writers" : "primary ranks", msg,
-					    CKPT_ERR_LEN))
-			break;
-	return *ts && msg[0] == '\0' ? 0 : -1;
+	if (ckpt_args_same_everywhere(comm, dir, iteration, groups, ngroups, attrs, nattrs, opt,
+				      msg))
+		return -1;
+	c->any_owner = xcalloc((size_t)ngroups + 1, sizeof(int));
+	for (int g = 0; g < ngroups; g++)
+		c->any_owner[g] = groups[g].owner;
+	/* collective: all ranks of comm */
+	CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, c->any_owner, ngroups, MPI_INT, MPI_LOR, comm));
+	c->recs = ckpt_union_gather(comm, groups, ngroups, &total);
+	c->ts = ckpt_union_build(c->recs, total, rank, &c->nt, msg, CKPT_ERR_LEN);
+	for (int i = 0; c->ts && i < c->nt; i++)
+		if ((opt || c->any_owner[c->ts[i].group]) &&
+		    ckpt_union_check_tiling(&c->ts[i], msg, CKPT_ERR_LEN))
+			return -1;
+	return c->ts ? 0 : -1;
 }
 
 int ckpt_path(char *buf, size_t len, const char *dir, int64_t iteration)
@@ -293,11 +154,11 @@ static _Noreturn void abandon(MPI_Comm comm, int rank, const char *tmp, const ch
 }
 
 /* collective: everything inside the open file; a failure ends the job (abandon). */
-static void write_contents(hid_t f, const char *tmp, const struct ckpt_tensor *ts, int nt,
-			   const struct ckpt_entry *entries, const struct ckpt_attr *attrs,
-			   int nattrs, int64_t iteration, int level, MPI_Comm comm, bool writer)
+static void write_contents(hid_t f, const char *tmp, const struct call *c,
+			   const struct ckpt_group *groups, const struct ckpt_attr *attrs,
+			   int nattrs, int64_t iteration, int level, MPI_Comm comm)
 {
-	char h5[256], path[LAYOUT_NAME_MAX + 32], msg[CKPT_ERR_LEN];
+	char h5[256], msg[CKPT_ERR_LEN];
 	int size, rank;
 	hid_t dxpl = h5io_dxpl(true);
 	struct ckpt_attr root[] = {
@@ -321,35 +182,32 @@ static void write_contents(hid_t f, const char *tmp, const struct ckpt_tensor *t
 			abandon(comm, rank, tmp, msg);
 		}
 	}
-	for (int k = 0; k < nt * CKPT_NGROUPS; k++) {
-		const struct ckpt_tensor *t = &ts[k / CKPT_NGROUPS];
+	for (int k = 0; k < c->nt; k++) {
+		const struct ckpt_tensor *t = &c->ts[k];
 		const struct ckpt_rec *r = t->first;
-		const struct ckpt_entry *e = t->local >= 0 ? &entries[t->local] : NULL;
-		int g = k % CKPT_NGROUPS;
+		const struct ckpt_group *g = &groups[t->group];
+		const struct ckpt_slice *s = t->local >= 0 ? &g->slices[t->local] : NULL;
 		hsize_t dims[2] = {(hsize_t)r->gshape[0], (hsize_t)r->gshape[1]}, chunk[2];
 		uint64_t start[2] = {0, 0}, count[2] = {0, 0};
-		bool has = writer && e && !e->replica;
+		bool has = g->owner && s && !s->replica;
 		hid_t d;
 
-		if (!(t->mask & (1 << g)))
-			continue;
-		snprintf(path, sizeof(path), "%s%s", group_path[g], r->name);
 		/* collective: all ranks create every dataset with the same arguments */
-		/* one chunk = the first writer's slab: with even splits no chunk is shared */
+		/* one chunk = the first owner's slab: with even splits no chunk is shared */
 		h5io_chunk_for_slab(r->ndim, t->first_role->count, CKPT_CHUNK_MAX_BYTES, chunk);
-		d = h5io_dataset_create_f32(f, path, r->ndim, dims, chunk, level);
+		d = h5io_dataset_create_f32(f, r->path, r->ndim, dims, chunk, level);
 		if (d < 0) {
-			log_fail(msg, CKPT_ERR_LEN, "tensor %s: cannot create %s: %s", r->name,
-				 path, h5io_error_text(h5, sizeof(h5)));
+			log_fail(msg, CKPT_ERR_LEN, "tensor %s: cannot create %s: %s",
+				 ckpt_rec_tensor(r), r->path, h5io_error_text(h5, sizeof(h5)));
 			abandon(comm, rank, tmp, msg);
 		}
 		if (has)
-			layout_slice_hyperslab(&e->slice, start, count);
-		/* collective: writers their slab, everyone else an empty selection */
+			layout_slice_hyperslab(&s->slice, start, count);
+		/* collective: owners their slab, everyone else an empty selection */
 		if (h5io_dataset_write_f32(d, dxpl, r->ndim, has, start, count,
-					   has ? ckpt_entry_group(e, g) : NULL) < 0) {
-			log_fail(msg, CKPT_ERR_LEN, "tensor %s: cannot write %s: %s", r->name,
-				 path, h5io_error_text(h5, sizeof(h5)));
+					   has ? s->data : NULL) < 0) {
+			log_fail(msg, CKPT_ERR_LEN, "tensor %s: cannot write %s: %s",
+				 ckpt_rec_tensor(r), r->path, h5io_error_text(h5, sizeof(h5)));
 			abandon(comm, rank, tmp, msg);
 		}
 		h5io_dataset_close(d);
@@ -357,27 +215,6 @@ static void write_contents(hid_t f, const char *tmp, const struct ckpt_tensor *t
 			ckpt_dir_test_pause("write", iteration);
 	}
 	h5io_plist_close(dxpl);
-}
-
-/* A writer's values must all be finite (a NaN in a checkpoint is a silent loss). */
-static int check_finite(const struct ckpt_entry *entries, int n, int rank, char *msg)
-{
-	for (int i = 0; i < n; i++) {
-		const struct ckpt_entry *e = &entries[i];
-		size_t numel = layout_slice_numel(&e->slice);
-
-		for (int g = 0; g < CKPT_NGROUPS; g++) {
-			const float *b = ckpt_entry_group(e, g);
-
-			for (size_t k = 0; b && k < numel; k++)
-				if (!isfinite(b[k]))
-					return log_fail(msg, CKPT_ERR_LEN, "tensor %s: %s holds a non-finite value "
-						    "(%g at local index %zu on rank %d)",
-						    e->slice.name, group_name[g], (double)b[k], k,
-						    rank);
-		}
-	}
-	return 0;
 }
 
 /*
@@ -395,41 +232,35 @@ static uint64_t size_estimate(const struct ckpt_tensor *ts, int nt)
 		size_t numel, raw;
 		uint64_t add;
 
-		for (int g = 0; g < CKPT_NGROUPS; g++) {
-			if (!(ts[i].mask & (1 << g)))
-				continue;
-			if (!size_mul_ok((size_t)r->gshape[0], (size_t)r->gshape[1], &numel) ||
-			    !size_mul_ok(numel, sizeof(float), &raw))
-				return UINT64_MAX;
-			add = (uint64_t)raw + (uint64_t)raw / 32 + 4096;
-			if (add > UINT64_MAX - total)
-				return UINT64_MAX;
-			total += add;
-		}
+		if (!size_mul_ok((size_t)r->gshape[0], (size_t)r->gshape[1], &numel) ||
+		    !size_mul_ok(numel, sizeof(float), &raw))
+			return UINT64_MAX;
+		add = (uint64_t)raw + (uint64_t)raw / 32 + 4096;
+		if (add > UINT64_MAX - total)
+			return UINT64_MAX;
+		total += add;
 	}
 	return total;
 }
 
-int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_entry *entries, int n,
+int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_group *groups, int ngroups,
 	      const struct ckpt_attr *attrs, int nattrs, const struct ckpt_options *opt,
-	      MPI_Comm comm, bool writer, char *err, size_t errlen)
+	      MPI_Comm comm, char *err, size_t errlen)
 {
 	const struct ckpt_options defaults = {0, 0};
 	char msg[CKPT_ERR_LEN] = "", tmp[PATH_LEN], h5[256];
-	struct ckpt_rec *recs = NULL;
-	struct ckpt_tensor *ts = NULL;
-	int rank, rc, nt = 0, any_writer = 0;
+	struct call c = {0};
+	int rank, rc;
 	struct h5io_quiet quiet;
 	hid_t f;
 
 	CHECK_MPI(MPI_Comm_rank(comm, &rank));
-	/* 1. the arguments; the layout: one shape per tensor, writers tiling each once */
-	rc = begin(comm, dir, iteration, entries, n, attrs, nattrs, opt ? opt : &defaults,
-		   writer, &any_writer, &recs, &ts, &nt, msg);
 	opt = opt ? opt : &defaults;
-	/* 2. the values: every rank checks its own */
-	if (!rc && writer)
-		rc = check_finite(entries, n, rank, msg);
+	/* 1. the arguments; the layout: one shape per dataset, owners tiling each once */
+	rc = begin(comm, dir, iteration, groups, ngroups, attrs, nattrs, opt, &c, msg);
+	/* 2. the values: every rank checks what it writes */
+	if (!rc)
+		rc = ckpt_args_check_finite(groups, ngroups, rank, msg);
 	if ((rc = agree(comm, rc, msg)))
 		goto out;
 
@@ -438,7 +269,7 @@ int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_entry *entri
 	ckpt_dir_file(tmp, sizeof(tmp), dir, iteration, true);
 	if (rank == 0)
 		rc = ckpt_dir_prepare(dir, msg, CKPT_ERR_LEN) ||
-		     ckpt_dir_reserve(tmp, size_estimate(ts, nt), msg, CKPT_ERR_LEN);
+		     ckpt_dir_reserve(tmp, size_estimate(c.ts, c.nt), msg, CKPT_ERR_LEN);
 	if ((rc = agree(comm, rc, msg)))
 		goto out;
 	h5io_quiet_begin(&quiet);
@@ -448,8 +279,8 @@ int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_entry *entri
 		rc = log_fail(msg, CKPT_ERR_LEN, "%s: cannot create: %s", tmp, h5io_error_text(h5, sizeof(h5)));
 	if (!(rc = agree(comm, rc, msg))) {
 		/* from here a failure on any rank ends the job: see abandon() */
-		write_contents(f, tmp, ts, nt, entries, attrs, nattrs, iteration,
-			       opt->compression_level, comm, writer);
+		write_contents(f, tmp, &c, groups, attrs, nattrs, iteration,
+			       opt->compression_level, comm);
 		if (h5io_file_flush(f) < 0) {
 			log_fail(msg, CKPT_ERR_LEN, "cannot flush: %s",
 				 h5io_error_text(h5, sizeof(h5)));
@@ -475,8 +306,7 @@ int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_entry *entri
 		ckpt_dir_prune(dir, iteration, opt->keep_last);
 	comm_barrier(comm);
 out:
-	free(ts);
-	free(recs);
+	call_free(&c);
 	if (rc)
 		snprintf(err, errlen, "%s", msg);
 	return rc;
@@ -484,9 +314,9 @@ out:
 
 int ckpt_latest(const char *dir, int64_t *iteration, char *err, size_t errlen)
 {
-	if (!dir || !dir[0] || strlen(dir) > DIR_MAX) {
+	if (!dir || !dir[0] || strlen(dir) > CKPT_DIR_MAX) {
 		snprintf(err, errlen, "checkpoint directory: empty or longer than %d bytes",
-			 DIR_MAX);
+			 CKPT_DIR_MAX);
 		return -1;
 	}
 	return ckpt_dir_latest(dir, iteration, err, errlen);
@@ -512,9 +342,9 @@ static int check_format(hid_t f, const char *path, char *msg)
 }
 
 /* Open a dataset and check it is float32 of the tensor's global shape. */
-static hid_t open_checked(hid_t f, const char *file, const char *path, const struct ckpt_rec *r,
-			  char *msg)
+static hid_t open_checked(hid_t f, const char *file, const struct ckpt_rec *r, char *msg)
 {
+	const char *path = r->path, *name = ckpt_rec_tensor(r);
 	char h5[256], sa[64], sb[64];
 	int64_t got[2];
 	hsize_t dims[2];
@@ -523,12 +353,12 @@ static hid_t open_checked(hid_t f, const char *file, const char *path, const str
 	hid_t d;
 
 	if (!h5io_path_exists(f, path))
-		return log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: not in the checkpoint (no %s)", file, r->name,
-			    path);
+		return log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: not in the checkpoint (no %s)",
+				file, name, path);
 	d = h5io_dataset_open(f, path);
 	if (d < 0)
-		return log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: cannot open %s: %s", file, r->name, path,
-			    h5io_error_text(h5, sizeof(h5)));
+		return log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: cannot open %s: %s", file, name,
+				path, h5io_error_text(h5, sizeof(h5)));
 	if (h5io_dataset_shape(d, &ndim, dims, &f32) < 0 || !f32 || ndim != r->ndim ||
 	    dims[0] != (hsize_t)r->gshape[0] || dims[1] != (hsize_t)r->gshape[1]) {
 		got[0] = (int64_t)dims[0];
@@ -536,41 +366,30 @@ static hid_t open_checked(hid_t f, const char *file, const char *path, const str
 		ckpt_union_shape_str(sa, sizeof(sa), ndim, got);
 		ckpt_union_shape_str(sb, sizeof(sb), r->ndim, r->gshape);
 		h5io_dataset_close(d);
-		return log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: %s is %s %s, the slice expects float32 %s",
-			    file, r->name, path, f32 ? "float32" : "not float32", sa, sb);
+		return log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: %s is %s %s, the slice expects "
+				"float32 %s", file, name, path, f32 ? "float32" : "not float32", sa,
+				sb);
 	}
 	return d;
 }
 
 struct coverage {
-	const struct ckpt_tensor *ts;
-	int nt;
-	const char *file;
+	const struct call *c;
+	const char *file, *group;
 	char *msg;
 };
 
-static int loaded_by_primary(const char *path, void *ctx)
+/* A dataset of an owned group in the file: an owner must load it. */
+static int loaded_by_owner(const char *path, void *ctx)
 {
-	struct coverage *c = ctx;
-	const char *name = path + strlen(group_path[0]);
-	int lo = 0, hi = c->nt - 1;
+	struct coverage *cv = ctx;
+	const struct ckpt_tensor *t = ckpt_union_find(cv->c->ts, cv->c->nt, path);
 
-	while (lo <= hi) {
-		int mid = (lo + hi) / 2, cmp = strcmp(c->ts[mid].first->name, name);
-
-		if (cmp == 0) {
-			for (int k = 0; k < c->ts[mid].nrec; k++)
-				if (c->ts[mid].first[k].role)
-					return 0;
-			break;
-		}
-		if (cmp < 0)
-			lo = mid + 1;
-		else
-			hi = mid - 1;
-	}
-	log_fail(c->msg, CKPT_ERR_LEN, "%s: tensor %s: in the checkpoint but no primary rank loads it", c->file,
-	     name);
+	for (int k = 0; t && k < t->nrec; k++)
+		if (t->first[k].role)
+			return 0;
+	log_fail(cv->msg, CKPT_ERR_LEN, "%s: tensor %s: %s is in the checkpoint but no owner of "
+		 "group %s loads it", cv->file, path + strlen(cv->group) + 2, path, cv->group);
 	return 1;
 }
 
@@ -594,6 +413,9 @@ static int read_attrs(hid_t f, const char *file, struct ckpt_attr *attrs, int na
 			st = h5io_attr_read_f64(f, group, name, &a->f);
 		else
 			st = h5io_attr_read_str(f, group, name, a->s, sizeof(a->s));
+		a->missing = st == H5IO_ATTR_MISSING;
+		if (a->missing && a->optional)
+			continue;
 		if (st != H5IO_ATTR_OK && rc == 0)
 			rc = log_fail(msg, CKPT_ERR_LEN, "%s: attribute %s: %s%s", file, a->key,
 				  st == H5IO_ATTR_MISSING ? "missing" :
@@ -606,38 +428,35 @@ static int read_attrs(hid_t f, const char *file, struct ckpt_attr *attrs, int na
 }
 
 /* collective: the datasets of every tensor of the union, each rank its slices. */
-static int read_tensors(hid_t f, const char *file, const struct ckpt_tensor *ts, int nt,
-			struct ckpt_entry *entries, MPI_Comm comm, char *msg)
+static int read_tensors(hid_t f, const char *file, const struct call *c,
+			const struct ckpt_group *groups, MPI_Comm comm, char *msg)
 {
-	char h5[256], path[LAYOUT_NAME_MAX + 32];
+	char h5[256];
 	hid_t dxpl = h5io_dxpl(true);
 	int rc = 0;
 
-	for (int k = 0; rc == 0 && k < nt * CKPT_NGROUPS; k++) {
-		const struct ckpt_tensor *t = &ts[k / CKPT_NGROUPS];
+	for (int k = 0; rc == 0 && k < c->nt; k++) {
+		const struct ckpt_tensor *t = &c->ts[k];
 		const struct ckpt_rec *r = t->first;
-		struct ckpt_entry *e = t->local >= 0 ? &entries[t->local] : NULL;
-		int g = k % CKPT_NGROUPS;
-		float *buf = e ? ckpt_entry_group(e, g) : NULL;
+		const struct ckpt_slice *s = t->local >= 0 ? &groups[t->group].slices[t->local]
+							   : NULL;
 		uint64_t start[2] = {0, 0}, count[2] = {0, 0};
 		hid_t d;
 
-		if (!(t->mask & (1 << g)))
-			continue;
-		snprintf(path, sizeof(path), "%s%s", group_path[g], r->name);
 		/* collective: all ranks open every dataset any rank reads */
-		d = open_checked(f, file, path, r, msg);
+		d = open_checked(f, file, r, msg);
 		if ((rc = agree(comm, d < 0 ? -1 : 0, msg))) {
 			if (d >= 0)
 				h5io_dataset_close(d);
 			break;
 		}
-		if (buf)
-			layout_slice_hyperslab(&e->slice, start, count);
+		if (s)
+			layout_slice_hyperslab(&s->slice, start, count);
 		/* collective: each rank its hyperslab or an empty selection */
-		if (h5io_dataset_read_f32(d, dxpl, r->ndim, buf != NULL, start, count, buf) < 0)
-			rc = log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: reading %s failed: %s", file, r->name,
-				  path, h5io_error_text(h5, sizeof(h5)));
+		if (h5io_dataset_read_f32(d, dxpl, r->ndim, s != NULL, start, count,
+					  s ? s->data : NULL) < 0)
+			rc = log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: reading %s failed: %s", file,
+				      ckpt_rec_tensor(r), r->path, h5io_error_text(h5, sizeof(h5)));
 		h5io_dataset_close(d);
 		rc = agree(comm, rc, msg);
 	}
@@ -645,25 +464,43 @@ static int read_tensors(hid_t f, const char *file, const struct ckpt_tensor *ts,
 	return rc;
 }
 
-int ckpt_load(const char *dir, int64_t iteration, struct ckpt_entry *entries, int n,
-	      struct ckpt_attr *attrs, int nattrs, MPI_Comm comm, bool primary, char *err,
-	      size_t errlen)
+/* collective: every dataset of a group some rank owns is loaded by an owner. */
+static int check_coverage(hid_t f, const char *file, const struct call *c,
+			  const struct ckpt_group *groups, int ngroups, MPI_Comm comm, char *msg)
+{
+	char h5[256], group[CKPT_GROUP_NAME_MAX + 1];
+	int rc = 0;
+
+	for (int g = 0; rc == 0 && g < ngroups; g++) {
+		struct coverage cv = {c, file, groups[g].name, msg};
+
+		if (!c->any_owner[g])
+			continue;
+		snprintf(group, sizeof(group), "/%s", groups[g].name);
+		/* collective: all ranks visit the same groups */
+		if (h5io_visit_datasets(f, group, loaded_by_owner, &cv) < 0)
+			log_fail(msg, CKPT_ERR_LEN, "%s: cannot list %s: %s", file, group,
+				 h5io_error_text(h5, sizeof(h5)));
+		rc = agree(comm, msg[0] ? -1 : 0, msg);
+	}
+	return rc;
+}
+
+int ckpt_load(const char *dir, int64_t iteration, const struct ckpt_group *groups, int ngroups,
+	      struct ckpt_attr *attrs, int nattrs, MPI_Comm comm, char *err, size_t errlen)
 {
 	char msg[CKPT_ERR_LEN] = "", file[PATH_LEN], h5[256];
-	struct ckpt_rec *recs = NULL;
-	struct ckpt_tensor *ts = NULL;
-	int rank, rc, nt = 0, any_primary = 0;
+	struct call c = {0};
+	int rc;
 	struct h5io_quiet quiet;
 	hid_t f;
 
-	CHECK_MPI(MPI_Comm_rank(comm, &rank));
-	/* 1. the arguments and the layout (primary ranks tiling every tensor) */
-	rc = begin(comm, dir, iteration, entries, n, attrs, nattrs, NULL, primary, &any_primary,
-		   &recs, &ts, &nt, msg);
+	/* 1. the arguments and the layout (owners tiling every dataset of their groups) */
+	rc = begin(comm, dir, iteration, groups, ngroups, attrs, nattrs, NULL, &c, msg);
 	if ((rc = agree(comm, rc, msg)))
 		goto out;
 
-	/* 2. the file: format, coverage of its tensors, datasets, attributes */
+	/* 2. the file: format, coverage of its datasets, datasets, attributes */
 	ckpt_path(file, sizeof(file), dir, iteration);
 	h5io_quiet_begin(&quiet);
 	/* collective: all ranks of comm from here to the close */
@@ -672,16 +509,10 @@ int ckpt_load(const char *dir, int64_t iteration, struct ckpt_entry *entries, in
 		rc = log_fail(msg, CKPT_ERR_LEN, "%s: cannot open: %s", file, h5io_error_text(h5, sizeof(h5)));
 	if (!(rc = agree(comm, rc, msg))) {
 		rc = agree(comm, check_format(f, file, msg), msg);
-		if (!rc && any_primary) {
-			struct coverage c = {ts, nt, file, msg};
-
-			if (h5io_visit_datasets(f, "/model", loaded_by_primary, &c) < 0)
-				rc = log_fail(msg, CKPT_ERR_LEN, "%s: cannot list /model: %s", file,
-					  h5io_error_text(h5, sizeof(h5)));
-			rc = agree(comm, msg[0] ? -1 : rc, msg);
-		}
 		if (!rc)
-			rc = read_tensors(f, file, ts, nt, entries, comm, msg);
+			rc = check_coverage(f, file, &c, groups, ngroups, comm, msg);
+		if (!rc)
+			rc = read_tensors(f, file, &c, groups, comm, msg);
 		if (!rc)
 			rc = agree(comm, read_attrs(f, file, attrs, nattrs, msg), msg);
 		if (h5io_file_close(f) < 0 && rc == 0)
@@ -690,8 +521,7 @@ int ckpt_load(const char *dir, int64_t iteration, struct ckpt_entry *entries, in
 	}
 	h5io_quiet_end(&quiet);
 out:
-	free(ts);
-	free(recs);
+	call_free(&c);
 	if (rc)
 		snprintf(err, errlen, "%s", msg);
 	return rc;

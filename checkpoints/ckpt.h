@@ -8,19 +8,25 @@
  *   DIR/iter_N.h5.tmp, DIR/latest.tmp: a save in progress or killed; ignored on load,
  *                         removed by the next save
  *
- * Every tensor "layers/3/retention/wq" of GLOBAL shape (rows, cols) is stored as
- * /model/<name>, /optimizer/exp_avg/<name> and /optimizer/exp_avg_sq/<name>: float32
- * LE, chunked along the writers' slabs, shuffle + deflate (optional) and Fletcher32.
- * Each rank passes the slices it holds (checkpoints/layout.h), so a checkpoint
- * written with one tensor-parallel layout loads with any other: a slice is a
- * hyperslab of the global dataset. Ranks may list different tensors (pipeline
- * stages, a replicated tensor listed on one rank only): the file holds their union.
+ * State comes in named groups, each declared by the module that owns it: the model
+ * its parameters ("model"), the optimizer its moments ("optimizer/exp_avg",
+ * "optimizer/exp_avg_sq"). Tensor "layers/3/retention/wq" of GLOBAL shape (rows,
+ * cols) in group "model" is the dataset /model/layers/3/retention/wq: float32 LE,
+ * chunked along its owners' slabs, shuffle + deflate (optional) and Fletcher32. Each
+ * rank passes, per group, the slices it holds (checkpoints/layout.h: rectangles of
+ * the global tensor) and whether it owns them, so a checkpoint written with one
+ * layout loads with any other, and each group may be split its own way: the model
+ * by tensor-parallel columns, a ZeRO-1 optimizer's moments further by rows across
+ * the data-parallel ranks, each rank the owner of its own shard. Ranks may list
+ * different tensors (pipeline stages, a replicated tensor listed on one rank only):
+ * the file holds their union.
  *
  * Save protocol (collective): write DIR/iter_N.h5.tmp, flush and close; rank 0 fsyncs
  * it, renames it to DIR/iter_N.h5, fsyncs DIR; rank 0 writes DIR/latest.tmp, fsyncs,
  * renames it to DIR/latest, fsyncs DIR; then older complete checkpoints beyond
  * keep_last are removed. A crash at any point leaves `latest` naming a complete file.
- * Internals: ckpt_union.h (who holds what), ckpt_dir.h (the files), h5io.h (HDF5).
+ * Internals: ckpt_args.h (the arguments), ckpt_union.h (who holds what), ckpt_dir.h
+ * (the files), h5io.h (HDF5).
  *
  * Errors in the caller's arguments, the layout or the file are returned as -1 on
  * EVERY rank with the same one-line message "<what>: <rule>" in err (print it as
@@ -34,9 +40,9 @@
  * prints "retnet: error: DIR/iter_N.h5.tmp: <what failed>, N MiB free on its file
  * system; the save is abandoned, latest is unchanged" and calls MPI_Abort.
  *
- * Does not decide when to save, which ranks are writers (the caller passes that), or
- * what the attributes mean; does not restore RNG or data-loader state (pass them as
- * attributes); never falls back to an older checkpoint by itself.
+ * Does not decide when to save, which ranks own which state (the caller declares
+ * that), or what the attributes mean; does not restore RNG or data-loader state
+ * (pass them as attributes); never falls back to an older checkpoint by itself.
  *
  * Test hook: RETNET_CKPT_TEST_PAUSE=PHASE[:ITER] makes rank 0 of ckpt_save print one
  * line "retnet: ckpt test pause: after PHASE (iteration N)" to stderr and sleep 60 s
@@ -64,17 +70,30 @@
 #define CKPT_FORMAT_VERSION 1
 #define CKPT_CHUNK_MAX_BYTES ((size_t)16 << 20)
 
-/* One tensor slice of this rank. The buffers are dense (slice.shape[0],
- * slice.shape[1]) floats; a NULL one skips that group for this tensor. */
-struct ckpt_entry {
+#define CKPT_GROUP_NAME_MAX 64
+
+/* One tensor slice of a group on this rank: dense (slice.shape[0], slice.shape[1])
+ * floats. */
+struct ckpt_slice {
 	struct layout_slice slice;
-	/* true: this slice is a copy of one another rank of the same call owns (a
-	 * tensor replicated across a tensor-parallel group): it is read on load but
-	 * neither written nor counted in the tiling checks */
-	bool replica;
-	float *model;      /* (shape[0], shape[1]) */
-	float *exp_avg;    /* (shape[0], shape[1]) */
-	float *exp_avg_sq; /* (shape[0], shape[1]) */
+	bool replica;  /* a copy of a slice another rank of the same call owns (a tensor
+			  replicated across a tensor-parallel group): read on load, neither
+			  written nor counted in the tiling checks */
+	float *data;   /* (shape[0], shape[1]), never NULL */
+};
+
+/* A named state group: tensor t of group "optimizer/exp_avg" is dataset
+ * /optimizer/exp_avg/t. Declared by the state's owner. A name is '/'-separated
+ * segments of [A-Za-z0-9_.-], shorter than CKPT_GROUP_NAME_MAX; no group of a call
+ * may be another or lie inside it ("optimizer" with "optimizer/exp_avg"), so no two
+ * groups' datasets share a path. */
+struct ckpt_group {
+	char name[CKPT_GROUP_NAME_MAX];
+	const struct ckpt_slice *slices; /* this rank's slices (load writes into .data) */
+	int n;                           /* how many (0: none of this group here) */
+	bool owner; /* save: this rank writes its non-replica slices of the group (false:
+		       a data-parallel copy of another rank's, joins with empty selections);
+		       load: this rank's slices are among those that must cover the group */
 };
 
 enum ckpt_attr_type { CKPT_I64, CKPT_F64, CKPT_STR };
@@ -87,6 +106,9 @@ struct ckpt_attr {
 	int64_t i;                  /* CKPT_I64 */
 	double f;                   /* CKPT_F64 */
 	char s[CKPT_ATTR_STR_MAX];  /* CKPT_STR, ASCII */
+	/* load: an attribute older files lack; missing from the file, its value is left
+	 * as given and `missing` set (otherwise a missing attribute is an error) */
+	bool optional, missing;
 };
 
 /* opt = NULL means {0, 0}: no compression (see docs/checkpoint-format.md for what
@@ -105,19 +127,23 @@ struct ckpt_verify_info {
 };
 
 /*
- * collective over comm. Saves the union of every rank's entries and the attributes
- * (identical on every rank) as iteration `iteration` in dir (created if missing).
- * writer = false: this rank's data is a replica of a writer's (a data-parallel
- * copy); it joins every collective call with an empty selection. Refused before
- * anything is written: writers' slices of a tensor that do not tile it exactly once
- * (an overlap or a hole), a non-finite value, ranks disagreeing on a tensor's global
- * shape or on the arguments, a reserved or malformed key. Root attributes written by
- * ckpt itself: format, format_version, iteration, world_size, compression_level.
- * Returns 0 on every rank, or -1 on every rank with err set.
+ * collective over comm. Saves every group's tensors and the attributes (identical on
+ * every rank) as iteration `iteration` in dir (created if missing). Every rank passes
+ * the same groups (names, in the same order), each with its own slices of them. In
+ * each group the owners' non-replica slices must tile every tensor exactly once. A
+ * rank that does not own a group joins each of its collective calls with an empty
+ * selection. Refused before anything is written: ranks passing different groups,
+ * a malformed or repeated group name or one group inside another, a tensor listed
+ * twice by one rank or at a path inside another's, owners' slices that do not tile
+ * a tensor (an overlap or a hole: the dataset and the ranks are named), a non-finite
+ * value in an owner's slice, ranks disagreeing on a dataset's global shape or on the
+ * other arguments, a reserved or malformed key. Root
+ * attributes written by ckpt itself: format, format_version, iteration, world_size,
+ * compression_level. Returns 0 on every rank, or -1 on every rank with err set.
  */
-int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_entry *entries, int n,
+int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_group *groups, int ngroups,
 	      const struct ckpt_attr *attrs, int nattrs, const struct ckpt_options *opt,
-	      MPI_Comm comm, bool writer, char *err, size_t errlen);
+	      MPI_Comm comm, char *err, size_t errlen);
 
 /*
  * Not collective (call it on one rank and broadcast, or on every rank of a shared
@@ -127,19 +153,21 @@ int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_entry *entri
 int ckpt_latest(const char *dir, int64_t *iteration, char *err, size_t errlen);
 
 /*
- * collective over comm. Reads this rank's slices of iteration `iteration` into the
- * entries' buffers (any layout; NULL buffers are skipped) and the values of attrs
- * (keys and types given, the same list on every rank; the root attributes above
- * can be read too). Errors, with nothing trusted: a missing dataset or attribute, a
- * type or global-shape mismatch (naming the tensor and both shapes), a read error
- * (Fletcher32 mismatch, truncated file) naming the tensor. primary = true on the
- * ranks whose slices together must cover every tensor exactly once (e.g. the first
- * data-parallel replica): then every /model tensor of the file must be loaded by a
- * primary rank too. Returns 0 on every rank, or -1 on every rank with err set.
+ * collective over comm. Reads this rank's slices of iteration `iteration` into their
+ * .data (any layout) and the values of attrs (keys and types given, the same list on
+ * every rank; the root attributes above can be read too). groups: the same names in
+ * the same order on every rank, as for ckpt_save, any of the file's groups. In a
+ * group that some rank owns (the first data-parallel replica of a replicated state,
+ * every rank of a sharded one), the owners' non-replica slices must tile every tensor
+ * exactly once, and every dataset under /<group>/ in the file must be loaded by an
+ * owner (a checkpoint with a tensor the model does not have is refused); a group
+ * nobody owns is read without these checks. Errors, with nothing trusted: a missing
+ * dataset or attribute, a type or global-shape mismatch (naming the tensor and both
+ * shapes), a read error (Fletcher32 mismatch, truncated file) naming the tensor.
+ * Returns 0 on every rank, or -1 on every rank with err set.
  */
-int ckpt_load(const char *dir, int64_t iteration, struct ckpt_entry *entries, int n,
-	      struct ckpt_attr *attrs, int nattrs, MPI_Comm comm, bool primary, char *err,
-	      size_t errlen);
+int ckpt_load(const char *dir, int64_t iteration, const struct ckpt_group *groups, int ngroups,
+	      struct ckpt_attr *attrs, int nattrs, MPI_Comm comm, char *err, size_t errlen);
 
 /*
  * Not collective: opens path serially and reads every dataset in full (checksums

@@ -10,47 +10,52 @@
 #include "common/check.h"
 #include "common/log.h"
 
-float *ckpt_entry_group(const struct ckpt_entry *e, int g)
-{
-	return g == 0 ? e->model : g == 1 ? e->exp_avg : e->exp_avg_sq;
-}
-
 static int rec_cmp(const void *a, const void *b)
 {
 	const struct ckpt_rec *x = a, *y = b;
-	int c = strcmp(x->name, y->name);
+	int c = strcmp(x->path, y->path);
 
 	return c ? c : (x->rank > y->rank) - (x->rank < y->rank);
 }
 
-/* collective: every rank's records, sorted by (name, rank). */
-struct ckpt_rec *ckpt_union_gather(MPI_Comm comm, const struct ckpt_entry *entries, int n,
-				   bool role, int *total)
+/* collective: every rank's records, sorted by (path, rank). */
+struct ckpt_rec *ckpt_union_gather(MPI_Comm comm, const struct ckpt_group *groups, int ngroups,
+				   int *total)
 {
-	int rank, size;
-	struct ckpt_rec *mine = xcalloc((size_t)n + 1, sizeof(*mine)), *all;
+	int rank, size, n = 0;
+	struct ckpt_rec *mine, *all;
 	int *counts, *displs;
 	size_t sum = 0;
 
 	CHECK_MPI(MPI_Comm_rank(comm, &rank));
 	CHECK_MPI(MPI_Comm_size(comm, &size));
-	for (int i = 0; i < n; i++) {
-		const struct ckpt_entry *e = &entries[i];
+	for (int g = 0; g < ngroups; g++) {
+		ENSURE(groups[g].n <= INT32_MAX / (int)sizeof(struct ckpt_rec) - n);
+		n += groups[g].n;
+	}
+	/* calloc: the padding goes over the wire too */
+	mine = xcalloc((size_t)n + 1, sizeof(*mine));
+	for (int g = 0, k = 0; g < ngroups; g++) {
+		for (int i = 0; i < groups[g].n; i++, k++) {
+			const struct ckpt_slice *s = &groups[g].slices[i];
+			struct ckpt_rec *r = &mine[k];
+			int len = snprintf(r->path, sizeof(r->path), "/%s/%s", groups[g].name,
+					   s->slice.name);
 
-		memcpy(mine[i].name, e->slice.name, sizeof(mine[i].name));
-		mine[i].rank = rank;
-		mine[i].index = i;
-		for (int g = 0; g < CKPT_NGROUPS; g++)
-			mine[i].mask |= ckpt_entry_group(e, g) ? 1 << g : 0;
-		mine[i].role = role && !e->replica;
-		mine[i].ndim = e->slice.ndim;
-		mine[i].gshape[0] = e->slice.global_shape[0];
-		mine[i].gshape[1] = e->slice.global_shape[1];
-		layout_slice_hyperslab(&e->slice, mine[i].start, mine[i].count);
+			ENSURE(len > 0 && (size_t)len < sizeof(r->path));
+			r->rank = rank;
+			r->group = g;
+			r->index = i;
+			r->tensor = (int32_t)strlen(groups[g].name) + 2;
+			r->role = groups[g].owner && !s->replica;
+			r->ndim = s->slice.ndim;
+			r->gshape[0] = s->slice.global_shape[0];
+			r->gshape[1] = s->slice.global_shape[1];
+			layout_slice_hyperslab(&s->slice, r->start, r->count);
+		}
 	}
 	counts = xcalloc((size_t)size, sizeof(int));
 	displs = xcalloc((size_t)size, sizeof(int));
-	ENSURE((size_t)n <= INT32_MAX / sizeof(struct ckpt_rec));
 	counts[rank] = n * (int)sizeof(struct ckpt_rec);
 	/* collective: all ranks of comm */
 	CHECK_MPI(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, counts, 1, MPI_INT, comm));
@@ -79,12 +84,12 @@ void ckpt_union_shape_str(char *buf, size_t len, int ndim, const int64_t s[2])
 }
 
 /*
- * Do the records of t with role set tile the tensor exactly once? Their areas must
+ * Do the records of t with role set tile the dataset exactly once? Their areas must
  * add up to the tensor's and no two may overlap (the slices are rectangles).
- * Pairwise, but only among one tensor's holders: tensor-parallel degree, not world.
+ * Pairwise, but only among one dataset's holders: the ranks that share a tensor
+ * (tensor- times data-parallel degree for a sharded optimizer), not the world.
  */
-int ckpt_union_check_tiling(const struct ckpt_tensor *t, const char *who, char *msg,
-			    size_t len)
+int ckpt_union_check_tiling(const struct ckpt_tensor *t, char *msg, size_t len)
 {
 	const struct ckpt_rec *r = t->first;
 	uint64_t area = 0, want = (uint64_t)r->gshape[0] * (uint64_t)r->gshape[1];
@@ -101,64 +106,111 @@ int ckpt_union_check_tiling(const struct ckpt_tensor *t, const char *who, char *
 
 			if (!r[j].role || !rows || !cols)
 				continue;
-			return log_fail(msg, len, "tensor %s: the slices of ranks %d and %d overlap "
+			return log_fail(msg, len, "dataset %s: the slices of ranks %d and %d overlap "
 				    "(rows %" PRIu64 "+%" PRIu64 ", cols %" PRIu64 "+%" PRIu64
 				    " and rows %" PRIu64 "+%" PRIu64 ", cols %" PRIu64 "+%" PRIu64
-				    "): %s must hold each value once", r->name, r[j].rank,
+				    "): its owners must hold each value once", r->path, r[j].rank,
 				    r[i].rank, r[j].start[0], r[j].count[0], r[j].start[1],
 				    r[j].count[1], r[i].start[0], r[i].count[0], r[i].start[1],
-				    r[i].count[1], who);
+				    r[i].count[1]);
 		}
 	}
 	if (area != want)
-		return log_fail(msg, len, "tensor %s: the %s hold %" PRIu64 " of its %" PRIu64
+		return log_fail(msg, len, "dataset %s: its owners hold %" PRIu64 " of its %" PRIu64
 			    " values (a hole): together they must cover it exactly once",
-			    r->name, who, area, want);
+			    r->path, area, want);
+	return 0;
+}
+
+/* The first of ts (sorted) whose path is >= key. */
+static int lower_bound(const struct ckpt_tensor *ts, int nt, const char *key)
+{
+	int lo = 0, hi = nt;
+
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+
+		if (strcmp(ts[mid].first->path, key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+const struct ckpt_tensor *ckpt_union_find(const struct ckpt_tensor *ts, int nt,
+					  const char *path)
+{
+	int i = lower_bound(ts, nt, path);
+
+	return i < nt && !strcmp(ts[i].first->path, path) ? &ts[i] : NULL;
+}
+
+/* A dataset at a path another one needs as a group: HDF5 would fail to create the
+ * second in the middle of the writes, so it is refused up front. The paths under
+ * P/ are contiguous in sorted order, but not next to P ("P-x" sorts between). */
+static int check_nesting(const struct ckpt_tensor *ts, int nt, char *msg, size_t len)
+{
+	char key[CKPT_DATASET_MAX + 1];
+
+	for (int i = 0; i < nt; i++) {
+		const char *p = ts[i].first->path;
+		size_t n = strlen(p);
+		int j;
+
+		memcpy(key, p, n);
+		key[n] = '/';
+		key[n + 1] = '\0';
+		j = lower_bound(ts, nt, key);
+		if (j < nt && !strncmp(ts[j].first->path, key, n + 1))
+			return log_fail(msg, len, "dataset %s (rank %d): inside dataset %s (rank %d): "
+				    "a path is a dataset or a group, not both",
+				    ts[j].first->path, ts[j].first->rank, p, ts[i].first->rank);
+	}
 	return 0;
 }
 
 /*
- * The tensors of the sorted records, each checked: one global shape on every rank,
- * listed once per rank; mask = the groups of the records with the role (writers),
- * which must all give the same groups when `same_groups`.
+ * The datasets of the sorted records, each checked: one global shape on every rank,
+ * listed once per rank; then no dataset inside another.
  */
 struct ckpt_tensor *ckpt_union_build(const struct ckpt_rec *recs, int total, int rank,
-				     bool same_groups, int *count, char *msg, size_t len)
+				     int *count, char *msg, size_t len)
 {
 	struct ckpt_tensor *ts = xcalloc((size_t)total + 1, sizeof(*ts));
 	int nt = 0, rc = 0;
 
 	for (int i = 0; rc == 0 && i < total;) {
 		struct ckpt_tensor *t = &ts[nt++];
-		const struct ckpt_rec *a = &recs[i], *w = NULL;
+		const struct ckpt_rec *a = &recs[i];
 		char sa[64], sb[64];
 
 		t->first = a;
+		t->group = a->group;
 		t->local = -1;
-		for (; rc == 0 && i < total && !strcmp(recs[i].name, a->name); i++, t->nrec++) {
+		for (; rc == 0 && i < total && !strcmp(recs[i].path, a->path); i++, t->nrec++) {
 			const struct ckpt_rec *b = &recs[i];
 
+			/* checked groups: a path names one group's tensor */
+			ENSURE(b->group == a->group);
 			if (b->ndim != a->ndim || b->gshape[0] != a->gshape[0] ||
 			    b->gshape[1] != a->gshape[1]) {
 				ckpt_union_shape_str(sa, sizeof(sa), a->ndim, a->gshape);
 				ckpt_union_shape_str(sb, sizeof(sb), b->ndim, b->gshape);
-				rc = log_fail(msg, len, "tensor %s: global shape %s on rank %d but %s "
-					  "on rank %d", a->name, sa, a->rank, sb, b->rank);
+				rc = log_fail(msg, len, "dataset %s: global shape %s on rank %d but %s "
+					  "on rank %d", a->path, sa, a->rank, sb, b->rank);
 			} else if (b != a && b[-1].rank == b->rank) {
-				rc = log_fail(msg, len, "tensor %s: listed twice by rank %d", a->name,
+				rc = log_fail(msg, len, "dataset %s: listed twice by rank %d", a->path,
 					  b->rank);
-			} else if (b->role && w && same_groups && b->mask != w->mask) {
-				rc = log_fail(msg, len, "tensor %s: ranks %d and %d give different "
-					  "groups (a model/exp_avg/exp_avg_sq buffer NULL on one)",
-					  a->name, w->rank, b->rank);
 			}
-			w = b->role && !w ? b : w;
-			/* saving: the writers' groups; loading: any rank's */
-			t->mask |= b->role || !same_groups ? b->mask : 0;
-			t->local = b->rank == rank ? b->index : t->local;
+			if (b->role && !t->first_role)
+				t->first_role = b;
+			if (b->rank == rank)
+				t->local = b->index;
 		}
-		t->first_role = w;
 	}
+	if (rc == 0)
+		rc = check_nesting(ts, nt, msg, len);
 	if (rc) {
 		free(ts);
 		return NULL;

@@ -7,6 +7,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "common/log.h"
 
 /*
  * A call that can only fail on a broken library or no memory: print HDF5's own stack
@@ -83,12 +84,47 @@ const char *h5io_error_text(char *buf, size_t len)
  * broadcasts it, and metadata is written collectively, which is what keeps a few
  * thousand ranks from each reading the object headers (hpc-notes 2.2).
  */
+int h5io_mpiio_hints(MPI_Info *info, char *err, size_t errlen)
+{
+	const char *text = getenv("RETNET_MPIIO_HINTS");
+	char buf[1024], *save = NULL;
+
+	*info = MPI_INFO_NULL;
+	if (!text || !text[0])
+		return 0;
+	if (strlen(text) >= sizeof(buf))
+		return log_fail(err, errlen, "RETNET_MPIIO_HINTS: longer than %zu characters",
+				sizeof(buf) - 1);
+	snprintf(buf, sizeof(buf), "%s", text);
+	CHECK_MPI(MPI_Info_create(info));
+	for (char *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '=');
+
+		if (!eq || eq == kv || !eq[1] || eq - kv >= MPI_MAX_INFO_KEY ||
+		    strlen(eq + 1) >= MPI_MAX_INFO_VAL) {
+			CHECK_MPI(MPI_Info_free(info));
+			return log_fail(err, errlen, "RETNET_MPIIO_HINTS: '%s' is not key=value (a "
+					"comma-separated list of MPI-IO hints)", kv);
+		}
+		*eq = '\0';
+		CHECK_MPI(MPI_Info_set(*info, kv, eq + 1));
+	}
+	return 0;
+}
+
 static hid_t fapl_for(MPI_Comm comm)
 {
 	hid_t fapl = MUST(H5Pcreate(H5P_FILE_ACCESS));
 
 	if (comm != MPI_COMM_NULL) {
-		MUST(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL));
+		MPI_Info info;
+		char err[256];
+
+		/* the checkpoint calls checked the hints before opening anything */
+		ENSURE(h5io_mpiio_hints(&info, err, sizeof(err)) == 0);
+		MUST(H5Pset_fapl_mpio(fapl, comm, info));
+		if (info != MPI_INFO_NULL)
+			CHECK_MPI(MPI_Info_free(&info));
 		MUST(H5Pset_all_coll_metadata_ops(fapl, 1));
 		MUST(H5Pset_coll_metadata_write(fapl, 1));
 	}

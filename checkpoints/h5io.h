@@ -46,6 +46,14 @@ const char *h5io_error_text(char *buf, size_t len);
 /* ---- files -------------------------------------------------------------- */
 
 /* collective over comm: create (truncate) path. Returns the file id or < 0. */
+/*
+ * The MPI-IO hints files are opened with, from the environment variable
+ * RETNET_MPIIO_HINTS ("key=value,key=value": striping_factor, striping_unit,
+ * cb_nodes, romio_cb_write, ... as the site's MPI-IO documents them); MPI_INFO_NULL
+ * when it is unset. 0, or -1 with one line in err for a malformed list.
+ */
+int h5io_mpiio_hints(MPI_Info *info, char *err, size_t errlen);
+
 hid_t h5io_file_create(const char *path, MPI_Comm comm);
 /* collective over comm (or serial with MPI_COMM_NULL): open path read-only. */
 hid_t h5io_file_open_ro(const char *path, MPI_Comm comm);

@@ -14,17 +14,28 @@ int layout_slice_init(struct layout_slice *s, const char *name, int ndim, int64_
 	s->ndim = ndim;
 	s->global_shape[0] = rows;
 	s->global_shape[1] = ndim == 2 ? cols : 1;
-	s->split_dim = split_dim;
 	s->shape[0] = s->global_shape[0];
 	s->shape[1] = s->global_shape[1];
 	if (split_dim >= 0) {
 		if (split_start < 0 || split_len <= 0 ||
-		    split_start + split_len > s->global_shape[split_dim])
+		    split_start > s->global_shape[split_dim] - split_len)
 			return -1;
-		s->split_start = split_start;
-		s->split_len = split_len;
+		s->start[split_dim] = split_start;
 		s->shape[split_dim] = split_len;
 	}
+	return 0;
+}
+
+int layout_slice_rows(struct layout_slice *dst, const struct layout_slice *src, int64_t first,
+		      int64_t count)
+{
+	struct layout_slice s = *src;
+
+	if (first < 0 || count <= 0 || first > src->shape[0] - count)
+		return -1;
+	s.start[0] += first;
+	s.shape[0] = count;
+	*dst = s;
 	return 0;
 }
 
@@ -35,8 +46,8 @@ size_t layout_slice_numel(const struct layout_slice *s)
 
 void layout_slice_hyperslab(const struct layout_slice *s, uint64_t start[2], uint64_t count[2])
 {
-	start[0] = s->split_dim == 0 ? (uint64_t)s->split_start : 0;
-	start[1] = s->split_dim == 1 ? (uint64_t)s->split_start : 0;
+	start[0] = (uint64_t)s->start[0];
+	start[1] = (uint64_t)s->start[1];
 	count[0] = (uint64_t)s->shape[0];
 	count[1] = (uint64_t)s->shape[1];
 }

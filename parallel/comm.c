@@ -34,6 +34,13 @@ void comm_allreduce_max_f64(MPI_Comm comm, double *buf, size_t count)
 	allreduce(comm, buf, count, MPI_DOUBLE, sizeof(double), MPI_MAX);
 }
 
+void comm_allgather_f32(MPI_Comm comm, const float *send, size_t count, float *recv)
+{
+	ENSURE(count <= INT_MAX);
+	/* collective: all ranks of comm */
+	CHECK_MPI(MPI_Allgather(send, (int)count, MPI_FLOAT, recv, (int)count, MPI_FLOAT, comm));
+}
+
 void comm_isend_f32(MPI_Comm comm, const float *buf, size_t count, int dest, int tag,
 		    MPI_Request *req)
 {

@@ -10,13 +10,27 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/*
+ * What one rank sent over one axis of the grid and how long it waited in the calls
+ * that did it. Bytes are the algorithmic volume a ring algorithm sends, not a
+ * measurement of what MPI sent: an all-reduce of B bytes over p ranks 2 (p-1)/p B,
+ * a reduce-scatter or an all-gather of B bytes in all (p-1)/p B, a send its bytes.
+ */
+struct comm_tally {
+	double bytes, seconds;
+};
+
 /* In place: buf = sum over the ranks of comm.  collective: all ranks of comm */
 void comm_allreduce_sum_f32(MPI_Comm comm, float *buf, size_t count);
 void comm_allreduce_sum_f64(MPI_Comm comm, double *buf, size_t count);
 void comm_allreduce_max_f64(MPI_Comm comm, double *buf, size_t count);
+/* recv = the ranks' send buffers of count floats each, in rank order (size x count).
+ * collective: all ranks of comm */
+void comm_allgather_f32(MPI_Comm comm, const float *send, size_t count, float *recv);
 
 /* Point-to-point between pipeline stages (no ANY_SOURCE/ANY_TAG: the tag names
- * the micro-batch and direction, so transfers cannot be confused). */
+ * the micro-batch, the model chunk and the direction, so transfers cannot be
+ * confused). */
 void comm_isend_f32(MPI_Comm comm, const float *buf, size_t count, int dest, int tag,
 		    MPI_Request *req);
 void comm_irecv_f32(MPI_Comm comm, float *buf, size_t count, int source, int tag,

@@ -29,6 +29,7 @@ struct grad_sync {
 	float *scratch;         /* (scratch_cap) reduce-scatter results before the copy */
 	size_t scratch_cap;
 
+	int *displs;            /* [size] a bucket's shard offsets, for the all-gather */
 	MPI_Request *reqs;      /* [cap_buckets] this step's reductions, in start order */
 	int *req_bucket;        /* [cap_buckets] the bucket of each request */
 	int n_reqs;
@@ -70,6 +71,7 @@ struct grad_sync *grad_sync_create(MPI_Comm comm, enum grad_sync_mode mode, floa
 		CHECK_MPI(MPI_Comm_set_errhandler(gs->comm, MPI_ERRORS_RETURN));
 	}
 	gs->mode = mode;
+	gs->displs = xcalloc((size_t)gs->size, sizeof(*gs->displs));
 	gs->grad = grad;
 	gs->grad_count = count;
 	gs->last_started = -1;
@@ -94,6 +96,7 @@ void grad_sync_destroy(struct grad_sync *gs)
 	free(gs->reqs);
 	free(gs->req_bucket);
 	free(gs->scratch);
+	free(gs->displs);
 	if (gs->comm != MPI_COMM_NULL)
 		/* collective: all ranks of comm */
 		CHECK_MPI(MPI_Comm_free(&gs->comm));
@@ -232,6 +235,32 @@ double grad_sync_finish(struct grad_sync *gs)
 			       sizeof(float) * (size_t)bk->counts[gs->rank]);
 		}
 	gs->n_reqs = 0;
+	return now_s() - t0;
+}
+
+double grad_sync_gather(struct grad_sync *gs, float *data)
+{
+	const double p = gs->size;
+	double t0;
+
+	if (gs->n_reqs || gs->last_started >= 0)
+		FATAL("grad_sync_gather: a step is under way (bucket %d started): finish it "
+		      "first", gs->last_started);
+	if (gs->size == 1)
+		return 0.0;
+	t0 = now_s();
+	for (int b = 0; b < gs->n_buckets; b++) {
+		const struct bucket *bk = &gs->buckets[b];
+
+		if (bk->count == 0)
+			continue;
+		for (int r = 0; r < gs->size; r++)
+			gs->displs[r] = (int)(bk->starts[r] - bk->offset); /* < count <= INT_MAX */
+		gs->bytes_sent += (p - 1.0) / p * (double)(sizeof(float) * bk->count);
+		/* collective: all ranks of comm, buckets in the same order on each */
+		CHECK_MPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data + bk->offset,
+					 bk->counts, gs->displs, MPI_FLOAT, gs->comm));
+	}
 	return now_s() - t0;
 }
 

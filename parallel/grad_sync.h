@@ -25,8 +25,12 @@
  * The handle is opaque: it holds MPI requests, a scratch buffer and the shard tables,
  * none of which a caller may write, and accessors are all a caller needs.
  *
+ * After a reduce-scatter step and the caller's update of its shards, grad_sync_gather
+ * all-gathers another array laid out like the gradient (the parameters), shard by
+ * shard, so that every rank holds the whole of every bucket again.
+ *
  * Does not own the gradient array, know what it holds (nothing of RetNet), scale or
- * average the gradients, or all-gather parameters: the caller does.
+ * average the gradients: the caller does.
  */
 #ifndef RN_GRAD_SYNC_H
 #define RN_GRAD_SYNC_H
@@ -98,6 +102,15 @@ void grad_sync_progress(struct grad_sync *gs);
  */
 double grad_sync_finish(struct grad_sync *gs);
 
+/*
+ * Every rank's shard of every bucket of data (an array laid out like the gradient:
+ * data[offset .. offset + count) for each bucket) to every rank, in place: after it,
+ * each bucket of data holds rank r's shard where rank r's shard is. Blocking; returns
+ * the seconds it took (0 with one rank). Not during a step.
+ * collective: all ranks of comm
+ */
+double grad_sync_gather(struct grad_sync *gs, float *data);
+
 /* ---- queries (local) ----------------------------------------------------- */
 
 /* Buckets registered; the indices are 0 .. grad_sync_buckets() - 1. */
@@ -117,10 +130,11 @@ void grad_sync_shard_of(const struct grad_sync *gs, int b, int rank, size_t *off
 size_t grad_sync_shard_floats(const struct grad_sync *gs);
 
 /*
- * Bytes this rank has sent for gradient reduction since grad_sync_create, counted
- * when a bucket is started: the algorithmic volume of a ring algorithm, not a
- * measurement of what MPI sent. Per bucket of B bytes over p ranks:
- * all-reduce 2 (p - 1) / p x B, reduce-scatter (p - 1) / p x B (whatever the split).
+ * Bytes this rank has sent for gradient reduction (and parameter gathers) since
+ * grad_sync_create, counted when a bucket is started: the algorithmic volume of a
+ * ring algorithm, not a measurement of what MPI sent. Per bucket of B bytes over p
+ * ranks: all-reduce 2 (p - 1) / p x B, reduce-scatter and all-gather (p - 1) / p x B
+ * each (whatever the split).
  */
 double grad_sync_bytes_sent(const struct grad_sync *gs);
 

@@ -65,12 +65,22 @@ void grid_init(struct grid *g, const int sizes[GRID_AXES])
 		CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, color, coord[a], &g->axis[a].comm));
 		CHECK_MPI(MPI_Comm_set_errhandler(g->axis[a].comm, MPI_ERRORS_RETURN));
 	}
+	/* the data x context plane, ordered context fastest */
+	g->replicas.size = g->axis[GRID_CONTEXT].size * g->axis[GRID_DATA].size;
+	g->replicas.rank = coord[GRID_CONTEXT] + g->axis[GRID_CONTEXT].size * coord[GRID_DATA];
+	/* collective: all ranks of MPI_COMM_WORLD */
+	CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD,
+				 g->world_rank - coord[GRID_CONTEXT] * stride[GRID_CONTEXT] -
+					 coord[GRID_DATA] * stride[GRID_DATA],
+				 g->replicas.rank, &g->replicas.comm));
+	CHECK_MPI(MPI_Comm_set_errhandler(g->replicas.comm, MPI_ERRORS_RETURN));
 }
 
 void grid_free(struct grid *g)
 {
 	for (int a = 0; a < GRID_AXES; a++)
 		CHECK_MPI(MPI_Comm_free(&g->axis[a].comm));
+	CHECK_MPI(MPI_Comm_free(&g->replicas.comm));
 }
 
 void grid_single(struct grid *g)
@@ -80,4 +90,5 @@ void grid_single(struct grid *g)
 	g->world = MPI_COMM_NULL;
 	for (int a = 0; a < GRID_AXES; a++)
 		g->axis[a] = (struct grid_group){1, 0, MPI_COMM_NULL};
+	g->replicas = (struct grid_group){1, 0, MPI_COMM_NULL};
 }

@@ -7,8 +7,8 @@
  *     rank = t + T*(c + C*(d + D*p))
  *
  * Each axis is a group of ranks (the ranks that differ only in that coordinate)
- * with its own communicator (MPI_ERRORS_RETURN). Knows nothing of RetNet: what to
- * split along each axis is the model's business.
+ * with its own communicator (MPI_ERRORS_RETURN), and so is the data x context plane.
+ * Knows nothing of RetNet: what to split along each axis is the model's business.
  */
 #ifndef RN_GRID_H
 #define RN_GRID_H
@@ -27,6 +27,10 @@ struct grid {
 	int world_size, world_rank;
 	MPI_Comm world;                     /* MPI_COMM_WORLD */
 	struct grid_group axis[GRID_AXES];  /* indexed by enum grid_axis */
+	/* the data and context axes together: the ranks that hold the same parameters
+	 * (context-parallel ranks work on pieces of the same sequences), over which
+	 * gradients are summed; rank = c + C*d */
+	struct grid_group replicas;
 };
 
 /* "tensor", "context", "data", "pipeline" */

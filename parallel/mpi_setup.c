@@ -8,8 +8,6 @@
 #include "common/check.h"
 #include "common/log.h"
 
-static int thread_level;
-
 /*
  * Under srun the tasks of the step are the ranks of one MPI world. A world smaller
  * than the step means srun started them without the PMI their MPI expects: each
@@ -42,13 +40,16 @@ static void abort_job(int code)
 	MPI_Abort(MPI_COMM_WORLD, code);
 }
 
+static int thread_level = MPI_THREAD_SINGLE;
+
 void mpi_setup_init(int *argc, char ***argv)
 {
 	const bool by_mpirun = getenv("OMPI_COMM_WORLD_SIZE") != NULL;
 	int provided, rank, size;
 
-	/* MULTIPLE: a second thread (the trainer's watchdog) may call MPI_Abort while
-	 * the main thread is blocked in a collective. */
+	/* MULTIPLE: a checkpoint writer thread makes MPI calls beside the main thread's,
+	 * and the trainer's watchdog may call MPI_Abort while the main thread is blocked
+	 * in a collective. */
 	CHECK_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
 	thread_level = provided;
 	fatal_set_hook(abort_job);

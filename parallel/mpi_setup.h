@@ -1,9 +1,9 @@
 /*
  * mpi_setup: MPI start-up and shut-down for every retnet program.
  *
- * Initialises MPI asking for MPI_THREAD_MULTIPLE (a watchdog thread may have to end
- * the job while the main thread is stuck in a collective) and requiring at least
- * MPI_THREAD_FUNNELED (the main thread makes every other MPI call), sets
+ * Initialises MPI asking for MPI_THREAD_MULTIPLE (needing at least FUNNELED: the
+ * main thread makes the MPI calls, and with MULTIPLE a second thread may too: a
+ * checkpoint writer, or a watchdog ending a job stuck in a collective), sets
  * MPI_ERRORS_RETURN on the world so CHECK_MPI sees the codes, tells the log which rank
  * this is, and installs a fatal hook that calls MPI_Abort so one failing rank ends the
  * whole job. Under srun, checks that the step's tasks formed one MPI world (a
@@ -19,9 +19,9 @@
 #include <stdbool.h>
 
 void mpi_setup_init(int *argc, char ***argv);
-void mpi_setup_finalize(void);
-/* Did MPI grant MPI_THREAD_MULTIPLE (any thread may call MPI_Abort)? */
+/* Did MPI grant MPI_THREAD_MULTIPLE (several threads may call MPI at once)? */
 bool mpi_setup_threads_multiple(void);
+void mpi_setup_finalize(void);
 /* Finalize and exit(2): every rank must call it (after comm_agree said "not ok"). */
 _Noreturn void mpi_setup_user_error_exit(void);
 /*

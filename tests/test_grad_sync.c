@@ -286,6 +286,37 @@ static void check_case(enum grad_sync_mode mode, bool uneven, int rank, int p)
 		}
 		reset_calls();
 	}
+	if (mode == GRAD_SYNC_REDUCE_SCATTER) {
+		/* The gather: each rank holds its own shards of another array (the rest is
+		 * garbage); afterwards every bucket holds every rank's shard, bit for bit. */
+		float *data = malloc(sizeof(float) * l.n);
+		int wrong = 0;
+
+		for (size_t i = 0; i < l.n; i++)
+			data[i] = -1e30f;
+		for (int b = 0; b < NB; b++) {
+			size_t lo, n;
+
+			grad_sync_shard(gs, b, &lo, &n);
+			for (size_t i = lo; i < lo + n; i++)
+				data[i] = value(rank, 7, i);
+		}
+		grad_sync_gather(gs, data);
+		for (int b = 0; b < NB; b++)
+			for (int r = 0; r < p; r++) {
+				size_t lo, n;
+
+				grad_sync_shard_of(gs, b, r, &lo, &n);
+				for (size_t i = lo; i < lo + n; i++)
+					if (data[i] != value(r, 7, i) && wrong++ < 10)
+						fprintf(stderr, "  gather: bucket %d element %zu = %g, "
+							"want rank %d's %g\n", b, i, data[i], r,
+							value(r, 7, i));
+			}
+		EXPECT_TRUE(wrong == 0, "rank %d of %d, %s: %d gathered values differ from their "
+			    "owner's", rank, p, split, wrong);
+		free(data);
+	}
 	grad_sync_destroy(gs);
 	if (p == 1)
 		EXPECT_TRUE(n_other_calls == 0, "one rank: destroy made %ld MPI calls",

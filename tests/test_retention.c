@@ -12,6 +12,8 @@
  *      parallel backward and central differences of L = sum(O .* W).
  *   6. The chunkwise forward and backward on bf16 products against the float64
  *      reference (normwise; limits at test_bf16_chunkwise).
+ *   7. More than 20 heads: the heads whose gamma rounds to 1.0f decay in the
+ *      recurrent form as in the chunkwise form (limits at test_recurrent_decay).
  *
  * Tolerances are |got - want| <= rtol |want| + atol. Elementwise relative error alone
  * is meaningless for entries near zero, so atol = a * max|want| (|O| grows like
@@ -507,7 +509,7 @@ static void test_backward(struct kernels_ctx *ctx, const struct cfg *c, bool wit
 	retention_chunkwise_forward(ctx, fp(&p.o), saved, NULL, scratch, fp(&p.q), fp(&p.k),
 				    fp(&p.v), d);
 	retention_chunkwise_backward(ctx, fp(&dq), fp(&dk), fp(&dv), scratch, fp(&p.dout),
-				     fp(&p.q), fp(&p.k), fp(&p.v), saved, d);
+				     fp(&p.q), fp(&p.k), fp(&p.v), saved, NULL, d);
 	for (int i = 0; i < 3; i++) {
 		int64_t n = g[i]->rows * g[i]->width;
 
@@ -580,7 +582,7 @@ static void test_bf16_chunkwise(struct kernels_ctx *ctx, const struct cfg *c)
 				    fp(&p.v), d);
 	got[3] = gather_f(&p.o);
 	retention_chunkwise_backward(ctx, fp(&dq), fp(&dk), fp(&dv), scratch, fp(&p.dout),
-				     fp(&p.q), fp(&p.k), fp(&p.v), saved, d);
+				     fp(&p.q), fp(&p.k), fp(&p.v), saved, NULL, d);
 	for (int i = 0; i < 3; i++) {
 		got[i] = gather_f(g[i]);
 		EXPECT_TRUE(count_touched(g[i]) == 0, "%s: bf16 backward wrote outside the heads of %s",
@@ -601,6 +603,101 @@ out:
 	for (int i = 0; i < 3; i++)
 		operand_free(g[i]);
 	free(saved), free(scratch);
+	problem_free(&p);
+}
+
+/* scale[i] = max |want| over the values of i's head: x is (rows, heads, dv). */
+static double *head_scale(const double *want, int64_t rows, int64_t heads, int64_t dv)
+{
+	double *sc = xmalloc(sizeof(double) * (size_t)(rows * heads * dv));
+
+	for (int64_t h = 0; h < heads; h++) {
+		double m = 0.0;
+
+		for (int64_t r = 0; r < rows; r++)
+			for (int64_t j = 0; j < dv; j++)
+				m = fmax(m, fabs(want[(r * heads + h) * dv + j]));
+		for (int64_t r = 0; r < rows; r++)
+			for (int64_t j = 0; j < dv; j++)
+				sc[(r * heads + h) * dv + j] = m;
+	}
+	return sc;
+}
+
+/*
+ * 7. Heads that decay by less than float resolves per token, gamma = 1 - 2^-25 and
+ * on from global head 20, over a sequence long enough for their decay to matter
+ * (head 20: gamma^8192 = 1 - 2.4e-4). Recurrent in one call, recurrent token by token
+ * (as retnet-generate runs it, the state rounded to float after every token) and
+ * chunkwise against the float64 recurrent reference, and recurrent against
+ * chunkwise, each head normwise: |got - want| <= limit * max over the head |want|.
+ * A recurrent form that multiplies a float state by gamma rounded to float (1.0f
+ * from head 20 on) is off by 1.2e-4 of the head's scale here and fails every
+ * recurrent check; the limits are 4-8x the largest errors seen (LIMITS below).
+ */
+static void test_recurrent_decay(struct kernels_ctx *ctx, const struct cfg *c)
+{
+	struct problem p = problem_new(c);
+	const struct retention_dims *d = &p.d;
+	struct retention_dims tok = p.d;
+	int64_t n = p.rows * c->heads * c->dv, ns = state_size(d);
+	float *st_one = xcalloc((size_t)ns, sizeof(float));
+	float *st_tok = xcalloc((size_t)ns, sizeof(float));
+	float *st_chk = xcalloc((size_t)ns, sizeof(float));
+	float *saved = xmalloc(sizeof(float) * (size_t)retention_state_floats(d));
+	float *scratch = xmalloc(sizeof(float) * (size_t)retention_scratch_floats(d));
+	double *st_ref = xcalloc((size_t)ns, sizeof(double));
+	double *ref, *one, *each, *chk, *sc, *ssc, *s_one, *s_tok, *s_chk;
+	char label[128];
+
+	ref_retention_recurrent(dp(&p.o), st_ref, dp(&p.q), dp(&p.k), dp(&p.v), d);
+	ref = gather_d(&p.o);
+	retention_recurrent_forward(fp(&p.o), st_one, fp(&p.q), fp(&p.k), fp(&p.v), d);
+	one = gather_f(&p.o);
+	/* One token per call: rows b * T + t of every sequence b, seen as a batch of
+	 * sequences of length 1 whose rows are T rows apart. */
+	tok.seq_len = 1;
+	tok.ldq = c->seq_len * d->ldq;
+	tok.ldk = c->seq_len * d->ldk;
+	tok.ldv = c->seq_len * d->ldv;
+	tok.ldo = c->seq_len * d->ldo;
+	for (int64_t t = 0; t < c->seq_len; t++)
+		retention_recurrent_forward(fp(&p.o) + t * d->ldo, st_tok, fp(&p.q) + t * d->ldq,
+					    fp(&p.k) + t * d->ldk, fp(&p.v) + t * d->ldv, &tok);
+	each = gather_f(&p.o);
+	retention_chunkwise_forward(ctx, fp(&p.o), saved, st_chk, scratch, fp(&p.q), fp(&p.k),
+				    fp(&p.v), d);
+	chk = gather_f(&p.o);
+	sc = head_scale(ref, p.rows, c->heads, c->dv);
+	ssc = head_scale(st_ref, c->batch * c->dk, c->heads, c->dv);
+	s_one = widen(st_one, ns);
+	s_tok = widen(st_tok, ns);
+	s_chk = widen(st_chk, ns);
+
+#define LIMITS "one call 1e-6, token by token 2e-5, chunkwise 1e-5, recurrent vs chunkwise 2e-5"
+	printf("  %s: per-head normwise limits: %s\n", c->name, LIMITS);
+	snprintf(label, sizeof(label), "%s: f32 recurrent, one call, vs ref", c->name);
+	EXPECT_CLOSE_SCALED(one, ref, sc, n, 1e-6, label);
+	snprintf(label, sizeof(label), "%s: f32 recurrent, token by token, vs ref", c->name);
+	EXPECT_CLOSE_SCALED(each, ref, sc, n, 2e-5, label);
+	snprintf(label, sizeof(label), "%s: f32 chunkwise vs ref", c->name);
+	EXPECT_CLOSE_SCALED(chk, ref, sc, n, 1e-5, label);
+	snprintf(label, sizeof(label), "%s: f32 recurrent, one call, vs f32 chunkwise", c->name);
+	EXPECT_CLOSE_SCALED(one, chk, sc, n, 2e-5, label);
+	snprintf(label, sizeof(label), "%s: f32 recurrent, token by token, vs f32 chunkwise",
+		 c->name);
+	EXPECT_CLOSE_SCALED(each, chk, sc, n, 2e-5, label);
+	snprintf(label, sizeof(label), "%s: final state, recurrent one call, vs ref", c->name);
+	EXPECT_CLOSE_SCALED(s_one, st_ref, ssc, ns, 1e-6, label);
+	snprintf(label, sizeof(label), "%s: final state, token by token, vs ref", c->name);
+	EXPECT_CLOSE_SCALED(s_tok, st_ref, ssc, ns, 2e-5, label);
+	snprintf(label, sizeof(label), "%s: final state, chunkwise, vs ref", c->name);
+	EXPECT_CLOSE_SCALED(s_chk, st_ref, ssc, ns, 1e-5, label);
+#undef LIMITS
+
+	free(ref), free(one), free(each), free(chk), free(sc), free(ssc);
+	free(s_one), free(s_tok), free(s_chk), free(st_ref);
+	free(st_one), free(st_tok), free(st_chk), free(saved), free(scratch);
 	problem_free(&p);
 }
 
@@ -642,6 +739,12 @@ int main(void)
 		{0, 0, 0, 5}, {2 * 16, 2 * 16, 2 * 32, 3},
 	};
 	const struct cfg fd_cfg = {"fd T=24,C=8,off=1", 2, 24, 2, 1, 8, 16, 8, {0}, {0}};
+	/* Global heads 0..23, and 20..23 as the last of several tensor-parallel ranks;
+	 * C = 64 keeps gamma^C of every head exact in float. */
+	const struct cfg decay_cfgs[] = {
+		{"decay H=24,T=8192", 2, 8192, 24, 0, 8, 8, 64, {0}, {0}},
+		{"decay H=4,off=20,T=8192", 1, 8192, 4, 20, 8, 8, 64, {0}, {0}},
+	};
 	struct kernels_ctx *ctx = kernels_ctx_init();
 	double t0 = omp_get_wtime();
 
@@ -663,6 +766,8 @@ int main(void)
 	test_bf16_chunkwise(ctx, &strided);
 	test_bf16_chunkwise(ctx, &f32_cfgs[3]);
 	test_bf16_chunkwise(ctx, &f32_cfgs[4]);
+	for (size_t i = 0; i < sizeof(decay_cfgs) / sizeof(decay_cfgs[0]); i++)
+		test_recurrent_decay(ctx, &decay_cfgs[i]);
 	printf("elapsed %.2f s\n", omp_get_wtime() - t0);
 	kernels_ctx_free(ctx);
 	return test_finish();

@@ -13,7 +13,7 @@
 
 #include "parallel/grid.h"
 #include "tests/fixture.h"
-#include "tests/harness.h"
+#include "tests/harness_mpi.h"
 #include "trainer/model.h"
 #include "trainer/spec.h"
 
@@ -183,19 +183,12 @@ static void check_fixture(int rank, int size)
 
 int main(int argc, char **argv)
 {
-	int rank, size, failed;
+	int rank, size;
 
 	MPI_Init(&argc, &argv);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &size);
 	check_init_slices(rank, size);
 	check_fixture(rank, size);
-	failed = test_failed_count;
-	MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-	if (rank != 0)
-		test_failed_count = 0;
-	else
-		test_failed_count = failed;
-	MPI_Finalize();
-	return rank == 0 ? test_finish() : (failed ? 1 : 0);
+	return test_finish_mpi();
 }

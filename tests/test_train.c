@@ -31,7 +31,7 @@ static void check_adamw(void)
 	param_set_add(&p, "gain", 1, 9, 1, -1, 0, 0, PARAM_INIT_ONE, 0.0, false);
 	param_set_alloc(&p);
 	param_set_init_values(&p, 3);
-	adamw_init(&opt, &cfg, &p);
+	adamw_init(&opt, &cfg, &p, NULL, 0);
 	n = p.total;
 	w = calloc(n, sizeof(double));
 	m = calloc(n, sizeof(double));
@@ -90,7 +90,7 @@ static void check_decay_only_on_matrices(void)
 	param_set_add(&p, "gain", 1, 3, 1, -1, 0, 0, PARAM_INIT_ONE, 0.0, false);
 	param_set_alloc(&p);
 	param_set_init_values(&p, 5);
-	adamw_init(&opt, &cfg, &p);
+	adamw_init(&opt, &cfg, &p, NULL, 0);
 	matrix0 = param_data(&p, 0)[0];
 	gain0 = param_data(&p, 1)[0];
 	adamw_step(&opt, &p, 0.5);
@@ -101,6 +101,68 @@ static void check_decay_only_on_matrices(void)
 		    "matrix decay: %.9g -> %.9g", matrix0, param_data(&p, 0)[0]);
 	adamw_free(&opt);
 	param_set_free(&p);
+}
+
+/*
+ * A distributed optimizer's shards: adamw_shard_counts cuts a range into parts on
+ * row boundaries, near even; AdamW over every part's shard, each with its own
+ * moments, updates every parameter exactly as AdamW over the whole block does.
+ */
+static void check_shards(void)
+{
+	const struct adamw_config cfg = {0.9, 0.98, 1e-8, 0.05};
+	struct param_set whole, part;
+	struct adamw opt;
+
+	param_set_init(&whole);
+	param_set_add(&whole, "a", 2, 7, 5, -1, 0, 0, PARAM_INIT_XAVIER, 1.0, true);
+	param_set_add(&whole, "gain", 1, 9, 1, -1, 0, 0, PARAM_INIT_ONE, 0.0, false);
+	param_set_add(&whole, "b", 2, 13, 3, 1, 0, 2, PARAM_INIT_XAVIER, 1.0, true);
+	param_set_add(&whole, "c", 2, 2, 40, -1, 0, 0, PARAM_INIT_XAVIER, 1.0, true);
+	param_set_alloc(&whole);
+	param_set_init_values(&whole, 11);
+	for (size_t i = 0; i < whole.total; i++)
+		whole.grad[i] = (float)(rng_uniform(4, 1, i) - 0.5);
+	part = whole;
+	part.data = malloc(sizeof(float) * whole.total);
+	memcpy(part.data, whole.data, sizeof(float) * whole.total);
+	adamw_init(&opt, &cfg, &whole, NULL, 0);
+	adamw_step(&opt, &whole, 1e-2);
+	adamw_step(&opt, &whole, 2e-2);
+	adamw_free(&opt);
+	for (int parts = 1; parts <= 6; parts++) {
+		const struct param_range all = {0, whole.total};
+		size_t counts[6], at = 0, sum = 0;
+		int off_row = 0, uneven = 0;
+
+		param_set_init_values(&part, 11);
+		adamw_shard_counts(&part, all, parts, counts);
+		for (int k = 0; k < parts; k++) {
+			struct param_range own = {at, counts[k]};
+			struct adamw shard;
+
+			sum += counts[k];
+			/* near even: off by less than the longest row (40) */
+			if (fabs((double)counts[k] - (double)whole.total / parts) > 2 * 40)
+				uneven++;
+			adamw_init(&shard, &cfg, &part, &own, 1);
+			for (int i = 0; i < shard.npieces; i++)
+				off_row += shard.pieces[i].count !=
+					   (size_t)shard.pieces[i].rows *
+						   (size_t)part.desc[shard.pieces[i].tensor].slice.shape[1];
+			adamw_step(&shard, &part, 1e-2);
+			adamw_step(&shard, &part, 2e-2);
+			adamw_free(&shard);
+			at += counts[k];
+		}
+		EXPECT_TRUE(sum == whole.total && off_row == 0 && uneven == 0,
+			    "%d parts: counts sum to %zu of %zu, %d pieces not whole rows, %d parts "
+			    "far from even", parts, sum, whole.total, off_row, uneven);
+		EXPECT_TRUE(memcmp(part.data, whole.data, sizeof(float) * whole.total) == 0,
+			    "%d parts: sharded AdamW differs from AdamW over the whole block", parts);
+	}
+	free(part.data);
+	param_set_free(&whole);
 }
 
 static void check_schedule(void)
@@ -293,6 +355,7 @@ int main(void)
 {
 	check_adamw();
 	check_decay_only_on_matrices();
+	check_shards();
 	check_schedule();
 	check_config();
 	check_programs();

@@ -164,13 +164,16 @@ static void score_batch(struct train_step *ts, const int32_t *in, const int32_t 
 }
 
 /* Windows of T targets, each scored from a zero state; DP ranks take contiguous
- * ranges of windows. */
+ * ranges of windows, and context-parallel ranks their pieces of each. */
 static struct score score_windows(struct train_step *ts, const struct corpus *c,
 				  const struct grid *g)
 {
+	/* T: this rank's piece of a window of T x CP tokens, which starts at `at` */
 	const int64_t B = ts->micro_batch, T = ts->seq_len;
+	const uint64_t window = (uint64_t)(T * g->axis[GRID_CONTEXT].size);
+	const uint64_t at = (uint64_t)(T * g->axis[GRID_CONTEXT].rank);
 	const uint64_t dp = (uint64_t)g->axis[GRID_DATA].size, d = (uint64_t)g->axis[GRID_DATA].rank;
-	const uint64_t windows = (c->n_tokens - 1 + (uint64_t)T - 1) / (uint64_t)T;
+	const uint64_t windows = (c->n_tokens - 1 + window - 1) / window;
 	const uint64_t w0 = windows * d / dp, w1 = windows * (d + 1) / dp;
 	/* Every DP rank runs as many batches (padding with empty rows), so a rank with
 	 * one window fewer still joins each pipeline transfer in step. */
@@ -184,7 +187,7 @@ static struct score score_windows(struct train_step *ts, const struct corpus *c,
 		for (int64_t r = 0; r < B; r++) {
 			uint64_t win = w + (uint64_t)r;
 
-			valid[r] = win < w1 ? fill_row(in + r * T, tg + r * T, c, win * (uint64_t)T, T)
+			valid[r] = win < w1 ? fill_row(in + r * T, tg + r * T, c, win * window + at, T)
 					    : 0;
 			if (win >= w1)
 				fill_row(in + r * T, tg + r * T, c, 0, T);
@@ -258,11 +261,11 @@ static void score_all(struct train_step *ts, struct corpus *cs, int n, const str
 		double t0 = metrics_now_s(), sums[2];
 		struct score s = stream ? score_stream(ts, &cs[i]) : score_windows(ts, &cs[i], g);
 
-		/* The losses live on the last stage, spread over the DP ranks. */
+		/* The losses live on the last stage, spread over the DP ranks and the pieces. */
 		sums[0] = s.nll;
 		sums[1] = s.targets;
 		comm_allreduce_sum_f64(g->axis[GRID_PIPELINE].comm, sums, 1);
-		comm_allreduce_sum_f64(g->axis[GRID_DATA].comm, sums, 2);
+		comm_allreduce_sum_f64(g->replicas.comm, sums, 2);
 		/* Bytes behind the scored tokens: every token but the first is scored. */
 		ENSURE(sums[1] == (double)(cs[i].n_tokens - 1));
 		res[i][0] = sums[1];
@@ -301,13 +304,14 @@ int main(int argc, char **argv)
 
 	/* ---- model: this layout's slices of the checkpoint ------------------- */
 	m = launch_model(l, 1);
-	train_step_init(&ts, m, g, s, 1);
+	train_step_init(&ts, m, g, s, 1, NULL);
 	log0("retnet-eval: %s (iteration %lld): d=%lld L=%lld H=%lld; %s mode, %s form, "
-	     "%s matmuls, T=%lld, %d ranks (DP %d x PP %d x TP %d)\n",
+	     "%s matmuls, T=%lld, %d ranks (DP %d x PP %d x CP %d x TP %d)\n",
 	     l->checkpoint.path, (long long)l->checkpoint.iteration, (long long)s->hidden_size,
 	     (long long)s->num_layers, (long long)s->num_heads, s->mode, s->form,
 	     s->bf16 ? "bf16" : "fp32", (long long)s->seq_length, g->world_size,
-	     g->axis[GRID_DATA].size, g->axis[GRID_PIPELINE].size, g->axis[GRID_TENSOR].size);
+	     g->axis[GRID_DATA].size, g->axis[GRID_PIPELINE].size, g->axis[GRID_CONTEXT].size,
+	     g->axis[GRID_TENSOR].size);
 
 	/* ---- score: windows or one stream, every target token ---------------- */
 	double (*res)[5] = xcalloc((size_t)n, sizeof(*res));

@@ -191,7 +191,7 @@ int main(int argc, char **argv)
 
 	/* ---- model: recurrent form, the state carried from token to token ------ */
 	m = launch_model(l, 1);
-	train_step_init(&ts, m, g, s, 1);
+	train_step_init(&ts, m, g, s, 1, NULL);
 	model_stream_begin(m);
 
 	double *scratch = xmalloc(sizeof(double) * (size_t)s->vocab_size);

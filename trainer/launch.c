@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
 #include "parallel/mpi_setup.h"
@@ -32,13 +33,16 @@ void launch_begin(struct launch *l, enum spec_program p, int *argc, char ***argv
 	/* retnet-eval and retnet-generate check the model's rules again once the
 	 * checkpoint has said what the model is */
 	mpi_setup_agree_or_exit(spec_validate(s, world, err, sizeof(err)) == 0, err);
+	mpi_setup_agree_or_exit(!s->async_save || mpi_setup_threads_multiple(),
+				"--async-save: this MPI does not provide MPI_THREAD_MULTIPLE, which "
+				"a checkpoint writer thread beside training needs");
 	spec_resolve(s, world);
 	/* Where the ranks landed, for the job's log (retnet-generate's stdout is its text). */
 	if (p == SPEC_TRAIN || p == SPEC_EVAL)
 		placement_report(p == SPEC_TRAIN ? "retnet-train" : "retnet-eval",
 				 omp_get_max_threads());
 	sizes[GRID_TENSOR] = s->tensor_model_parallel_size ? (int)s->tensor_model_parallel_size : 1;
-	sizes[GRID_CONTEXT] = 1;
+	sizes[GRID_CONTEXT] = s->context_parallel_size ? (int)s->context_parallel_size : 1;
 	sizes[GRID_DATA] = 0;
 	sizes[GRID_PIPELINE] =
 		s->pipeline_model_parallel_size ? (int)s->pipeline_model_parallel_size : 1;
@@ -72,8 +76,21 @@ static enum retention_form form_of(const struct run_spec *s)
 
 struct model *launch_model(struct launch *l, int slots)
 {
+	const int n = model_chunk_count(&l->spec, &l->grid);
+	int *each = xcalloc((size_t)n, sizeof(*each));
+	struct model *m;
+
+	for (int c = 0; c < n; c++)
+		each[c] = slots;
+	m = launch_model_chunked(l, each);
+	free(each);
+	return m;
+}
+
+struct model *launch_model_chunked(struct launch *l, const int *slots)
+{
 	char err[2 * FLAGS_PATH_MAX + 256] = "";
-	struct model *m = model_create(&l->spec, &l->grid, slots);
+	struct model *m = model_create_chunked(&l->spec, &l->grid, slots);
 	bool ok;
 
 	/* --bf16 on a CPU without AVX512-BF16 is a user error, not a fallback: one line,

@@ -40,6 +40,8 @@ void launch_begin(struct launch *l, enum spec_program p, int *argc, char ***argv
 void launch_read_checkpoint(struct launch *l);
 /* The model with `slots` micro-batches in flight. collective over the grid. */
 struct model *launch_model(struct launch *l, int slots);
+/* The same with slots[c] on model chunk c (c < model_chunk_count). */
+struct model *launch_model_chunked(struct launch *l, const int *slots);
 void launch_end(struct launch *l);
 
 #endif

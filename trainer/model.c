@@ -13,6 +13,7 @@
 #include "trainer/kernels/matmul.h"
 #include "trainer/kernels/norm.h"
 #include "trainer/kernels/retention.h"
+#include "trainer/kernels/retention_cp.h"
 #include "trainer/kernels/xent.h"
 #include "parallel/grid.h"
 #include "trainer/metrics.h"
@@ -23,11 +24,34 @@
 /* matmul_hold slots: an input read by several products, and an output gradient. */
 enum { HOLD_X, HOLD_DY };
 
+int model_chunk_count(const struct run_spec *spec, const struct grid *g)
+{
+	const int64_t n = spec->num_layers_per_virtual_stage;
+	const int64_t pp = g ? g->axis[GRID_PIPELINE].size : 1;
+
+	return n ? (int)(spec->num_layers / (pp * n)) : 1;
+}
+
 struct model *model_create(const struct run_spec *spec, const struct grid *g, int slots)
+{
+	const int n = model_chunk_count(spec, g);
+	int *each = xcalloc((size_t)n, sizeof(*each));
+	struct model *m;
+
+	for (int c = 0; c < n; c++)
+		each[c] = slots;
+	m = model_create_chunked(spec, g, each);
+	free(each);
+	return m;
+}
+
+struct model *model_create_chunked(const struct run_spec *spec, const struct grid *g,
+				   const int *slots)
 {
 	struct model *m = xcalloc(1, sizeof(*m));
 	struct grid one;
 
+	m->nchunks = model_chunk_count(spec, g);
 	if (!g) {
 		grid_single(&one);
 		g = &one;
@@ -38,7 +62,11 @@ struct model *model_create(const struct run_spec *spec, const struct grid *g, in
 	m->H = spec->num_heads;
 	m->f = spec->ffn_hidden_size;
 	m->C = spec->chunk_size;
-	m->T = spec->seq_length;
+	m->cp_rank = g->axis[GRID_CONTEXT].rank;
+	m->cp_size = g->axis[GRID_CONTEXT].size;
+	m->cp_comm = g->axis[GRID_CONTEXT].comm;
+	ENSURE(spec->seq_length % m->cp_size == 0);
+	m->T = spec->seq_length / m->cp_size;
 	m->B = spec->micro_batch_size;
 	m->seed = (uint64_t)spec->seed;
 	m->recompute = spec->recompute_activations;
@@ -47,12 +75,13 @@ struct model *model_create(const struct run_spec *spec, const struct grid *g, in
 	m->tp_comm = g->axis[GRID_TENSOR].comm;
 	m->pp_rank = g->axis[GRID_PIPELINE].rank;
 	m->pp_size = g->axis[GRID_PIPELINE].size;
-	m->slots = slots;
 	ENSURE(m->V > 0 && m->d > 0 && m->L > 0 && m->H > 0 && m->f > 0);
 	ENSURE(m->d % m->H == 0 && (m->d / m->H) % 2 == 0);
 	ENSURE(m->C > 0 && m->T % m->C == 0 && m->B > 0);
 	ENSURE(m->tp_size >= 1 && m->H % m->tp_size == 0 && m->f % m->tp_size == 0);
-	ENSURE(m->pp_size >= 1 && m->pp_size <= m->L && m->slots >= 1);
+	ENSURE(m->pp_size >= 1 && m->pp_size <= m->L && m->nchunks >= 1);
+	ENSURE(!spec->num_layers_per_virtual_stage ||
+	       m->L == (int64_t)m->nchunks * m->pp_size * spec->num_layers_per_virtual_stage);
 	m->dk = m->d / m->H;
 	m->dv = 2 * m->dk;
 	m->heads_local = m->H / m->tp_size;
@@ -61,15 +90,15 @@ struct model *model_create(const struct run_spec *spec, const struct grid *g, in
 	m->vw = m->heads_local * m->dv;
 	m->fl = m->f / m->tp_size;
 	m->rows = m->B * m->T;
-	model_setup_stage_layers(m->L, m->pp_size, m->pp_rank, &m->first_layer,
-				 &m->num_layers);
 	m->first_stage = m->pp_rank == 0;
 	m->last_stage = m->pp_rank == m->pp_size - 1;
+	model_setup_chunks(m, spec->num_layers_per_virtual_stage, slots);
 	m->form = RETENTION_CHUNKWISE;
 	model_setup_params(m);
 	param_set_init_values(&m->params, m->seed);
 	m->kernels = kernels_ctx_init();
-	rotary_table_init(&m->rotary, m->T, m->dk, 0);
+	/* a piece's tokens sit at their positions in the whole sequence */
+	rotary_table_init(&m->rotary, m->T, m->dk, (int64_t)m->cp_rank * m->T);
 	m->activation_bytes = model_setup_activations(m);
 	return m;
 }
@@ -125,9 +154,30 @@ bool model_last_stage(const struct model *m)
 	return m->last_stage;
 }
 
-int model_slots(const struct model *m)
+int model_chunks(const struct model *m)
 {
-	return m->slots;
+	return m->nchunks;
+}
+
+/* Chunk `chunk`, checked. */
+static struct model_chunk *chunk_of(const struct model *m, int chunk)
+{
+	ENSURE(chunk >= 0 && chunk < m->nchunks);
+	return &m->chunks[chunk];
+}
+
+/* Its micro-batch in `slot`, checked. */
+static struct micro_acts *micro_of(const struct model *m, int chunk, int slot)
+{
+	struct model_chunk *ch = chunk_of(m, chunk);
+
+	ENSURE(slot >= 0 && slot < ch->slots);
+	return &ch->micro[slot];
+}
+
+int model_slots(const struct model *m, int chunk)
+{
+	return chunk_of(m, chunk)->slots;
 }
 
 size_t model_boundary_floats(const struct model *m)
@@ -135,16 +185,14 @@ size_t model_boundary_floats(const struct model *m)
 	return (size_t)(m->rows * m->d);
 }
 
-float *model_stage_input(struct model *m, int slot)
+float *model_stage_input(struct model *m, int chunk, int slot)
 {
-	ENSURE(slot >= 0 && slot < m->slots);
-	return m->micro[slot].layers[0].x;
+	return micro_of(m, chunk, slot)->layers[0].x;
 }
 
-float *model_stage_output(struct model *m, int slot)
+float *model_stage_output(struct model *m, int chunk, int slot)
 {
-	ENSURE(slot >= 0 && slot < m->slots);
-	return m->micro[slot].out;
+	return micro_of(m, chunk, slot)->out;
 }
 
 float *model_boundary_grad(struct model *m)
@@ -154,14 +202,14 @@ float *model_boundary_grad(struct model *m)
 
 const float *model_losses(const struct model *m, int slot)
 {
-	ENSURE(m->last_stage && slot >= 0 && slot < m->slots);
-	return m->micro[slot].losses;
+	ENSURE(m->last_stage);
+	return micro_of(m, m->nchunks - 1, slot)->losses;
 }
 
 const float *model_logits(const struct model *m, int slot)
 {
-	ENSURE(m->last_stage && slot >= 0 && slot < m->slots);
-	return m->micro[slot].logits;
+	ENSURE(m->last_stage);
+	return micro_of(m, m->nchunks - 1, slot)->logits;
 }
 
 int model_grad_range_count(const struct model *m)
@@ -181,9 +229,10 @@ void model_set_grad_ready(struct model *m, grad_ready_fn fn, void *arg)
 	m->grad_ready_arg = arg;
 }
 
-double model_tp_comm_seconds(const struct model *m)
+void model_comm(const struct model *m, struct comm_tally *tp, struct comm_tally *cp)
 {
-	return m->tp_allreduce_s;
+	*tp = m->tp;
+	*cp = m->cp;
 }
 
 static struct retention_dims retention_dims_of(const struct model *m)
@@ -205,6 +254,52 @@ static void scale(float *x, float s, int64_t n)
 		x[i] *= s;
 }
 
+/* Every piece's (B, H/P, dk, dv) block of mine into all, in piece order. */
+static void cp_allgather(struct model *m, const float *mine, float *all,
+			 const struct retention_dims *rd)
+{
+	double t0 = metrics_now_s();
+
+	const size_t n = (size_t)retention_cp_state_floats(rd);
+
+	/* collective: all ranks of cp_comm */
+	comm_allgather_f32(m->cp_comm, mine, n, all);
+	m->cp.seconds += metrics_now_s() - t0;
+	m->cp.bytes += (double)(m->cp_size - 1) * (double)(n * sizeof(float));
+}
+
+/*
+ * Retention of this rank's piece of the sequence: the states of its chunks from a
+ * zero state and its summary; the summaries of every piece (the all-gather is 1 of
+ * 2 per layer; its conjugate in backward gathers the state gradients); the state
+ * entering this piece, scanned from those before it; the outputs with it folded
+ * into the cross-chunk term.
+ */
+static void retention_context_forward(struct model *m, struct layer_acts *a,
+				      const struct retention_dims *rd)
+{
+	retention_chunkwise_states(m->kernels, a->states, m->cp_mine, m->retention_scratch, a->k,
+				   a->v, rd);
+	cp_allgather(m, m->cp_mine, m->cp_all, rd);
+	retention_cp_scan_states(m->cp_state, m->cp_all, m->cp_rank, m->cp_size, rd);
+	retention_chunkwise_output(m->kernels, a->o, a->states, m->cp_state,
+				   m->retention_scratch, a->q, a->k, a->v, rd);
+}
+
+/* Its backward: the gradient with respect to the state entering each piece as if
+ * nothing flowed from later pieces, gathered (2 of 2), scanned back into the
+ * gradient leaving this piece, which the chunkwise backward takes in. */
+static void retention_context_backward(struct model *m, struct layer_acts *a,
+				       const struct retention_dims *rd)
+{
+	retention_chunkwise_state_grad(m->kernels, m->cp_mine, m->retention_scratch, m->do_, a->q,
+				       rd);
+	cp_allgather(m, m->cp_mine, m->cp_all, rd);
+	retention_cp_scan_grads(m->cp_state, m->cp_all, m->cp_rank, m->cp_size, rd);
+	retention_chunkwise_backward(m->kernels, m->dq, m->dk_, m->dv_, m->retention_scratch,
+				     m->do_, a->q, a->k, a->v, a->states, m->cp_state, rd);
+}
+
 /* Retention of local layer l; streaming carries the layer's state across calls. */
 static void retention_forward(struct model *m, struct layer_acts *a, int64_t l)
 {
@@ -214,6 +309,10 @@ static void retention_forward(struct model *m, struct layer_acts *a, int64_t l)
 
 	switch (m->form) {
 	case RETENTION_CHUNKWISE:
+		if (m->cp_size > 1) {
+			retention_context_forward(m, a, &rd);
+			break;
+		}
 		retention_chunkwise_forward(m->kernels, a->o, a->states,
 					    m->streaming ? state : NULL, m->retention_scratch,
 					    a->q, a->k, a->v, &rd);
@@ -234,7 +333,7 @@ void model_stream_begin(struct model *m)
 {
 	struct retention_dims rd = retention_dims_of(m);
 
-	ENSURE(m->form != RETENTION_PARALLEL);
+	ENSURE(m->form != RETENTION_PARALLEL && m->cp_size == 1);
 	memset(m->stream_state, 0,
 	       sizeof(float) * (size_t)(m->num_layers * rd.batch * rd.heads * rd.dk * rd.dv));
 	m->streaming = true;
@@ -263,7 +362,8 @@ static void tp_allreduce(struct model *m, float *buf, int64_t count)
 	t0 = metrics_now_s();
 	/* collective: all ranks of tp_comm */
 	comm_allreduce_sum_f32(m->tp_comm, buf, (size_t)count);
-	m->tp_allreduce_s += metrics_now_s() - t0;
+	m->tp.seconds += metrics_now_s() - t0;
+	m->tp.bytes += 2.0 * (m->tp_size - 1) / m->tp_size * (double)count * sizeof(float);
 }
 
 /* Local layer l: x_out = Y + FFN(LN2(Y)), Y = x + MSR(LN1(x)), with x = a->x.
@@ -318,23 +418,25 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	vec_add(x_out, x_out, a->y, M * d);
 }
 
-float model_forward_micro(struct model *m, int slot, const int32_t *inputs,
+float model_forward_micro(struct model *m, int chunk, int slot, const int32_t *inputs,
 			  const int32_t *targets)
 {
-	struct micro_acts *mb = &m->micro[slot];
-	const int64_t M = m->rows, d = m->d, V = m->V, nl = m->num_layers;
+	struct micro_acts *mb = micro_of(m, chunk, slot);
+	const struct model_chunk *ch = &m->chunks[chunk];
+	const int64_t M = m->rows, d = m->d, V = m->V, nl = ch->num_layers;
 	double sum = 0.0;
 
-	ENSURE(slot >= 0 && slot < m->slots);
-	if (m->first_stage) {
+	if (ch->first) {
 		memcpy(mb->inputs, inputs, sizeof(int32_t) * (size_t)M);
 		embedding_forward(mb->layers[0].x, m->w.embedding, inputs, M, d);
 	}
-	for (int64_t l = 0; l < nl; l++)
-		block_forward(m, &mb->layers[l], l, l + 1 < nl ? mb->layers[l + 1].x : mb->out);
+	/* layers[j] of the micro-batch is the stage's local layer local_first + j */
+	for (int64_t j = 0; j < nl; j++)
+		block_forward(m, &mb->layers[j], ch->local_first + j,
+			      j + 1 < nl ? mb->layers[j + 1].x : mb->out);
 	m->recompute_slot = slot;
-	m->recompute_layer = nl - 1;
-	if (!m->last_stage)
+	m->recompute_layer = ch->local_first + nl - 1;
+	if (!ch->last)
 		return 0.0f;
 	memcpy(mb->targets, targets, sizeof(int32_t) * (size_t)M);
 	layernorm_forward(mb->lnf, mb->lnf_mean, mb->lnf_rstd, mb->out, m->w.lnf_gain,
@@ -398,9 +500,11 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 	groupnorm_backward(m->do_, m->dgn, a->o, a->gn_mean, a->gn_rstd, M, Hl, m->dv);
 	if (m->form == RETENTION_PARALLEL)
 		retention_parallel_backward(m->dq, m->dk_, m->dv_, m->do_, a->q, a->k, a->v, &rd);
+	else if (m->cp_size > 1)
+		retention_context_backward(m, a, &rd);
 	else
 		retention_chunkwise_backward(kc, m->dq, m->dk_, m->dv_, m->retention_scratch,
-					     m->do_, a->q, a->k, a->v, a->states, &rd);
+					     m->do_, a->q, a->k, a->v, a->states, NULL, &rd);
 	rotary_apply(m->dq, &m->rotary, B, Hl, qk, -1);
 	rotary_apply(m->dk_, &m->rotary, B, Hl, qk, -1);
 	scale(m->dk_, (float)(1.0 / sqrt((double)m->dk)), M * qk);
@@ -424,14 +528,14 @@ static void announce(const struct model *m, int range)
 		m->grad_ready(m->grad_ready_arg, range);
 }
 
-void model_backward_micro(struct model *m, int slot, float loss_scale)
+void model_backward_micro(struct model *m, int chunk, int slot, float loss_scale)
 {
-	struct micro_acts *mb = &m->micro[slot];
+	struct micro_acts *mb = micro_of(m, chunk, slot);
+	const struct model_chunk *ch = &m->chunks[chunk];
 	const int64_t M = m->rows, d = m->d, V = m->V;
 
-	ENSURE(slot >= 0 && slot < m->slots);
 	ENSURE(m->form != RETENTION_RECURRENT && !m->streaming);
-	if (m->last_stage) {
+	if (ch->last) {
 		xent_backward(mb->logits, mb->logits, mb->targets, loss_scale / (float)M, M, V);
 		linear_backward(m->kernels, m->dw.lm_head, m->dln, mb->lnf, mb->lnf_kept,
 				mb->logits, m->w.lm_head, M, d, V, false);
@@ -440,15 +544,17 @@ void model_backward_micro(struct model *m, int slot, float loss_scale)
 				   m->w.lnf_gain, mb->lnf_mean, mb->lnf_rstd, M, d);
 		announce(m, m->head_range);
 	}
-	for (int64_t l = m->num_layers - 1; l >= 0; l--) {
+	for (int64_t j = ch->num_layers - 1; j >= 0; j--) {
+		const int64_t l = ch->local_first + j;
+
 		/* The same kernels on the same input: bit-identical activations. */
 		if (m->recompute && (m->recompute_slot != slot || m->recompute_layer != l))
-			block_forward(m, &mb->layers[l], l, NULL);
+			block_forward(m, &mb->layers[j], l, NULL);
 		m->recompute_slot = -1;
-		block_backward(m, &mb->layers[l], l);
+		block_backward(m, &mb->layers[j], l);
 		announce(m, m->layer_range[l]);
 	}
-	if (m->first_stage) {
+	if (ch->first) {
 		embedding_backward(m->dw.embedding, m->dx, mb->inputs, M, d);
 		announce(m, m->embedding_range);
 	}
@@ -456,14 +562,14 @@ void model_backward_micro(struct model *m, int slot, float loss_scale)
 
 float model_forward(struct model *m, const int32_t *inputs, const int32_t *targets)
 {
-	ENSURE(m->first_stage && m->last_stage);
-	return model_forward_micro(m, 0, inputs, targets);
+	ENSURE(m->first_stage && m->last_stage && m->nchunks == 1);
+	return model_forward_micro(m, 0, 0, inputs, targets);
 }
 
 void model_backward(struct model *m, float loss_scale)
 {
-	ENSURE(m->first_stage && m->last_stage);
-	model_backward_micro(m, 0, loss_scale);
+	ENSURE(m->first_stage && m->last_stage && m->nchunks == 1);
+	model_backward_micro(m, 0, 0, loss_scale);
 }
 
 double model_grad_sumsq(const struct model *m)
@@ -479,8 +585,13 @@ double model_grad_sumsq(const struct model *m)
 #pragma omp parallel for reduction(+ : s)
 		for (int64_t j = 0; j < n; j++)
 			s += (double)g[j] * g[j];
-		sums[p->desc[i].slice.split_dim >= 0 ? 0 : 1] += s;
+		sums[p->desc[i].sharded ? 0 : 1] += s;
 	}
+	return model_grad_sumsq_combine(m, sums);
+}
+
+double model_grad_sumsq_combine(const struct model *m, double sums[2])
+{
 	if (m->tp_size > 1)
 		/* collective: all ranks of tp_comm */
 		comm_allreduce_sum_f64(m->tp_comm, sums, 1);

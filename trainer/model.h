@@ -15,10 +15,22 @@
  * each way, marked where they are issued (model.c). With P = 1 no MPI call is made
  * (the model runs without MPI_Init).
  *
- * A pipeline stage holds a contiguous range of layers, the embedding on the first
- * stage and the final LN, LM head and loss on the last. It keeps activations for
- * `slots` micro-batches in flight (1F1B needs at most P - stage); the caller moves
- * activations and their gradients between stages (model_stage_input/output,
+ * Context parallelism: a rank of a context-parallel group of CP holds the same
+ * parameters as the others and computes one contiguous piece of T/CP tokens of every
+ * sequence, at their global positions; per layer, forward all-gathers the pieces'
+ * retention summaries (dk x dv per head, whatever T is) and backward their state
+ * gradients, each rank scanning them itself (model.c). Its micro-batches are pieces:
+ * B rows of T/CP tokens.
+ *
+ * A pipeline stage holds one or more model chunks, each a contiguous range of
+ * layers: one chunk, its stage's share of the layers, or with virtual stages
+ * (--num-layers-per-virtual-pipeline-stage N) the chunks of N layers p, p + P, ...
+ * of the P x v virtual stages (model_chunk_count). The embedding is on the first
+ * chunk of the first stage, the final LN, LM head and loss on the last chunk of the
+ * last. One parameter registry and one pair of flat blocks hold all of a stage's
+ * chunks. Each chunk keeps activations for its own number of micro-batches in flight
+ * (its slots: 1F1B needs at most P - stage); the caller moves activations and their
+ * gradients between (virtual) stages (model_stage_input/output,
  * model_boundary_grad).
  *
  * The model is an opaque handle: its sizes are fixed at model_create (from the run
@@ -38,6 +50,7 @@
 struct model;
 struct grid;
 struct run_spec;
+struct comm_tally;
 
 enum retention_form {
 	RETENTION_CHUNKWISE, /* training and evaluation */
@@ -46,14 +59,22 @@ enum retention_form {
 };
 
 /*
- * The model of spec (its model rows, --micro-batch-size, --recompute-activations)
- * on this rank's part of grid g (NULL: one rank, no MPI), keeping activations for
- * `slots` micro-batches. Initialised from the seed: every layout holds the same
- * values. The caller has validated spec (spec_validate); model_create only ENSUREs.
+ * The model of spec (its model rows, --micro-batch-size, --recompute-activations,
+ * --num-layers-per-virtual-pipeline-stage) on this rank's part of grid g (NULL: one
+ * rank, no MPI), keeping activations for `slots` micro-batches on each of its
+ * chunks. Initialised from the seed: every layout holds the same values. The caller
+ * has validated spec (spec_validate); model_create only ENSUREs.
  * collective over the tensor axis of g (none when it has one rank).
  */
 struct model *model_create(const struct run_spec *spec, const struct grid *g, int slots);
+/* The same with slots[c] micro-batches on chunk c (c < model_chunk_count). */
+struct model *model_create_chunked(const struct run_spec *spec, const struct grid *g,
+				   const int *slots);
 void model_destroy(struct model *m);
+
+/* The model chunks a stage of grid g holds: L / (P x N) with virtual stages of N
+ * layers, else 1. Chunk c of stage p is virtual stage c P + p. */
+int model_chunk_count(const struct run_spec *spec, const struct grid *g);
 
 /* The parameters and their gradients: flat blocks, a registry of named slices. */
 struct param_set *model_params(struct model *m);
@@ -69,22 +90,23 @@ int model_set_bf16(struct model *m, bool on, char *err, size_t errlen);
 void model_set_form(struct model *m, enum retention_form form);
 
 /*
- * Forward of one micro-batch on this stage, kept in `slot` for its backward.
- * First stage: embeds inputs (B, T). Other stages: the previous stage's output
- * must already be in model_stage_input(m, slot). Last stage: returns the mean loss
- * over the B*T targets; other stages return 0 and leave their output in
- * model_stage_output(m, slot).
+ * Forward of one micro-batch on chunk `chunk` of this stage, kept in the chunk's
+ * `slot` for its backward. First chunk of the first stage: embeds inputs (B, T).
+ * Other chunks: the previous (virtual) stage's output must already be in
+ * model_stage_input(m, chunk, slot). Last chunk of the last stage: returns the mean
+ * loss over the B*T targets; other chunks return 0 and leave their output in
+ * model_stage_output(m, chunk, slot).
  */
-float model_forward_micro(struct model *m, int slot, const int32_t *inputs,
+float model_forward_micro(struct model *m, int chunk, int slot, const int32_t *inputs,
 			  const int32_t *targets);
 /*
- * Backward of the micro-batch in `slot`. ACCUMULATES into the gradient block the
- * gradient of loss_scale * (its mean loss). Last stage: starts from the loss;
- * other stages: from the gradient of their output, which must be in
- * model_boundary_grad(m). Non-first stages leave the gradient of their input
- * there when done.
+ * Backward of the micro-batch in the chunk's `slot`. ACCUMULATES into the gradient
+ * block the gradient of loss_scale * (its mean loss). Last chunk of the last stage:
+ * starts from the loss; other chunks: from the gradient of their output, which must
+ * be in model_boundary_grad(m). Chunks but the first of the first stage leave the
+ * gradient of their input there when done.
  */
-void model_backward_micro(struct model *m, int slot, float loss_scale);
+void model_backward_micro(struct model *m, int chunk, int slot, float loss_scale);
 
 /* One stage holding the whole model: forward and backward of slot 0. */
 float model_forward(struct model *m, const int32_t *inputs, const int32_t *targets);
@@ -92,15 +114,18 @@ void model_backward(struct model *m, float loss_scale);
 
 /* ---- the stage's boundaries and results ----------------------------------- */
 
+/* Does the stage hold the embedding (first chunk), the head (last chunk)? */
 bool model_first_stage(const struct model *m);
 bool model_last_stage(const struct model *m);
-int model_slots(const struct model *m);
+int model_chunks(const struct model *m);
+int model_slots(const struct model *m, int chunk);
 /* Floats in a stage boundary: the (B*T, d) activation or its gradient. */
 size_t model_boundary_floats(const struct model *m);
-float *model_stage_input(struct model *m, int slot);  /* (B*T, d) */
-float *model_stage_output(struct model *m, int slot); /* (B*T, d) */
-float *model_boundary_grad(struct model *m);          /* (B*T, d) */
-/* Last stage, after a forward of `slot`: per-token losses (B*T) and logits (B*T, V). */
+float *model_stage_input(struct model *m, int chunk, int slot);  /* (B*T, d) */
+float *model_stage_output(struct model *m, int chunk, int slot); /* (B*T, d) */
+float *model_boundary_grad(struct model *m);                     /* (B*T, d) */
+/* Last stage, after a forward of `slot` of its last chunk: per-token losses (B*T)
+ * and logits (B*T, V). */
 const float *model_losses(const struct model *m, int slot);
 const float *model_logits(const struct model *m, int slot);
 
@@ -113,7 +138,9 @@ struct grad_range {
 /*
  * The contiguous ranges of the gradient block in the order backward finishes them
  * (the head, each layer from the last, the embedding; empty ones left out), into
- * out (room for model_grad_range_count). Returns the count.
+ * out (room for model_grad_range_count). Returns the count. With several chunks the
+ * layers of the last chunk come first: a schedule must end the chunks' backwards in
+ * the order last .. first (the interleaved schedule does).
  */
 int model_grad_range_count(const struct model *m);
 int model_grad_ranges(const struct model *m, struct grad_range *out);
@@ -129,6 +156,10 @@ void model_set_grad_ready(struct model *m, grad_ready_fn fn, void *arg);
  * ones taken as they are (identical on every TP rank). collective over the tensor
  * axis; the caller sums over the pipeline stages. */
 double model_grad_sumsq(const struct model *m);
+/* The same from sums[0] over tensor-parallel-sharded tensors and sums[1] over
+ * replicated ones, already summed over whatever else holds distinct parts of them
+ * (a distributed optimizer's shards). collective over the tensor axis */
+double model_grad_sumsq_combine(const struct model *m, double sums[2]);
 
 /* ---- streaming: one long sequence, or generation --------------------------- */
 
@@ -149,7 +180,8 @@ void model_set_first_position(struct model *m, int64_t first_pos);
 double model_flops_per_token(const struct run_spec *spec);
 /* Bytes of activations and workspace held by the model (for the benchmarks). */
 size_t model_activation_bytes(const struct model *m);
-/* Seconds spent in tensor-parallel all-reduces since model_create. */
-double model_tp_comm_seconds(const struct model *m);
+/* What this rank sent and waited since model_create in the tensor-parallel
+ * all-reduces and the context-parallel all-gathers (parallel/comm.h). */
+void model_comm(const struct model *m, struct comm_tally *tp, struct comm_tally *cp);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "parallel/comm.h"
 #include "trainer/kernels/rotary.h"
 #include "trainer/model.h"
 #include "trainer/params.h"
@@ -33,7 +34,8 @@ struct layer_tensors {
 };
 
 /* The stage's tensors; embedding only on the first stage, the rest of the head
- * only on the last (NULL elsewhere); layers[i] is global layer first_layer + i. */
+ * only on the last (NULL elsewhere); layers[i] is the stage's local layer i (its
+ * chunks' layers in chunk order). */
 struct model_tensors {
 	float *embedding;             /* (V, d) */
 	struct layer_tensors *layers; /* [num_layers] */
@@ -63,44 +65,60 @@ struct layer_acts {
 	struct matmul_kept *kept[KEPT_COUNT];
 };
 
-/* One micro-batch in flight on this stage. */
+/* One micro-batch in flight on one model chunk of this stage. */
 struct micro_acts {
-	struct layer_acts *layers; /* [num_layers] */
-	float *out;                /* (M, d) output of the stage's last block */
-	int32_t *inputs;           /* (M) first stage: the tokens */
-	int32_t *targets;          /* (M) last stage: the next tokens */
-	/* last stage only */
+	struct layer_acts *layers; /* [the chunk's num_layers] */
+	float *out;                /* (M, d) output of the chunk's last block */
+	int32_t *inputs;           /* (M) first chunk of the first stage: the tokens */
+	int32_t *targets;          /* (M) last chunk of the last stage: the next tokens */
+	/* last chunk of the last stage only */
 	float *lnf, *lnf_mean, *lnf_rstd; /* (M, d), (M), (M) */
 	float *logits;             /* (M, V); dlogits after backward */
 	float *losses;             /* (M) per-token loss */
 	struct matmul_kept *lnf_kept; /* bf16 copy of lnf, the LM head's input */
 };
 
+/*
+ * One model chunk of this stage: global layers [first_layer, + num_layers), which
+ * are the stage's local layers [local_first, + num_layers). One chunk per stage
+ * without virtual stages; with them, chunk c of stage p is virtual stage c P + p.
+ */
+struct model_chunk {
+	int64_t first_layer, num_layers, local_first;
+	bool first, last;          /* virtual stage 0 (embedding), the last (head, loss) */
+	int slots;                 /* micro-batches whose activations it keeps at once */
+	struct micro_acts *micro;  /* [slots] */
+};
+
 struct model {
-	/* the model's sizes, docs/model.md's symbols */
+	/* the model's sizes, docs/model.md's symbols; T is this rank's piece of the
+	 * sequence (the whole of it without context parallelism) */
 	int64_t V, d, L, H, f, C, T;
 	int64_t B;                 /* micro-batch */
 	uint64_t seed;
 	bool recompute;            /* keep only each block's input per micro-batch */
 
-	/* this rank's part: its tensor-parallel slice and pipeline stage */
-	int tp_rank, tp_size, pp_rank, pp_size;
+	/* this rank's part: its tensor-parallel slice, piece of the sequence and
+	 * pipeline stage */
+	int tp_rank, tp_size, pp_rank, pp_size, cp_rank, cp_size;
 	MPI_Comm tp_comm;          /* unused when tp_size is 1 */
-	int slots;                 /* micro-batches whose activations are kept at once */
+	MPI_Comm cp_comm;          /* unused when cp_size is 1 */
 	int64_t dk, dv, rows;      /* d/H, 2d/H, B*T */
 	int64_t heads_local;       /* H/P, global heads head_offset .. + H/P - 1 */
 	int64_t head_offset;
 	int64_t qk, vw, fl;        /* local widths (H/P) dk, (H/P) dv, f/P */
-	int64_t first_layer, num_layers; /* this stage's layers */
-	bool first_stage, last_stage;
+	int64_t num_layers;        /* this stage's layers, in all its chunks */
+	int nchunks;
+	struct model_chunk *chunks; /* [nchunks] */
+	bool first_stage, last_stage; /* holds the embedding, the head */
 	enum retention_form form;
 	struct param_set params;
 	struct model_tensors w, dw;
 	struct kernels_ctx *kernels;
 	struct rotary_table rotary;
 
-	struct micro_acts *micro;  /* [slots] */
-	/* recompute: whose activations the shared buffers hold now (-1: none) */
+	/* recompute: whose activations the shared buffers hold now (-1: none); a local
+	 * layer names its chunk */
 	int recompute_slot;
 	int64_t recompute_layer;
 
@@ -112,6 +130,9 @@ struct model {
 	float *dh;                 /* (M, fl) */
 	float *retention_scratch;
 	float *stream_state;       /* (num_layers, B, H/P, dk, dv) retention states */
+	/* context parallelism: this piece's summary (or state gradient), every piece's,
+	 * and the state entering (or the gradient leaving) this piece: (B, H/P, dk, dv) */
+	float *cp_mine, *cp_all, *cp_state; /* cp_all: (cp_size, B, H/P, dk, dv) */
 	bool streaming;            /* states carry over from one forward to the next */
 	size_t activation_bytes;
 	struct buffer_list *buffers;       /* every buffer above, for model_destroy */
@@ -132,7 +153,7 @@ struct model {
 	grad_ready_fn grad_ready;  /* NULL: nobody is told */
 	void *grad_ready_arg;
 
-	double tp_allreduce_s;     /* time in tensor-parallel all-reduces */
+	struct comm_tally tp, cp;  /* tensor-parallel all-reduces, context all-gathers */
 };
 
 #endif

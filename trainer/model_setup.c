@@ -22,6 +22,37 @@ void model_setup_stage_layers(int64_t layers, int stages, int stage, int64_t *fi
 	layout_even_range(layers, stages, stage, first, count);
 }
 
+void model_setup_chunk_layers(int64_t layers, int stages, int stage, int64_t per_chunk,
+			      int chunk, int64_t *first, int64_t *count)
+{
+	if (!per_chunk) {
+		ENSURE(chunk == 0);
+		model_setup_stage_layers(layers, stages, stage, first, count);
+		return;
+	}
+	*first = ((int64_t)chunk * stages + stage) * per_chunk;
+	*count = per_chunk;
+}
+
+void model_setup_chunks(struct model *m, int64_t per_chunk, const int *slots)
+{
+	m->chunks = xcalloc((size_t)m->nchunks, sizeof(*m->chunks));
+	m->num_layers = 0;
+	for (int c = 0; c < m->nchunks; c++) {
+		struct model_chunk *ch = &m->chunks[c];
+
+		model_setup_chunk_layers(m->L, (int)m->pp_size, (int)m->pp_rank, per_chunk, c,
+					 &ch->first_layer, &ch->num_layers);
+		ENSURE(ch->num_layers >= 1 && ch->first_layer + ch->num_layers <= m->L);
+		ch->local_first = m->num_layers;
+		m->num_layers += ch->num_layers;
+		ch->first = m->first_stage && c == 0;
+		ch->last = m->last_stage && c == m->nchunks - 1;
+		ch->slots = slots[c];
+		ENSURE(ch->slots >= 1);
+	}
+}
+
 /* ---- parameter registry ------------------------------------------------ */
 
 static int add_matrix(struct param_set *p, const char *name, int64_t rows, int64_t cols,
@@ -101,7 +132,9 @@ static int add_range(struct model *m, int first, int last)
 	return m->nranges++;
 }
 
-/* Registry order = flat-block order: embedding, the stage's layers, final LN, head. */
+/* Registry order = flat-block order: embedding, the stage's layers (its chunks in
+ * order), final LN, head. Backward finishes them in reverse: a stage ends its chunks'
+ * last backwards in the order last chunk .. chunk 0 (parallel/pipeline.h). */
 void model_setup_params(struct model *m)
 {
 	const int64_t nl = m->num_layers;
@@ -113,8 +146,10 @@ void model_setup_params(struct model *m)
 	if (m->first_stage)
 		emb = param_set_add(p, "embedding", 2, m->V, m->d, -1, 0, 0,
 				    PARAM_INIT_NORMAL, EMBEDDING_STD, false);
-	for (int64_t i = 0; i < nl; i++)
-		register_layer(m, m->first_layer + i, layer_idx[i]);
+	for (int c = 0; c < m->nchunks; c++)
+		for (int64_t j = 0; j < m->chunks[c].num_layers; j++)
+			register_layer(m, m->chunks[c].first_layer + j,
+				       layer_idx[m->chunks[c].local_first + j]);
 	if (m->last_stage) {
 		lnf_g = add_vector(p, "final_ln/gain", m->d, PARAM_INIT_ONE);
 		lnf_b = add_vector(p, "final_ln/bias", m->d, PARAM_INIT_ZERO);
@@ -219,6 +254,36 @@ static void alloc_layer(struct buffer_list *bl, struct layer_acts *a, struct mod
 	a->kept[KEPT_H] = new_kept(m, M * fl);
 }
 
+/* One micro-batch's activations on chunk ch; shared: recompute's layer buffers, all
+ * but each block's input shared by every layer (NULL: each layer its own). */
+static void alloc_micro(struct buffer_list *bl, struct micro_acts *mb, struct model *m,
+			const struct model_chunk *ch, const struct layer_acts *shared,
+			int64_t state_floats)
+{
+	const int64_t M = m->rows, d = m->d;
+
+	mb->layers = xcalloc((size_t)ch->num_layers, sizeof(*mb->layers));
+	for (int64_t i = 0; i < ch->num_layers; i++) {
+		if (shared) {
+			mb->layers[i] = *shared;
+			mb->layers[i].x = FLOATS(M * d);
+		} else {
+			alloc_layer(bl, &mb->layers[i], m, state_floats);
+		}
+	}
+	mb->out = FLOATS(M * d);
+	mb->inputs = take(bl, (size_t)M, sizeof(int32_t));
+	mb->targets = take(bl, (size_t)M, sizeof(int32_t));
+	if (ch->last) {
+		mb->lnf = FLOATS(M * d);
+		mb->lnf_mean = FLOATS(M);
+		mb->lnf_rstd = FLOATS(M);
+		mb->logits = FLOATS(M * m->V);
+		mb->losses = FLOATS(M);
+		mb->lnf_kept = new_kept(m, M * d);
+	}
+}
+
 size_t model_setup_activations(struct model *m)
 {
 	struct buffer_list *bl = xcalloc(1, sizeof(*bl));
@@ -234,30 +299,13 @@ size_t model_setup_activations(struct model *m)
 	if (m->recompute)
 		alloc_layer(bl, &shared, m, retention_state_floats(&rd));
 	m->recompute_slot = -1;
-	m->micro = xcalloc((size_t)m->slots, sizeof(*m->micro));
-	for (int s = 0; s < m->slots; s++) {
-		struct micro_acts *mb = &m->micro[s];
+	for (int c = 0; c < m->nchunks; c++) {
+		struct model_chunk *ch = &m->chunks[c];
 
-		mb->layers = xcalloc((size_t)m->num_layers, sizeof(*mb->layers));
-		for (int64_t i = 0; i < m->num_layers; i++) {
-			if (m->recompute) {
-				mb->layers[i] = shared;
-				mb->layers[i].x = FLOATS(M * d);
-			} else {
-				alloc_layer(bl, &mb->layers[i], m, retention_state_floats(&rd));
-			}
-		}
-		mb->out = FLOATS(M * d);
-		mb->inputs = take(bl, (size_t)M, sizeof(int32_t));
-		mb->targets = take(bl, (size_t)M, sizeof(int32_t));
-		if (m->last_stage) {
-			mb->lnf = FLOATS(M * d);
-			mb->lnf_mean = FLOATS(M);
-			mb->lnf_rstd = FLOATS(M);
-			mb->logits = FLOATS(M * m->V);
-			mb->losses = FLOATS(M);
-			mb->lnf_kept = new_kept(m, M * d);
-		}
+		ch->micro = xcalloc((size_t)ch->slots, sizeof(*ch->micro));
+		for (int s = 0; s < ch->slots; s++)
+			alloc_micro(bl, &ch->micro[s], m, ch, m->recompute ? &shared : NULL,
+				    retention_state_floats(&rd));
 	}
 	m->dx = FLOATS(M * d);
 	m->dln = FLOATS(M * d);
@@ -271,6 +319,11 @@ size_t model_setup_activations(struct model *m)
 	m->dh = FLOATS(M * m->fl);
 	m->retention_scratch = FLOATS(retention_scratch_floats(&rd));
 	m->stream_state = FLOATS(m->num_layers * rd.batch * rd.heads * rd.dk * rd.dv);
+	if (m->cp_size > 1) {
+		m->cp_mine = FLOATS(rd.batch * rd.heads * rd.dk * rd.dv);
+		m->cp_state = FLOATS(rd.batch * rd.heads * rd.dk * rd.dv);
+		m->cp_all = FLOATS(m->cp_size * rd.batch * rd.heads * rd.dk * rd.dv);
+	}
 	m->buffers = bl;
 	return bl->bytes;
 }
@@ -291,9 +344,12 @@ void model_setup_free(struct model *m)
 		free(m->kept_refs[i].kept);
 	}
 	free(m->kept_refs);
-	for (int s = 0; m->micro && s < m->slots; s++)
-		free(m->micro[s].layers);
-	free(m->micro);
+	for (int c = 0; m->chunks && c < m->nchunks; c++) {
+		for (int s = 0; m->chunks[c].micro && s < m->chunks[c].slots; s++)
+			free(m->chunks[c].micro[s].layers);
+		free(m->chunks[c].micro);
+	}
+	free(m->chunks);
 	free(m->w.layers);
 	free(m->dw.layers);
 	free(m->layer_range);

@@ -2,19 +2,88 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/alloc.h"
+#include "common/check.h"
 
-void adamw_init(struct adamw *opt, const struct adamw_config *cfg, const struct param_set *p)
+/* The tensor of the registry whose elements (padding included) hold flat offset x:
+ * the last tensor starting at or before x. */
+static int tensor_at(const struct param_set *p, size_t x)
 {
+	int lo = 0, hi = p->count - 1;
+
+	while (lo < hi) {
+		int mid = (lo + hi + 1) / 2;
+
+		if (p->desc[mid].offset <= x)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+/* Row length of tensor t's local block. */
+static size_t row_len(const struct param_set *p, int t)
+{
+	return (size_t)p->desc[t].slice.shape[1];
+}
+
+static void add_piece(struct adamw *opt, const struct param_set *p, int t, size_t lo,
+		      size_t hi)
+{
+	const struct param_desc *d = &p->desc[t];
+	const size_t len = row_len(p, t);
+	struct adamw_piece *pc;
+
+	/* whole rows, so that the piece is a rectangle of its tensor */
+	ENSURE((lo - d->offset) % len == 0 && (hi - d->offset) % len == 0);
+	pc = &opt->pieces[opt->npieces++];
+	*pc = (struct adamw_piece){
+		.tensor = t, .first_row = (int64_t)((lo - d->offset) / len),
+		.rows = (int64_t)((hi - lo) / len), .offset = lo, .count = hi - lo,
+		.state = opt->state_floats,
+	};
+	opt->state_floats += hi - lo;
+}
+
+void adamw_init(struct adamw *opt, const struct adamw_config *cfg, const struct param_set *p,
+		const struct param_range *own, int nown)
+{
+	const struct param_range all = {0, p->total};
+
+	memset(opt, 0, sizeof(*opt));
 	opt->cfg = *cfg;
-	opt->step = 0;
-	opt->m = xaligned_alloc(sizeof(float) * p->total);
-	opt->v = xaligned_alloc(sizeof(float) * p->total);
+	opt->sharded = own != NULL;
+	if (!own) {
+		own = &all;
+		nown = 1;
+	}
+	/* a range meets each tensor at most once */
+	opt->pieces = xcalloc((size_t)(p->count + 1) * (size_t)(nown + 1), sizeof(*opt->pieces));
+	for (int r = 0; r < nown; r++) {
+		const size_t lo = own[r].offset, hi = own[r].offset + own[r].count;
+
+		for (int t = lo < hi ? tensor_at(p, lo) : p->count; t < p->count; t++) {
+			const struct param_desc *d = &p->desc[t];
+			const size_t a = lo > d->offset ? lo : d->offset;
+			const size_t b = hi < d->offset + d->numel ? hi : d->offset + d->numel;
+
+			if (d->offset >= hi)
+				break;
+			if (a < b)
+				add_piece(opt, p, t, a, b);
+		}
+	}
+	/* zeroed */
+	opt->m = xaligned_alloc(sizeof(float) * opt->state_floats);
+	opt->v = xaligned_alloc(sizeof(float) * opt->state_floats);
 }
 
 void adamw_free(struct adamw *opt)
 {
+	free(opt->pieces);
 	free(opt->m);
 	free(opt->v);
 }
@@ -30,12 +99,13 @@ void adamw_step(struct adamw *opt, struct param_set *p, double lr)
 	const float step_size = (float)(lr / bc1);
 	const float bc2s = (float)bc2_sqrt;
 
-	for (int i = 0; i < p->count; i++) {
-		const struct param_desc *d = &p->desc[i];
+	for (int i = 0; i < opt->npieces; i++) {
+		const struct adamw_piece *pc = &opt->pieces[i];
+		const struct param_desc *d = &p->desc[pc->tensor];
 		const float decay = d->weight_decay ? (float)(1.0 - lr * c->weight_decay) : 1.0f;
-		float *w = p->data + d->offset, *g = p->grad + d->offset;
-		float *m = opt->m + d->offset, *v = opt->v + d->offset;
-		const int64_t n = (int64_t)d->numel;
+		float *w = p->data + pc->offset, *g = p->grad + pc->offset;
+		float *m = opt->m + pc->state, *v = opt->v + pc->state;
+		const int64_t n = (int64_t)pc->count;
 
 #pragma omp parallel for simd
 		for (int64_t j = 0; j < n; j++) {
@@ -46,6 +116,55 @@ void adamw_step(struct adamw *opt, struct param_set *p, double lr)
 			v[j] = vj;
 			w[j] = w[j] * decay - step_size * mj / (sqrtf(vj) / bc2s + eps);
 		}
+	}
+}
+
+void adamw_grad_sumsq(const struct adamw *opt, const struct param_set *p, double sums[2])
+{
+	sums[0] = sums[1] = 0.0;
+	for (int i = 0; i < opt->npieces; i++) {
+		const struct adamw_piece *pc = &opt->pieces[i];
+		const float *g = p->grad + pc->offset;
+		const int64_t n = (int64_t)pc->count;
+		double s = 0.0;
+
+#pragma omp parallel for reduction(+ : s)
+		for (int64_t j = 0; j < n; j++)
+			s += (double)g[j] * g[j];
+		sums[p->desc[pc->tensor].sharded ? 0 : 1] += s;
+	}
+}
+
+/* The row boundary of the flat blocks nearest to x (see adamw_shard_counts). */
+static size_t snap(const struct param_set *p, size_t x)
+{
+	const int t = tensor_at(p, x);
+	const struct param_desc *d = &p->desc[t];
+	const size_t len = row_len(p, t), rel = x - d->offset;
+
+	if (x < d->offset)
+		return d->offset;
+	if (rel >= d->numel)
+		return d->offset + d->numel;
+	return d->offset + (rel + len / 2) / len * len;
+}
+
+void adamw_shard_counts(const struct param_set *p, struct param_range r, int parts,
+			size_t *counts)
+{
+	size_t prev = r.offset;
+
+	ENSURE(parts >= 1);
+	for (int k = 1; k <= parts; k++) {
+		size_t b = k == parts ? r.offset + r.count
+				      : snap(p, r.offset + (size_t)((double)r.count * k / parts));
+
+		if (b < prev)
+			b = prev;
+		if (b > r.offset + r.count)
+			b = r.offset + r.count;
+		counts[k - 1] = b - prev;
+		prev = b;
 	}
 }
 

@@ -31,6 +31,7 @@ int param_set_add(struct param_set *set, const char *name, int ndim, int64_t row
 	if (layout_slice_init(&d->slice, name, ndim, rows, cols, split_dim, split_start,
 			      split_len))
 		FATAL("parameter '%s': not a valid slice", name);
+	d->sharded = split_dim >= 0;
 	d->init = init;
 	d->init_scale = init_scale;
 	d->weight_decay = weight_decay;
@@ -61,8 +62,7 @@ static void init_tensor(float *dst, const struct param_desc *d, uint64_t seed)
 	const struct layout_slice *s = &d->slice;
 	const uint64_t stream = rng_stream_of(s->name);
 	const int64_t gcols = s->global_shape[1];
-	const int64_t row0 = s->split_dim == 0 ? s->split_start : 0;
-	const int64_t col0 = s->split_dim == 1 ? s->split_start : 0;
+	const int64_t row0 = s->start[0], col0 = s->start[1];
 	/* fan_in, fan_out of a matrix stored (in, out), from the GLOBAL shape. */
 	const double xavier_bound =
 		d->init_scale * sqrt(6.0 / (double)(s->global_shape[0] + s->global_shape[1]));

@@ -30,6 +30,8 @@ enum param_init {
 
 struct param_desc {
 	struct layout_slice slice; /* name, global shape and the part this rank holds */
+	bool sharded;              /* this rank holds a range of its rows or columns;
+				      false: all of it, as its whole TP group does */
 	enum param_init init;
 	double init_scale;
 	bool weight_decay;         /* AdamW decays matrices only */

@@ -6,8 +6,10 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include "parallel/pipeline.h"
 
-enum { TR = SPEC_TRAIN, EV = SPEC_EVAL, GE = SPEC_GENERATE, BE = SPEC_BENCH };
+enum { TR = SPEC_TRAIN, EV = SPEC_EVAL, GE = SPEC_GENERATE, BE = SPEC_BENCH,
+       BC = SPEC_BENCH_CKPT };
 
 /* The programs that read the model from a checkpoint rather than from their flags. */
 #define MODEL_FROM_CHECKPOINT (SPEC_EVAL | SPEC_GENERATE)
@@ -16,7 +18,14 @@ struct spec_row {
 	struct flag_row flag;
 	unsigned programs;  /* the programs that take the flag */
 	const char *attr;   /* the checkpoint attribute that keeps it, or NULL */
-	bool shape;         /* part of the model's shape: a checkpoint must agree */
+	unsigned saved;     /* SHAPE, ABSENT_OK for a row with an attribute; else 0 */
+};
+
+enum {
+	SHAPE = 1,     /* part of the model's shape: a checkpoint must agree */
+	/* checkpoints written before the row existed lack the attribute: they load
+	 * with the row's default (which must be the behaviour they were trained with) */
+	ABSENT_OK = 2,
 };
 
 #define F(field) offsetof(struct run_spec, field)
@@ -33,151 +42,174 @@ struct spec_row {
 /*
  * The table. Columns: flag (also the --config key) and type with its field and
  * range; default ("" = derived, as the help says); help; programs; checkpoint
- * attribute; shape. A flag appears once per program; a second row for other
- * programs gives them another default or help.
+ * attribute; SHAPE (a checkpoint must agree) and ABSENT_OK (older checkpoints may lack
+ * it; every checkpoint has the first eight). A flag appears once per program; a
+ * second row for other programs gives them another default or help.
  */
 static const struct spec_row table[] = {
 	/* the model */
 	{{"num-layers", INT(num_layers, 1, 4096), "2", "transformer blocks L"},
-	 TR | BE, "config/num_layers", true},
+	 TR | BE | BC, "config/num_layers", SHAPE},
 	{{"hidden-size", INT(hidden_size, 2, 1 << 20), "64", "model width d"},
-	 TR | BE, "config/hidden_size", true},
+	 TR | BE | BC, "config/hidden_size", SHAPE},
 	{{"num-heads", INT(num_heads, 1, 4096), "4", "retention heads H (d/H even, >= 4)"},
-	 TR | BE, "config/num_heads", true},
+	 TR | BE | BC, "config/num_heads", SHAPE},
 	{{"ffn-hidden-size", INT(ffn_hidden_size, 1, 1 << 22), "", "FFN width f (default 2d)"},
-	 TR | BE, "config/ffn_hidden_size", true},
+	 TR | BE | BC, "config/ffn_hidden_size", SHAPE},
 	{{"seq-length", INT(seq_length, 1, 1 << 24), "32",
 	  "tokens per sequence T (retnet-eval: per window or stream piece, default the "
-	  "checkpoint's)"}, TR | EV | BE, "config/seq_length", false},
+	  "checkpoint's)"}, TR | EV | BE | BC, "config/seq_length", 0},
 	{{"chunk-size", INT(chunk_size, 1, 1 << 16), "8",
 	  "retention chunk C, divides T (retnet-eval: default the checkpoint's)"},
-	 TR | EV | BE, "config/chunk_size", false},
+	 TR | EV | BE | BC, "config/chunk_size", 0},
 	{{"vocab-size", INT(vocab_size, 2, 1 << 16), "256", "vocabulary V (256: byte tokenizer)"},
-	 TR | BE, "config/vocab_size", true},
+	 TR | BE | BC, "config/vocab_size", SHAPE},
 	{{"seed", INT(seed, 0, BIG), "1234", "initialisation and data order"},
-	 TR | BE, "config/seed", false},
+	 TR | BE | BC, "config/seed", 0},
 
 	/* batch, schedule, optimizer */
 	{{"micro-batch-size", INT(micro_batch_size, 1, 1 << 20), "2",
-	  "sequences per rank per forward"}, TR | BE, NULL, false},
+	  "sequences per rank per forward"}, TR | BE | BC, NULL, 0},
 	{{"micro-batch-size", INT(micro_batch_size, 1, 1 << 20), "1",
-	  "windows per forward (windows mode)"}, EV, NULL, false},
+	  "windows per forward (windows mode)"}, EV, NULL, 0},
 	{{"global-batch-size", INT(global_batch_size, 1, 1 << 24), "",
 	  "sequences per optimizer step (default micro-batch x data-parallel size)"},
-	 TR, NULL, false},
-	{{"train-iters", INT(train_iters, 1, BIG), "20", "optimizer steps"}, TR, NULL, false},
-	{{"lr", REAL(lr, 0, 10), "1e-3", "peak learning rate"}, TR, NULL, false},
+	 TR, NULL, 0},
+	{{"train-iters", INT(train_iters, 1, BIG), "20", "optimizer steps"}, TR, NULL, 0},
+	{{"lr", REAL(lr, 0, 10), "1e-3", "peak learning rate"}, TR, NULL, 0},
 	{{"min-lr", REAL(min_lr, 0, 10), "1e-4", "learning rate at the end of decay"},
-	 TR, NULL, false},
+	 TR, NULL, 0},
 	{{"lr-warmup-iters", INT(lr_warmup_iters, 0, BIG), "0", "linear warm-up steps"},
-	 TR, NULL, false},
+	 TR, NULL, 0},
 	{{"lr-decay-iters", INT(lr_decay_iters, 0, BIG), "",
-	  "decay ends here (default --train-iters)"}, TR, NULL, false},
+	  "decay ends here (default --train-iters)"}, TR, NULL, 0},
 	{{"lr-decay-style", CHOICE(lr_decay_style, "linear|cosine|constant"), "linear",
-	  "learning-rate decay after warm-up"}, TR, NULL, false},
+	  "learning-rate decay after warm-up"}, TR, NULL, 0},
 	{{"weight-decay", REAL(weight_decay, 0, 10), "0.05", "AdamW decay on matrices"},
-	 TR, NULL, false},
+	 TR, NULL, 0},
 	{{"clip-grad", REAL(clip_grad, 0, 1e30), "2.0", "global gradient norm limit (0: off)"},
-	 TR, NULL, false},
-	{{"adam-beta1", REAL(adam_beta1, 0, 0.999999), "0.9", "AdamW beta1"}, TR, NULL, false},
-	{{"adam-beta2", REAL(adam_beta2, 0, 0.999999), "0.98", "AdamW beta2"}, TR, NULL, false},
-	{{"adam-eps", REAL(adam_eps, 1e-30, 1), "1e-8", "AdamW epsilon"}, TR, NULL, false},
+	 TR, NULL, 0},
+	{{"adam-beta1", REAL(adam_beta1, 0, 0.999999), "0.9", "AdamW beta1"}, TR, NULL, 0},
+	{{"adam-beta2", REAL(adam_beta2, 0, 0.999999), "0.98", "AdamW beta2"}, TR, NULL, 0},
+	{{"adam-eps", REAL(adam_eps, 1e-30, 1), "1e-8", "AdamW epsilon"}, TR, NULL, 0},
 
 	/* data, logging, held-out estimates */
 	{{"data-path", PATHS(data_path), "", "training token shards (retnet-prep)"},
-	 TR, NULL, false},
+	 TR, NULL, 0},
 	{{"valid-data-path", PATHS(valid_data_path), "", "held-out token shards"},
-	 TR, NULL, false},
+	 TR, NULL, 0},
 	{{"log-interval", INT(log_interval, 1, BIG), "1", "steps between log lines"},
-	 TR, NULL, false},
+	 TR, NULL, 0},
 	{{"eval-interval", INT(eval_interval, 0, BIG), "0",
-	  "steps between held-out evaluations (0: only at the end)"}, TR, NULL, false},
+	  "steps between held-out evaluations (0: only at the end)"}, TR, NULL, 0},
 	{{"eval-iters", INT(eval_iters, 1, BIG), "4", "held-out batches per evaluation"},
-	 TR, NULL, false},
-	{{"metrics", TEXT(metrics), "", "JSON-lines metrics file"}, TR, NULL, false},
+	 TR, NULL, 0},
+	{{"metrics", TEXT(metrics), "", "JSON-lines metrics file"}, TR, NULL, 0},
 	{{"save-raw-params", TEXT(save_raw_params), "",
 	  "write rank 0's float32 parameter block here at the end (tests, debugging)"},
-	 TR, NULL, false},
+	 TR, NULL, 0},
 
 	/* checkpoints and stopping */
 	{{"save", TEXT(save), "",
 	  "checkpoint directory to write (every --save-interval and at the end)"},
-	 TR, NULL, false},
+	 TR, NULL, 0},
 	{{"save-interval", INT(save_interval, 0, BIG), "0",
-	  "steps between checkpoints (0: only at the end)"}, TR, NULL, false},
+	  "steps between checkpoints (0: only at the end)"}, TR, NULL, 0},
 	{{"load", TEXT(load), "",
 	  "checkpoint directory: retnet-train resumes from its latest checkpoint (none "
 	  "there yet: from the seed); retnet-eval and retnet-generate read the model from it "
-	  "(required)"}, TR | EV | GE, NULL, false},
+	  "(required)"}, TR | EV | GE, NULL, 0},
 	{{"iteration", INT(iteration, -1, BIG), "-1",
-	  "the checkpoint's iteration (-1: the latest)"}, EV | GE, NULL, false},
+	  "the checkpoint's iteration (-1: the latest)"}, EV | GE, NULL, 0},
+	{{"async-save", BOOL(async_save), "",
+	  "write checkpoints in the background: training goes on while a copy is written; "
+	  "the next save, the end and a stop wait for it"}, TR, NULL, 0},
 	{{"keep-last", INT(keep_last, 0, 1 << 20), "0",
-	  "keep this many newest checkpoints (0: all)"}, TR, NULL, false},
+	  "keep this many newest checkpoints (0: all)"}, TR, NULL, 0},
 	{{"ckpt-compression-level", INT(ckpt_compression_level, 0, 9), "1",
-	  "deflate level of checkpoints (0: off)"}, TR, NULL, false},
+	  "deflate level of checkpoints (0: off)"}, TR, NULL, 0},
 	{{"exit-duration-in-mins", REAL(exit_duration_in_mins, 0, 1e9), "0",
 	  "stop with a checkpoint after this many minutes (0: never); exit status 3"},
-	 TR, NULL, false},
+	 TR, NULL, 0},
 	{{"distributed-timeout-minutes", REAL(distributed_timeout_minutes, 0, 1e6), "10",
 	  "end the job (exit status 5) when no step or checkpoint completes for this many "
-	  "minutes: a stalled collective, a network partition (0: never)"}, TR, NULL, false},
+	  "minutes: a stalled collective, a network partition (0: never)"}, TR, NULL, 0},
 
 	/* memory, precision, guards */
 	{{"recompute-activations", BOOL(recompute_activations), "",
 	  "keep only each block's input; backward recomputes the rest (less memory)"},
-	 TR | BE, NULL, false},
+	 TR | BE, NULL, 0},
+	{{"use-distributed-optimizer", BOOL(use_distributed_optimizer), "",
+	  "shard the AdamW moments over the data-parallel ranks (ZeRO-1): gradients are "
+	  "reduce-scattered, each rank updates its shard, parameters are all-gathered"},
+	 TR, NULL, 0},
 	{{"bf16", BOOL(bf16), "",
 	  "bf16 matmuls (float32 accumulation, weights, gradients and AdamW state); needs "
 	  "AVX512-BF16; command line only (retnet-bench-step: times bf16 and fp32 steps in "
-	  "turn)"}, TR | EV | BE, NULL, false},
+	  "turn)"}, TR | EV | BE, NULL, 0},
 	{{"max-skipped-iters", INT(max_skipped_iters, 1, 1 << 20), "5",
 	  "consecutive steps with a non-finite loss or gradient that end the run"},
-	 TR, NULL, false},
+	 TR, NULL, 0},
 	{{"check-weight-hash-across-dp-replicas-interval",
 	  INT(check_weight_hash_interval, 0, BIG), "0",
 	  "steps between checks that all data-parallel replicas hold the same parameters "
-	  "(0: never)"}, TR, NULL, false},
+	  "(0: never)"}, TR, NULL, 0},
 	{{"inject-fault", TEXT(inject_fault), "",
 	  "tests only: nan-grad@ITER[-LAST] or drift@ITER[-LAST] on the last rank"},
-	 TR, NULL, false},
+	 TR, NULL, 0},
 
 	/* the parallel layout */
 	{{"tensor-model-parallel-size", INT(tensor_model_parallel_size, 1, 1 << 16), "1",
-	  "tensor-parallel ranks (divides heads and f)"}, TR | EV | GE, NULL, false},
+	  "tensor-parallel ranks (divides heads and f)"}, TR | EV | GE, NULL, 0},
 	{{"pipeline-model-parallel-size", INT(pipeline_model_parallel_size, 1, 1 << 16), "1",
-	  "pipeline stages (at most --num-layers)"}, TR | EV | GE, NULL, false},
+	  "pipeline stages (at most --num-layers)"}, TR | EV | GE, NULL, 0},
+	{{"context-parallel-size", INT(context_parallel_size, 1, 1 << 16), "1",
+	  "ranks that each take a contiguous piece of every sequence, the retention state "
+	  "passed between them (T divisible by it x --chunk-size)"}, TR | EV, NULL, 0},
+	{{"num-layers-per-virtual-pipeline-stage", INT(num_layers_per_virtual_stage, 1, 4096), "",
+	  "interleaved 1F1B: cut the model into chunks of N layers; pipeline rank p holds "
+	  "chunks p, p + PP, p + 2 PP, ... (--num-layers divisible by PP x N; micro-batches "
+	  "per data-parallel rank a multiple of PP; default: one chunk per rank, plain 1F1B)"},
+	 TR, NULL, 0},
 
 	/* evaluation */
 	{{"data", PATHS(data), "", "corpora: token shards or raw text, plain or gzip (required)"},
-	 EV, NULL, false},
-	{{"output", TEXT(output), "", "JSON lines, one object per corpus"}, EV, NULL, false},
+	 EV, NULL, 0},
+	{{"output", TEXT(output), "", "JSON lines, one object per corpus"}, EV, NULL, 0},
 	{{"mode", CHOICE(mode, "windows|stream"), "windows",
-	  "windows (state reset per window) or stream (one sequence)"}, EV, NULL, false},
+	  "windows (state reset per window) or stream (one sequence)"}, EV, NULL, 0},
 	{{"form", CHOICE(form, "chunkwise|parallel|recurrent"), "chunkwise",
 	  "the form of retention (retnet-bench-step: chunkwise or parallel)"},
-	 EV | BE, NULL, false},
+	 EV | BE, NULL, 0},
 
 	/* generation */
-	{{"prompt", TEXT(prompt), "", "text to continue"}, GE, NULL, false},
+	{{"prompt", TEXT(prompt), "", "text to continue"}, GE, NULL, 0},
 	{{"prompt-file", TEXT(prompt_file), "", "text to continue, from a file (plain or gzip)"},
-	 GE, NULL, false},
+	 GE, NULL, 0},
 	{{"tokenizer", TEXT(tokenizer), "",
 	  "a token shard made with the checkpoint's BPE tokenizer (its merges are used)"},
-	 GE, NULL, false},
+	 GE, NULL, 0},
 	{{"max-new-tokens", INT(max_new_tokens, 0, 1e12), "200", "tokens to sample"},
-	 GE, NULL, false},
+	 GE, NULL, 0},
 	{{"temperature", REAL(temperature, 0, 100), "1.0",
-	  "softmax temperature (0: always the most likely token)"}, GE, NULL, false},
+	  "softmax temperature (0: always the most likely token)"}, GE, NULL, 0},
 	{{"top-k", INT(top_k, 0, 1 << 20), "0", "sample among the k most likely (0: all)"},
-	 GE, NULL, false},
-	{{"seed", INT(sample_seed, 0, BIG), "1", "sampling seed"}, GE, NULL, false},
+	 GE, NULL, 0},
+	{{"seed", INT(sample_seed, 0, BIG), "1", "sampling seed"}, GE, NULL, 0},
 	{{"timing", BOOL(timing), "",
-	  "report the prompt's and the new tokens' time per token on stderr"}, GE, NULL, false},
+	  "report the prompt's and the new tokens' time per token on stderr"}, GE, NULL, 0},
 
 	/* the step benchmark */
-	{{"steps", INT(steps, 1, 1 << 20), "3", "timed steps per precision"}, BE, NULL, false},
+	{{"steps", INT(steps, 1, 1 << 20), "3", "timed steps per precision"}, BE, NULL, 0},
 	{{"bf16-only", BOOL(bf16_only), "", "time bf16 steps only (for a profiler)"},
-	 BE, NULL, false},
+	 BE, NULL, 0},
+
+	/* the checkpoint benchmark */
+	{{"dir", TEXT(dir), "", "directory for the checkpoints (default: a new one in /tmp)"},
+	 BC, NULL, 0},
+	{{"reps", INT(reps, 1, 1000), "2", "rounds per compression level (best of)"},
+	 BC, NULL, 0},
+	{{"keep", BOOL(keep), "", "keep the checkpoints written"}, BC, NULL, 0},
 };
 
 #define NROWS (sizeof(table) / sizeof(table[0]))
@@ -203,6 +235,8 @@ static const struct {
 	 "[flags]"},
 	{SPEC_BENCH, "retnet-bench-step", "retnet-bench-step [--config bench-small|tiny|FILE] "
 					  "[flags]"},
+	{SPEC_BENCH_CKPT, "retnet-bench-ckpt", "mpiexec -n N retnet-bench-ckpt [--config "
+					       "bench-small|tiny|FILE] [flags]"},
 };
 
 /* The rows of program p, in table order; returns the count. */
@@ -262,7 +296,7 @@ void spec_defaults(struct run_spec *s, enum spec_program p)
 /* Defaults that follow from other values of the same run. */
 static void derive(struct run_spec *s)
 {
-	if (s->program & (SPEC_TRAIN | SPEC_BENCH)) {
+	if (s->program & (SPEC_TRAIN | SPEC_BENCH | SPEC_BENCH_CKPT)) {
 		if (!s->ffn_hidden_size)
 			s->ffn_hidden_size = 2 * s->hidden_size;
 		if (!s->lr_decay_iters)
@@ -278,8 +312,8 @@ int spec_parse(struct run_spec *s, enum spec_program p, int argc, char **argv, c
 	bool given[SPEC_MAX_ROWS];
 	struct flag_parse fp = {
 		.rows = rows, .count = rows_of(p, rows, index), .given = given,
-		.presets = p == SPEC_BENCH ? bench_presets : NULL,
-		.default_preset = p == SPEC_BENCH ? "bench-small" : NULL,
+		.presets = p & (SPEC_BENCH | SPEC_BENCH_CKPT) ? bench_presets : NULL,
+		.default_preset = p & (SPEC_BENCH | SPEC_BENCH_CKPT) ? "bench-small" : NULL,
 	};
 	int rc;
 
@@ -296,8 +330,8 @@ void spec_print_help(enum spec_program p)
 	struct flag_row rows[SPEC_MAX_ROWS];
 	struct flag_parse fp = {
 		.rows = rows, .count = rows_of(p, rows, NULL),
-		.presets = p == SPEC_BENCH ? bench_presets : NULL,
-		.default_preset = p == SPEC_BENCH ? "bench-small" : NULL,
+		.presets = p & (SPEC_BENCH | SPEC_BENCH_CKPT) ? bench_presets : NULL,
+		.default_preset = p & (SPEC_BENCH | SPEC_BENCH_CKPT) ? "bench-small" : NULL,
 	};
 
 	for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++)
@@ -382,6 +416,8 @@ static int check_program(const struct run_spec *s, int world, char *err, size_t 
 					"retnet-prep)");
 		if (s->save_interval > 0 && !s->save[0])
 			return log_fail(err, errlen, "--save-interval: needs --save DIR");
+		if (s->async_save && !s->save[0])
+			return log_fail(err, errlen, "--async-save: needs --save DIR");
 		if (s->inject_fault[0] && spec_parse_fault(s->inject_fault, NULL, NULL, NULL))
 			return log_fail(err, errlen, "--inject-fault: '%s' is not KIND@ITER or "
 					"KIND@FIRST-LAST, KIND nan-grad or drift", s->inject_fault);
@@ -400,6 +436,13 @@ static int check_program(const struct run_spec *s, int world, char *err, size_t 
 		if (!strcmp(s->mode, "stream") && !strcmp(s->form, "parallel"))
 			return log_fail(err, errlen, "--form: parallel cannot carry a state across "
 					"pieces: use --mode windows or --form chunkwise|recurrent");
+		if (!strcmp(s->mode, "stream") && s->context_parallel_size > 1)
+			return log_fail(err, errlen, "--context-parallel-size: stream mode carries one "
+					"state from piece to piece on one rank: use --mode windows");
+		if (strcmp(s->form, "chunkwise") && s->context_parallel_size > 1)
+			return log_fail(err, errlen, "--context-parallel-size: the pieces of a window "
+					"pass their states in the chunkwise form only, not --form %s",
+					s->form);
 		if (!strcmp(s->mode, "stream") && world % (tp * pp) == 0 && world != tp * pp)
 			return log_fail(err, errlen, "--mode: stream scores one sequence: run with "
 					"world = TP x PP = %lld ranks (no data parallelism), not %d",
@@ -422,6 +465,8 @@ static int check_program(const struct run_spec *s, int world, char *err, size_t 
 					"parallel");
 		if (world != 1)
 			return log_fail(err, errlen, "retnet-bench-step: times one rank, not %d", world);
+		return 0;
+	case SPEC_BENCH_CKPT:
 		return 0;
 	}
 	return 0;
@@ -449,19 +494,57 @@ static int check_model(const struct run_spec *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* Interleaved 1F1B: whole chunks of N layers, PP x N of them per round of the
+ * pipeline, and the schedule's groups of PP micro-batches (parallel/pipeline.h). */
+static int check_virtual_stages(const struct run_spec *s, int64_t dp, char *err,
+				size_t errlen)
+{
+	const int64_t pp = s->pipeline_model_parallel_size, n = s->num_layers_per_virtual_stage;
+	const int64_t micro = s->global_batch_size ? s->global_batch_size /
+						     (s->micro_batch_size * dp) : 1;
+
+	if (s->program != SPEC_TRAIN || !n)
+		return 0;
+	if (pp < 2)
+		return log_fail(err, errlen, "--num-layers-per-virtual-pipeline-stage: needs "
+				"--pipeline-model-parallel-size 2 or more");
+	if (s->num_layers % (pp * n))
+		return log_fail(err, errlen, "--num-layers-per-virtual-pipeline-stage: --num-layers "
+				"%lld is not a multiple of --pipeline-model-parallel-size %lld x %lld",
+				(long long)s->num_layers, (long long)pp, (long long)n);
+	if (!pipeline_interleaved_valid((int)pp, (int)(s->num_layers / (pp * n)),
+					(int)micro))
+		return log_fail(err, errlen, "--num-layers-per-virtual-pipeline-stage: the "
+				"micro-batches per data-parallel rank (--global-batch-size / "
+				"--micro-batch-size / DP = %lld) must be a multiple of "
+				"--pipeline-model-parallel-size %lld", (long long)micro, (long long)pp);
+	return 0;
+}
+
 /* The parallel layout against the world and the model. */
 static int check_layout(const struct run_spec *s, int world, char *err, size_t errlen)
 {
 	char names[2][FLAGS_PATH_MAX + 128];
 	const int64_t tp = s->tensor_model_parallel_size, pp = s->pipeline_model_parallel_size;
+	const int64_t cp = HAVE(context_parallel_size) ? s->context_parallel_size : 1;
 	int64_t dp;
 
 	if (!HAVE(tensor_model_parallel_size))
 		return 0;
-	if (world % (tp * pp))
+	if (world % (tp * cp * pp))
 		return log_fail(err, errlen, "--tensor-model-parallel-size: world size %d is not "
-				"divisible by TP %lld x PP %lld", world, (long long)tp,
-				(long long)pp);
+				"divisible by TP %lld x CP %lld x PP %lld", world, (long long)tp,
+				(long long)cp, (long long)pp);
+	if (cp > 1 && HAVE(seq_length) && HAVE(chunk_size) &&
+	    s->seq_length % (cp * s->chunk_size)) {
+		char chunk[FLAGS_PATH_MAX + 128];
+
+		name_of(s, F(chunk_size), false, chunk, sizeof(chunk));
+		return log_fail(err, errlen, "--context-parallel-size: %lld pieces of %s %lld are "
+				"not each a multiple of %s %lld", (long long)cp,
+				NAME(seq_length, 0), (long long)s->seq_length, chunk,
+				(long long)s->chunk_size);
+	}
 	if (HAVE(num_heads) && s->num_heads % tp)
 		return log_fail(err, errlen, "--tensor-model-parallel-size: %lld does not divide %s "
 				"%lld", (long long)tp, NAME(num_heads, 0), (long long)s->num_heads);
@@ -472,14 +555,14 @@ static int check_layout(const struct run_spec *s, int world, char *err, size_t e
 	if (HAVE(num_layers) && pp > s->num_layers)
 		return log_fail(err, errlen, "--pipeline-model-parallel-size: %lld stages for %s "
 				"%lld", (long long)pp, NAME(num_layers, 0), (long long)s->num_layers);
-	dp = world / (tp * pp);
+	dp = world / (tp * cp * pp);
 	if (s->program == SPEC_TRAIN && s->global_batch_size &&
 	    s->global_batch_size % (s->micro_batch_size * dp))
 		return log_fail(err, errlen, "--global-batch-size: %lld is not a multiple of "
 				"--micro-batch-size %lld x data-parallel size %lld",
 				(long long)s->global_batch_size, (long long)s->micro_batch_size,
 				(long long)dp);
-	return 0;
+	return check_virtual_stages(s, dp, err, errlen);
 }
 
 int spec_validate(const struct run_spec *s, int world_size, char *err, size_t errlen)
@@ -494,7 +577,8 @@ int spec_validate(const struct run_spec *s, int world_size, char *err, size_t er
 
 void spec_resolve(struct run_spec *s, int world_size)
 {
-	const int64_t dp = world_size / (s->tensor_model_parallel_size *
+	const int64_t cp = s->context_parallel_size ? s->context_parallel_size : 1;
+	const int64_t dp = world_size / (s->tensor_model_parallel_size * cp *
 					  s->pipeline_model_parallel_size);
 
 	if (s->program == SPEC_TRAIN && !s->global_batch_size)
@@ -520,6 +604,7 @@ int spec_saved_fields(struct run_spec *s, struct spec_saved *out)
 			.value = (char *)s + o->offset,
 			.size = o->type == FLAG_INT ? sizeof(int64_t)
 				: o->type == FLAG_FLOAT ? sizeof(double) : o->size,
+			.optional = table[i].saved & ABSENT_OK,
 		};
 	}
 	return n;
@@ -586,7 +671,7 @@ int spec_adopt(struct run_spec *s, const struct run_spec *saved, const char *fil
 
 		if (!table[i].attr || (!taken && row_of(s->program, o->offset) != i))
 			continue;
-		if (taken && table[i].shape) {
+		if (taken && (table[i].saved & SHAPE)) {
 			if (same_value(o, mine, theirs))
 				continue;
 			value_text(o, mine, a, sizeof(a));

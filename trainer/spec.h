@@ -11,8 +11,9 @@
  * or "DIR/iter_0000010.h5: config/hidden_size".
  *
  * Adding a model hyperparameter that checkpoints keep: a field below, a row in the
- * table (with its attribute), and the code that uses the value. Checkpoints written
- * before it lack the attribute and load with the row's default.
+ * table (with its attribute, and absent_ok so that checkpoints written before it,
+ * which lack the attribute, load with the row's default), and the code that uses
+ * the value.
  *
  * Pure: no MPI, no files but a --config file. Does not build anything from the
  * values (trainer/launch.h does).
@@ -31,6 +32,7 @@ enum spec_program {
 	SPEC_EVAL = 2,     /* retnet-eval */
 	SPEC_GENERATE = 4, /* retnet-generate */
 	SPEC_BENCH = 8,    /* retnet-bench-step */
+	SPEC_BENCH_CKPT = 16, /* retnet-bench-ckpt */
 };
 
 enum spec_origin { SPEC_DEFAULT, SPEC_GIVEN, SPEC_CHECKPOINT };
@@ -68,17 +70,21 @@ struct run_spec {
 	char save[FLAGS_PATH_MAX], load[FLAGS_PATH_MAX];
 	int64_t iteration; /* the checkpoint to read (-1: the latest) */
 	int64_t save_interval, keep_last, ckpt_compression_level;
+	bool async_save;   /* write checkpoints in the background */
 	double exit_duration_in_mins;
 	double distributed_timeout_minutes; /* the watchdog (trainer/watchdog.h); 0: off */
 
 	/* memory, precision, guards */
 	bool recompute_activations;
+	bool use_distributed_optimizer; /* ZeRO-1: AdamW moments sharded over DP */
 	bool bf16;
 	int64_t max_skipped_iters, check_weight_hash_interval;
 	char inject_fault[SPEC_TEXT_MAX];
 
 	/* the parallel layout */
 	int64_t tensor_model_parallel_size, pipeline_model_parallel_size;
+	int64_t context_parallel_size; /* pieces of each sequence, one per rank */
+	int64_t num_layers_per_virtual_stage; /* N of interleaved 1F1B (0: plain 1F1B) */
 
 	/* evaluation */
 	struct flag_paths data;
@@ -94,6 +100,11 @@ struct run_spec {
 	/* the step benchmark */
 	int64_t steps;
 	bool bf16_only;
+
+	/* the checkpoint benchmark */
+	char dir[FLAGS_PATH_MAX];
+	int64_t reps;
+	bool keep;
 
 	/* where each row's value came from, and the checkpoint file of SPEC_CHECKPOINT */
 	unsigned char origin[SPEC_MAX_ROWS];
@@ -128,6 +139,7 @@ struct spec_saved {
 	enum flag_type type; /* FLAG_INT: int64_t; FLAG_FLOAT: double; FLAG_TEXT: char[] */
 	void *value;         /* into the spec passed to spec_saved_fields */
 	size_t size;
+	bool optional;       /* older checkpoints may lack it (then: the default) */
 };
 /* Fills out[] (room for SPEC_MAX_ROWS) with s's saved fields; returns the count. */
 int spec_saved_fields(struct run_spec *s, struct spec_saved *out);

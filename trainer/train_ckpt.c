@@ -20,33 +20,41 @@ struct attr_ref {
 	const char *key;
 	enum field_type type;
 	void *field;
-	size_t size; /* FIELD_STR: the field's buffer */
+	size_t size;   /* FIELD_STR: the field's buffer */
+	bool optional; /* older files may lack it: the field keeps its value */
 };
 
 #define ATTR_MAX (SPEC_MAX_ROWS + 16)
+
+static struct attr_ref ref(const char *key, enum field_type type, void *field, size_t size)
+{
+	return (struct attr_ref){.key = key, .type = type, .field = field, .size = size};
+}
 
 static int attr_refs(struct ckpt_info *info, struct attr_ref *r)
 {
 	struct spec_saved saved[SPEC_MAX_ROWS];
 	int n = spec_saved_fields(&info->model, saved), k = 0;
 
-	for (int i = 0; i < n; i++)
-		r[k++] = (struct attr_ref){saved[i].attr,
-					   saved[i].type == FLAG_INT	? FIELD_I64
-					   : saved[i].type == FLAG_FLOAT ? FIELD_F64
-									 : FIELD_STR,
-					   saved[i].value, saved[i].size};
-	r[k++] = (struct attr_ref){"tokenizer/id", FIELD_STR, info->tok.id, sizeof(info->tok.id)};
-	r[k++] = (struct attr_ref){"tokenizer/vocab_size", FIELD_U32, &info->tok.vocab, 0};
-	r[k++] = (struct attr_ref){"layout/tensor_model_parallel_size", FIELD_I64, &info->tp, 0};
-	r[k++] = (struct attr_ref){"layout/pipeline_model_parallel_size", FIELD_I64, &info->pp, 0};
-	r[k++] = (struct attr_ref){"layout/data_parallel_size", FIELD_I64, &info->dp, 0};
-	r[k++] = (struct attr_ref){"optimizer/step", FIELD_I64, &info->adam_step, 0};
-	r[k++] = (struct attr_ref){"data/epoch", FIELD_U64, &info->loader.epoch, 0};
-	r[k++] = (struct attr_ref){"data/position", FIELD_U64, &info->loader.position, 0};
-	r[k++] = (struct attr_ref){"data/n_windows", FIELD_U64, &info->loader.n_windows, 0};
-	r[k++] = (struct attr_ref){"data/seq_length", FIELD_U64, &info->loader.seq_len, 0};
-	r[k++] = (struct attr_ref){"data/seed", FIELD_U64, &info->loader.seed, 0};
+	for (int i = 0; i < n; i++) {
+		r[k] = ref(saved[i].attr, saved[i].type == FLAG_INT ? FIELD_I64
+					  : saved[i].type == FLAG_FLOAT ? FIELD_F64 : FIELD_STR,
+			   saved[i].value, saved[i].size);
+		r[k++].optional = saved[i].optional;
+	}
+	r[k++] = ref("tokenizer/id", FIELD_STR, info->tok.id, sizeof(info->tok.id));
+	r[k++] = ref("tokenizer/vocab_size", FIELD_U32, &info->tok.vocab, 0);
+	r[k++] = ref("layout/tensor_model_parallel_size", FIELD_I64, &info->tp, 0);
+	r[k++] = ref("layout/pipeline_model_parallel_size", FIELD_I64, &info->pp, 0);
+	r[k++] = ref("layout/data_parallel_size", FIELD_I64, &info->dp, 0);
+	r[k] = ref("layout/context_parallel_size", FIELD_I64, &info->cp, 0);
+	r[k++].optional = true; /* files written before context parallelism: 1 */
+	r[k++] = ref("optimizer/step", FIELD_I64, &info->adam_step, 0);
+	r[k++] = ref("data/epoch", FIELD_U64, &info->loader.epoch, 0);
+	r[k++] = ref("data/position", FIELD_U64, &info->loader.position, 0);
+	r[k++] = ref("data/n_windows", FIELD_U64, &info->loader.n_windows, 0);
+	r[k++] = ref("data/seq_length", FIELD_U64, &info->loader.seq_len, 0);
+	r[k++] = ref("data/seed", FIELD_U64, &info->loader.seed, 0);
 	ENSURE(k <= ATTR_MAX);
 	return k;
 }
@@ -59,6 +67,7 @@ static void attrs_of(struct ckpt_attr *a, const struct attr_ref *r, int n, bool 
 		snprintf(a[i].key, sizeof(a[i].key), "%s", r[i].key);
 		a[i].type = r[i].type == FIELD_F64 ? CKPT_F64 : r[i].type == FIELD_STR ? CKPT_STR
 											: CKPT_I64;
+		a[i].optional = r[i].optional;
 		if (!values)
 			continue;
 		switch (r[i].type) {
@@ -76,7 +85,9 @@ static void attrs_of(struct ckpt_attr *a, const struct attr_ref *r, int n, bool 
 static int fields_of(const struct ckpt_attr *a, const struct attr_ref *r, int n,
 		     const char *path, char *err, size_t errlen)
 {
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
+		if (a[i].missing)
+			continue; /* an optional attribute an older file lacks: the default */
 		switch (r[i].type) {
 		case FIELD_I64: *(int64_t *)r[i].field = a[i].i; break;
 		case FIELD_U32: *(uint32_t *)r[i].field = (uint32_t)a[i].i; break;
@@ -89,6 +100,7 @@ static int fields_of(const struct ckpt_attr *a, const struct attr_ref *r, int n,
 			snprintf(r[i].field, r[i].size, "%s", a[i].s);
 			break;
 		}
+	}
 	return 0;
 }
 
@@ -133,9 +145,10 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 
 	memset(info, 0, sizeof(*info));
 	spec_defaults(&info->model, 0);
+	info->cp = 1; /* what a file without layout/context_parallel_size was written at */
 	n = attr_refs(info, refs);
 	attrs_of(attrs, refs, n, false);
-	if (ckpt_load(dir, iteration, NULL, 0, attrs, n, comm, false, err, errlen))
+	if (ckpt_load(dir, iteration, NULL, 0, attrs, n, comm, err, errlen))
 		return -1;
 	info->iteration = iteration;
 	ckpt_path(info->path, sizeof(info->path), dir, iteration);
@@ -170,6 +183,7 @@ int train_ckpt_check_info(const struct ckpt_info *info, char *err, size_t errlen
 	    in_range(info, "layout/pipeline_model_parallel_size", info->pp, 1, 1 << 16, err,
 		     errlen) ||
 	    in_range(info, "layout/data_parallel_size", info->dp, 1, INT32_MAX, err, errlen) ||
+	    in_range(info, "layout/context_parallel_size", info->cp, 1, 1 << 16, err, errlen) ||
 	    in_range(info, "optimizer/step", info->adam_step, 0, INT64_MAX, err, errlen))
 		return -1;
 	if (!info->tok.id[0] || info->tok.vocab != (uint32_t)c->vocab_size)
@@ -180,51 +194,89 @@ int train_ckpt_check_info(const struct ckpt_info *info, char *err, size_t errlen
 	return 0;
 }
 
-/* One entry per parameter tensor, pointing into the flat blocks. */
-static struct ckpt_entry *entries_of(struct model *m, const struct adamw *opt,
-				     const struct grid *g)
+/* The state groups of a save or a load, and the slices they point to. */
+struct state_groups {
+	struct ckpt_group g[3];
+	struct ckpt_slice *slices;
+	int n;
+};
+
+/*
+ * The groups the model (its parameters) and, with opt, the optimizer (its two
+ * moments) declare: every slice points into their blocks. A tensor the tensor-
+ * parallel group replicates is owned by its rank 0. The parameters are written by
+ * the first data-parallel replica, the others holding copies; so are the moments,
+ * unless the optimizer is distributed, when each data-parallel rank owns and writes
+ * its own shard of them.
+ */
+static void groups_of(struct state_groups *sg, struct model *m, const struct adamw *opt,
+		      const struct grid *g)
 {
 	const struct param_set *p = model_params(m);
-	struct ckpt_entry *e = xcalloc((size_t)p->count + 1, sizeof(*e));
+	/* dp0: the first of the ranks that hold the same parameters (data x context) */
+	const bool tp0 = g->axis[GRID_TENSOR].rank == 0, dp0 = g->replicas.rank == 0;
+	struct ckpt_slice *s;
 
-	for (int i = 0; i < p->count; i++) {
-		const struct param_desc *d = &p->desc[i];
+	memset(sg, 0, sizeof(*sg));
+	s = sg->slices = xcalloc((size_t)p->count + 2 * (size_t)(opt ? opt->npieces : 0) + 1,
+				 sizeof(*s));
+	sg->g[0] = (struct ckpt_group){.name = "model", .slices = s, .n = p->count, .owner = dp0};
+	for (int i = 0; i < p->count; i++)
+		*s++ = (struct ckpt_slice){.slice = p->desc[i].slice,
+					   .replica = !p->desc[i].sharded && !tp0,
+					   .data = p->data + p->desc[i].offset};
+	sg->n = 1;
+	if (!opt)
+		return;
+	for (int k = 0; k < 2; k++) {
+		float *moment = k ? opt->v : opt->m;
 
-		e[i].slice = d->slice;
-		/* A tensor the TP group replicates is owned by its rank 0. */
-		e[i].replica = d->slice.split_dim < 0 && g->axis[GRID_TENSOR].rank != 0;
-		e[i].model = p->data + d->offset;
-		e[i].exp_avg = opt ? opt->m + d->offset : NULL;
-		e[i].exp_avg_sq = opt ? opt->v + d->offset : NULL;
+		sg->g[1 + k] = (struct ckpt_group){.slices = s, .n = opt->npieces,
+						   .owner = opt->sharded || dp0};
+		snprintf(sg->g[1 + k].name, sizeof(sg->g[1 + k].name), "%s",
+			 k ? "optimizer/exp_avg_sq" : "optimizer/exp_avg");
+		for (int i = 0; i < opt->npieces; i++, s++) {
+			const struct adamw_piece *pc = &opt->pieces[i];
+			const struct param_desc *d = &p->desc[pc->tensor];
+
+			ENSURE(layout_slice_rows(&s->slice, &d->slice, pc->first_row, pc->rows) == 0);
+			s->replica = !d->sharded && !tp0;
+			s->data = moment + pc->state;
+		}
 	}
-	return e;
+	sg->n = 3;
 }
 
 int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 		    int keep_last, const struct run_spec *spec, struct model *m,
 		    const struct adamw *opt, const struct loader *train, const struct grid *g,
-		    char *err, size_t errlen)
+		    struct ckpt_async *async, char *err, size_t errlen)
 {
 	struct ckpt_info *info = xcalloc(1, sizeof(*info));
 	struct attr_ref refs[ATTR_MAX];
 	struct ckpt_attr attrs[ATTR_MAX];
-	struct ckpt_entry *e = entries_of(m, opt, g);
+	struct state_groups sg;
 	struct ckpt_options o = {compression_level, keep_last};
 	int n, rc;
+
+	groups_of(&sg, m, opt, g);
 
 	info->model = *spec;
 	info->tok = train->tok;
 	info->tp = g->axis[GRID_TENSOR].size;
 	info->pp = g->axis[GRID_PIPELINE].size;
 	info->dp = g->axis[GRID_DATA].size;
+	info->cp = g->axis[GRID_CONTEXT].size;
 	info->adam_step = opt->step;
 	loader_state_get(train, &info->loader);
 	n = attr_refs(info, refs);
 	attrs_of(attrs, refs, n, true);
-	/* collective: the whole grid; DP replicas other than the first write nothing */
-	rc = ckpt_save(dir, iteration, e, model_params(m)->count, attrs, n, &o, g->world,
-		       g->axis[GRID_DATA].rank == 0, err, errlen);
-	free(e);
+	/* collective: the whole grid; each group's owners write */
+	if (async)
+		rc = ckpt_async_start(async, dir, iteration, sg.g, sg.n, attrs, n, &o, err, errlen);
+	else
+		rc = ckpt_save(dir, iteration, sg.g, sg.n, attrs, n, &o, g->world, err, errlen);
+	free(sg.slices);
 	free(info);
 	return rc;
 }
@@ -232,12 +284,12 @@ int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 int train_ckpt_load(const char *dir, int64_t iteration, struct model *m, struct adamw *opt,
 		    const struct grid *g, char *err, size_t errlen)
 {
-	struct ckpt_entry *e = entries_of(m, opt, g);
+	struct state_groups sg;
 	int rc;
 
-	/* collective: the whole grid; the first DP replica must cover every tensor */
-	rc = ckpt_load(dir, iteration, e, model_params(m)->count, NULL, 0, g->world,
-		       g->axis[GRID_DATA].rank == 0, err, errlen);
-	free(e);
+	groups_of(&sg, m, opt, g);
+	/* collective: the whole grid; each group's owners must cover every tensor */
+	rc = ckpt_load(dir, iteration, sg.g, sg.n, NULL, 0, g->world, err, errlen);
+	free(sg.slices);
 	return rc;
 }

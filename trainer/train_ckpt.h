@@ -20,6 +20,7 @@
 
 #include <mpi.h>
 
+#include "checkpoints/ckpt_async.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
 #include "parallel/grid.h"
@@ -32,7 +33,7 @@ struct ckpt_info {
 	int64_t iteration;
 	struct run_spec model;   /* the saved rows, origin SPEC_CHECKPOINT; nothing else */
 	struct tokenizer tok;
-	int64_t tp, pp, dp;      /* the layout that wrote it */
+	int64_t tp, pp, dp, cp;  /* the layout that wrote it */
 	int64_t adam_step;
 	struct loader_state loader;
 	char path[1024];         /* the file */
@@ -59,11 +60,14 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 int train_ckpt_check_info(const struct ckpt_info *info, char *err, size_t errlen);
 
 /* The checkpoint of iteration `iteration` in dir: the model (its spec's saved rows),
- * its parameters, opt's moments, train's position. collective over the whole grid. */
+ * its parameters, opt's moments, train's position. With async, a copy is taken and
+ * written in the background (ckpt_async_start: a failure of the save in flight is
+ * returned here, or by ckpt_async_wait); NULL writes it before returning.
+ * collective over the whole grid. */
 int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 		    int keep_last, const struct run_spec *spec, struct model *m,
 		    const struct adamw *opt, const struct loader *train, const struct grid *g,
-		    char *err, size_t errlen);
+		    struct ckpt_async *async, char *err, size_t errlen);
 
 /*
  * collective over the whole grid. Reads m's parameters (and, with opt, the AdamW

@@ -2,6 +2,7 @@
 
 #include <math.h>
 
+#include "common/check.h"
 #include "common/log.h"
 #include "parallel/comm.h"
 #include "trainer/params.h"
@@ -25,10 +26,11 @@ static bool fault_now(const struct train_guard *tg, enum spec_fault kind, int64_
 }
 
 void train_guard_inject_grad(const struct train_guard *tg, int64_t it, struct param_set *p,
-			     const struct grid *g)
+			     size_t at, const struct grid *g)
 {
 	if (fault_now(tg, SPEC_FAULT_NAN_GRAD, it, g)) {
-		p->grad[p->total / 2] = NAN;
+		ENSURE(at < p->total);
+		p->grad[at] = NAN;
 		log_warn("--inject-fault: iteration %lld: a NaN in one gradient", (long long)(it + 1));
 	}
 }
@@ -73,8 +75,9 @@ int train_guard_check_replicas(const struct train_guard *tg, int64_t it, struct 
 	if (tg->hash_interval <= 0 || (it + 1) % tg->hash_interval != 0)
 		return 0;
 	mine = replica0 = param_set_hash(p);
-	/* collective: the data-parallel group, then all ranks */
-	comm_bcast(g->axis[GRID_DATA].comm, &replica0, sizeof(replica0), 0);
+	/* collective: the data x context plane (the ranks holding the same parameters),
+	 * then all ranks */
+	comm_bcast(g->replicas.comm, &replica0, sizeof(replica0), 0);
 	first = comm_first_rank_with(g->world, mine != replica0);
 	if (first < 0)
 		return 0;

@@ -29,10 +29,10 @@ struct train_guard {
 
 void train_guard_init(struct train_guard *tg, const struct run_spec *s);
 
-/* Before the step's loss and norm are checked: --inject-fault nan-grad poisons one
- * gradient on the last rank at its iteration (it is 0-based here). */
+/* Before the step's loss and norm are checked: --inject-fault nan-grad poisons the
+ * gradient element `at` on the last rank at its iteration (it is 0-based here). */
 void train_guard_inject_grad(const struct train_guard *tg, int64_t it, struct param_set *p,
-			     const struct grid *g);
+			     size_t at, const struct grid *g);
 
 /*
  * Should iteration `it` (0-based) update the parameters? false when any rank saw a

@@ -10,70 +10,135 @@
 #include "trainer/spec.h"
 #include "trainer/watchdog.h"
 
-/* Tags: forward activation of micro-batch i is 2i, its gradient 2i + 1. */
-static int tag_of(int micro, int backward)
+/* Tags: the output of chunk c for micro-batch i (to the next virtual stage) is
+ * 2 (i v + c), the gradient of it (coming back) 2 (i v + c) + 1; with one chunk, 2i
+ * and 2i + 1. Between two stages each (micro-batch, chunk, direction) is one message. */
+static int tag_of(const struct train_step *ts, int micro, int chunk, int backward)
 {
-	return 2 * micro + backward;
+	return 2 * (micro * ts->chunks + chunk) + backward;
 }
 
-int train_step_slots(const struct grid *g, int n_micro)
+void train_step_slots(const struct grid *g, const struct run_spec *spec, int n_micro,
+		      int *slots)
 {
-	return pipeline_max_in_flight(g->axis[GRID_PIPELINE].rank, g->axis[GRID_PIPELINE].size,
-				      n_micro);
+	const struct grid_group *pp = &g->axis[GRID_PIPELINE];
+	const int chunks = model_chunk_count(spec, g);
+
+	for (int c = 0; c < chunks; c++)
+		slots[c] = pipeline_chunk_in_flight(pp->rank, pp->size, chunks, n_micro, c);
+}
+
+/* Virtual stage c P + p: the first holds the embedding, the last the loss. */
+static bool first_virtual(const struct train_step *ts, int chunk)
+{
+	return chunk == 0 && ts->g->axis[GRID_PIPELINE].rank == 0;
+}
+
+static bool last_virtual(const struct train_step *ts, int chunk)
+{
+	const struct grid_group *pp = &ts->g->axis[GRID_PIPELINE];
+
+	return chunk == ts->chunks - 1 && pp->rank == pp->size - 1;
+}
+
+/* The stages before and after this one, in a ring: stage 0's chunk c follows the
+ * last stage's chunk c - 1. */
+static int prev_stage(const struct train_step *ts)
+{
+	const struct grid_group *pp = &ts->g->axis[GRID_PIPELINE];
+
+	return (pp->rank + pp->size - 1) % pp->size;
+}
+
+static int next_stage(const struct train_step *ts)
+{
+	const struct grid_group *pp = &ts->g->axis[GRID_PIPELINE];
+
+	return (pp->rank + 1) % pp->size;
+}
+
+/* The chunk of the previous virtual stage, whose output chunk `chunk` takes in. */
+static int prev_chunk(const struct train_step *ts, int chunk)
+{
+	return ts->g->axis[GRID_PIPELINE].rank == 0 ? chunk - 1 : chunk;
+}
+
+/* The index of chunk's slot for micro-batch `micro` in the per-slot arrays; a
+ * chunk's micro-batches come and go in order, so micro % slots is free. */
+static int slot_of(const struct train_step *ts, int chunk, int micro)
+{
+	return ts->slot_base[chunk] + micro % model_slots(ts->m, chunk);
+}
+
+struct grad_sync *train_step_dp_sync(struct model *m, const struct grid *g,
+				     enum grad_sync_mode mode, const size_t *counts)
+{
+	struct param_set *p = model_params(m);
+	const int n = model_grad_range_count(m), dp = g->replicas.size;
+	struct grad_range *r = xcalloc((size_t)n, sizeof(*r));
+	/* collective: all ranks of the data x context plane (grad_sync duplicates it) */
+	struct grad_sync *gs = grad_sync_create(g->replicas.comm, mode, p->grad, p->total);
+
+	model_grad_ranges(m, r);
+	for (int i = 0; i < n; i++)
+		ENSURE(grad_sync_add_bucket(gs, r[i].offset, r[i].count,
+					    counts ? counts + (size_t)i * (size_t)dp : NULL) == i);
+	free(r);
+	return gs;
 }
 
 void train_step_init(struct train_step *ts, struct model *m, const struct grid *g,
-		     const struct run_spec *spec, int n_micro)
+		     const struct run_spec *spec, int n_micro, struct grad_sync *dp_sync)
 {
-	const int slots = model_slots(m);
+	const struct grid_group *pp = &g->axis[GRID_PIPELINE];
+	int slots = 0;
 
 	memset(ts, 0, sizeof(*ts));
 	ts->m = m;
 	ts->g = g;
 	ts->n_micro = n_micro;
+	ts->chunks = model_chunks(m);
 	ts->micro_batch = spec->micro_batch_size;
-	ts->seq_len = spec->seq_length;
-	ENSURE(slots >= train_step_slots(g, n_micro));
-	ts->ops = xcalloc((size_t)(2 * n_micro), sizeof(*ts->ops));
-	pipeline_1f1b(ts->ops, g->axis[GRID_PIPELINE].rank, g->axis[GRID_PIPELINE].size, n_micro);
-	{
-		struct param_set *p = model_params(m);
-		const int n = model_grad_range_count(m);
-		struct grad_range *r = xcalloc((size_t)n, sizeof(*r));
-
-		model_grad_ranges(m, r);
-		/* collective: all ranks of the data axis (grad_sync duplicates it) */
-		ts->dp_sync = grad_sync_create(g->axis[GRID_DATA].comm, GRAD_SYNC_ALLREDUCE,
-					       p->grad, p->total);
-		for (int i = 0; i < n; i++)
-			ENSURE(grad_sync_add_bucket(ts->dp_sync, r[i].offset, r[i].count, NULL) == i);
-		free(r);
+	/* a context-parallel rank's micro-batches are its pieces of the sequences */
+	ts->seq_len = spec->seq_length / g->axis[GRID_CONTEXT].size;
+	ENSURE(ts->chunks == model_chunk_count(spec, g) &&
+	       pipeline_interleaved_valid(pp->size, ts->chunks, n_micro));
+	ts->slot_base = xcalloc((size_t)ts->chunks + 1, sizeof(*ts->slot_base));
+	for (int c = 0; c < ts->chunks; c++) {
+		ENSURE(model_slots(m, c) >= pipeline_chunk_in_flight(pp->rank, pp->size,
+								     ts->chunks, n_micro, c));
+		ts->slot_base[c] = slots;
+		slots += model_slots(m, c);
 	}
+	ts->slot_base[ts->chunks] = slots;
+	ts->ops = xcalloc((size_t)(2 * ts->chunks * n_micro), sizeof(*ts->ops));
+	pipeline_interleaved(ts->ops, pp->rank, pp->size, ts->chunks, n_micro);
+	ts->dp_sync = dp_sync;
 	ts->act_send = xcalloc((size_t)slots, sizeof(*ts->act_send));
 	ts->grad_send = xcalloc((size_t)slots, sizeof(*ts->grad_send));
 	ts->grad_send_buf = xcalloc((size_t)slots, sizeof(*ts->grad_send_buf));
-	for (int s = 0; s < slots; s++) {
-		ts->act_send[s] = MPI_REQUEST_NULL;
-		ts->grad_send[s] = MPI_REQUEST_NULL;
-		if (!model_first_stage(m))
-			ts->grad_send_buf[s] = xaligned_alloc(sizeof(float) *
-							      model_boundary_floats(m));
-	}
+	for (int c = 0; c < ts->chunks; c++)
+		for (int s = ts->slot_base[c]; s < ts->slot_base[c + 1]; s++) {
+			ts->act_send[s] = MPI_REQUEST_NULL;
+			ts->grad_send[s] = MPI_REQUEST_NULL;
+			if (!first_virtual(ts, c))
+				ts->grad_send_buf[s] = xaligned_alloc(sizeof(float) *
+								      model_boundary_floats(m));
+		}
 }
 
 void train_step_free(struct train_step *ts)
 {
-	for (int s = 0; s < model_slots(ts->m); s++) {
+	for (int s = 0; s < ts->slot_base[ts->chunks]; s++) {
 		comm_wait(&ts->act_send[s]);
 		comm_wait(&ts->grad_send[s]);
 		free(ts->grad_send_buf[s]);
 	}
+	free(ts->slot_base);
 	free(ts->ops);
 	free(ts->act_send);
 	free(ts->grad_send);
 	free(ts->grad_send_buf);
-	/* collective: all ranks of the data axis */
-	grad_sync_destroy(ts->dp_sync);
 }
 
 static void start_bucket(void *arg, int range)
@@ -86,92 +151,114 @@ static void start_bucket(void *arg, int range)
 	grad_sync_progress(ts->dp_sync);
 }
 
-/* Receives the previous stage's output for micro-batch `micro` into the slot. */
-static void recv_activation(struct train_step *ts, int slot, int micro)
+/* Receives the previous virtual stage's output for micro-batch `micro` into the
+ * chunk's slot `local` (slot: its index in the per-slot arrays); then waits until
+ * the slot's output buffer has left with micro - slots. */
+static void recv_input(struct train_step *ts, int chunk, int slot, int local, int micro)
 {
 	struct model *m = ts->m;
-	MPI_Request req;
 
-	comm_irecv_f32(ts->g->axis[GRID_PIPELINE].comm, model_stage_input(m, slot),
-		       model_boundary_floats(m), ts->g->axis[GRID_PIPELINE].rank - 1,
-		       tag_of(micro, 0), &req);
-	watchdog_phase_at("the pipeline receive of micro-batch %d from stage %d", micro,
-			  ts->g->axis[GRID_PIPELINE].rank - 1);
-	comm_wait(&req);
+	if (!first_virtual(ts, chunk)) {
+		MPI_Request req;
+
+		comm_irecv_f32(ts->g->axis[GRID_PIPELINE].comm, model_stage_input(m, chunk, local),
+			       model_boundary_floats(m), prev_stage(ts),
+			       tag_of(ts, micro, prev_chunk(ts, chunk), 0), &req);
+		watchdog_phase_at("the pipeline receive of micro-batch %d from stage %d", micro,
+				  prev_stage(ts));
+		comm_wait(&req);
+	}
+	watchdog_phase_at("the pipeline send of an activation to stage %d", next_stage(ts), 0);
+	comm_wait(&ts->act_send[slot]);
 }
 
-static double forward_op(struct train_step *ts, int slot, int micro, const int32_t *inputs,
-			 const int32_t *targets)
+/* Sends the chunk's output for micro-batch `micro` on to the next virtual stage. */
+static void send_output(struct train_step *ts, int chunk, int slot, int local, int micro)
 {
 	struct model *m = ts->m;
-	const struct grid_group *pp = &ts->g->axis[GRID_PIPELINE];
 	const size_t n = model_boundary_floats(m);
+
+	if (last_virtual(ts, chunk))
+		return;
+	comm_isend_f32(ts->g->axis[GRID_PIPELINE].comm, model_stage_output(m, chunk, local), n,
+		       next_stage(ts), tag_of(ts, micro, chunk, 0), &ts->act_send[slot]);
+	ts->pp_bytes += (double)(n * sizeof(float));
+}
+
+/*
+ * Forward of micro-batch `micro` on chunk `chunk`. In training a slot is taken again
+ * only after the backward of its previous micro-batch, whose gradient the next
+ * stage sent after receiving that micro-batch's activation: the wait for the slot's
+ * previous send returns at once.
+ */
+static double forward_op(struct train_step *ts, int chunk, int micro, const int32_t *inputs,
+			 const int32_t *targets)
+{
+	const int slot = slot_of(ts, chunk, micro), local = slot - ts->slot_base[chunk];
 	double loss, t0;
 
-	if (!model_first_stage(m))
-		recv_activation(ts, slot, micro);
-	/* The slot's output buffer may still be on its way from micro - slots. */
-	watchdog_phase_at("the pipeline send of an activation to stage %d", pp->rank + 1, 0);
-	comm_wait(&ts->act_send[slot]);
-	watchdog_phase_at("the forward of micro-batch %d (tensor-parallel all-reduces)", micro, 0);
+	recv_input(ts, chunk, slot, local, micro);
+	watchdog_phase_at("the forward of micro-batch %d (its tensor- and context-parallel "
+			  "collectives)", micro, 0);
 	t0 = metrics_now_s();
-	loss = model_forward_micro(m, slot, inputs, targets);
+	loss = model_forward_micro(ts->m, chunk, local, inputs, targets);
 	ts->compute_s += metrics_now_s() - t0;
-	if (!model_last_stage(m))
-		comm_isend_f32(pp->comm, model_stage_output(m, slot), n, pp->rank + 1,
-			       tag_of(micro, 0), &ts->act_send[slot]);
+	send_output(ts, chunk, slot, local, micro);
 	return loss;
 }
 
-static void backward_op(struct train_step *ts, int slot, int micro, float loss_scale)
+static void backward_op(struct train_step *ts, int chunk, int micro, float loss_scale)
 {
 	struct model *m = ts->m;
 	const struct grid_group *pp = &ts->g->axis[GRID_PIPELINE];
 	const size_t n = model_boundary_floats(m);
+	const int slot = slot_of(ts, chunk, micro), local = slot - ts->slot_base[chunk];
 	double t0;
 
-	if (!model_last_stage(m)) {
+	if (!last_virtual(ts, chunk)) {
 		MPI_Request req;
 
-		comm_irecv_f32(pp->comm, model_boundary_grad(m), n, pp->rank + 1, tag_of(micro, 1),
-			       &req);
+		comm_irecv_f32(pp->comm, model_boundary_grad(m), n, next_stage(ts),
+			       tag_of(ts, micro, chunk, 1), &req);
 		watchdog_phase_at("the pipeline receive of the gradient of micro-batch %d from "
-				  "stage %d", micro, pp->rank + 1);
+				  "stage %d", micro, next_stage(ts));
 		comm_wait(&req);
 	}
-	/* The last micro-batch's backward starts the data-parallel all-reduces. */
+	/* Each chunk's last micro-batch starts the data-parallel reductions of its
+	 * layers; the schedule ends the chunks' backwards in the order v-1 .. 0, that of
+	 * the buckets. */
 	model_set_grad_ready(m, micro + 1 == ts->n_micro ? start_bucket : NULL, ts);
-	watchdog_phase_at("the backward of micro-batch %d (tensor-parallel all-reduces)", micro, 0);
+	watchdog_phase_at("the backward of micro-batch %d (its tensor- and context-parallel "
+			  "collectives)", micro, 0);
 	t0 = metrics_now_s();
-	model_backward_micro(m, slot, loss_scale);
+	model_backward_micro(m, chunk, local, loss_scale);
 	ts->compute_s += metrics_now_s() - t0;
 	model_set_grad_ready(m, NULL, NULL);
-	if (!model_first_stage(m)) {
-		watchdog_phase_at("the pipeline send of a gradient to stage %d", pp->rank - 1, 0);
+	if (!first_virtual(ts, chunk)) {
+		watchdog_phase_at("the pipeline send of a gradient to stage %d", prev_stage(ts), 0);
 		comm_wait(&ts->grad_send[slot]);
 		memcpy(ts->grad_send_buf[slot], model_boundary_grad(m), sizeof(float) * n);
-		comm_isend_f32(pp->comm, ts->grad_send_buf[slot], n, pp->rank - 1, tag_of(micro, 1),
-			       &ts->grad_send[slot]);
+		comm_isend_f32(pp->comm, ts->grad_send_buf[slot], n, prev_stage(ts),
+			       tag_of(ts, micro, prev_chunk(ts, chunk), 1), &ts->grad_send[slot]);
+		ts->pp_bytes += (double)(n * sizeof(float));
 	}
 }
 
 double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_t *targets,
 		      float loss_scale)
 {
-	struct model *m = ts->m;
-	const int slots = model_slots(m);
 	const size_t rows_per_micro = (size_t)(ts->micro_batch * ts->seq_len);
 	double loss_sum = 0.0, t_start = metrics_now_s();
 
-	for (int i = 0; i < 2 * ts->n_micro; i++) {
+	ENSURE(ts->dp_sync);
+	for (int i = 0; i < 2 * ts->chunks * ts->n_micro; i++) {
 		const struct pipeline_op *op = &ts->ops[i];
 		const size_t at = (size_t)op->micro * rows_per_micro;
 
 		if (op->kind == PIPELINE_FORWARD)
-			loss_sum += forward_op(ts, op->micro % slots, op->micro, inputs + at,
-					       targets + at);
+			loss_sum += forward_op(ts, op->chunk, op->micro, inputs + at, targets + at);
 		else
-			backward_op(ts, op->micro % slots, op->micro, loss_scale);
+			backward_op(ts, op->chunk, op->micro, loss_scale);
 	}
 	ts->schedule_s += metrics_now_s() - t_start;
 	watchdog_phase("the data-parallel gradient reduction");
@@ -183,20 +270,18 @@ double train_step_forward_only(struct train_step *ts, const int32_t *inputs,
 			       const int32_t *targets, int rows)
 {
 	struct model *m = ts->m;
-	const struct grid_group *pp = &ts->g->axis[GRID_PIPELINE];
 	const int64_t tokens = (int64_t)rows * ts->seq_len;
 	const float *losses;
 	double sum = 0.0;
 
-	if (!model_first_stage(m))
-		recv_activation(ts, 0, 0);
-	comm_wait(&ts->act_send[0]);
-	model_forward_micro(m, 0, inputs, targets);
-	if (!model_last_stage(m)) {
-		comm_isend_f32(pp->comm, model_stage_output(m, 0), model_boundary_floats(m),
-			       pp->rank + 1, tag_of(0, 0), &ts->act_send[0]);
-		return 0.0;
+	/* through the chunks in order: micro-batch 0 of each, in its slot 0 */
+	for (int c = 0; c < ts->chunks; c++) {
+		recv_input(ts, c, ts->slot_base[c], 0, 0);
+		model_forward_micro(m, c, 0, inputs, targets);
+		send_output(ts, c, ts->slot_base[c], 0, 0);
 	}
+	if (!model_last_stage(m))
+		return 0.0;
 	losses = model_losses(m, 0);
 	for (int64_t j = 0; j < tokens; j++)
 		sum += losses[j];

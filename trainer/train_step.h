@@ -1,10 +1,14 @@
 /*
  * train_step: one global batch on this rank: its micro-batches through the model
- * on the 1F1B pipeline schedule (parallel/pipeline.h), activations and their
- * gradients exchanged with the neighbouring stages by non-blocking point-to-point
- * MPI, gradients accumulated over the micro-batches and reduced over the
- * data-parallel group in per-layer buckets started while the last backward runs
- * (parallel/grad_sync.h).
+ * on the 1F1B pipeline schedule, interleaved over the model's chunks when it has
+ * several (parallel/pipeline.h), activations and their gradients exchanged with the
+ * neighbouring (virtual) stages by non-blocking point-to-point MPI, gradients
+ * accumulated over the micro-batches and reduced over the data-parallel group in
+ * per-layer buckets started while each chunk's last backward runs
+ * (parallel/grad_sync.h). Virtual stage c P + p (chunk c of stage p) receives from
+ * stage p - 1 (chunk c - 1 of stage P - 1 when p = 0) and sends to p + 1 (chunk
+ * c + 1 of stage 0 when p = P - 1); a tag names the micro-batch, the chunk and the
+ * direction.
  * Also the forward-only pass of evaluation. Does not clip, step the optimizer,
  * read data or log: train_main.c does.
  */
@@ -24,27 +28,42 @@ struct train_step {
 	struct model *m;
 	const struct grid *g;
 	int n_micro;
+	int chunks;                /* v: the model's chunks on this stage */
 	int64_t micro_batch, seq_len;  /* B, T */
-	struct grad_sync *dp_sync; /* one bucket per gradient range of the model, in the
-				      order backward finishes them */
-	struct pipeline_op *ops;   /* [2 n_micro] this stage's schedule */
+	struct grad_sync *dp_sync; /* the caller's: one bucket per gradient range of the
+				      model, in the order backward finishes them */
+	struct pipeline_op *ops;   /* [2 v n_micro] this stage's schedule */
+	int *slot_base;            /* [v + 1] chunk c's slots are slot_base[c] .. [c+1]-1
+				      of the arrays below */
 	MPI_Request *act_send;     /* [slots] activation sent forward from the slot */
 	MPI_Request *grad_send;    /* [slots] input gradient sent backward */
 	float **grad_send_buf;     /* [slots] (M, d) copies of the input gradient */
 	double dp_wait_s;          /* time waiting for the DP buckets, accumulated */
+	double pp_bytes;           /* sent to the neighbouring stages, accumulated */
 	double compute_s;          /* time inside forward and backward, accumulated */
 	double schedule_s;         /* time running the schedule (compute + p2p waits) */
 };
 
-/* Slots (micro-batches in flight) this stage needs for n_micro micro-batches. */
-int train_step_slots(const struct grid *g, int n_micro);
+/* Slots (micro-batches in flight) each model chunk of this stage needs for n_micro
+ * micro-batches, into slots[model_chunk_count(spec, g)]. */
+void train_step_slots(const struct grid *g, const struct run_spec *spec, int n_micro,
+		      int *slots);
 
-/* m was made from spec (its micro-batch and sequence length). collective over the
- * data axis of g (the gradient reduction's communicator). */
+/* m was made from spec (its micro-batch and sequence length). dp_sync: the
+ * data-parallel reduction of m's gradient (train_step_dp_sync), NULL for forward only. */
 void train_step_init(struct train_step *ts, struct model *m, const struct grid *g,
-		     const struct run_spec *spec, int n_micro);
-/* collective over the data axis. */
+		     const struct run_spec *spec, int n_micro, struct grad_sync *dp_sync);
 void train_step_free(struct train_step *ts);
+
+/*
+ * The data-parallel reduction of m's gradient over the ranks that hold the same
+ * parameters (g's data x context plane, R ranks): one bucket per gradient range of the
+ * model, in the order backward finishes them, all-reduced, or with counts
+ * (counts[range * R + rank], NULL: even) reduce-scattered.
+ * collective over that plane (grad_sync_create); free with grad_sync_destroy.
+ */
+struct grad_sync *train_step_dp_sync(struct model *m, const struct grid *g,
+				     enum grad_sync_mode mode, const size_t *counts);
 
 /*
  * Forward and backward of n_micro micro-batches; inputs and targets are this
@@ -57,7 +76,8 @@ double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_
 		      float loss_scale);
 
 /*
- * Forward only of one micro-batch (B rows) through the pipeline, from slot 0.
+ * Forward only of one micro-batch (B rows) through the pipeline, from slot 0 of
+ * each chunk.
  * Returns the sum of the per-token losses of the first `rows` rows on the last
  * stage, 0 elsewhere. Collective over the pipeline group.
  */

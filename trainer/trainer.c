@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "data/loader.h"
 #include "parallel/comm.h"
+#include "parallel/grad_sync.h"
 #include "parallel/mpi_setup.h"
 #include "trainer/launch.h"
 #include "trainer/metrics.h"
@@ -35,11 +36,18 @@ struct trainer {
 	struct loader train, valid;
 	bool have_valid;
 	struct model *m;
+	struct grad_sync *dp_sync;  /* the data-parallel gradient reduction */
+	bool distributed;           /* --use-distributed-optimizer */
 	struct adamw opt;
 	struct lr_schedule sched;
 	struct train_step step;
 	struct train_guard guard;
+	struct ckpt_async *async;  /* --async-save's writer, or NULL */
 	int64_t n_micro, local_rows;
+	int64_t piece_len;         /* T / CP: the tokens of a sequence this rank computes */
+	int32_t *piece_in, *piece_tg; /* (local_rows, piece_len) this rank's pieces */
+	size_t inject_at;          /* --inject-fault nan-grad's gradient element */
+	double gather_s;           /* time in the parameter all-gather */
 	int32_t *inputs, *targets; /* (local_rows, T) */
 	FILE *metrics;
 	double ceiling;            /* FLOP/s, summed over the ranks */
@@ -135,6 +143,42 @@ static double measure_ceiling(const struct trainer *t)
 	return ceiling;
 }
 
+/*
+ * AdamW and the data-parallel reduction that feeds it: every rank updates the whole
+ * model from an all-reduced gradient, or (--use-distributed-optimizer) each keeps the
+ * moments of its shard of every gradient bucket only, updates that shard from a
+ * reduce-scattered gradient, and the parameters are all-gathered after the update.
+ * The shards' boundaries fall on tensor rows, so each is a rectangle of its tensors
+ * in a checkpoint. collective: the data axis
+ */
+static void setup_optimizer(struct trainer *t, const struct adamw_config *oc)
+{
+	struct param_set *p = model_params(t->m);
+	const int dp = t->g->replicas.size, n = model_grad_range_count(t->m);
+	struct grad_range *r = xcalloc((size_t)n, sizeof(*r));
+	size_t *counts = xcalloc((size_t)n * (size_t)dp, sizeof(*counts));
+	struct param_range *own = xcalloc((size_t)n, sizeof(*own));
+
+	t->distributed = t->s->use_distributed_optimizer;
+	model_grad_ranges(t->m, r);
+	for (int i = 0; t->distributed && i < n; i++)
+		adamw_shard_counts(p, (struct param_range){r[i].offset, r[i].count}, dp,
+				   counts + (size_t)i * (size_t)dp);
+	t->dp_sync = train_step_dp_sync(t->m, t->g, t->distributed ? GRAD_SYNC_REDUCE_SCATTER
+								    : GRAD_SYNC_ALLREDUCE,
+					 t->distributed ? counts : NULL);
+	for (int i = 0; i < n; i++)
+		grad_sync_shard(t->dp_sync, i, &own[i].offset, &own[i].count);
+	adamw_init(&t->opt, oc, p, t->distributed ? own : NULL, t->distributed ? n : 0);
+	/* the NaN of --inject-fault nan-grad lands where this rank's norm counts it */
+	t->inject_at = p->total / 2;
+	if (t->distributed && t->opt.npieces)
+		t->inject_at = t->opt.pieces[0].offset + t->opt.pieces[0].count / 2;
+	free(r);
+	free(counts);
+	free(own);
+}
+
 struct trainer *trainer_create(struct launch *l)
 {
 	struct trainer *t = xcalloc(1, sizeof(*t));
@@ -154,9 +198,18 @@ struct trainer *trainer_create(struct launch *l)
 	t->local_rows = loader_local_rows(&t->train, (int)s->global_batch_size);
 	t->inputs = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * s->seq_length));
 	t->targets = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * s->seq_length));
+	t->piece_len = s->seq_length / g->axis[GRID_CONTEXT].size;
+	t->piece_in = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * t->piece_len));
+	t->piece_tg = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * t->piece_len));
 
-	t->m = launch_model(l, train_step_slots(g, (int)t->n_micro));
-	adamw_init(&t->opt, &oc, model_params(t->m));
+	{
+		int *slots = xcalloc((size_t)model_chunk_count(s, g), sizeof(*slots));
+
+		train_step_slots(g, s, (int)t->n_micro, slots);
+		t->m = launch_model_chunked(l, slots);
+		free(slots);
+	}
+	setup_optimizer(t, &oc);
 	t->sched = (struct lr_schedule){
 		.lr = s->lr, .min_lr = s->min_lr, .warmup_iters = s->lr_warmup_iters,
 		.decay_iters = s->lr_decay_iters,
@@ -164,8 +217,10 @@ struct trainer *trainer_create(struct launch *l)
 			 : !strcmp(s->lr_decay_style, "linear") ? LR_DECAY_LINEAR
 								 : LR_DECAY_CONSTANT,
 	};
-	train_step_init(&t->step, t->m, g, s, (int)t->n_micro);
+	train_step_init(&t->step, t->m, g, s, (int)t->n_micro, t->dp_sync);
 	train_guard_init(&t->guard, s);
+	/* collective: all ranks (the writer's communicator) */
+	t->async = s->async_save ? ckpt_async_create(g->world) : NULL;
 	if (g->world_rank == 0 && s->metrics[0]) {
 		t->metrics = metrics_open(s->metrics);
 		ok = t->metrics != NULL;
@@ -175,15 +230,24 @@ struct trainer *trainer_create(struct launch *l)
 	t->ceiling = measure_ceiling(t);
 	t->flops_per_token = model_flops_per_token(s);
 	t->tokens_per_iter = (double)(s->global_batch_size * s->seq_length);
-	log0("retnet-train: %d ranks (DP %d x PP %d x TP %d), %d threads each; model d=%lld "
+	log0("retnet-train: %d ranks (DP %d x PP %d x CP %d x TP %d), %d threads each; model d=%lld "
 	     "L=%lld H=%lld f=%lld, %zu parameters; T=%lld C=%lld; global batch %lld "
 	     "(%lld micro-batches of %lld per rank); %s matmuls, ceiling %.1f GFLOP/s\n",
-	     g->world_size, dp, g->axis[GRID_PIPELINE].size, g->axis[GRID_TENSOR].size,
+	     g->world_size, dp, g->axis[GRID_PIPELINE].size, g->axis[GRID_CONTEXT].size,
+	     g->axis[GRID_TENSOR].size,
 	     omp_get_max_threads(), (long long)s->hidden_size, (long long)s->num_layers,
 	     (long long)s->num_heads, (long long)s->ffn_hidden_size, model_params(t->m)->total,
 	     (long long)s->seq_length, (long long)s->chunk_size,
 	     (long long)s->global_batch_size, (long long)t->n_micro,
 	     (long long)s->micro_batch_size, s->bf16 ? "bf16" : "fp32", t->ceiling * 1e-9);
+	log0("AdamW: optimizer state %zu floats (%.1f MiB) on rank 0, %s\n",
+	     2 * t->opt.state_floats, 8.0 * (double)t->opt.state_floats / 1048576.0,
+	     t->distributed ? "its shard of the moments (--use-distributed-optimizer)"
+			    : "the moments of all its parameters");
+	if (model_chunks(t->m) > 1)
+		log0("pipeline: interleaved 1F1B over %d virtual stages, %d chunks of %lld layers "
+		     "per rank\n", model_chunks(t->m) * g->axis[GRID_PIPELINE].size,
+		     model_chunks(t->m), (long long)s->num_layers_per_virtual_stage);
 	return t;
 }
 
@@ -248,15 +312,28 @@ int64_t trainer_resume(struct trainer *t)
 	    train_ckpt_load(s->load, iteration, t->m, &t->opt, t->g, err, sizeof(err)))
 		exit_agreed(err);
 	t->opt.step = info->adam_step;
-	log0("resumed from %s (iteration %lld, written at DP %lld x PP %lld x TP %lld)\n",
-	     info->path, (long long)iteration, (long long)info->dp, (long long)info->pp,
-	     (long long)info->tp);
+	log0("resumed from %s (iteration %lld, written at DP %lld x PP %lld x CP %lld x TP "
+	     "%lld)\n", info->path, (long long)iteration, (long long)info->dp, (long long)info->pp,
+	     (long long)info->cp, (long long)info->tp);
 	free(mine);
 	free(info);
 	return iteration;
 }
 
 /* ---- run ------------------------------------------------------------------- */
+
+/* This rank's piece of each of the first `rows` windows in t->inputs/targets (all of
+ * it without context parallelism) into t->piece_in/piece_tg. */
+static void take_pieces(struct trainer *t, int64_t rows)
+{
+	const int64_t T = t->s->seq_length, P = t->piece_len;
+	const int64_t at = t->g->axis[GRID_CONTEXT].rank * P;
+
+	for (int64_t r = 0; r < rows; r++) {
+		memcpy(t->piece_in + r * P, t->inputs + r * T + at, sizeof(int32_t) * (size_t)P);
+		memcpy(t->piece_tg + r * P, t->targets + r * T + at, sizeof(int32_t) * (size_t)P);
+	}
+}
 
 /*
  * Mean loss over the held-out windows in corpus order: this data-parallel rank's
@@ -280,14 +357,16 @@ static double evaluate(struct trainer *t, int64_t max_batches)
 			memcpy(inputs + r * T, inputs + (rows - 1) * T, sizeof(int32_t) * (size_t)T);
 			memcpy(targets + r * T, targets + (rows - 1) * T, sizeof(int32_t) * (size_t)T);
 		}
-		sum[0] += train_step_forward_only(&t->step, inputs, targets, rows);
-		sum[1] += (double)(rows * T);
+		take_pieces(t, B);
+		sum[0] += train_step_forward_only(&t->step, t->piece_in, t->piece_tg, rows);
+		sum[1] += (double)(rows * t->piece_len);
 		watchdog_progress();
 	}
 	watchdog_phase("the held-out loss all-reduces");
-	/* The losses live on the last stage; every stage counted the same tokens. */
+	/* The losses live on the last stage; every stage counted the same tokens; the
+	 * data x context plane holds the other windows and pieces. */
 	comm_allreduce_sum_f64(t->g->axis[GRID_PIPELINE].comm, sum, 1);
-	comm_allreduce_sum_f64(t->g->axis[GRID_DATA].comm, sum, 2);
+	comm_allreduce_sum_f64(t->g->replicas.comm, sum, 2);
 	return sum[1] > 0 ? sum[0] / sum[1] : NAN;
 }
 
@@ -305,22 +384,49 @@ static bool should_stop(const struct trainer *t)
 	return comm_first_rank_with(t->g->world, mine) >= 0;
 }
 
-/* Writes a checkpoint of iteration `iteration`; a failure ends the run (the
+/* Waits for the background save in flight, if any; a failure ends the run (the
  * previous checkpoint stays the latest). collective: the whole grid */
+static void wait_save(struct trainer *t)
+{
+	char err[1024];
+	double waited;
+
+	if (!t->async || !ckpt_async_busy(t->async))
+		return;
+	watchdog_phase_at("the background write of checkpoint %d",
+			  (int)ckpt_async_iteration(t->async), 0);
+	if (ckpt_async_wait(t->async, &waited, err, sizeof(err)))
+		exit_agreed(err);
+	watchdog_progress();
+	log0("saved checkpoint %s/iter_%07lld.h5 in the background (waited %.2f s for it)\n",
+	     t->s->save, (long long)ckpt_async_iteration(t->async), waited);
+}
+
+/* Writes a checkpoint of iteration `iteration`, or with --async-save starts writing
+ * it (after the one in flight); a failure ends the run (the previous checkpoint
+ * stays the latest). collective: the whole grid */
 static void save(struct trainer *t, int64_t iteration)
 {
 	const struct run_spec *s = t->s;
 	char err[1024];
-	double t0 = metrics_now_s();
+	const double t_wait = metrics_now_s(); /* a save's cost to this thread starts here */
+	double t0;
 
+	wait_save(t);
+	t0 = metrics_now_s();
 	watchdog_phase_at("the checkpoint write of iteration %d", (int)iteration, 0);
 	if (train_ckpt_save(s->save, iteration, (int)s->ckpt_compression_level,
-			    (int)s->keep_last, s, t->m, &t->opt, &t->train, t->g, err, sizeof(err)))
+			    (int)s->keep_last, s, t->m, &t->opt, &t->train, t->g, t->async, err,
+			    sizeof(err)))
 		exit_agreed(err);
 	watchdog_progress();
-	t->last_save_s = metrics_now_s() - t0;
-	log0("saved checkpoint %s/iter_%07lld.h5 in %.2f s\n", s->save, (long long)iteration,
-	     t->last_save_s);
+	t->last_save_s = metrics_now_s() - t_wait;
+	if (t->async)
+		log0("checkpoint %s/iter_%07lld.h5: copied in %.2f s, writing in the background\n",
+		     s->save, (long long)iteration, metrics_now_s() - t0);
+	else
+		log0("saved checkpoint %s/iter_%07lld.h5 in %.2f s\n", s->save,
+		     (long long)iteration, metrics_now_s() - t0);
 }
 
 /* One optimizer step on the next global batch: its loss (mean over micro-batches
@@ -329,7 +435,9 @@ static void save(struct trainer *t, int64_t iteration)
 static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updated)
 {
 	const struct grid *g = t->g;
-	const int dp = g->axis[GRID_DATA].size;
+	/* the ranks over which the mean loss is taken and the gradient summed: data
+	 * replicas, each with the same number of pieces of equal length */
+	const int replicas = g->replicas.size;
 	struct param_set *p = model_params(t->m);
 	char err[1024];
 	double loss, sumsq;
@@ -337,18 +445,28 @@ static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updat
 	param_set_zero_grad(p);
 	ENSURE(loader_next_batch(&t->train, t->inputs, t->targets,
 				 (int)t->s->global_batch_size) == (int)t->local_rows);
-	loss = train_step_run(&t->step, t->inputs, t->targets,
-			      (float)(1.0 / (double)(t->n_micro * dp)));
+	take_pieces(t, t->local_rows);
+	loss = train_step_run(&t->step, t->piece_in, t->piece_tg,
+			      (float)(1.0 / (double)(t->n_micro * replicas)));
 	watchdog_phase("the all-reduces of the loss, the gradient norm and the guards");
 	/* The loss lives on the last stage; rank 0 (stage 0) logs it. */
 	comm_allreduce_sum_f64(g->axis[GRID_PIPELINE].comm, &loss, 1);
-	comm_allreduce_sum_f64(g->axis[GRID_DATA].comm, &loss, 1);
-	loss /= (double)(t->n_micro * dp);
+	comm_allreduce_sum_f64(g->replicas.comm, &loss, 1);
+	loss /= (double)(t->n_micro * replicas);
 
-	/* After the reduction every DP replica holds the same gradient; the stages
-	 * hold disjoint parts of the model. */
-	train_guard_inject_grad(&t->guard, it, p, g);
-	sumsq = model_grad_sumsq(t->m);
+	/* After the reduction every DP replica holds the same gradient (all-reduce) or
+	 * its shard of it (distributed optimizer); the stages hold disjoint parts of the
+	 * model. Each element is counted once. */
+	train_guard_inject_grad(&t->guard, it, p, t->inject_at, g);
+	if (t->distributed) {
+		double sums[2];
+
+		adamw_grad_sumsq(&t->opt, p, sums);
+		comm_allreduce_sum_f64(g->replicas.comm, sums, 2);
+		sumsq = model_grad_sumsq_combine(t->m, sums);
+	} else {
+		sumsq = model_grad_sumsq(t->m);
+	}
 	comm_allreduce_sum_f64(g->axis[GRID_PIPELINE].comm, &sumsq, 1);
 	*grad_norm = sqrt(sumsq);
 	if (train_guard_step_ok(&t->guard, it, loss, *grad_norm, g, updated, err, sizeof(err)))
@@ -361,70 +479,133 @@ static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updat
 		if (clip_scale != 1.0f)
 			grad_scale(p, clip_scale);
 		adamw_step(&t->opt, p, lr_at(&t->sched, it));
+		/* collective: the data axis; every replica holds the whole model again */
+		if (t->distributed)
+			t->gather_s += grad_sync_gather(t->dp_sync, p->data);
 	}
 	if (train_guard_check_replicas(&t->guard, it, p, g, err, sizeof(err)))
 		exit_agreed(err);
 	return loss;
 }
 
+/* What this rank sent and how long it waited, per axis, since the start: the
+ * tensor-parallel all-reduces, the context-parallel all-gathers, the data-parallel
+ * gradient reduction (the wait backward did not hide) and parameter gathers, and the
+ * pipeline's sends (the schedule's time not spent computing). */
+static void comm_totals(const struct trainer *t, struct comm_tally axis[GRID_AXES])
+{
+	model_comm(t->m, &axis[GRID_TENSOR], &axis[GRID_CONTEXT]);
+	axis[GRID_DATA] = (struct comm_tally){grad_sync_bytes_sent(t->dp_sync),
+					      t->step.dp_wait_s + t->gather_s};
+	axis[GRID_PIPELINE] = (struct comm_tally){t->step.pp_bytes,
+						  t->step.schedule_s - t->step.compute_s};
+}
+
 /* What the log line sums up since the previous one. */
 struct log_window {
-	double t, loss_sum, dp_wait_s, tp_s, compute_s, schedule_s;
+	double t, loss_sum, gather_s, compute_s, schedule_s;
+	struct comm_tally comm[GRID_AXES];
 	int64_t iters, losses; /* all steps, updating steps */
 };
 
 static void log_window_start(struct log_window *w, const struct trainer *t)
 {
 	*w = (struct log_window){
-		.t = metrics_now_s(), .dp_wait_s = t->step.dp_wait_s,
-		.tp_s = model_tp_comm_seconds(t->m), .compute_s = t->step.compute_s,
+		.t = metrics_now_s(), .gather_s = t->gather_s, .compute_s = t->step.compute_s,
 		.schedule_s = t->step.schedule_s,
 	};
+	comm_totals(t, w->comm);
 }
 
-/* The log line and the metrics line of iteration it (0-based). collective: the
- * pipeline axis (the idle fraction is their mean) */
-static void log_progress(const struct trainer *t, const struct log_window *w, int64_t it,
+/*
+ * Model FLOP utilisation of tps tokens/s against the matmul ceiling. The ceiling was
+ * measured at start-up; a machine busy at that moment measures it low and the MFU
+ * comes out above 100%, which is not a utilisation: then every rank measures again
+ * and the ceiling becomes the best of the measurements (logged). An MFU still above
+ * 100% is flagged in the log line. collective: all ranks (one decision)
+ */
+static double utilisation(struct trainer *t, double tps)
+{
+	double mfu = tps * t->flops_per_token / t->ceiling;
+
+	if (comm_first_rank_with(t->g->world, mfu > 1.0) < 0)
+		return mfu;
+	{
+		const double again = measure_ceiling(t);
+
+		log0("MFU %.1f%%: the matmul ceiling measured at start-up (%.1f GFLOP/s) was low; "
+		     "measured again: %.1f GFLOP/s%s\n", 100.0 * mfu, t->ceiling * 1e-9,
+		     again * 1e-9, again > t->ceiling ? ", the ceiling from now on" : "");
+		if (again > t->ceiling)
+			t->ceiling = again;
+	}
+	return tps * t->flops_per_token / t->ceiling;
+}
+
+/* The log line and the metrics line of iteration it (0-based). collective: all
+ * ranks (the pipeline's idle fraction is the stages' mean; the ceiling, one
+ * decision) */
+static void log_progress(struct trainer *t, const struct log_window *w, int64_t it,
 			 int64_t start, double grad_norm)
 {
-	const double now = metrics_now_s(), elapsed = now - t->t_start;
+	static const char *const axis_key[GRID_AXES] = {"tp", "cp", "dp", "pp"};
+	const double now = metrics_now_s(), elapsed = now - t->t_start, n = (double)w->iters;
 	const double lr = lr_at(&t->sched, it);
-	const double tps = t->tokens_per_iter * (double)w->iters / (now - w->t);
-	const double mfu = tps * t->flops_per_token / t->ceiling;
+	const double tps = t->tokens_per_iter * n / (now - w->t);
+	const double mfu = utilisation(t, tps);
 	const double eta = elapsed / (double)(it + 1 - start) *
 			   (double)(t->s->train_iters - it - 1);
-	/* Communication not hidden behind compute, per step, on rank 0. */
-	const double tp_ms = 1e3 * (model_tp_comm_seconds(t->m) - w->tp_s) / (double)w->iters;
-	const double dp_ms = 1e3 * (t->step.dp_wait_s - w->dp_wait_s) / (double)w->iters;
+	const double gather_ms = 1e3 * (t->gather_s - w->gather_s) / n;
 	/* Pipeline idle: the schedule's time not spent computing, mean of the stages. */
 	double idle = 1.0 - (t->step.compute_s - w->compute_s) /
 				    (t->step.schedule_s - w->schedule_s);
-	const char *keys[] = {"iteration", "loss", "lr", "grad_norm", "tokens",
-			      "tokens_per_sec", "mfu", "elapsed_s", "tp_allreduce_ms",
-			      "dp_wait_ms", "pipeline_idle", "skipped_iters"};
-	double vals[12];
+	struct comm_tally now_comm[GRID_AXES];
+	double ms[GRID_AXES], mb[GRID_AXES];
+	const char *keys[32];
+	double vals[32];
+	char names[2 * GRID_AXES][24];
+	int k = 0;
 
+	comm_totals(t, now_comm);
+	for (int a = 0; a < GRID_AXES; a++) {
+		ms[a] = 1e3 * (now_comm[a].seconds - w->comm[a].seconds) / n;
+		mb[a] = 1e-6 * (now_comm[a].bytes - w->comm[a].bytes) / n;
+	}
 	watchdog_phase("the log line's all-reduce");
 	comm_allreduce_sum_f64(t->g->axis[GRID_PIPELINE].comm, &idle, 1);
 	idle /= (double)t->g->axis[GRID_PIPELINE].size;
+#define KV(key, value) (keys[k] = (key), vals[k++] = (value))
+	KV("iteration", (double)(it + 1));
 	/* NaN when every step since the last line was skipped */
-	vals[0] = (double)(it + 1);
-	vals[1] = w->losses ? w->loss_sum / (double)w->losses : NAN;
-	vals[2] = lr;
-	vals[3] = grad_norm;
-	vals[4] = t->tokens_per_iter * (double)(it + 1);
-	vals[5] = tps;
-	vals[6] = mfu;
-	vals[7] = elapsed;
-	vals[8] = tp_ms;
-	vals[9] = dp_ms;
-	vals[10] = idle;
-	vals[11] = (double)t->guard.skipped_total;
-	log0("iter %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | "
-	     "comm TP %.0f DP %.0f ms/step | elapsed %.0fs | ETA %.0fs\n",
+	KV("loss", w->losses ? w->loss_sum / (double)w->losses : NAN);
+	KV("lr", lr);
+	KV("grad_norm", grad_norm);
+	KV("tokens", t->tokens_per_iter * (double)(it + 1));
+	KV("tokens_per_sec", tps);
+	KV("mfu", mfu);
+	KV("ceiling_gflops", t->ceiling * 1e-9);
+	KV("elapsed_s", elapsed);
+	/* communication of rank 0, per step: what it did not hide behind compute */
+	KV("tp_allreduce_ms", ms[GRID_TENSOR]);
+	KV("dp_wait_ms", ms[GRID_DATA] - gather_ms);
+	KV("pipeline_idle", idle);
+	KV("skipped_iters", (double)t->guard.skipped_total);
+	if (t->distributed)
+		KV("dp_gather_ms", gather_ms);
+	for (int a = 0; a < GRID_AXES; a++) {
+		snprintf(names[2 * a], sizeof(names[0]), "%s_bytes", axis_key[a]);
+		snprintf(names[2 * a + 1], sizeof(names[0]), "%s_comm_ms", axis_key[a]);
+		KV(names[2 * a], 1e6 * mb[a]);
+		KV(names[2 * a + 1], ms[a]);
+	}
+#undef KV
+	log0("iter %6lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%%%s | "
+	     "comm ms/step TP %.0f CP %.0f DP %.0f PP %.0f, MB/step %.1f %.1f %.1f %.1f | "
+	     "elapsed %.0fs | ETA %.0fs\n",
 	     (long long)(it + 1), (long long)t->s->train_iters, vals[1], lr, grad_norm, tps,
-	     100.0 * mfu, tp_ms, dp_ms, elapsed, eta);
-	metrics_write(t->metrics, 12, keys, vals);
+	     100.0 * mfu, mfu > 1.0 ? " (above the ceiling: measured low)" : "", ms[GRID_TENSOR], ms[GRID_CONTEXT], ms[GRID_DATA], ms[GRID_PIPELINE],
+	     mb[GRID_TENSOR], mb[GRID_CONTEXT], mb[GRID_DATA], mb[GRID_PIPELINE], elapsed, eta);
+	metrics_write(t->metrics, k, keys, vals);
 }
 
 int trainer_run(struct trainer *t, int64_t start)
@@ -479,6 +660,7 @@ int trainer_run(struct trainer *t, int64_t start)
 
 		if (s->save[0] && saved_at != stopped_at)
 			save(t, stopped_at);
+		wait_save(t);
 		log0("retnet-train: stopped at iteration %lld of %lld (%s); %s; exit status %d "
 		     "asks the job script to requeue\n", (long long)stopped_at,
 		     (long long)s->train_iters, stop_signal ? "signal" : "--exit-duration-in-mins",
@@ -492,6 +674,7 @@ int trainer_run(struct trainer *t, int64_t start)
 	}
 	if (s->save[0] && (saved_at != s->train_iters || start == s->train_iters))
 		save(t, s->train_iters);
+	wait_save(t);
 	return 0;
 }
 
@@ -530,8 +713,14 @@ void trainer_report(struct trainer *t)
 	}
 	if (s->save_raw_params[0] && t->g->world_rank == 0)
 		save_raw_params(s->save_raw_params, model_params(t->m));
-	log0("done in %.1f s, peak RSS %.0f MiB (rank 0)\n", metrics_now_s() - t->t_start,
-	     metrics_peak_rss_mib());
+	{
+		double rss = metrics_peak_rss_mib(), max_rss = rss;
+
+		/* collective: all ranks */
+		comm_allreduce_max_f64(MPI_COMM_WORLD, &max_rss, 1);
+		log0("done in %.1f s, peak RSS %.0f MiB (rank 0), %.0f MiB (the largest rank)\n",
+		     metrics_now_s() - t->t_start, rss, max_rss);
+	}
 }
 
 void trainer_destroy(struct trainer *t)
@@ -540,7 +729,12 @@ void trainer_destroy(struct trainer *t)
 		fclose(t->metrics);
 	free(t->inputs);
 	free(t->targets);
+	free(t->piece_in);
+	free(t->piece_tg);
 	train_step_free(&t->step);
+	/* collective: the data axis; all ranks */
+	grad_sync_destroy(t->dp_sync);
+	ckpt_async_destroy(t->async);
 	adamw_free(&t->opt);
 	model_destroy(t->m);
 	loader_free(&t->train);

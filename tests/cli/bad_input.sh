@@ -155,4 +155,14 @@ D=$(damaged tokvocab)
 expect_user_error "retnet-eval: tokenizer vocabulary other than the model's" \
 	"$D/iter_0000002.h5: attribute tokenizer/vocab_size: tokenizer \"bytes-v1\" of 300 ids does not fit config/vocab_size 256" \
 	"${EVAL[@]}" --load "$D" --data "$CORPUS-valid.bin"
+# ---- shared file systems -------------------------------------------------------
+expect_user_error "malformed MPI-IO hints" "RETNET_MPIIO_HINTS: 'cb_nodes' is not key=value" \
+	env RETNET_MPIIO_HINTS=cb_nodes "${TRAIN[@]}" "${DATA[@]}" "${TINY[@]}" --train-iters 1 \
+	--save "$T/hints-bad"
+quietly() { "$@" >/dev/null; }
+check "MPI-IO hints, and a file system that refuses fsync on a directory: the save completes" \
+	quietly env RETNET_MPIIO_HINTS="cb_nodes=1,romio_cb_write=enable" \
+	RETNET_CKPT_TEST_DIR_FSYNC_EINVAL=1 "${TRAIN[@]}" "${DATA[@]}" "${TINY[@]}" \
+	--train-iters 2 --save "$T/hints"
+check "... and latest names it" test "$(cat "$T/hints/latest" 2>/dev/null)" = 2
 finish

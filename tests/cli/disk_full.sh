@@ -17,10 +17,14 @@
 #     4 MiB shared-memory segments, below the 9 MiB checkpoint of a d=192 model on 2
 #     ranks; the first checkpoint written without the limit, the save after
 #     resuming with it: a) refused ("File too large"), b) abandoned.
-# Usage: disk_full.sh BUILD_DIR CORPUS_PREFIX
+# Flags after CORPUS_PREFIX go to every run (--async-save: the failure of a save in
+# the background ends the run the same way, when the next save or the end waits).
+# Usage: disk_full.sh BUILD_DIR CORPUS_PREFIX [retnet-train flags]
 set -u
-BUILD=${1:?usage: disk_full.sh BUILD_DIR CORPUS_PREFIX}
+BUILD=${1:?usage: disk_full.sh BUILD_DIR CORPUS_PREFIX [flags]}
 CORPUS=${2:?usage}
+shift 2
+EXTRA=("$@")
 source "$(dirname "$0")/lib.sh"
 T=$(mktemp -d /tmp/rn_disk_full.XXXXXX)
 MPIEXEC=${MPIEXEC:-mpiexec}
@@ -93,7 +97,7 @@ if mount -t tmpfs -o size=1m tmpfs "$T/mnt" 2>"$T/mount.err"; then
 		[[ $mode == nocheck ]] && envs=(RETNET_CKPT_TEST_NO_RESERVE=1)
 		rm -rf "$T/mnt"/*
 		job "tmpfs-$mode" 4 "${envs[@]}" -- "$BUILD/retnet-train" "${TINY[@]}" \
-			--train-iters 3 --save "$D" --save-interval 1
+			--train-iters 3 --save "$D" --save-interval 1 "${EXTRA[@]}"
 		if [[ $mode == check ]]; then
 			expect_failed_save "1 MiB tmpfs, room checked" "$D" \
 				"$D/iter_0000002.h5.tmp: no room for the checkpoint \(about [0-9]+ KiB\): No space left on device, [0-9]+ KiB free on its file system" \
@@ -120,11 +124,12 @@ for mode in check nocheck; do
 	D=$T/fsize-$mode
 	envs=()
 	[[ $mode == nocheck ]] && envs=(RETNET_CKPT_TEST_NO_RESERVE=1)
-	job "fsize-$mode-first" 2 -- "$BUILD/retnet-train" "${WIDE[@]}" --train-iters 1 --save "$D"
+	job "fsize-$mode-first" 2 -- "$BUILD/retnet-train" "${WIDE[@]}" --train-iters 1 --save "$D" \
+		"${EXTRA[@]}"
 	check "d=192: iteration 1 saved without a limit ($(stat -c %s "$D/iter_0000001.h5" 2>/dev/null) bytes)" \
 		test "$RC" -eq 0 -a "$(cat "$D/latest" 2>/dev/null)" = 1
 	job "fsize-$mode" 2 "${envs[@]}" -- bash -c 'ulimit -f 6000 && exec "$@"' limit \
-		"$BUILD/retnet-train" "${WIDE[@]}" --train-iters 2 --load "$D" --save "$D"
+		"$BUILD/retnet-train" "${WIDE[@]}" --train-iters 2 --load "$D" --save "$D" "${EXTRA[@]}"
 	if [[ $mode == check ]]; then
 		expect_failed_save "ulimit -f 6000, room checked" "$D" \
 			"$D/iter_0000002.h5.tmp: no room for the checkpoint \(about [0-9.]+ MiB\): File too large" \

@@ -48,6 +48,26 @@ finish() {
 	[[ $fail -eq 0 ]]
 }
 
+# train_run NAME RANKS [flags]: retnet-train on RANKS ranks with the caller's COMMON
+# flags and these, metrics in $T/NAME.jsonl (a fresh name per run: the file is
+# appended to) and its losses in $T/NAME.loss; the log on failure.
+train_run() {
+	local name=$1 ranks=$2
+	shift 2
+	"$MPIEXEC" --quiet -n "$ranks" "${MPI_EXTRA[@]}" "$BUILD/retnet-train" "${COMMON[@]}" \
+		--metrics "$T/$name.jsonl" "$@" >"$T/$name.log" 2>&1 ||
+		{ cat "$T/$name.log" >&2; return 1; }
+	json_column "$T/$name.jsonl" loss >"$T/$name.loss"
+}
+
+# same_ckpt A B: two checkpoint files hold the same tensors, moments and
+# attributes, whatever layout wrote them
+same_ckpt() {
+	h5diff -r "$1" "$2" /model /model >"$T/h5diff.out" 2>&1 &&
+		h5diff "$1" "$2" /optimizer /optimizer >>"$T/h5diff.out" 2>&1 ||
+		{ head -20 "$T/h5diff.out" >&2; return 1; }
+}
+
 # test_setup NAME: T, a temporary directory removed on exit (/tmp/rn_NAME.*), and
 # the MPI launcher: MPIEXEC and its extra flags MPI_EXTRA (RETNET_MPIEXEC_EXTRA).
 test_setup() {

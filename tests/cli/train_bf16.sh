@@ -8,7 +8,8 @@
 #     steps of this setup measured 0.35% and 0.2% at most) and not equal (the bf16
 #     path really ran);
 #   - data parallel: DP=2 with --bf16 against one rank with --bf16 on the same global
-#     batch, 10 steps within 1e-3;
+#     batch, 10 steps within 1e-3; the same for PP=2 with virtual stages (4 layers,
+#     interleaved 1F1B);
 #   - checkpoints hold float32 whatever trained them: a --bf16 run resumes a float32
 #     checkpoint, and retnet-eval scores it with and without --bf16 within 0.5%.
 # Skipped (exit 77) after the error checks on a CPU without AVX512-BF16.
@@ -63,6 +64,15 @@ check "bf16, DP=2, 10 steps" env OMP_NUM_THREADS=1 "$MPIEXEC" -n 2 "${MPI_EXTRA[
 json_column "$T/dp1.jsonl" loss >"$T/dp1.loss"
 json_column "$T/dp2.jsonl" loss >"$T/dp2.loss"
 check "bf16 DP=2 = bf16 one rank (1e-3)" close_columns "$T/dp2.loss" "$T/dp1.loss" 1e-3
+check "bf16, 1 rank, 4 layers, 10 steps" "${TRAIN[@]}" "${TINY[@]}" --train-iters 10 --bf16 \
+	--num-layers 4 --metrics "$T/l4.jsonl" >/dev/null
+check "bf16, PP=2 with virtual stages, 10 steps" env OMP_NUM_THREADS=1 "$MPIEXEC" -n 2 \
+	"${MPI_EXTRA[@]}" "${TRAIN[@]}" "${TINY[@]}" --train-iters 10 --bf16 --num-layers 4 \
+	--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 \
+	--metrics "$T/pp2v.jsonl" >/dev/null
+json_column "$T/l4.jsonl" loss >"$T/l4.loss"
+json_column "$T/pp2v.jsonl" loss >"$T/pp2v.loss"
+check "bf16 PP=2 virtual stages = bf16 one rank (1e-3)" close_columns "$T/pp2v.loss" "$T/l4.loss" 1e-3
 
 # ---- checkpoints do not depend on the precision ----------------------------------
 check "--bf16 resumes the fp32 checkpoint" "${TRAIN[@]}" "${TINY[@]}" --train-iters 42 --bf16 \

@@ -53,6 +53,18 @@ expect_user_error "bad flag on 2 ranks" "--seed: 'x' is not an integer" \
 	"$MPIEXEC" --quiet -n 2 "${MPI_EXTRA[@]}" "${TRAIN[@]}" "${DATA[@]}" --seed x
 expect_user_error "global batch not a multiple" "--global-batch-size: 6 is not a multiple of --micro-batch-size 2 x data-parallel size 2" \
 	"$MPIEXEC" --quiet -n 2 "${MPI_EXTRA[@]}" "${TRAIN[@]}" "${DATA[@]}" --global-batch-size 6
+VIRTUAL=(--num-layers-per-virtual-pipeline-stage 1)
+expect_user_error "virtual stages without a pipeline" \
+	"--num-layers-per-virtual-pipeline-stage: needs --pipeline-model-parallel-size 2 or more" \
+	"${TRAIN[@]}" "${DATA[@]}" "${VIRTUAL[@]}"
+expect_user_error "virtual stages that do not divide the layers" \
+	"--num-layers-per-virtual-pipeline-stage: --num-layers 6 is not a multiple of --pipeline-model-parallel-size 2 x 2" \
+	"$MPIEXEC" --quiet -n 2 "${MPI_EXTRA[@]}" "${TRAIN[@]}" "${DATA[@]}" --num-layers 6 \
+	--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 2
+expect_user_error "interleaved micro-batches not a multiple of PP" \
+	"--num-layers-per-virtual-pipeline-stage: .* = 3\) must be a multiple of --pipeline-model-parallel-size 2" \
+	"$MPIEXEC" --quiet -n 2 "${MPI_EXTRA[@]}" "${TRAIN[@]}" "${DATA[@]}" --num-layers 4 \
+	--pipeline-model-parallel-size 2 "${VIRTUAL[@]}" --global-batch-size 6
 
 # Launched as an srun step of 2 tasks (SLURM_STEP_NUM_TASKS) but a world of 1: the
 # tasks did not wire up into one MPI job (srun's --mpi plugin does not fit this MPI).

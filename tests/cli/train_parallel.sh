@@ -13,6 +13,10 @@
 # into visible ones; a bug moves them by 1e-3 or more). Layouts: DP=2, DP=2 with accumulation, TP=2, TP=4, TP=2 x DP=2,
 # PP=2, PP=4 (6 layers: stages of 2, 2, 1, 1), TP=2 x PP=2 and DP=2 x PP=2 x TP=2
 # on 8 ranks; the pipelines run 4 (or 2) micro-batches on the 1F1B schedule.
+# Interleaved 1F1B (--num-layers-per-virtual-pipeline-stage 1), against single-rank
+# runs of the same depth: PP=2 with 3 chunks of the 6 layers per rank, PP=2 over 4
+# layers and PP=4 over 8 (2 chunks per rank, 4 micro-batches), DP=2 x PP=2 x TP=2
+# over 4 layers (2 micro-batches = PP: every forward before the first backward).
 # Usage: train_parallel.sh BUILD_DIR CORPUS_PREFIX
 set -u
 BUILD=${1:?usage: train_parallel.sh BUILD_DIR CORPUS_PREFIX}
@@ -36,10 +40,11 @@ run() { # run NAME RANKS MICRO TP PP [more flags]
 	json_column "$T/$name.jsonl" grad_norm >"$T/$name.gnorm"
 }
 
-compare() { # compare NAME [params]
-	check "$1: losses = single-rank losses (1e-5 rel)" close_columns "$T/$1.loss" "$T/ref.loss" 1e-5
+compare() { # compare NAME [params|-] [REFERENCE, default ref]
+	local ref=${3:-ref}
+	check "$1: losses = single-rank losses (1e-5 rel)" close_columns "$T/$1.loss" "$T/$ref.loss" 1e-5
 	check "$1: gradient norms = single-rank norms (5e-3 rel)" \
-		close_columns "$T/$1.gnorm" "$T/ref.gnorm" 5e-3
+		close_columns "$T/$1.gnorm" "$T/$ref.gnorm" 5e-3
 	[[ ${2:-} == params ]] && check "$1: parameters = single-rank parameters" \
 		"$BUILD/tests/cmp_floats" "$T/$1.params" "$T/ref.params" 3e-4
 }
@@ -57,4 +62,17 @@ check "PP=4 over 6 layers, 4 micro-batches" run pp4 4 2 1 4 && compare pp4
 check "TP=2 x PP=2" run tp2pp2 4 2 2 2 && compare tp2pp2
 check "DP=2 x PP=2 x TP=2 on 8 ranks" run dp2pp2tp2 8 2 2 2 && compare dp2pp2tp2
 check "the loss is logged once" test "$(grep -c '"loss"' "$T/dp2pp2tp2.jsonl")" -eq 10
+VIRTUAL=(--num-layers-per-virtual-pipeline-stage 1)
+check "PP=2 interleaved, 3 chunks of 1 layer per rank" run pp2v3 2 2 1 2 "${VIRTUAL[@]}" &&
+	compare pp2v3
+check "single rank, 4 layers" run ref4 1 4 1 1 --num-layers 4
+check "PP=2 over 4 layers interleaved, 2 chunks per rank" run pp2v2 2 2 1 2 --num-layers 4 \
+	"${VIRTUAL[@]}" && compare pp2v2 - ref4
+check "single rank, 8 layers" run ref8 1 4 1 1 --num-layers 8
+check "PP=4 over 8 layers interleaved, 2 chunks per rank" run pp4v2 4 2 1 4 --num-layers 8 \
+	"${VIRTUAL[@]}" && compare pp4v2 - ref8
+check "DP=2 x PP=2 x TP=2 over 4 layers interleaved" run dp2pp2tp2v2 8 2 2 2 --num-layers 4 \
+	"${VIRTUAL[@]}" && compare dp2pp2tp2v2 - ref4
+check "the interleaved run says so" grep -q "interleaved 1F1B over 8 virtual stages" \
+	"$T/pp4v2.log"
 finish

@@ -2,7 +2,8 @@
 # --recompute-activations recomputes each block's activations in backward with the
 # same kernels on the same input, so training must not change by a single bit:
 # losses and rank 0's final parameters equal the stored-activation run's, on one
-# rank (with accumulation), PP 2 with 4 micro-batches in flight on 1F1B, and TP 2.
+# rank (with accumulation), PP 2 with 4 micro-batches in flight on 1F1B, PP 2 with
+# virtual stages (2 chunks of 1 layer per rank, interleaved 1F1B), and TP 2.
 # Usage: train_recompute.sh BUILD_DIR CORPUS_PREFIX
 set -u
 BUILD=${1:?usage: train_recompute.sh BUILD_DIR CORPUS_PREFIX}
@@ -21,6 +22,7 @@ run() { # run NAME NP [flags]
 }
 
 for layout in "one 1 --global-batch-size 4" "pp2 2 --pipeline-model-parallel-size 2 --global-batch-size 8" \
+	"pp2v 2 --pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 --global-batch-size 8" \
 	"tp2 2 --tensor-model-parallel-size 2"; do
 	read -r -a a <<<"$layout"
 	run "${a[0]}" "${a[@]:1}"

@@ -6,7 +6,11 @@
 # TP=4, PP=1 x DP=2 and DP=2 x PP=2 and continues within 1e-5 relative of
 # continuing at the original layout, and saved again right after loading it is the
 # same file (h5diff); (3) a damaged checkpoint, a model that does not match it and
-# a missing --load directory are clear errors; an empty one starts fresh.
+# a missing --load directory are clear errors; an empty one starts fresh; (4) with
+# virtual pipeline stages (4 layers, PP=2, 2 chunks of 1 layer per rank, interleaved
+# 1F1B): resumed to the last bit and to the same file, its checkpoint loaded on one
+# rank continues within 1e-5 and saves the same file again, and one rank's
+# checkpoint loaded on the virtual stages saves the same file again.
 # Usage: train_resume.sh BUILD_DIR CORPUS_PREFIX
 set -u
 BUILD=${1:?usage: train_resume.sh BUILD_DIR CORPUS_PREFIX}
@@ -21,17 +25,8 @@ export OMP_NUM_THREADS=1
 train() { # train NAME RANKS TP PP [flags]
 	local name=$1 ranks=$2 tp=$3 pp=$4
 	shift 4
-	"$MPIEXEC" --quiet -n "$ranks" "${MPI_EXTRA[@]}" "$BUILD/retnet-train" "${COMMON[@]}" \
-		--tensor-model-parallel-size "$tp" --pipeline-model-parallel-size "$pp" \
-		--metrics "$T/$name.jsonl" "$@" >"$T/$name.log" 2>&1 ||
-		{ cat "$T/$name.log" >&2; return 1; }
-	json_column "$T/$name.jsonl" loss >"$T/$name.loss"
-}
-
-same_file() { # same_file A B: the same tensors, moments and attributes but the layout
-	h5diff -r "$1" "$2" /model /model >"$T/h5diff.out" 2>&1 &&
-		h5diff "$1" "$2" /optimizer /optimizer >>"$T/h5diff.out" 2>&1 ||
-		{ head -20 "$T/h5diff.out" >&2; return 1; }
+	train_run "$name" "$ranks" --tensor-model-parallel-size "$tp" \
+		--pipeline-model-parallel-size "$pp" "$@"
 }
 
 # (1) bit-exact resume
@@ -46,7 +41,7 @@ for layout in "1 1 1 1rank" "4 2 1 dp2tp2"; do
 	check "$name: resumed at iteration 5" grep -q "resumed from .*iteration 5" "$T/$name-b.log"
 	tail -n 5 "$T/$name-full.loss" >"$T/$name-full.tail"
 	check "$name: losses 6..10 identical to the last bit" cmp "$T/$name-full.tail" "$T/$name-b.loss"
-	check "$name: identical final checkpoints" same_file \
+	check "$name: identical final checkpoints" same_ckpt \
 		"$T/$name-full/iter_0000010.h5" "$T/$name-split/iter_0000010.h5"
 done
 
@@ -63,7 +58,7 @@ for layout in "1 1 1 tp1" "4 4 1 tp4" "2 1 1 dp2" "4 1 2 dp2pp2"; do
 		close_columns "$T/re-$name.loss" "$T/cont.loss" 1e-5
 	check "$name: loaded and saved again = the original file" train "rt-$name" "$ranks" \
 		"$tp" "$pp" --train-iters 5 --load "$T/src-$name" --save "$T/rt-$name"
-	check "$name: round trip identical" same_file "$T/src/iter_0000005.h5" \
+	check "$name: round trip identical" same_ckpt "$T/src/iter_0000005.h5" \
 		"$T/rt-$name/iter_0000005.h5"
 done
 
@@ -85,4 +80,29 @@ expect_user_error "a flipped byte is caught, naming the tensor" "tensor [a-z_/0-
 truncate -s $((size / 3)) "$f"
 expect_user_error "a truncated checkpoint is caught" "iter_0000005.h5" \
 	"$BUILD/retnet-train" "${COMMON[@]}" --train-iters 6 --load "$T/bad"
+
+# (4) virtual pipeline stages
+V=(--num-layers 4 --num-layers-per-virtual-pipeline-stage 1)
+check "virtual: 10 iterations uninterrupted" train v-full 2 1 2 "${V[@]}" --train-iters 10 \
+	--save "$T/v-full" --save-interval 5
+check "virtual: 5 iterations, checkpoint" train v-a 2 1 2 "${V[@]}" --train-iters 5 \
+	--save "$T/v-split"
+cp -r "$T/v-split" "$T/v-src"
+check "virtual: resumed to 10" train v-b 2 1 2 "${V[@]}" --train-iters 10 --load "$T/v-split" \
+	--save "$T/v-split"
+tail -n 5 "$T/v-full.loss" >"$T/v-full.tail"
+check "virtual: losses 6..10 identical to the last bit" cmp "$T/v-full.tail" "$T/v-b.loss"
+check "virtual: identical final checkpoints" same_ckpt "$T/v-full/iter_0000010.h5" \
+	"$T/v-split/iter_0000010.h5"
+check "virtual stages' checkpoint loaded on one rank, continued" train v-one 1 1 1 \
+	--num-layers 4 --train-iters 10 --load "$T/v-src"
+check "... losses = the virtual stages' (1e-5 rel)" close_columns "$T/v-one.loss" "$T/v-b.loss" 1e-5
+check "... loaded on one rank and saved again = the original file" train v-rt 1 1 1 \
+	--num-layers 4 --train-iters 5 --load "$T/v-src" --save "$T/v-rt"
+check "... round trip identical" same_ckpt "$T/v-src/iter_0000005.h5" "$T/v-rt/iter_0000005.h5"
+check "one rank, 4 layers: 5 iterations, checkpoint" train one4 1 1 1 --num-layers 4 \
+	--train-iters 5 --save "$T/one4"
+check "one rank's checkpoint loaded on virtual stages and saved again" train one4-rt 2 1 2 \
+	"${V[@]}" --train-iters 5 --load "$T/one4" --save "$T/one4-rt"
+check "... round trip identical" same_ckpt "$T/one4/iter_0000005.h5" "$T/one4-rt/iter_0000005.h5"
 finish

@@ -6,11 +6,13 @@
 # `latest` not yet moved) or "latest" (latest moved); then every rank is killed.
 # `latest` must name iteration 2 (4 once it moved), and the same command run again
 # must resume from it by itself and end with the uninterrupted run's final loss, to
-# the last bit.
-# Usage: train_save_kill.sh BUILD_DIR CORPUS_PREFIX
+# the last bit. Flags after CORPUS_PREFIX go to every run: with --async-save the
+# pause holds the writer thread while training goes on (and its final save waits).
+# Usage: train_save_kill.sh BUILD_DIR CORPUS_PREFIX [retnet-train flags]
 set -u
-BUILD=${1:?usage: train_save_kill.sh BUILD_DIR CORPUS_PREFIX}
+BUILD=${1:?usage: train_save_kill.sh BUILD_DIR CORPUS_PREFIX [flags]}
 CORPUS=${2:?usage}
+shift 2
 source "$(dirname "$0")/lib.sh"
 T=$(mktemp -d /tmp/rn_save_kill.XXXXXX)
 MPIEXEC=${MPIEXEC:-mpiexec}
@@ -20,7 +22,7 @@ unset RETNET_CKPT_TEST_PAUSE RETNET_CKPT_TEST_NO_RESERVE
 JOB=
 ARGS=(--data-path "$CORPUS-train.bin" --num-layers 2 --hidden-size 32 --num-heads 2
 	--seq-length 32 --chunk-size 8 --micro-batch-size 2 --train-iters 6 --lr 3e-3
-	--seed 3 --log-interval 1 --save-interval 2)
+	--seed 3 --log-interval 1 --save-interval 2 "$@")
 
 kill_all() { # SIGKILL every process of the job at once (ranks by their --metrics path)
 	local pids

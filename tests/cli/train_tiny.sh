@@ -2,7 +2,9 @@
 # A tiny end-to-end run on 2 ranks for the sanitizer tree (ASan + UBSan + LSan):
 # retnet-prep on a few chapters, 3 iterations at DP=2 saved, resumed at TP=2 to
 # iteration 5 and saved again, then retnet-eval of that checkpoint at PP=2, and
-# retnet-generate at TP=2. Passes when every step exits 0 and no sanitizer said
+# retnet-generate at TP=2; and 2 iterations of 4 layers on PP=2 virtual stages
+# (interleaved 1F1B, recomputing activations, a held-out estimate). Passes when
+# every step exits 0 and no sanitizer said
 # anything (a report aborts the rank, and mpiexec fails, but the output is also
 # searched, in case a report does not change the exit status).
 # Seconds in the Release tree; about a minute under the sanitizers.
@@ -49,4 +51,8 @@ step "retnet-eval at PP=2" "${MPI[@]}" "$BUILD/retnet-eval" --load "$T/ckpt" \
 check "eval wrote its line" grep -q bits_per_byte "$T/eval.jsonl"
 step "retnet-generate at TP=2" "${MPI[@]}" "$BUILD/retnet-generate" --load "$T/ckpt" \
 	--prompt "In the" --max-new-tokens 16 --tensor-model-parallel-size 2
+step "interleaved 1F1B on PP=2 virtual stages" "${MPI[@]}" "$BUILD/retnet-train" "${MODEL[@]}" \
+	--data-path "$T/c-train.bin" --valid-data-path "$T/c-valid.bin" --train-iters 2 \
+	--num-layers 4 --micro-batch-size 1 --pipeline-model-parallel-size 2 \
+	--num-layers-per-virtual-pipeline-stage 1 --recompute-activations
 finish

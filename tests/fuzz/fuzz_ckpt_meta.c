@@ -241,7 +241,7 @@ static void check_model_config(const struct ckpt_info *info)
 	static struct run_spec mc;
 
 	for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++) {
-		const char *argv[12] = {"x", "--load", "/ck"};
+		const char *argv[16] = {"x", "--load", "/ck"};
 		int argc = 3;
 		enum spec_program p = !strcmp(layouts[i][0], "eval") ? SPEC_EVAL : SPEC_GENERATE;
 		int64_t tp, pp;

@@ -60,6 +60,14 @@ static void check_accepted(const struct run_spec *c, int world)
 	/* retnet-train: whole micro-batches per data-parallel rank */
 	FUZZ_ASSERT(dp >= 1 && (int64_t)world == dp * tp * pp);
 	FUZZ_ASSERT(gb >= 1 && gb % (c->micro_batch_size * dp) == 0);
+	/* interleaved 1F1B: whole chunks, groups of PP micro-batches (model_create and
+	 * train_step_init's ENSUREs) */
+	if (c->num_layers_per_virtual_stage) {
+		const int64_t n = c->num_layers_per_virtual_stage;
+
+		FUZZ_ASSERT(pp >= 2 && c->num_layers % (pp * n) == 0);
+		FUZZ_ASSERT(c->num_layers == pp * n || (gb / (c->micro_batch_size * dp)) % pp == 0);
+	}
 	FUZZ_ASSERT(c->min_lr <= c->lr);
 	FUZZ_ASSERT(c->data_path.n >= 1 && c->data_path.n <= FLAGS_MAX_PATHS);
 	FUZZ_ASSERT(c->valid_data_path.n >= 0 && c->valid_data_path.n <= FLAGS_MAX_PATHS);

@@ -37,6 +37,9 @@ write("config", "bad-values",
       "hidden-size 99999999999999999999\nlr-decay-style sideways\nunknown-key 1\n")
 write("config", "long-line",
       "--config @CONFIG\ndata-path " + "p" * 1500 + "\nmetrics " + "m" * 5000 + "\n")
+write("config", "virtual-stages",
+      "--data-path a.bin --num-layers 8 --pipeline-model-parallel-size 2 "
+      "--num-layers-per-virtual-pipeline-stage 2 --micro-batch-size 1 --global-batch-size 4\n")
 write("config", "help", "--help\n")
 write("config", "empty", "")
 

@@ -224,3 +224,26 @@ void ref_retention_parallel_backward(double *dq, double *dk, double *dv, const d
 					       v + VO_AT(d, b, h, d->ldv),
 					       ref_retention_gamma(d->head_offset + h), d);
 }
+
+void ref_retention_state_grad(double *ds, const double *dout, const double *q,
+			      const struct retention_dims *d)
+{
+	for (int64_t b = 0; b < d->batch; b++)
+		for (int64_t h = 0; h < d->heads; h++) {
+			double gamma = ref_retention_gamma(d->head_offset + h);
+			double *g = ds + (b * d->heads + h) * d->dk * d->dv;
+			const double *qh = q + QK_AT(d, b, h, d->ldq);
+			const double *doh = dout + VO_AT(d, b, h, d->ldo);
+
+			for (int64_t i = 0; i < d->dk * d->dv; i++)
+				g[i] = 0.0;
+			for (int64_t n = 0; n < d->seq_len; n++) {
+				double w = pow(gamma, (double)(n + 1));
+
+				for (int64_t i = 0; i < d->dk; i++)
+					for (int64_t j = 0; j < d->dv; j++)
+						g[i * d->dv + j] += w * qh[n * d->ldq + i] *
+								    doh[n * d->ldo + j];
+			}
+		}
+}

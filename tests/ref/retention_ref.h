@@ -29,6 +29,12 @@ void ref_retention_recurrent(double *o, double *state, const double *q, const do
 void ref_retention_chunkwise(double *o, double *state, const double *q, const double *k,
 			     const double *v, const struct retention_dims *dims);
 
+/* The gradient of sum(O .* dout) with respect to the state the sequence starts
+ * from, ds (batch, heads, dk, dv): O[n] reads it as gamma^(n+1) Q[n] S, so
+ * ds = sum_n gamma^(n+1) Q[n]^T dout[n]. */
+void ref_retention_state_grad(double *ds, const double *dout, const double *q,
+			      const struct retention_dims *dims);
+
 /* Gradients of sum(O .* dout) through the parallel form. OVERWRITES the heads'
  * columns of dq, dk, dv. */
 void ref_retention_parallel_backward(double *dq, double *dk, double *dv, const double *dout,

@@ -46,7 +46,8 @@
 #include "parallel/comm.h"
 #include "parallel/mpi_setup.h"
 
-#define NT 4
+#define NT 4 /* tensors */
+#define NG 3 /* groups */
 
 static int rank, world;
 
@@ -61,8 +62,19 @@ static float value(int64_t it, int g, const char *name, uint64_t idx)
 	return (float)((int64_t)(h % 2000001) - 1000000) * 1e-6f;
 }
 
+static const char *const group_names[NG] = {"model", "optimizer/exp_avg",
+					     "optimizer/exp_avg_sq"};
+
+/* This rank's slices of the three groups the trainer saves. */
+struct state {
+	struct ckpt_slice s[NG][NT];
+	struct ckpt_group g[NG];
+	int n; /* slices made per group */
+};
+
 /* This rank's tensors; whole = every tensor in full (the reading layout). */
-static int make_entries(struct ckpt_entry *e, int64_t rows, bool whole, int64_t it, bool fill)
+static void make_state(struct state *st, int64_t rows, bool whole, int64_t it, bool fill,
+		       bool owner)
 {
 	static const struct {
 		const char *name;
@@ -72,56 +84,61 @@ static int make_entries(struct ckpt_entry *e, int64_t rows, bool whole, int64_t 
 		   {"small", 2, -1, 5}};
 	int n = 0;
 
+	/* every field, replica included: a stack bool holding garbage is UB */
+	memset(st, 0, sizeof(*st));
 	for (int i = 0; i < NT; i++) {
 		int64_t r = t[i].name[0] == 's' ? 3 : rows, c = t[i].cols ? t[i].cols : rows;
 		int64_t start = 0, len = 0;
 		int dim = whole ? -1 : t[i].dim;
+		struct layout_slice sl;
 		uint64_t s0[2], c0[2];
 
 		if (!whole && dim < 0 && rank != 0)
 			continue;
 		if (dim >= 0)
 			layout_even_range(dim == 0 ? r : c, world, rank, &start, &len);
-		/* every field, replica included: a stack bool holding garbage is UB */
-		memset(&e[n], 0, sizeof(e[n]));
-		if (layout_slice_init(&e[n].slice, t[i].name, t[i].ndim, r, c, dim, start, len))
+		if (layout_slice_init(&sl, t[i].name, t[i].ndim, r, c, dim, start, len))
 			FATAL("bad slice of %s", t[i].name);
-		layout_slice_hyperslab(&e[n].slice, s0, c0);
-		for (int g = 0; g < 3; g++) {
-			float *b = xcalloc(layout_slice_numel(&e[n].slice), sizeof(float));
+		layout_slice_hyperslab(&sl, s0, c0);
+		for (int g = 0; g < NG; g++) {
+			float *b = xcalloc(layout_slice_numel(&sl), sizeof(float));
 
-			*(g == 0 ? &e[n].model : g == 1 ? &e[n].exp_avg : &e[n].exp_avg_sq) = b;
+			st->s[g][n].slice = sl;
+			st->s[g][n].data = b;
 			for (uint64_t k = 0; fill && k < c0[0] * c0[1]; k++)
 				b[k] = value(it, g, t[i].name,
 					     (s0[0] + k / c0[1]) * (uint64_t)c + s0[1] + k % c0[1]);
 		}
 		n++;
 	}
-	return n;
-}
-
-static void free_entries(struct ckpt_entry *e, int n)
-{
-	for (int i = 0; i < n; i++) {
-		free(e[i].model);
-		free(e[i].exp_avg);
-		free(e[i].exp_avg_sq);
+	st->n = n;
+	for (int g = 0; g < NG; g++) {
+		snprintf(st->g[g].name, sizeof(st->g[g].name), "%s", group_names[g]);
+		st->g[g].slices = st->s[g];
+		st->g[g].n = n;
+		st->g[g].owner = owner;
 	}
 }
 
-static size_t count_wrong(const struct ckpt_entry *e, int n, int64_t it)
+static void free_state(struct state *st)
+{
+	for (int g = 0; g < NG; g++)
+		for (int i = 0; i < st->n; i++)
+			free(st->s[g][i].data);
+}
+
+static size_t count_wrong(const struct state *st, int64_t it)
 {
 	size_t bad = 0;
 
-	for (int i = 0; i < n; i++)
-		for (int g = 0; g < 3; g++) {
-			const float *b = g == 0 ? e[i].model
-				       : g == 1 ? e[i].exp_avg : e[i].exp_avg_sq;
+	for (int g = 0; g < NG; g++)
+		for (int i = 0; i < st->g[g].n; i++) {
+			const struct ckpt_slice *s = &st->s[g][i];
 
-			for (size_t k = 0; k < layout_slice_numel(&e[i].slice); k++) {
-				float want = value(it, g, e[i].slice.name, k);
+			for (size_t k = 0; k < layout_slice_numel(&s->slice); k++) {
+				float want = value(it, g, s->slice.name, k);
 
-				bad += memcmp(&b[k], &want, sizeof(float)) != 0;
+				bad += memcmp(&s->data[k], &want, sizeof(float)) != 0;
 			}
 		}
 	return bad;
@@ -131,7 +148,7 @@ static int do_save(const char *dir, int argc, char **argv)
 {
 	int64_t start = 1, count = 1, rows = 512;
 	struct ckpt_options opt = {1, 0};
-	struct ckpt_entry e[NT];
+	struct state st;
 	char err[CKPT_ERR_LEN], path[1024];
 	const char *pid_dir = NULL;
 	struct ckpt_attr attr = {.key = "rows", .type = CKPT_I64};
@@ -162,11 +179,11 @@ static int do_save(const char *dir, int argc, char **argv)
 	comm_barrier(MPI_COMM_WORLD);
 	log0("driver: saving\n");
 	for (int64_t it = start; count == 0 || it < start + count; it++) {
-		int n = make_entries(e, rows, false, it, true);
-		int rc = ckpt_save(dir, it, e, n, &attr, 1, &opt, MPI_COMM_WORLD, true, err,
-				   sizeof(err));
+		int rc;
 
-		free_entries(e, n);
+		make_state(&st, rows, false, it, true, true);
+		rc = ckpt_save(dir, it, st.g, NG, &attr, 1, &opt, MPI_COMM_WORLD, err, sizeof(err));
+		free_state(&st);
 		if (rc) {
 			if (rank == 0)
 				log_error("%s", err);
@@ -209,8 +226,8 @@ static int do_verify(const char *dir, const char *dump, const char *out)
 {
 	char err[CKPT_ERR_LEN] = "", path[1024];
 	int64_t it = -1;
-	int code = 0, files = 0, n = 0;
-	struct ckpt_entry e[NT];
+	int code = 0, files = 0, ng = NG;
+	struct state st;
 	struct ckpt_attr rows = {.key = "rows", .type = CKPT_I64};
 
 	if (rank == 0) {
@@ -229,37 +246,36 @@ static int do_verify(const char *dir, const char *dump, const char *out)
 	if (code)
 		return code;
 	/* the tensors' size is the attribute "rows" */
-	if (ckpt_load(dir, it, NULL, 0, &rows, 1, MPI_COMM_WORLD, false, err, sizeof(err))) {
+	if (ckpt_load(dir, it, NULL, 0, &rows, 1, MPI_COMM_WORLD, err, sizeof(err))) {
 		if (rank == 0)
 			log_error("%s", err);
 		return 1;
 	}
-	n = make_entries(e, rows.i, true, it, false);
+	/* rank 0 owns the whole tensors: it must cover every dataset of the file */
+	make_state(&st, rows.i, true, it, false, rank == 0 && !dump);
 	if (dump) {
-		for (int i = 0; i < n; i++) {
-			if (strcmp(e[i].slice.name, dump)) {
-				free(e[i].model);
-				e[i].model = NULL;
+		/* only the model's tensor NAME, owned by nobody: no coverage checks */
+		ng = 1;
+		st.g[0].n = 0;
+		for (int i = 0; i < st.n; i++)
+			if (!strcmp(st.s[0][i].slice.name, dump)) {
+				st.g[0].slices = &st.s[0][i];
+				st.g[0].n = 1;
 			}
-			free(e[i].exp_avg);
-			free(e[i].exp_avg_sq);
-			e[i].exp_avg = e[i].exp_avg_sq = NULL;
-		}
 	}
-	if (ckpt_load(dir, it, e, n, NULL, 0, MPI_COMM_WORLD, rank == 0 && !dump, err,
-		      sizeof(err))) {
+	if (ckpt_load(dir, it, st.g, ng, NULL, 0, MPI_COMM_WORLD, err, sizeof(err))) {
 		code = 1;
 	} else if (dump && rank == 0) {
 		FILE *f = fopen(out, "w");
 
-		for (int i = 0; f && i < n; i++)
-			for (size_t k = 0; e[i].model && k < layout_slice_numel(&e[i].slice); k++)
-				fprintf(f, "%.9g\n", (double)e[i].model[k]);
+		for (int i = 0; f && i < st.g[0].n; i++)
+			for (size_t k = 0; k < layout_slice_numel(&st.g[0].slices[i].slice); k++)
+				fprintf(f, "%.9g\n", (double)st.g[0].slices[i].data[k]);
 		if (!f || fclose(f)) {
 			code = 1;
 			snprintf(err, sizeof(err), "%s: cannot write", out);
 		}
-	} else if (!comm_agree(MPI_COMM_WORLD, count_wrong(e, n, it) == 0)) {
+	} else if (!dump && !comm_agree(MPI_COMM_WORLD, count_wrong(&st, it) == 0)) {
 		code = 1;
 		snprintf(err, sizeof(err), "%s: iteration %" PRId64 " loads other values than "
 			 "were saved", dir, it);
@@ -269,7 +285,7 @@ static int do_verify(const char *dir, const char *dump, const char *out)
 	else if (!dump)
 		log0("driver: latest = %" PRId64 " loads with its values; %d complete "
 		     "checkpoints verify\n", it, files);
-	free_entries(e, n);
+	free_state(&st);
 	return code;
 }
 

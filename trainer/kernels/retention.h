@@ -16,6 +16,12 @@
  * gamma = 1 - 2^(-5 - (head_offset + h)), so a tensor-parallel rank passes its first
  * head's global index and nothing else. The chunkwise path allocates nothing of size
  * T x T; its per-chunk products run on oneDNN matmul plans. Knows nothing of MPI.
+ *
+ * Context parallelism: the chunkwise form also runs on one piece of a longer
+ * sequence (dims->seq_len is then the piece's length), split into the passes around
+ * which the caller exchanges one (dk, dv) state per head. The exchange and the scans
+ * over the pieces are the caller's (retention_cp.h has the scans); no kernel here
+ * knows how many pieces there are or which one it runs on.
  */
 #ifndef RN_RETENTION_H
 #define RN_RETENTION_H
@@ -35,6 +41,16 @@ struct retention_dims {
 /* gamma of global head g. */
 double retention_gamma(int64_t global_head);
 
+/*
+ * gamma^n of global head g in double (pow of the exact gamma, within an ulp), for
+ * the decays over whole chunks and pieces, which underflow float for long pieces and
+ * small gamma (gamma_0^n < 2^-126 from n = 2750 on). A power below 2^-300 is
+ * returned as 0: each one multiplies a float (|x| < 2^128) and the result is rounded
+ * to float, where a product below 2^-172 is already zero, so the cut changes no
+ * result and keeps subnormal doubles out of the loops.
+ */
+double retention_decay(int64_t global_head, int64_t n);
+
 /* Floats of the per-chunk state saved by the chunkwise forward for backward:
  * (batch, heads, seq_len/chunk, dk, dv), the state S_c entering each chunk. */
 int64_t retention_state_floats(const struct retention_dims *dims);
@@ -48,6 +64,10 @@ void retention_parallel_forward(float *o, const float *q, const float *k, const 
 /*
  * Recurrent form over seq_len tokens, continuing from `state` (batch, heads, dk, dv),
  * which it updates in place (zero it for a fresh sequence). Constant memory per token.
+ * Within a call the state is carried in double, decayed by the exact gamma, and
+ * rounded to float once at the end, so a head whose gamma rounds to 1.0f (global
+ * head 20 on) still decays; a caller that feeds one token per call (generation)
+ * rounds the state once per token.
  */
 void retention_recurrent_forward(float *o, float *state, const float *q, const float *k,
 				 const float *v, const struct retention_dims *dims);
@@ -62,12 +82,74 @@ void retention_chunkwise_forward(struct kernels_ctx *ctx, float *o, float *saved
 				 float *state, float *scratch, const float *q, const float *k,
 				 const float *v, const struct retention_dims *dims);
 
-/* Chunkwise backward from a zero initial state. OVERWRITES dq, dk, dv (laid out as
- * q, k, v). saved_states as written by the forward. */
+/*
+ * Chunkwise backward. OVERWRITES dq, dk, dv (laid out as q, k, v). saved_states as
+ * written by retention_chunkwise_forward or retention_chunkwise_output: the states
+ * S_c each chunk read, including an incoming S_0, whose dQ term is formed when S_0
+ * is not all zero. ds_out (batch, heads, dk, dv) is the gradient flowing into the
+ * state after the last chunk from later pieces (context parallelism: from
+ * retention_cp_scan_grads); NULL is zero, a sequence that ends here. It is folded in
+ * as G_c = G_c(from zero) + gamma^((N-c) C) ds_out, the power in double, in the pass
+ * that applies G_{c+1} to dK and dV.
+ */
 void retention_chunkwise_backward(struct kernels_ctx *ctx, float *dq, float *dk, float *dv,
 				  float *scratch, const float *dout, const float *q,
 				  const float *k, const float *v, const float *saved_states,
-				  const struct retention_dims *dims);
+				  const float *ds_out, const struct retention_dims *dims);
+
+/*
+ * Context parallelism: one piece of a longer sequence in the passes of the chunkwise
+ * form that surround the exchange of a state per head. Per layer, forward:
+ *
+ *   retention_chunkwise_states   S_c of each chunk from a zero state at the piece's
+ *                                start, and the summary (the state after the piece)
+ *   caller                       all-gather the summaries; retention_cp_scan_states
+ *   retention_chunkwise_output   O with the incoming state s_in folded in
+ *
+ * and backward:
+ *
+ *   retention_chunkwise_state_grad   the gradient w.r.t. the piece's incoming state
+ *                                    from this piece's outputs alone
+ *   caller                           all-gather them; retention_cp_scan_grads
+ *   retention_chunkwise_backward     with ds_out
+ *
+ * States and gradients of one piece are (batch, heads, dk, dv): retention_cp.h,
+ * retention_cp_state_floats. scratch: retention_scratch_floats floats, as above.
+ * With one piece, states then output(NULL) give bit for bit what
+ * retention_chunkwise_forward gives from a zero state.
+ */
+
+/* saved_states (retention_state_floats): S_c entering each chunk, from S_0 = 0;
+ * summary (batch, heads, dk, dv): the state after the last chunk. Reads K and V. */
+void retention_chunkwise_states(struct kernels_ctx *ctx, float *saved_states, float *summary,
+				float *scratch, const float *k, const float *v,
+				const struct retention_dims *dims);
+
+/*
+ * O of every chunk, O_c = ((Q_c K_c^T) .* D) V_c + diag(xi) Q_c S_c, with the total
+ * state S_c = S_c(from zero) + gamma^(c C) s_in (the power in double, the sum rounded
+ * once to float), formed in the same pass. saved_states: IN the states from
+ * retention_chunkwise_states, OUT the total states, which retention_chunkwise_backward
+ * reads. s_in (batch, heads, dk, dv): the state entering the piece
+ * (retention_cp_scan_states), or NULL for zero.
+ */
+void retention_chunkwise_output(struct kernels_ctx *ctx, float *o, float *saved_states,
+				const float *s_in, float *scratch, const float *q, const float *k,
+				const float *v, const struct retention_dims *dims);
+
+/*
+ * ds_in (batch, heads, dk, dv): the gradient w.r.t. the state entering the piece
+ * through this piece's outputs only, G_0 of the backward sweep with nothing from
+ * later pieces:
+ *
+ *   ds_in = sum_c (diag(gamma^(c C + i + 1)) Q_c)^T dO_c
+ *
+ * each row weight a power in double rounded once to float (0 below FLT_MIN, a term
+ * at most 2^-126 |Q| |dO|). dout laid out as O (ldo), q as Q (ldq).
+ */
+void retention_chunkwise_state_grad(struct kernels_ctx *ctx, float *ds_in, float *scratch,
+				    const float *dout, const float *q,
+				    const struct retention_dims *dims);
 
 /* Parallel-form backward, an oracle for tests. OVERWRITES dq, dk, dv. */
 void retention_parallel_backward(float *dq, float *dk, float *dv, const float *dout,
