@@ -184,15 +184,17 @@ static void check_schedule(void)
 	EXPECT_TRUE(lr_at(&s, 100) == 1.0, "constant: %g", lr_at(&s, 100));
 }
 
+/* c: zeroed, or holding the previous parse (freed here). */
 static int parse(struct run_spec *c, enum spec_program p, char *err, int argc,
 		 const char **argv)
 {
+	spec_free(c);
 	return spec_parse(c, p, argc, (char **)argv, err, 512);
 }
 
 static void check_config(void)
 {
-	struct run_spec c;
+	struct run_spec c = {0};
 	char err[512] = "", path[] = "/tmp/rn_test_config.XXXXXX";
 	int fd = mkstemp(path);
 	FILE *f = fdopen(fd, "w");
@@ -253,13 +255,14 @@ static void check_config(void)
 				    strstr(err, ":1: line longer than"),
 			    "long line: %s", err);
 	}
+	spec_free(&c);
 	unlink(path);
 }
 
 /* Each program takes its own flags from the one table, with its own defaults. */
 static void check_programs(void)
 {
-	struct run_spec c;
+	struct run_spec c = {0};
 	char err[512] = "";
 
 	{
@@ -304,13 +307,14 @@ static void check_programs(void)
 				    strstr(err, "--mode: 'streams' is not windows or stream"),
 			    "a choice: %s", err);
 	}
+	spec_free(&c);
 }
 
 /* A checkpoint's model adopted by the evaluator, checked by the trainer, and its
  * values named after the file's attributes in messages. */
 static void check_checkpoint_rules(void)
 {
-	struct run_spec saved, ev, tr;
+	struct run_spec saved, ev = {0}, tr = {0};
 	char err[512] = "";
 	const char *eargv[] = {"x", "--load", "/ck", "--data", "/a.txt", "--seq-length", "64",
 			       "--tensor-model-parallel-size", "3"};
@@ -349,6 +353,8 @@ static void check_checkpoint_rules(void)
 	EXPECT_TRUE(spec_adopt(&tr, &saved, "/ck/iter_0000002.h5", err, sizeof(err)) != 0 &&
 			    strstr(err, "--num-layers: 2 does not match 0 in /ck/iter_0000002.h5"),
 		    "retnet-train: the model's shape must match: %s", err);
+	spec_free(&ev);
+	spec_free(&tr);
 }
 
 int main(void)

@@ -88,6 +88,7 @@ struct model *launch_model(struct launch *l, int slots)
 
 void launch_end(struct launch *l)
 {
+	spec_free(&l->spec);
 	grid_free(&l->grid);
 	mpi_setup_finalize();
 }

@@ -313,6 +313,13 @@ int spec_parse(struct run_spec *s, enum spec_program p, int argc, char **argv, c
 	return rc;
 }
 
+void spec_free(struct run_spec *s)
+{
+	for (size_t i = 0; i < NROWS; i++)
+		if (table[i].flag.type == FLAG_PATHS)
+			flag_paths_free((struct flag_paths *)((char *)s + table[i].flag.offset));
+}
+
 void spec_print_help(enum spec_program p)
 {
 	struct flag_row rows[SPEC_MAX_ROWS];

@@ -112,9 +112,13 @@ struct run_spec {
 void spec_defaults(struct run_spec *s, enum spec_program p);
 
 /* Defaults, then argv (argv[0] skipped), then --config FILE or one of the program's
- * presets. 0; 1 when --help was asked for; -1 with one line in err. */
+ * presets. 0; 1 when --help was asked for; -1 with one line in err. s is overwritten
+ * (spec_free it first if it holds a parse); free the result with spec_free. */
 int spec_parse(struct run_spec *s, enum spec_program p, int argc, char **argv, char *err,
 	       size_t errlen);
+/* Releases the lists of paths a parse allocated; s is then empty of them. A copy of
+ * a parsed spec shares them: free one of the two only. */
+void spec_free(struct run_spec *s);
 void spec_print_help(enum spec_program p);
 
 /*

@@ -252,6 +252,7 @@ static void check_model_config(const struct ckpt_info *info)
 		}
 		for (int k = 1; k < 9 && layouts[i][k]; k++)
 			argv[argc++] = layouts[i][k];
+		spec_free(&mc);
 		FUZZ_ASSERT(spec_parse(&mc, p, argc, (char **)argv, err, sizeof(err)) == 0);
 		tp = mc.tensor_model_parallel_size;
 		pp = mc.pipeline_model_parallel_size;

@@ -61,8 +61,8 @@ static void check_accepted(const struct run_spec *c, int world)
 	FUZZ_ASSERT(dp >= 1 && (int64_t)world == dp * tp * pp);
 	FUZZ_ASSERT(gb >= 1 && gb % (c->micro_batch_size * dp) == 0);
 	FUZZ_ASSERT(c->min_lr <= c->lr);
-	FUZZ_ASSERT(c->data_path.n >= 1 && c->data_path.n <= FLAGS_MAX_PATHS);
-	FUZZ_ASSERT(c->valid_data_path.n >= 0 && c->valid_data_path.n <= FLAGS_MAX_PATHS);
+	FUZZ_ASSERT(c->data_path.n >= 1 && c->data_path.n <= c->data_path.cap);
+	FUZZ_ASSERT(c->valid_data_path.n >= 0 && c->valid_data_path.n <= c->valid_data_path.cap);
 	for (int i = 0; i < c->data_path.n; i++)
 		FUZZ_ASSERT(memchr(c->data_path.path[i], '\0', FLAGS_PATH_MAX) != NULL);
 	FUZZ_ASSERT(!strcmp(c->lr_decay_style, "linear") || !strcmp(c->lr_decay_style, "cosine") ||
@@ -106,6 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FUZZ_ASSERT(err[0] && !strchr(err, '\n'));
 		}
 	}
+	spec_free(c);
 	free(c);
 	free(line);
 	return 0;
