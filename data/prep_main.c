@@ -80,6 +80,8 @@ struct opts {
 
 static char err[SHARD_ERR_LEN];
 
+static _Noreturn void fail(void);
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -410,10 +412,7 @@ struct route {
 	struct bpe_encoder *enc_train, *enc_valid;
 	uint16_t *tokens;	/* (CHUNK_BYTES + BPE_PIECE_MAX) */
 	uint64_t pos;		/* bytes routed so far */
-	uint64_t cut;		/* UINT64_MAX until known */
-	uint64_t c0;		/* the cut at a line start is the first one >= c0 */
-	bool line_cut;		/* find the cut at a line start while streaming */
-	bool prev_nl;		/* the byte before pos was '\n' */
+	uint64_t cut;		/* the first held-out byte (UINT64_MAX: none) */
 };
 
 /* final: flush the BPE encoder's unfinished piece (buf may then be NULL). */
@@ -437,30 +436,12 @@ static int route_chunk(void *ctx, const unsigned char *buf, size_t n)
 	uint64_t p0 = r->pos, end = p0 + n;
 	size_t ntrain;
 
-	if (r->cut == UINT64_MAX && r->line_cut && end > r->c0) {
-		uint64_t s = r->c0 > p0 ? r->c0 : p0;
-
-		if (s == p0 && r->prev_nl) {
-			r->cut = s;
-		} else {
-			/*
-			 * A '\n' at chunk index j makes p0 + j + 1 a line start; it must
-			 * be >= s, so j >= s - 1 - p0 (j >= 0 when s == p0).
-			 */
-			size_t from = s > p0 ? (size_t)(s - 1 - p0) : 0;
-			const unsigned char *nl = memchr(buf + from, '\n', n - from);
-
-			if (nl)
-				r->cut = p0 + (uint64_t)(nl - buf) + 1;
-		}
-	}
 	ntrain = r->cut <= p0 ? 0 : r->cut >= end ? n : (size_t)(r->cut - p0);
 	if (ntrain && emit(r->train, r, buf, ntrain, false))
 		return -1;
 	if (ntrain < n && emit(r->valid, r, buf + ntrain, n - ntrain, false))
 		return -1;
 	r->pos = end;
-	r->prev_nl = buf[n - 1] == '\n';
 	return 0;
 }
 
@@ -480,6 +461,39 @@ static int stream_inputs(struct input_list *l, unsigned char *buf, struct route 
 		}
 	}
 	return 0;
+}
+
+/* The fraction cut: the first line start at or after c0 (a byte that follows '\n',
+ * before the end), found before anything is learned or written. */
+struct find_cut {
+	uint64_t pos, c0, total, cut;	/* cut: UINT64_MAX until found */
+};
+
+static int find_cut_chunk(void *ctx, const unsigned char *buf, size_t n)
+{
+	struct find_cut *f = ctx;
+	uint64_t p0 = f->pos, from = f->c0 - 1 > p0 ? f->c0 - 1 - p0 : 0;
+	const unsigned char *nl;
+
+	f->pos += n;
+	if (from >= n || !(nl = memchr(buf + from, '\n', n - from)))
+		return 0;
+	if (p0 + (uint64_t)(nl - buf) + 1 < f->total)
+		f->cut = p0 + (uint64_t)(nl - buf) + 1;
+	return 1;	/* found (or the only '\n' left is the last byte): stop reading */
+}
+
+static uint64_t find_cut(struct opts *o, unsigned char *buf, uint64_t c0, uint64_t total)
+{
+	struct find_cut f = { .c0 = c0, .total = total, .cut = UINT64_MAX };
+
+	for (int i = 0; i < o->train.n && f.cut == UINT64_MAX && f.pos < total; i++) {
+		uint64_t bytes;
+
+		if (read_input(&o->train.v[i], buf, find_cut_chunk, &f, &bytes) < 0)
+			fail();
+	}
+	return f.cut;
 }
 
 /* The BPE pass: count the pieces of the training text, bytes [0, limit). */
@@ -559,8 +573,8 @@ int main(int argc, char **argv)
 	struct shard_writer wtrain, wvalid;
 	unsigned char *buf;
 	char *train_path, *valid_path;
-	uint64_t total, held;
-	bool by_fraction;
+	uint64_t total, held, c0;
+	bool by_fraction, at_line = false;
 	uint64_t n_train, b_train, n_valid, b_valid;
 	uint16_t *merges = NULL;
 	struct bpe bpe;
@@ -599,10 +613,14 @@ int main(int argc, char **argv)
 				 o.fraction);
 			fail();
 		}
-		r.c0 = total - held;
-		r.line_cut = last_start >= r.c0;
-		if (!r.line_cut)
-			r.cut = r.c0;
+		c0 = total - held;
+		at_line = last_start >= c0;
+		/* The cut is known before any table is learned: the table comes from the
+		 * whole training part, to its line start, so the same training bytes give
+		 * the same table however they were passed (a file, a directory of parts of
+		 * it, or a fraction of more text). */
+		r.cut = at_line ? find_cut(&o, buf, c0, total) : c0;
+		ENSURE(r.cut != UINT64_MAX);
 	}
 
 	/* ---- 4. outputs: refuse to overwrite, then stream the text into them ---- */
@@ -614,8 +632,8 @@ int main(int argc, char **argv)
 	if (o.bpe) {
 		double tl = now_seconds();
 
-		/* Never from held-out bytes: the fraction cut is at or after r.c0. */
-		if (learn_merges(&o, buf, by_fraction ? r.c0 : UINT64_MAX, &merges) ||
+		/* Exactly the training part: never a held-out byte, nor fewer. */
+		if (learn_merges(&o, buf, by_fraction ? r.cut : UINT64_MAX, &merges) ||
 		    tokenizer_init_bpe(&r.tok, merges, (uint32_t)o.vocab - TOKENIZER_BYTES_VOCAB,
 				       "--vocab-size", err, sizeof(err)))
 			fail();
@@ -674,7 +692,7 @@ int main(int argc, char **argv)
 	if (by_fraction)
 		printf("retnet-prep: held out the last %.2f%% of the bytes (asked %g), cut %s "
 		       "at byte %llu\n", 100.0 * (double)b_valid / (double)total, o.fraction,
-		       r.line_cut ? "at a line start" : "mid-line (no line start left)",
+		       at_line ? "at a line start" : "mid-line (no line start left)",
 		       (unsigned long long)b_train);
 	else
 		printf("retnet-prep: held out %d file%s given with --held-out\n", o.valid.n,

@@ -152,6 +152,29 @@ check "bpe with --held-out" "$PREP" --output-prefix "$T/bpeh1" --tokenizer bpe -
 check "bpe with other --held-out" "$PREP" --output-prefix "$T/bpeh2" --tokenizer bpe --vocab-size 290 \
 	--held-out "$T/held.txt" "$T/a.txt" "$T/b.txt" >/dev/null
 check "the held-out text does not change the merges" cmp -s "$T/bpeh1-train.bin" "$T/bpeh2-train.bin"
+# The same training bytes give the same table however they are passed: the
+# training part of a fraction cut, that text as one file, and as a directory of
+# pieces cut mid-line (one gzip). The table is learned from exactly the training
+# part, to the line start where the held-out text begins.
+cut=$(od -An -t u8 -j 64 -N 8 "$T/bpe-train.bin" | tr -d ' ')
+head -c "$cut" "$T/all.txt" >"$T/bpe-part.txt"
+tail -c +$((cut + 1)) "$T/all.txt" >"$T/bpe-rest.txt"
+mkdir "$T/bpe-pieces"
+split -b 777 -a 3 "$T/bpe-part.txt" "$T/bpe-pieces/p-"
+gzip "$T/bpe-pieces/p-aab"
+check "bpe, the training part as a file" "$PREP" --output-prefix "$T/bpef" --tokenizer bpe \
+	--vocab-size 290 --held-out "$T/bpe-rest.txt" "$T/bpe-part.txt" >/dev/null
+check "bpe, the training part as a directory of pieces" "$PREP" --output-prefix "$T/bped" \
+	--tokenizer bpe --vocab-size 290 --held-out "$T/bpe-rest.txt" "$T/bpe-pieces" >/dev/null
+id_of() { tail -c +17 "$1" | head -c 32 | tr -d '\0'; }
+check "the same table from a fraction cut, a file and a directory ($(id_of "$T/bpe-train.bin"))" \
+	test "$(id_of "$T/bpe-train.bin")" = "$(id_of "$T/bpef-train.bin")" -a \
+	"$(id_of "$T/bpe-train.bin")" = "$(id_of "$T/bped-train.bin")"
+for p in bpef bped; do
+	for s in train valid; do
+		check "$p-$s.bin identical to bpe-$s.bin" cmp -s "$T/bpe-$s.bin" "$T/$p-$s.bin"
+	done
+done
 expect_error "bpe without --vocab-size" "--vocab-size: required with --tokenizer bpe" --tokenizer bpe "$T/a.txt"
 expect_error "--vocab-size for bytes" "--vocab-size: only for --tokenizer bpe" --vocab-size 290 "$T/a.txt"
 expect_error "--vocab-size out of range" "--vocab-size: \"70000\" must be an integer from 257 to 65536" \
