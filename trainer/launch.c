@@ -88,6 +88,7 @@ struct model *launch_model(struct launch *l, int slots)
 
 void launch_end(struct launch *l)
 {
+	train_ckpt_info_free(&l->checkpoint);
 	spec_free(&l->spec);
 	grid_free(&l->grid);
 	mpi_setup_finalize();

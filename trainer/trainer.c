@@ -289,6 +289,7 @@ int64_t trainer_resume(struct trainer *t)
 	     info->path, (long long)iteration, (long long)info->dp, (long long)info->pp,
 	     (long long)info->tp);
 	free(mine);
+	train_ckpt_info_free(info);
 	free(info);
 	return iteration;
 }

@@ -276,6 +276,31 @@ static void check_model_config(const struct ckpt_info *info)
 	}
 }
 
+/* A tokenizer that was accepted is one the programs can use as they stand: a BPE one
+ * with a table has the table its id names (so retnet-eval and retnet-generate can
+ * encode and decode with it), and one without is a checkpoint without the
+ * attribute. */
+static void check_tokenizer(const struct ckpt_info *info)
+{
+	struct tokenizer t;
+	char err[CKPT_ERR_LEN];
+
+	FUZZ_ASSERT(info->tok.vocab >= 1 && info->tok.vocab <= 65536);
+	if (!tokenizer_is_bpe(&info->tok)) {
+		FUZZ_ASSERT(!info->tok.merges && info->n_merges <= 0);
+		return;
+	}
+	if (!info->tok.merges) {
+		FUZZ_ASSERT(info->n_merges == -1 && train_ckpt_lacks_merges(info));
+		return;
+	}
+	FUZZ_ASSERT(info->tok.merges == info->merges && info->n_merges > 0 &&
+		    info->tok.n_merges == (uint32_t)info->n_merges &&
+		    info->tok.vocab == 256 + info->tok.n_merges);
+	FUZZ_ASSERT(tokenizer_init_bpe(&t, info->tok.merges, info->tok.n_merges, "x", err,
+				       sizeof(err)) == 0 && tokenizer_equal(&t, &info->tok));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char dir[512], path[1024], err[CKPT_ERR_LEN];
@@ -318,10 +343,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(err[0] && !strchr(err, '\n'));
 
 	err[0] = '\0';
-	if (train_ckpt_read_info(dir, 1, &info, MPI_COMM_SELF, err, sizeof(err)) == 0)
+	if (train_ckpt_read_info(dir, 1, &info, MPI_COMM_SELF, err, sizeof(err)) == 0) {
 		check_model_config(&info);
-	else
+		check_tokenizer(&info);
+	} else {
 		FUZZ_ASSERT(err[0] && !strchr(err, '\n'));
+	}
+	train_ckpt_info_free(&info);
 	free(text);
 	return 0;
 }
