@@ -89,7 +89,7 @@ struct run_spec {
 	char mode[SPEC_TEXT_MAX], form[SPEC_TEXT_MAX];
 
 	/* generation */
-	char prompt[FLAGS_PATH_MAX], prompt_file[FLAGS_PATH_MAX], tokenizer[FLAGS_PATH_MAX];
+	char prompt[FLAGS_PATH_MAX], prompt_file[FLAGS_PATH_MAX];
 	int64_t max_new_tokens, top_k, sample_seed;
 	double temperature;
 	bool timing;
