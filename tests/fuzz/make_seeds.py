@@ -38,6 +38,12 @@ write("config", "bad-values",
 write("config", "long-line",
       "--config @CONFIG\ndata-path " + "p" * 1500 + "\nmetrics " + "m" * 5000 + "\n")
 write("config", "help", "--help\n")
+write("config", "prep-split",
+      "@prep --output-prefix out/kjv --split train:90,test:5,valid:5 --tokenizer bpe "
+      "--vocab-size 1024 kjv.txt more/ --force\n")
+write("config", "prep-config",
+      "@prep --config @CONFIG a.txt b.txt.gz -\n"
+      "output-prefix = p\nsplit 949,50,1\ntokenizer-from ck\n")
 write("config", "empty", "")
 
 # ---- shard: the file (data/shard.h) ----
