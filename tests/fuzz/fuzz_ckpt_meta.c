@@ -12,13 +12,17 @@
  * explores what our code does with what a file may legally hold: missing, extra
  * and misplaced attributes, every type class and width, vector and null
  * dataspaces, variable-length and unterminated strings, groups that are datasets,
- * and any value.
+ * any value, and a merge table of any size, type and content (which
+ * train_ckpt_read_info reads and checks against the tokenizer's id).
  *
  *   KEY TYPE COUNT VALUE...   one attribute: KEY "config/hidden_size" is attribute
  *                             hidden_size of group /config ("format": of /)
  *       TYPE  i8 i16 i32 i64 u8 u64 f32 f64 (numbers), str (fixed, NUL-terminated),
  *             strp (fixed, NUL-padded, no terminator), vstr (variable length),
- *             dset (a float32 dataset of COUNT values at /KEY), grp (a group at /KEY)
+ *             dset (a float32 dataset of COUNT values at /KEY), grp (a group at /KEY),
+ *             m16 / m32 (a (COUNT, 2) uint16 / int32 dataset at /KEY holding the
+ *             VALUEs, the last one repeated: a tokenizer's merge table, or one of
+ *             the wrong type)
  *       COUNT 0: a scalar; n >= 1: n values (1-D); -1: a null dataspace
  *   @latest TEXT              DIR/latest holds TEXT and a newline
  *   @raw                      the rest of the input, after this line, is the file
@@ -135,6 +139,32 @@ static void build_line(hid_t f, char *line)
 	if (count < -1)
 		count = -1;
 	space = space_of(count);
+	if ((!strcmp(type, "m16") || !strcmp(type, "m32")) && count > 0) {
+		hsize_t dims[2] = {(hsize_t)count, 2};
+		int64_t v[2 * MAX_COUNT];
+		char path[512], *end = value;
+
+		for (long i = 0; i < 2 * count; i++) {
+			char *next;
+
+			v[i] = strtoll(end, &next, 0);
+			if (next == end)
+				v[i] = i ? v[i - 1] : 0;
+			end = next;
+		}
+		snprintf(path, sizeof(path), "/%s", key);
+		H5Sclose(space);
+		space = H5Screate_simple(2, dims, NULL);
+		lcpl = H5Pcreate(H5P_LINK_CREATE);
+		H5Pset_create_intermediate_group(lcpl, 1);
+		obj = H5Dcreate2(f, path, !strcmp(type, "m16") ? H5T_STD_U16LE : H5T_STD_I32LE,
+				 space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+		if (obj >= 0) {
+			H5Dwrite(obj, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+			H5Oclose(obj);
+		}
+		goto out;
+	}
 	if (!strcmp(type, "dset") || !strcmp(type, "grp")) {
 		char path[512];
 
