@@ -87,6 +87,7 @@ size_t codec_stream_encode(struct codec_stream *s, const unsigned char *src, siz
 
 struct gather_ids {
 	struct codec_stream stream;
+	bool first;		/* the next chunk is a file's first */
 	uint16_t *ids;		/* (cap) */
 	uint64_t n, cap, bytes, max_bytes;
 	const char *path;	/* the file being read */
@@ -117,6 +118,12 @@ static int gather_chunk(void *ctx, const unsigned char *buf, size_t n)
 	struct gather_ids *g = ctx;
 	uint64_t done;
 
+	if (g->first && textfile_is_shard(buf, n)) {
+		snprintf(g->err, g->err_len, "%s: a token shard, not text (give shards as files "
+			 "of their own, not in a directory)", g->path);
+		return -1;
+	}
+	g->first = false;
 	if (n > g->max_bytes - g->bytes) {
 		snprintf(g->err, g->err_len, "%s: more than %llu bytes of text in the corpus",
 			 g->path, (unsigned long long)g->max_bytes);
@@ -145,6 +152,7 @@ int codec_encode_inputs(const struct codec *c, const char *const *paths, int npa
 	buf = xmalloc(TEXTFILE_CHUNK_BYTES);
 	for (int i = 0; i < in.n; i++) {
 		g.path = in.v[i].path;
+		g.first = true;
 		if (textfile_read(in.v[i].path, buf, gather_chunk, &g, &in.v[i].bytes,
 				  &in.v[i].gzip, err, err_len))
 			goto out;

@@ -11,6 +11,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "data/shard.h"
 
 int textfile_read(const char *path, unsigned char *buf, textfile_chunk_fn fn, void *ctx,
 		  uint64_t *bytes, bool *gzip, char *err, size_t errlen)
@@ -240,14 +241,45 @@ int textfile_expand(struct text_inputs *l, const char *const *args, int nargs, c
 	return 0;
 }
 
+bool textfile_is_shard(const unsigned char *first, size_t n)
+{
+	const size_t len = sizeof(SHARD_MAGIC) - 1; /* 8: the literal's own NUL is not in it */
+
+	return n >= len && memcmp(first, SHARD_MAGIC, len) == 0;
+}
+
+/* The caller's chunk function, after a look at each file's first chunk. */
+struct check {
+	textfile_chunk_fn fn;
+	void *ctx;
+	bool first, shard;
+};
+
+static int check_chunk(void *ctx, const unsigned char *buf, size_t n)
+{
+	struct check *c = ctx;
+
+	if (c->first && textfile_is_shard(buf, n)) {
+		c->shard = true;
+		return -1;
+	}
+	c->first = false;
+	return c->fn ? c->fn(c->ctx, buf, n) : 0;
+}
+
 int textfile_check(struct text_inputs *l, unsigned char *buf, textfile_chunk_fn fn, void *ctx,
 		   char *err, size_t errlen)
 {
 	for (int i = 0; i < l->n; i++) {
 		struct text_input *in = &l->v[i];
+		struct check c = {fn, ctx, true, false};
 
-		if (textfile_read(in->path, buf, fn, ctx, &in->bytes, &in->gzip, err, errlen))
+		if (textfile_read(in->path, buf, check_chunk, &c, &in->bytes, &in->gzip, err,
+				  errlen)) {
+			if (c.shard)
+				snprintf(err, errlen, "%s: a token shard, not text", in->path);
 			return -1;
+		}
 		if (in->bytes == 0) {
 			snprintf(err, errlen, "%s: empty file (no text)%s", in->path,
 				 in->gzip ? " after decompression" : "");

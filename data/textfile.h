@@ -54,10 +54,15 @@ int textfile_expand(struct text_inputs *l, const char *const *args /* (nargs) */
 /*
  * Reads every input to its end (fn, if not NULL, gets each chunk: buf holds
  * TEXTFILE_CHUNK_BYTES), setting its bytes and gzip flag. 0, or -1 with err set: a
- * read error, or "<path>: empty file (no text)[ after decompression]".
+ * read error, "<path>: empty file (no text)[ after decompression]", or "<path>: a
+ * token shard, not text".
  */
 int textfile_check(struct text_inputs *l, unsigned char *buf, textfile_chunk_fn fn, void *ctx,
 		   char *err, size_t errlen);
+/* Does a text's first chunk start like a retnet token shard (its magic)? Text
+ * readers refuse such a file: its bytes would be tokenized as text. */
+bool textfile_is_shard(const unsigned char *first, size_t n);
+
 /* Sum of the inputs' bytes (after textfile_check). */
 uint64_t textfile_total(const struct text_inputs *l);
 void textfile_inputs_free(struct text_inputs *l);

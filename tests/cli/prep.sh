@@ -158,6 +158,7 @@ expect_error "empty directory" "$T/emptydir: directory has no regular files" "$T
 expect_error "directory with only a subdirectory" "$T/onlysub: directory has no regular files" "$T/onlysub"
 expect_error "bad --held-out file" "$T/nothere: cannot open" --held-out "$T/nothere" "$T/a.txt"
 expect_error "not a regular file" "/dev/null: not a regular file" /dev/null
+expect_error "a token shard as text" "$T/frac-train.bin: a token shard, not text" "$T/a.txt" "$T/frac-train.bin"
 printf 'ab\n' >"$T/tiny.txt"
 expect_error "too small to hold out" "$T/tiny.txt: 3 bytes of text are too few to hold out 0.05" --held-out-fraction 0.05 "$T/tiny.txt"
 expect_error "too small for a test part" "$T/tiny.txt: 3 bytes of text are too few for a test part" "$T/tiny.txt"

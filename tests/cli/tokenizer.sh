@@ -172,6 +172,13 @@ expect_user_error "prep --tokenizer-from a damaged checkpoint: nothing written" 
 check "... prep's existing outputs untouched" cmp -s "$T/b-train.bin" "$T/keep-train.bin"
 # A shard with a token beyond the vocabulary, its checksums made right again (gzip's
 # trailer holds the CRC-32 of its input, zlib's crc32).
+mkdir "$T/mixed"
+cp "$T/new.txt" "$T/mixed/a.txt"
+cp "$T/b-test.bin" "$T/mixed/b.bin"
+expect_user_error "a directory of text with a shard in it" \
+	"$T/mixed/b.bin: a token shard, not text \(give shards as files of their own" \
+	"$EVAL" --load "$T/ck" --data "$T/mixed" --output "$T/out.jsonl"
+untouched "a shard in a directory of text"
 cp "$T/b-test.bin" "$T/big.bin"
 m=$(od -An -t u4 -j 80 -N 4 "$T/big.bin" | tr -d ' ')
 printf '\377\377' | dd of="$T/big.bin" bs=1 seek=$((128 + 4 * m + 10)) conv=notrunc status=none
