@@ -47,7 +47,7 @@ static void release(struct settings *s)
 static void check_many(void)
 {
 	enum { N = 1000 };
-	static char names[N][16];
+	static char names[N][24];
 	char *argv[3 * N + 4], err[512] = "";
 	struct settings s = {0};
 	int argc = 0, ok = 1;

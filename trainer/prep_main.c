@@ -108,9 +108,13 @@ static void tokenizer_of_checkpoint(struct prep *p, const char *dir, int *argc, 
 {
 	struct ckpt_info *info = xcalloc(1, sizeof(*info));
 	int64_t iteration;
+	int world;
 	bool ok;
 
 	mpi_setup_init(argc, argv);
+	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &world));
+	snprintf(err, sizeof(err), "retnet-prep: runs as one process, not %d", world);
+	mpi_setup_agree_or_exit(world == 1, err);
 	ok = train_ckpt_resolve(dir, -1, &iteration, MPI_COMM_WORLD, err, sizeof(err)) == 0 &&
 	     train_ckpt_read_info(dir, iteration, info, MPI_COMM_WORLD, err, sizeof(err)) == 0;
 	if (ok && train_ckpt_lacks_merges(info)) {
@@ -519,6 +523,8 @@ int main(int argc, char **argv)
 	rc = spec_parse(s, SPEC_PREP, argc, argv, err, sizeof(err));
 	if (rc == 1) {
 		spec_print_help(SPEC_PREP);
+		spec_free(s);
+		free(p);
 		return 0;
 	}
 	if (rc || spec_validate(s, 1, err, sizeof(err)))
