@@ -79,10 +79,12 @@ else
 	bible -f Gen1:1-Rev22:21 >"$OUT/corpus.txt"
 fi
 # Ours tokenizes as the main job does: the config's vocab-size (256: bytes, more:
-# BPE learned from the training part). Torch reads the text as bytes.
+# BPE learned from the training part). Torch reads the text as bytes. Two parts, the
+# last 5% held out (the main job's validation part; its test part is training text
+# here, and nothing in this script scores it).
 read -r -a tokenizer <<<"$(scripts/tokenizer-args.sh "$CONFIG")"
-"$BUILD_DIR/data/retnet-prep" --force "${tokenizer[@]}" --output-prefix "$OUT/corpus" \
-	"$OUT/corpus.txt" | grep -E 'held out|tokenizer'
+"$BUILD_DIR/data/retnet-prep" --force "${tokenizer[@]}" --held-out-fraction 0.05 \
+	--output-prefix "$OUT/corpus" "$OUT/corpus.txt" | grep -E 'held out|tokenizer'
 corpus_bytes=$(stat -c %s "$OUT/corpus.txt")
 # source bytes of the held-out shard: header offset 64, uint64 (docs/data-format.md)
 held_bytes=$(od -An -t u8 -j 64 -N 8 "$OUT/corpus-valid.bin" | tr -d ' ')

@@ -44,6 +44,18 @@ static void attr_split(const char *key, char *group, size_t glen, const char **n
 	snprintf(group, glen, "/%.*s", slash ? (int)(slash - key) : 0, key);
 }
 
+/* The h5io element type of a group's datasets. */
+static enum h5io_dtype dtype_of(const struct ckpt_group *g)
+{
+	return g->dtype == CKPT_UINT16 ? H5IO_U16 : H5IO_F32;
+}
+
+/* This rank's values of a slice, as the group's dtype stores them. */
+static const void *slice_values(const struct ckpt_group *g, const struct ckpt_slice *s)
+{
+	return g->dtype == CKPT_UINT16 ? (const void *)s->u16 : (const void *)s->data;
+}
+
 /* What save and load start with, and hand on to the rest of the call. */
 struct call {
 	struct ckpt_rec *recs;
@@ -194,8 +206,9 @@ static void write_contents(hid_t f, const char *tmp, const struct call *c,
 
 		/* collective: all ranks create every dataset with the same arguments */
 		/* one chunk = the first owner's slab: with even splits no chunk is shared */
-		h5io_chunk_for_slab(r->ndim, t->first_role->count, CKPT_CHUNK_MAX_BYTES, chunk);
-		d = h5io_dataset_create_f32(f, r->path, r->ndim, dims, chunk, level);
+		h5io_chunk_for_slab(r->ndim, t->first_role->count, h5io_dtype_size(dtype_of(g)),
+				    CKPT_CHUNK_MAX_BYTES, chunk);
+		d = h5io_dataset_create(f, r->path, dtype_of(g), r->ndim, dims, chunk, level);
 		if (d < 0) {
 			log_fail(msg, CKPT_ERR_LEN, "tensor %s: cannot create %s: %s",
 				 ckpt_rec_tensor(r), r->path, h5io_error_text(h5, sizeof(h5)));
@@ -204,8 +217,8 @@ static void write_contents(hid_t f, const char *tmp, const struct call *c,
 		if (has)
 			layout_slice_hyperslab(&s->slice, start, count);
 		/* collective: owners their slab, everyone else an empty selection */
-		if (h5io_dataset_write_f32(d, dxpl, r->ndim, has, start, count,
-					   has ? s->data : NULL) < 0) {
+		if (h5io_dataset_write(d, dxpl, dtype_of(g), r->ndim, has, start, count,
+				       has ? slice_values(g, s) : NULL) < 0) {
 			log_fail(msg, CKPT_ERR_LEN, "tensor %s: cannot write %s: %s",
 				 ckpt_rec_tensor(r), r->path, h5io_error_text(h5, sizeof(h5)));
 			abandon(comm, rank, tmp, msg);
@@ -223,7 +236,8 @@ static void write_contents(hid_t f, const char *tmp, const struct call *c,
  * chunk index per dataset (measured: 285 KiB of metadata for 90 datasets), and the
  * superblock and groups. Saturates instead of overflowing.
  */
-static uint64_t size_estimate(const struct ckpt_tensor *ts, int nt)
+static uint64_t size_estimate(const struct ckpt_tensor *ts, int nt,
+			      const struct ckpt_group *groups)
 {
 	uint64_t total = (uint64_t)64 << 10;
 
@@ -233,7 +247,7 @@ static uint64_t size_estimate(const struct ckpt_tensor *ts, int nt)
 		uint64_t add;
 
 		if (!size_mul_ok((size_t)r->gshape[0], (size_t)r->gshape[1], &numel) ||
-		    !size_mul_ok(numel, sizeof(float), &raw))
+		    !size_mul_ok(numel, h5io_dtype_size(dtype_of(&groups[ts[i].group])), &raw))
 			return UINT64_MAX;
 		add = (uint64_t)raw + (uint64_t)raw / 32 + 4096;
 		if (add > UINT64_MAX - total)
@@ -269,7 +283,7 @@ int ckpt_save(const char *dir, int64_t iteration, const struct ckpt_group *group
 	ckpt_dir_file(tmp, sizeof(tmp), dir, iteration, true);
 	if (rank == 0)
 		rc = ckpt_dir_prepare(dir, msg, CKPT_ERR_LEN) ||
-		     ckpt_dir_reserve(tmp, size_estimate(c.ts, c.nt), msg, CKPT_ERR_LEN);
+		     ckpt_dir_reserve(tmp, size_estimate(c.ts, c.nt, groups), msg, CKPT_ERR_LEN);
 	if ((rc = agree(comm, rc, msg)))
 		goto out;
 	h5io_quiet_begin(&quiet);
@@ -341,15 +355,17 @@ static int check_format(hid_t f, const char *path, char *msg)
 	return 0;
 }
 
-/* Open a dataset and check it is float32 of the tensor's global shape. */
-static hid_t open_checked(hid_t f, const char *file, const struct ckpt_rec *r, char *msg)
+/* Open a dataset and check it has the group's element type and the tensor's global
+ * shape. */
+static hid_t open_checked(hid_t f, const char *file, const struct ckpt_rec *r,
+			  enum h5io_dtype want, char *msg)
 {
 	const char *path = r->path, *name = ckpt_rec_tensor(r);
-	char h5[256], sa[64], sb[64];
+	char h5[256], sa[64], sb[64], ta[32];
 	int64_t got[2];
 	hsize_t dims[2];
 	int ndim;
-	bool f32;
+	enum h5io_dtype type = H5IO_OTHER;
 	hid_t d;
 
 	if (!h5io_path_exists(f, path))
@@ -359,16 +375,18 @@ static hid_t open_checked(hid_t f, const char *file, const struct ckpt_rec *r, c
 	if (d < 0)
 		return log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: cannot open %s: %s", file, name,
 				path, h5io_error_text(h5, sizeof(h5)));
-	if (h5io_dataset_shape(d, &ndim, dims, &f32) < 0 || !f32 || ndim != r->ndim ||
+	if (h5io_dataset_shape(d, &ndim, dims, &type) < 0 || type != want || ndim != r->ndim ||
 	    dims[0] != (hsize_t)r->gshape[0] || dims[1] != (hsize_t)r->gshape[1]) {
 		got[0] = (int64_t)dims[0];
 		got[1] = (int64_t)dims[1];
 		ckpt_union_shape_str(sa, sizeof(sa), ndim, got);
 		ckpt_union_shape_str(sb, sizeof(sb), r->ndim, r->gshape);
+		/* "float32", "uint16", or "not float32" for any other type */
+		snprintf(ta, sizeof(ta), "%s%s", type == H5IO_OTHER ? "not " : "",
+			 h5io_dtype_name(type == H5IO_OTHER ? want : type));
 		h5io_dataset_close(d);
 		return log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: %s is %s %s, the slice expects "
-				"float32 %s", file, name, path, f32 ? "float32" : "not float32", sa,
-				sb);
+				"%s %s", file, name, path, ta, sa, h5io_dtype_name(want), sb);
 	}
 	return d;
 }
@@ -438,13 +456,13 @@ static int read_tensors(hid_t f, const char *file, const struct call *c,
 	for (int k = 0; rc == 0 && k < c->nt; k++) {
 		const struct ckpt_tensor *t = &c->ts[k];
 		const struct ckpt_rec *r = t->first;
-		const struct ckpt_slice *s = t->local >= 0 ? &groups[t->group].slices[t->local]
-							   : NULL;
+		const struct ckpt_group *g = &groups[t->group];
+		const struct ckpt_slice *s = t->local >= 0 ? &g->slices[t->local] : NULL;
 		uint64_t start[2] = {0, 0}, count[2] = {0, 0};
 		hid_t d;
 
 		/* collective: all ranks open every dataset any rank reads */
-		d = open_checked(f, file, r, msg);
+		d = open_checked(f, file, r, dtype_of(g), msg);
 		if ((rc = agree(comm, d < 0 ? -1 : 0, msg))) {
 			if (d >= 0)
 				h5io_dataset_close(d);
@@ -453,8 +471,8 @@ static int read_tensors(hid_t f, const char *file, const struct call *c,
 		if (s)
 			layout_slice_hyperslab(&s->slice, start, count);
 		/* collective: each rank its hyperslab or an empty selection */
-		if (h5io_dataset_read_f32(d, dxpl, r->ndim, s != NULL, start, count,
-					  s ? s->data : NULL) < 0)
+		if (h5io_dataset_read(d, dxpl, dtype_of(g), r->ndim, s != NULL, start, count,
+				      s ? (void *)slice_values(g, s) : NULL) < 0)
 			rc = log_fail(msg, CKPT_ERR_LEN, "%s: tensor %s: reading %s failed: %s", file,
 				      ckpt_rec_tensor(r), r->path, h5io_error_text(h5, sizeof(h5)));
 		h5io_dataset_close(d);
@@ -542,19 +560,20 @@ static int verify_dataset(const char *path, void *ctx)
 	char h5[256];
 	hsize_t dims[2];
 	int ndim, rc;
-	bool f32;
+	enum h5io_dtype type;
 	uint64_t values = 0, bad_row = 0;
 	hid_t d = h5io_dataset_open(v->f, path);
 
 	if (d < 0)
 		return -log_fail(v->msg, CKPT_ERR_LEN, "%s: cannot open %s: %s", v->file, path,
 			     h5io_error_text(h5, sizeof(h5)));
-	if (h5io_dataset_shape(d, &ndim, dims, &f32) < 0 || !f32) {
+	if (h5io_dataset_shape(d, &ndim, dims, &type) < 0 || type == H5IO_OTHER) {
 		h5io_dataset_close(d);
-		return -log_fail(v->msg, CKPT_ERR_LEN, "%s: %s: not a 1-D or 2-D float32 dataset", v->file, path);
+		return -log_fail(v->msg, CKPT_ERR_LEN, "%s: %s: not a 1-D or 2-D float32 or uint16 "
+				 "dataset", v->file, path);
 	}
 	/* every chunk decompressed and its checksum verified */
-	rc = h5io_dataset_scan_f32(d, VERIFY_BLOCK_BYTES, &values, &bad_row);
+	rc = h5io_dataset_scan(d, VERIFY_BLOCK_BYTES, &values, &bad_row);
 	if (rc < 0)
 		log_fail(v->msg, CKPT_ERR_LEN, "%s: reading %s failed: %s", v->file, path,
 		     h5io_error_text(h5, sizeof(h5)));

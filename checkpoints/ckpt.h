@@ -11,7 +11,8 @@
  * State comes in named groups, each declared by the module that owns it: the model
  * its parameters ("model"), the optimizer its moments ("optimizer/exp_avg",
  * "optimizer/exp_avg_sq"). Tensor "layers/3/retention/wq" of GLOBAL shape (rows,
- * cols) in group "model" is the dataset /model/layers/3/retention/wq: float32 LE,
+ * cols) in group "model" is the dataset /model/layers/3/retention/wq: float32 LE (or
+ * uint16 LE in a group declared so: small tables of ids, such as a tokenizer's),
  * chunked along its owners' slabs, shuffle + deflate (optional) and Fletcher32. Each
  * rank passes, per group, the slices it holds (checkpoints/layout.h: rectangles of
  * the global tensor) and whether it owns them, so a checkpoint written with one
@@ -72,14 +73,23 @@
 
 #define CKPT_GROUP_NAME_MAX 64
 
+/* The element type of a group's datasets. */
+enum ckpt_dtype {
+	CKPT_FLOAT32 = 0, /* float, H5T_IEEE_F32LE: every value finite */
+	CKPT_UINT16,      /* uint16_t, H5T_STD_U16LE: ids (a tokenizer's merge table) */
+};
+
 /* One tensor slice of a group on this rank: dense (slice.shape[0], slice.shape[1])
- * floats. */
+ * values of the group's dtype. */
 struct ckpt_slice {
 	struct layout_slice slice;
 	bool replica;  /* a copy of a slice another rank of the same call owns (a tensor
 			  replicated across a tensor-parallel group): read on load, neither
 			  written nor counted in the tiling checks */
-	float *data;   /* (shape[0], shape[1]), never NULL */
+	union {        /* (shape[0], shape[1]), never NULL: */
+		float *data;   /* a CKPT_FLOAT32 group's */
+		uint16_t *u16; /* a CKPT_UINT16 group's */
+	};
 };
 
 /* A named state group: tensor t of group "optimizer/exp_avg" is dataset
@@ -89,6 +99,8 @@ struct ckpt_slice {
  * groups' datasets share a path. */
 struct ckpt_group {
 	char name[CKPT_GROUP_NAME_MAX];
+	enum ckpt_dtype dtype;           /* of every dataset of the group, the same on
+					    every rank (default CKPT_FLOAT32) */
 	const struct ckpt_slice *slices; /* this rank's slices (load writes into .data) */
 	int n;                           /* how many (0: none of this group here) */
 	bool owner; /* save: this rank writes its non-replica slices of the group (false:
@@ -122,7 +134,7 @@ struct ckpt_options {
 struct ckpt_verify_info {
 	int64_t iteration;
 	int datasets;
-	uint64_t values;        /* float32 values read */
+	uint64_t values;        /* values read (float32 and uint16) */
 	uint64_t stored_bytes;  /* in the file, after filters */
 };
 
@@ -132,11 +144,12 @@ struct ckpt_verify_info {
  * the same groups (names, in the same order), each with its own slices of them. In
  * each group the owners' non-replica slices must tile every tensor exactly once. A
  * rank that does not own a group joins each of its collective calls with an empty
- * selection. Refused before anything is written: ranks passing different groups,
- * a malformed or repeated group name or one group inside another, a tensor listed
- * twice by one rank or at a path inside another's, owners' slices that do not tile
- * a tensor (an overlap or a hole: the dataset and the ranks are named), a non-finite
- * value in an owner's slice, ranks disagreeing on a dataset's global shape or on the
+ * selection. Refused before anything is written: ranks passing different groups
+ * (names, order or dtypes), a malformed or repeated group name or one group inside
+ * another, a tensor listed twice by one rank or at a path inside another's, owners'
+ * slices that do not tile a tensor (an overlap or a hole: the dataset and the ranks
+ * are named), a non-finite float in an owner's slice, ranks disagreeing on a dataset's
+ * global shape or on the
  * other arguments, a reserved or malformed key. Root
  * attributes written by ckpt itself: format, format_version, iteration, world_size,
  * compression_level. Returns 0 on every rank, or -1 on every rank with err set.
@@ -163,7 +176,8 @@ int ckpt_latest(const char *dir, int64_t *iteration, char *err, size_t errlen);
  * owner (a checkpoint with a tensor the model does not have is refused); a group
  * nobody owns is read without these checks. Errors, with nothing trusted: a missing
  * dataset or attribute, a type or global-shape mismatch (naming the tensor and both
- * shapes), a read error (Fletcher32 mismatch, truncated file) naming the tensor.
+ * shapes), a dataset of another element type than its group's, a read error
+ * (Fletcher32 mismatch, truncated file) naming the tensor.
  * Returns 0 on every rank, or -1 on every rank with err set.
  */
 int ckpt_load(const char *dir, int64_t iteration, const struct ckpt_group *groups, int ngroups,
@@ -171,8 +185,8 @@ int ckpt_load(const char *dir, int64_t iteration, const struct ckpt_group *group
 
 /*
  * Not collective: opens path serially and reads every dataset in full (checksums
- * verified), checking that it is float32 and finite and that the root attributes
- * name this format. 0, or -1 with err set. info may be NULL.
+ * verified), checking that it is float32 and finite, or uint16, and that the root
+ * attributes name this format. 0, or -1 with err set. info may be NULL.
  */
 int ckpt_verify(const char *path, struct ckpt_verify_info *info, char *err, size_t errlen);
 

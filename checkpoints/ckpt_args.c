@@ -36,8 +36,10 @@ bool ckpt_args_valid_name(const char *s, size_t max)
 	return true;
 }
 
-/* A slice of group g: a valid name, a 1-D or 2-D global shape, a block inside it. */
-static int check_slice(const char *g, const struct ckpt_slice *cs, int rank, char *msg)
+/* A slice of group g (values of elem bytes): a valid name, a 1-D or 2-D global
+ * shape, a block inside it. */
+static int check_slice(const char *g, size_t elem, const struct ckpt_slice *cs, int rank,
+		       char *msg)
 {
 	const struct layout_slice *s = &cs->slice;
 	const char *name = s->name;
@@ -61,7 +63,7 @@ static int check_slice(const char *g, const struct ckpt_slice *cs, int rank, cha
 					g, name, rank, s->start[0], s->start[1], s->shape[0],
 					s->shape[1], r, c);
 	if (!size_mul_ok((size_t)s->shape[0], (size_t)s->shape[1], &numel) ||
-	    !size_mul_ok(numel, sizeof(float), &numel))
+	    !size_mul_ok(numel, elem, &numel))
 		return log_fail(msg, CKPT_ERR_LEN, "dataset /%s/%s (rank %d): too large", g, name,
 				rank);
 	if (!cs->data)
@@ -102,11 +104,16 @@ static int check_groups(const struct ckpt_group *groups, int ngroups, int rank, 
 						"other (a group holds everything under /<name>/)",
 						o, g->name);
 		}
+		if (g->dtype != CKPT_FLOAT32 && g->dtype != CKPT_UINT16)
+			return log_fail(msg, CKPT_ERR_LEN, "group %s: unknown dtype %d", g->name,
+					(int)g->dtype);
 		if (g->n < 0 || (g->n > 0 && !g->slices))
 			return log_fail(msg, CKPT_ERR_LEN, "group %s: %d slices given with %s pointer",
 					g->name, g->n, g->slices ? "a" : "a NULL");
 		for (int k = 0; k < g->n; k++)
-			if (check_slice(g->name, &g->slices[k], rank, msg))
+			if (check_slice(g->name, g->dtype == CKPT_UINT16 ? sizeof(uint16_t)
+									 : sizeof(float),
+					&g->slices[k], rank, msg))
 				return -1;
 	}
 	return 0;
@@ -210,8 +217,10 @@ int ckpt_args_same_everywhere(MPI_Comm comm, const char *dir, int64_t iteration,
 	if (opt)
 		h = fnv(h, opt, sizeof(*opt));
 	h = hash_attrs(h, attrs, nattrs, opt != NULL);
-	for (int i = 0; i < ngroups; i++)
+	for (int i = 0; i < ngroups; i++) {
 		hg = fnv(hg, groups[i].name, strlen(groups[i].name) + 1);
+		hg = fnv(hg, &groups[i].dtype, sizeof(groups[i].dtype));
+	}
 	/* equal everywhere iff max(h) == ~max(~h), i.e. max(h) == min(h) */
 	v[0] = h;
 	v[1] = ~h;
@@ -224,7 +233,8 @@ int ckpt_args_same_everywhere(MPI_Comm comm, const char *dir, int64_t iteration,
 				"options or attribute keys of the %s", dir, what);
 	if (v[2] != ~v[3])
 		return log_fail(msg, CKPT_ERR_LEN, "%s: ranks disagree on the state groups of the "
-				"%s: every rank passes the same names in the same order", dir, what);
+				"%s: every rank passes the same names and dtypes in the same order",
+				dir, what);
 	return 0;
 }
 
@@ -233,7 +243,7 @@ int ckpt_args_check_finite(const struct ckpt_group *groups, int ngroups, int ran
 	for (int i = 0; i < ngroups; i++) {
 		const struct ckpt_group *g = &groups[i];
 
-		for (int k = 0; g->owner && k < g->n; k++) {
+		for (int k = 0; g->owner && g->dtype == CKPT_FLOAT32 && k < g->n; k++) {
 			const struct ckpt_slice *s = &g->slices[k];
 			size_t numel = layout_slice_numel(&s->slice);
 

@@ -38,7 +38,7 @@ int ckpt_args_check(const char *dir, int64_t iteration, const struct ckpt_group 
 /*
  * collective over comm. Do all ranks pass the same directory, iteration, options
  * (opt != NULL: saving) and attribute keys and types (saving: values too), and the
- * same group names in the same order? Compared by hash. 0, or -1 on every rank with
+ * same group names and dtypes in the same order? Compared by hash. 0, or -1 on every rank with
  * the same msg.
  */
 int ckpt_args_same_everywhere(MPI_Comm comm, const char *dir, int64_t iteration,
@@ -46,8 +46,8 @@ int ckpt_args_same_everywhere(MPI_Comm comm, const char *dir, int64_t iteration,
 			      const struct ckpt_attr *attrs, int nattrs,
 			      const struct ckpt_options *opt, char *msg);
 
-/* Are the values this rank writes (its owned groups' non-replica slices) finite? A
- * NaN in a checkpoint is a silent loss. 0, or -1 with msg naming the dataset. */
+/* Are the floats this rank writes (its owned float32 groups' non-replica slices)
+ * finite? A NaN in a checkpoint is a silent loss. 0, or -1 with msg naming the dataset. */
 int ckpt_args_check_finite(const struct ckpt_group *groups, int ngroups, int rank, char *msg);
 
 #endif

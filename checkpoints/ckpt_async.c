@@ -25,8 +25,8 @@ struct ckpt_async {
 	int ngroups, cap_groups, *cap_slices;
 	struct ckpt_attr *attrs;
 	int nattrs, cap_attrs;
-	float *values;             /* the owned slices' values, back to back */
-	size_t cap_values;
+	unsigned char *values;     /* the owned slices' values, back to back (bytes) */
+	size_t cap_values;         /* bytes */
 
 	int rc;                    /* the writer's result */
 	char err[CKPT_ERR_LEN];
@@ -35,6 +35,13 @@ struct ckpt_async {
 /* Stands in for the data of a slice this rank does not write: ckpt_save reads no
  * value of a slice that is not an owner's non-replica slice. */
 static float not_written;
+
+#define ALIGN8(n) (((n) + 7) & ~(size_t)7)
+
+static size_t elem_bytes(const struct ckpt_group *g)
+{
+	return g->dtype == CKPT_UINT16 ? sizeof(uint16_t) : sizeof(float);
+}
 
 static double now_s(void)
 {
@@ -114,8 +121,7 @@ static void reserve(struct ckpt_async *a, const struct ckpt_group *groups, int n
 	}
 	if (values > a->cap_values) {
 		free(a->values);
-		a->values = xaligned_alloc(size_mul_checked(values, sizeof(float),
-							    "asynchronous checkpoint copy"));
+		a->values = xaligned_alloc(values);
 		a->cap_values = values;
 	}
 }
@@ -131,10 +137,13 @@ int ckpt_async_start(struct ckpt_async *a, const char *dir, int64_t iteration,
 	if (rc)
 		return rc;
 	ENSURE(ngroups >= 0 && nattrs >= 0 && strlen(dir) < sizeof(a->dir));
+	/* bytes, each slice's start aligned to 8 so floats after ids stay aligned */
 	for (int g = 0; g < ngroups; g++)
 		for (int i = 0; groups[g].owner && i < groups[g].n; i++)
 			if (!groups[g].slices[i].replica)
-				values += layout_slice_numel(&groups[g].slices[i].slice);
+				values += ALIGN8(size_mul_checked(
+					layout_slice_numel(&groups[g].slices[i].slice),
+					elem_bytes(&groups[g]), "asynchronous checkpoint copy"));
 	reserve(a, groups, ngroups, nattrs, values);
 	for (int g = 0; g < ngroups; g++) {
 		a->groups[g] = groups[g];
@@ -142,15 +151,20 @@ int ckpt_async_start(struct ckpt_async *a, const char *dir, int64_t iteration,
 		for (int i = 0; i < groups[g].n; i++) {
 			const struct ckpt_slice *s = &groups[g].slices[i];
 			struct ckpt_slice *c = &a->slices[g][i];
-			const size_t n = layout_slice_numel(&s->slice);
+			const size_t n = layout_slice_numel(&s->slice) * elem_bytes(&groups[g]);
 
 			*c = *s;
 			c->data = &not_written;
 			if (!groups[g].owner || s->replica)
 				continue;
-			c->data = a->values + at;
-			memcpy(c->data, s->data, sizeof(float) * n);
-			at += n;
+			if (groups[g].dtype == CKPT_UINT16) {
+				c->u16 = (uint16_t *)(void *)(a->values + at);
+				memcpy(c->u16, s->u16, n);
+			} else {
+				c->data = (float *)(void *)(a->values + at);
+				memcpy(c->data, s->data, n);
+			}
+			at += ALIGN8(n);
 		}
 	}
 	memcpy(a->attrs, attrs, sizeof(*attrs) * (size_t)nattrs);

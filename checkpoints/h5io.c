@@ -188,8 +188,30 @@ static hid_t lcpl_intermediate(void)
 	return lcpl;
 }
 
-hid_t h5io_dataset_create_f32(hid_t file, const char *path, int ndim, const hsize_t dims[2],
-			      const hsize_t chunk[2], int deflate_level)
+const char *h5io_dtype_name(enum h5io_dtype type)
+{
+	return type == H5IO_F32 ? "float32" : type == H5IO_U16 ? "uint16" : "another type";
+}
+
+size_t h5io_dtype_size(enum h5io_dtype type)
+{
+	return type == H5IO_F32 ? sizeof(float) : type == H5IO_U16 ? sizeof(uint16_t) : 0;
+}
+
+static hid_t file_type(enum h5io_dtype type)
+{
+	ENSURE(type == H5IO_F32 || type == H5IO_U16);
+	return type == H5IO_F32 ? H5T_IEEE_F32LE : H5T_STD_U16LE;
+}
+
+static hid_t mem_type(enum h5io_dtype type)
+{
+	ENSURE(type == H5IO_F32 || type == H5IO_U16);
+	return type == H5IO_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT16;
+}
+
+hid_t h5io_dataset_create(hid_t file, const char *path, enum h5io_dtype type, int ndim,
+			  const hsize_t dims[2], const hsize_t chunk[2], int deflate_level)
 {
 	hid_t lcpl = lcpl_intermediate(), dcpl = MUST(H5Pcreate(H5P_DATASET_CREATE));
 	hid_t space = MUST(H5Screate_simple(ndim, dims, NULL)), d;
@@ -204,7 +226,7 @@ hid_t h5io_dataset_create_f32(hid_t file, const char *path, int ndim, const hsiz
 	/* Parallel 1.10 allocates early; every byte is written, so skip the fill pass. */
 	MUST(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER));
 	/* collective: all ranks, identical arguments */
-	d = note_error(H5Dcreate2(file, path, H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT));
+	d = note_error(H5Dcreate2(file, path, file_type(type), space, lcpl, dcpl, H5P_DEFAULT));
 	MUST(H5Sclose(space));
 	MUST(H5Pclose(dcpl));
 	MUST(H5Pclose(lcpl));
@@ -241,7 +263,7 @@ hid_t h5io_dataset_open(hid_t file, const char *path)
 	return note_error(H5Dopen2(file, path, H5P_DEFAULT));
 }
 
-int h5io_dataset_shape(hid_t dset, int *ndim, hsize_t dims[2], bool *is_f32)
+int h5io_dataset_shape(hid_t dset, int *ndim, hsize_t dims[2], enum h5io_dtype *dtype)
 {
 	hid_t space = MUST(H5Dget_space(dset)), type = MUST(H5Dget_type(dset));
 	int rc = 0;
@@ -252,7 +274,13 @@ int h5io_dataset_shape(hid_t dset, int *ndim, hsize_t dims[2], bool *is_f32)
 		MUST(H5Sget_simple_extent_dims(space, dims, NULL));
 	else
 		rc = -1;
-	*is_f32 = H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 4;
+	if (H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 4)
+		*dtype = H5IO_F32;
+	else if (H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 2 &&
+		 H5Tget_sign(type) == H5T_SGN_NONE)
+		*dtype = H5IO_U16;
+	else
+		*dtype = H5IO_OTHER;
 	MUST(H5Tclose(type));
 	MUST(H5Sclose(space));
 	return rc;
@@ -277,40 +305,40 @@ static void select_spaces(hid_t dset, int ndim, bool has_data, const uint64_t st
 
 static float no_data_buf;
 
-int h5io_dataset_write_f32(hid_t dset, hid_t dxpl, int ndim, bool has_data,
-			   const uint64_t start[2], const uint64_t count[2], const float *buf)
+int h5io_dataset_write(hid_t dset, hid_t dxpl, enum h5io_dtype type, int ndim, bool has_data,
+		       const uint64_t start[2], const uint64_t count[2], const void *buf)
 {
 	hid_t fspace, mspace;
 	herr_t rc;
 
 	select_spaces(dset, ndim, has_data, start, count, &fspace, &mspace);
 	/* collective: all ranks of the file's communicator */
-	rc = (herr_t)note_error(H5Dwrite(dset, H5T_NATIVE_FLOAT, mspace, fspace, dxpl,
-				 has_data ? (const void *)buf : (const void *)&no_data_buf));
+	rc = (herr_t)note_error(H5Dwrite(dset, mem_type(type), mspace, fspace, dxpl,
+				 has_data ? buf : (const void *)&no_data_buf));
 	MUST(H5Sclose(mspace));
 	MUST(H5Sclose(fspace));
 	return rc < 0 ? -1 : 0;
 }
 
-int h5io_dataset_read_f32(hid_t dset, hid_t dxpl, int ndim, bool has_data,
-			  const uint64_t start[2], const uint64_t count[2], float *buf)
+int h5io_dataset_read(hid_t dset, hid_t dxpl, enum h5io_dtype type, int ndim, bool has_data,
+		      const uint64_t start[2], const uint64_t count[2], void *buf)
 {
 	hid_t fspace, mspace;
 	herr_t rc;
 
 	select_spaces(dset, ndim, has_data, start, count, &fspace, &mspace);
 	/* collective: all ranks of the file's communicator */
-	rc = (herr_t)note_error(H5Dread(dset, H5T_NATIVE_FLOAT, mspace, fspace, dxpl,
-				has_data ? (void *)buf : (void *)&no_data_buf));
+	rc = (herr_t)note_error(H5Dread(dset, mem_type(type), mspace, fspace, dxpl,
+				has_data ? buf : (void *)&no_data_buf));
 	MUST(H5Sclose(mspace));
 	MUST(H5Sclose(fspace));
 	return rc < 0 ? -1 : 0;
 }
 
-void h5io_chunk_for_slab(int ndim, const uint64_t count[2], size_t max_bytes,
-			 hsize_t chunk[2])
+void h5io_chunk_for_slab(int ndim, const uint64_t count[2], size_t elem_bytes,
+			 size_t max_bytes, hsize_t chunk[2])
 {
-	const uint64_t max_vals = max_bytes / sizeof(float);
+	const uint64_t max_vals = max_bytes / elem_bytes;
 	uint64_t rows = count[0], cols = ndim == 2 ? count[1] : 1, max_rows, parts, d;
 
 	chunk[0] = rows;
@@ -330,48 +358,55 @@ void h5io_chunk_for_slab(int ndim, const uint64_t count[2], size_t max_bytes,
 	chunk[0] = rows % d == 0 ? d : (rows + parts - 1) / parts;
 }
 
-int h5io_dataset_scan_f32(hid_t dset, size_t block_bytes, uint64_t *values,
-			  uint64_t *bad_row)
+int h5io_dataset_scan(hid_t dset, size_t block_bytes, uint64_t *values, uint64_t *bad_row)
 {
 	hsize_t dims[2];
 	int ndim, rc = 0;
-	bool f32;
+	enum h5io_dtype type;
+	size_t elem;
 	uint64_t rows, cols, block, start[2] = {0, 0}, count[2];
 	hid_t dxpl = h5io_dxpl(false);
-	float *buf;
+	void *buf;
 
-	ENSURE(h5io_dataset_shape(dset, &ndim, dims, &f32) == 0);
+	ENSURE(h5io_dataset_shape(dset, &ndim, dims, &type) == 0);
 	rows = dims[0];
 	cols = dims[1];
+	elem = h5io_dtype_size(type);
 	*values = 0;
+	if (type == H5IO_OTHER) {
+		snprintf(last_error, sizeof(last_error), "neither float32 nor uint16");
+		MUST(H5Pclose(dxpl));
+		return -1;
+	}
 	/* The shape comes from the file: nothing to read, or a row too large to hold
 	 * (16 blocks), before it is divided or multiplied. */
 	if (rows == 0 || cols == 0) {
 		MUST(H5Pclose(dxpl));
 		return 0;
 	}
-	if (cols > block_bytes / sizeof(float) * 16) {
+	if (cols > block_bytes / elem * 16) {
 		snprintf(last_error, sizeof(last_error), "rows of %llu values are too large to "
 			 "scan", (unsigned long long)cols);
 		MUST(H5Pclose(dxpl));
 		return -1;
 	}
-	block = block_bytes / sizeof(float) / cols;
+	block = block_bytes / elem / cols;
 	block = block ? block : 1;
 	block = block < rows ? block : rows;
-	buf = xmalloc(size_mul_checked((size_t)block, (size_t)cols * sizeof(float),
-				       "dataset block"));
+	buf = xmalloc(size_mul_checked((size_t)block, (size_t)cols * elem, "dataset block"));
 	for (uint64_t r0 = 0; rc == 0 && r0 < rows; r0 += block) {
+		const float *f = buf;
+
 		start[0] = r0;
 		count[0] = rows - r0 < block ? rows - r0 : block;
 		count[1] = cols;
-		if (h5io_dataset_read_f32(dset, dxpl, ndim, true, start, count, buf) < 0) {
+		if (h5io_dataset_read(dset, dxpl, type, ndim, true, start, count, buf) < 0) {
 			rc = -1;
 			break;
 		}
 		*values += count[0] * cols;
-		for (uint64_t i = 0; rc == 0 && i < count[0] * cols; i++)
-			if (!isfinite(buf[i])) {
+		for (uint64_t i = 0; type == H5IO_F32 && rc == 0 && i < count[0] * cols; i++)
+			if (!isfinite(f[i])) {
 				*bad_row = r0 + i / cols;
 				rc = 1;
 			}

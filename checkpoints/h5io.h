@@ -3,8 +3,9 @@
  *
  * Files are opened over MPI-IO (H5Pset_fapl_mpio, collective metadata reads and
  * writes) or, with comm == MPI_COMM_NULL, serially (sec2 driver: tools and tests on
- * one rank). Datasets are float32 little-endian, chunked, with byte shuffle and
- * deflate when the level is > 0 and Fletcher32 always; fill values are never written.
+ * one rank). Datasets are float32 (tensors) or uint16 (small tables of ids)
+ * little-endian, chunked, with byte shuffle and deflate when the level is > 0 and
+ * Fletcher32 always; fill values are never written.
  * Reads and writes of a hyperslab are collective (filtered parallel writes must be)
  * and a rank with nothing to move joins with an empty selection.
  *
@@ -69,36 +70,50 @@ void h5io_plist_close(hid_t plist);
 
 /* ---- datasets ----------------------------------------------------------- */
 
-/* collective: create a float32 LE dataset at path (intermediate groups created) of
- * ndim (1 or 2) dims, chunked as chunk, shuffle + deflate(level) if level > 0, and
- * Fletcher32. Returns the dataset id or < 0. */
-hid_t h5io_dataset_create_f32(hid_t file, const char *path, int ndim, const hsize_t dims[2],
-			      const hsize_t chunk[2], int deflate_level);
+/* The element types of the datasets this module writes and reads. */
+enum h5io_dtype {
+	H5IO_F32,   /* H5T_IEEE_F32LE in the file, float in memory */
+	H5IO_U16,   /* H5T_STD_U16LE in the file, uint16_t in memory */
+	H5IO_OTHER, /* a dataset of any other type (read: refused by the caller) */
+};
+
+/* "float32", "uint16" or "another type"; the bytes of one element (0 for OTHER). */
+const char *h5io_dtype_name(enum h5io_dtype type);
+size_t h5io_dtype_size(enum h5io_dtype type);
+
+/* collective: create a dataset of type (F32 or U16, little-endian) at path
+ * (intermediate groups created) of ndim (1 or 2) dims, chunked as chunk, shuffle +
+ * deflate(level) if level > 0, and Fletcher32. Returns the dataset id or < 0. */
+hid_t h5io_dataset_create(hid_t file, const char *path, enum h5io_dtype type, int ndim,
+			  const hsize_t dims[2], const hsize_t chunk[2], int deflate_level);
 /* Does every component of the absolute path exist (as a link)? collective. */
 bool h5io_path_exists(hid_t file, const char *path);
 /* collective: open a dataset. Returns the id or < 0. */
 hid_t h5io_dataset_open(hid_t file, const char *path);
-/* The dataset's rank and dims (dims[1] = 1 for rank 1) and whether its type is a
- * 4-byte float. Returns 0, or < 0 if the dataset's rank is not 1 or 2. */
-int h5io_dataset_shape(hid_t dset, int *ndim, hsize_t dims[2], bool *is_f32);
+/* The dataset's rank and dims (dims[1] = 1 for rank 1) and its element type: F32
+ * for a 4-byte float, U16 for a 2-byte unsigned integer (either byte order), else
+ * OTHER. Returns 0, or < 0 if the dataset's rank is not 1 or 2. */
+int h5io_dataset_shape(hid_t dset, int *ndim, hsize_t dims[2], enum h5io_dtype *type);
 /* collective: write / read the hyperslab (start, count) of a dataset of ndim dims
- * from / into buf, dense (count[0], count[1]) floats. has_data = false joins the
- * collective call with an empty selection (buf ignored). 0 or < 0. */
-int h5io_dataset_write_f32(hid_t dset, hid_t dxpl, int ndim, bool has_data,
-			   const uint64_t start[2], const uint64_t count[2], const float *buf);
-int h5io_dataset_read_f32(hid_t dset, hid_t dxpl, int ndim, bool has_data,
-			  const uint64_t start[2], const uint64_t count[2], float *buf);
-/* The chunk shape for a dataset written in slabs of count (ndim dims): the slab,
- * capped at max_bytes by splitting its rows (into a divisor of them if one is near,
- * so chunks stay aligned with slabs) or, if one row alone is larger, its columns.
- * Within HDF5's limits (< 4 GiB and < 2^32 values per chunk) for max_bytes < 4 GiB. */
-void h5io_chunk_for_slab(int ndim, const uint64_t count[2], size_t max_bytes,
-			 hsize_t chunk[2]);
-/* Read a whole float dataset in blocks of about block_bytes (checksums verified by
- * HDF5), counting the values and checking they are finite. Returns 0; 1 with
- * *bad_row = the row of the first non-finite value; < 0 on a read failure. Serial. */
-int h5io_dataset_scan_f32(hid_t dset, size_t block_bytes, uint64_t *values,
-			  uint64_t *bad_row);
+ * from / into buf, dense (count[0], count[1]) values of type (F32: float, U16:
+ * uint16_t). has_data = false joins the collective call with an empty selection
+ * (buf ignored). 0 or < 0. */
+int h5io_dataset_write(hid_t dset, hid_t dxpl, enum h5io_dtype type, int ndim, bool has_data,
+		       const uint64_t start[2], const uint64_t count[2], const void *buf);
+int h5io_dataset_read(hid_t dset, hid_t dxpl, enum h5io_dtype type, int ndim, bool has_data,
+		      const uint64_t start[2], const uint64_t count[2], void *buf);
+/* The chunk shape for a dataset of elem_bytes values written in slabs of count (ndim
+ * dims): the slab, capped at max_bytes by splitting its rows (into a divisor of them
+ * if one is near, so chunks stay aligned with slabs) or, if one row alone is larger,
+ * its columns. Within HDF5's limits (< 4 GiB and < 2^32 values per chunk) for
+ * max_bytes < 4 GiB. */
+void h5io_chunk_for_slab(int ndim, const uint64_t count[2], size_t elem_bytes,
+			 size_t max_bytes, hsize_t chunk[2]);
+/* Read a whole F32 or U16 dataset in blocks of about block_bytes (checksums verified
+ * by HDF5), counting the values and checking that floats are finite. Returns 0; 1
+ * with *bad_row = the row of the first non-finite value; < 0 on a read failure (or
+ * another type). Serial. */
+int h5io_dataset_scan(hid_t dset, size_t block_bytes, uint64_t *values, uint64_t *bad_row);
 /* Bytes the dataset takes in the file (after filters). */
 uint64_t h5io_dataset_storage_bytes(hid_t dset);
 void h5io_dataset_close(hid_t dset);

@@ -100,14 +100,26 @@ int flags_set(const struct flag_row *o, void *dst, const char *value, const char
 		return 0;
 	case FLAG_PATHS: {
 		struct flag_paths *paths = (struct flag_paths *)(base + o->offset);
+		size_t len = strlen(value);
 
-		if (paths->n >= FLAGS_MAX_PATHS)
-			return log_fail(err, errlen, "%s: more than %d paths", where,
-					FLAGS_MAX_PATHS);
-		if (strlen(value) >= FLAGS_PATH_MAX)
+		if (len >= FLAGS_PATH_MAX)
 			return log_fail(err, errlen, "%s: path longer than %d characters", where,
 					FLAGS_PATH_MAX - 1);
-		snprintf(paths->path[paths->n++], FLAGS_PATH_MAX, "%s", value);
+		if (paths->n == paths->cap) {
+			int cap = paths->cap ? 2 * paths->cap : 8;
+			char **grown = cap > 0 && (size_t)cap < SIZE_MAX / sizeof(char *)
+					       ? realloc(paths->path, sizeof(char *) * (size_t)cap)
+					       : NULL;
+
+			if (!grown)
+				return log_fail(err, errlen, "%s: out of memory for %d paths", where,
+						paths->n + 1);
+			paths->path = grown;
+			paths->cap = cap;
+		}
+		if (!(paths->path[paths->n] = malloc(len + 1)))
+			return log_fail(err, errlen, "%s: out of memory", where);
+		memcpy(paths->path[paths->n++], value, len + 1);
 		return 0;
 	}
 	case FLAG_BOOL:
@@ -257,7 +269,7 @@ static int parse_args(const struct flag_parse *p, void *dst, int argc, char **ar
 
 		if (rest && (flags_done || arg[0] != '-' || !strcmp(arg, "-"))) {
 			if (!rest_given)
-				((struct flag_paths *)((char *)dst + rest->offset))->n = 0;
+				flag_paths_free((struct flag_paths *)((char *)dst + rest->offset));
 			rest_given = p->given[rest - p->rows] = true;
 			snprintf(where, sizeof(where), "'%s'", arg);
 			if (flags_set(rest, dst, arg, where, err, errlen))
@@ -303,11 +315,12 @@ static int parse_args(const struct flag_parse *p, void *dst, int argc, char **ar
 			value = argv[++i];
 		}
 		if (o->type == FLAG_PATHS && !p->given[o - p->rows])
-			((struct flag_paths *)((char *)dst + o->offset))->n = 0;
+			flag_paths_free((struct flag_paths *)((char *)dst + o->offset));
 		if (flags_set(o, dst, value, where, err, errlen))
 			return -1;
-		/* --data-path A B C: the following non-flag words are more paths. */
-		while (o->type == FLAG_PATHS && !eq[0] && i + 1 < argc &&
+		/* --data-path A B C: the following non-flag words are more paths, unless
+		 * the program takes words that are not flags (then they are those). */
+		while (o->type == FLAG_PATHS && !rest && !eq[0] && i + 1 < argc &&
 		       strncmp(argv[i + 1], "--", 2) != 0)
 			if (flags_set(o, dst, argv[++i], where, err, errlen))
 				return -1;
@@ -369,4 +382,19 @@ void flags_print_help(const struct flag_parse *p)
 			printf(" [%s]", o->def);
 		printf("\n");
 	}
+}
+
+void flag_paths_free(struct flag_paths *paths)
+{
+	for (int i = 0; i < paths->n; i++)
+		free(paths->path[i]);
+	free(paths->path);
+	memset(paths, 0, sizeof(*paths));
+}
+
+void flags_free(const struct flag_parse *p, void *dst)
+{
+	for (size_t i = 0; i < p->count; i++)
+		if (p->rows[i].type == FLAG_PATHS)
+			flag_paths_free((struct flag_paths *)((char *)dst + p->rows[i].offset));
 }

@@ -7,8 +7,11 @@
  * "key value" or "key = value" (dashes optional), # comments. Every error is one
  * line naming the flag or file:line and the rule it broke.
  *
+ * Lists of paths (FLAG_PATHS) grow as needed: a program that parsed its flags frees
+ * them with flags_free (the structs holding them may be copied, but freed once).
+ *
  * Pure: no MPI, no files but the config file. Knows no program's flags: trainer/spec.c
- * holds the run's table, data/prep_main.c retnet-prep's.
+ * holds every program's table.
  */
 #ifndef RN_FLAGS_H
 #define RN_FLAGS_H
@@ -16,7 +19,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define FLAGS_MAX_PATHS 16
 #define FLAGS_PATH_MAX 1024
 
 enum flag_type {
@@ -28,9 +30,10 @@ enum flag_type {
 	FLAG_BOOL,   /* bool, set by the bare flag; command line only */
 };
 
+/* A list of paths, in the order given; grows as needed (flags_free releases it). */
 struct flag_paths {
-	int n;
-	char path[FLAGS_MAX_PATHS][FLAGS_PATH_MAX];
+	int n, cap;
+	char **path; /* (n) strings, each shorter than FLAGS_PATH_MAX; NULL when cap is 0 */
 };
 
 struct flag_row {
@@ -58,7 +61,9 @@ struct flag_parse {
 	const struct flag_preset *presets; /* NULL-terminated by name, or NULL */
 	const char *default_preset;        /* applied when no --config is given, or NULL */
 	const char *positional;            /* a FLAG_PATHS row that takes the words that
-					      are not flags ("-" included), or NULL */
+					      are not flags ("-" included), or NULL; with
+					      one, any other list flag takes one path per
+					      occurrence (--held-out A --held-out B) */
 	bool *given;                       /* [count]: set by the command line or config */
 };
 
@@ -69,8 +74,15 @@ int flags_parse(const struct flag_parse *p, void *dst, int argc, char **argv, ch
 /* The rows, one per line: "--name VALUE  help (default D)". */
 void flags_print_help(const struct flag_parse *p);
 
-/* One value through a row's rules (range, choices, length); where names it in err. */
+/* One value through a row's rules (range, choices, length); where names it in err.
+ * A FLAG_PATHS row appends the value. */
 int flags_set(const struct flag_row *row, void *dst, const char *value, const char *where,
 	      char *err, size_t errlen);
+
+/* Releases what flags_parse allocated in dst for the rows of p (the lists of paths),
+ * leaving them empty. dst must have been zeroed or filled by flags_parse. */
+void flags_free(const struct flag_parse *p, void *dst);
+/* Empties one list of paths and releases its memory. */
+void flag_paths_free(struct flag_paths *paths);
 
 #endif

@@ -4,7 +4,10 @@
  * control bytes), the same ids for the text, fed whole and in awkward parts;
  * decode(encode(x)) == x on random bytes; piece rules at part boundaries; the
  * tokenizer id; a shard round trip with a merge table and each corruption of it the
- * reader must refuse; too few pairs for the asked vocabulary. */
+ * reader must refuse; too few pairs for the asked vocabulary; data/codec.h: a
+ * corpus read from a directory of pieces cut anywhere encodes to the reference ids,
+ * every id decodes to its bytes, and a BPE id without its table, or with a table
+ * that is not its id's, is refused. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,7 @@
 
 #include "common/alloc.h"
 #include "data/bpe.h"
+#include "data/codec.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "tests/harness.h"
@@ -357,8 +361,101 @@ static void test_shard_v2(void)
 	free(b);
 }
 
+/* The reference text as a directory of pieces cut mid-piece (one file each 4099
+ * bytes) gives the reference ids, and decodes back to the text. */
+static void test_codec(void)
+{
+	struct fixture fx;
+	size_t n;
+	unsigned char *text = read_file("bpe_text.txt", &n);
+	char dir[] = "/tmp/rn_test_codec.XXXXXX", path[1100];
+	const char *paths[1];
+	struct tokenizer tok, bad;
+	struct codec c;
+	uint16_t *ids = NULL, merges2[4];
+	uint64_t n_ids = 0, bytes = 0;
+	size_t k = 0, pos = 0, len, first_bad = SIZE_MAX;
+	int files = 0;
+
+	load_fixture(&fx);
+	EXPECT_TRUE(mkdtemp(dir) != NULL, "mkdtemp");
+	for (size_t at = 0; at < n; at += 4099, files++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/part-%03d", dir, files);
+		f = fopen(path, "wb");
+		fwrite(text + at, 1, n - at < 4099 ? n - at : 4099, f);
+		fclose(f);
+	}
+	paths[0] = dir;
+	EXPECT_TRUE(tokenizer_init_bpe(&tok, fx.merges, fx.n_merges, "t", err, sizeof(err)) == 0,
+		    "%s", err);
+	EXPECT_TRUE(codec_init(&c, &tok, "t", err, sizeof(err)) == 0, "codec: %s", err);
+	EXPECT_TRUE(codec_encode_inputs(&c, paths, 1, 1 << 30, &ids, &n_ids, &bytes, err,
+					sizeof(err)) == 0,
+		    "a directory of %d pieces: %s", files, err);
+	for (size_t i = 0; ids && i < n_ids && i < fx.n_ids && first_bad == SIZE_MAX; i++)
+		if (ids[i] != fx.ids[i])
+			first_bad = i;
+	EXPECT_TRUE(n_ids == fx.n_ids && bytes == n && first_bad == SIZE_MAX,
+		    "%llu ids of %llu bytes (reference %zu of %zu), first difference %zd",
+		    (unsigned long long)n_ids, (unsigned long long)bytes, fx.n_ids, n,
+		    first_bad == SIZE_MAX ? (ssize_t)-1 : (ssize_t)first_bad);
+	for (uint64_t i = 0; ids && i < n_ids && pos <= n; i++) {
+		const unsigned char *p = codec_token_bytes(&c, ids[i], &len);
+
+		k += pos + len <= n && memcmp(p, text + pos, len) == 0;
+		pos += len;
+	}
+	EXPECT_TRUE(pos == n && k == n_ids, "decoded: %zu of %zu bytes, %zu ids match", pos, n,
+		    k);
+	codec_free(&c);
+	free(ids);
+
+	/* a BPE id without its table; a table that is not its id's; an unknown id */
+	bad = tok;
+	bad.merges = NULL;
+	bad.n_merges = 0;
+	EXPECT_TRUE(codec_init(&c, &bad, "ck.h5", err, sizeof(err)) == -EINVAL &&
+			    strstr(err, "ck.h5: tokenizer \"bpe-v1-512-") &&
+			    strstr(err, "has no merge table here"),
+		    "no table: %s", err);
+	memcpy(merges2, fx.merges, sizeof(merges2));
+	merges2[2] = fx.merges[0]; /* merge 1 made the same as merge 0: still valid */
+	merges2[3] = fx.merges[1];
+	bad = tok;
+	bad.merges = merges2;
+	bad.n_merges = 2;
+	bad.vocab = 258;
+	snprintf(bad.id, sizeof(bad.id), "bpe-v1-258-0123456789abcdef");
+	EXPECT_TRUE(codec_init(&c, &bad, "ck.h5", err, sizeof(err)) == -EINVAL &&
+			    strstr(err, "ck.h5: the merge table gives tokenizer \"bpe-v1-258-") &&
+			    strstr(err, "not \"bpe-v1-258-0123456789abcdef\""),
+		    "a table that is not its id's: %s", err);
+	memset(&bad, 0, sizeof(bad));
+	snprintf(bad.id, sizeof(bad.id), "words-v1");
+	bad.vocab = 256;
+	EXPECT_TRUE(codec_init(&c, &bad, "x.bin", err, sizeof(err)) == -EINVAL &&
+			    strstr(err, "x.bin: tokenizer \"words-v1\" (vocab 256) is not one"),
+		    "an unknown tokenizer: %s", err);
+	tokenizer_init_bytes(&bad);
+	EXPECT_TRUE(codec_init(&c, &bad, "x", err, sizeof(err)) == 0 &&
+			    *codec_token_bytes(&c, 200, &len) == 200 && len == 1,
+		    "bytes: %s", err);
+	codec_free(&c);
+	for (int i = 0; i < files; i++) {
+		snprintf(path, sizeof(path), "%s/part-%03d", dir, i);
+		unlink(path);
+	}
+	rmdir(dir);
+	free(text);
+	free(fx.merges);
+	free(fx.ids);
+}
+
 int main(void)
 {
+	test_codec();
 	test_against_reference();
 	test_round_trip();
 	test_piece_rules();

@@ -11,11 +11,17 @@
  * moment group is refused naming the dataset and the ranks. (3) Coverage on load:
  * an owned group with more datasets in the file than its owners load is refused; the
  * same group owned by nobody, or not passed at all, loads; a group the file does not
- * have is a missing dataset. Every check is agreed by all ranks; rank 0 prints. */
+ * have is a missing dataset. (4) A uint16 group (a tokenizer's merge table: ids,
+ * written by rank 0 alone, read by every rank) beside the float model, saved
+ * synchronously and in the background: the ids load back exactly on every rank and
+ * ckpt_verify passes; a dataset read as the other element type, and ranks
+ * disagreeing on a group's dtype, are refused. Every check is agreed by all ranks;
+ * rank 0 prints. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoints/ckpt_async.h"
 #include "tests/ckpt_test.h"
 
 static const struct ckpt_options lvl1 = {1, 0};
@@ -323,11 +329,117 @@ static void test_coverage(void)
 	state_free(&l);
 }
 
+/* ---- (4) a uint16 group ------------------------------------------------- */
+
+#define TABLE_ROWS 700 /* (rows, 2) ids, as a merge table of 700 merges */
+
+/* groups[0]: the model (this rank's slices of st); groups[1]: "tokenizer", a uint16
+ * (TABLE_ROWS, 2) table "merges" in ids, owned (and, saving, listed) by rank 0 only. */
+static void table_groups(struct ckpt_group g[2], struct ckpt_slice *t, uint16_t *ids,
+			 struct state *st, bool saving)
+{
+	struct layout_slice sl;
+
+	if (layout_slice_init(&sl, "merges", 2, TABLE_ROWS, 2, -1, 0, 0))
+		abort();
+	memset(t, 0, sizeof(*t));
+	t->slice = sl;
+	t->u16 = ids;
+	g[0] = st->g[0];
+	memset(&g[1], 0, sizeof(g[1]));
+	snprintf(g[1].name, sizeof(g[1].name), "tokenizer");
+	g[1].dtype = CKPT_UINT16;
+	g[1].slices = t;
+	g[1].n = !saving || rank == 0;
+	g[1].owner = rank == 0;
+}
+
+static uint16_t id_at(int k)
+{
+	return (uint16_t)(k * 40503u + 7u); /* every bit pattern class, 65535 included */
+}
+
+static void test_uint16(void)
+{
+	const char *dir = sub("g4");
+	struct state s, l;
+	struct ckpt_group g[2];
+	struct ckpt_slice t;
+	uint16_t *ids = xcalloc(2 * TABLE_ROWS, sizeof(uint16_t));
+	int rc, bad = 0;
+
+	for (int k = 0; k < 2 * TABLE_ROWS; k++)
+		ids[k] = rank == 0 ? id_at(k) : 0xdead; /* only rank 0's are written */
+	ids[3] = 65535;
+	state_make(&s, NATURAL, world, rank, 5, false);
+	table_groups(g, &t, ids, &s, true);
+	rc = ckpt_save(dir, 1, g, 2, NULL, 0, &lvl1, MPI_COMM_WORLD, err, sizeof(err));
+	check(rc == 0, "a uint16 table written by rank 0 beside the model%s%s", rc ? ": " : "",
+	      rc ? err : "");
+	if (mpi_setup_threads_multiple()) {
+		struct ckpt_async *a = ckpt_async_create(MPI_COMM_WORLD);
+
+		rc = ckpt_async_start(a, dir, 2, g, 2, NULL, 0, &lvl1, err, sizeof(err));
+		memset(ids, 0, 2 * TABLE_ROWS * sizeof(uint16_t)); /* the copy is written */
+		if (!rc)
+			rc = ckpt_async_wait(a, NULL, err, sizeof(err));
+		ckpt_async_destroy(a);
+		check(rc == 0, "... and in the background%s%s", rc ? ": " : "", rc ? err : "");
+	}
+	state_free(&s);
+
+	for (int it = 1; it <= (mpi_setup_threads_multiple() ? 2 : 1); it++) {
+		state_make(&l, NATURAL, world, rank, -1, false);
+		memset(ids, 0, 2 * TABLE_ROWS * sizeof(uint16_t));
+		table_groups(g, &t, ids, &l, false);
+		rc = ckpt_load(dir, it, g, 2, NULL, 0, MPI_COMM_WORLD, err, sizeof(err));
+		for (int k = 0; k < 2 * TABLE_ROWS; k++)
+			bad += ids[k] != (k == 3 ? 65535 : id_at(k));
+		check(rc == 0 && bad == 0 && state_diff(&l, 5, "model beside ids") == 0,
+		      "iteration %d: every rank reads the ids exactly (%d differ)%s%s", it, bad,
+		      rc ? ": " : "", rc ? err : "");
+		state_free(&l);
+	}
+	if (rank == 0) {
+		char path[600];
+		struct ckpt_verify_info info;
+
+		ckpt_path(path, sizeof(path), dir, 1);
+		rc = ckpt_verify(path, &info, err, sizeof(err));
+		check0(rc == 0 && info.values >= 2 * TABLE_ROWS,
+		       "ckpt_verify reads the uint16 dataset with the float32 ones");
+	}
+
+	/* the ids read as floats, and the model's floats read as ids */
+	state_make(&l, NATURAL, world, rank, -1, false);
+	table_groups(g, &t, ids, &l, false);
+	g[1].dtype = CKPT_FLOAT32;
+	rc = ckpt_load(dir, 1, g, 2, NULL, 0, MPI_COMM_WORLD, err, sizeof(err));
+	check_refused(rc, "a uint16 dataset read as float32",
+		      "tensor merges: /tokenizer/merges is uint16 (700, 2), the slice expects "
+		      "float32 (700, 2)", NULL);
+	g[1].dtype = CKPT_UINT16;
+	g[0].dtype = CKPT_UINT16;
+	rc = ckpt_load(dir, 1, g, 2, NULL, 0, MPI_COMM_WORLD, err, sizeof(err));
+	check_refused(rc, "a float32 dataset read as uint16", "/model/", "is float32");
+	g[0].dtype = CKPT_FLOAT32;
+	if (world > 1) {
+		if (rank == world - 1)
+			g[1].dtype = CKPT_FLOAT32;
+		rc = ckpt_load(dir, 1, g, 2, NULL, 0, MPI_COMM_WORLD, err, sizeof(err));
+		check_refused(rc, "ranks disagreeing on a group's dtype",
+			      "disagree on the state groups of the load", "dtypes");
+	}
+	state_free(&l);
+	free(ids);
+}
+
 int main(int argc, char **argv)
 {
 	ckpt_test_begin(&argc, &argv, "test_ckpt_groups");
 	test_group_lists();
 	test_zero1();
 	test_coverage();
+	test_uint16();
 	return ckpt_test_end();
 }

@@ -184,15 +184,17 @@ static void check_schedule(void)
 	EXPECT_TRUE(lr_at(&s, 100) == 1.0, "constant: %g", lr_at(&s, 100));
 }
 
+/* c: zeroed, or holding the previous parse (freed here). */
 static int parse(struct run_spec *c, enum spec_program p, char *err, int argc,
 		 const char **argv)
 {
+	spec_free(c);
 	return spec_parse(c, p, argc, (char **)argv, err, 512);
 }
 
 static void check_config(void)
 {
-	struct run_spec c;
+	struct run_spec c = {0};
 	char err[512] = "", path[] = "/tmp/rn_test_config.XXXXXX";
 	int fd = mkstemp(path);
 	FILE *f = fdopen(fd, "w");
@@ -253,13 +255,14 @@ static void check_config(void)
 				    strstr(err, ":1: line longer than"),
 			    "long line: %s", err);
 	}
+	spec_free(&c);
 	unlink(path);
 }
 
 /* Each program takes its own flags from the one table, with its own defaults. */
 static void check_programs(void)
 {
-	struct run_spec c;
+	struct run_spec c = {0};
 	char err[512] = "";
 
 	{
@@ -304,13 +307,46 @@ static void check_programs(void)
 				    strstr(err, "--mode: 'streams' is not windows or stream"),
 			    "a choice: %s", err);
 	}
+	spec_free(&c);
+}
+
+/* retnet-prep's flags: inputs are the words that are not flags, --held-out takes one
+ * path each time, and --split says the parts' weights and their order in the text. */
+static void check_prep_flags(void)
+{
+	struct run_spec c = {0};
+	struct spec_split sp;
+	char err[512] = "";
+	const char *argv[] = {"x", "--output-prefix", "o", "a.txt", "--held-out", "h.txt",
+			      "b/", "--tokenizer", "bpe", "--vocab-size", "300"};
+
+	EXPECT_TRUE(parse(&c, SPEC_PREP, err, 11, argv) == 0 && c.input.n == 2 &&
+			    !strcmp(c.input.path[1], "b/") && c.held_out.n == 1 &&
+			    c.vocab_size == 300 && !strcmp(c.split, "90,5,5"),
+		    "retnet-prep: %d inputs, %d held out, vocab %lld, split %s (%s)", c.input.n,
+		    c.held_out.n, (long long)c.vocab_size, c.split, err);
+	EXPECT_TRUE(spec_validate(&c, 1, err, sizeof(err)) == 0, "validate: %s", err);
+	EXPECT_TRUE(spec_validate(&c, 2, err, sizeof(err)) != 0 && strstr(err, "one process"),
+		    "retnet-prep runs as one process: %s", err);
+	EXPECT_TRUE(spec_parse_split("949,50,1", &sp, err, sizeof(err)) == 0 &&
+			    sp.order[0] == SPEC_PART_TRAIN && sp.order[2] == SPEC_PART_TEST &&
+			    sp.weight[SPEC_PART_VALID] == 50,
+		    "949,50,1: %s", err);
+	EXPECT_TRUE(spec_parse_split("train:0.9,test:0.05,valid:0.05", &sp, err, sizeof(err)) == 0 &&
+			    sp.order[1] == SPEC_PART_TEST && sp.order[2] == SPEC_PART_VALID &&
+			    sp.weight[SPEC_PART_TRAIN] == 0.9,
+		    "named parts in the order of the text: %s", err);
+	EXPECT_TRUE(spec_parse_split("9,1,1,1", &sp, err, sizeof(err)) != 0 &&
+			    strstr(err, "three comma-separated"),
+		    "four weights: %s", err);
+	spec_free(&c);
 }
 
 /* A checkpoint's model adopted by the evaluator, checked by the trainer, and its
  * values named after the file's attributes in messages. */
 static void check_checkpoint_rules(void)
 {
-	struct run_spec saved, ev, tr;
+	struct run_spec saved, ev = {0}, tr = {0};
 	char err[512] = "";
 	const char *eargv[] = {"x", "--load", "/ck", "--data", "/a.txt", "--seq-length", "64",
 			       "--tensor-model-parallel-size", "3"};
@@ -349,6 +385,8 @@ static void check_checkpoint_rules(void)
 	EXPECT_TRUE(spec_adopt(&tr, &saved, "/ck/iter_0000002.h5", err, sizeof(err)) != 0 &&
 			    strstr(err, "--num-layers: 2 does not match 0 in /ck/iter_0000002.h5"),
 		    "retnet-train: the model's shape must match: %s", err);
+	spec_free(&ev);
+	spec_free(&tr);
 }
 
 int main(void)
@@ -359,6 +397,7 @@ int main(void)
 	check_schedule();
 	check_config();
 	check_programs();
+	check_prep_flags();
 	check_checkpoint_rules();
 	return test_finish();
 }

@@ -3,8 +3,9 @@
  *
  *   setup      flags, the grid of the evaluator's own layout, the checkpoint's
  *              configuration and tokenizer (nothing else is needed)
- *   corpora    every --data file read and checked before any work: token shards
- *              from retnet-prep, or raw text (plain or gzip) tokenized here
+ *   corpora    every --data path read and checked before any work: token shards
+ *              from retnet-prep, or raw text (plain or gzip, a file or a directory
+ *              of files) tokenized here with the checkpoint's tokenizer
  *   model      built on this layout and loaded from the checkpoint
  *   score      windows (state reset per window) or one stream (state carried
  *              across the whole corpus), with the chunkwise, parallel or recurrent
@@ -19,9 +20,8 @@
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
-#include "data/bpe.h"
+#include "data/codec.h"
 #include "data/shard.h"
-#include "data/textfile.h"
 #include "data/tokenizer.h"
 #include "parallel/comm.h"
 #include "parallel/mpi_setup.h"
@@ -64,59 +64,78 @@ static bool is_shard_file(const char *path)
 	return yes;
 }
 
-/* Opens a shard or tokenizes a text file with the checkpoint's tokenizer. */
-static int corpus_open(struct corpus *c, const char *path, const struct tokenizer *tok,
-		       char *err, size_t errlen)
+/* Opens a token shard made with the checkpoint's tokenizer (0 if path is no shard). */
+static int shard_open_for(struct corpus *c, const char *path, const struct tokenizer *tok,
+			  char *err, size_t errlen)
 {
 	memset(c, 0, sizeof(*c));
 	c->path = path;
-	if (is_shard_file(path)) {
-		if (shard_open_checked(&c->shard, path, err, errlen))
-			return -1;
-		c->is_shard = true;
-		if (tokenizer_check_same(&c->shard.tok, path, tok, "the checkpoint", err, errlen))
-			return -1;
-		c->tokens = c->shard.tokens;
-		c->n_tokens = c->shard.hdr.n_tokens;
-		c->source_bytes = c->shard.hdr.source_bytes;
-		c->scored_bytes = c->source_bytes - (c->n_tokens ? 1 : 0);
-		if (c->shard.tok.n_merges && c->n_tokens) {
-			struct bpe b;
-			size_t first;
+	if (!is_shard_file(path))
+		return 0;
+	if (shard_open_checked(&c->shard, path, err, errlen))
+		return -1;
+	c->is_shard = true;
+	if (tokenizer_check_same(&c->shard.tok, path, tok, "the checkpoint", err, errlen))
+		return -1;
+	c->tokens = c->shard.tokens;
+	c->n_tokens = c->shard.hdr.n_tokens;
+	c->source_bytes = c->shard.hdr.source_bytes;
+	return 0;
+}
 
-			bpe_init(&b, &c->shard.tok);
-			bpe_token_bytes(&b, c->tokens[0], &first);
-			bpe_free(&b);
-			if (first > c->source_bytes)
-				return log_fail(err, errlen, "%s: source bytes %llu are fewer than "
-						"its first token's", path,
-						(unsigned long long)c->source_bytes);
-			c->scored_bytes = c->source_bytes - first;
+/*
+ * The tokenizer that reads raw text and counts the bytes behind tokens: the
+ * checkpoint's; for a BPE checkpoint written before checkpoints carried the merge
+ * table, that of a --data shard made with it (the same id), if there is one.
+ */
+static int codec_for(struct codec *codec, bool *have, const struct ckpt_info *ck,
+		     const struct corpus *cs, int n, char *err, size_t errlen)
+{
+	*have = false;
+	if (!train_ckpt_lacks_merges(ck)) {
+		*have = true;
+		return codec_init(codec, &ck->tok, ck->path, err, errlen) ? -1 : 0;
+	}
+	for (int i = 0; i < n; i++)
+		if (cs[i].is_shard) {
+			*have = true;
+			return codec_init(codec, &cs[i].shard.tok, cs[i].path, err, errlen) ? -1 : 0;
 		}
-	} else {
-		struct tokenizer bytes;
-		unsigned char *text;
-		size_t n;
+	return 0;
+}
 
-		tokenizer_init_bytes(&bytes);
-		if (!tokenizer_equal(&bytes, tok)) {
-			return log_fail(err, errlen, "%s: raw text needs the byte tokenizer, the "
-					"checkpoint has '%s': give token shards made with its tokenizer",
-					path, tok->id);
-		}
-		if (textfile_read_all(path, EVAL_MAX_TEXT_BYTES, &text, &n, err, errlen))
-			return -1;
-		c->owned = xmalloc(sizeof(uint16_t) * (n ? n : 1));
-		c->n_tokens = tokenizer_encode(c->owned, tok, text, n);
-		c->source_bytes = n;
-		c->scored_bytes = n ? n - 1 : 0;
+/* A raw text corpus (files or a directory), tokenized with codec (NULL: none). */
+static int text_open(struct corpus *c, const struct codec *codec, const struct ckpt_info *ck,
+		     char *err, size_t errlen)
+{
+	const char *paths[1] = {c->path};
+
+	if (!codec)
+		return log_fail(err, errlen, "%s: raw text needs the merge table of tokenizer "
+				"'%s', which %s does not carry (written before checkpoints "
+				"carried it): give a token shard made with that tokenizer too, "
+				"whose table is then used", c->path, ck->tok.id, ck->path);
+	return codec_encode_inputs(codec, paths, 1, EVAL_MAX_TEXT_BYTES, &c->owned,
+				   &c->n_tokens, &c->source_bytes, err, errlen) ? -1 : 0;
+}
+
+/* The corpus scored: at least one target, and the bytes behind the scored tokens
+ * (all but the first). */
+static int corpus_finish(struct corpus *c, const struct codec *codec, char *err,
+			 size_t errlen)
+{
+	size_t first;
+
+	if (!c->is_shard)
 		c->tokens = c->owned;
-		free(text);
-	}
-	if (c->n_tokens < 2) {
-		return log_fail(err, errlen, "%s: %llu tokens: a corpus needs at least 2 (one target)",
-				path, (unsigned long long)c->n_tokens);
-	}
+	if (c->n_tokens < 2)
+		return log_fail(err, errlen, "%s: %llu tokens: a corpus needs at least 2 (one "
+				"target)", c->path, (unsigned long long)c->n_tokens);
+	codec_token_bytes(codec, c->tokens[0], &first);
+	if (first > c->source_bytes)
+		return log_fail(err, errlen, "%s: source bytes %llu are fewer than its first "
+				"token's", c->path, (unsigned long long)c->source_bytes);
+	c->scored_bytes = c->source_bytes - first;
 	return 0;
 }
 
@@ -293,12 +312,23 @@ int main(int argc, char **argv)
 	launch_begin(l, SPEC_EVAL, &argc, &argv);
 	launch_read_checkpoint(l);
 
-	/* ---- corpora: every file read and checked before any work ------------ */
+	/* ---- corpora: every path read and checked before any work ------------ */
 	const int n = s->data.n;
+	const struct ckpt_info *ck = &l->checkpoint;
 	struct corpus *cs = xcalloc((size_t)n, sizeof(*cs));
+	struct codec codec = {0};
+	bool have_codec;
 
 	for (int i = 0; i < n; i++) {
-		ok = corpus_open(&cs[i], s->data.path[i], &l->checkpoint.tok, err, sizeof(err)) == 0;
+		ok = shard_open_for(&cs[i], s->data.path[i], &ck->tok, err, sizeof(err)) == 0;
+		mpi_setup_agree_or_exit(ok, err);
+	}
+	ok = codec_for(&codec, &have_codec, ck, cs, n, err, sizeof(err)) == 0;
+	mpi_setup_agree_or_exit(ok, err);
+	for (int i = 0; i < n; i++) {
+		ok = (cs[i].is_shard ||
+		      text_open(&cs[i], have_codec ? &codec : NULL, ck, err, sizeof(err)) == 0) &&
+		     corpus_finish(&cs[i], &codec, err, sizeof(err)) == 0;
 		mpi_setup_agree_or_exit(ok, err);
 	}
 
@@ -331,6 +361,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n; i++)
 		corpus_close(&cs[i]);
 	free(cs);
+	codec_free(&codec);
 	launch_end(l);
 	free(l);
 	return 0;

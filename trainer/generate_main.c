@@ -4,8 +4,9 @@
  * token: constant time and memory per token however long the context.
  *
  *   setup      flags; the model of the checkpoint with T = 1 on a TP x PP layout
- *   prompt     tokenized (bytes, or BPE with the merge table of --tokenizer SHARD),
- *              fed token by token (each advances the state)
+ *   prompt     tokenized with the checkpoint's tokenizer (bytes, or BPE with the
+ *              merge table the checkpoint carries), fed token by token (each
+ *              advances the state)
  *   sample     temperature and top-k on the last logits, with a counter-based
  *              generator keyed by (seed, step): the same seed, the same text
  *   report     the text on stdout; with --timing, ms per token after the prompt
@@ -19,8 +20,7 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "common/rng.h"
-#include "data/bpe.h"
-#include "data/shard.h"
+#include "data/codec.h"
 #include "data/textfile.h"
 #include "data/tokenizer.h"
 #include "parallel/comm.h"
@@ -95,38 +95,28 @@ static int32_t step(struct train_step *ts, const struct grid *g, int32_t token, 
 }
 
 /*
- * The text to continue as token ids (bytes, or BPE with the merge table of
- * --tokenizer SHARD, which must be the checkpoint's tokenizer); *bpe is set up for
- * decoding when it is used. collective: all ranks agree on errors
+ * The text to continue as token ids, with the checkpoint's tokenizer, which codec
+ * is set up to encode and decode. A BPE checkpoint written before checkpoints
+ * carried the merge table is refused. collective: all ranks agree on errors
  */
-static uint16_t *prompt_ids(const struct run_spec *s, const struct tokenizer *tok,
-			    const char *ckpt_path, struct bpe *bpe, bool *use_bpe,
-			    unsigned char **text, size_t *n_text, size_t *n_ids)
+static uint16_t *prompt_ids(const struct run_spec *s, const struct ckpt_info *ck,
+			    struct codec *codec, unsigned char **text, size_t *n_text,
+			    size_t *n_ids)
 {
 	char err[2 * FLAGS_PATH_MAX + 256] = "";
-	struct tokenizer bytes;
+	struct codec_stream stream;
+	uint64_t encoded;
 	uint16_t *ids;
 	bool ok;
 
-	tokenizer_init_bytes(&bytes);
-	*use_bpe = false;
-	if (s->tokenizer[0]) {
-		/* Checks the shard and that it is the checkpoint's tokenizer. */
-		struct shard sh;
-
-		if (shard_open_checked(&sh, s->tokenizer, err, sizeof(err)) == 0) {
-			if (tokenizer_check_same(&sh.tok, s->tokenizer, tok, ckpt_path, err,
-						 sizeof(err)) == 0 && sh.tok.n_merges) {
-				bpe_init(bpe, &sh.tok);
-				*use_bpe = true;
-			}
-			shard_close(&sh);
-		}
-	} else if (!tokenizer_equal(&bytes, tok)) {
-		snprintf(err, sizeof(err), "--tokenizer: %s has tokenizer '%s': give a token shard "
-			 "made with it (--tokenizer SHARD, e.g. its training shard), whose merge "
-			 "table encodes and decodes the text", ckpt_path, tok->id);
-	}
+	if (train_ckpt_lacks_merges(ck))
+		snprintf(err, sizeof(err), "%s: tokenizer '%s' without its merge table (a "
+			 "checkpoint written before checkpoints carried it): to write one that "
+			 "carries it, resume it for no steps with retnet-train on its training "
+			 "shards (--load DIR --save DIR --train-iters %lld)", ck->path, ck->tok.id,
+			 (long long)ck->iteration);
+	else
+		codec_init(codec, &ck->tok, ck->path, err, sizeof(err));
 	mpi_setup_agree_or_exit(!err[0], err);
 	if (s->prompt_file[0]) {
 		ok = textfile_read_all(s->prompt_file, GENERATE_MAX_PROMPT_BYTES, text, n_text,
@@ -138,33 +128,22 @@ static uint16_t *prompt_ids(const struct run_spec *s, const struct tokenizer *to
 		memcpy(*text, s->prompt, *n_text);
 	}
 	ids = xmalloc(sizeof(uint16_t) * (*n_text + BPE_PIECE_MAX));
-	if (*use_bpe) {
-		struct bpe_encoder *enc = xmalloc(sizeof(*enc));
-		uint64_t encoded;
-
-		bpe_encoder_init(enc, bpe);
-		*n_ids = bpe_encode(enc, *text, *n_text, true, ids, &encoded);
-		ENSURE(encoded == *n_text);
-		free(enc);
-	} else {
-		*n_ids = tokenizer_encode(ids, &bytes, *text, *n_text);
-	}
+	codec_stream_init(&stream, codec);
+	*n_ids = codec_stream_encode(&stream, *text, *n_text, true, ids, &encoded);
+	ENSURE(encoded == *n_text);
 	return ids;
 }
 
 /* A token's text on stdout (rank 0). */
-static void emit(const struct grid *g, int32_t token, const struct bpe *bpe, bool use_bpe)
+static void emit(const struct grid *g, int32_t token, const struct codec *codec)
 {
+	size_t len;
+	const unsigned char *p;
+
 	if (g->world_rank != 0)
 		return;
-	if (use_bpe) {
-		size_t len;
-		const unsigned char *p = bpe_token_bytes(bpe, (uint32_t)token, &len);
-
-		fwrite(p, 1, len, stdout);
-	} else {
-		fputc((unsigned char)token, stdout);
-	}
+	p = codec_token_bytes(codec, (uint32_t)token, &len);
+	fwrite(p, 1, len, stdout);
 	fflush(stdout);
 }
 
@@ -174,11 +153,10 @@ int main(int argc, char **argv)
 	const struct run_spec *s = &l->spec;
 	const struct grid *g = &l->grid;
 	struct train_step ts;
-	struct bpe bpe = {0};
+	struct codec codec;
 	unsigned char *text;
 	size_t n_text, n_ids;
 	uint16_t *ids;
-	bool use_bpe;
 	struct model *m;
 
 	/* ---- setup: flags; the checkpoint's model with T = 1 ------------------ */
@@ -186,8 +164,7 @@ int main(int argc, char **argv)
 	launch_read_checkpoint(l);
 
 	/* ---- prompt: tokenized ------------------------------------------------ */
-	ids = prompt_ids(s, &l->checkpoint.tok, l->checkpoint.path, &bpe, &use_bpe, &text,
-			 &n_text, &n_ids);
+	ids = prompt_ids(s, &l->checkpoint, &codec, &text, &n_text, &n_ids);
 
 	/* ---- model: recurrent form, the state carried from token to token ------ */
 	m = launch_model(l, 1);
@@ -214,7 +191,7 @@ int main(int argc, char **argv)
 	t0 = metrics_now_s();
 	for (int64_t k = 0; k < s->max_new_tokens; k++, pos++) {
 		token = step(&ts, g, token, pos, s, (uint64_t)pos, scratch);
-		emit(g, token, &bpe, use_bpe);
+		emit(g, token, &codec);
 	}
 	if (g->world_rank == 0)
 		fputc('\n', stdout);
@@ -232,8 +209,7 @@ int main(int argc, char **argv)
 	free(scratch);
 	free(text);
 	free(ids);
-	if (use_bpe)
-		bpe_free(&bpe);
+	codec_free(&codec);
 	model_stream_end(m);
 	train_step_free(&ts);
 	model_destroy(m);

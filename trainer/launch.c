@@ -109,6 +109,8 @@ struct model *launch_model_chunked(struct launch *l, const int *slots)
 
 void launch_end(struct launch *l)
 {
+	train_ckpt_info_free(&l->checkpoint);
+	spec_free(&l->spec);
 	grid_free(&l->grid);
 	mpi_setup_finalize();
 }

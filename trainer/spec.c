@@ -1,5 +1,6 @@
 #include "trainer/spec.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,7 @@
 #include "parallel/pipeline.h"
 
 enum { TR = SPEC_TRAIN, EV = SPEC_EVAL, GE = SPEC_GENERATE, BE = SPEC_BENCH,
-       BC = SPEC_BENCH_CKPT };
+       BC = SPEC_BENCH_CKPT, PR = SPEC_PREP };
 
 /* The programs that read the model from a checkpoint rather than from their flags. */
 #define MODEL_FROM_CHECKPOINT (SPEC_EVAL | SPEC_GENERATE)
@@ -186,9 +187,6 @@ static const struct spec_row table[] = {
 	{{"prompt", TEXT(prompt), "", "text to continue"}, GE, NULL, 0},
 	{{"prompt-file", TEXT(prompt_file), "", "text to continue, from a file (plain or gzip)"},
 	 GE, NULL, 0},
-	{{"tokenizer", TEXT(tokenizer), "",
-	  "a token shard made with the checkpoint's BPE tokenizer (its merges are used)"},
-	 GE, NULL, 0},
 	{{"max-new-tokens", INT(max_new_tokens, 0, 1e12), "200", "tokens to sample"},
 	 GE, NULL, 0},
 	{{"temperature", REAL(temperature, 0, 100), "1.0",
@@ -210,6 +208,31 @@ static const struct spec_row table[] = {
 	{{"reps", INT(reps, 1, 1000), "2", "rounds per compression level (best of)"},
 	 BC, NULL, 0},
 	{{"keep", BOOL(keep), "", "keep the checkpoints written"}, BC, NULL, 0},
+
+	/* retnet-prep */
+	{{"input", PATHS(input), "", "text files or directories: the words that are not flags"},
+	 PR, NULL, 0},
+	{{"output-prefix", TEXT(output_prefix), "",
+	  "write PREFIX-train.bin, PREFIX-valid.bin and PREFIX-test.bin (required)"}, PR, NULL, 0},
+	{{"split", TEXT(split), "90,5,5",
+	  "weights of the train, validation and test parts, cut in that order at line "
+	  "starts (949,50,1 or 0.9,0.05,0.05); name them to cut in another order "
+	  "(train:90,test:5,valid:5); a part of weight 0 is not written"}, PR, NULL, 0},
+	{{"held-out-fraction", REAL(held_out_fraction, 0, 1), "",
+	  "two parts only: hold out the last F of the text by bytes as validation, cut at "
+	  "a line start (0 < F < 1); no test part"}, PR, NULL, 0},
+	{{"held-out", PATHS(held_out), "",
+	  "two parts only: this file or directory is the validation text (repeat the flag "
+	  "for more); the INPUTs are all training text"}, PR, NULL, 0},
+	{{"tokenizer", CHOICE(tokenizer, "bytes|bpe"), "bytes",
+	  "bytes: one token per byte (vocabulary 256); bpe: byte pairs learned from the "
+	  "training part"}, PR, NULL, 0},
+	{{"vocab-size", INT(vocab_size, 257, 65536), "",
+	  "bpe: the vocabulary (the model's --vocab-size must match)"}, PR, NULL, 0},
+	{{"tokenizer-from", TEXT(tokenizer_from), "",
+	  "encode with an existing tokenizer: a checkpoint directory's (its latest) or a "
+	  "token shard's"}, PR, NULL, 0},
+	{{"force", BOOL(force), "", "overwrite existing outputs"}, PR, NULL, 0},
 };
 
 #define NROWS (sizeof(table) / sizeof(table[0]))
@@ -237,6 +260,15 @@ static const struct {
 					  "[flags]"},
 	{SPEC_BENCH_CKPT, "retnet-bench-ckpt", "mpiexec -n N retnet-bench-ckpt [--config "
 					       "bench-small|tiny|FILE] [flags]"},
+	{SPEC_PREP, "retnet-prep",
+	 "retnet-prep --output-prefix PREFIX [--split TRAIN,VALID,TEST | --held-out-fraction F "
+	 "| --held-out PATH...]\n"
+	 "                   [--tokenizer bytes | --tokenizer bpe --vocab-size V | "
+	 "--tokenizer-from CHECKPOINT_DIR|SHARD]\n"
+	 "                   [--force] INPUT...\n"
+	 "Turns text (plain or gzip, detected by content; files, or directories whose regular\n"
+	 "files are taken in sorted name order) into token shards. A bad input is one line,\n"
+	 "exit status 2, and nothing is written."},
 };
 
 /* The rows of program p, in table order; returns the count. */
@@ -314,6 +346,7 @@ int spec_parse(struct run_spec *s, enum spec_program p, int argc, char **argv, c
 		.rows = rows, .count = rows_of(p, rows, index), .given = given,
 		.presets = p & (SPEC_BENCH | SPEC_BENCH_CKPT) ? bench_presets : NULL,
 		.default_preset = p & (SPEC_BENCH | SPEC_BENCH_CKPT) ? "bench-small" : NULL,
+		.positional = p == SPEC_PREP ? "input" : NULL,
 	};
 	int rc;
 
@@ -325,6 +358,13 @@ int spec_parse(struct run_spec *s, enum spec_program p, int argc, char **argv, c
 	return rc;
 }
 
+void spec_free(struct run_spec *s)
+{
+	for (size_t i = 0; i < NROWS; i++)
+		if (table[i].flag.type == FLAG_PATHS)
+			flag_paths_free((struct flag_paths *)((char *)s + table[i].flag.offset));
+}
+
 void spec_print_help(enum spec_program p)
 {
 	struct flag_row rows[SPEC_MAX_ROWS];
@@ -332,6 +372,7 @@ void spec_print_help(enum spec_program p)
 		.rows = rows, .count = rows_of(p, rows, NULL),
 		.presets = p & (SPEC_BENCH | SPEC_BENCH_CKPT) ? bench_presets : NULL,
 		.default_preset = p & (SPEC_BENCH | SPEC_BENCH_CKPT) ? "bench-small" : NULL,
+		.positional = p == SPEC_PREP ? "input" : NULL,
 	};
 
 	for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++)
@@ -404,6 +445,45 @@ static int check_ranges(const struct run_spec *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* retnet-prep: what it needs given, and which flags exclude which. */
+static int check_prep(const struct run_spec *s, int world, char *err, size_t errlen)
+{
+	const bool split = spec_given(s, s->split), fraction = spec_given(s, &s->held_out_fraction);
+	const bool held = s->held_out.n > 0, bpe = !strcmp(s->tokenizer, "bpe");
+	struct spec_split sp;
+
+	if (!s->output_prefix[0])
+		return log_fail(err, errlen, "--output-prefix: required (see --help)");
+	if (s->input.n == 0)
+		return log_fail(err, errlen, "INPUT: at least one input file or directory is "
+				"required (see --help)");
+	if (fraction && held)
+		return log_fail(err, errlen, "--held-out-fraction: give either it or --held-out, "
+				"not both");
+	if (split && (fraction || held))
+		return log_fail(err, errlen, "--split: give one of --split, --held-out-fraction "
+				"and --held-out");
+	if (fraction && !(s->held_out_fraction > 0 && s->held_out_fraction < 1))
+		return log_fail(err, errlen, "--held-out-fraction: %g must be above 0 and below 1",
+				s->held_out_fraction);
+	if (spec_parse_split(s->split, &sp, err, errlen))
+		return -1;
+	if (bpe && !held && !fraction && !(sp.weight[SPEC_PART_TRAIN] > 0))
+		return log_fail(err, errlen, "--split: '%s': --tokenizer bpe learns from the train "
+				"part: its weight must be above 0", s->split);
+	if (s->tokenizer_from[0] && (spec_given(s, s->tokenizer) || s->vocab_size))
+		return log_fail(err, errlen, "--tokenizer-from: the tokenizer comes from there: "
+				"give no --tokenizer or --vocab-size");
+	if (bpe && !s->vocab_size)
+		return log_fail(err, errlen, "--vocab-size: required with --tokenizer bpe");
+	if (!bpe && s->vocab_size)
+		return log_fail(err, errlen, "--vocab-size: only for --tokenizer bpe (the byte "
+				"tokenizer's vocabulary is 256)");
+	if (world != 1)
+		return log_fail(err, errlen, "retnet-prep: runs as one process, not %d", world);
+	return 0;
+}
+
 /* What each program needs given, and what its flags exclude. */
 static int check_program(const struct run_spec *s, int world, char *err, size_t errlen)
 {
@@ -468,6 +548,8 @@ static int check_program(const struct run_spec *s, int world, char *err, size_t 
 		return 0;
 	case SPEC_BENCH_CKPT:
 		return 0;
+	case SPEC_PREP:
+		return check_prep(s, world, err, errlen);
 	}
 	return 0;
 }
@@ -686,6 +768,60 @@ int spec_adopt(struct run_spec *s, const struct run_spec *saved, const char *fil
 		s->origin[i] = SPEC_CHECKPOINT;
 	}
 	fit_to_program(s);
+	return 0;
+}
+
+int spec_parse_split(const char *text, struct spec_split *out, char *err, size_t errlen)
+{
+	static const char *const names[SPEC_PARTS] = {"train", "valid", "test"};
+	const char *p = text;
+	int k = 0, named = -1;
+	bool seen[SPEC_PARTS] = {false, false, false};
+
+	memset(out, 0, sizeof(*out));
+	for (; k < SPEC_PARTS; k++) {
+		size_t len = strcspn(p, ",");
+		const char *colon = memchr(p, ':', len);
+		enum spec_part part = (enum spec_part)k;
+		char *end;
+		double w;
+
+		if (named >= 0 && named != (colon != NULL))
+			return log_fail(err, errlen, "--split: '%s': name all three parts or none",
+					text);
+		named = colon != NULL;
+		if (colon) {
+			int j = 0;
+
+			while (j < SPEC_PARTS && (strlen(names[j]) != (size_t)(colon - p) ||
+						  strncmp(p, names[j], (size_t)(colon - p))))
+				j++;
+			if (j == SPEC_PARTS || seen[j])
+				return log_fail(err, errlen, "--split: '%s': the parts are train, valid "
+						"and test, each once", text);
+			part = (enum spec_part)j;
+			p = colon + 1;
+			len = strcspn(p, ",");
+		}
+		seen[part] = true;
+		errno = 0;
+		w = strtod(p, &end);
+		if (errno || end == p || (size_t)(end - p) != len || !(w >= 0) || w > 1e15)
+			return log_fail(err, errlen, "--split: '%s': weights are numbers >= 0, three "
+					"of them, comma-separated", text);
+		out->order[k] = part;
+		out->weight[part] = w;
+		p += len;
+		if (k + 1 < SPEC_PARTS && *p++ != ',')
+			return log_fail(err, errlen, "--split: '%s': three comma-separated weights "
+					"(train, valid, test)", text);
+	}
+	if (*p)
+		return log_fail(err, errlen, "--split: '%s': three comma-separated weights (train, "
+				"valid, test)", text);
+	if (!(out->weight[0] + out->weight[1] + out->weight[2] > 0))
+		return log_fail(err, errlen, "--split: '%s': some part's weight must be above 0",
+				text);
 	return 0;
 }
 

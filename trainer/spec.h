@@ -33,6 +33,7 @@ enum spec_program {
 	SPEC_GENERATE = 4, /* retnet-generate */
 	SPEC_BENCH = 8,    /* retnet-bench-step */
 	SPEC_BENCH_CKPT = 16, /* retnet-bench-ckpt */
+	SPEC_PREP = 32,    /* retnet-prep */
 };
 
 enum spec_origin { SPEC_DEFAULT, SPEC_GIVEN, SPEC_CHECKPOINT };
@@ -92,7 +93,7 @@ struct run_spec {
 	char mode[SPEC_TEXT_MAX], form[SPEC_TEXT_MAX];
 
 	/* generation */
-	char prompt[FLAGS_PATH_MAX], prompt_file[FLAGS_PATH_MAX], tokenizer[FLAGS_PATH_MAX];
+	char prompt[FLAGS_PATH_MAX], prompt_file[FLAGS_PATH_MAX];
 	int64_t max_new_tokens, top_k, sample_seed;
 	double temperature;
 	bool timing;
@@ -106,6 +107,15 @@ struct run_spec {
 	int64_t reps;
 	bool keep;
 
+	/* retnet-prep (vocab_size above: the BPE vocabulary, 0 when not given) */
+	struct flag_paths input, held_out;
+	char output_prefix[FLAGS_PATH_MAX];
+	char split[SPEC_TEXT_MAX];
+	double held_out_fraction;
+	char tokenizer[SPEC_TEXT_MAX];
+	char tokenizer_from[FLAGS_PATH_MAX];
+	bool force;
+
 	/* where each row's value came from, and the checkpoint file of SPEC_CHECKPOINT */
 	unsigned char origin[SPEC_MAX_ROWS];
 	char origin_file[FLAGS_PATH_MAX];
@@ -115,9 +125,13 @@ struct run_spec {
 void spec_defaults(struct run_spec *s, enum spec_program p);
 
 /* Defaults, then argv (argv[0] skipped), then --config FILE or one of the program's
- * presets. 0; 1 when --help was asked for; -1 with one line in err. */
+ * presets. 0; 1 when --help was asked for; -1 with one line in err. s is overwritten
+ * (spec_free it first if it holds a parse); free the result with spec_free. */
 int spec_parse(struct run_spec *s, enum spec_program p, int argc, char **argv, char *err,
 	       size_t errlen);
+/* Releases the lists of paths a parse allocated; s is then empty of them. A copy of
+ * a parsed spec shares them: free one of the two only. */
+void spec_free(struct run_spec *s);
 void spec_print_help(enum spec_program p);
 
 /*
@@ -161,6 +175,20 @@ int spec_adopt(struct run_spec *s, const struct run_spec *saved, const char *fil
 
 /* Was the value given (command line or config file), not defaulted or adopted? */
 bool spec_given(const struct run_spec *s, const void *field);
+
+/*
+ * retnet-prep's --split: the weights of the train, validation and test parts and the
+ * order they are cut from the text in. "949,50,1" is train, valid, test in that
+ * order; "train:90,test:5,valid:5" names them in the order of the text. Weights are
+ * non-negative decimals, at least one positive; a part of weight 0 is not written.
+ * 0, or -1 with "--split: <rule>" in err.
+ */
+enum spec_part { SPEC_PART_TRAIN, SPEC_PART_VALID, SPEC_PART_TEST, SPEC_PARTS };
+struct spec_split {
+	enum spec_part order[SPEC_PARTS]; /* the parts, in the order of the text */
+	double weight[SPEC_PARTS];        /* by part */
+};
+int spec_parse_split(const char *text, struct spec_split *out, char *err, size_t errlen);
 
 /*
  * --inject-fault, for the tests of the guards: at iterations FIRST to LAST (1-based)

@@ -44,6 +44,8 @@ static int attr_refs(struct ckpt_info *info, struct attr_ref *r)
 	}
 	r[k++] = ref("tokenizer/id", FIELD_STR, info->tok.id, sizeof(info->tok.id));
 	r[k++] = ref("tokenizer/vocab_size", FIELD_U32, &info->tok.vocab, 0);
+	r[k] = ref("tokenizer/n_merges", FIELD_I64, &info->n_merges, 0);
+	r[k++].optional = true; /* older checkpoints: no table */
 	r[k++] = ref("layout/tensor_model_parallel_size", FIELD_I64, &info->tp, 0);
 	r[k++] = ref("layout/pipeline_model_parallel_size", FIELD_I64, &info->pp, 0);
 	r[k++] = ref("layout/data_parallel_size", FIELD_I64, &info->dp, 0);
@@ -136,6 +138,60 @@ int train_ckpt_resolve(const char *dir, int64_t iteration, int64_t *out, MPI_Com
 	return 0;
 }
 
+/* The group that holds a BPE tokenizer's merge table: (n, 2) uint16 "merges" in
+ * "tokenizer", owned by rank 0 of the call (saving: listed by rank 0 alone). */
+static void tokenizer_group(struct ckpt_group *g, struct ckpt_slice *s, uint16_t *merges,
+			    int64_t n, bool listed, bool owner)
+{
+	memset(g, 0, sizeof(*g));
+	memset(s, 0, sizeof(*s));
+	ENSURE(layout_slice_init(&s->slice, "merges", 2, n, 2, -1, 0, 0) == 0);
+	s->u16 = merges;
+	snprintf(g->name, sizeof(g->name), "tokenizer");
+	g->dtype = CKPT_UINT16;
+	g->slices = s;
+	g->n = listed;
+	g->owner = owner;
+}
+
+/* collective over comm: a BPE tokenizer's merge table, every rank the whole of it,
+ * checked against the id the attributes gave. */
+static int read_merges(const char *dir, int64_t iteration, struct ckpt_info *info,
+		       MPI_Comm comm, char *err, size_t errlen)
+{
+	const int64_t want = (int64_t)info->tok.vocab - TOKENIZER_BYTES_VOCAB;
+	char what[sizeof(info->path) + 32];
+	struct tokenizer table;
+	struct ckpt_group g;
+	struct ckpt_slice sl;
+	int rank;
+
+	if (info->n_merges < 0)
+		return 0; /* written before checkpoints carried the table */
+	if (info->n_merges != (tokenizer_is_bpe(&info->tok) ? want : 0))
+		return log_fail(err, errlen, "%s: attribute tokenizer/n_merges: %lld merges do not "
+				"make tokenizer \"%s\" of %u ids", info->path,
+				(long long)info->n_merges, info->tok.id, info->tok.vocab);
+	if (info->n_merges == 0)
+		return 0; /* bytes: no table */
+	CHECK_MPI(MPI_Comm_rank(comm, &rank));
+	info->merges = xcalloc(2 * (size_t)info->n_merges, sizeof(uint16_t));
+	tokenizer_group(&g, &sl, info->merges, info->n_merges, true, rank == 0);
+	/* collective: all ranks of comm; every rank reads the whole table */
+	if (ckpt_load(dir, iteration, &g, 1, NULL, 0, comm, err, errlen))
+		return -1;
+	snprintf(what, sizeof(what), "%s: /tokenizer/merges", info->path);
+	/* the same table on every rank: every rank reaches the same verdict */
+	if (tokenizer_init_bpe(&table, info->merges, (uint32_t)info->n_merges, what, err,
+			       errlen))
+		return -1;
+	if (!tokenizer_equal(&table, &info->tok))
+		return log_fail(err, errlen, "%s: the table's hash gives tokenizer \"%s\", not "
+				"\"%s\" of attribute tokenizer/id", what, table.id, info->tok.id);
+	info->tok = table;
+	return 0;
+}
+
 int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *info,
 			 MPI_Comm comm, char *err, size_t errlen)
 {
@@ -146,6 +202,7 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 	memset(info, 0, sizeof(*info));
 	spec_defaults(&info->model, 0);
 	info->cp = 1; /* what a file without layout/context_parallel_size was written at */
+	info->n_merges = -1;
 	n = attr_refs(info, refs);
 	attrs_of(attrs, refs, n, false);
 	if (ckpt_load(dir, iteration, NULL, 0, attrs, n, comm, err, errlen))
@@ -156,7 +213,25 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 		return -1;
 	/* the model's values came from the file: messages name its attributes */
 	spec_mark_saved(&info->model, info->path);
-	return train_ckpt_check_info(info, err, errlen);
+	if (train_ckpt_check_info(info, err, errlen) ||
+	    read_merges(dir, iteration, info, comm, err, errlen)) {
+		train_ckpt_info_free(info);
+		return -1;
+	}
+	return 0;
+}
+
+void train_ckpt_info_free(struct ckpt_info *info)
+{
+	free(info->merges);
+	info->merges = NULL;
+	info->tok.merges = NULL;
+	info->tok.n_merges = 0;
+}
+
+bool train_ckpt_lacks_merges(const struct ckpt_info *info)
+{
+	return tokenizer_is_bpe(&info->tok) && !info->tok.merges;
 }
 
 /* lo <= v <= hi, else the message. */
@@ -196,9 +271,11 @@ int train_ckpt_check_info(const struct ckpt_info *info, char *err, size_t errlen
 
 /* The state groups of a save or a load, and the slices they point to. */
 struct state_groups {
-	struct ckpt_group g[3];
+	struct ckpt_group g[4];
 	struct ckpt_slice *slices;
 	int n;
+	struct ckpt_slice merges;   /* the tokenizer's table (saving) */
+	uint16_t *merges_copy;      /* its values (rank 0), freed with the groups */
 };
 
 /*
@@ -263,6 +340,18 @@ int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 
 	info->model = *spec;
 	info->tok = train->tok;
+	/* a BPE loader's tokenizer comes from its shards, which carry the table */
+	ENSURE(!tokenizer_is_bpe(&info->tok) || info->tok.merges);
+	info->n_merges = info->tok.n_merges;
+	if (info->n_merges) {
+		const bool rank0 = g->world_rank == 0;
+
+		sg.merges_copy = xmalloc(2 * (size_t)info->n_merges * sizeof(uint16_t));
+		memcpy(sg.merges_copy, info->tok.merges, 2 * (size_t)info->n_merges *
+							 sizeof(uint16_t));
+		tokenizer_group(&sg.g[sg.n++], &sg.merges, sg.merges_copy, info->n_merges, rank0,
+				rank0);
+	}
 	info->tp = g->axis[GRID_TENSOR].size;
 	info->pp = g->axis[GRID_PIPELINE].size;
 	info->dp = g->axis[GRID_DATA].size;
@@ -277,6 +366,7 @@ int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 	else
 		rc = ckpt_save(dir, iteration, sg.g, sg.n, attrs, n, &o, g->world, err, errlen);
 	free(sg.slices);
+	free(sg.merges_copy);
 	free(info);
 	return rc;
 }

@@ -98,14 +98,12 @@ static void open_data(struct trainer *t)
 {
 	const struct run_spec *s = t->s;
 	const struct grid_group *dp = &t->g->axis[GRID_DATA];
-	const char *paths[FLAGS_MAX_PATHS];
 	char err[2 * FLAGS_PATH_MAX + 256] = "";
 	bool ok;
 
-	for (int i = 0; i < s->data_path.n; i++)
-		paths[i] = s->data_path.path[i];
-	ok = loader_init(&t->train, paths, s->data_path.n, (int)s->seq_length, dp->rank,
-			 dp->size, (uint64_t)s->seed, err, sizeof(err)) == 0;
+	ok = loader_init(&t->train, (const char *const *)s->data_path.path, s->data_path.n,
+			 (int)s->seq_length, dp->rank, dp->size, (uint64_t)s->seed, err,
+			 sizeof(err)) == 0;
 	mpi_setup_agree_or_exit(ok, err);
 	if (t->train.tok.vocab != (uint32_t)s->vocab_size)
 		snprintf(err, sizeof(err), "--data-path: the shards' tokenizer '%s' has vocabulary "
@@ -115,10 +113,9 @@ static void open_data(struct trainer *t)
 	t->have_valid = s->valid_data_path.n > 0;
 	if (!t->have_valid)
 		return;
-	for (int i = 0; i < s->valid_data_path.n; i++)
-		paths[i] = s->valid_data_path.path[i];
-	ok = loader_init(&t->valid, paths, s->valid_data_path.n, (int)s->seq_length, dp->rank,
-			 dp->size, (uint64_t)s->seed, err, sizeof(err)) == 0;
+	ok = loader_init(&t->valid, (const char *const *)s->valid_data_path.path,
+			 s->valid_data_path.n, (int)s->seq_length, dp->rank, dp->size,
+			 (uint64_t)s->seed, err, sizeof(err)) == 0;
 	mpi_setup_agree_or_exit(ok, err);
 	ok = tokenizer_check_same(&t->valid.tok, "--valid-data-path", &t->train.tok,
 				  "--data-path", err, sizeof(err)) == 0;
@@ -316,6 +313,7 @@ int64_t trainer_resume(struct trainer *t)
 	     "%lld)\n", info->path, (long long)iteration, (long long)info->dp, (long long)info->pp,
 	     (long long)info->cp, (long long)info->tp);
 	free(mine);
+	train_ckpt_info_free(info);
 	free(info);
 	return iteration;
 }

@@ -3,7 +3,7 @@
 # depend on the evaluator's layout (1, 2, 4 ranks, TP=2, PP=2: 1e-5 relative) or
 # on the retention form (parallel, chunkwise, recurrent); streaming gives the same
 # result in pieces of any length (the state is carried) and on TP=2 or PP=2; raw
-# text, gzip and token shards of the same text agree; the windows score equals the
+# text, gzip and token shards of the same text agree (bytes and BPE); the windows score equals the
 # trainer's own held-out loss on the same windows; the JSON lines have the keys;
 # every bad input is one line and exit status 2, leaving --output untouched.
 # Usage: eval.sh BUILD_DIR CORPUS_PREFIX
@@ -75,14 +75,14 @@ refused "missing corpus" "$T/missing.txt: cannot open" "$EVAL" --load "$T/ck" --
 printf '\x1f\x8b\x08\x00garbage' >"$T/bad.gz"
 refused "invalid gzip" "$T/bad.gz: (invalid|truncated) gzip" "$EVAL" --load "$T/ck" --data "$T/bad.gz" --output "$T/out.jsonl"
 : >"$T/empty.txt"
-refused "empty corpus" "$T/empty.txt: 0 tokens" "$EVAL" --load "$T/ck" --data "$T/empty.txt" --output "$T/out.jsonl"
+refused "empty corpus" "$T/empty.txt: empty file \\(no text\\)" "$EVAL" --load "$T/ck" --data "$T/empty.txt" --output "$T/out.jsonl"
 refused "stream with the parallel form" "--form: parallel cannot carry a state" "$EVAL" --load "$T/ck" --data "$T/held.txt" --mode stream --form parallel --output "$T/out.jsonl"
 refused "stream on 2 data-parallel ranks" "--mode: stream scores one sequence" "$MPIEXEC" --quiet -n 2 "${MPI_EXTRA[@]}" "$EVAL" --load "$T/ck" --data "$T/held.txt" --mode stream --output "$T/out.jsonl"
 refused "unknown iteration" "iter_0000007.h5" "$EVAL" --load "$T/ck" --iteration 7 --data "$T/held.txt" --output "$T/out.jsonl"
 
 # BPE: bits per byte over the exact bytes behind the scored tokens (all but the
-# first), windows and stream agree as with bytes, and raw text or byte shards are
-# refused with the tokenizer named.
+# first), windows and stream agree as with bytes, raw text is tokenized with the
+# checkpoint's own table, and byte shards are refused with the tokenizer named.
 "$BUILD/data/retnet-prep" --output-prefix "$T/b" --tokenizer bpe --vocab-size 320 \
 	--held-out "$T/held.txt" "$T/train.txt" >"$T/bprep.log"
 check "BPE model trained to a checkpoint" "$BUILD/retnet-train" --data-path "$T/b-train.bin" \
@@ -105,8 +105,14 @@ json_column "$T/bw.jsonl" nll >"$T/bw.nll"
 json_column "$T/bs.jsonl" nll >"$T/bs.nll"
 check "BPE: stream nll is a plausible number" \
 	awk '{ exit !($1 > 0 && $1 < 10) }' "$T/bs.nll"
-refused "raw text with a BPE checkpoint" "raw text needs the byte tokenizer, the checkpoint has 'bpe-v1-320-" \
-	"$EVAL" --load "$T/bck" --data "$T/held.txt" --output "$T/out.jsonl"
+# Raw text with a BPE checkpoint: its own merge table encodes it, exactly as
+# retnet-prep made the shard of the same text.
+check "BPE, raw text and gzip" "$EVAL" --load "$T/bck" --data "$T/held.txt" "$T/held.txt.gz" \
+	--output "$T/bt.jsonl" >"$T/bt.log"
+check "BPE: raw text, gzip and the shard score the same tokens, bytes and nll" bash -c "
+	for f in '$T/bt.jsonl' '$T/bw.jsonl'; do
+		grep -o '\"tokens\":[^,]*,\"bytes\":[^,]*,\"nll\":[^,]*' \"\$f\"
+	done | sort -u | wc -l | grep -qx 1"
 refused "byte shards with a BPE checkpoint" "$T/c-valid.bin: tokenizer \"bytes-v1\" \\(vocab 256\\) does not match \"bpe-v1-320-" \
 	"$EVAL" --load "$T/bck" --data "$T/c-valid.bin" --output "$T/out.jsonl"
 finish

@@ -12,4 +12,4 @@ if ! command -v bible >/dev/null; then
 fi
 mkdir -p "$(dirname "$PREFIX")"
 bible -f Gen1:1-Rev22:21 >"$PREFIX.txt"
-"$PREP" --force --output-prefix "$PREFIX" "$PREFIX.txt"
+"$PREP" --force --held-out-fraction 0.05 --output-prefix "$PREFIX" "$PREFIX.txt"

@@ -12,13 +12,17 @@
  * explores what our code does with what a file may legally hold: missing, extra
  * and misplaced attributes, every type class and width, vector and null
  * dataspaces, variable-length and unterminated strings, groups that are datasets,
- * and any value.
+ * any value, and a merge table of any size, type and content (which
+ * train_ckpt_read_info reads and checks against the tokenizer's id).
  *
  *   KEY TYPE COUNT VALUE...   one attribute: KEY "config/hidden_size" is attribute
  *                             hidden_size of group /config ("format": of /)
  *       TYPE  i8 i16 i32 i64 u8 u64 f32 f64 (numbers), str (fixed, NUL-terminated),
  *             strp (fixed, NUL-padded, no terminator), vstr (variable length),
- *             dset (a float32 dataset of COUNT values at /KEY), grp (a group at /KEY)
+ *             dset (a float32 dataset of COUNT values at /KEY), grp (a group at /KEY),
+ *             m16 / m32 (a (COUNT, 2) uint16 / int32 dataset at /KEY holding the
+ *             VALUEs, the last one repeated: a tokenizer's merge table, or one of
+ *             the wrong type)
  *       COUNT 0: a scalar; n >= 1: n values (1-D); -1: a null dataspace
  *   @latest TEXT              DIR/latest holds TEXT and a newline
  *   @raw                      the rest of the input, after this line, is the file
@@ -135,6 +139,32 @@ static void build_line(hid_t f, char *line)
 	if (count < -1)
 		count = -1;
 	space = space_of(count);
+	if ((!strcmp(type, "m16") || !strcmp(type, "m32")) && count > 0) {
+		hsize_t dims[2] = {(hsize_t)count, 2};
+		int64_t v[2 * MAX_COUNT];
+		char path[512], *end = value;
+
+		for (long i = 0; i < 2 * count; i++) {
+			char *next;
+
+			v[i] = strtoll(end, &next, 0);
+			if (next == end)
+				v[i] = i ? v[i - 1] : 0;
+			end = next;
+		}
+		snprintf(path, sizeof(path), "/%s", key);
+		H5Sclose(space);
+		space = H5Screate_simple(2, dims, NULL);
+		lcpl = H5Pcreate(H5P_LINK_CREATE);
+		H5Pset_create_intermediate_group(lcpl, 1);
+		obj = H5Dcreate2(f, path, !strcmp(type, "m16") ? H5T_STD_U16LE : H5T_STD_I32LE,
+				 space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+		if (obj >= 0) {
+			H5Dwrite(obj, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+			H5Oclose(obj);
+		}
+		goto out;
+	}
 	if (!strcmp(type, "dset") || !strcmp(type, "grp")) {
 		char path[512];
 
@@ -252,6 +282,7 @@ static void check_model_config(const struct ckpt_info *info)
 		}
 		for (int k = 1; k < 9 && layouts[i][k]; k++)
 			argv[argc++] = layouts[i][k];
+		spec_free(&mc);
 		FUZZ_ASSERT(spec_parse(&mc, p, argc, (char **)argv, err, sizeof(err)) == 0);
 		tp = mc.tensor_model_parallel_size;
 		pp = mc.pipeline_model_parallel_size;
@@ -273,6 +304,31 @@ static void check_model_config(const struct ckpt_info *info)
 		/* the embedding has a row for every token the tokenizer can produce */
 		FUZZ_ASSERT(info->tok.vocab <= (uint64_t)mc.vocab_size);
 	}
+}
+
+/* A tokenizer that was accepted is one the programs can use as they stand: a BPE one
+ * with a table has the table its id names (so retnet-eval and retnet-generate can
+ * encode and decode with it), and one without is a checkpoint without the
+ * attribute. */
+static void check_tokenizer(const struct ckpt_info *info)
+{
+	struct tokenizer t;
+	char err[CKPT_ERR_LEN];
+
+	FUZZ_ASSERT(info->tok.vocab >= 1 && info->tok.vocab <= 65536);
+	if (!tokenizer_is_bpe(&info->tok)) {
+		FUZZ_ASSERT(!info->tok.merges && info->n_merges <= 0);
+		return;
+	}
+	if (!info->tok.merges) {
+		FUZZ_ASSERT(info->n_merges == -1 && train_ckpt_lacks_merges(info));
+		return;
+	}
+	FUZZ_ASSERT(info->tok.merges == info->merges && info->n_merges > 0 &&
+		    info->tok.n_merges == (uint32_t)info->n_merges &&
+		    info->tok.vocab == 256 + info->tok.n_merges);
+	FUZZ_ASSERT(tokenizer_init_bpe(&t, info->tok.merges, info->tok.n_merges, "x", err,
+				       sizeof(err)) == 0 && tokenizer_equal(&t, &info->tok));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -317,10 +373,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(err[0] && !strchr(err, '\n'));
 
 	err[0] = '\0';
-	if (train_ckpt_read_info(dir, 1, &info, MPI_COMM_SELF, err, sizeof(err)) == 0)
+	if (train_ckpt_read_info(dir, 1, &info, MPI_COMM_SELF, err, sizeof(err)) == 0) {
 		check_model_config(&info);
-	else
+		check_tokenizer(&info);
+	} else {
 		FUZZ_ASSERT(err[0] && !strchr(err, '\n'));
+	}
+	train_ckpt_info_free(&info);
 	free(text);
 	return 0;
 }

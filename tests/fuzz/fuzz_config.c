@@ -3,11 +3,14 @@
  * specification of retnet-train (trainer/spec.c) and its cross-field validation.
  *
  * Input: the first line is the command line, split at spaces and tabs (the word
- * @CONFIG stands for the config file's path); the rest of the input is written to
- * that config file. Parsed with spec_parse, then validated with spec_validate for
- * world sizes 1, 2, 3, 4 and 8. Accepted settings must satisfy
- * what retnet-train then relies on (model_create's preconditions, divisibility of the
- * batch, NUL-terminated strings within their fields, path counts in range).
+ * @CONFIG stands for the config file's path; a first word @prep makes it
+ * retnet-prep's); the rest of the input is written to that config file. Parsed with
+ * spec_parse, then validated with spec_validate for world sizes 1, 2, 3, 4 and 8.
+ * Accepted settings must satisfy what retnet-train then relies on (model_create's
+ * preconditions, divisibility of the batch, NUL-terminated strings within their
+ * fields, path counts in range), or what retnet-prep relies on (a split it can
+ * cut: weights >= 0 and finite, some positive, each part once; a BPE vocabulary
+ * in range).
  */
 #include <string.h>
 
@@ -69,8 +72,8 @@ static void check_accepted(const struct run_spec *c, int world)
 		FUZZ_ASSERT(c->num_layers == pp * n || (gb / (c->micro_batch_size * dp)) % pp == 0);
 	}
 	FUZZ_ASSERT(c->min_lr <= c->lr);
-	FUZZ_ASSERT(c->data_path.n >= 1 && c->data_path.n <= FLAGS_MAX_PATHS);
-	FUZZ_ASSERT(c->valid_data_path.n >= 0 && c->valid_data_path.n <= FLAGS_MAX_PATHS);
+	FUZZ_ASSERT(c->data_path.n >= 1 && c->data_path.n <= c->data_path.cap);
+	FUZZ_ASSERT(c->valid_data_path.n >= 0 && c->valid_data_path.n <= c->valid_data_path.cap);
 	for (int i = 0; i < c->data_path.n; i++)
 		FUZZ_ASSERT(memchr(c->data_path.path[i], '\0', FLAGS_PATH_MAX) != NULL);
 	FUZZ_ASSERT(!strcmp(c->lr_decay_style, "linear") || !strcmp(c->lr_decay_style, "cosine") ||
@@ -78,6 +81,29 @@ static void check_accepted(const struct run_spec *c, int world)
 	FUZZ_ASSERT(memchr(c->metrics, '\0', sizeof(c->metrics)) &&
 		    memchr(c->save, '\0', sizeof(c->save)) && memchr(c->load, '\0', sizeof(c->load)));
 	check_schedule(c);
+}
+
+static void check_prep(const struct run_spec *c)
+{
+	struct spec_split sp;
+	char err[256];
+	bool seen[SPEC_PARTS] = {false, false, false};
+	double total = 0;
+
+	FUZZ_ASSERT(c->output_prefix[0] && c->input.n >= 1 && c->input.n <= c->input.cap);
+	FUZZ_ASSERT(spec_parse_split(c->split, &sp, err, sizeof(err)) == 0);
+	for (int k = 0; k < SPEC_PARTS; k++) {
+		FUZZ_ASSERT(sp.order[k] >= SPEC_PART_TRAIN && sp.order[k] < SPEC_PARTS &&
+			    !seen[sp.order[k]]);
+		seen[sp.order[k]] = true;
+		FUZZ_ASSERT(sp.weight[k] >= 0 && sp.weight[k] <= 1e15);
+		total += sp.weight[k];
+	}
+	FUZZ_ASSERT(total > 0);
+	if (!strcmp(c->tokenizer, "bpe"))
+		FUZZ_ASSERT(c->vocab_size > 256 && c->vocab_size <= 65536 && !c->tokenizer_from[0]);
+	else
+		FUZZ_ASSERT(!strcmp(c->tokenizer, "bytes") && c->vocab_size == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -89,7 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *line = malloc(line_len + 1), *argv[MAX_ARGS + 1], config_path[1024];
 	char err[2 * FLAGS_PATH_MAX + 256];
 	struct run_spec *c = malloc(sizeof(*c));
-	int argc = 0;
+	int argc = 0, prep;
 
 	snprintf(config_path, sizeof(config_path), "%s",
 		 fuzz_write_file("fuzz.cfg", data + file_off, size - file_off));
@@ -102,18 +128,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	argv[argc] = NULL;
 
 	err[0] = '\0';
-	if (spec_parse(c, SPEC_TRAIN, argc, argv, err, sizeof(err)) < 0) {
+	prep = argc > 1 && !strcmp(argv[1], "@prep");
+	if (prep)
+		argv[1] = "retnet-prep";
+	if (spec_parse(c, prep ? SPEC_PREP : SPEC_TRAIN, argc - prep, argv + prep, err,
+		       sizeof(err)) < 0) {
 		/* A refusal is one non-empty line. */
 		FUZZ_ASSERT(err[0] && !strchr(err, '\n'));
 	} else {
 		for (size_t i = 0; i < sizeof(worlds) / sizeof(worlds[0]); i++) {
 			err[0] = '\0';
-			if (spec_validate(c, worlds[i], err, sizeof(err)) == 0)
+			if (spec_validate(c, worlds[i], err, sizeof(err)) == 0 && prep)
+				check_prep(c);
+			else if (!err[0])
 				check_accepted(c, worlds[i]);
 			else
 				FUZZ_ASSERT(err[0] && !strchr(err, '\n'));
 		}
 	}
+	spec_free(c);
 	free(c);
 	free(line);
 	return 0;

@@ -41,6 +41,12 @@ write("config", "virtual-stages",
       "--data-path a.bin --num-layers 8 --pipeline-model-parallel-size 2 "
       "--num-layers-per-virtual-pipeline-stage 2 --micro-batch-size 1 --global-batch-size 4\n")
 write("config", "help", "--help\n")
+write("config", "prep-split",
+      "@prep --output-prefix out/kjv --split train:90,test:5,valid:5 --tokenizer bpe "
+      "--vocab-size 1024 kjv.txt more/ --force\n")
+write("config", "prep-config",
+      "@prep --config @CONFIG a.txt b.txt.gz -\n"
+      "output-prefix = p\nsplit 949,50,1\ntokenizer-from ck\n")
 write("config", "empty", "")
 
 # ---- shard: the file (data/shard.h) ----
@@ -146,3 +152,39 @@ write("ckpt_meta", "latest-bad", edit("@latest", "@latest 12x"))
 write("ckpt_meta", "negative-step", edit("optimizer/step", "optimizer/step i64 0 -5"))
 write("ckpt_meta", "huge-seq", edit("config/seq_length", "config/seq_length u64 0 18446744073709551615"))
 write("ckpt_meta", "empty", "")
+
+
+def bpe_id(pairs):
+    h = 0xcbf29ce484222325
+    for a, b in pairs:
+        for byte in struct.pack("<HH", a, b):
+            h = ((h ^ byte) * 0x100000001b3) & (2**64 - 1)
+    return "bpe-v1-%d-%016x" % (256 + len(pairs), h)
+
+
+# A BPE checkpoint with its merge table (4 merges, vocab 260), and its damages.
+PAIRS = [(116, 104), (32, 256), (101, 32), (257, 101)]
+VALUES = " ".join("%d %d" % p for p in PAIRS)
+
+
+def bpe(id_=None, count="4", table="tokenizer/merges m16 4 " + VALUES, vocab="260"):
+    text = VALID.replace("config/vocab_size i64 0 256", "config/vocab_size i64 0 " + vocab)
+    text = text.replace("tokenizer/id str 0 bytes-v1", "tokenizer/id str 0 " + (id_ or bpe_id(PAIRS)))
+    text = text.replace("tokenizer/vocab_size i64 0 256", "tokenizer/vocab_size i64 0 " + vocab)
+    if count is not None:
+        text += "tokenizer/n_merges i64 0 " + count + "\n"
+    if table is not None:
+        text += table + "\n"
+    return text
+
+
+write("ckpt_meta", "valid-bpe", bpe())
+write("ckpt_meta", "bpe-old", bpe(count=None, table=None))
+write("ckpt_meta", "bpe-hash-mismatch", bpe(id_="bpe-v1-260-0123456789abcdef"))
+write("ckpt_meta", "bpe-undefined-id", bpe(table="tokenizer/merges m16 4 116 104 32 300 101 32 257 101"))
+write("ckpt_meta", "bpe-table-missing", bpe(table=None))
+write("ckpt_meta", "bpe-table-float", bpe(table="tokenizer/merges dset 8"))
+write("ckpt_meta", "bpe-table-int32", bpe(table="tokenizer/merges m32 4 " + VALUES))
+write("ckpt_meta", "bpe-table-short", bpe(table="tokenizer/merges m16 3 " + VALUES))
+write("ckpt_meta", "bpe-count-huge", bpe(count="99999999999"))
+write("ckpt_meta", "bytes-with-table", VALID + "tokenizer/n_merges i64 0 4\ntokenizer/merges m16 4 " + VALUES + "\n")

@@ -8,6 +8,9 @@
  *   ckpt_driver corrupt FILE DATASET        (no MPI: one process)
  *   ckpt_driver set-attr FILE GROUP NAME V  (no MPI)
  *   ckpt_driver retype FILE DATASET         (no MPI)
+ *   ckpt_driver unlink FILE PATH            (no MPI)
+ *   ckpt_driver del-attr FILE GROUP NAME    (no MPI)
+ *   ckpt_driver set-u16 FILE DATASET I V    (no MPI)
  *
  * save: under mpiexec, saves iterations S, S+1, ... (N of them; 0 = until killed)
  * with keep_last K. Tensors: "layers/0/w" (R x R, rows split over the ranks),
@@ -27,6 +30,10 @@
  * whose sizes a reader must check before using them).
  * retype: replaces DATASET by a float64 dataset of the same shape and values (a
  * tensor of the wrong dtype).
+ * unlink, del-attr: removes a dataset or group, or an attribute (a file written
+ * before they existed: a checkpoint without its tokenizer's merge table).
+ * set-u16: rewrites a uint16 DATASET with its value at flat index I set to V (a
+ * damaged merge table).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -382,6 +389,70 @@ static int do_retype(const char *file, const char *name)
 	return rc;
 }
 
+static int do_unlink(const char *file, const char *path)
+{
+	hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+	int rc = f >= 0 && H5Ldelete(f, path, H5P_DEFAULT) >= 0 ? 0 : 1;
+
+	if (f >= 0 && H5Fclose(f) < 0)
+		rc = 1;
+	if (rc)
+		log_error("%s: cannot remove %s", file, path);
+	return rc;
+}
+
+static int do_del_attr(const char *file, const char *group, const char *name)
+{
+	hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+	hid_t g = f < 0 ? -1 : H5Gopen2(f, group, H5P_DEFAULT);
+	int rc = g >= 0 && H5Adelete(g, name) >= 0 ? 0 : 1;
+
+	if (g >= 0)
+		H5Gclose(g);
+	if (f >= 0 && H5Fclose(f) < 0)
+		rc = 1;
+	if (rc)
+		log_error("%s: cannot remove the attribute %s of %s", file, name, group);
+	return rc;
+}
+
+static int do_set_u16(const char *file, const char *name, const char *index, const char *v)
+{
+	hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT), d = -1, space = -1, d2 = -1;
+	hssize_t n = -1;
+	long long i = strtoll(index, NULL, 10);
+	uint16_t *buf = NULL;
+	int rc = 1;
+
+	if (f >= 0)
+		d = H5Dopen2(f, name, H5P_DEFAULT);
+	if (d >= 0) {
+		space = H5Dget_space(d);
+		n = H5Sget_simple_extent_npoints(space);
+	}
+	/* read, removed and made again (contiguous): no parallel-written chunk is touched */
+	if (n > i && i >= 0 && (buf = malloc(sizeof(uint16_t) * (size_t)n)) &&
+	    H5Dread(d, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0 &&
+	    H5Dclose(d) >= 0 && (d = -1, H5Ldelete(f, name, H5P_DEFAULT) >= 0) &&
+	    (buf[i] = (uint16_t)strtol(v, NULL, 10),
+	     (d2 = H5Dcreate2(f, name, H5T_STD_U16LE, space, H5P_DEFAULT, H5P_DEFAULT,
+			      H5P_DEFAULT)) >= 0) &&
+	    H5Dwrite(d2, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0)
+		rc = 0;
+	free(buf);
+	if (d2 >= 0)
+		H5Dclose(d2);
+	if (d >= 0)
+		H5Dclose(d);
+	if (space >= 0)
+		H5Sclose(space);
+	if (f >= 0 && H5Fclose(f) < 0)
+		rc = 1;
+	if (rc)
+		log_error("%s: cannot set element %s of %s", file, index, name);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	int code;
@@ -396,6 +467,12 @@ int main(int argc, char **argv)
 		return argc == 6 ? do_set_attr(argv[2], argv[3], argv[4], argv[5]) : 2;
 	if (!strcmp(argv[1], "retype"))
 		return argc == 4 ? do_retype(argv[2], argv[3]) : 2;
+	if (!strcmp(argv[1], "unlink"))
+		return argc == 4 ? do_unlink(argv[2], argv[3]) : 2;
+	if (!strcmp(argv[1], "del-attr"))
+		return argc == 5 ? do_del_attr(argv[2], argv[3], argv[4]) : 2;
+	if (!strcmp(argv[1], "set-u16"))
+		return argc == 6 ? do_set_u16(argv[2], argv[3], argv[4], argv[5]) : 2;
 	mpi_setup_init(&argc, &argv);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &world);
