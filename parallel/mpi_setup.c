@@ -8,6 +8,33 @@
 #include "common/check.h"
 #include "common/log.h"
 
+/*
+ * Under srun the tasks of the step are the ranks of one MPI world. A world smaller
+ * than the step means srun started them without the PMI their MPI expects: each
+ * task an MPI job of its own (a world of 1), or several worlds. mpirun inside an
+ * allocation is told apart by what Open MPI's launcher gives every rank it starts
+ * (OMPI_COMM_WORLD_SIZE, read before MPI_Init): there the step is mpirun's daemons,
+ * one per node, and the allocation's task count may differ from the world asked for.
+ * Every task exits 2; the step's task 0 says why (in a world of 1 every task is rank 0).
+ */
+static void check_slurm_step(bool by_mpirun, int world)
+{
+	const char *step_tasks = getenv("SLURM_STEP_NUM_TASKS"), *task = getenv("SLURM_PROCID");
+	long n;
+
+	if (!step_tasks || by_mpirun)
+		return;
+	n = strtol(step_tasks, NULL, 10);
+	if (n <= 0 || n == world)
+		return;
+	if (task && strtol(task, NULL, 10) == 0)
+		log_error("srun started %ld tasks (SLURM_STEP_NUM_TASKS) but MPI_COMM_WORLD has %d "
+			  "rank%s: the tasks did not wire up into one MPI job; srun's --mpi plugin "
+			  "must be one this MPI was built for (Open MPI: --mpi=pmix; `srun "
+			  "--mpi=list` lists them)", n, world, world == 1 ? "" : "s");
+	mpi_setup_user_error_exit();
+}
+
 static void abort_job(int code)
 {
 	MPI_Abort(MPI_COMM_WORLD, code);
@@ -17,9 +44,12 @@ static int thread_level = MPI_THREAD_SINGLE;
 
 void mpi_setup_init(int *argc, char ***argv)
 {
+	const bool by_mpirun = getenv("OMPI_COMM_WORLD_SIZE") != NULL;
 	int provided, rank, size;
 
-	/* MULTIPLE: a checkpoint writer thread makes MPI calls beside the main thread's */
+	/* MULTIPLE: a checkpoint writer thread makes MPI calls beside the main thread's,
+	 * and the trainer's watchdog may call MPI_Abort while the main thread is blocked
+	 * in a collective. */
 	CHECK_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
 	thread_level = provided;
 	fatal_set_hook(abort_job);
@@ -27,6 +57,7 @@ void mpi_setup_init(int *argc, char ***argv)
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
 	log_set_rank(rank, size);
+	check_slurm_step(by_mpirun, size);
 	/* A write past the file-size limit (ulimit -f) fails with EFBIG, reported with
 	 * the file's name, instead of killing the rank with SIGXFSZ. */
 	if (signal(SIGXFSZ, SIG_IGN) == SIG_ERR)

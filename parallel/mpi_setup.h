@@ -2,10 +2,13 @@
  * mpi_setup: MPI start-up and shut-down for every retnet program.
  *
  * Initialises MPI asking for MPI_THREAD_MULTIPLE (needing at least FUNNELED: the
- * main thread makes the MPI calls, and with MULTIPLE a second thread may too), sets
+ * main thread makes the MPI calls, and with MULTIPLE a second thread may too: a
+ * checkpoint writer, or a watchdog ending a job stuck in a collective), sets
  * MPI_ERRORS_RETURN on the world so CHECK_MPI sees the codes, tells the log which rank
  * this is, and installs a fatal hook that calls MPI_Abort so one failing rank ends the
- * whole job. Ignores SIGXFSZ, so that a write past the file-size limit is an EFBIG
+ * whole job. Under srun, checks that the step's tasks formed one MPI world (a
+ * mismatch is a user error: srun's --mpi plugin does not fit this MPI). Ignores
+ * SIGXFSZ, so that a write past the file-size limit is an EFBIG
  * error naming the file rather than a rank killed without a word.
  * mpi_setup_user_error_exit() is the clean way out of a user error that all ranks
  * have agreed on (no MPI_Abort banner). Knows nothing of RetNet.

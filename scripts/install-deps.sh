@@ -24,6 +24,9 @@ packages=(
   # munge's starts a system munged only where invoke-rc.d allows it (not in Docker,
   # whose policy-rc.d exits 101); the test runs its own munged either way.
   slurmctld slurmd slurm-client munge
+  # Test dependency: the cluster-labelled tests (tests/cluster/) make emulated nodes
+  # with network namespaces, a bridge and veths (ip), and look at processes (ps).
+  iproute2 procps
   valgrind
 )
 for arg in "$@"; do

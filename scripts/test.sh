@@ -7,8 +7,11 @@
 # RETNET_FUZZ_SECONDS (15 s; about 2 minutes in all, build included);
 # RETNET_TEST_FUZZ=0 leaves that out.
 # Usage: scripts/test.sh [extra ctest args, e.g. -L unit or -R model]
-# The slurm-labelled test (jobs/ on a one-node SLURM it starts itself: root, about
-# 2 minutes) is on; RETNET_TEST_SLURM=OFF in the environment leaves it out.
+# The slurm-labelled tests (jobs/ on a one-node SLURM, and on a 4-node one across
+# emulated nodes, which they start themselves: root) are on; RETNET_TEST_SLURM=OFF
+# in the environment leaves them out. The cluster-labelled tests (2 to 4 nodes
+# emulated with network namespaces: mpirun across them, node failures, network
+# partitions) run as root and skip, saying why, where namespaces cannot be made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzz=${RETNET_TEST_FUZZ:-1}

@@ -4,10 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
 #include "parallel/mpi_setup.h"
+#include "parallel/placement.h"
 #include "trainer/model.h"
 
 void launch_begin(struct launch *l, enum spec_program p, int *argc, char ***argv)
@@ -34,6 +37,10 @@ void launch_begin(struct launch *l, enum spec_program p, int *argc, char ***argv
 				"--async-save: this MPI does not provide MPI_THREAD_MULTIPLE, which "
 				"a checkpoint writer thread beside training needs");
 	spec_resolve(s, world);
+	/* Where the ranks landed, for the job's log (retnet-generate's stdout is its text). */
+	if (p == SPEC_TRAIN || p == SPEC_EVAL)
+		placement_report(p == SPEC_TRAIN ? "retnet-train" : "retnet-eval",
+				 omp_get_max_threads());
 	sizes[GRID_TENSOR] = s->tensor_model_parallel_size ? (int)s->tensor_model_parallel_size : 1;
 	sizes[GRID_CONTEXT] = s->context_parallel_size ? (int)s->context_parallel_size : 1;
 	sizes[GRID_DATA] = 0;

@@ -132,6 +132,9 @@ static const struct spec_row table[] = {
 	{{"exit-duration-in-mins", REAL(exit_duration_in_mins, 0, 1e9), "0",
 	  "stop with a checkpoint after this many minutes (0: never); exit status 3"},
 	 TR, NULL, 0},
+	{{"distributed-timeout-minutes", REAL(distributed_timeout_minutes, 0, 1e6), "10",
+	  "end the job (exit status 5) when no step or checkpoint completes for this many "
+	  "minutes: a stalled collective, a network partition (0: never)"}, TR, NULL, 0},
 
 	/* memory, precision, guards */
 	{{"recompute-activations", BOOL(recompute_activations), "",
@@ -500,6 +503,10 @@ static int check_program(const struct run_spec *s, int world, char *err, size_t 
 					"KIND@FIRST-LAST, KIND nan-grad or drift", s->inject_fault);
 		if (s->min_lr > s->lr)
 			return log_fail(err, errlen, "--min-lr: %g is above --lr %g", s->min_lr, s->lr);
+		if (s->distributed_timeout_minutes > 0 && s->distributed_timeout_minutes < 0.05)
+			return log_fail(err, errlen, "--distributed-timeout-minutes: %g is below 0.05 "
+					"(3 s), too short to tell a stall from a slow step (0 turns "
+					"the watchdog off)", s->distributed_timeout_minutes);
 		return 0;
 	case SPEC_EVAL:
 		if (!s->load[0])

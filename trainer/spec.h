@@ -73,6 +73,7 @@ struct run_spec {
 	int64_t save_interval, keep_last, ckpt_compression_level;
 	bool async_save;   /* write checkpoints in the background */
 	double exit_duration_in_mins;
+	double distributed_timeout_minutes; /* the watchdog (trainer/watchdog.h); 0: off */
 
 	/* memory, precision, guards */
 	bool recompute_activations;

@@ -10,6 +10,7 @@
 #include "common/alloc.h"
 #include "trainer/launch.h"
 #include "trainer/trainer.h"
+#include "trainer/watchdog.h"
 
 int main(int argc, char **argv)
 {
@@ -34,8 +35,10 @@ int main(int argc, char **argv)
 	/* ---- report: held-out loss and bits per byte ------------------------ */
 	if (status == 0)
 		trainer_report(t);
+	watchdog_finishing("shut-down (communicators freed, MPI_Finalize)");
 	trainer_destroy(t);
 	launch_end(l);
+	watchdog_stop();
 	free(l);
 	return status;
 }

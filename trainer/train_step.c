@@ -8,6 +8,7 @@
 #include "parallel/comm.h"
 #include "trainer/metrics.h"
 #include "trainer/spec.h"
+#include "trainer/watchdog.h"
 
 /* Tags: the output of chunk c for micro-batch i (to the next virtual stage) is
  * 2 (i v + c), the gradient of it (coming back) 2 (i v + c) + 1; with one chunk, 2i
@@ -163,8 +164,11 @@ static void recv_input(struct train_step *ts, int chunk, int slot, int local, in
 		comm_irecv_f32(ts->g->axis[GRID_PIPELINE].comm, model_stage_input(m, chunk, local),
 			       model_boundary_floats(m), prev_stage(ts),
 			       tag_of(ts, micro, prev_chunk(ts, chunk), 0), &req);
+		watchdog_phase_at("the pipeline receive of micro-batch %d from stage %d", micro,
+				  prev_stage(ts));
 		comm_wait(&req);
 	}
+	watchdog_phase_at("the pipeline send of an activation to stage %d", next_stage(ts), 0);
 	comm_wait(&ts->act_send[slot]);
 }
 
@@ -194,6 +198,8 @@ static double forward_op(struct train_step *ts, int chunk, int micro, const int3
 	double loss, t0;
 
 	recv_input(ts, chunk, slot, local, micro);
+	watchdog_phase_at("the forward of micro-batch %d (its tensor- and context-parallel "
+			  "collectives)", micro, 0);
 	t0 = metrics_now_s();
 	loss = model_forward_micro(ts->m, chunk, local, inputs, targets);
 	ts->compute_s += metrics_now_s() - t0;
@@ -214,17 +220,22 @@ static void backward_op(struct train_step *ts, int chunk, int micro, float loss_
 
 		comm_irecv_f32(pp->comm, model_boundary_grad(m), n, next_stage(ts),
 			       tag_of(ts, micro, chunk, 1), &req);
+		watchdog_phase_at("the pipeline receive of the gradient of micro-batch %d from "
+				  "stage %d", micro, next_stage(ts));
 		comm_wait(&req);
 	}
 	/* Each chunk's last micro-batch starts the data-parallel reductions of its
 	 * layers; the schedule ends the chunks' backwards in the order v-1 .. 0, that of
 	 * the buckets. */
 	model_set_grad_ready(m, micro + 1 == ts->n_micro ? start_bucket : NULL, ts);
+	watchdog_phase_at("the backward of micro-batch %d (its tensor- and context-parallel "
+			  "collectives)", micro, 0);
 	t0 = metrics_now_s();
 	model_backward_micro(m, chunk, local, loss_scale);
 	ts->compute_s += metrics_now_s() - t0;
 	model_set_grad_ready(m, NULL, NULL);
 	if (!first_virtual(ts, chunk)) {
+		watchdog_phase_at("the pipeline send of a gradient to stage %d", prev_stage(ts), 0);
 		comm_wait(&ts->grad_send[slot]);
 		memcpy(ts->grad_send_buf[slot], model_boundary_grad(m), sizeof(float) * n);
 		comm_isend_f32(pp->comm, ts->grad_send_buf[slot], n, prev_stage(ts),
@@ -250,6 +261,7 @@ double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_
 			backward_op(ts, op->chunk, op->micro, loss_scale);
 	}
 	ts->schedule_s += metrics_now_s() - t_start;
+	watchdog_phase("the data-parallel gradient reduction");
 	ts->dp_wait_s += grad_sync_finish(ts->dp_sync);
 	return loss_sum;
 }

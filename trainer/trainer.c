@@ -25,6 +25,7 @@
 #include "trainer/train_ckpt.h"
 #include "trainer/train_guard.h"
 #include "trainer/train_step.h"
+#include "trainer/watchdog.h"
 
 #define LN2 0.69314718055994530942
 
@@ -52,6 +53,7 @@ struct trainer {
 	double ceiling;            /* FLOP/s, summed over the ranks */
 	double tokens_per_iter, flops_per_token;
 	double t_start;
+	double last_step_s, last_save_s; /* what a stop at the deadline still has to do */
 };
 
 /* Set by SIGUSR1 or SIGTERM (SLURM's --signal and preemption, scancel). A signal
@@ -60,16 +62,20 @@ struct trainer {
  * process, and the job would fail instead of requeueing. (Open MPI's own handlers
  * in a rank are for signals 6, 7, 8, 11: MCA opal_signal.) */
 static volatile sig_atomic_t stop_signal;
+/* When this process started: --exit-duration-in-mins counts start-up and resume. */
+static double process_start;
 
 static void on_stop_signal(int sig)
 {
 	stop_signal = sig;
+	watchdog_signal(sig); /* where this rank was, if the launcher is ending the job */
 }
 
 void trainer_install_stop_signals(void)
 {
 	struct sigaction sa;
 
+	process_start = metrics_now_s();
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop_signal;
 	sa.sa_flags = SA_RESTART; /* a checkpoint write is not cut short by EINTR */
@@ -180,6 +186,7 @@ struct trainer *trainer_create(struct launch *l)
 					s->weight_decay};
 	bool ok = true;
 
+	watchdog_start(s->distributed_timeout_minutes, TRAINER_EXIT_STALLED);
 	t->l = l;
 	t->s = s;
 	t->g = g;
@@ -288,6 +295,7 @@ int64_t trainer_resume(struct trainer *t)
 		log0("--load: no checkpoint in %s yet: starting from the seed\n", s->load);
 		return 0;
 	}
+	watchdog_phase("start-up: reading the checkpoint to resume from");
 	info = xcalloc(1, sizeof(*info));
 	mine = xmalloc(sizeof(*mine));
 	*mine = *s;
@@ -350,7 +358,9 @@ static double evaluate(struct trainer *t, int64_t max_batches)
 		take_pieces(t, B);
 		sum[0] += train_step_forward_only(&t->step, t->piece_in, t->piece_tg, rows);
 		sum[1] += (double)(rows * t->piece_len);
+		watchdog_progress();
 	}
+	watchdog_phase("the held-out loss all-reduces");
 	/* The losses live on the last stage; every stage counted the same tokens; the
 	 * data x context plane holds the other windows and pieces. */
 	comm_allreduce_sum_f64(t->g->axis[GRID_PIPELINE].comm, sum, 1);
@@ -358,14 +368,17 @@ static double evaluate(struct trainer *t, int64_t max_batches)
 	return sum[1] > 0 ? sum[0] / sum[1] : NAN;
 }
 
-/* Any rank signalled, or over the wall-time budget? collective: all ranks */
+/* Any rank signalled, or would the next step and a save end past the wall-time
+ * budget (counted from the process's start)? collective: all ranks */
 static bool should_stop(const struct trainer *t)
 {
 	bool mine = stop_signal != 0;
 
 	if (t->s->exit_duration_in_mins > 0 &&
-	    metrics_now_s() - t->t_start > 60.0 * t->s->exit_duration_in_mins)
+	    metrics_now_s() - process_start + t->last_step_s + t->last_save_s >
+		    60.0 * t->s->exit_duration_in_mins)
 		mine = true;
+	watchdog_phase("the stop agreement at the iteration boundary");
 	return comm_first_rank_with(t->g->world, mine) >= 0;
 }
 
@@ -378,8 +391,11 @@ static void wait_save(struct trainer *t)
 
 	if (!t->async || !ckpt_async_busy(t->async))
 		return;
+	watchdog_phase_at("the background write of checkpoint %d",
+			  (int)ckpt_async_iteration(t->async), 0);
 	if (ckpt_async_wait(t->async, &waited, err, sizeof(err)))
 		exit_agreed(err);
+	watchdog_progress();
 	log0("saved checkpoint %s/iter_%07lld.h5 in the background (waited %.2f s for it)\n",
 	     t->s->save, (long long)ckpt_async_iteration(t->async), waited);
 }
@@ -391,14 +407,18 @@ static void save(struct trainer *t, int64_t iteration)
 {
 	const struct run_spec *s = t->s;
 	char err[1024];
+	const double t_wait = metrics_now_s(); /* a save's cost to this thread starts here */
 	double t0;
 
 	wait_save(t);
 	t0 = metrics_now_s();
+	watchdog_phase_at("the checkpoint write of iteration %d", (int)iteration, 0);
 	if (train_ckpt_save(s->save, iteration, (int)s->ckpt_compression_level,
 			    (int)s->keep_last, s, t->m, &t->opt, &t->train, t->g, t->async, err,
 			    sizeof(err)))
 		exit_agreed(err);
+	watchdog_progress();
+	t->last_save_s = metrics_now_s() - t_wait;
 	if (t->async)
 		log0("checkpoint %s/iter_%07lld.h5: copied in %.2f s, writing in the background\n",
 		     s->save, (long long)iteration, metrics_now_s() - t0);
@@ -426,6 +446,7 @@ static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updat
 	take_pieces(t, t->local_rows);
 	loss = train_step_run(&t->step, t->piece_in, t->piece_tg,
 			      (float)(1.0 / (double)(t->n_micro * replicas)));
+	watchdog_phase("the all-reduces of the loss, the gradient norm and the guards");
 	/* The loss lives on the last stage; rank 0 (stage 0) logs it. */
 	comm_allreduce_sum_f64(g->axis[GRID_PIPELINE].comm, &loss, 1);
 	comm_allreduce_sum_f64(g->replicas.comm, &loss, 1);
@@ -548,6 +569,7 @@ static void log_progress(struct trainer *t, const struct log_window *w, int64_t 
 		ms[a] = 1e3 * (now_comm[a].seconds - w->comm[a].seconds) / n;
 		mb[a] = 1e-6 * (now_comm[a].bytes - w->comm[a].bytes) / n;
 	}
+	watchdog_phase("the log line's all-reduce");
 	comm_allreduce_sum_f64(t->g->axis[GRID_PIPELINE].comm, &idle, 1);
 	idle /= (double)t->g->axis[GRID_PIPELINE].size;
 #define KV(key, value) (keys[k] = (key), vals[k++] = (value))
@@ -593,7 +615,7 @@ int trainer_run(struct trainer *t, int64_t start)
 	t->t_start = metrics_now_s();
 	log_window_start(&w, t);
 	for (int64_t it = start; it < s->train_iters; it++) {
-		double grad_norm, loss;
+		double grad_norm, loss, t0;
 		bool updated;
 
 		/* Preemption and the wall-time budget: one decision for the whole job, at
@@ -602,7 +624,10 @@ int trainer_run(struct trainer *t, int64_t start)
 			stopped_at = it;
 			break;
 		}
+		t0 = metrics_now_s();
 		loss = step(t, it, &grad_norm, &updated);
+		watchdog_progress();
+		t->last_step_s = metrics_now_s() - t0;
 		if (updated) {
 			w.loss_sum += loss;
 			w.losses++;
@@ -628,17 +653,22 @@ int trainer_run(struct trainer *t, int64_t start)
 		}
 	}
 	if (stopped_at >= 0) {
+		/* Before the first step of this run there is nothing new to save. */
+		const int status = stopped_at == start ? TRAINER_EXIT_NO_STEP : TRAINER_EXIT_REQUEUE;
+
 		if (s->save[0] && saved_at != stopped_at)
 			save(t, stopped_at);
 		wait_save(t);
 		log0("retnet-train: stopped at iteration %lld of %lld (%s); %s; exit status %d "
 		     "asks the job script to requeue\n", (long long)stopped_at,
 		     (long long)s->train_iters, stop_signal ? "signal" : "--exit-duration-in-mins",
-		     !s->save[0]       ? "no --save: nothing written"
-		     : stopped_at == 0 ? "nothing to save before the first iteration"
-				       : "checkpoint written",
-		     TRAINER_EXIT_REQUEUE);
-		return TRAINER_EXIT_REQUEUE;
+		     !s->save[0] ? "no --save: nothing written"
+		     : status == TRAINER_EXIT_NO_STEP
+			     ? "before any step of this run: nothing new to save, the latest "
+			       "checkpoint is the one it started from"
+			     : "checkpoint written",
+		     status);
+		return status;
 	}
 	if (s->save[0] && (saved_at != s->train_iters || start == s->train_iters))
 		save(t, s->train_iters);

@@ -25,17 +25,30 @@
 struct launch;
 struct trainer;
 
-/* Exit status of a run stopped early with a checkpoint: "requeue me". */
+/*
+ * Exit statuses besides 0 (done) and 2 (a user error, agreed by every rank), each
+ * of which asks the job script to requeue the job:
+ *   3  stopped early (signal, --exit-duration-in-mins) with a checkpoint newer than
+ *      the one it started from
+ *   4  stopped before its first step (a signal or the deadline during start-up):
+ *      nothing new to save, the latest checkpoint is the one it started from
+ *   5  the watchdog ended the job: no progress for --distributed-timeout-minutes
+ *      (MPI_Abort from every rank that saw it; see trainer/watchdog.h)
+ */
 #define TRAINER_EXIT_REQUEUE 3
+#define TRAINER_EXIT_NO_STEP 4
+#define TRAINER_EXIT_STALLED 5
 
 /* SIGUSR1 and SIGTERM ask for a stop at the next iteration; install them first
- * thing, so that a signal during start-up is acted on instead of killing the rank. */
+ * thing, so that a signal during start-up is acted on instead of killing the rank.
+ * Also starts the clock of --exit-duration-in-mins: start-up and resume count. */
 void trainer_install_stop_signals(void);
 
 struct trainer *trainer_create(struct launch *l);
 /* The iteration to continue from (0 without --load or with an empty directory). */
 int64_t trainer_resume(struct trainer *t);
-/* Iterations start..--train-iters; 0, or TRAINER_EXIT_REQUEUE when stopped early. */
+/* Iterations start..--train-iters; 0, or TRAINER_EXIT_REQUEUE / _NO_STEP when stopped
+ * early. */
 int trainer_run(struct trainer *t, int64_t start);
 void trainer_report(struct trainer *t);
 void trainer_destroy(struct trainer *t);

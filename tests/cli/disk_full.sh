@@ -67,17 +67,18 @@ job() {
 }
 
 # expect_failed_save LABEL DIR PATTERN [STATUS]: after `job`: a non-zero exit (STATUS
-# if given) within LIMIT s, exactly one "retnet:" line on stderr matching PATTERN,
-# no rank left, latest = 1, no .tmp file.
+# if given) within LIMIT s, exactly one "retnet: error" line on stderr matching
+# PATTERN, no rank left, latest = 1, no .tmp file. (The ranks the launcher then ends
+# may each add a warning saying where they were.)
 expect_failed_save() {
 	local label=$1 dir=$2 pattern=$3 status=${4:-} name=$5 lines
-	lines=$(grep -c '^retnet:' "$T/$name.err")
+	lines=$(grep -c '^retnet: error' "$T/$name.err")
 	if [[ $RC -ne 0 && (-z $status || $RC -eq $status) && $LEFT -eq 0 && $lines -eq 1 ]] &&
 		awk -v s="$SECS" -v l="$LIMIT" 'BEGIN {exit !(s <= l)}' &&
 		grep -qE "^retnet: error: $pattern" "$T/$name.err"; then
-		ok "$label: exit $RC after $SECS s, no rank left: $(grep '^retnet:' "$T/$name.err")"
+		ok "$label: exit $RC after $SECS s, no rank left: $(grep '^retnet: error' "$T/$name.err")"
 	else
-		bad "$label: exit $RC after $SECS s, $LEFT ranks left, $lines retnet lines: $(head -c 3000 "$T/$name.err")"
+		bad "$label: exit $RC after $SECS s, $LEFT ranks left, $lines retnet error lines: $(head -c 3000 "$T/$name.err")"
 	fi
 	check "$label: latest still names iteration 1" test "$(cat "$dir/latest" 2>/dev/null)" = 1
 	check "$label: no .tmp file left" test -z "$(compgen -G "$dir/*.tmp")"

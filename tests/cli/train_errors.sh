@@ -26,6 +26,8 @@ expect_user_error "missing shard" "$T/none.bin" "${TRAIN[@]}" --data-path "$T/no
 printf 'not a shard at all, just text\n' >"$T/text.bin"
 expect_user_error "not a shard" "$T/text.bin" "${TRAIN[@]}" --data-path "$T/text.bin"
 expect_user_error "bad decay style" "--lr-decay-style: 'steep'" "${TRAIN[@]}" "${DATA[@]}" --lr-decay-style steep
+expect_user_error "watchdog timeout too short" "--distributed-timeout-minutes: 0.01 is below 0.05" \
+	"${TRAIN[@]}" "${DATA[@]}" --distributed-timeout-minutes 0.01
 
 printf '# tiny\nnum-layers 2\nhidden-size = 64\nlearning-rate 0.1\n' >"$T/bad.cfg"
 expect_user_error "config file, unknown key" "$T/bad.cfg:4: learning-rate: unknown key" \
@@ -63,6 +65,12 @@ expect_user_error "interleaved micro-batches not a multiple of PP" \
 	"--num-layers-per-virtual-pipeline-stage: .* = 3\) must be a multiple of --pipeline-model-parallel-size 2" \
 	"$MPIEXEC" --quiet -n 2 "${MPI_EXTRA[@]}" "${TRAIN[@]}" "${DATA[@]}" --num-layers 4 \
 	--pipeline-model-parallel-size 2 "${VIRTUAL[@]}" --global-batch-size 6
+
+# Launched as an srun step of 2 tasks (SLURM_STEP_NUM_TASKS) but a world of 1: the
+# tasks did not wire up into one MPI job (srun's --mpi plugin does not fit this MPI).
+expect_user_error "srun step not one MPI world" \
+	"srun started 2 tasks \(SLURM_STEP_NUM_TASKS\) but MPI_COMM_WORLD has 1 rank" \
+	env SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=0 "${TRAIN[@]}" "${DATA[@]}"
 
 # The command line wins over the config file; --help works.
 printf 'train-iters 1000\nhidden-size 64\n' >"$T/ok.cfg"

@@ -3,7 +3,8 @@
 # mid-run makes all ranks stop at the next iteration boundary, write a checkpoint
 # and exit with status 3 ("requeue me"); the same command run again resumes by
 # itself and ends with the uninterrupted run's final loss to the last bit. Likewise
-# --exit-duration-in-mins. (The SLURM version of this is tests/slurm/.)
+# --exit-duration-in-mins; a stop before the first step exits 4 and saves nothing.
+# (The SLURM version of this is tests/slurm/.)
 # Usage: train_preempt.sh BUILD_DIR CORPUS_PREFIX
 set -u
 BUILD=${1:?usage: train_preempt.sh BUILD_DIR CORPUS_PREFIX}
@@ -27,8 +28,13 @@ run() { # run NAME [flags]: the job's command line, same every time
 }
 
 mkdir "$T/full" "$T/sig" "$T/dur"
+t0=$EPOCHREALTIME
 run full
 check "uninterrupted run exits 0" test $? -eq 0
+# start-up and a third of the training, whatever the machine's speed: the whole run
+# took D s, of which the training R (its last elapsed_s)
+third=$(awk -v a="$t0" -v b="$EPOCHREALTIME" -v r="$(json_column "$T/full.jsonl" elapsed_s | tail -n 1)" \
+	'BEGIN { d = b - a; printf "%.4f", (d - r + r / 3) / 60 }')
 
 run sig &
 pid=$!
@@ -52,10 +58,20 @@ check "requeued run resumed by itself" grep -q "resumed from" "$T/sig.log"
 check "final loss = uninterrupted final loss (bitwise)" \
 	test "$(last_loss "$T/sig.jsonl")" = "$(last_loss "$T/full.jsonl")"
 
-run dur --exit-duration-in-mins 0.02
+# --exit-duration-in-mins counts from the process's start (start-up and resume
+# included), as Megatron-LM's does.
+run dur --exit-duration-in-mins "$third"
 check "--exit-duration-in-mins: exit status 3" test $? -eq 3
 check "--exit-duration-in-mins: checkpoint written" \
 	grep -qE "stopped at iteration [0-9]+ of $ITERS \(--exit-duration-in-mins\); checkpoint written" "$T/dur.log"
+# Over the budget before the first step (3.6 ms: start-up takes longer): exit status
+# 4, nothing new saved, latest unchanged. The job scripts requeue this too.
+before=$(cat "$T/dur/latest")
+run dur --exit-duration-in-mins 0.00006
+check "stopped before its first step: exit status 4" test $? -eq 4
+check "... saying so: $(grep -o 'stopped at iteration.*' "$T/dur.log" | tail -n 1)" grep -q \
+	"stopped at iteration $before of $ITERS (--exit-duration-in-mins); before any step of this run: nothing new to save" "$T/dur.log"
+check "... latest unchanged ($before)" test "$(cat "$T/dur/latest")" = "$before"
 run dur
 check "and the next run finishes with the same final loss" \
 	test "$(last_loss "$T/dur.jsonl")" = "$(last_loss "$T/full.jsonl")"

@@ -141,7 +141,8 @@ eval-iters 4
 EOF
 cd "$T" || exit 1 # the jobs' logs (%x-%j.out) land here
 export RETNET_BUILD=$BUILD CONFIG=$T/tiny.cfg DATA=$T/kjv-train.bin VALID_DATA=$T/kjv-valid.bin
-export SAVE_INTERVAL=100 KEEP_LAST=0
+# TP=1: data parallelism over the 2 ranks (train.sbatch's default is TP = tasks per node)
+export SAVE_INTERVAL=100 KEEP_LAST=0 TP=1
 export TRAIN_SBATCH_ARGS="--nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --time=15"
 export EVAL_SBATCH_ARGS="--cpus-per-task=1 --time=5"
 
@@ -171,13 +172,14 @@ if submit "$T/a"; then
 	check "(a) training: $s (want COMPLETED 0:0 restarts=0)" test "$s" = "COMPLETED 0:0 restarts=0"
 	states=$(field "$eval_id" JobState | sort | uniq -c | xargs)
 	check "(a) evaluation array: 4 tasks COMPLETED ($states)" test "$states" = "4 COMPLETED"
-	for f in kjv-valid.bin-100 kjv-valid.bin-latest held.txt.gz-100 held.txt.gz-latest; do
+	# "latest" resolved: outputs are named by the checkpoint's real iteration
+	for f in kjv-valid.bin-100 kjv-valid.bin-$ITERS held.txt.gz-100 held.txt.gz-$ITERS; do
 		check "(a) $f.jsonl: bits_per_byte $(json_column "$T/a/eval/$f.jsonl" bits_per_byte 2>/dev/null)" \
 			finite_bpb "$T/a/eval/$f.jsonl"
 	done
 	check "(a) checkpoint 100 scores worse than the final one" awk -v a="$(json_column \
 		"$T/a/eval/kjv-valid.bin-100.jsonl" nll)" -v b="$(json_column \
-		"$T/a/eval/kjv-valid.bin-latest.jsonl" nll)" 'BEGIN { exit !(a > b) }'
+		"$T/a/eval/kjv-valid.bin-$ITERS.jsonl" nll)" 'BEGIN { exit !(a > b) }'
 else
 	bad "(a) submit.sh printed both job ids"
 fi
@@ -214,7 +216,7 @@ if submit "$T/b"; then
 	check "(b) evaluation after the requeued training: COMPLETED ($(field "$eval_id" JobState))" \
 		test "$(field "$eval_id" JobState)" = COMPLETED
 	check "(b) its JSON = (a)'s for the final checkpoint (byte for byte)" \
-		cmp -s "$T/b/eval/kjv-valid.bin-latest.jsonl" "$T/a/eval/kjv-valid.bin-latest.jsonl"
+		cmp -s "$T/b/eval/kjv-valid.bin-$ITERS.jsonl" "$T/a/eval/kjv-valid.bin-$ITERS.jsonl"
 else
 	bad "(b) submit.sh printed both job ids"
 fi
