@@ -66,10 +66,15 @@ def transfer(bytes_, n_msgs, gbs, lat_us):
     return n_msgs * lat_us * 1e-6 + bytes_ / (gbs * 1e9)
 
 
-def project(model, nodes, tp, cp, pp, a):
+def project(model, nodes, tp, cp, pp, a, forced=False):
     d, L, H, f, V, C = MODELS[model]
     ranks = nodes * a.ranks_per_node
-    if ranks % (tp * cp * pp) or H % tp or L % pp or a.ranks_per_node % tp:
+    if ranks % (tp * cp * pp) or H % tp or L % pp:
+        return None
+    # A tensor-parallel group stays inside a node unless the layout is forced on it
+    # (as on emulated nodes with one rank each); then it goes over the network.
+    tp_cross = a.ranks_per_node % tp != 0
+    if tp_cross and not forced:
         return None
     if a.seq_length % (cp * C):
         return None
@@ -91,7 +96,8 @@ def project(model, nodes, tp, cp, pp, a):
     t_tp = 0.0
     if tp > 1:
         b = 4 * per_layer * m * 2 * (tp - 1) / tp * M * d * 4
-        t_tp = transfer(b, 4 * per_layer * m * 2 * (tp - 1), a.shm_gbs, 0.5)
+        t_tp = transfer(b, 4 * per_layer * m * 2 * (tp - 1),
+                        link if tp_cross else a.shm_gbs, a.net_lat_us if tp_cross else 0.5)
     t_cp = 0.0
     if cp > 1:
         ranks_cp_node = max(1, a.ranks_per_node // tp)
@@ -142,6 +148,11 @@ def main():
                     help="the share of the last backward the DP reduction can hide behind")
     ap.add_argument("--nodes", default="1,2,4,8,16,32,64,128,256")
     ap.add_argument("--measured", default=None)
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help="which of " + ", ".join(MODELS))
+    ap.add_argument("--layouts", default=None,
+                    help="project these layouts (TPxCPxPPxDP, comma separated) instead "
+                    "of choosing the fastest that fits")
     a = ap.parse_args()
     measured = {}
     if a.measured:
@@ -152,27 +163,44 @@ def main():
     print("| model | params | nodes | layout (TP x CP x PP x DP, m) | tokens/s | "
           "memory/rank GiB | step s | comm s sent (exposed share) | bubble |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for model in MODELS:
+    for model in a.models.split(","):
         d, L, H, f, V, C = MODELS[model]
         for nodes in (int(x) for x in a.nodes.split(",")):
-            best = None
-            for tp, cp, pp in itertools.product((1, 2, 4, 8), (1, 2, 4), range(1, L + 1)):
-                p = project(model, nodes, tp, cp, pp, a)
-                if p and p["fits"] and (not best or p["tokens_per_sec"] > best["tokens_per_sec"]):
-                    best = p
-            if not best:
-                print("| %s | %.0fM | %d | nothing fits | | | | | |"
-                      % (model, params_of(d, L, H, f, V) / 1e6, nodes))
-                continue
-            lay = "%d x %d x %d x %d, %d" % (best["tp"], best["cp"], best["pp"], best["dp"],
-                                             best["m"])
-            meas = measured.get((model, nodes, "%dx%dx%dx%d" % (best["tp"], best["cp"],
-                                                                best["pp"], best["dp"])))
-            print("| %s | %.0fM | %d | %s | %.0f%s | %.1f | %.2f | %.2f (%.0f%%) | %.0f%% |"
-                  % (model, params_of(d, L, H, f, V) / 1e6, nodes, lay,
-                     best["tokens_per_sec"], " (measured %.0f)" % meas if meas else "",
-                     best["mem_gib"], best["step"], best["comm_all"], 100 * best["comm"],
-                     100 * best["bubble"]))
+            choices = []
+            if a.layouts:
+                for lay in a.layouts.split(","):
+                    tp, cp, pp, dp = (int(x) for x in lay.split("x"))
+                    p = project(model, nodes, tp, cp, pp, a, forced=True)
+                    if p and p["dp"] == dp:
+                        choices.append(p)
+                    else:
+                        print("| %s | | %d | %s: not a layout of %d ranks | | | | | |"
+                              % (model, nodes, lay, nodes * a.ranks_per_node))
+            else:
+                best = None
+                for tp, cp, pp in itertools.product((1, 2, 4, 8), (1, 2, 4), range(1, L + 1)):
+                    p = project(model, nodes, tp, cp, pp, a)
+                    if p and p["fits"] and (not best or
+                                            p["tokens_per_sec"] > best["tokens_per_sec"]):
+                        best = p
+                if not best:
+                    print("| %s | %.0fM | %d | nothing fits | | | | | |"
+                          % (model, params_of(d, L, H, f, V) / 1e6, nodes))
+                    continue
+                choices.append(best)
+            for best in choices:
+                row(model, nodes, best, measured)
+
+
+def row(model, nodes, best, measured):
+    d, L, H, f, V, C = MODELS[model]
+    lay = "%d x %d x %d x %d, %d" % (best["tp"], best["cp"], best["pp"], best["dp"], best["m"])
+    meas = measured.get((model, nodes, "%dx%dx%dx%d" % (best["tp"], best["cp"], best["pp"],
+                                                        best["dp"])))
+    print("| %s | %.0fM | %d | %s | %.0f%s | %.1f | %.2f | %.2f (%.0f%%) | %.0f%% |"
+          % (model, params_of(d, L, H, f, V) / 1e6, nodes, lay, best["tokens_per_sec"],
+             " (measured %.0f)" % meas if meas else "", best["mem_gib"], best["step"],
+             best["comm_all"], 100 * best["comm"], 100 * best["bubble"]))
 
 
 if __name__ == "__main__":

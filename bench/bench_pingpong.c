@@ -1,0 +1,118 @@
+/*
+ * bench_pingpong: the point-to-point latency and bandwidth between ranks 0 and 1,
+ * the two rates bench/project_scaling.py needs to describe a network. Run it with
+ * the two ranks where the link to measure is (two nodes: one rank on each).
+ *
+ *   mpirun -n 2 retnet-bench-pingpong [--rounds R] [--bytes N]
+ *
+ * Latency: half the round trip of an 8-byte message, the median over R rounds of
+ * 1000 round trips each. Bandwidth: N bytes (default 16 MiB) sent 0 -> 1 and back,
+ * bytes / half the round trip, the median over R rounds of 10 round trips. One
+ * warm-up round of each first (connections are made on first use).
+ * Prints a table and one JSON line.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mpi.h>
+
+#include "common/alloc.h"
+#include "common/check.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Seconds for one half round trip of `bytes`, the mean over `trips` round trips. */
+static double half_round_trip(char *buf, int bytes, int trips, int rank)
+{
+	double t0;
+
+	CHECK_MPI(MPI_Barrier(MPI_COMM_WORLD));
+	t0 = MPI_Wtime();
+	for (int i = 0; i < trips; i++) {
+		if (rank == 0) {
+			CHECK_MPI(MPI_Send(buf, bytes, MPI_BYTE, 1, 0, MPI_COMM_WORLD));
+			CHECK_MPI(MPI_Recv(buf, bytes, MPI_BYTE, 1, 0, MPI_COMM_WORLD,
+					   MPI_STATUS_IGNORE));
+		} else if (rank == 1) {
+			CHECK_MPI(MPI_Recv(buf, bytes, MPI_BYTE, 0, 0, MPI_COMM_WORLD,
+					   MPI_STATUS_IGNORE));
+			CHECK_MPI(MPI_Send(buf, bytes, MPI_BYTE, 0, 0, MPI_COMM_WORLD));
+		}
+	}
+	return (MPI_Wtime() - t0) / (2.0 * trips);
+}
+
+static long parse_arg(const char *flag, const char *value, long lo, long hi)
+{
+	char *end;
+	long v;
+
+	if (!value)
+		FATAL("%s: missing value", flag);
+	v = strtol(value, &end, 10);
+	if (*end || v < lo || v > hi)
+		FATAL("%s: '%s' is not an integer in [%ld, %ld]", flag, value, lo, hi);
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	int rounds = 7, bytes = 16 << 20, rank, size;
+	double *lat, *bw;
+	char host[2][MPI_MAX_PROCESSOR_NAME] = {{0}};
+	char *buf;
+	int len;
+
+	CHECK_MPI(MPI_Init(&argc, &argv));
+	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--rounds"))
+			rounds = (int)parse_arg(argv[i], argv[i + 1], 1, 1000), i++;
+		else if (!strcmp(argv[i], "--bytes"))
+			bytes = (int)parse_arg(argv[i], argv[i + 1], 1, 1 << 30), i++;
+		else
+			FATAL("%s: unknown flag (--rounds R, --bytes N)", argv[i]);
+	}
+	if (size != 2)
+		FATAL("needs exactly 2 ranks (mpirun -n 2), has %d", size);
+	CHECK_MPI(MPI_Get_processor_name(host[rank], &len));
+	CHECK_MPI(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, host, MPI_MAX_PROCESSOR_NAME,
+				MPI_CHAR, MPI_COMM_WORLD));
+	buf = xcalloc((size_t)bytes, 1);
+	lat = xmalloc(sizeof(*lat) * (size_t)rounds);
+	bw = xmalloc(sizeof(*bw) * (size_t)rounds);
+	half_round_trip(buf, 8, 100, rank);
+	half_round_trip(buf, bytes, 2, rank);
+	for (int r = 0; r < rounds; r++) {
+		lat[r] = half_round_trip(buf, 8, 1000, rank);
+		bw[r] = bytes / half_round_trip(buf, bytes, 10, rank);
+	}
+	if (rank == 0) {
+		double l = median(lat, rounds), b = median(bw, rounds);
+
+		printf("ranks on %s and %s, median of %d rounds\n", host[0], host[1], rounds);
+		printf("latency (8 B, half round trip)   %8.2f us\n", 1e6 * l);
+		printf("bandwidth (%d B messages)  %8.3f GB/s\n", bytes, b / 1e9);
+		printf("{\"host0\": \"%s\", \"host1\": \"%s\", \"rounds\": %d, \"latency_us\": %.3f, "
+		       "\"bandwidth_gbs\": %.4f, \"bytes\": %d}\n",
+		       host[0], host[1], rounds, 1e6 * l, b / 1e9, bytes);
+	}
+	free(buf);
+	free(lat);
+	free(bw);
+	CHECK_MPI(MPI_Finalize());
+	return 0;
+}
