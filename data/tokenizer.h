@@ -46,6 +46,10 @@ struct tokenizer {
 	 * mapping or a struct bpe holds it). Not needed to compare tokenizers. */
 	uint32_t n_merges;
 	const uint16_t *merges;		/* (n_merges, 2) */
+	/* GPT-2 BPE only (data/gpt2bpe.h), else 0 and NULL: the vocabulary's bytes
+	 * and the merges as id pairs, serialized; not owned. */
+	uint32_t table_bytes;
+	const unsigned char *table;	/* (table_bytes) */
 };
 
 /* The byte tokenizer: id "bytes-v1", vocab 256. */

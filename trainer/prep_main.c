@@ -82,7 +82,7 @@ struct prep {
 	uint16_t *merges;               /* owned */
 	struct codec codec;
 	unsigned char *buf;             /* (TEXTFILE_CHUNK_BYTES) */
-	uint16_t *ids;                  /* (TEXTFILE_CHUNK_BYTES + BPE_PIECE_MAX) */
+	uint16_t *ids;                  /* (TEXTFILE_CHUNK_BYTES + CODEC_HOLD_MAX) */
 };
 
 static char err[SHARD_ERR_LEN + FLAGS_PATH_MAX];
@@ -556,7 +556,7 @@ int main(int argc, char **argv)
 		fail();
 
 	/* ---- write: every part streamed into its shard ---- */
-	p->ids = xmalloc(sizeof(uint16_t) * (TEXTFILE_CHUNK_BYTES + BPE_PIECE_MAX));
+	p->ids = xmalloc(sizeof(uint16_t) * (TEXTFILE_CHUNK_BYTES + CODEC_HOLD_MAX));
 	write_parts(p);
 
 	/* ---- report ---- */
