@@ -17,13 +17,20 @@ int codec_init(struct codec *c, const struct tokenizer *tok, const char *what, c
 	memset(c, 0, sizeof(*c));
 	for (int i = 0; i < 256; i++)
 		c->byte_text[i] = (unsigned char)i;
+	if (gpt2bpe_is(tok)) {
+		if (gpt2bpe_init(&c->gpt2, tok, what, err, err_len))
+			return -EINVAL;
+		c->tok = c->gpt2.tok;
+		c->is_gpt2 = true;
+		return 0;
+	}
 	if (!tokenizer_is_bpe(tok)) {
 		struct tokenizer bytes;
 
 		tokenizer_init_bytes(&bytes);
 		if (!tokenizer_equal(tok, &bytes)) {
 			snprintf(err, err_len, "%s: tokenizer \"%.*s\" (vocab %u) is not one this "
-				 "build knows (bytes-v1 or bpe-v1-...)", what, TOKENIZER_ID_LEN,
+				 "build knows (bytes-v1, bpe-v1-... or gpt2bpe-...)", what, TOKENIZER_ID_LEN,
 				 tok->id, tok->vocab);
 			return -EINVAL;
 		}
@@ -54,12 +61,16 @@ void codec_free(struct codec *c)
 {
 	if (c->is_bpe)
 		bpe_free(&c->bpe);
+	if (c->is_gpt2)
+		gpt2bpe_free(&c->gpt2);
 	memset(c, 0, sizeof(*c));
 }
 
 const unsigned char *codec_token_bytes(const struct codec *c, uint32_t id, size_t *len)
 {
 	ENSURE(id < c->tok.vocab);
+	if (c->is_gpt2)
+		return gpt2bpe_token_bytes(&c->gpt2, id, len);
 	if (c->is_bpe)
 		return bpe_token_bytes(&c->bpe, id, len);
 	*len = 1;
@@ -72,11 +83,15 @@ void codec_stream_init(struct codec_stream *s, const struct codec *c)
 	s->c = c;
 	if (c->is_bpe)
 		bpe_encoder_init(&s->bpe, &c->bpe);
+	if (c->is_gpt2)
+		gpt2bpe_encoder_init(&s->gpt2, &c->gpt2);
 }
 
 size_t codec_stream_encode(struct codec_stream *s, const unsigned char *src, size_t n,
 			   bool final, uint16_t *dst, uint64_t *bytes)
 {
+	if (s->c->is_gpt2)
+		return gpt2bpe_encode(&s->gpt2, src, n, final, dst, bytes);
 	if (s->c->is_bpe)
 		return bpe_encode(&s->bpe, src, n, final, dst, bytes);
 	*bytes = n;
@@ -98,7 +113,7 @@ struct gather_ids {
 /* Room for n more text bytes' ids. */
 static int reserve_ids(struct gather_ids *g, size_t n)
 {
-	uint64_t need = g->n + n + BPE_PIECE_MAX;
+	uint64_t need = g->n + n + CODEC_HOLD_MAX;
 
 	if (need <= g->cap)
 		return 0;

@@ -12,6 +12,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "data/gpt2bpe.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "shard.c uses the little-endian uint16 payload in place: port the payload I/O first"
@@ -30,6 +31,8 @@ enum {
 	OFF_CHECKSUM = 72,
 	OFF_N_MERGES = 80,
 	OFF_MERGES_CHECKSUM = 84,
+	OFF_EOD = 88,
+	OFF_TABLE_BYTES = 92,
 	OFF_HEADER_CHECKSUM = 124,
 };
 
@@ -102,6 +105,8 @@ void shard_header_pack(unsigned char dst[SHARD_HEADER_SIZE], const struct shard_
 	put_u64(dst + OFF_CHECKSUM, h->checksum);
 	put_u32(dst + OFF_N_MERGES, h->n_merges);
 	put_u32(dst + OFF_MERGES_CHECKSUM, h->merges_checksum);
+	put_u32(dst + OFF_EOD, h->eod_plus1);
+	put_u32(dst + OFF_TABLE_BYTES, h->table_bytes);
 	put_u32(dst + OFF_HEADER_CHECKSUM,
 		(uint32_t)shard_checksum(dst, OFF_HEADER_CHECKSUM));
 }
@@ -118,6 +123,8 @@ void shard_header_unpack(struct shard_header *h, const unsigned char src[SHARD_H
 	h->checksum = get_u64(src + OFF_CHECKSUM);
 	h->n_merges = get_u32(src + OFF_N_MERGES);
 	h->merges_checksum = get_u32(src + OFF_MERGES_CHECKSUM);
+	h->eod_plus1 = get_u32(src + OFF_EOD);
+	h->table_bytes = get_u32(src + OFF_TABLE_BYTES);
 	h->header_checksum = get_u32(src + OFF_HEADER_CHECKSUM);
 }
 
@@ -223,11 +230,21 @@ int shard_writer_open(struct shard_writer *w, const char *path, const struct tok
 	w->tmp_path = xmalloc(tmp_len);
 	snprintf(w->tmp_path, tmp_len, "%s.tmp.%ld", path, (long)getpid());
 	w->flags = flags;
-	w->hdr.version = tok->n_merges ? SHARD_VERSION_MERGES : SHARD_VERSION;
-	w->hdr.header_size = SHARD_HEADER_SIZE + 4 * tok->n_merges;
+	ENSURE(!tok->table || (tok->n_merges == 0 && tok->table_bytes % 4 == 0 &&
+			       tok->table_bytes <= UINT32_MAX - SHARD_HEADER_SIZE));
+	ENSURE(tok->eod_id >= -1 && (tok->eod_id < 0 || (uint32_t)tok->eod_id < tok->vocab));
+	w->hdr.version = tok->table ? SHARD_VERSION_TABLE
+			 : tok->n_merges ? SHARD_VERSION_MERGES : SHARD_VERSION;
+	w->hdr.header_size = SHARD_HEADER_SIZE + 4 * tok->n_merges +
+			     (tok->table ? tok->table_bytes : 0);
 	w->hdr.n_merges = tok->n_merges;
 	w->hdr.merges_checksum = tok->n_merges ? (uint32_t)shard_checksum(tok->merges,
 									 4 * (size_t)tok->n_merges) : 0;
+	if (tok->table) {
+		w->hdr.table_bytes = tok->table_bytes;
+		w->hdr.merges_checksum = (uint32_t)shard_checksum(tok->table, tok->table_bytes);
+	}
+	w->hdr.eod_plus1 = (uint32_t)(tok->eod_id + 1);
 	memcpy(w->hdr.tokenizer_id, tok->id, TOKENIZER_ID_LEN);
 	w->hdr.vocab = tok->vocab;
 	w->hdr.bytes_per_token = BYTES_PER_TOKEN;
@@ -248,6 +265,8 @@ int shard_writer_open(struct shard_writer *w, const char *path, const struct tok
 	rc = write_all(w->fd, zero, sizeof(zero));
 	if (!rc && tok->n_merges)
 		rc = write_all(w->fd, tok->merges, 4 * (size_t)tok->n_merges);
+	if (!rc && tok->table)
+		rc = write_all(w->fd, tok->table, tok->table_bytes);
 	if (rc) {
 		snprintf(err, err_len, "%s: cannot write %s: %s", path, w->tmp_path,
 			 strerror(-rc));
@@ -435,6 +454,43 @@ static int validate_merges(struct shard *sh, const char *path, char *err, size_t
 	return 0;
 }
 
+/* A version 3 header's GPT-2 table: size, checksum, and that it names the id. */
+static int validate_table(struct shard *sh, const char *path, char *err, size_t err_len)
+{
+	const struct shard_header *h = &sh->hdr;
+	const unsigned char *p = sh->map;
+	struct tokenizer g;
+	uint32_t crc;
+
+	if (h->n_merges != 0 || h->table_bytes > UINT32_MAX - SHARD_HEADER_SIZE ||
+	    h->header_size != SHARD_HEADER_SIZE + h->table_bytes) {
+		snprintf(err, err_len, "%s: header size %u is not %u + the GPT-2 table's %u bytes "
+			 "(and merges must be 0, not %u)", path, h->header_size, SHARD_HEADER_SIZE,
+			 h->table_bytes, h->n_merges);
+		return -EINVAL;
+	}
+	if (sh->map_len < h->header_size) {
+		snprintf(err, err_len, "%s: truncated GPT-2 table (%zu of %u header bytes)", path,
+			 sh->map_len, h->header_size);
+		return -EINVAL;
+	}
+	crc = (uint32_t)shard_checksum(p + SHARD_HEADER_SIZE, h->table_bytes);
+	if (crc != h->merges_checksum) {
+		snprintf(err, err_len, "%s: GPT-2 table checksum mismatch (stored 0x%08x, "
+			 "computed 0x%08x): the table is corrupt", path, h->merges_checksum, crc);
+		return -EINVAL;
+	}
+	if (gpt2bpe_table_check(&g, p + SHARD_HEADER_SIZE, h->table_bytes, path, err, err_len))
+		return -EINVAL;
+	if (!tokenizer_equal(&g, &sh->tok)) {
+		snprintf(err, err_len, "%s: tokenizer id \"%s\" is not that of its GPT-2 table "
+			 "(\"%s\")", path, sh->tok.id, g.id);
+		return -EINVAL;
+	}
+	sh->tok = g;
+	return 0;
+}
+
 /* Every rule a mapped file must satisfy; fills sh->hdr, sh->tok and sh->tokens. */
 static int validate(struct shard *sh, const char *path, char *err, size_t err_len)
 {
@@ -460,10 +516,11 @@ static int validate(struct shard *sh, const char *path, char *err, size_t err_le
 		return -EINVAL;
 	}
 	h->version = get_u32(p + OFF_VERSION);
-	if (h->version != SHARD_VERSION && h->version != SHARD_VERSION_MERGES) {
+	if (h->version != SHARD_VERSION && h->version != SHARD_VERSION_MERGES &&
+	    h->version != SHARD_VERSION_TABLE) {
 		snprintf(err, err_len, "%s: unsupported shard version %u (this build reads "
-			 "versions %u and %u)", path, h->version, SHARD_VERSION,
-			 SHARD_VERSION_MERGES);
+			 "versions %u to %u)", path, h->version, SHARD_VERSION,
+			 SHARD_VERSION_TABLE);
 		return -EINVAL;
 	}
 	h->header_size = get_u32(p + OFF_HEADER_SIZE);
@@ -488,6 +545,14 @@ static int validate(struct shard *sh, const char *path, char *err, size_t err_le
 		return -EINVAL;
 	if (h->version == SHARD_VERSION_MERGES && validate_merges(sh, path, err, err_len))
 		return -EINVAL;
+	if (h->version == SHARD_VERSION_TABLE && validate_table(sh, path, err, err_len))
+		return -EINVAL;
+	/* the tokenizer names its end-of-document id (GPT-2's table) or has none */
+	if (h->eod_plus1 != (uint32_t)(sh->tok.eod_id + 1)) {
+		snprintf(err, err_len, "%s: end-of-document id field %lld is not the tokenizer's "
+			 "(%d)", path, (long long)h->eod_plus1 - 1, sh->tok.eod_id);
+		return -EINVAL;
+	}
 	if (h->vocab > SHARD_MAX_VOCAB) {
 		snprintf(err, err_len, "%s: vocab %u exceeds %u, the most uint16 tokens hold",
 			 path, h->vocab, SHARD_MAX_VOCAB);

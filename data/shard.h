@@ -3,13 +3,15 @@
  * checked.
  *
  * A shard is one little-endian file: a 128-byte header, for a BPE tokenizer its
- * merge table, then the tokens as uint16 (vocabularies of at most 65536 ids).
- * Version 1 (the byte tokenizer) has no merge table; version 2 (BPE) has one:
+ * merge table, for a GPT-2 tokenizer its table (data/gpt2bpe.h), then the tokens
+ * as uint16 (vocabularies of at most 65536 ids). Version 1 (the byte tokenizer)
+ * has no table; version 2 (BPE) a merge table; version 3 (GPT-2) a GPT-2 table:
  *
  *   offset size  field
  *        0    8  magic "RNSHARD\0"
- *        8    4  version (1: no merge table, 2: a merge table)
- *       12    4  header size in bytes: 128 + 4 x merges (the payload starts here)
+ *        8    4  version (1: no table, 2: a merge table, 3: a GPT-2 table)
+ *       12    4  header size in bytes: 128 + 4 x merges, or 128 + table bytes t
+ *                (the payload starts here)
  *       16   32  tokenizer id, NUL padded (data/tokenizer.h)
  *       48    4  vocabulary size (every token is < vocab)
  *       52    4  bytes per token (2: uint16 tokens)
@@ -17,11 +19,19 @@
  *       64    8  source bytes: raw text bytes the tokens came from (bits per byte)
  *       72    8  payload checksum: zlib crc32 of the 2n payload bytes (low 32 bits)
  *       80    4  merges m (version 2; vocab = 256 + m), else 0
- *       84    4  merge table checksum: zlib crc32 of its 4m bytes (version 2), else 0
- *       88   36  reserved, zero
+ *       84    4  table checksum: zlib crc32 of the 4m merge bytes (version 2) or of
+ *                the t table bytes (version 3), else 0
+ *       88    4  end-of-document id + 1 (0: the tokenizer has none; files written
+ *                before the field have 0 there)
+ *       92    4  GPT-2 table bytes t (version 3), else 0
+ *       96   28  reserved, zero
  *      124    4  header checksum: zlib crc32 of bytes [0, 124)
- *      128   4m  merge table: m pairs of uint16 ids (data/tokenizer.h)
- *   128+4m   2n  tokens
+ *      128   4m  merge table: m pairs of uint16 ids (data/tokenizer.h), or
+ *      128    t  GPT-2 table (data/gpt2bpe.h)
+ *   128+4m   2n  tokens (128 + t for version 3)
+ *
+ * An end-of-document id in the tokens (retnet-prep --append-eod) ends a
+ * document: the trainer reads it from the header (struct tokenizer eod_id).
  *
  * Writing goes to "<path>.tmp.<pid>", is fsynced, then published under <path>
  * (link() when overwriting is not allowed, so an existing file is never replaced
@@ -32,7 +42,9 @@
  * Opening maps the file read-only and checks magic, version, header size, header
  * checksum, tokenizer id, vocabulary, bytes per token, for version 2 the merge
  * table (its checksum, that each merge uses only earlier ids, and that the id is
- * the one tokenizer_init_bpe gives that table), that the file size is exactly
+ * the one tokenizer_init_bpe gives that table), for version 3 the GPT-2 table
+ * (its checksum, gpt2bpe_table_check, and that it gives the id), that the
+ * end-of-document id is the tokenizer's, that the file size is exactly
  * header + n * 2 (computed with overflow checks), the payload checksum, and that
  * every token is < vocab. Every failure is one line "<path>: <rule>"
  * in the caller's err buffer (print it with log_error("%s", err) and exit 2).
@@ -53,6 +65,7 @@
 #define SHARD_MAGIC "RNSHARD\0"	/* 8 bytes, the NUL included */
 #define SHARD_VERSION 1u		/* byte tokenizer */
 #define SHARD_VERSION_MERGES 2u		/* BPE: a merge table follows the header */
+#define SHARD_VERSION_TABLE 3u		/* GPT-2: its table follows the header */
 #define SHARD_HEADER_SIZE 128u		/* without the merge table */
 #define SHARD_MAX_VOCAB 65536u	/* uint16 tokens */
 /* A comfortable size for err buffers: a path plus a rule. */
@@ -71,7 +84,9 @@ struct shard_header {
 	uint64_t source_bytes;
 	uint64_t checksum;			/* crc32 of the payload */
 	uint32_t n_merges;			/* version 2 */
-	uint32_t merges_checksum;		/* crc32 of the merge table */
+	uint32_t merges_checksum;		/* crc32 of the merge or GPT-2 table */
+	uint32_t eod_plus1;			/* end-of-document id + 1, 0: none */
+	uint32_t table_bytes;			/* version 3 */
 	uint32_t header_checksum;		/* crc32 of header bytes [0, 124) */
 };
 
@@ -79,7 +94,8 @@ struct shard_header {
 struct shard {
 	char *path;
 	struct shard_header hdr;
-	struct tokenizer tok;		/* a BPE one's merges are in the mapping */
+	struct tokenizer tok;		/* a BPE one's merges, a GPT-2 one's table
+					   are in the mapping */
 	const uint16_t *tokens;		/* (hdr.n_tokens), inside the mapping */
 	void *map;			/* the whole file, read-only */
 	size_t map_len;			/* bytes */

@@ -11,6 +11,7 @@
 void tokenizer_init_bytes(struct tokenizer *tok)
 {
 	memset(tok, 0, sizeof(*tok));
+	tok->eod_id = -1;
 	memcpy(tok->id, TOKENIZER_BYTES_ID, sizeof(TOKENIZER_BYTES_ID));
 	tok->vocab = TOKENIZER_BYTES_VOCAB;
 }
@@ -63,6 +64,7 @@ int tokenizer_init_bpe(struct tokenizer *tok, const uint16_t *merges, uint32_t n
 	}
 	free(len);
 	memset(tok, 0, sizeof(*tok));
+	tok->eod_id = -1;
 	tok->vocab = TOKENIZER_BYTES_VOCAB + n_merges;
 	snprintf(tok->id, sizeof(tok->id), BPE_ID_PREFIX "%u-%016llx", tok->vocab,
 		 (unsigned long long)merges_hash(merges, n_merges));
@@ -92,6 +94,7 @@ int tokenizer_from_header(struct tokenizer *tok, const char id[TOKENIZER_ID_LEN]
 	}
 	/* Copy only up to the NUL: whatever follows it is not part of the id. */
 	memset(tok, 0, sizeof(*tok));
+	tok->eod_id = -1; /* the caller sets a recorded one */
 	memcpy(tok->id, id, (size_t)(nul - id));
 	tok->vocab = vocab;
 	return 0;

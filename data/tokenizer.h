@@ -14,6 +14,9 @@
  * one clear line rather than trained on: tokenizer_check_same() makes that
  * comparison.
  *
+ * A tokenizer may name an end-of-document id (eod_id, -1 when it has none); the
+ * byte tokenizer and the project's BPE have none.
+ *
  * Does not: learn or apply merges (data/bpe.h), add BOS/EOS or any special token,
  * or touch files.
  */
@@ -34,11 +37,19 @@
 struct tokenizer {
 	char id[TOKENIZER_ID_LEN];	/* NUL terminated and NUL padded */
 	uint32_t vocab;			/* token ids are in [0, vocab) */
+	/* The id that ends a document (retnet-prep --append-eod puts it after each
+	 * one; the trainer resets the retention state there). Only a tokenizer with
+	 * such a token has one: GPT-2's "<|endoftext|>". Every init function sets it. */
+	int32_t eod_id;			/* end-of-document id, -1: none */
 	/* BPE only, else 0 and NULL: merge i makes id 256 + i from the ids
 	 * merges[2i], merges[2i+1]; vocab = 256 + n_merges. Not owned (a shard's
 	 * mapping or a struct bpe holds it). Not needed to compare tokenizers. */
 	uint32_t n_merges;
 	const uint16_t *merges;		/* (n_merges, 2) */
+	/* GPT-2 BPE only (data/gpt2bpe.h), else 0 and NULL: the vocabulary's bytes
+	 * and the merges as id pairs, serialized; not owned. */
+	uint32_t table_bytes;
+	const unsigned char *table;	/* (table_bytes) */
 };
 
 /* The byte tokenizer: id "bytes-v1", vocab 256. */

@@ -16,6 +16,9 @@ packages=(
   libdnnl-dev ocl-icd-opencl-dev opencl-c-headers
   libhdf5-openmpi-dev hdf5-tools
   zlib1g-dev
+  # GPT-2's tokenizer (data/gpt2bpe.c): tokenizer.json and vocab.json, and its
+  # Unicode pre-tokenizer pattern
+  libjansson-dev libpcre2-dev
   bible-kjv
   gnuplot-nox
   # Test dependency: the slurm-labelled test (tests/slurm/) runs jobs/ on a one-node

@@ -276,7 +276,7 @@ static void put32(unsigned char *p, uint32_t v)
 }
 
 static void ed_magic(unsigned char **b, size_t *len) { (*b)[3] ^= 0x20; }
-static void ed_version(unsigned char **b, size_t *len) { put32(*b + 8, 3); }
+static void ed_version(unsigned char **b, size_t *len) { put32(*b + 8, 4); }
 static void ed_hsize(unsigned char **b, size_t *len) { put32(*b + 12, 64); }
 static void ed_hcrc(unsigned char **b, size_t *len) { (*b)[64] ^= 1; /* source bytes */ }
 static void ed_truncate(unsigned char **b, size_t *len) { *len -= 3; }
@@ -317,7 +317,7 @@ static void test_shard_corruption(void)
 	int rc;
 
 	check_corruption("magic.bin", ed_magic, "bad magic");
-	check_corruption("version.bin", ed_version, "unsupported shard version 3");
+	check_corruption("version.bin", ed_version, "unsupported shard version 4");
 	check_corruption("hsize.bin", ed_hsize, "header size 64");
 	check_corruption("hcrc.bin", ed_hcrc, "header checksum mismatch");
 	check_corruption("truncated.bin", ed_truncate, "truncated payload");

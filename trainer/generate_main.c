@@ -127,7 +127,7 @@ static uint16_t *prompt_ids(const struct run_spec *s, const struct ckpt_info *ck
 		*text = xmalloc(*n_text + 1);
 		memcpy(*text, s->prompt, *n_text);
 	}
-	ids = xmalloc(sizeof(uint16_t) * (*n_text + BPE_PIECE_MAX));
+	ids = xmalloc(sizeof(uint16_t) * (*n_text + CODEC_HOLD_MAX));
 	codec_stream_init(&stream, codec);
 	*n_ids = codec_stream_encode(&stream, *text, *n_text, true, ids, &encoded);
 	ENSURE(encoded == *n_text);

@@ -3,7 +3,9 @@
  *
  *   retnet-prep --output-prefix PREFIX [--split TRAIN,VALID,TEST | --held-out-fraction F
  *               | --held-out PATH...] [--tokenizer bytes | --tokenizer bpe --vocab-size V
- *               | --tokenizer-from CHECKPOINT_DIR|SHARD] [--force] INPUT...
+ *               | --tokenizer-from CHECKPOINT_DIR|SHARD | --tokenizer-type
+ *               GPT2BPETokenizer --vocab-file F --merge-file F | --tokenizer-json F]
+ *               [--append-eod [--split-documents file|blank-line]] [--force] INPUT...
  *
  *   flags      the run specification's rows for retnet-prep (trainer/spec.c)
  *   inputs     files, or directories' regular files in sorted name order
@@ -11,9 +13,15 @@
  *              read once and checked before anything is written
  *   split      the parts' byte ranges, cut at line starts (below), found before
  *              anything is learned or written
- *   tokenizer  bytes; BPE learned from exactly the training part's bytes; or the
- *              tokenizer of a checkpoint (--tokenizer-from DIR: its latest) or of a
- *              token shard
+ *   tokenizer  bytes; BPE learned from exactly the training part's bytes; GPT-2's
+ *              from its files (data/gpt2bpe.h); or the tokenizer of a checkpoint
+ *              (--tokenizer-from DIR: its latest) or of a token shard
+ *   documents  with --append-eod, the end-of-document id after each document: each
+ *              input file, or (--split-documents blank-line) also each block of
+ *              lines ended by a blank line, i.e. after every run of two or more
+ *              '\n' that more text of the same file follows. A document's pieces
+ *              end with it (the encoder is flushed there). The id counts no source
+ *              byte. A document the split cuts in two ends only in the later part.
  *   write      one more pass streams every part into its shard (atomic writes)
  *   report     one line per shard
  *
@@ -50,6 +58,7 @@
 #include "common/log.h"
 #include "data/bpe.h"
 #include "data/codec.h"
+#include "data/gpt2bpe.h"
 #include "data/shard.h"
 #include "data/textfile.h"
 #include "data/tokenizer.h"
@@ -74,6 +83,7 @@ struct part {
 
 struct prep {
 	struct run_spec spec;
+	struct gpt2bpe gpt2;            /* GPT-2's tokenizer, when read from its files */
 	struct text_inputs inputs, held;
 	struct part parts[SPEC_PARTS];  /* in the order of the text */
 	int nparts;
@@ -82,7 +92,7 @@ struct prep {
 	uint16_t *merges;               /* owned */
 	struct codec codec;
 	unsigned char *buf;             /* (TEXTFILE_CHUNK_BYTES) */
-	uint16_t *ids;                  /* (TEXTFILE_CHUNK_BYTES + BPE_PIECE_MAX) */
+	uint16_t *ids;                  /* (TEXTFILE_CHUNK_BYTES + CODEC_HOLD_MAX) */
 };
 
 static char err[SHARD_ERR_LEN + FLAGS_PATH_MAX];
@@ -132,6 +142,11 @@ static void tokenizer_of_checkpoint(struct prep *p, const char *dir, int *argc, 
 		memcpy(p->merges, info->tok.merges, bytes);
 		p->tok.merges = p->merges;
 	}
+	/* a GPT-2 table, checked by the read: owned by p->gpt2 from here */
+	if (info->tok.table) {
+		ENSURE(gpt2bpe_init(&p->gpt2, &info->tok, info->path, err, sizeof(err)) == 0);
+		p->tok = p->gpt2.tok;
+	}
 	train_ckpt_info_free(info);
 	free(info);
 	mpi_setup_finalize();
@@ -153,6 +168,10 @@ static void tokenizer_of_shard(struct prep *p, const char *path)
 		memcpy(p->merges, sh.tok.merges, bytes);
 		p->tok.merges = p->merges;
 	}
+	if (sh.tok.table) {
+		ENSURE(gpt2bpe_init(&p->gpt2, &sh.tok, path, err, sizeof(err)) == 0);
+		p->tok = p->gpt2.tok;
+	}
 	shard_close(&sh);
 }
 
@@ -170,6 +189,35 @@ static void tokenizer_from(struct prep *p, int *argc, char ***argv)
 		tokenizer_of_checkpoint(p, from, argc, argv);
 	else
 		tokenizer_of_shard(p, from);
+}
+
+/* GPT-2's tokenizer from --vocab-file/--merge-file or --tokenizer-json. */
+static void tokenizer_gpt2(struct prep *p)
+{
+	const struct run_spec *s = &p->spec;
+
+	if ((s->tokenizer_json[0] ? gpt2bpe_load_json(&p->gpt2, s->tokenizer_json, err,
+						      sizeof(err))
+	     : gpt2bpe_load_pair(&p->gpt2, s->vocab_file, s->merge_file, err, sizeof(err))))
+		fail();
+	p->tok = p->gpt2.tok;
+}
+
+/* --append-eod needs the tokenizer's end-of-document id: refused before any work. */
+static void check_eod(const struct prep *p)
+{
+	const struct run_spec *s = &p->spec;
+
+	if (!s->append_eod || p->tok.eod_id >= 0)
+		return;
+	if (s->tokenizer_from[0])
+		snprintf(err, sizeof(err), "%s: tokenizer \"%s\" has no end-of-document id: "
+			 "--append-eod needs one", s->tokenizer_from, p->tok.id);
+	else
+		snprintf(err, sizeof(err), "%s: no \"" GPT2BPE_EOD_TOKEN "\" token: --append-eod "
+			 "needs an end-of-document token in the vocabulary",
+			 s->tokenizer_json[0] ? s->tokenizer_json : s->vocab_file);
+	fail();
 }
 
 /* The BPE pass: count the pieces of exactly the training part's bytes. */
@@ -354,13 +402,13 @@ struct route {
 	struct prep *p;
 	const struct text_inputs *list;
 	uint64_t pos;
+	uint64_t newlines;  /* the run of '\n' the text read so far ends with */
 };
 
 /* Each part of this list takes its bytes of the chunk; a part that ends here is
  * flushed. */
-static int route_chunk(void *ctx, const unsigned char *buf, size_t n)
+static int route_bytes(struct route *r, const unsigned char *buf, size_t n)
 {
-	struct route *r = ctx;
 	const uint64_t p0 = r->pos, p1 = p0 + n;
 
 	r->pos = p1;
@@ -377,17 +425,64 @@ static int route_chunk(void *ctx, const unsigned char *buf, size_t n)
 	return 0;
 }
 
+/* A document ends at the current position: the part it ends in (the one whose
+ * bytes end at or after it) flushes its pieces and takes the end-of-document id. */
+static int document_end(struct route *r)
+{
+	for (int k = 0; k < r->p->nparts; k++) {
+		struct part *t = &r->p->parts[k];
+		const uint16_t eod = (uint16_t)r->p->tok.eod_id;
+
+		if (t->list != r->list || r->pos <= t->begin || r->pos > t->end)
+			continue;
+		if (emit(r->p, t, NULL, 0, true) ||
+		    shard_writer_append(&t->w, &eod, 1, 0, err, sizeof(err)))
+			return -1;
+		codec_stream_init(&t->stream, &r->p->codec);
+	}
+	return 0;
+}
+
+/* The chunk's bytes to their parts; with --split-documents blank-line, a document
+ * ends before the first byte that follows a run of two or more '\n'. */
+static int route_chunk(void *ctx, const unsigned char *buf, size_t n)
+{
+	struct route *r = ctx;
+	const struct run_spec *s = &r->p->spec;
+	size_t from = 0;
+
+	if (!s->append_eod || strcmp(s->split_documents, "blank-line"))
+		return route_bytes(r, buf, n);
+	for (size_t j = 0; j < n; j++) {
+		if (buf[j] == '\n') {
+			r->newlines++;
+			continue;
+		}
+		if (r->newlines >= 2) {
+			if (route_bytes(r, buf + from, j - from) || document_end(r))
+				return -1;
+			from = j;
+		}
+		r->newlines = 0;
+	}
+	return route_bytes(r, buf + from, n - from);
+}
+
 /* The write pass over one list; checks the text did not change since it was read. */
 static int stream_list(struct prep *p, const struct text_inputs *list)
 {
-	struct route r = {p, list, 0};
+	struct route r = {p, list, 0, 0};
 
 	for (int i = 0; i < list->n; i++) {
 		uint64_t bytes;
 		bool gz;
 
+		r.newlines = 0; /* a blank line does not span two files */
 		if (textfile_read(list->v[i].path, p->buf, route_chunk, &r, &bytes, &gz, err,
 				  sizeof(err)))
+			return -1;
+		/* every file ends a document */
+		if (p->spec.append_eod && document_end(&r))
 			return -1;
 		if (bytes != list->v[i].bytes) {
 			snprintf(err, sizeof(err), "%s: changed while being read (%llu bytes, then "
@@ -534,6 +629,9 @@ int main(int argc, char **argv)
 	tokenizer_init_bytes(&p->tok);
 	if (s->tokenizer_from[0])
 		tokenizer_from(p, &argc, &argv);
+	if (s->tokenizer_type[0] || s->tokenizer_json[0])
+		tokenizer_gpt2(p);
+	check_eod(p);
 
 	/* ---- inputs: expanded, each read once (checked, counted) ---- */
 	p->buf = xmalloc(TEXTFILE_CHUNK_BYTES);
@@ -551,12 +649,13 @@ int main(int argc, char **argv)
 	/* ---- tokenizer: BPE from exactly the training part ---- */
 	if (!strcmp(s->tokenizer, "bpe"))
 		learn_merges(p, part_of(p, SPEC_PART_TRAIN));
-	if (codec_init(&p->codec, &p->tok, s->tokenizer_from[0] ? s->tokenizer_from : "--tokenizer",
-		       err, sizeof(err)))
+	if (codec_init(&p->codec, &p->tok, s->tokenizer_from[0] ? s->tokenizer_from
+			       : s->tokenizer_json[0] ? s->tokenizer_json
+			       : s->vocab_file[0] ? s->vocab_file : "--tokenizer", err, sizeof(err)))
 		fail();
 
 	/* ---- write: every part streamed into its shard ---- */
-	p->ids = xmalloc(sizeof(uint16_t) * (TEXTFILE_CHUNK_BYTES + BPE_PIECE_MAX));
+	p->ids = xmalloc(sizeof(uint16_t) * (TEXTFILE_CHUNK_BYTES + CODEC_HOLD_MAX));
 	write_parts(p);
 
 	/* ---- report ---- */
@@ -565,6 +664,7 @@ int main(int argc, char **argv)
 	for (int k = 0; k < p->nparts; k++)
 		free(p->parts[k].path);
 	codec_free(&p->codec);
+	gpt2bpe_free(&p->gpt2);
 	free(p->ids);
 	free(p->buf);
 	free(p->merges);

@@ -232,6 +232,24 @@ static const struct spec_row table[] = {
 	{{"tokenizer-from", TEXT(tokenizer_from), "",
 	  "encode with an existing tokenizer: a checkpoint directory's (its latest) or a "
 	  "token shard's"}, PR, NULL, 0},
+	{{"tokenizer-type", CHOICE(tokenizer_type, "GPT2BPETokenizer"), "",
+	  "Megatron-LM's name: GPT2BPETokenizer encodes with GPT-2's byte-level BPE read "
+	  "from --vocab-file and --merge-file (instead of --tokenizer)"}, PR, NULL, 0},
+	{{"vocab-file", TEXT(vocab_file), "",
+	  "GPT2BPETokenizer: GPT-2's vocab.json (token -> id)"}, PR, NULL, 0},
+	{{"merge-file", TEXT(merge_file), "",
+	  "GPT2BPETokenizer: GPT-2's merges.txt (one merge per line, in rank order)"},
+	 PR, NULL, 0},
+	{{"tokenizer-json", TEXT(tokenizer_json), "",
+	  "encode with a Hugging Face tokenizer.json of GPT-2's kind (model BPE, ByteLevel "
+	  "pre-tokenizer)"}, PR, NULL, 0},
+	{{"append-eod", BOOL(append_eod), "",
+	  "end each document with the tokenizer's end-of-document id (GPT-2's "
+	  "<|endoftext|>); the byte tokenizer and --tokenizer bpe have none"}, PR, NULL, 0},
+	{{"split-documents", CHOICE(split_documents, "file|blank-line"), "file",
+	  "with --append-eod, what a document is: each input file, or each block of lines "
+	  "that a blank line ends (a run of two or more '\\n') and each file's end"},
+	 PR, NULL, 0},
 	{{"force", BOOL(force), "", "overwrite existing outputs"}, PR, NULL, 0},
 };
 
@@ -264,8 +282,11 @@ static const struct {
 	 "retnet-prep --output-prefix PREFIX [--split TRAIN,VALID,TEST | --held-out-fraction F "
 	 "| --held-out PATH...]\n"
 	 "                   [--tokenizer bytes | --tokenizer bpe --vocab-size V | "
-	 "--tokenizer-from CHECKPOINT_DIR|SHARD]\n"
-	 "                   [--force] INPUT...\n"
+	 "--tokenizer-from CHECKPOINT_DIR|SHARD\n"
+	 "                    | --tokenizer-type GPT2BPETokenizer --vocab-file F --merge-file F "
+	 "| --tokenizer-json F]\n"
+	 "                   [--append-eod [--split-documents file|blank-line]] [--force] "
+	 "INPUT...\n"
 	 "Turns text (plain or gzip, detected by content; files, or directories whose regular\n"
 	 "files are taken in sorted name order) into token shards. A bad input is one line,\n"
 	 "exit status 2, and nothing is written."},
@@ -450,6 +471,7 @@ static int check_prep(const struct run_spec *s, int world, char *err, size_t err
 {
 	const bool split = spec_given(s, s->split), fraction = spec_given(s, &s->held_out_fraction);
 	const bool held = s->held_out.n > 0, bpe = !strcmp(s->tokenizer, "bpe");
+	const bool gpt2 = s->tokenizer_type[0] != '\0';
 	struct spec_split sp;
 
 	if (!s->output_prefix[0])
@@ -474,6 +496,28 @@ static int check_prep(const struct run_spec *s, int world, char *err, size_t err
 	if (s->tokenizer_from[0] && (spec_given(s, s->tokenizer) || s->vocab_size))
 		return log_fail(err, errlen, "--tokenizer-from: the tokenizer comes from there: "
 				"give no --tokenizer or --vocab-size");
+	if (gpt2 && s->tokenizer_json[0])
+		return log_fail(err, errlen, "--tokenizer-json: give it or --tokenizer-type "
+				"GPT2BPETokenizer, not both");
+	if ((gpt2 || s->tokenizer_json[0]) &&
+	    (spec_given(s, s->tokenizer) || s->vocab_size || s->tokenizer_from[0]))
+		return log_fail(err, errlen, "%s: the tokenizer comes from %s: give no --tokenizer, "
+				"--vocab-size or --tokenizer-from",
+				gpt2 ? "--tokenizer-type" : "--tokenizer-json",
+				gpt2 ? "--vocab-file and --merge-file" : "that file");
+	if (gpt2 && (!s->vocab_file[0] || !s->merge_file[0]))
+		return log_fail(err, errlen, "--tokenizer-type: GPT2BPETokenizer needs --vocab-file "
+				"and --merge-file");
+	if (!gpt2 && (s->vocab_file[0] || s->merge_file[0]))
+		return log_fail(err, errlen, "%s: only with --tokenizer-type GPT2BPETokenizer",
+				s->vocab_file[0] ? "--vocab-file" : "--merge-file");
+	if (s->append_eod && !gpt2 && !s->tokenizer_json[0] && !s->tokenizer_from[0])
+		return log_fail(err, errlen, "--append-eod: the %s tokenizer has no end-of-document "
+				"id: use --tokenizer-type GPT2BPETokenizer or --tokenizer-json",
+				bpe ? "bpe" : "byte");
+	if (spec_given(s, s->split_documents) && !s->append_eod)
+		return log_fail(err, errlen, "--split-documents: only with --append-eod (documents "
+				"end with the end-of-document id)");
 	if (bpe && !s->vocab_size)
 		return log_fail(err, errlen, "--vocab-size: required with --tokenizer bpe");
 	if (!bpe && s->vocab_size)

@@ -114,6 +114,11 @@ struct run_spec {
 	double held_out_fraction;
 	char tokenizer[SPEC_TEXT_MAX];
 	char tokenizer_from[FLAGS_PATH_MAX];
+	char tokenizer_type[SPEC_TEXT_MAX];	/* Megatron's: GPT2BPETokenizer */
+	char vocab_file[FLAGS_PATH_MAX], merge_file[FLAGS_PATH_MAX];
+	char tokenizer_json[FLAGS_PATH_MAX];	/* a Hugging Face tokenizer.json */
+	bool append_eod;			/* an end-of-document id after each */
+	char split_documents[SPEC_TEXT_MAX];	/* file | blank-line */
 	bool force;
 
 	/* where each row's value came from, and the checkpoint file of SPEC_CHECKPOINT */

@@ -10,6 +10,7 @@
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
+#include "data/gpt2bpe.h"
 #include "parallel/comm.h"
 
 /* One attribute of the file and the field of struct ckpt_info it comes from or
@@ -46,6 +47,10 @@ static int attr_refs(struct ckpt_info *info, struct attr_ref *r)
 	r[k++] = ref("tokenizer/vocab_size", FIELD_U32, &info->tok.vocab, 0);
 	r[k] = ref("tokenizer/n_merges", FIELD_I64, &info->n_merges, 0);
 	r[k++].optional = true; /* older checkpoints: no table */
+	r[k] = ref("tokenizer/eod_id", FIELD_I64, &info->eod_id, 0);
+	r[k++].optional = true; /* older checkpoints: -1, no end-of-document id */
+	r[k] = ref("tokenizer/table_bytes", FIELD_I64, &info->table_bytes, 0);
+	r[k++].optional = true; /* older checkpoints: 0, no GPT-2 table */
 	r[k++] = ref("layout/tensor_model_parallel_size", FIELD_I64, &info->tp, 0);
 	r[k++] = ref("layout/pipeline_model_parallel_size", FIELD_I64, &info->pp, 0);
 	r[k++] = ref("layout/data_parallel_size", FIELD_I64, &info->dp, 0);
@@ -138,14 +143,15 @@ int train_ckpt_resolve(const char *dir, int64_t iteration, int64_t *out, MPI_Com
 	return 0;
 }
 
-/* The group that holds a BPE tokenizer's merge table: (n, 2) uint16 "merges" in
- * "tokenizer", owned by rank 0 of the call (saving: listed by rank 0 alone). */
-static void tokenizer_group(struct ckpt_group *g, struct ckpt_slice *s, uint16_t *merges,
-			    int64_t n, bool listed, bool owner)
+/* The group that holds a tokenizer's table: (n, 2) uint16 `name` in "tokenizer"
+ * (a BPE one's "merges", a GPT-2 one's "table"), owned by rank 0 of the call
+ * (saving: listed by rank 0 alone). */
+static void tokenizer_group(struct ckpt_group *g, struct ckpt_slice *s, const char *name,
+			    uint16_t *merges, int64_t n, bool listed, bool owner)
 {
 	memset(g, 0, sizeof(*g));
 	memset(s, 0, sizeof(*s));
-	ENSURE(layout_slice_init(&s->slice, "merges", 2, n, 2, -1, 0, 0) == 0);
+	ENSURE(layout_slice_init(&s->slice, name, 2, n, 2, -1, 0, 0) == 0);
 	s->u16 = merges;
 	snprintf(g->name, sizeof(g->name), "tokenizer");
 	g->dtype = CKPT_UINT16;
@@ -176,7 +182,7 @@ static int read_merges(const char *dir, int64_t iteration, struct ckpt_info *inf
 		return 0; /* bytes: no table */
 	CHECK_MPI(MPI_Comm_rank(comm, &rank));
 	info->merges = xcalloc(2 * (size_t)info->n_merges, sizeof(uint16_t));
-	tokenizer_group(&g, &sl, info->merges, info->n_merges, true, rank == 0);
+	tokenizer_group(&g, &sl, "merges", info->merges, info->n_merges, true, rank == 0);
 	/* collective: all ranks of comm; every rank reads the whole table */
 	if (ckpt_load(dir, iteration, &g, 1, NULL, 0, comm, err, errlen))
 		return -1;
@@ -192,6 +198,54 @@ static int read_merges(const char *dir, int64_t iteration, struct ckpt_info *inf
 	return 0;
 }
 
+/* collective over comm: a GPT-2 tokenizer's table, every rank the whole of it,
+ * checked (data/gpt2bpe.h) against the id and the end-of-document id the
+ * attributes gave; any other tokenizer has neither a table nor an end-of-document
+ * id. */
+static int read_table(const char *dir, int64_t iteration, struct ckpt_info *info,
+		      MPI_Comm comm, char *err, size_t errlen)
+{
+	char what[sizeof(info->path) + 32];
+	struct tokenizer table;
+	struct ckpt_group g;
+	struct ckpt_slice sl;
+	int rank;
+
+	if (!gpt2bpe_is(&info->tok)) {
+		if (info->table_bytes != 0 || info->eod_id != -1)
+			return log_fail(err, errlen, "%s: attributes tokenizer/table_bytes %lld and "
+					"tokenizer/eod_id %lld: tokenizer \"%s\" has no table and no "
+					"end-of-document id", info->path,
+					(long long)info->table_bytes, (long long)info->eod_id,
+					info->tok.id);
+		return 0;
+	}
+	if (info->table_bytes <= 0 || info->table_bytes % 4 || info->table_bytes > INT32_MAX)
+		return log_fail(err, errlen, "%s: attribute tokenizer/table_bytes: %lld is not the "
+				"size of a GPT-2 tokenizer's table (a positive multiple of 4)",
+				info->path, (long long)info->table_bytes);
+	CHECK_MPI(MPI_Comm_rank(comm, &rank));
+	info->table = xcalloc((size_t)info->table_bytes / 2, sizeof(uint16_t));
+	tokenizer_group(&g, &sl, "table", info->table, info->table_bytes / 4, true, rank == 0);
+	/* collective: all ranks of comm; every rank reads the whole table */
+	if (ckpt_load(dir, iteration, &g, 1, NULL, 0, comm, err, errlen))
+		return -1;
+	snprintf(what, sizeof(what), "%s: /tokenizer/table", info->path);
+	/* the same table on every rank: every rank reaches the same verdict */
+	if (gpt2bpe_table_check(&table, (const unsigned char *)info->table,
+				(uint32_t)info->table_bytes, what, err, errlen))
+		return -1;
+	if (!tokenizer_equal(&table, &info->tok))
+		return log_fail(err, errlen, "%s: the table's hash gives tokenizer \"%s\", not "
+				"\"%s\" of attribute tokenizer/id", what, table.id, info->tok.id);
+	if (info->eod_id != table.eod_id)
+		return log_fail(err, errlen, "%s: attribute tokenizer/eod_id %lld is not the "
+				"table's end-of-document id %d", info->path,
+				(long long)info->eod_id, table.eod_id);
+	info->tok = table;
+	return 0;
+}
+
 int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *info,
 			 MPI_Comm comm, char *err, size_t errlen)
 {
@@ -203,6 +257,7 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 	spec_defaults(&info->model, 0);
 	info->cp = 1; /* what a file without layout/context_parallel_size was written at */
 	info->n_merges = -1;
+	info->eod_id = -1;
 	n = attr_refs(info, refs);
 	attrs_of(attrs, refs, n, false);
 	if (ckpt_load(dir, iteration, NULL, 0, attrs, n, comm, err, errlen))
@@ -214,7 +269,8 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 	/* the model's values came from the file: messages name its attributes */
 	spec_mark_saved(&info->model, info->path);
 	if (train_ckpt_check_info(info, err, errlen) ||
-	    read_merges(dir, iteration, info, comm, err, errlen)) {
+	    read_merges(dir, iteration, info, comm, err, errlen) ||
+	    read_table(dir, iteration, info, comm, err, errlen)) {
 		train_ckpt_info_free(info);
 		return -1;
 	}
@@ -224,14 +280,19 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 void train_ckpt_info_free(struct ckpt_info *info)
 {
 	free(info->merges);
+	free(info->table);
 	info->merges = NULL;
+	info->table = NULL;
 	info->tok.merges = NULL;
 	info->tok.n_merges = 0;
+	info->tok.table = NULL;
+	info->tok.table_bytes = 0;
 }
 
 bool train_ckpt_lacks_merges(const struct ckpt_info *info)
 {
-	return tokenizer_is_bpe(&info->tok) && !info->tok.merges;
+	return (tokenizer_is_bpe(&info->tok) && !info->tok.merges) ||
+	       (gpt2bpe_is(&info->tok) && !info->tok.table);
 }
 
 /* lo <= v <= hi, else the message. */
@@ -274,7 +335,7 @@ struct state_groups {
 	struct ckpt_group g[4];
 	struct ckpt_slice *slices;
 	int n;
-	struct ckpt_slice merges;   /* the tokenizer's table (saving) */
+	struct ckpt_slice merges;   /* the tokenizer's merge or GPT-2 table (saving) */
 	uint16_t *merges_copy;      /* its values (rank 0), freed with the groups */
 };
 
@@ -340,17 +401,29 @@ int train_ckpt_save(const char *dir, int64_t iteration, int compression_level,
 
 	info->model = *spec;
 	info->tok = train->tok;
-	/* a BPE loader's tokenizer comes from its shards, which carry the table */
+	/* a BPE or GPT-2 loader's tokenizer comes from its shards, which carry the table */
 	ENSURE(!tokenizer_is_bpe(&info->tok) || info->tok.merges);
+	ENSURE(!gpt2bpe_is(&info->tok) || info->tok.table);
 	info->n_merges = info->tok.n_merges;
+	info->eod_id = info->tok.eod_id;
+	info->table_bytes = info->tok.table ? info->tok.table_bytes : 0;
+	if (info->tok.table) {
+		const bool rank0 = g->world_rank == 0;
+
+		/* the table's bytes as little-endian uint16 words (an x86 host) */
+		sg.merges_copy = xmalloc(info->tok.table_bytes);
+		memcpy(sg.merges_copy, info->tok.table, info->tok.table_bytes);
+		tokenizer_group(&sg.g[sg.n++], &sg.merges, "table", sg.merges_copy,
+				info->tok.table_bytes / 4, rank0, rank0);
+	}
 	if (info->n_merges) {
 		const bool rank0 = g->world_rank == 0;
 
 		sg.merges_copy = xmalloc(2 * (size_t)info->n_merges * sizeof(uint16_t));
 		memcpy(sg.merges_copy, info->tok.merges, 2 * (size_t)info->n_merges *
 							 sizeof(uint16_t));
-		tokenizer_group(&sg.g[sg.n++], &sg.merges, sg.merges_copy, info->n_merges, rank0,
-				rank0);
+		tokenizer_group(&sg.g[sg.n++], &sg.merges, "merges", sg.merges_copy,
+				info->n_merges, rank0, rank0);
 	}
 	info->tp = g->axis[GRID_TENSOR].size;
 	info->pp = g->axis[GRID_PIPELINE].size;

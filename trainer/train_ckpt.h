@@ -8,7 +8,8 @@
  * specification (trainer/spec.h: every row with a checkpoint attribute), the
  * tokenizer (its id and vocabulary, and a BPE one's merge table as the uint16
  * dataset /tokenizer/merges, written by rank 0 and read by every rank, its hash
- * checked against the id: so the evaluator needs nothing else), the layout it was
+ * checked against the id: so the evaluator needs nothing else; a GPT-2 one's table
+ * the same way as /tokenizer/table; the end-of-document id), the layout it was
  * written with,
  * the iteration, the AdamW step, the data loader position and the seed (the only
  * randomness of training), so that a resumed run repeats the uninterrupted one to
@@ -42,6 +43,12 @@ struct ckpt_info {
 				    (0: bytes); -1: absent, a checkpoint written before
 				    checkpoints carried the table */
 	uint16_t *merges;        /* owned: (n_merges, 2), or NULL (train_ckpt_info_free) */
+	int64_t eod_id;          /* attribute tokenizer/eod_id; -1: none, or absent (a
+				    checkpoint written before the attribute) */
+	int64_t table_bytes;     /* attribute tokenizer/table_bytes: a GPT-2 tokenizer's
+				    table (data/gpt2bpe.h), the dataset /tokenizer/table of
+				    (table_bytes / 4, 2) uint16 holding its bytes; 0: none */
+	uint16_t *table;         /* owned: that table, or NULL */
 	int64_t tp, pp, dp, cp;  /* the layout that wrote it */
 	int64_t adam_step;
 	struct loader_state loader;
