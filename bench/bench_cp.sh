@@ -9,16 +9,20 @@
 #     RSS of the largest rank. The bytes must not depend on T.
 #  2. memory per rank against T at CP = 1 and CP = 4 (2 layers,
 #     --recompute-activations): peak RSS of the largest rank at growing T, the
-#     per-token slope of each, the longest T that fits MEM_GIB at CP = 1 from that
-#     slope, and a run at CP = 4 of 4x that T (it must train).
+#     per-token slope of each, the longest T whose rank fits RANK_GIB at CP = 1 from
+#     that slope, and a run at CP = 4 of 4x that T (it must train, each rank within
+#     RANK_GIB). The budget is per rank, as on a cluster where each rank has its
+#     node's memory: here the CP = 4 run's four ranks share one machine, so the
+#     default is a quarter of its 24 GiB less some slack, and the ranks of one
+#     machine together can hold no longer a sequence than one rank can.
 # Usage: bench/bench_cp.sh [BUILD_DIR]   knobs: PIECE (8192), PARTS ("1 2"),
-#   MEM_GIB (the memory a run may use: 20 of this machine's 24 GiB),
+#   RANK_GIB (the memory one rank may use: 5),
 #   SLOPE_T ("16384 32768"), OUT (out/bench-cp)
 set -euo pipefail
 BUILD=${1:-build}
 PIECE=${PIECE:-8192}
 PARTS=${PARTS:-1 2}
-MEM_GIB=${MEM_GIB:-20}
+RANK_GIB=${RANK_GIB:-5}
 SLOPE_T=${SLOPE_T:-16384 32768}
 OUT=${OUT:-out/bench-cp}
 cd "$(dirname "$0")/.."
@@ -64,15 +68,15 @@ if [[ " $PARTS " == *" 2 "* ]]; then
 			echo "$cp $T $(rss mem-cp$cp-t$T)" | tee -a "$OUT/slope.txt"
 		done
 	done
-	# per rank: RSS = a + b T; the longest T at CP=1 under MEM_GIB
-	read -r a1 b1 tmax < <(awk -v mem="$MEM_GIB" '$1 == 1 { n++; t[n] = $2; r[n] = $3 }
+	# per rank: RSS = a + b T; the longest T at CP=1 under RANK_GIB
+	read -r a1 b1 tmax < <(awk -v mem="$RANK_GIB" '$1 == 1 { n++; t[n] = $2; r[n] = $3 }
 		END { b = (r[n] - r[1]) / (t[n] - t[1]); a = r[1] - b * t[1]
 		      tm = (mem * 1024 - a) / b; print a, b, int(tm / 128) * 128 }' "$OUT/slope.txt")
 	read -r a4 b4 < <(awk '$1 == 4 { n++; t[n] = $2; r[n] = $3 }
 		END { b = (r[n] - r[1]) / (t[n] - t[1]); print r[1] - b * t[1], b }' "$OUT/slope.txt")
 	echo "CP=1: peak RSS ~ $a1 MiB + $b1 MiB per token; CP=4: $a4 + $b4 per token of T" |
 		tee "$OUT/memory.md"
-	echo "longest T within $MEM_GIB GiB at CP=1 (from the slope): $tmax" | tee -a "$OUT/memory.md"
+	echo "longest T within $RANK_GIB GiB at CP=1 (from the slope): $tmax" | tee -a "$OUT/memory.md"
 	T4=$((tmax * 4 / 512 * 512))
 	echo "CP=4 at T = $T4 (4x), predicted $(awk -v a="$a4" -v b="$b4" -v t="$T4" 'BEGIN { printf "%.0f", a + b * t }') MiB per rank:" |
 		tee -a "$OUT/memory.md"
