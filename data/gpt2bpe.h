@@ -1,9 +1,10 @@
 /*
  * gpt2bpe: GPT-2's byte-level BPE tokenizer, read from the files users already
  * have, and applied exactly as GPT-2's encoder.py (Megatron-LM's
- * GPT2BPETokenizer) applies it: loading a vocab.json + merges.txt pair or a
- * Hugging Face tokenizer.json of that kind, encoding bytes into ids, decoding ids
- * into bytes, and the table that carries it in shards and checkpoints.
+ * GPT2BPETokenizer) applies it: encoding bytes into ids, decoding ids into bytes,
+ * and the table that carries it in shards and checkpoints. Reading it from a
+ * vocab.json + merges.txt pair or a Hugging Face tokenizer.json of that kind is
+ * data/gpt2bpe_load.h.
  *
  * Encoding. The text is cut into pieces, BPE runs inside each piece, and the ids
  * of the pieces are concatenated:
@@ -71,25 +72,6 @@ struct gpt2bpe {
 	struct gpt2bpe_pairs *pairs;	/* (a, b) -> rank, merged id */
 	void *code;			/* pcre2_code_8 *, GPT-2's pattern */
 };
-
-/*
- * Load a GPT-2 vocab.json + merges.txt pair. Returns 0, or -EINVAL with one line
- * "<file>: <rule>" in err: unreadable or not JSON, an id that is not 0..N-1 each
- * once ("beyond the vocabulary"), a byte without a token, two ids with the same
- * bytes, a merge line that is not two tokens of the vocabulary or whose result is
- * not in it (the pair disagree), more than TOKENIZER_MAX_VOCAB ids.
- */
-int gpt2bpe_load_pair(struct gpt2bpe *g, const char *vocab_path, const char *merges_path,
-		      char *err, size_t err_len);
-
-/*
- * Load a Hugging Face tokenizer.json whose model.type is "BPE" with a ByteLevel
- * pre-tokenizer (add_prefix_space false), no normalizer, merges as "a b" strings
- * or [a, b] pairs; added_tokens join the vocabulary by their ids. Anything else
- * (WordPiece, Unigram, another pre-tokenizer) is one line naming the file and the
- * rule, -EINVAL.
- */
-int gpt2bpe_load_json(struct gpt2bpe *g, const char *path, char *err, size_t err_len);
 
 /*
  * The tokenizer of a table read from a file (a shard, a checkpoint): its id,

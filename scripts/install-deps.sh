@@ -16,8 +16,8 @@ packages=(
   libdnnl-dev ocl-icd-opencl-dev opencl-c-headers
   libhdf5-openmpi-dev hdf5-tools
   zlib1g-dev
-  # GPT-2's tokenizer (data/gpt2bpe.c): tokenizer.json and vocab.json, and its
-  # Unicode pre-tokenizer pattern
+  # GPT-2's tokenizer: tokenizer.json and vocab.json (data/gpt2bpe_load.c), and
+  # its Unicode pre-tokenizer pattern (data/gpt2bpe.c)
   libjansson-dev libpcre2-dev
   bible-kjv
   gnuplot-nox

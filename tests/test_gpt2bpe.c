@@ -16,6 +16,7 @@
 #include "common/alloc.h"
 #include "data/codec.h"
 #include "data/gpt2bpe.h"
+#include "data/gpt2bpe_load.h"
 #include "data/shard.h"
 #include "tests/harness.h"
 

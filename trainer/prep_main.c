@@ -14,7 +14,7 @@
  *   split      the parts' byte ranges, cut at line starts (below), found before
  *              anything is learned or written
  *   tokenizer  bytes; BPE learned from exactly the training part's bytes; GPT-2's
- *              from its files (data/gpt2bpe.h); or the tokenizer of a checkpoint
+ *              from its files (data/gpt2bpe_load.h); or the tokenizer of a checkpoint
  *              (--tokenizer-from DIR: its latest) or of a token shard
  *   documents  with --append-eod, the end-of-document id after each document: each
  *              input file, or (--split-documents blank-line) also each block of
@@ -59,6 +59,7 @@
 #include "data/bpe.h"
 #include "data/codec.h"
 #include "data/gpt2bpe.h"
+#include "data/gpt2bpe_load.h"
 #include "data/shard.h"
 #include "data/textfile.h"
 #include "data/tokenizer.h"
