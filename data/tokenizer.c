@@ -13,6 +13,7 @@ void tokenizer_init_bytes(struct tokenizer *tok)
 	memset(tok, 0, sizeof(*tok));
 	memcpy(tok->id, TOKENIZER_BYTES_ID, sizeof(TOKENIZER_BYTES_ID));
 	tok->vocab = TOKENIZER_BYTES_VOCAB;
+	tok->eod_id = -1;
 }
 
 #define BPE_ID_PREFIX "bpe-v1-"
@@ -68,6 +69,7 @@ int tokenizer_init_bpe(struct tokenizer *tok, const uint16_t *merges, uint32_t n
 		 (unsigned long long)merges_hash(merges, n_merges));
 	tok->n_merges = n_merges;
 	tok->merges = merges;
+	tok->eod_id = -1;
 	return 0;
 }
 
@@ -94,6 +96,7 @@ int tokenizer_from_header(struct tokenizer *tok, const char id[TOKENIZER_ID_LEN]
 	memset(tok, 0, sizeof(*tok));
 	memcpy(tok->id, id, (size_t)(nul - id));
 	tok->vocab = vocab;
+	tok->eod_id = -1;
 	return 0;
 }
 

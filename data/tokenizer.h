@@ -39,6 +39,7 @@ struct tokenizer {
 	 * mapping or a struct bpe holds it). Not needed to compare tokenizers. */
 	uint32_t n_merges;
 	const uint16_t *merges;		/* (n_merges, 2) */
+	int32_t eod_id; /* end-of-document id, -1: none */
 };
 
 /* The byte tokenizer: id "bytes-v1", vocab 256. */
