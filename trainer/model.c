@@ -281,7 +281,7 @@ static void retention_context_forward(struct model *m, struct layer_acts *a,
 	retention_chunkwise_states(m->kernels, a->states, m->cp_mine, m->retention_scratch, a->k,
 				   a->v, rd);
 	cp_allgather(m, m->cp_mine, m->cp_all, rd);
-	retention_cp_scan_states(m->cp_state, m->cp_all, m->cp_rank, m->cp_size, rd);
+	retention_cp_scan_states(m->cp_state, m->cp_all, m->cp_rank, m->cp_size, NULL, rd);
 	retention_chunkwise_output(m->kernels, a->o, a->states, m->cp_state,
 				   m->retention_scratch, a->q, a->k, a->v, rd);
 }
@@ -295,7 +295,7 @@ static void retention_context_backward(struct model *m, struct layer_acts *a,
 	retention_chunkwise_state_grad(m->kernels, m->cp_mine, m->retention_scratch, m->do_, a->q,
 				       rd);
 	cp_allgather(m, m->cp_mine, m->cp_all, rd);
-	retention_cp_scan_grads(m->cp_state, m->cp_all, m->cp_rank, m->cp_size, rd);
+	retention_cp_scan_grads(m->cp_state, m->cp_all, m->cp_rank, m->cp_size, NULL, rd);
 	retention_chunkwise_backward(m->kernels, m->dq, m->dk_, m->dv_, m->retention_scratch,
 				     m->do_, a->q, a->k, a->v, a->states, m->cp_state, rd);
 }

@@ -74,6 +74,7 @@ struct chunk_scratch {
 	float *zeta; /* (C) gamma^(C-1-j): decay of key j up to the chunk's end */
 	float *a;    /* (C, C) masked scores Q K^T .* D, or P in backward */
 	float *w;    /* (C, dk) a row-scaled copy of Q or K, or a product to be scaled */
+	float *xr, *zr; /* (C) xi and zeta of a chunk that holds a document start */
 	float *g;    /* (dk, dv) backward: the gradient G_{c+1} flowing into the state */
 	float *gt;   /* (dk, dv) backward: G_{c+1} with the gradient from later pieces */
 	/* bf16 products only: one copy per chunk of the operands several products read */
@@ -92,7 +93,7 @@ static int64_t scratch_per_thread(const struct retention_dims *d)
 {
 	int64_t c = d->chunk;
 
-	return pad16(c + 1) + 2 * pad16(c) + pad16(c * c) + pad16(c * d->dk) +
+	return pad16(c + 1) + 4 * pad16(c) + pad16(c * c) + pad16(c * d->dk) +
 	       2 * pad16(d->dk * d->dv) + 2 * bf16_floats(c * d->dk) +
 	       2 * bf16_floats(c * d->dv) + bf16_floats(c * c);
 }
@@ -117,6 +118,10 @@ static struct chunk_scratch chunk_scratch_of(float *scratch, const struct retent
 	s.xi = p;
 	p += pad16(c);
 	s.zeta = p;
+	p += pad16(c);
+	s.xr = p;
+	p += pad16(c);
+	s.zr = p;
 	p += pad16(c);
 	s.a = p;
 	p += pad16(c * c);
@@ -157,6 +162,19 @@ static void apply_decay_mask(float *a, const float *pw, int64_t n)
 	}
 }
 
+/* a (n x n): the scores of row i for keys before the last document start at or
+ * before i are zeroed (st: the chunk's n starts). */
+static void apply_doc_mask(float *a, const uint8_t *st, int64_t n)
+{
+	int64_t seg = 0;
+
+	for (int64_t i = 0; i < n; i++) {
+		if (st[i])
+			seg = i;
+		memset(a + i * n, 0, sizeof(float) * (size_t)seg);
+	}
+}
+
 /* dst (rows x cols, dense) = diag(s) src (row stride ld). */
 static void scale_rows(float *dst, const float *src, const float *s, int64_t rows,
 		       int64_t cols, int64_t ld)
@@ -173,12 +191,6 @@ static void add_scaled_rows(float *dst, const float *src, const float *s, int64_
 	for (int64_t i = 0; i < rows; i++)
 		for (int64_t j = 0; j < cols; j++)
 			dst[i * ld + j] += s[i] * src[i * cols + j];
-}
-
-static void scale(float *x, float s, int64_t n)
-{
-	for (int64_t i = 0; i < n; i++)
-		x[i] *= s;
 }
 
 /* The cached plan for C (+)= op(A) op(B), op(A): m x k, op(B): k x n. */
@@ -209,6 +221,10 @@ static const uint16_t *chunk_bf16(bool on, uint16_t *dst, const float *src, int6
 struct chunk_view {
 	const float *q, *k, *v; /* (C, dk), (C, dk), (C, dv) with strides ldq, ldk, ldv */
 	int64_t row0;           /* first row of the chunk in the (batch * seq_len) rows */
+	/* document starts inside the chunk: st (C) is NULL when it holds none; first
+	 * and last are the rows of its first and last start (C and 0 when none) */
+	const uint8_t *st;
+	int64_t first, last;
 };
 
 static struct chunk_view chunk_at(const float *q, const float *k, const float *v,
@@ -221,7 +237,55 @@ static struct chunk_view chunk_at(const float *q, const float *k, const float *v
 	cv.q = q ? q + cv.row0 * d->ldq + h * d->dk : NULL;
 	cv.k = k ? k + cv.row0 * d->ldk + h * d->dk : NULL;
 	cv.v = v ? v + cv.row0 * d->ldv + h * d->dv : NULL;
+	cv.st = NULL;
+	cv.first = d->chunk;
+	cv.last = 0;
+	for (int64_t i = 0; d->starts && i < d->chunk; i++)
+		if (d->starts[cv.row0 + i]) {
+			if (!cv.st)
+				cv.first = i;
+			cv.st = d->starts + cv.row0;
+			cv.last = i;
+		}
 	return cv;
+}
+
+/*
+ * The decay tables of a chunk: xi, zeta and gamma^C (carry) of the head, or for a
+ * chunk that holds a document start, xi zeroed from its first start on (the state
+ * entering the chunk is no longer seen there), zeta zeroed before its last start
+ * and carry 0 (the state it passes on holds only the keys of its last document).
+ */
+struct chunk_tables {
+	const float *xi, *zeta; /* (C) */
+	float carry;
+};
+
+static struct chunk_tables chunk_tables_of(const struct chunk_scratch *s,
+					   const struct chunk_view *cv, int64_t c)
+{
+	struct chunk_tables t = { s->xi, s->zeta, s->pw[c] };
+
+	if (!cv->st)
+		return t;
+	for (int64_t i = 0; i < c; i++) {
+		s->xr[i] = i < cv->first ? s->xi[i] : 0.0f;
+		s->zr[i] = i >= cv->last ? s->zeta[i] : 0.0f;
+	}
+	t.xi = s->xr;
+	t.zeta = s->zr;
+	t.carry = 0.0f;
+	return t;
+}
+
+/* x = carry x; carry 0 clears x (keeps 0 * inf out). */
+static void carry_state(float *x, float carry, int64_t n)
+{
+	if (carry == 0.0f)
+		memset(x, 0, sizeof(float) * (size_t)n);
+	else
+		for (int64_t i = 0; i < n; i++)
+			x[i] *= carry;
 }
 
 /* x = x + w y elementwise in double, rounded once to float; w = 0 adds nothing
@@ -265,10 +329,13 @@ static void chunk_scores(struct kernels_ctx *ctx, const struct matmul_plan *qk,
 {
 	matmul_run_pre(ctx, qk, s->a, cv->q, q16, cv->k, k16);
 	apply_decay_mask(s->a, s->pw, c);
+	if (cv->st)
+		apply_doc_mask(s->a, cv->st, c);
 }
 
 /* O_c = A V_c, plus (diag(xi) Q_c) S_c when the chunk has a state (S_0 = 0 without a
- * carried state: the term is then skipped, not added as zero). */
+ * carried state: the term is then skipped, not added as zero; so it is when a
+ * document starts at the chunk's first row). */
 static void chunk_output(struct kernels_ctx *ctx, const struct fwd_plans *p, float *oc,
 			 const float *sc, bool has_state, const struct chunk_scratch *s,
 			 const struct chunk_view *cv, const uint16_t *v16,
@@ -276,23 +343,29 @@ static void chunk_output(struct kernels_ctx *ctx, const struct fwd_plans *p, flo
 {
 	chunk_scores(ctx, p->qk, s, cv, NULL, NULL, d->chunk);
 	matmul_run_pre(ctx, p->av, oc, s->a, NULL, cv->v, v16);
-	if (has_state) {
-		scale_rows(s->w, cv->q, s->xi, d->chunk, d->dk, d->ldq);
+	if (has_state && cv->first > 0) {
+		struct chunk_tables t = chunk_tables_of(s, cv, d->chunk);
+
+		scale_rows(s->w, cv->q, t.xi, d->chunk, d->dk, d->ldq);
 		matmul_run(ctx, p->qs, oc, s->w, sc);
 	}
 }
 
-/* next = gamma^C S_c + (diag(zeta) K_c)^T V_c */
+/* next = gamma^C S_c + (diag(zeta) K_c)^T V_c, with the chunk's tables */
 static void chunk_next_state(struct kernels_ctx *ctx, const struct fwd_plans *p, float *next,
 			     const float *sc, const struct chunk_scratch *s,
 			     const struct chunk_view *cv, const uint16_t *v16,
 			     const struct retention_dims *d)
 {
 	int64_t sdim = d->dk * d->dv;
+	struct chunk_tables t = chunk_tables_of(s, cv, d->chunk);
 
-	for (int64_t i = 0; i < sdim; i++)
-		next[i] = s->pw[d->chunk] * sc[i];
-	scale_rows(s->w, cv->k, s->zeta, d->chunk, d->dk, d->ldk);
+	if (t.carry == 0.0f)
+		memset(next, 0, sizeof(float) * (size_t)sdim);
+	else
+		for (int64_t i = 0; i < sdim; i++)
+			next[i] = t.carry * sc[i];
+	scale_rows(s->w, cv->k, t.zeta, d->chunk, d->dk, d->ldk);
 	matmul_run_pre(ctx, p->kv, next, s->w, NULL, cv->v, v16);
 }
 
@@ -405,15 +478,18 @@ static void chunkwise_output_pair(struct kernels_ctx *ctx, const struct fwd_plan
 	int64_t c = d->chunk, nchunks = d->seq_len / c, sdim = d->dk * d->dv;
 	int64_t gh = d->head_offset + h;
 	struct chunk_scratch s = chunk_scratch_of(scratch, d, gh);
+	bool reset = false; /* a document started in an earlier chunk of the piece */
 
 	for (int64_t ci = 0; ci < nchunks; ci++) {
 		struct chunk_view cv = chunk_at(q, k, v, d, b, h, ci);
 		float *sc = saved + ci * sdim;
 
 		/* S_c = S_c(from zero) + gamma^(cC) s_in: the state of the whole sequence
-		 * so far, which the inter-chunk term reads and backward reads again. */
-		if (s_in)
+		 * so far, which the inter-chunk term reads and backward reads again;
+		 * after a document start s_in is no longer part of it. */
+		if (s_in && !reset)
 			fold_state(sc, s_in, retention_decay(gh, ci * c), sdim);
+		reset = reset || cv.st;
 		chunk_output(ctx, p, o + cv.row0 * d->ldo + h * d->dv, sc, ci > 0 || s_in, &s,
 			     &cv, NULL, d);
 	}
@@ -460,17 +536,20 @@ static void state_grad_pair(struct kernels_ctx *ctx, const struct matmul_plan *q
 		for (int64_t i = 0; i < c; i++) {
 			float w = (float)retention_decay(gh, ci * c + i + 1);
 
-			if (w < FLT_MIN)
+			if (w < FLT_MIN || (cv.st && i >= cv.first))
 				w = 0.0f;
 			if (i == 0)
 				w0 = w;
 			for (int64_t j = 0; j < dk; j++)
 				s.w[i * dk + j] = w * cv.q[i * d->ldq + j];
 		}
-		/* Weights only shrink along the piece: nothing further contributes. */
+		/* Weights only shrink along the piece, and are 0 after a document start:
+		 * nothing further contributes. */
 		if (w0 == 0.0f)
 			break;
 		matmul_run(ctx, qdo, ds, s.w, doc);
+		if (cv.st)
+			break;
 	}
 }
 
@@ -546,14 +625,16 @@ static bool all_zero(const float *x, int64_t n)
 }
 
 /* The gradient flowing into S_{ci+1} from everything after it, for global head gh:
- * G_{ci+1}, ds_out decayed, both, or NULL when both are zero (the term is skipped). */
+ * G_{ci+1}, ds_out decayed, both, or NULL when both are zero (the term is skipped).
+ * reset: a document starts after chunk ci in the piece, so S_{ci+1} does not reach
+ * the state the piece passes on, nor ds_out it. */
 static const float *grad_after(const struct chunk_scratch *s, const float *ds_out,
-			       int64_t ci, int64_t nchunks, int64_t gh,
+			       int64_t ci, int64_t nchunks, int64_t gh, bool reset,
 			       const struct retention_dims *d)
 {
 	int64_t sdim = d->dk * d->dv;
 
-	if (!ds_out)
+	if (!ds_out || reset)
 		return ci + 1 < nchunks ? s->g : NULL;
 	if (ci + 1 == nchunks)
 		return ds_out;
@@ -575,6 +656,7 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 	/* An incoming state (streaming, or a later piece of a sequence) was read by
 	 * chunk 0; from a zero state its dQ term vanishes and is skipped. */
 	const bool has_s0 = !all_zero(saved, sdim);
+	bool reset = false; /* a document starts in a later chunk */
 
 	memset(s.g, 0, sizeof(float) * sdim);
 	for (int64_t ci = nchunks - 1; ci >= 0; ci--) {
@@ -583,8 +665,10 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 		float *dqc = dq + cv.row0 * d->ldq + h * dkw;
 		float *dkc = dk + cv.row0 * d->ldk + h * dkw;
 		float *dvc = dv + cv.row0 * d->ldv + h * dvw;
-		bool has_state = ci > 0 || has_s0;
-		const float *gnext = grad_after(&s, ds_out, ci, nchunks, d->head_offset + h, d);
+		bool has_state = (ci > 0 || has_s0) && cv.first > 0;
+		const float *gnext = grad_after(&s, ds_out, ci, nchunks, d->head_offset + h,
+						reset, d);
+		struct chunk_tables t = chunk_tables_of(&s, &cv, c);
 		/* Each read by two to four of the products below: converted once. */
 		const uint16_t *q16 = chunk_bf16(bf16, s.q16, cv.q, c, dkw, d->ldq);
 		const uint16_t *k16 = chunk_bf16(bf16, s.k16, cv.k, c, dkw, d->ldk);
@@ -594,32 +678,37 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 
 		matmul_run_pre(ctx, p->dov, s.a, doc, do16, cv.v, v16);
 		apply_decay_mask(s.a, s.pw, c);
+		if (cv.st)
+			apply_doc_mask(s.a, cv.st, c);
 		a16 = chunk_bf16(bf16, s.a16, s.a, c, c, c);
 		matmul_run_pre(ctx, p->pk, dqc, s.a, a16, cv.k, k16);
 		if (has_state) {
 			matmul_run_pre(ctx, p->dos, s.w, doc, do16, saved + ci * sdim, NULL);
-			add_scaled_rows(dqc, s.w, s.xi, c, dkw, d->ldq);
+			add_scaled_rows(dqc, s.w, t.xi, c, dkw, d->ldq);
 		}
 		matmul_run_pre(ctx, p->ptq, dkc, s.a, a16, cv.q, q16);
 		if (gnext) {
 			matmul_run_pre(ctx, p->vg, s.w, cv.v, v16, gnext, NULL);
-			add_scaled_rows(dkc, s.w, s.zeta, c, dkw, d->ldk);
+			add_scaled_rows(dkc, s.w, t.zeta, c, dkw, d->ldk);
 		}
 
 		/* Recompute the masked scores rather than saving C x C per chunk. */
 		chunk_scores(ctx, p->qk, &s, &cv, q16, k16, c);
 		matmul_run_pre(ctx, p->atdo, dvc, s.a, NULL, doc, do16);
 		if (gnext) {
-			scale_rows(s.w, cv.k, s.zeta, c, dkw, d->ldk);
+			scale_rows(s.w, cv.k, t.zeta, c, dkw, d->ldk);
 			matmul_run(ctx, p->kg, dvc, s.w, gnext);
 		}
 
 		/* G_0 is not needed here: the caller gets it from state_grad. */
 		if (ci > 0) {
-			scale(s.g, s.pw[c], sdim);
-			scale_rows(s.w, cv.q, s.xi, c, dkw, d->ldq);
-			matmul_run_pre(ctx, p->qdo, s.g, s.w, NULL, doc, do16);
+			carry_state(s.g, t.carry, sdim);
+			if (cv.first > 0) {
+				scale_rows(s.w, cv.q, t.xi, c, dkw, d->ldq);
+				matmul_run_pre(ctx, p->qdo, s.g, s.w, NULL, doc, do16);
+			}
 		}
+		reset = reset || cv.st;
 	}
 }
 
@@ -668,6 +757,7 @@ static void recurrent_pair(float *o, float *st, const float *q, const float *k,
 {
 	const double gamma = retention_gamma(d->head_offset + h);
 	int64_t row0 = b * d->seq_len;
+	const uint8_t *docs = d->starts ? d->starts + row0 : NULL;
 	double s[REC_BLOCK];
 
 	for (int64_t t = 0; t < d->seq_len; t++)
@@ -686,6 +776,9 @@ static void recurrent_pair(float *o, float *st, const float *q, const float *k,
 				const float *vr = v + row * d->ldv + h * d->dv + j0;
 				float *orow = o + row * d->ldo + h * d->dv + j0;
 
+				/* a document starts here: nothing before it is kept */
+				if (docs && docs[t])
+					memset(s, 0, sizeof(double) * (size_t)nb);
 				for (int64_t j = 0; j < nb; j++) {
 					s[j] = gamma * s[j] + ki * (double)vr[j];
 					orow[j] = (float)((double)orow[j] + qi * s[j]);
@@ -746,16 +839,21 @@ void retention_parallel_forward(float *o, const float *q, const float *k, const 
 			int64_t b = pr / d->heads, h = pr % d->heads;
 			int64_t base = b * t_len;
 
+			const uint8_t *st = d->starts ? d->starts + base : NULL;
+			int64_t seg = 0; /* the last document start at or before n */
+
 			decay_powers(pw, retention_gamma(d->head_offset + h), t_len);
 			for (int64_t n = 0; n < t_len; n++) {
 				const float *qn = q + (base + n) * d->ldq + h * d->dk;
 				float *on = o + (base + n) * d->ldo + h * d->dv;
 
-				for (int64_t m = 0; m <= n; m++)
+				if (st && st[n])
+					seg = n;
+				for (int64_t m = seg; m <= n; m++)
 					a[m] = pw[n - m] *
 					       dot(qn, k + (base + m) * d->ldk + h * d->dk, d->dk);
 				memset(on, 0, sizeof(float) * d->dv);
-				for (int64_t m = 0; m <= n; m++)
+				for (int64_t m = seg; m <= n; m++)
 					axpy(on, a[m], v + (base + m) * d->ldv + h * d->dv, d->dv);
 			}
 		}
@@ -792,6 +890,8 @@ void retention_parallel_backward(float *dq, float *dk, float *dv, const float *d
 			int64_t b = pr / d->heads, h = pr % d->heads;
 			int64_t base = b * t_len;
 			int64_t cq = h * d->dk, cv = h * d->dv;
+			const uint8_t *st = d->starts ? d->starts + base : NULL;
+			int64_t seg = 0; /* the last document start at or before n */
 
 			decay_powers(pw, retention_gamma(d->head_offset + h), t_len);
 			zero_head(dk + base * d->ldk, t_len, d->ldk, cq, d->dk);
@@ -802,7 +902,9 @@ void retention_parallel_backward(float *dq, float *dk, float *dv, const float *d
 				float *dqn = dq + (base + n) * d->ldq + cq;
 
 				memset(dqn, 0, sizeof(float) * d->dk);
-				for (int64_t m = 0; m <= n; m++) {
+				if (st && st[n])
+					seg = n;
+				for (int64_t m = seg; m <= n; m++) {
 					const float *km = k + (base + m) * d->ldk + cq;
 					const float *vm = v + (base + m) * d->ldv + cv;
 					float a = pw[n - m] * dot(qn, km, d->dk);

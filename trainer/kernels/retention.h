@@ -17,6 +17,12 @@
  * head's global index and nothing else. The chunkwise path allocates nothing of size
  * T x T; its per-chunk products run on oneDNN matmul plans. Knows nothing of MPI.
  *
+ * Document resets (dims->starts, docs/model.md "Document resets"): per chunk, the
+ * scores are masked across a start, the incoming state reaches only the rows before
+ * the chunk's first start (xi zeroed from it on), and the state passed on holds only
+ * the keys from the chunk's last start on (zeta zeroed before it, gamma^C S_c
+ * dropped); backward uses the same masked tables.
+ *
  * Context parallelism: the chunkwise form also runs on one piece of a longer
  * sequence (dims->seq_len is then the piece's length), split into the passes around
  * which the caller exchanges one (dk, dv) state per head. The exchange and the scans
@@ -36,6 +42,14 @@ struct retention_dims {
 	int64_t head_offset;     /* global index of local head 0 */
 	int64_t dk, dv, chunk;
 	int64_t ldq, ldk, ldv, ldo; /* row strides (elements) */
+	/*
+	 * Document starts, (batch, seq_len), nonzero where a document starts; NULL: none
+	 * (then every form runs exactly as without this field). The state is zeroed
+	 * before a starting token, in every form: D[n, m] = 0 when a start lies in
+	 * (m, n], and a start at row 0 discards the state carried in (streaming, or
+	 * s_in of a context-parallel piece). Not owned; not read by the size queries.
+	 */
+	const uint8_t *starts;
 };
 
 /* gamma of global head g. */
