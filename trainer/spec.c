@@ -99,6 +99,14 @@ static const struct spec_row table[] = {
 	 TR, NULL, 0},
 	{{"valid-data-path", PATHS(valid_data_path), "", "held-out token shards"},
 	 TR, NULL, 0},
+	{{"reset-attention-mask", BOOL(reset_attention_mask), "",
+	  "retention's state restarts at each document of a window: a document starts "
+	  "after each end-of-document token of the corpus's tokenizer (training and "
+	  "held-out estimates)"}, TR, NULL, 0},
+	{{"eod-mask-loss", BOOL(eod_mask_loss), "",
+	  "do not count the loss where the input token is the end-of-document token (the "
+	  "prediction of the next document's first token); the loss is the mean over the "
+	  "counted targets of the global batch"}, TR, NULL, 0},
 	{{"log-interval", INT(log_interval, 1, BIG), "1", "steps between log lines"},
 	 TR, NULL, 0},
 	{{"eval-interval", INT(eval_interval, 0, BIG), "0",

@@ -63,6 +63,8 @@ struct run_spec {
 
 	/* data, logging, held-out estimates */
 	struct flag_paths data_path, valid_data_path;
+	bool reset_attention_mask; /* retention's state restarts at each document */
+	bool eod_mask_loss;        /* targets after an end-of-document are not counted */
 	int64_t log_interval, eval_interval, eval_iters;
 	char metrics[FLAGS_PATH_MAX];
 	char save_raw_params[FLAGS_PATH_MAX];
