@@ -33,6 +33,7 @@
 #include "tests/ref/retention_ref.h"
 #include "trainer/kernels/matmul.h"
 #include "trainer/kernels/retention.h"
+#include "trainer/kernels/retention_forms.h"
 #include "trainer/kernels/retention_cp.h"
 
 #define MAX_ROWS 4

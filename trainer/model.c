@@ -13,6 +13,7 @@
 #include "trainer/kernels/matmul.h"
 #include "trainer/kernels/norm.h"
 #include "trainer/kernels/retention.h"
+#include "trainer/kernels/retention_forms.h"
 #include "trainer/kernels/retention_cp.h"
 #include "trainer/kernels/xent.h"
 #include "parallel/grid.h"
