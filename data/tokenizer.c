@@ -14,6 +14,7 @@ void tokenizer_init_bytes(struct tokenizer *tok)
 	tok->eod_id = -1;
 	memcpy(tok->id, TOKENIZER_BYTES_ID, sizeof(TOKENIZER_BYTES_ID));
 	tok->vocab = TOKENIZER_BYTES_VOCAB;
+	tok->eod_id = -1;
 }
 
 #define BPE_ID_PREFIX "bpe-v1-"
@@ -70,6 +71,7 @@ int tokenizer_init_bpe(struct tokenizer *tok, const uint16_t *merges, uint32_t n
 		 (unsigned long long)merges_hash(merges, n_merges));
 	tok->n_merges = n_merges;
 	tok->merges = merges;
+	tok->eod_id = -1;
 	return 0;
 }
 
@@ -97,6 +99,7 @@ int tokenizer_from_header(struct tokenizer *tok, const char id[TOKENIZER_ID_LEN]
 	tok->eod_id = -1; /* the caller sets a recorded one */
 	memcpy(tok->id, id, (size_t)(nul - id));
 	tok->vocab = vocab;
+	tok->eod_id = -1;
 	return 0;
 }
 

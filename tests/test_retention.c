@@ -34,6 +34,7 @@
 #include "tests/ref/retention_ref.h"
 #include "trainer/kernels/matmul.h"
 #include "trainer/kernels/retention.h"
+#include "trainer/kernels/retention_forms.h"
 
 #define SENTINEL 7.25f
 

@@ -214,7 +214,7 @@ static void test_scans(const char *name, int64_t cp, int64_t piece_len, int64_t 
 
 	/* Forward: run = S_in(p); S_in(p+1) = gamma^T_p S_in(p) + x[p]. */
 	for (int64_t p = 0; p <= cp; p++) {
-		retention_cp_scan_states(out, x, p, cp, &d);
+		retention_cp_scan_states(out, x, p, cp, NULL, &d);
 		got = widen(out, ns);
 		snprintf(label, sizeof(label), "scan_states piece %lld of %lld vs recurrence",
 			 (long long)p, (long long)cp);
@@ -230,7 +230,7 @@ static void test_scans(const char *name, int64_t cp, int64_t piece_len, int64_t 
 	/* Backward: run = ds_out(p) = gamma^T_p ds_out(p+1) + y[p+1]. */
 	memset(run, 0, sizeof(double) * (size_t)ns);
 	for (int64_t p = cp - 1; p >= 0; p--) {
-		retention_cp_scan_grads(out, y, p, cp, &d);
+		retention_cp_scan_grads(out, y, p, cp, NULL, &d);
 		got = widen(out, ns);
 		snprintf(label, sizeof(label), "scan_grads piece %lld of %lld vs recurrence",
 			 (long long)p, (long long)cp);
@@ -247,7 +247,7 @@ static void test_scans(const char *name, int64_t cp, int64_t piece_len, int64_t 
 			rhs += (double)x[p * ns + i] * out[i];
 	}
 	for (int64_t p = 0; p < cp; p++) {
-		retention_cp_scan_states(out, x, p, cp, &d);
+		retention_cp_scan_states(out, x, p, cp, NULL, &d);
 		for (int64_t i = 0; i < ns; i++)
 			lhs += (double)out[i] * y[p * ns + i];
 	}
@@ -508,7 +508,7 @@ static void test_pieces(struct kernels_ctx *ctx, const struct cfg *c, int64_t cp
 	for (int64_t r = 0; r < cp; r++) {
 		double *got, *want;
 
-		retention_cp_scan_states(s_in, summaries, r, cp, &dp);
+		retention_cp_scan_states(s_in, summaries, r, cp, NULL, &dp);
 		got = widen(s_in, ns);
 		want = ref_state_after(&p, r * tp);
 		snprintf(what, sizeof(what), "piece %lld s_in vs f64 state", (long long)r);
@@ -534,7 +534,7 @@ static void test_pieces(struct kernels_ctx *ctx, const struct cfg *c, int64_t cp
 	{
 		double *got, *want = ref_state_after(&p, c->seq_len), *one = widen(w.final, ns);
 
-		retention_cp_scan_states(s_in, summaries, cp, cp, &dp);
+		retention_cp_scan_states(s_in, summaries, cp, cp, NULL, &dp);
 		got = widen(s_in, ns);
 		check(name, "scan_states(p = cp) vs f64 final state", got, want, ns, 1e-4, 2e-6);
 		check(name, "scan_states(p = cp) vs one-pass final state", got, one, ns, 1e-5,
@@ -615,7 +615,7 @@ static void test_pieces(struct kernels_ctx *ctx, const struct cfg *c, int64_t cp
 		if (r + 1 < cp) {
 			double *got, *want;
 
-			retention_cp_scan_grads(ds_out, ds_locals, r, cp, &dp);
+			retention_cp_scan_grads(ds_out, ds_locals, r, cp, NULL, &dp);
 			got = widen(ds_out, ns);
 			want = ref_grad_at(&p, (r + 1) * tp);
 			snprintf(what, sizeof(what), "piece %lld ds_out vs f64 state gradient",

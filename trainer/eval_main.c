@@ -9,7 +9,9 @@
  *   model      built on this layout and loaded from the checkpoint
  *   score      windows (state reset per window) or one stream (state carried
  *              across the whole corpus), with the chunkwise, parallel or recurrent
- *              form of retention; every target token of the corpus is scored
+ *              form of retention; every target token of the corpus is scored. With
+ *              the checkpoint's --reset-attention-mask (or the flag) the state also
+ *              restarts after each end-of-document token, in both modes
  *   report     a table, and one JSON object per corpus in --output
  */
 #include <math.h>
@@ -29,6 +31,7 @@
 #include "trainer/metrics.h"
 #include "trainer/model.h"
 #include "trainer/train_step.h"
+#include "trainer/trainer.h"
 
 #define LN2 0.69314718055994530942
 /* Raw text read into memory whole: refuse what would not fit a node's RAM easily. */
@@ -166,6 +169,23 @@ static int64_t fill_row(int32_t *in, int32_t *tg, const struct corpus *c, uint64
 	return valid;
 }
 
+/*
+ * Document starts of corpus tokens [start, start + len) into starts (len), doc.h's
+ * definition at corpus positions: a start after each eod token, and at `start`
+ * itself when `first` (a window's first token) or when it is the corpus's first.
+ * Tokens past the end are padding: no start (causal, they change no score).
+ */
+static void corpus_starts(uint8_t *starts, const struct corpus *c, uint64_t start,
+			  int64_t len, int32_t eod, bool first)
+{
+	for (int64_t t = 0; t < len; t++) {
+		uint64_t i = start + (uint64_t)t;
+
+		starts[t] = (t == 0 && (first || i == 0)) ||
+			    (i > 0 && i - 1 < c->n_tokens && c->tokens[i - 1] == (uint32_t)eod);
+	}
+}
+
 /* Forward of one batch through the pipeline; adds the real targets' losses. */
 static void score_batch(struct train_step *ts, const int32_t *in, const int32_t *tg,
 			const int64_t *valid, struct score *s)
@@ -185,7 +205,7 @@ static void score_batch(struct train_step *ts, const int32_t *in, const int32_t 
 /* Windows of T targets, each scored from a zero state; DP ranks take contiguous
  * ranges of windows, and context-parallel ranks their pieces of each. */
 static struct score score_windows(struct train_step *ts, const struct corpus *c,
-				  const struct grid *g)
+				  const struct grid *g, int32_t eod)
 {
 	/* T: this rank's piece of a window of T x CP tokens, which starts at `at` */
 	const int64_t B = ts->micro_batch, T = ts->seq_len;
@@ -200,44 +220,59 @@ static struct score score_windows(struct train_step *ts, const struct corpus *c,
 	int32_t *in = xmalloc(sizeof(int32_t) * (size_t)(B * T));
 	int32_t *tg = xmalloc(sizeof(int32_t) * (size_t)(B * T));
 	int64_t *valid = xmalloc(sizeof(int64_t) * (size_t)B);
+	/* (B, window): the starts of the whole windows, every piece's (model_docs) */
+	uint8_t *starts = eod >= 0 ? xmalloc((size_t)B * window) : NULL;
 	struct score s = {0, 0};
 
+	ts->starts = starts;
 	for (uint64_t w = w0; w < w0 + per_rank; w += (uint64_t)B) {
 		for (int64_t r = 0; r < B; r++) {
 			uint64_t win = w + (uint64_t)r;
+			uint64_t first = win < w1 ? win * window : 0;
 
-			valid[r] = win < w1 ? fill_row(in + r * T, tg + r * T, c, win * window + at, T)
-					    : 0;
+			valid[r] = win < w1 ? fill_row(in + r * T, tg + r * T, c, first + at, T) : 0;
 			if (win >= w1)
 				fill_row(in + r * T, tg + r * T, c, 0, T);
+			if (starts)
+				corpus_starts(starts + (uint64_t)r * window, c, first,
+					      (int64_t)window, eod, true);
 		}
 		score_batch(ts, in, tg, valid, &s);
 	}
+	ts->starts = NULL;
 	free(in);
 	free(tg);
 	free(valid);
+	free(starts);
 	return s;
 }
 
-/* The whole corpus as one sequence in pieces of T, the state carried across. */
-static struct score score_stream(struct train_step *ts, const struct corpus *c)
+/* The whole corpus as one sequence in pieces of T, the state carried across (with
+ * eod >= 0 restarted at each document start, a piece's first token included). */
+static struct score score_stream(struct train_step *ts, const struct corpus *c, int32_t eod)
 {
 	struct model *m = ts->m;
 	const int64_t T = ts->seq_len;
 	int32_t *in = xmalloc(sizeof(int32_t) * (size_t)T);
 	int32_t *tg = xmalloc(sizeof(int32_t) * (size_t)T);
+	uint8_t *starts = eod >= 0 ? xmalloc((size_t)T) : NULL;
 	struct score s = {0, 0};
 
+	ts->starts = starts;
 	model_stream_begin(m);
 	for (uint64_t start = 0; start + 1 < c->n_tokens; start += (uint64_t)T) {
 		int64_t valid = fill_row(in, tg, c, start, T);
 
+		if (starts)
+			corpus_starts(starts, c, start, T, eod, false);
 		model_set_first_position(m, (int64_t)start);
 		score_batch(ts, in, tg, &valid, &s);
 	}
 	model_stream_end(m);
+	ts->starts = NULL;
 	free(in);
 	free(tg);
+	free(starts);
 	return s;
 }
 
@@ -259,8 +294,10 @@ static int write_output(const char *path, const struct run_spec *set, struct cor
 		for (const char *p = cs[i].path; *p; p++)
 			fprintf(f, (*p == '"' || *p == '\\') ? "\\%c" : "%c", *p);
 		fprintf(f, "\",\"tokens\":%.0f,\"bytes\":%.0f,\"nll\":%.9g,\"perplexity\":%.9g,"
-			   "\"bits_per_byte\":%.9g,\"mode\":\"%s\",\"form\":\"%s\"}\n",
-			res[i][0], res[i][1], res[i][2], res[i][3], res[i][4], set->mode, set->form);
+			   "\"bits_per_byte\":%.9g,\"mode\":\"%s\",\"form\":\"%s\","
+			   "\"reset_attention_mask\":%s}\n",
+			res[i][0], res[i][1], res[i][2], res[i][3], res[i][4], set->mode, set->form,
+			set->reset_attention_mask ? "true" : "false");
 	}
 	if (fflush(f) || ferror(f) || fclose(f) || rename(tmp, path)) {
 		snprintf(err, errlen, "--output: cannot write '%s'", path);
@@ -272,13 +309,14 @@ static int write_output(const char *path, const struct run_spec *set, struct cor
 /* Scores every corpus: one row of the table each, and res[i] = tokens, bytes, nll,
  * perplexity, bits per byte. collective: the whole grid */
 static void score_all(struct train_step *ts, struct corpus *cs, int n, const struct grid *g,
-		      bool stream, double (*res)[5])
+		      bool stream, int32_t eod, double (*res)[5])
 {
 	log0("%-40s %12s %12s %10s %12s %14s %8s\n", "corpus", "tokens", "bytes", "nll",
 	     "perplexity", "bits/byte", "tok/s");
 	for (int i = 0; i < n; i++) {
 		double t0 = metrics_now_s(), sums[2];
-		struct score s = stream ? score_stream(ts, &cs[i]) : score_windows(ts, &cs[i], g);
+		struct score s = stream ? score_stream(ts, &cs[i], eod)
+					: score_windows(ts, &cs[i], g, eod);
 
 		/* The losses live on the last stage, spread over the DP ranks and the pieces. */
 		sums[0] = s.nll;
@@ -332,13 +370,24 @@ int main(int argc, char **argv)
 		mpi_setup_agree_or_exit(ok, err);
 	}
 
+	/* Document resets as the checkpoint was trained (or as the flags say): the
+	 * end-of-document id they need, -1 when off. */
+	const int32_t eod = s->reset_attention_mask ? trainer_eod_id(&ck->tok) : -1;
+
+	if (s->reset_attention_mask && eod < 0)
+		snprintf(err, sizeof(err), "--reset-attention-mask (%s): the checkpoint's tokenizer "
+			 "has no end-of-document token; --no-reset-attention-mask scores without "
+			 "resets", spec_given(s, &s->reset_attention_mask) ? "given" : "the checkpoint's");
+	mpi_setup_agree_or_exit(!s->reset_attention_mask || eod >= 0, err);
+
 	/* ---- model: this layout's slices of the checkpoint ------------------- */
 	m = launch_model(l, 1);
 	train_step_init(&ts, m, g, s, 1, NULL);
-	log0("retnet-eval: %s (iteration %lld): d=%lld L=%lld H=%lld; %s mode, %s form, "
+	log0("retnet-eval: %s (iteration %lld): d=%lld L=%lld H=%lld; %s mode%s, %s form, "
 	     "%s matmuls, T=%lld, %d ranks (DP %d x PP %d x CP %d x TP %d)\n",
 	     l->checkpoint.path, (long long)l->checkpoint.iteration, (long long)s->hidden_size,
-	     (long long)s->num_layers, (long long)s->num_heads, s->mode, s->form,
+	     (long long)s->num_layers, (long long)s->num_heads, s->mode,
+	     eod >= 0 ? " with document resets" : "", s->form,
 	     s->bf16 ? "bf16" : "fp32", (long long)s->seq_length, g->world_size,
 	     g->axis[GRID_DATA].size, g->axis[GRID_PIPELINE].size, g->axis[GRID_CONTEXT].size,
 	     g->axis[GRID_TENSOR].size);
@@ -346,7 +395,7 @@ int main(int argc, char **argv)
 	/* ---- score: windows or one stream, every target token ---------------- */
 	double (*res)[5] = xcalloc((size_t)n, sizeof(*res));
 
-	score_all(&ts, cs, n, g, !strcmp(s->mode, "stream"), res);
+	score_all(&ts, cs, n, g, !strcmp(s->mode, "stream"), eod, res);
 
 	/* ---- report: one JSON object per corpus ------------------------------ */
 	if (s->output[0]) {

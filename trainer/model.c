@@ -13,6 +13,7 @@
 #include "trainer/kernels/matmul.h"
 #include "trainer/kernels/norm.h"
 #include "trainer/kernels/retention.h"
+#include "trainer/kernels/retention_forms.h"
 #include "trainer/kernels/retention_cp.h"
 #include "trainer/kernels/xent.h"
 #include "parallel/grid.h"
@@ -241,8 +242,52 @@ static struct retention_dims retention_dims_of(const struct model *m)
 		.batch = m->B, .seq_len = m->T, .heads = m->heads_local,
 		.head_offset = m->head_offset, .dk = m->dk, .dv = m->dv, .chunk = m->C,
 		.ldq = m->qk, .ldk = m->qk, .ldv = m->vw, .ldo = m->vw,
+		.starts = m->starts_now,
 	};
 	return r;
+}
+
+void model_set_docs(struct model *m, const struct model_docs *docs)
+{
+	static const struct model_docs none;
+
+	m->docs = docs ? *docs : none;
+}
+
+/* Take the pending documents into the micro-batch's slot: this piece's starts,
+ * which pieces of each row hold one, and on the last chunk the loss mask. */
+static void keep_docs(struct model *m, struct micro_acts *mb, bool last)
+{
+	const struct model_docs *dc = &m->docs;
+	const int64_t T = m->T, Tseq = T * m->cp_size;
+
+	mb->has_starts = dc->starts != NULL;
+	if (mb->has_starts) {
+		memset(mb->piece_starts, 0, (size_t)(m->cp_size * m->B));
+		for (int64_t b = 0; b < m->B; b++) {
+			const uint8_t *row = dc->starts + b * Tseq;
+
+			memcpy(mb->starts + b * T, row + m->cp_rank * T, (size_t)T);
+			for (int64_t q = 0; q < m->cp_size; q++)
+				for (int64_t t = q * T; t < (q + 1) * T; t++)
+					if (row[t]) {
+						mb->piece_starts[q * m->B + b] = 1;
+						break;
+					}
+		}
+	}
+	mb->has_mask = last && dc->loss_mask;
+	if (mb->has_mask) {
+		memcpy(mb->loss_mask, dc->loss_mask, (size_t)m->rows);
+		mb->loss_count = dc->loss_count > 0 ? dc->loss_count : 1.0;
+	}
+}
+
+/* The micro-batch whose retention runs now: its starts, or none. */
+static void use_docs(struct model *m, const struct micro_acts *mb)
+{
+	m->starts_now = mb->has_starts ? mb->starts : NULL;
+	m->piece_starts_now = mb->has_starts ? mb->piece_starts : NULL;
 }
 
 /* ---- forward ------------------------------------------------------------- */
@@ -281,7 +326,8 @@ static void retention_context_forward(struct model *m, struct layer_acts *a,
 	retention_chunkwise_states(m->kernels, a->states, m->cp_mine, m->retention_scratch, a->k,
 				   a->v, rd);
 	cp_allgather(m, m->cp_mine, m->cp_all, rd);
-	retention_cp_scan_states(m->cp_state, m->cp_all, m->cp_rank, m->cp_size, rd);
+	retention_cp_scan_states(m->cp_state, m->cp_all, m->cp_rank, m->cp_size,
+				 m->piece_starts_now, rd);
 	retention_chunkwise_output(m->kernels, a->o, a->states, m->cp_state,
 				   m->retention_scratch, a->q, a->k, a->v, rd);
 }
@@ -295,7 +341,8 @@ static void retention_context_backward(struct model *m, struct layer_acts *a,
 	retention_chunkwise_state_grad(m->kernels, m->cp_mine, m->retention_scratch, m->do_, a->q,
 				       rd);
 	cp_allgather(m, m->cp_mine, m->cp_all, rd);
-	retention_cp_scan_grads(m->cp_state, m->cp_all, m->cp_rank, m->cp_size, rd);
+	retention_cp_scan_grads(m->cp_state, m->cp_all, m->cp_rank, m->cp_size,
+				m->piece_starts_now, rd);
 	retention_chunkwise_backward(m->kernels, m->dq, m->dk_, m->dv_, m->retention_scratch,
 				     m->do_, a->q, a->k, a->v, a->states, m->cp_state, rd);
 }
@@ -426,6 +473,8 @@ float model_forward_micro(struct model *m, int chunk, int slot, const int32_t *i
 	const int64_t M = m->rows, d = m->d, V = m->V, nl = ch->num_layers;
 	double sum = 0.0;
 
+	keep_docs(m, mb, ch->last);
+	use_docs(m, mb);
 	if (ch->first) {
 		memcpy(mb->inputs, inputs, sizeof(int32_t) * (size_t)M);
 		embedding_forward(mb->layers[0].x, m->w.embedding, inputs, M, d);
@@ -445,6 +494,12 @@ float model_forward_micro(struct model *m, int chunk, int slot, const int32_t *i
 	matmul(m->kernels, mb->logits, mb->lnf, m->w.lm_head, M, V, d, false, false, false);
 	matmul_release(m->kernels, HOLD_X);
 	xent_forward(mb->losses, mb->logits, targets, M, V);
+	if (mb->has_mask) {
+		for (int64_t r = 0; r < M; r++)
+			if (mb->loss_mask[r])
+				sum += mb->losses[r];
+		return (float)(sum / mb->loss_count);
+	}
 	for (int64_t r = 0; r < M; r++)
 		sum += mb->losses[r];
 	return (float)(sum / (double)M);
@@ -535,8 +590,18 @@ void model_backward_micro(struct model *m, int chunk, int slot, float loss_scale
 	const int64_t M = m->rows, d = m->d, V = m->V;
 
 	ENSURE(m->form != RETENTION_RECURRENT && !m->streaming);
-	if (ch->last) {
+	use_docs(m, mb);
+	if (ch->last && mb->has_mask) {
+		/* d(sum(mask .* losses) / count): uncounted rows get no gradient */
+		xent_backward(mb->logits, mb->logits, mb->targets,
+			      (float)(loss_scale / mb->loss_count), M, V);
+		for (int64_t r = 0; r < M; r++)
+			if (!mb->loss_mask[r])
+				memset(mb->logits + r * V, 0, sizeof(float) * (size_t)V);
+	} else if (ch->last) {
 		xent_backward(mb->logits, mb->logits, mb->targets, loss_scale / (float)M, M, V);
+	}
+	if (ch->last) {
 		linear_backward(m->kernels, m->dw.lm_head, m->dln, mb->lnf, mb->lnf_kept,
 				mb->logits, m->w.lm_head, M, d, V, false);
 		memset(m->dx, 0, sizeof(float) * (size_t)(M * d));

@@ -108,6 +108,26 @@ float model_forward_micro(struct model *m, int chunk, int slot, const int32_t *i
  */
 void model_backward_micro(struct model *m, int chunk, int slot, float loss_scale);
 
+/*
+ * Documents of the micro-batch the next model_forward_micro computes (on any chunk;
+ * kept in its slot for the backward), or NULL: one document per sequence, every
+ * target counted. Copied; docs->... may be NULL each.
+ *
+ *   starts     (B, T_seq) of the WHOLE sequences (every context-parallel piece),
+ *              nonzero where a document starts: retention's state restarts there
+ *              (--reset-attention-mask). The model takes its piece and which pieces
+ *              hold a start.
+ *   loss_mask  (B, T) of this rank's targets: 0 where a target is not counted
+ *              (--eod-mask-loss). The micro-batch's loss is then
+ *              sum(mask .* losses) / loss_count, and backward follows it.
+ */
+struct model_docs {
+	const uint8_t *starts;
+	const uint8_t *loss_mask;
+	double loss_count;
+};
+void model_set_docs(struct model *m, const struct model_docs *docs);
+
 /* One stage holding the whole model: forward and backward of slot 0. */
 float model_forward(struct model *m, const int32_t *inputs, const int32_t *targets);
 void model_backward(struct model *m, float loss_scale);

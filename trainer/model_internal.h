@@ -75,6 +75,14 @@ struct micro_acts {
 	float *lnf, *lnf_mean, *lnf_rstd; /* (M, d), (M), (M) */
 	float *logits;             /* (M, V); dlogits after backward */
 	float *losses;             /* (M) per-token loss */
+	/* documents (model_set_docs), kept for backward: every chunk */
+	bool has_starts;
+	uint8_t *starts;           /* (M) document starts in this rank's piece */
+	uint8_t *piece_starts;     /* (cp_size, B) a start anywhere in piece q of row b */
+	/* last chunk of the last stage */
+	bool has_mask;
+	uint8_t *loss_mask;        /* (M) targets counted in the loss */
+	double loss_count;         /* the micro-batch's loss divides by it */
 	struct matmul_kept *lnf_kept; /* bf16 copy of lnf, the LM head's input */
 };
 
@@ -134,6 +142,10 @@ struct model {
 	 * and the state entering (or the gradient leaving) this piece: (B, H/P, dk, dv) */
 	float *cp_mine, *cp_all, *cp_state; /* cp_all: (cp_size, B, H/P, dk, dv) */
 	bool streaming;            /* states carry over from one forward to the next */
+	/* model_set_docs's documents for the next forward, and the starts of the
+	 * micro-batch being computed (retention_dims_of reads them) */
+	struct model_docs docs;
+	const uint8_t *starts_now, *piece_starts_now;
 	size_t activation_bytes;
 	struct buffer_list *buffers;       /* every buffer above, for model_destroy */
 	/* every bf16 copy above and its size: model_set_bf16 reserves them */

@@ -274,7 +274,10 @@ static void alloc_micro(struct buffer_list *bl, struct micro_acts *mb, struct mo
 	mb->out = FLOATS(M * d);
 	mb->inputs = take(bl, (size_t)M, sizeof(int32_t));
 	mb->targets = take(bl, (size_t)M, sizeof(int32_t));
+	mb->starts = take(bl, (size_t)M, 1);
+	mb->piece_starts = take(bl, (size_t)(m->cp_size * m->B), 1);
 	if (ch->last) {
+		mb->loss_mask = take(bl, (size_t)M, 1);
 		mb->lnf = FLOATS(M * d);
 		mb->lnf_mean = FLOATS(M);
 		mb->lnf_rstd = FLOATS(M);

@@ -99,6 +99,18 @@ static const struct spec_row table[] = {
 	 TR, NULL, 0},
 	{{"valid-data-path", PATHS(valid_data_path), "", "held-out token shards"},
 	 TR, NULL, 0},
+	{{"reset-attention-mask", BOOL(reset_attention_mask), "",
+	  "retention's state restarts at each document of a window: a document starts "
+	  "after each end-of-document token of the corpus's tokenizer (training and "
+	  "held-out estimates; retnet-eval: default the checkpoint's)"},
+	 TR | EV, "config/reset_attention_mask", ABSENT_OK},
+	{{"no-reset-attention-mask", BOOL(no_reset_attention_mask), "",
+	  "score without document resets, whatever the checkpoint was trained with"},
+	 EV, NULL, 0},
+	{{"eod-mask-loss", BOOL(eod_mask_loss), "",
+	  "do not count the loss where the input token is the end-of-document token (the "
+	  "prediction of the next document's first token); the loss is the mean over the "
+	  "counted targets of the global batch"}, TR, "config/eod_mask_loss", ABSENT_OK},
 	{{"log-interval", INT(log_interval, 1, BIG), "1", "steps between log lines"},
 	 TR, NULL, 0},
 	{{"eval-interval", INT(eval_interval, 0, BIG), "0",
@@ -567,6 +579,9 @@ static int check_program(const struct run_spec *s, int world, char *err, size_t 
 			return log_fail(err, errlen, "--context-parallel-size: the pieces of a window "
 					"pass their states in the chunkwise form only, not --form %s",
 					s->form);
+		if (s->no_reset_attention_mask && spec_given(s, &s->reset_attention_mask))
+			return log_fail(err, errlen, "--no-reset-attention-mask: not with "
+					"--reset-attention-mask");
 		if (!strcmp(s->mode, "stream") && world % (tp * pp) == 0 && world != tp * pp)
 			return log_fail(err, errlen, "--mode: stream scores one sequence: run with "
 					"world = TP x PP = %lld ranks (no data parallelism), not %d",
@@ -713,6 +728,17 @@ void spec_resolve(struct run_spec *s, int world_size)
 
 /* ---- checkpoints ----------------------------------------------------------- */
 
+/* Bytes of a saved row's value in struct run_spec. */
+static size_t value_size(const struct flag_row *o)
+{
+	switch (o->type) {
+	case FLAG_INT: return sizeof(int64_t);
+	case FLAG_FLOAT: return sizeof(double);
+	case FLAG_BOOL: return sizeof(bool);
+	default: return o->size;
+	}
+}
+
 int spec_saved_fields(struct run_spec *s, struct spec_saved *out)
 {
 	int n = 0;
@@ -723,13 +749,12 @@ int spec_saved_fields(struct run_spec *s, struct spec_saved *out)
 		if (!table[i].attr)
 			continue;
 		ENSURE(o->type == FLAG_INT || o->type == FLAG_FLOAT || o->type == FLAG_TEXT ||
-		       o->type == FLAG_CHOICE);
+		       o->type == FLAG_CHOICE || o->type == FLAG_BOOL);
 		out[n++] = (struct spec_saved){
 			.attr = table[i].attr,
 			.type = o->type == FLAG_CHOICE ? FLAG_TEXT : o->type,
 			.value = (char *)s + o->offset,
-			.size = o->type == FLAG_INT ? sizeof(int64_t)
-				: o->type == FLAG_FLOAT ? sizeof(double) : o->size,
+			.size = value_size(o),
 			.optional = table[i].saved & ABSENT_OK,
 		};
 	}
@@ -750,6 +775,8 @@ static bool same_value(const struct flag_row *o, const void *a, const void *b)
 		return *(const int64_t *)a == *(const int64_t *)b;
 	if (o->type == FLAG_FLOAT)
 		return *(const double *)a == *(const double *)b;
+	if (o->type == FLAG_BOOL)
+		return *(const bool *)a == *(const bool *)b;
 	return !strcmp(a, b);
 }
 
@@ -759,6 +786,8 @@ static void value_text(const struct flag_row *o, const void *v, char *buf, size_
 		snprintf(buf, len, "%lld", (long long)*(const int64_t *)v);
 	else if (o->type == FLAG_FLOAT)
 		snprintf(buf, len, "%g", *(const double *)v);
+	else if (o->type == FLAG_BOOL)
+		snprintf(buf, len, "%s", *(const bool *)v ? "true" : "false");
 	else
 		snprintf(buf, len, "'%s'", (const char *)v);
 }
@@ -775,6 +804,9 @@ static void fit_to_program(struct run_spec *s)
 			s->chunk_size = s->seq_length;
 		if (!strcmp(s->mode, "stream"))
 			s->micro_batch_size = 1;
+		/* scored as trained unless told otherwise */
+		if (s->no_reset_attention_mask)
+			s->reset_attention_mask = false;
 	}
 	if (s->program == SPEC_GENERATE) {
 		/* one token per forward, its state carried to the next */
@@ -807,8 +839,7 @@ int spec_adopt(struct run_spec *s, const struct run_spec *saved, const char *fil
 		}
 		if (taken && (s->origin[i] == SPEC_GIVEN || !(s->program & MODEL_FROM_CHECKPOINT)))
 			continue;
-		memcpy(mine, theirs, o->type == FLAG_INT ? sizeof(int64_t)
-				     : o->type == FLAG_FLOAT ? sizeof(double) : o->size);
+		memcpy(mine, theirs, value_size(o));
 		s->origin[i] = SPEC_CHECKPOINT;
 	}
 	fit_to_program(s);

@@ -63,6 +63,9 @@ struct run_spec {
 
 	/* data, logging, held-out estimates */
 	struct flag_paths data_path, valid_data_path;
+	bool reset_attention_mask; /* retention's state restarts at each document */
+	bool eod_mask_loss;        /* targets after an end-of-document are not counted */
+	bool no_reset_attention_mask; /* retnet-eval: not the checkpoint's resets */
 	int64_t log_interval, eval_interval, eval_iters;
 	char metrics[FLAGS_PATH_MAX];
 	char save_raw_params[FLAGS_PATH_MAX];
@@ -155,7 +158,8 @@ void spec_resolve(struct run_spec *s, int world_size);
 /* The model's parameters as a checkpoint keeps them: one per saved row. */
 struct spec_saved {
 	const char *attr;    /* "config/hidden_size" */
-	enum flag_type type; /* FLAG_INT: int64_t; FLAG_FLOAT: double; FLAG_TEXT: char[] */
+	enum flag_type type; /* FLAG_INT: int64_t; FLAG_FLOAT: double; FLAG_TEXT: char[];
+				FLAG_BOOL: bool */
 	void *value;         /* into the spec passed to spec_saved_fields */
 	size_t size;
 	bool optional;       /* older checkpoints may lack it (then: the default) */

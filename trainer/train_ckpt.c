@@ -15,7 +15,8 @@
 
 /* One attribute of the file and the field of struct ckpt_info it comes from or
  * goes to: one list serves writing and reading, so they cannot drift apart. */
-enum field_type { FIELD_I64, FIELD_F64, FIELD_STR, FIELD_U32, FIELD_U64 };
+enum field_type { FIELD_I64, FIELD_F64, FIELD_STR, FIELD_U32, FIELD_U64,
+		  FIELD_BOOL /* a bool, kept as an integer 0 or 1 */ };
 
 struct attr_ref {
 	const char *key;
@@ -39,7 +40,8 @@ static int attr_refs(struct ckpt_info *info, struct attr_ref *r)
 
 	for (int i = 0; i < n; i++) {
 		r[k] = ref(saved[i].attr, saved[i].type == FLAG_INT ? FIELD_I64
-					  : saved[i].type == FLAG_FLOAT ? FIELD_F64 : FIELD_STR,
+					  : saved[i].type == FLAG_FLOAT ? FIELD_F64
+					  : saved[i].type == FLAG_BOOL ? FIELD_BOOL : FIELD_STR,
 			   saved[i].value, saved[i].size);
 		r[k++].optional = saved[i].optional;
 	}
@@ -81,6 +83,7 @@ static void attrs_of(struct ckpt_attr *a, const struct attr_ref *r, int n, bool 
 		case FIELD_I64: a[i].i = *(const int64_t *)r[i].field; break;
 		case FIELD_U32: a[i].i = *(const uint32_t *)r[i].field; break;
 		case FIELD_U64: a[i].i = (int64_t)*(const uint64_t *)r[i].field; break;
+		case FIELD_BOOL: a[i].i = *(const bool *)r[i].field; break;
 		case FIELD_F64: a[i].f = *(const double *)r[i].field; break;
 		case FIELD_STR: snprintf(a[i].s, sizeof(a[i].s), "%s", (const char *)r[i].field); break;
 		}
@@ -99,6 +102,12 @@ static int fields_of(const struct ckpt_attr *a, const struct attr_ref *r, int n,
 		case FIELD_I64: *(int64_t *)r[i].field = a[i].i; break;
 		case FIELD_U32: *(uint32_t *)r[i].field = (uint32_t)a[i].i; break;
 		case FIELD_U64: *(uint64_t *)r[i].field = (uint64_t)a[i].i; break;
+		case FIELD_BOOL:
+			if (a[i].i != 0 && a[i].i != 1)
+				return log_fail(err, errlen, "%s: attribute %s: %lld is not 0 or 1",
+						path, r[i].key, (long long)a[i].i);
+			*(bool *)r[i].field = a[i].i;
+			break;
 		case FIELD_F64: *(double *)r[i].field = a[i].f; break;
 		case FIELD_STR:
 			if (strlen(a[i].s) >= r[i].size)

@@ -101,6 +101,7 @@ void train_step_init(struct train_step *ts, struct model *m, const struct grid *
 	ts->micro_batch = spec->micro_batch_size;
 	/* a context-parallel rank's micro-batches are its pieces of the sequences */
 	ts->seq_len = spec->seq_length / g->axis[GRID_CONTEXT].size;
+	ts->seq_whole = spec->seq_length;
 	ENSURE(ts->chunks == model_chunk_count(spec, g) &&
 	       pipeline_interleaved_valid(pp->size, ts->chunks, n_micro));
 	ts->slot_base = xcalloc((size_t)ts->chunks + 1, sizeof(*ts->slot_base));
@@ -185,6 +186,19 @@ static void send_output(struct train_step *ts, int chunk, int slot, int local, i
 	ts->pp_bytes += (double)(n * sizeof(float));
 }
 
+/* The documents of micro-batch `micro`, for the model's next forward. */
+static void set_docs(struct train_step *ts, int micro)
+{
+	const size_t rows = (size_t)micro * (size_t)ts->micro_batch;
+	struct model_docs docs = {
+		.starts = ts->starts ? ts->starts + rows * (size_t)ts->seq_whole : NULL,
+		.loss_mask = ts->loss_mask ? ts->loss_mask + rows * (size_t)ts->seq_len : NULL,
+		.loss_count = ts->loss_count,
+	};
+
+	model_set_docs(ts->m, &docs);
+}
+
 /*
  * Forward of micro-batch `micro` on chunk `chunk`. In training a slot is taken again
  * only after the backward of its previous micro-batch, whose gradient the next
@@ -200,6 +214,7 @@ static double forward_op(struct train_step *ts, int chunk, int micro, const int3
 	recv_input(ts, chunk, slot, local, micro);
 	watchdog_phase_at("the forward of micro-batch %d (its tensor- and context-parallel "
 			  "collectives)", micro, 0);
+	set_docs(ts, micro);
 	t0 = metrics_now_s();
 	loss = model_forward_micro(ts->m, chunk, local, inputs, targets);
 	ts->compute_s += metrics_now_s() - t0;
@@ -277,6 +292,7 @@ double train_step_forward_only(struct train_step *ts, const int32_t *inputs,
 	/* through the chunks in order: micro-batch 0 of each, in its slot 0 */
 	for (int c = 0; c < ts->chunks; c++) {
 		recv_input(ts, c, ts->slot_base[c], 0, 0);
+		set_docs(ts, 0);
 		model_forward_micro(m, c, 0, inputs, targets);
 		send_output(ts, c, ts->slot_base[c], 0, 0);
 	}
@@ -284,6 +300,7 @@ double train_step_forward_only(struct train_step *ts, const int32_t *inputs,
 		return 0.0;
 	losses = model_losses(m, 0);
 	for (int64_t j = 0; j < tokens; j++)
-		sum += losses[j];
+		if (!ts->loss_mask || ts->loss_mask[j])
+			sum += losses[j];
 	return sum;
 }

@@ -29,7 +29,14 @@ struct train_step {
 	const struct grid *g;
 	int n_micro;
 	int chunks;                /* v: the model's chunks on this stage */
-	int64_t micro_batch, seq_len;  /* B, T */
+	int64_t micro_batch, seq_len;  /* B, T (this rank's piece) */
+	int64_t seq_whole;         /* T of the whole sequence, all pieces */
+	/* The documents of the next train_step_run or train_step_forward_only, set by
+	 * the caller (NULL: none; model.h, model_docs): starts (n_micro * B, seq_whole)
+	 * of the whole sequences, loss_mask (n_micro * B, T) of this rank's targets, and
+	 * loss_count, by which each micro-batch's masked loss sum is divided. */
+	const uint8_t *starts, *loss_mask;
+	double loss_count;
 	struct grad_sync *dp_sync; /* the caller's: one bucket per gradient range of the
 				      model, in the order backward finishes them */
 	struct pipeline_op *ops;   /* [2 v n_micro] this stage's schedule */
@@ -79,7 +86,8 @@ double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_
  * Forward only of one micro-batch (B rows) through the pipeline, from slot 0 of
  * each chunk.
  * Returns the sum of the per-token losses of the first `rows` rows on the last
- * stage, 0 elsewhere. Collective over the pipeline group.
+ * stage (only the targets ts->loss_mask counts, when set), 0 elsewhere. Collective
+ * over the pipeline group.
  */
 double train_step_forward_only(struct train_step *ts, const int32_t *inputs,
 			       const int32_t *targets, int rows);

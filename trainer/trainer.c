@@ -17,6 +17,7 @@
 #include "parallel/comm.h"
 #include "parallel/grad_sync.h"
 #include "parallel/mpi_setup.h"
+#include "trainer/doc.h"
 #include "trainer/launch.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
@@ -49,6 +50,9 @@ struct trainer {
 	size_t inject_at;          /* --inject-fault nan-grad's gradient element */
 	double gather_s;           /* time in the parameter all-gather */
 	int32_t *inputs, *targets; /* (local_rows, T) */
+	/* documents (--reset-attention-mask, --eod-mask-loss; NULL when off) */
+	uint8_t *starts;           /* (local_rows, T) of the whole windows */
+	uint8_t *loss_mask;        /* (local_rows, piece_len) of this rank's targets */
 	FILE *metrics;
 	double ceiling;            /* FLOP/s, summed over the ranks */
 	double tokens_per_iter, flops_per_token;
@@ -94,6 +98,15 @@ static _Noreturn void exit_agreed(const char *err)
 
 /* ---- create ---------------------------------------------------------------- */
 
+int32_t trainer_eod_id(const struct tokenizer *tok)
+{
+	/* Tests only, until shard headers and checkpoints carry the end-of-document id:
+	 * take this id (the byte tokenizer's newline, 10, makes each line a document). */
+	if (tok->eod_id < 0 && getenv("RETNET_TEST_EOD_ID"))
+		return (int32_t)atoi(getenv("RETNET_TEST_EOD_ID"));
+	return tok->eod_id;
+}
+
 static void open_data(struct trainer *t)
 {
 	const struct run_spec *s = t->s;
@@ -110,6 +123,13 @@ static void open_data(struct trainer *t)
 			 "%u, the model --vocab-size %lld", t->train.tok.id, t->train.tok.vocab,
 			 (long long)s->vocab_size);
 	mpi_setup_agree_or_exit(t->train.tok.vocab == (uint32_t)s->vocab_size, err);
+	t->train.tok.eod_id = trainer_eod_id(&t->train.tok);
+	if (t->train.tok.eod_id < 0)
+		snprintf(err, sizeof(err), "%s: the corpus's tokenizer has no end-of-document "
+			 "token; prepare it with retnet-prep --append-eod",
+			 s->reset_attention_mask ? "--reset-attention-mask" : "--eod-mask-loss");
+	mpi_setup_agree_or_exit(t->train.tok.eod_id >= 0 ||
+				(!s->reset_attention_mask && !s->eod_mask_loss), err);
 	t->have_valid = s->valid_data_path.n > 0;
 	if (!t->have_valid)
 		return;
@@ -198,6 +218,16 @@ struct trainer *trainer_create(struct launch *l)
 	t->piece_len = s->seq_length / g->axis[GRID_CONTEXT].size;
 	t->piece_in = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * t->piece_len));
 	t->piece_tg = xmalloc(sizeof(int32_t) * (size_t)(t->local_rows * t->piece_len));
+	/* held-out windows fill a micro-batch: room for the larger of the two */
+	{
+		const int64_t rows = t->local_rows > s->micro_batch_size ? t->local_rows
+									 : s->micro_batch_size;
+
+		if (s->reset_attention_mask)
+			t->starts = xmalloc((size_t)(rows * s->seq_length));
+		if (s->eod_mask_loss)
+			t->loss_mask = xmalloc((size_t)(rows * t->piece_len));
+	}
 
 	{
 		int *slots = xcalloc((size_t)model_chunk_count(s, g), sizeof(*slots));
@@ -334,6 +364,31 @@ static void take_pieces(struct trainer *t, int64_t rows)
 }
 
 /*
+ * The documents of the first `rows` windows in t->inputs (this rank's pieces for the
+ * mask), handed to the step. Returns the targets counted in the loss among the
+ * first `counted_rows` rows' pieces.
+ */
+static int64_t take_docs(struct trainer *t, int64_t rows, int64_t counted_rows)
+{
+	const int64_t T = t->s->seq_length, P = t->piece_len;
+	const int32_t eod = t->train.tok.eod_id;
+	int64_t counted = counted_rows * P;
+
+	if (t->starts)
+		for (int64_t r = 0; r < rows; r++)
+			doc_starts_from_tokens(t->inputs + r * T, T, eod, t->starts + r * T);
+	if (t->loss_mask) {
+		doc_loss_mask(t->piece_in, rows * P, eod, t->loss_mask);
+		counted = 0;
+		for (int64_t i = 0; i < counted_rows * P; i++)
+			counted += t->loss_mask[i];
+	}
+	t->step.starts = t->starts;
+	t->step.loss_mask = t->loss_mask;
+	return counted;
+}
+
+/*
  * Mean loss over the held-out windows in corpus order: this data-parallel rank's
  * contiguous share, at most max_batches micro-batches of it (a short last batch is
  * padded with its last window and only its real rows are counted), through the
@@ -356,8 +411,8 @@ static double evaluate(struct trainer *t, int64_t max_batches)
 			memcpy(targets + r * T, targets + (rows - 1) * T, sizeof(int32_t) * (size_t)T);
 		}
 		take_pieces(t, B);
+		sum[1] += (double)take_docs(t, B, rows);
 		sum[0] += train_step_forward_only(&t->step, t->piece_in, t->piece_tg, rows);
-		sum[1] += (double)(rows * t->piece_len);
 		watchdog_progress();
 	}
 	watchdog_phase("the held-out loss all-reduces");
@@ -444,6 +499,18 @@ static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updat
 	ENSURE(loader_next_batch(&t->train, t->inputs, t->targets,
 				 (int)t->s->global_batch_size) == (int)t->local_rows);
 	take_pieces(t, t->local_rows);
+	if (t->loss_mask) {
+		/* Each micro-batch divides its counted losses by its share of the global
+		 * count: the mean over micro-batches and replicas below is then the mean
+		 * over the counted targets of the global batch, whatever the layout. */
+		double counted = (double)take_docs(t, t->local_rows, t->local_rows);
+
+		/* collective: the data x context plane (each pipeline stage alike) */
+		comm_allreduce_sum_f64(g->replicas.comm, &counted, 1);
+		t->step.loss_count = counted / (double)(t->n_micro * replicas);
+	} else {
+		take_docs(t, t->local_rows, t->local_rows);
+	}
 	loss = train_step_run(&t->step, t->piece_in, t->piece_tg,
 			      (float)(1.0 / (double)(t->n_micro * replicas)));
 	watchdog_phase("the all-reduces of the loss, the gradient norm and the guards");
@@ -727,6 +794,8 @@ void trainer_destroy(struct trainer *t)
 		fclose(t->metrics);
 	free(t->inputs);
 	free(t->targets);
+	free(t->starts);
+	free(t->loss_mask);
 	free(t->piece_in);
 	free(t->piece_tg);
 	train_step_free(&t->step);

@@ -24,6 +24,7 @@
 
 struct launch;
 struct trainer;
+struct tokenizer;
 
 /*
  * Exit statuses besides 0 (done) and 2 (a user error, agreed by every rank), each
@@ -52,5 +53,13 @@ int64_t trainer_resume(struct trainer *t);
 int trainer_run(struct trainer *t, int64_t start);
 void trainer_report(struct trainer *t);
 void trainer_destroy(struct trainer *t);
+
+/*
+ * The end-of-document id documents are cut at (trainer/doc.h): the tokenizer's, or
+ * -1 without one. TEMPORARY: until shard headers and checkpoints carry the id, a
+ * tokenizer without one takes RETNET_TEST_EOD_ID from the environment (tests only);
+ * this function is the only place that reads it, for retnet-train and retnet-eval.
+ */
+int32_t trainer_eod_id(const struct tokenizer *tok);
 
 #endif

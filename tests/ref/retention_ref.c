@@ -24,9 +24,27 @@ static double ddot(const double *x, const double *y, int64_t n)
 	return s;
 }
 
-/* O[n] = sum_{m <= n} gamma^(n-m) (Q[n] . K[m]) V[m] */
+/* The decay mask with document resets, straight from its definition: gamma^(n-m)
+ * for m <= n, 0 when a document starts in (m, n] (st: the row's starts, or NULL). */
+static double decay(double gamma, const uint8_t *st, int64_t n, int64_t m)
+{
+	if (m > n)
+		return 0.0;
+	for (int64_t j = m + 1; st && j <= n; j++)
+		if (st[j])
+			return 0.0;
+	return pow(gamma, (double)(n - m));
+}
+
+/* The starts of batch row b, or NULL. */
+static const uint8_t *row_starts(const struct retention_dims *d, int64_t b)
+{
+	return d->starts ? d->starts + b * d->seq_len : NULL;
+}
+
+/* O[n] = sum_{m <= n} D[n, m] (Q[n] . K[m]) V[m] */
 static void head_parallel(double *o, const double *q, const double *k, const double *v,
-			  double gamma, const struct retention_dims *d)
+			  double gamma, const uint8_t *st, const struct retention_dims *d)
 {
 	for (int64_t n = 0; n < d->seq_len; n++) {
 		double *on = o + n * d->ldo;
@@ -35,7 +53,7 @@ static void head_parallel(double *o, const double *q, const double *k, const dou
 			on[j] = 0.0;
 		for (int64_t m = 0; m <= n; m++) {
 			const double *vm = v + m * d->ldv;
-			double a = pow(gamma, (double)(n - m)) *
+			double a = decay(gamma, st, n, m) *
 				   ddot(q + n * d->ldq, k + m * d->ldk, d->dk);
 
 			for (int64_t j = 0; j < d->dv; j++)
@@ -44,17 +62,20 @@ static void head_parallel(double *o, const double *q, const double *k, const dou
 	}
 }
 
-/* S_n = gamma S_{n-1} + K[n]^T V[n], O[n] = Q[n] S_n */
+/* S_n = gamma S_{n-1} + K[n]^T V[n], O[n] = Q[n] S_n; S_{n-1} = 0 where a document
+ * starts at n. */
 static void head_recurrent(double *o, double *s, const double *q, const double *k,
-			   const double *v, double gamma, const struct retention_dims *d)
+			   const double *v, double gamma, const uint8_t *st,
+			   const struct retention_dims *d)
 {
 	for (int64_t n = 0; n < d->seq_len; n++) {
 		const double *qn = q + n * d->ldq, *kn = k + n * d->ldk, *vn = v + n * d->ldv;
 		double *on = o + n * d->ldo;
+		double g = st && st[n] ? 0.0 : gamma;
 
 		for (int64_t i = 0; i < d->dk; i++)
 			for (int64_t j = 0; j < d->dv; j++)
-				s[i * d->dv + j] = gamma * s[i * d->dv + j] + kn[i] * vn[j];
+				s[i * d->dv + j] = g * s[i * d->dv + j] + kn[i] * vn[j];
 		for (int64_t j = 0; j < d->dv; j++) {
 			on[j] = 0.0;
 			for (int64_t i = 0; i < d->dk; i++)
@@ -117,7 +138,7 @@ static void head_chunkwise(double *o, double *s, double *next, const double *q,
  */
 static void head_parallel_backward(double *dq, double *dk, double *dv, const double *dout,
 				   const double *q, const double *k, const double *v,
-				   double gamma, const struct retention_dims *d)
+				   double gamma, const uint8_t *st, const struct retention_dims *d)
 {
 	for (int64_t n = 0; n < d->seq_len; n++) {
 		double *dqn = dq + n * d->ldq;
@@ -126,7 +147,7 @@ static void head_parallel_backward(double *dq, double *dk, double *dv, const dou
 			dqn[i] = 0.0;
 		for (int64_t m = 0; m <= n; m++) {
 			const double *km = k + m * d->ldk;
-			double w = pow(gamma, (double)(n - m)) *
+			double w = decay(gamma, st, n, m) *
 				   ddot(dout + n * d->ldo, v + m * d->ldv, d->dv);
 
 			for (int64_t i = 0; i < d->dk; i++)
@@ -143,7 +164,7 @@ static void head_parallel_backward(double *dq, double *dk, double *dv, const dou
 			dvm[j] = 0.0;
 		for (int64_t n = m; n < d->seq_len; n++) {
 			const double *qn = q + n * d->ldq, *don = dout + n * d->ldo;
-			double g = pow(gamma, (double)(n - m));
+			double g = decay(gamma, st, n, m);
 			double wk = g * ddot(don, vm, d->dv), wv = g * ddot(qn, km, d->dk);
 
 			for (int64_t i = 0; i < d->dk; i++)
@@ -165,7 +186,7 @@ void ref_retention_parallel(double *o, const double *q, const double *k, const d
 		for (int64_t h = 0; h < d->heads; h++)
 			head_parallel(o + VO_AT(d, b, h, d->ldo), q + QK_AT(d, b, h, d->ldq),
 				      k + QK_AT(d, b, h, d->ldk), v + VO_AT(d, b, h, d->ldv),
-				      ref_retention_gamma(d->head_offset + h), d);
+				      ref_retention_gamma(d->head_offset + h), row_starts(d, b), d);
 }
 
 void ref_retention_recurrent(double *o, double *state, const double *q, const double *k,
@@ -177,7 +198,7 @@ void ref_retention_recurrent(double *o, double *state, const double *q, const do
 				       state + (b * d->heads + h) * d->dk * d->dv,
 				       q + QK_AT(d, b, h, d->ldq), k + QK_AT(d, b, h, d->ldk),
 				       v + VO_AT(d, b, h, d->ldv),
-				       ref_retention_gamma(d->head_offset + h), d);
+				       ref_retention_gamma(d->head_offset + h), row_starts(d, b), d);
 }
 
 void ref_retention_chunkwise(double *o, double *state, const double *q, const double *k,
@@ -186,6 +207,11 @@ void ref_retention_chunkwise(double *o, double *state, const double *q, const do
 	size_t sdim = (size_t)(d->dk * d->dv);
 	double *s = calloc(sdim, sizeof(double)), *next = calloc(sdim, sizeof(double));
 
+	if (d->starts) {
+		fprintf(stderr, "retention_ref: the chunkwise reference has no document "
+			"resets: use the parallel or recurrent one\n");
+		abort();
+	}
 	if (!s || !next) {
 		fprintf(stderr, "retention_ref: out of memory\n");
 		abort();
@@ -222,7 +248,8 @@ void ref_retention_parallel_backward(double *dq, double *dk, double *dv, const d
 					       q + QK_AT(d, b, h, d->ldq),
 					       k + QK_AT(d, b, h, d->ldk),
 					       v + VO_AT(d, b, h, d->ldv),
-					       ref_retention_gamma(d->head_offset + h), d);
+					       ref_retention_gamma(d->head_offset + h),
+					       row_starts(d, b), d);
 }
 
 void ref_retention_state_grad(double *ds, const double *dout, const double *q,
@@ -237,7 +264,10 @@ void ref_retention_state_grad(double *ds, const double *dout, const double *q,
 
 			for (int64_t i = 0; i < d->dk * d->dv; i++)
 				g[i] = 0.0;
-			for (int64_t n = 0; n < d->seq_len; n++) {
+			const uint8_t *st = row_starts(d, b);
+
+			/* a row at or after the first document start no longer reads it */
+			for (int64_t n = 0; n < d->seq_len && !(st && st[n]); n++) {
 				double w = pow(gamma, (double)(n + 1));
 
 				for (int64_t i = 0; i < d->dk; i++)

@@ -4,6 +4,11 @@
  * the same data layout as trainer/kernels/retention.h (rows of batch * seq_len,
  * head h at columns h*dk / h*dv, row strides from the dims). Simple loops, no
  * tables shared with the kernels (gamma is computed here again). Tests only.
+ *
+ * Document resets (dims->starts): the parallel forms and their backward use
+ * D[n, m] = gamma^(n-m), 0 when a start lies in (m, n], checked start by start; the
+ * recurrent form zeroes the state before a starting token; the state gradient
+ * stops at the first start. The chunkwise reference has none (it aborts).
  */
 #ifndef RN_RETENTION_REF_H
 #define RN_RETENTION_REF_H

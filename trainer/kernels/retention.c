@@ -37,7 +37,7 @@ static int64_t pad16(int64_t n)
 	return (n + 15) & ~(int64_t)15;
 }
 
-static void check_dims(const struct retention_dims *d)
+void retention_check_dims(const struct retention_dims *d)
 {
 	ENSURE(d->batch > 0 && d->seq_len > 0 && d->heads > 0 && d->head_offset >= 0);
 	ENSURE(d->dk > 0 && d->dv > 0);
@@ -47,13 +47,14 @@ static void check_dims(const struct retention_dims *d)
 
 static void check_chunk_dims(const struct retention_dims *d)
 {
-	check_dims(d);
+	retention_check_dims(d);
 	ENSURE(d->chunk > 0 && d->seq_len % d->chunk == 0);
 }
 
-/* gamma^n for n = 0..n_pow-1, each power in double, then rounded once to float. */
-static void decay_powers(float *pw, double gamma, int64_t n_pow)
+void retention_decay_powers(float *pw, int64_t global_head, int64_t n_pow)
 {
+	const double gamma = retention_gamma(global_head);
+
 	for (int64_t n = 0; n < n_pow; n++)
 		pw[n] = (float)pow(gamma, (double)n);
 }
@@ -74,6 +75,7 @@ struct chunk_scratch {
 	float *zeta; /* (C) gamma^(C-1-j): decay of key j up to the chunk's end */
 	float *a;    /* (C, C) masked scores Q K^T .* D, or P in backward */
 	float *w;    /* (C, dk) a row-scaled copy of Q or K, or a product to be scaled */
+	float *xr, *zr; /* (C) xi and zeta of a chunk that holds a document start */
 	float *g;    /* (dk, dv) backward: the gradient G_{c+1} flowing into the state */
 	float *gt;   /* (dk, dv) backward: G_{c+1} with the gradient from later pieces */
 	/* bf16 products only: one copy per chunk of the operands several products read */
@@ -92,7 +94,7 @@ static int64_t scratch_per_thread(const struct retention_dims *d)
 {
 	int64_t c = d->chunk;
 
-	return pad16(c + 1) + 2 * pad16(c) + pad16(c * c) + pad16(c * d->dk) +
+	return pad16(c + 1) + 4 * pad16(c) + pad16(c * c) + pad16(c * d->dk) +
 	       2 * pad16(d->dk * d->dv) + 2 * bf16_floats(c * d->dk) +
 	       2 * bf16_floats(c * d->dv) + bf16_floats(c * c);
 }
@@ -118,6 +120,10 @@ static struct chunk_scratch chunk_scratch_of(float *scratch, const struct retent
 	p += pad16(c);
 	s.zeta = p;
 	p += pad16(c);
+	s.xr = p;
+	p += pad16(c);
+	s.zr = p;
+	p += pad16(c);
 	s.a = p;
 	p += pad16(c * c);
 	s.w = p;
@@ -136,7 +142,7 @@ static struct chunk_scratch chunk_scratch_of(float *scratch, const struct retent
 	p += bf16_floats(c * d->dv);
 	s.a16 = (uint16_t *)p;
 
-	decay_powers(s.pw, retention_gamma(global_head), c + 1);
+	retention_decay_powers(s.pw, global_head, c + 1);
 	for (int64_t i = 0; i < c; i++) {
 		s.xi[i] = s.pw[i + 1];
 		s.zeta[i] = s.pw[c - 1 - i];
@@ -157,6 +163,19 @@ static void apply_decay_mask(float *a, const float *pw, int64_t n)
 	}
 }
 
+/* a (n x n): the scores of row i for keys before the last document start at or
+ * before i are zeroed (st: the chunk's n starts). */
+static void apply_doc_mask(float *a, const uint8_t *st, int64_t n)
+{
+	int64_t seg = 0;
+
+	for (int64_t i = 0; i < n; i++) {
+		if (st[i])
+			seg = i;
+		memset(a + i * n, 0, sizeof(float) * (size_t)seg);
+	}
+}
+
 /* dst (rows x cols, dense) = diag(s) src (row stride ld). */
 static void scale_rows(float *dst, const float *src, const float *s, int64_t rows,
 		       int64_t cols, int64_t ld)
@@ -173,12 +192,6 @@ static void add_scaled_rows(float *dst, const float *src, const float *s, int64_
 	for (int64_t i = 0; i < rows; i++)
 		for (int64_t j = 0; j < cols; j++)
 			dst[i * ld + j] += s[i] * src[i * cols + j];
-}
-
-static void scale(float *x, float s, int64_t n)
-{
-	for (int64_t i = 0; i < n; i++)
-		x[i] *= s;
 }
 
 /* The cached plan for C (+)= op(A) op(B), op(A): m x k, op(B): k x n. */
@@ -209,6 +222,10 @@ static const uint16_t *chunk_bf16(bool on, uint16_t *dst, const float *src, int6
 struct chunk_view {
 	const float *q, *k, *v; /* (C, dk), (C, dk), (C, dv) with strides ldq, ldk, ldv */
 	int64_t row0;           /* first row of the chunk in the (batch * seq_len) rows */
+	/* document starts inside the chunk: st (C) is NULL when it holds none; first
+	 * and last are the rows of its first and last start (C and 0 when none) */
+	const uint8_t *st;
+	int64_t first, last;
 };
 
 static struct chunk_view chunk_at(const float *q, const float *k, const float *v,
@@ -221,7 +238,55 @@ static struct chunk_view chunk_at(const float *q, const float *k, const float *v
 	cv.q = q ? q + cv.row0 * d->ldq + h * d->dk : NULL;
 	cv.k = k ? k + cv.row0 * d->ldk + h * d->dk : NULL;
 	cv.v = v ? v + cv.row0 * d->ldv + h * d->dv : NULL;
+	cv.st = NULL;
+	cv.first = d->chunk;
+	cv.last = 0;
+	for (int64_t i = 0; d->starts && i < d->chunk; i++)
+		if (d->starts[cv.row0 + i]) {
+			if (!cv.st)
+				cv.first = i;
+			cv.st = d->starts + cv.row0;
+			cv.last = i;
+		}
 	return cv;
+}
+
+/*
+ * The decay tables of a chunk: xi, zeta and gamma^C (carry) of the head, or for a
+ * chunk that holds a document start, xi zeroed from its first start on (the state
+ * entering the chunk is no longer seen there), zeta zeroed before its last start
+ * and carry 0 (the state it passes on holds only the keys of its last document).
+ */
+struct chunk_tables {
+	const float *xi, *zeta; /* (C) */
+	float carry;
+};
+
+static struct chunk_tables chunk_tables_of(const struct chunk_scratch *s,
+					   const struct chunk_view *cv, int64_t c)
+{
+	struct chunk_tables t = { s->xi, s->zeta, s->pw[c] };
+
+	if (!cv->st)
+		return t;
+	for (int64_t i = 0; i < c; i++) {
+		s->xr[i] = i < cv->first ? s->xi[i] : 0.0f;
+		s->zr[i] = i >= cv->last ? s->zeta[i] : 0.0f;
+	}
+	t.xi = s->xr;
+	t.zeta = s->zr;
+	t.carry = 0.0f;
+	return t;
+}
+
+/* x = carry x; carry 0 clears x (keeps 0 * inf out). */
+static void carry_state(float *x, float carry, int64_t n)
+{
+	if (carry == 0.0f)
+		memset(x, 0, sizeof(float) * (size_t)n);
+	else
+		for (int64_t i = 0; i < n; i++)
+			x[i] *= carry;
 }
 
 /* x = x + w y elementwise in double, rounded once to float; w = 0 adds nothing
@@ -265,10 +330,13 @@ static void chunk_scores(struct kernels_ctx *ctx, const struct matmul_plan *qk,
 {
 	matmul_run_pre(ctx, qk, s->a, cv->q, q16, cv->k, k16);
 	apply_decay_mask(s->a, s->pw, c);
+	if (cv->st)
+		apply_doc_mask(s->a, cv->st, c);
 }
 
 /* O_c = A V_c, plus (diag(xi) Q_c) S_c when the chunk has a state (S_0 = 0 without a
- * carried state: the term is then skipped, not added as zero). */
+ * carried state: the term is then skipped, not added as zero; so it is when a
+ * document starts at the chunk's first row). */
 static void chunk_output(struct kernels_ctx *ctx, const struct fwd_plans *p, float *oc,
 			 const float *sc, bool has_state, const struct chunk_scratch *s,
 			 const struct chunk_view *cv, const uint16_t *v16,
@@ -276,23 +344,29 @@ static void chunk_output(struct kernels_ctx *ctx, const struct fwd_plans *p, flo
 {
 	chunk_scores(ctx, p->qk, s, cv, NULL, NULL, d->chunk);
 	matmul_run_pre(ctx, p->av, oc, s->a, NULL, cv->v, v16);
-	if (has_state) {
-		scale_rows(s->w, cv->q, s->xi, d->chunk, d->dk, d->ldq);
+	if (has_state && cv->first > 0) {
+		struct chunk_tables t = chunk_tables_of(s, cv, d->chunk);
+
+		scale_rows(s->w, cv->q, t.xi, d->chunk, d->dk, d->ldq);
 		matmul_run(ctx, p->qs, oc, s->w, sc);
 	}
 }
 
-/* next = gamma^C S_c + (diag(zeta) K_c)^T V_c */
+/* next = gamma^C S_c + (diag(zeta) K_c)^T V_c, with the chunk's tables */
 static void chunk_next_state(struct kernels_ctx *ctx, const struct fwd_plans *p, float *next,
 			     const float *sc, const struct chunk_scratch *s,
 			     const struct chunk_view *cv, const uint16_t *v16,
 			     const struct retention_dims *d)
 {
 	int64_t sdim = d->dk * d->dv;
+	struct chunk_tables t = chunk_tables_of(s, cv, d->chunk);
 
-	for (int64_t i = 0; i < sdim; i++)
-		next[i] = s->pw[d->chunk] * sc[i];
-	scale_rows(s->w, cv->k, s->zeta, d->chunk, d->dk, d->ldk);
+	if (t.carry == 0.0f)
+		memset(next, 0, sizeof(float) * (size_t)sdim);
+	else
+		for (int64_t i = 0; i < sdim; i++)
+			next[i] = t.carry * sc[i];
+	scale_rows(s->w, cv->k, t.zeta, d->chunk, d->dk, d->ldk);
 	matmul_run_pre(ctx, p->kv, next, s->w, NULL, cv->v, v16);
 }
 
@@ -405,15 +479,18 @@ static void chunkwise_output_pair(struct kernels_ctx *ctx, const struct fwd_plan
 	int64_t c = d->chunk, nchunks = d->seq_len / c, sdim = d->dk * d->dv;
 	int64_t gh = d->head_offset + h;
 	struct chunk_scratch s = chunk_scratch_of(scratch, d, gh);
+	bool reset = false; /* a document started in an earlier chunk of the piece */
 
 	for (int64_t ci = 0; ci < nchunks; ci++) {
 		struct chunk_view cv = chunk_at(q, k, v, d, b, h, ci);
 		float *sc = saved + ci * sdim;
 
 		/* S_c = S_c(from zero) + gamma^(cC) s_in: the state of the whole sequence
-		 * so far, which the inter-chunk term reads and backward reads again. */
-		if (s_in)
+		 * so far, which the inter-chunk term reads and backward reads again;
+		 * after a document start s_in is no longer part of it. */
+		if (s_in && !reset)
 			fold_state(sc, s_in, retention_decay(gh, ci * c), sdim);
+		reset = reset || cv.st;
 		chunk_output(ctx, p, o + cv.row0 * d->ldo + h * d->dv, sc, ci > 0 || s_in, &s,
 			     &cv, NULL, d);
 	}
@@ -460,17 +537,20 @@ static void state_grad_pair(struct kernels_ctx *ctx, const struct matmul_plan *q
 		for (int64_t i = 0; i < c; i++) {
 			float w = (float)retention_decay(gh, ci * c + i + 1);
 
-			if (w < FLT_MIN)
+			if (w < FLT_MIN || (cv.st && i >= cv.first))
 				w = 0.0f;
 			if (i == 0)
 				w0 = w;
 			for (int64_t j = 0; j < dk; j++)
 				s.w[i * dk + j] = w * cv.q[i * d->ldq + j];
 		}
-		/* Weights only shrink along the piece: nothing further contributes. */
+		/* Weights only shrink along the piece, and are 0 after a document start:
+		 * nothing further contributes. */
 		if (w0 == 0.0f)
 			break;
 		matmul_run(ctx, qdo, ds, s.w, doc);
+		if (cv.st)
+			break;
 	}
 }
 
@@ -546,14 +626,16 @@ static bool all_zero(const float *x, int64_t n)
 }
 
 /* The gradient flowing into S_{ci+1} from everything after it, for global head gh:
- * G_{ci+1}, ds_out decayed, both, or NULL when both are zero (the term is skipped). */
+ * G_{ci+1}, ds_out decayed, both, or NULL when both are zero (the term is skipped).
+ * reset: a document starts after chunk ci in the piece, so S_{ci+1} does not reach
+ * the state the piece passes on, nor ds_out it. */
 static const float *grad_after(const struct chunk_scratch *s, const float *ds_out,
-			       int64_t ci, int64_t nchunks, int64_t gh,
+			       int64_t ci, int64_t nchunks, int64_t gh, bool reset,
 			       const struct retention_dims *d)
 {
 	int64_t sdim = d->dk * d->dv;
 
-	if (!ds_out)
+	if (!ds_out || reset)
 		return ci + 1 < nchunks ? s->g : NULL;
 	if (ci + 1 == nchunks)
 		return ds_out;
@@ -575,6 +657,7 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 	/* An incoming state (streaming, or a later piece of a sequence) was read by
 	 * chunk 0; from a zero state its dQ term vanishes and is skipped. */
 	const bool has_s0 = !all_zero(saved, sdim);
+	bool reset = false; /* a document starts in a later chunk */
 
 	memset(s.g, 0, sizeof(float) * sdim);
 	for (int64_t ci = nchunks - 1; ci >= 0; ci--) {
@@ -583,8 +666,10 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 		float *dqc = dq + cv.row0 * d->ldq + h * dkw;
 		float *dkc = dk + cv.row0 * d->ldk + h * dkw;
 		float *dvc = dv + cv.row0 * d->ldv + h * dvw;
-		bool has_state = ci > 0 || has_s0;
-		const float *gnext = grad_after(&s, ds_out, ci, nchunks, d->head_offset + h, d);
+		bool has_state = (ci > 0 || has_s0) && cv.first > 0;
+		const float *gnext = grad_after(&s, ds_out, ci, nchunks, d->head_offset + h,
+						reset, d);
+		struct chunk_tables t = chunk_tables_of(&s, &cv, c);
 		/* Each read by two to four of the products below: converted once. */
 		const uint16_t *q16 = chunk_bf16(bf16, s.q16, cv.q, c, dkw, d->ldq);
 		const uint16_t *k16 = chunk_bf16(bf16, s.k16, cv.k, c, dkw, d->ldk);
@@ -594,32 +679,37 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 
 		matmul_run_pre(ctx, p->dov, s.a, doc, do16, cv.v, v16);
 		apply_decay_mask(s.a, s.pw, c);
+		if (cv.st)
+			apply_doc_mask(s.a, cv.st, c);
 		a16 = chunk_bf16(bf16, s.a16, s.a, c, c, c);
 		matmul_run_pre(ctx, p->pk, dqc, s.a, a16, cv.k, k16);
 		if (has_state) {
 			matmul_run_pre(ctx, p->dos, s.w, doc, do16, saved + ci * sdim, NULL);
-			add_scaled_rows(dqc, s.w, s.xi, c, dkw, d->ldq);
+			add_scaled_rows(dqc, s.w, t.xi, c, dkw, d->ldq);
 		}
 		matmul_run_pre(ctx, p->ptq, dkc, s.a, a16, cv.q, q16);
 		if (gnext) {
 			matmul_run_pre(ctx, p->vg, s.w, cv.v, v16, gnext, NULL);
-			add_scaled_rows(dkc, s.w, s.zeta, c, dkw, d->ldk);
+			add_scaled_rows(dkc, s.w, t.zeta, c, dkw, d->ldk);
 		}
 
 		/* Recompute the masked scores rather than saving C x C per chunk. */
 		chunk_scores(ctx, p->qk, &s, &cv, q16, k16, c);
 		matmul_run_pre(ctx, p->atdo, dvc, s.a, NULL, doc, do16);
 		if (gnext) {
-			scale_rows(s.w, cv.k, s.zeta, c, dkw, d->ldk);
+			scale_rows(s.w, cv.k, t.zeta, c, dkw, d->ldk);
 			matmul_run(ctx, p->kg, dvc, s.w, gnext);
 		}
 
 		/* G_0 is not needed here: the caller gets it from state_grad. */
 		if (ci > 0) {
-			scale(s.g, s.pw[c], sdim);
-			scale_rows(s.w, cv.q, s.xi, c, dkw, d->ldq);
-			matmul_run_pre(ctx, p->qdo, s.g, s.w, NULL, doc, do16);
+			carry_state(s.g, t.carry, sdim);
+			if (cv.first > 0) {
+				scale_rows(s.w, cv.q, t.xi, c, dkw, d->ldq);
+				matmul_run_pre(ctx, p->qdo, s.g, s.w, NULL, doc, do16);
+			}
 		}
+		reset = reset || cv.st;
 	}
 }
 
@@ -644,176 +734,5 @@ void retention_chunkwise_backward(struct kernels_ctx *ctx, float *dq, float *dk,
 		chunkwise_backward_pair(ctx, &plans, dq, dk, dv, scratch, dout, q, k, v,
 					saved_states + pr * nchunks * sdim,
 					ds_out ? ds_out + pr * sdim : NULL, dims, b, h);
-	}
-}
-
-/* ---------------------------------------------------------------------------------
- * Recurrent form: S_n = gamma S_{n-1} + K[n]^T V[n], O[n] = Q[n] S_n.
- *
- * The state is carried in double through the tokens of a call and rounded to float
- * once at its end. A float state multiplied by gamma at every token cannot decay a
- * head whose 1 - gamma is below half a float ulp: gamma rounds to 1.0f from global
- * head 20 on (1 - 2^-25), and even an exact gamma times S rounds back to S. A
- * double resolves 2^-53: the decay 2^-(5+h) of every head a model can have.
- *
- * Row i of S depends only on row i of the earlier S, so each row (in blocks of
- * REC_BLOCK columns, a double copy on the stack) is swept over all tokens, and O[n]
- * gets its terms q[n, i] S_n[i, :] in the order i = 0, 1, ..., as a dot product
- * would add them. Nothing is allocated.
- */
-enum { REC_BLOCK = 64 };
-
-static void recurrent_pair(float *o, float *st, const float *q, const float *k,
-			   const float *v, const struct retention_dims *d, int64_t b, int64_t h)
-{
-	const double gamma = retention_gamma(d->head_offset + h);
-	int64_t row0 = b * d->seq_len;
-	double s[REC_BLOCK];
-
-	for (int64_t t = 0; t < d->seq_len; t++)
-		memset(o + (row0 + t) * d->ldo + h * d->dv, 0, sizeof(float) * d->dv);
-	for (int64_t i = 0; i < d->dk; i++)
-		for (int64_t j0 = 0; j0 < d->dv; j0 += REC_BLOCK) {
-			int64_t nb = d->dv - j0 < REC_BLOCK ? d->dv - j0 : REC_BLOCK;
-			float *srow = st + i * d->dv + j0;
-
-			for (int64_t j = 0; j < nb; j++)
-				s[j] = srow[j];
-			for (int64_t t = 0; t < d->seq_len; t++) {
-				int64_t row = row0 + t;
-				double ki = k[row * d->ldk + h * d->dk + i];
-				double qi = q[row * d->ldq + h * d->dk + i];
-				const float *vr = v + row * d->ldv + h * d->dv + j0;
-				float *orow = o + row * d->ldo + h * d->dv + j0;
-
-				for (int64_t j = 0; j < nb; j++) {
-					s[j] = gamma * s[j] + ki * (double)vr[j];
-					orow[j] = (float)((double)orow[j] + qi * s[j]);
-				}
-			}
-			for (int64_t j = 0; j < nb; j++)
-				srow[j] = (float)s[j];
-		}
-}
-
-void retention_recurrent_forward(float *o, float *state, const float *q, const float *k,
-				 const float *v, const struct retention_dims *dims)
-{
-	int64_t pairs = dims->batch * dims->heads;
-
-	check_dims(dims);
-#pragma omp parallel for schedule(static)
-	for (int64_t pr = 0; pr < pairs; pr++)
-		recurrent_pair(o, state + pr * dims->dk * dims->dv, q, k, v, dims,
-			       pr / dims->heads, pr % dims->heads);
-}
-
-/* ---------------------------------------------------------------------------------
- * Parallel form and its backward: test oracles, O(T^2) per pair, plain loops.
- */
-
-static float dot(const float *x, const float *y, int64_t n)
-{
-	float s = 0.0f;
-
-	for (int64_t i = 0; i < n; i++)
-		s += x[i] * y[i];
-	return s;
-}
-
-/* y += a x */
-static void axpy(float *y, float a, const float *x, int64_t n)
-{
-	for (int64_t i = 0; i < n; i++)
-		y[i] += a * x[i];
-}
-
-void retention_parallel_forward(float *o, const float *q, const float *k, const float *v,
-				const struct retention_dims *dims)
-{
-	const struct retention_dims *d = dims;
-	int64_t pairs = d->batch * d->heads, t_len = d->seq_len;
-
-	check_dims(d);
-#pragma omp parallel
-	{
-		/* A row of masked scores and the decay table, per thread. */
-		float *a = xmalloc(sizeof(float) * (size_t)t_len);
-		float *pw = xmalloc(sizeof(float) * (size_t)t_len);
-
-#pragma omp for schedule(static)
-		for (int64_t pr = 0; pr < pairs; pr++) {
-			int64_t b = pr / d->heads, h = pr % d->heads;
-			int64_t base = b * t_len;
-
-			decay_powers(pw, retention_gamma(d->head_offset + h), t_len);
-			for (int64_t n = 0; n < t_len; n++) {
-				const float *qn = q + (base + n) * d->ldq + h * d->dk;
-				float *on = o + (base + n) * d->ldo + h * d->dv;
-
-				for (int64_t m = 0; m <= n; m++)
-					a[m] = pw[n - m] *
-					       dot(qn, k + (base + m) * d->ldk + h * d->dk, d->dk);
-				memset(on, 0, sizeof(float) * d->dv);
-				for (int64_t m = 0; m <= n; m++)
-					axpy(on, a[m], v + (base + m) * d->ldv + h * d->dv, d->dv);
-			}
-		}
-		free(a);
-		free(pw);
-	}
-}
-
-/* Zero the head columns [h*w, (h+1)*w) of `rows` rows of x (row stride ld). */
-static void zero_head(float *x, int64_t rows, int64_t ld, int64_t col0, int64_t w)
-{
-	for (int64_t r = 0; r < rows; r++)
-		memset(x + r * ld + col0, 0, sizeof(float) * w);
-}
-
-/*
- * With A = (Q K^T) .* D and dA = (dO V^T) .* D:
- * dQ = dA K, dK = dA^T Q, dV = A^T dO, one score (n, m) at a time.
- */
-void retention_parallel_backward(float *dq, float *dk, float *dv, const float *dout,
-				 const float *q, const float *k, const float *v,
-				 const struct retention_dims *dims)
-{
-	const struct retention_dims *d = dims;
-	int64_t pairs = d->batch * d->heads, t_len = d->seq_len;
-
-	check_dims(d);
-#pragma omp parallel
-	{
-		float *pw = xmalloc(sizeof(float) * (size_t)t_len);
-
-#pragma omp for schedule(static)
-		for (int64_t pr = 0; pr < pairs; pr++) {
-			int64_t b = pr / d->heads, h = pr % d->heads;
-			int64_t base = b * t_len;
-			int64_t cq = h * d->dk, cv = h * d->dv;
-
-			decay_powers(pw, retention_gamma(d->head_offset + h), t_len);
-			zero_head(dk + base * d->ldk, t_len, d->ldk, cq, d->dk);
-			zero_head(dv + base * d->ldv, t_len, d->ldv, cv, d->dv);
-			for (int64_t n = 0; n < t_len; n++) {
-				const float *qn = q + (base + n) * d->ldq + cq;
-				const float *don = dout + (base + n) * d->ldo + cv;
-				float *dqn = dq + (base + n) * d->ldq + cq;
-
-				memset(dqn, 0, sizeof(float) * d->dk);
-				for (int64_t m = 0; m <= n; m++) {
-					const float *km = k + (base + m) * d->ldk + cq;
-					const float *vm = v + (base + m) * d->ldv + cv;
-					float a = pw[n - m] * dot(qn, km, d->dk);
-					float da = pw[n - m] * dot(don, vm, d->dv);
-
-					axpy(dqn, da, km, d->dk);
-					axpy(dk + (base + m) * d->ldk + cq, da, qn, d->dk);
-					axpy(dv + (base + m) * d->ldv + cv, a, don, d->dv);
-				}
-			}
-		}
-		free(pw);
 	}
 }

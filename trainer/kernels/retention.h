@@ -7,7 +7,9 @@
  *   chunkwise  O_c = ((Q_c K_c^T) .* D) V_c + diag(xi) Q_c S_c,
  *              S_{c+1} = gamma^C S_c + K_c^T diag(zeta) V_c
  *
- * with the hand-written chunkwise backward (and the parallel backward as an oracle).
+ * with the hand-written chunkwise backward. This header has the dims every form
+ * takes, the decay helpers and the chunkwise kernels; the parallel and recurrent
+ * forms (and the parallel backward, an oracle) are plain loops in retention_forms.h.
  * Q, K, V, O are the projections as the model lays them out: (batch * seq_len) rows,
  * head h of Q/K at columns h*dk.., of V/O at h*dv.., with the given row strides.
  * The caller has already scaled K by 1/sqrt(dk) and rotated Q and K.
@@ -16,6 +18,12 @@
  * gamma = 1 - 2^(-5 - (head_offset + h)), so a tensor-parallel rank passes its first
  * head's global index and nothing else. The chunkwise path allocates nothing of size
  * T x T; its per-chunk products run on oneDNN matmul plans. Knows nothing of MPI.
+ *
+ * Document resets (dims->starts, docs/model.md "Document resets"): per chunk, the
+ * scores are masked across a start, the incoming state reaches only the rows before
+ * the chunk's first start (xi zeroed from it on), and the state passed on holds only
+ * the keys from the chunk's last start on (zeta zeroed before it, gamma^C S_c
+ * dropped); backward uses the same masked tables.
  *
  * Context parallelism: the chunkwise form also runs on one piece of a longer
  * sequence (dims->seq_len is then the piece's length), split into the passes around
@@ -36,6 +44,14 @@ struct retention_dims {
 	int64_t head_offset;     /* global index of local head 0 */
 	int64_t dk, dv, chunk;
 	int64_t ldq, ldk, ldv, ldo; /* row strides (elements) */
+	/*
+	 * Document starts, (batch, seq_len), nonzero where a document starts; NULL: none
+	 * (then every form runs exactly as without this field). The state is zeroed
+	 * before a starting token, in every form: D[n, m] = 0 when a start lies in
+	 * (m, n], and a start at row 0 discards the state carried in (streaming, or
+	 * s_in of a context-parallel piece). Not owned; not read by the size queries.
+	 */
+	const uint8_t *starts;
 };
 
 /* gamma of global head g. */
@@ -51,26 +67,19 @@ double retention_gamma(int64_t global_head);
  */
 double retention_decay(int64_t global_head, int64_t n);
 
+/* gamma^n of global head g for n = 0..n_pow-1 into pw (n_pow), each power in double
+ * rounded once to float: the decay tables of every form. */
+void retention_decay_powers(float *pw, int64_t global_head, int64_t n_pow);
+
+/* Checks (ENSURE) the sizes and row strides every form needs; the chunkwise kernels
+ * also check that chunk divides seq_len. */
+void retention_check_dims(const struct retention_dims *dims);
+
 /* Floats of the per-chunk state saved by the chunkwise forward for backward:
  * (batch, heads, seq_len/chunk, dk, dv), the state S_c entering each chunk. */
 int64_t retention_state_floats(const struct retention_dims *dims);
 /* Floats of scratch the chunkwise forward and backward need (all threads). */
 int64_t retention_scratch_floats(const struct retention_dims *dims);
-
-/* O = parallel form. Allocates a T x T buffer per thread: tests and small T only. */
-void retention_parallel_forward(float *o, const float *q, const float *k, const float *v,
-				const struct retention_dims *dims);
-
-/*
- * Recurrent form over seq_len tokens, continuing from `state` (batch, heads, dk, dv),
- * which it updates in place (zero it for a fresh sequence). Constant memory per token.
- * Within a call the state is carried in double, decayed by the exact gamma, and
- * rounded to float once at the end, so a head whose gamma rounds to 1.0f (global
- * head 20 on) still decays; a caller that feeds one token per call (generation)
- * rounds the state once per token.
- */
-void retention_recurrent_forward(float *o, float *state, const float *q, const float *k,
-				 const float *v, const struct retention_dims *dims);
 
 /*
  * Chunkwise form. saved_states (retention_state_floats) receives S_c for each chunk,
@@ -150,10 +159,5 @@ void retention_chunkwise_output(struct kernels_ctx *ctx, float *o, float *saved_
 void retention_chunkwise_state_grad(struct kernels_ctx *ctx, float *ds_in, float *scratch,
 				    const float *dout, const float *q,
 				    const struct retention_dims *dims);
-
-/* Parallel-form backward, an oracle for tests. OVERWRITES dq, dk, dv. */
-void retention_parallel_backward(float *dq, float *dk, float *dv, const float *dout,
-				 const float *q, const float *k, const float *v,
-				 const struct retention_dims *dims);
 
 #endif

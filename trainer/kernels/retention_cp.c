@@ -26,9 +26,11 @@ static void check_scan(int64_t piece, int64_t cp, const struct retention_dims *d
 }
 
 /* dst = sum over q = from, from + step, ..., until `to` (exclusive) of
- * W^(steps from q to the end) x[q], per element, for every (batch, head) pair. */
+ * W^(steps from q to the end) x[q], per element, for every (batch, head) pair.
+ * Step q multiplies what came before it by the decay through piece q: W, or 0 when
+ * piece q of the pair's batch row holds a document start (piece_starts). */
 static void scan(float *dst, const float *x, int64_t from, int64_t to, int64_t step,
-		 const struct retention_dims *d)
+		 const uint8_t *piece_starts, const struct retention_dims *d)
 {
 	int64_t sdim = d->dk * d->dv, pairs = d->batch * d->heads;
 	int64_t stride = retention_cp_state_floats(d);
@@ -39,29 +41,36 @@ static void scan(float *dst, const float *x, int64_t from, int64_t to, int64_t s
 		const float *xp = x + pr * sdim;
 		float *out = dst + pr * sdim;
 
+		const int64_t b = pr / d->heads;
+
 		for (int64_t i = 0; i < sdim; i++) {
 			double acc = 0.0;
 
-			for (int64_t q = from; q != to; q += step)
+			for (int64_t q = from; q != to; q += step) {
+				/* a reset drops acc rather than multiplying it by 0 (inf) */
+				if (piece_starts && piece_starts[q * d->batch + b])
+					acc = 0.0;
 				acc = w * acc + (double)xp[q * stride + i];
+			}
 			out[i] = (float)acc;
 		}
 	}
 }
 
 void retention_cp_scan_states(float *s_in, const float *summaries, int64_t piece, int64_t cp,
-			      const struct retention_dims *dims)
+			      const uint8_t *piece_starts, const struct retention_dims *dims)
 {
 	check_scan(piece, cp, dims);
 	/* Horner from the first piece: the summary of piece p-1 is added last, undecayed. */
-	scan(s_in, summaries, 0, piece, 1, dims);
+	scan(s_in, summaries, 0, piece, 1, piece_starts, dims);
 }
 
 void retention_cp_scan_grads(float *ds_out, const float *ds_in_locals, int64_t piece,
-			     int64_t cp, const struct retention_dims *dims)
+			     int64_t cp, const uint8_t *piece_starts,
+			     const struct retention_dims *dims)
 {
 	check_scan(piece, cp, dims);
 	ENSURE(piece < cp);
 	/* Horner from the last piece: ds_in_local(p+1) is added last, undecayed. */
-	scan(ds_out, ds_in_locals, cp - 1, piece, -1, dims);
+	scan(ds_out, ds_in_locals, cp - 1, piece, -1, piece_starts, dims);
 }

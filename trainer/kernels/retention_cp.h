@@ -8,6 +8,12 @@
  * gathered into what piece p needs: the state entering it, and the gradient flowing
  * into the state it leaves. Per head they cost O(cp dk dv).
  *
+ * Document resets: piece_starts (cp, batch) is nonzero where piece q of batch row b
+ * holds a document start (anywhere in it, its first row included), NULL when no
+ * piece does. Such a piece passes on nothing from before it: in both scans its
+ * decay factor gamma^T_p becomes 0 (the kernels have already kept its summary to
+ * the keys after its last start, and its ds_in_local to the rows before its first).
+ *
  * Does not communicate (the all-gathers are the caller's) and never sees Q, K, V or
  * a rank: the piece index and the piece count arrive as plain ints.
  */
@@ -34,7 +40,7 @@ int64_t retention_cp_state_floats(const struct retention_dims *dims);
  * them (seq_len = T_p), with the local heads and head_offset of the rank.
  */
 void retention_cp_scan_states(float *s_in, const float *summaries, int64_t piece, int64_t cp,
-			      const struct retention_dims *dims);
+			      const uint8_t *piece_starts, const struct retention_dims *dims);
 
 /*
  * The gradient flowing into the state after piece p, 0 <= p < cp, from the later
@@ -49,6 +55,7 @@ void retention_cp_scan_states(float *s_in, const float *summaries, int64_t piece
  * piece's retention_chunkwise_state_grad in piece order; dims as for the states.
  */
 void retention_cp_scan_grads(float *ds_out, const float *ds_in_locals, int64_t piece,
-			     int64_t cp, const struct retention_dims *dims);
+			     int64_t cp, const uint8_t *piece_starts,
+			     const struct retention_dims *dims);
 
 #endif
