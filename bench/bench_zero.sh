@@ -16,12 +16,16 @@
 #     a save; for --async-save plus the wait the final save had for it), synchronous
 #     against asynchronous, ROUNDS rounds, medians (target: async loses at most 10%
 #     of what sync loses).
+#     SAVE_RANKS (2) sets the data-parallel size of part 3 (with 1, a core is left
+#     free for the writer thread), SAVE_MODELS ("small big") its models.
 # Usage: bench/bench_zero.sh [BUILD_DIR]   knobs: ROUNDS (5), PARTS ("1 2 3"),
 #   CKPT_DIR (where checkpoints go; default a directory under /tmp), OUT (out/bench-zero)
 set -euo pipefail
 BUILD=${1:-build}
 ROUNDS=${ROUNDS:-5}
 PARTS=${PARTS:-1 2 3}
+SAVE_RANKS=${SAVE_RANKS:-2}
+SAVE_MODELS=${SAVE_MODELS:-small big}
 OUT=${OUT:-out/bench-zero}
 cd "$(dirname "$0")/.."
 CORPUS=$BUILD/bench-corpus/kjv
@@ -76,8 +80,10 @@ if [[ " $PARTS " == *" 2 "* ]]; then
 			name=speed-r$r${flag:+-zero}
 			# 6 steps; the last log line covers steps 5 and 6 (after the warm-up)
 			train "$name" 2 1 "${SMALL[@]}" --train-iters 6 --log-interval 4 $flag
+			kind=plain
+			[[ -n $flag ]] && kind=zero
 			tail -n 1 "$OUT/$name.jsonl" | grep -o '"tokens_per_sec":[^,}]*' | cut -d: -f2 \
-				>>"$OUT/speed-${flag:+zero}${flag:-plain}.txt"
+				>>"$OUT/speed-$kind.txt"
 		done
 		echo "round $r: all-reduce $(tail -n 1 "$OUT/speed-plain.txt") tokens/s, distributed" \
 			"$(tail -n 1 "$OUT/speed-zero.txt") tokens/s"
@@ -90,10 +96,10 @@ fi
 
 # ---- 3. what a save costs training ------------------------------------------------
 if [[ " $PARTS " == *" 3 "* ]]; then
-	echo "## 3. training time lost to one checkpoint, DP=2 x 1 thread, median of $ROUNDS rounds"
+	echo "## 3. training time lost to one checkpoint, DP=$SAVE_RANKS x 1 thread, median of $ROUNDS rounds"
 	echo "| model | checkpoint MB | sync: lost s | async: lost s | async / sync |"
 	echo "|---|---|---|---|---|"
-	for model in small big; do
+	for model in $SAVE_MODELS; do
 		if [[ $model == small ]]; then args=("${SMALL[@]}") iters=8; else
 			args=("${BIG[@]}" --global-batch-size 2) iters=12
 		fi
@@ -101,13 +107,14 @@ if [[ " $PARTS " == *" 3 "* ]]; then
 		: >"$OUT/save-$model-async.txt"
 		for ((r = 1; r <= ROUNDS; r++)); do
 			rm -rf "$CK"/*
-			train "save-$model-none" 2 1 "${args[@]}" --train-iters $iters --log-interval 1
+			train "save-$model-none" "$SAVE_RANKS" 1 "${args[@]}" --train-iters $iters \
+				--log-interval 1
 			base=$(field "$OUT/save-$model-none.jsonl" elapsed_s)
 			for mode in sync async; do
 				flag=()
 				[[ $mode == async ]] && flag=(--async-save)
 				rm -rf "${CK:?}/$mode"
-				train "save-$model-$mode" 2 1 "${args[@]}" --train-iters $iters \
+				train "save-$model-$mode" "$SAVE_RANKS" 1 "${args[@]}" --train-iters $iters \
 					--log-interval 1 --save "$CK/$mode" --save-interval $((iters / 2)) \
 					--keep-last 1 "${flag[@]}"
 				el=$(field "$OUT/save-$model-$mode.jsonl" elapsed_s)
