@@ -372,7 +372,7 @@ int main(int argc, char **argv)
 
 	/* Document resets as the checkpoint was trained (or as the flags say): the
 	 * end-of-document id they need, -1 when off. */
-	const int32_t eod = s->reset_attention_mask ? trainer_eod_id(&ck->tok) : -1;
+	const int32_t eod = s->reset_attention_mask ? ck->tok.eod_id : -1;
 
 	if (s->reset_attention_mask && eod < 0)
 		snprintf(err, sizeof(err), "--reset-attention-mask (%s): the checkpoint's tokenizer "

@@ -267,6 +267,7 @@ int train_ckpt_read_info(const char *dir, int64_t iteration, struct ckpt_info *i
 	info->cp = 1; /* what a file without layout/context_parallel_size was written at */
 	info->n_merges = -1;
 	info->eod_id = -1;
+	info->tok.eod_id = -1; /* no end-of-document id (a zeroed one would be token 0) */
 	n = attr_refs(info, refs);
 	attrs_of(attrs, refs, n, false);
 	if (ckpt_load(dir, iteration, NULL, 0, attrs, n, comm, err, errlen))

@@ -98,15 +98,6 @@ static _Noreturn void exit_agreed(const char *err)
 
 /* ---- create ---------------------------------------------------------------- */
 
-int32_t trainer_eod_id(const struct tokenizer *tok)
-{
-	/* Tests only, until shard headers and checkpoints carry the end-of-document id:
-	 * take this id (the byte tokenizer's newline, 10, makes each line a document). */
-	if (tok->eod_id < 0 && getenv("RETNET_TEST_EOD_ID"))
-		return (int32_t)atoi(getenv("RETNET_TEST_EOD_ID"));
-	return tok->eod_id;
-}
-
 static void open_data(struct trainer *t)
 {
 	const struct run_spec *s = t->s;
@@ -123,7 +114,6 @@ static void open_data(struct trainer *t)
 			 "%u, the model --vocab-size %lld", t->train.tok.id, t->train.tok.vocab,
 			 (long long)s->vocab_size);
 	mpi_setup_agree_or_exit(t->train.tok.vocab == (uint32_t)s->vocab_size, err);
-	t->train.tok.eod_id = trainer_eod_id(&t->train.tok);
 	if (t->train.tok.eod_id < 0)
 		snprintf(err, sizeof(err), "%s: the corpus's tokenizer has no end-of-document "
 			 "token; prepare it with retnet-prep --append-eod",

@@ -54,12 +54,4 @@ int trainer_run(struct trainer *t, int64_t start);
 void trainer_report(struct trainer *t);
 void trainer_destroy(struct trainer *t);
 
-/*
- * The end-of-document id documents are cut at (trainer/doc.h): the tokenizer's, or
- * -1 without one. TEMPORARY: until shard headers and checkpoints carry the id, a
- * tokenizer without one takes RETNET_TEST_EOD_ID from the environment (tests only);
- * this function is the only place that reads it, for retnet-train and retnet-eval.
- */
-int32_t trainer_eod_id(const struct tokenizer *tok);
-
 #endif

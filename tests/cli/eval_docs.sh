@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# retnet-eval on a checkpoint trained with --reset-attention-mask
-# (RETNET_TEST_EOD_ID=10: the byte tokenizer's newline ends a document):
+# retnet-eval on a checkpoint trained with --reset-attention-mask (each verse a
+# document, ended by <|endoftext|> of the small GPT-2 vocabulary of tests/fixtures):
 #  (1) the checkpoint records config/reset_attention_mask = 1 and
 #      config/eod_mask_loss = 0;
 #  (2) windows mode applies the resets by default: its nll equals the trainer's own
@@ -10,23 +10,39 @@
 #      pieces of 24 = pieces of 64 (a start on a piece's first token too), unlike the
 #      stream without resets;
 #  (4) without an end-of-document id, or with both flags: one line, exit 2.
-# Usage: eval_docs.sh BUILD_DIR CORPUS_PREFIX
+# Usage: eval_docs.sh BUILD_DIR CORPUS_PREFIX FIXTURES_DIR
 set -u
-BUILD=${1:?usage: eval_docs.sh BUILD_DIR CORPUS_PREFIX}
+BUILD=${1:?usage: eval_docs.sh BUILD_DIR CORPUS_PREFIX FIXTURES_DIR}
 CORPUS=${2:?usage}
+FX=${3:?usage}
 source "$(dirname "$0")/lib.sh"
 test_setup eval_docs
 export OMP_NUM_THREADS=1
 EVAL="$BUILD/retnet-eval"
 
-# Held-out text of exactly 96 x 64 + 1 bytes: whole windows of 64 for both programs.
-head -c 2000000 "$CORPUS.txt" | tail -c $((96 * 64 + 1)) >"$T/held.txt"
-head -c 1000000 "$CORPUS.txt" >"$T/train.txt"
-"$BUILD/data/retnet-prep" --output-prefix "$T/c" --held-out "$T/held.txt" "$T/train.txt" \
-	>/dev/null
-export RETNET_TEST_EOD_ID=10
+PREP=("$BUILD/data/retnet-prep" --force --tokenizer-type GPT2BPETokenizer
+	--vocab-file "$FX/gpt2_vocab.json" --merge-file "$FX/gpt2_merges.txt" --append-eod
+	--split-documents blank-line)
+docs() { awk '{ print; print "" }'; } # each verse a document
+head -c 1000000 "$CORPUS.txt" | docs >"$T/train.txt"
+head -c 2000000 "$CORPUS.txt" | tail -c 40000 | docs >"$T/held-all.txt"
+# A held-out shard of exactly 96 x 64 + 1 tokens, whole windows of 64 for both
+# programs: the longest prefix of held-all.txt (bisection on its bytes) that makes
+# no more tokens, which with one token more or less per byte makes exactly that many.
+held_tokens() { # held_tokens BYTES: tokens of that prefix, EOD tokens included
+	head -c "$1" "$T/held-all.txt" >"$T/held.txt"
+	"${PREP[@]}" --output-prefix "$T/c" --held-out "$T/held.txt" "$T/train.txt" 2>&1 |
+		sed -n 's/.*c-valid.bin: \([0-9]*\) tokens.*/\1/p'
+}
+want=$((96 * 64 + 1))
+lo=1 hi=$(stat -c %s "$T/held-all.txt")
+while ((lo < hi)); do
+	mid=$(((lo + hi + 1) / 2))
+	if (($(held_tokens "$mid") <= want)); then lo=$mid; else hi=$((mid - 1)); fi
+done
+check "held-out shard of $want tokens" test "$(held_tokens "$lo")" = "$want"
 check "tiny model trained with --reset-attention-mask" "$BUILD/retnet-train" \
-	--data-path "$T/c-train.bin" --valid-data-path "$T/c-valid.bin" --num-layers 2 \
+	--data-path "$T/c-train.bin" --valid-data-path "$T/c-valid.bin" --vocab-size 558 --num-layers 2 \
 	--hidden-size 64 --num-heads 4 --seq-length 64 --chunk-size 8 --micro-batch-size 4 \
 	--train-iters 10 --lr 3e-3 --eval-iters 24 --reset-attention-mask --save "$T/ck" \
 	--metrics "$T/train.jsonl" >"$T/train.log" 2>&1
@@ -75,7 +91,13 @@ check "stream: the resets change the nll" differ sn s64
 expect_user_error "both flags" "--no-reset-attention-mask: not with --reset-attention-mask" \
 	"$EVAL" --load "$T/ck" --data "$T/c-valid.bin" --reset-attention-mask \
 	--no-reset-attention-mask
+"$BUILD/data/retnet-prep" --output-prefix "$T/bytes" --held-out-fraction 0.5 "$T/held.txt" \
+	>/dev/null
+check "a byte-tokenizer model without resets" "$BUILD/retnet-train" \
+	--data-path "$T/bytes-train.bin" --num-layers 1 --hidden-size 32 --num-heads 2 \
+	--seq-length 16 --chunk-size 8 --micro-batch-size 1 --global-batch-size 1 \
+	--train-iters 1 --save "$T/ck-bytes" >"$T/bytes.log" 2>&1
 expect_user_error "resets without an end-of-document id" \
-	"--reset-attention-mask \\(the checkpoint's\\): the checkpoint's tokenizer has no end-of-document token" \
-	env -u RETNET_TEST_EOD_ID "$EVAL" --load "$T/ck" --data "$T/c-valid.bin"
+	"--reset-attention-mask \\(given\\): the checkpoint's tokenizer has no end-of-document token" \
+	"$EVAL" --load "$T/ck-bytes" --data "$T/bytes-valid.bin" --reset-attention-mask
 finish
