@@ -6,7 +6,10 @@
 # see separate hosts: TCP between them, shared memory only inside one. Open MPI starts
 # its daemons on them through tests/cluster/nsagent (plm_rsh_agent; no sshd).
 # Everything the nodes share (the build, data, run directories, SLURM's config and
-# munge socket) must live outside /tmp, as on a real cluster's shared file system.
+# munge socket) must live outside /tmp, as on a real cluster's shared file system,
+# except the repository itself (and CLUSTER_SHARE's directories, a list set before
+# cluster_setup): where they are under /tmp (a clone in /tmp), every node sees them
+# at their paths over its own /tmp (CLUSTER_SHARED, for tests/cluster/nsagent).
 #
 #   source tests/cluster/cluster.sh
 #   cluster_require          exit 77 (CTest SKIP_RETURN_CODE) with one line saying why,
@@ -153,6 +156,14 @@ _cluster_on_exit() {
 cluster_setup() {
 	local n=${1:?usage: cluster_setup N STATE_DIR} i name addr
 	CLUSTER_STATE=${2:?usage: cluster_setup N STATE_DIR}
+	local p repo
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+	CLUSTER_SHARED=
+	for p in "$repo" ${CLUSTER_SHARE:-}; do
+		p=$(realpath -m "$p")
+		[[ $p == /tmp/* ]] && CLUSTER_SHARED+=${CLUSTER_SHARED:+:}$p
+	done
+	export CLUSTER_SHARED
 	_cluster_lock || return 1
 	trap '_cluster_on_exit' EXIT
 	trap 'exit 130' INT TERM
