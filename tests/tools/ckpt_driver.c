@@ -355,11 +355,18 @@ static int do_set_attr(const char *file, const char *group, const char *name, co
 	return rc;
 }
 
-static int do_retype(const char *file, const char *name)
+/*
+ * Dataset `name` read whole as mem_type (elem bytes each), removed and made again,
+ * contiguous and of file_type, from the buffer: no parallel-written chunk is touched.
+ * Element `index` (or none, -1) is set to `value` (converted to mem_type) first.
+ * 0, or 1: the caller says what failed.
+ */
+static int remake_dataset(const char *file, const char *name, hid_t mem_type, hid_t file_type,
+			  size_t elem, long long index, double value)
 {
 	hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT), d = -1, space = -1, d2 = -1;
 	hssize_t n = -1;
-	double *buf = NULL;
+	unsigned char *buf = NULL;
 	int rc = 1;
 
 	if (f >= 0)
@@ -368,12 +375,15 @@ static int do_retype(const char *file, const char *name)
 		space = H5Dget_space(d);
 		n = H5Sget_simple_extent_npoints(space);
 	}
-	if (n > 0 && (buf = malloc(sizeof(double) * (size_t)n)) &&
-	    H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0 &&
+	if (n > 0 && index < n && (buf = malloc(elem * (size_t)n)) &&
+	    H5Dread(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0 &&
 	    H5Dclose(d) >= 0 && (d = -1, H5Ldelete(f, name, H5P_DEFAULT) >= 0) &&
-	    (d2 = H5Dcreate2(f, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT,
+	    (index < 0 || H5Tconvert(H5T_NATIVE_DOUBLE, mem_type, 1, &value, NULL,
+				     H5P_DEFAULT) >= 0) &&
+	    (index < 0 || (memcpy(buf + elem * (size_t)index, &value, elem), 1)) &&
+	    (d2 = H5Dcreate2(f, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT,
 			     H5P_DEFAULT)) >= 0 &&
-	    H5Dwrite(d2, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0)
+	    H5Dwrite(d2, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0)
 		rc = 0;
 	free(buf);
 	if (d2 >= 0)
@@ -384,6 +394,14 @@ static int do_retype(const char *file, const char *name)
 		H5Sclose(space);
 	if (f >= 0 && H5Fclose(f) < 0)
 		rc = 1;
+	return rc;
+}
+
+static int do_retype(const char *file, const char *name)
+{
+	int rc = remake_dataset(file, name, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, sizeof(double), -1,
+				0.0);
+
 	if (rc)
 		log_error("%s: cannot rewrite %s as float64", file, name);
 	return rc;
@@ -418,36 +436,10 @@ static int do_del_attr(const char *file, const char *group, const char *name)
 
 static int do_set_u16(const char *file, const char *name, const char *index, const char *v)
 {
-	hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT), d = -1, space = -1, d2 = -1;
-	hssize_t n = -1;
 	long long i = strtoll(index, NULL, 10);
-	uint16_t *buf = NULL;
-	int rc = 1;
+	int rc = i < 0 || remake_dataset(file, name, H5T_NATIVE_UINT16, H5T_STD_U16LE,
+					  sizeof(uint16_t), i, (double)strtol(v, NULL, 10));
 
-	if (f >= 0)
-		d = H5Dopen2(f, name, H5P_DEFAULT);
-	if (d >= 0) {
-		space = H5Dget_space(d);
-		n = H5Sget_simple_extent_npoints(space);
-	}
-	/* read, removed and made again (contiguous): no parallel-written chunk is touched */
-	if (n > i && i >= 0 && (buf = malloc(sizeof(uint16_t) * (size_t)n)) &&
-	    H5Dread(d, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0 &&
-	    H5Dclose(d) >= 0 && (d = -1, H5Ldelete(f, name, H5P_DEFAULT) >= 0) &&
-	    (buf[i] = (uint16_t)strtol(v, NULL, 10),
-	     (d2 = H5Dcreate2(f, name, H5T_STD_U16LE, space, H5P_DEFAULT, H5P_DEFAULT,
-			      H5P_DEFAULT)) >= 0) &&
-	    H5Dwrite(d2, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0)
-		rc = 0;
-	free(buf);
-	if (d2 >= 0)
-		H5Dclose(d2);
-	if (d >= 0)
-		H5Dclose(d);
-	if (space >= 0)
-		H5Sclose(space);
-	if (f >= 0 && H5Fclose(f) < 0)
-		rc = 1;
 	if (rc)
 		log_error("%s: cannot set element %s of %s", file, index, name);
 	return rc;
