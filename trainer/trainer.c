@@ -483,23 +483,20 @@ static double step(struct trainer *t, int64_t it, double *grad_norm, bool *updat
 	const int replicas = g->replicas.size;
 	struct param_set *p = model_params(t->m);
 	char err[1024];
-	double loss, sumsq;
+	double loss, sumsq, counted;
 
 	param_set_zero_grad(p);
 	ENSURE(loader_next_batch(&t->train, t->inputs, t->targets,
 				 (int)t->s->global_batch_size) == (int)t->local_rows);
 	take_pieces(t, t->local_rows);
+	counted = (double)take_docs(t, t->local_rows, t->local_rows);
 	if (t->loss_mask) {
 		/* Each micro-batch divides its counted losses by its share of the global
 		 * count: the mean over micro-batches and replicas below is then the mean
-		 * over the counted targets of the global batch, whatever the layout. */
-		double counted = (double)take_docs(t, t->local_rows, t->local_rows);
-
-		/* collective: the data x context plane (each pipeline stage alike) */
+		 * over the counted targets of the global batch, whatever the layout.
+		 * collective: the data x context plane (each pipeline stage alike) */
 		comm_allreduce_sum_f64(g->replicas.comm, &counted, 1);
 		t->step.loss_count = counted / (double)(t->n_micro * replicas);
-	} else {
-		take_docs(t, t->local_rows, t->local_rows);
 	}
 	loss = train_step_run(&t->step, t->piece_in, t->piece_tg,
 			      (float)(1.0 / (double)(t->n_micro * replicas)));
