@@ -113,13 +113,14 @@ def project(model, nodes, tp, cp, pp, a, forced=False):
         t_dp_total = transfer(b, 2 * (R - 1) * per_layer, link, a.net_lat_us)
         # the buckets start during the last micro-batch's backward (2/3 of its compute)
         t_dp = max(0.0, t_dp_total - a.dp_hidden * (2 / 3) * t_compute / m)
-    t_pp = 0.0
+    t_pp_total = 0.0
     bubble = 0.0
     if pp > 1:
         b = 2 * m * M * d * 4
-        t_pp = transfer(b, 2 * m, link, a.net_lat_us) * 0.1  # mostly hidden
+        t_pp_total = transfer(b, 2 * m, link, a.net_lat_us)
         bubble = (pp - 1) / (m + pp - 1)
-    t_step = (t_compute / pp * pp + t_tp + t_cp) / (1 - bubble) + t_dp + t_pp
+    t_pp = 0.1 * t_pp_total  # sent while the other micro-batches compute: mostly hidden
+    t_step = (t_compute + t_tp + t_cp) / (1 - bubble) + t_dp + t_pp
     # memory of one rank
     act_token_layer = BYTES_PER_TOKEN_LAYER_512 * d / 512 / tp
     in_flight = min(m, pp)
@@ -129,7 +130,7 @@ def project(model, nodes, tp, cp, pp, a, forced=False):
     return dict(tp=tp, cp=cp, pp=pp, dp=dp, m=m, tokens_per_sec=tokens / t_step,
                 mem_gib=mem / 2**30, fits=fits, step=t_step,
                 comm=(t_tp + t_cp + t_dp + t_pp) / t_step,
-                comm_all=t_tp + t_cp + t_dp_total + t_pp / 0.1, bubble=bubble)
+                comm_all=t_tp + t_cp + t_dp_total + t_pp_total, bubble=bubble)
 
 
 def main():
