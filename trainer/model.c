@@ -224,10 +224,9 @@ int model_grad_ranges(const struct model *m, struct grad_range *out)
 	return m->nranges;
 }
 
-void model_set_grad_ready(struct model *m, grad_ready_fn fn, void *arg)
+void model_set_backward_hooks(struct model *m, const struct backward_hooks *hooks)
 {
-	m->grad_ready = fn;
-	m->grad_ready_arg = arg;
+	m->hooks = *hooks;
 }
 
 void model_comm(const struct model *m, struct comm_tally *tp, struct comm_tally *cp)
@@ -507,6 +506,12 @@ float model_forward_micro(struct model *m, int chunk, int slot, const int32_t *i
 
 /* ---- backward ------------------------------------------------------------ */
 
+static void poll(const struct model *m)
+{
+	if (m->hooks.poll)
+		m->hooks.poll(m->hooks.arg);
+}
+
 /* For y = x W (x: M x in, W: in x out): dW += x^T dy, and dx = dy W^T, or
  * dx += dy W^T with accumulate_dx. Both read dy, so bf16 converts it once; x's bf16
  * copy is forward's (x_kept), unless the caller holds x already (x_kept NULL). */
@@ -538,10 +543,12 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 	/* FFN: x_out = y + gelu(ln2 W1 + b1) W2 + b2 */
 	bias_backward(dw->b2, m->dx, M, d);
 	linear_backward(kc, dw->w2, m->dh, a->h, a->kept[KEPT_H], m->dx, w->w2, M, fl, d, false);
+	poll(m);
 	gelu_backward(m->dh, m->dh, a->h_pre, M * fl);
 	bias_backward(dw->b1, m->dh, M, fl);
 	linear_backward(kc, dw->w1, m->dln, a->ln2, a->kept[KEPT_LN2], m->dh, w->w1, M, d, fl,
 			false);
+	poll(m);
 	/* TP all-reduce 1 of 2 (backward): the LN2 output gradient from this rank's
 	 * columns; conjugate of the forward FFN all-reduce. */
 	tp_allreduce(m, m->dln, M * d);
@@ -551,6 +558,7 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 	/* MSR: y = x + (swish(g) * GroupNorm(retention(q, k, v))) Wo */
 	linear_backward(kc, dw->wo, m->dgated, a->gated, a->kept[KEPT_GATED], m->dx, w->wo, M,
 			vw, d, false);
+	poll(m);
 	swish_gate_backward(m->dg, m->dgn, m->dgated, a->g, a->gn, M * vw);
 	groupnorm_backward(m->do_, m->dgn, a->o, a->gn_mean, a->gn_rstd, M, Hl, m->dv);
 	if (m->form == RETENTION_PARALLEL)
@@ -560,15 +568,20 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 	else
 		retention_chunkwise_backward(kc, m->dq, m->dk_, m->dv_, m->retention_scratch,
 					     m->do_, a->q, a->k, a->v, a->states, NULL, &rd);
+	poll(m);
 	rotary_apply(m->dq, &m->rotary, B, Hl, qk, -1);
 	rotary_apply(m->dk_, &m->rotary, B, Hl, qk, -1);
 	scale(m->dk_, (float)(1.0 / sqrt((double)m->dk)), M * qk);
 	/* dln sums the four in the same order as ever: q, k, v, g */
 	matmul_hold_again(kc, HOLD_X, a->kept[KEPT_LN1], a->ln1, M * d);
 	linear_backward(kc, dw->wq, m->dln, a->ln1, NULL, m->dq, w->wq, M, d, qk, false);
+	poll(m);
 	linear_backward(kc, dw->wk, m->dln, a->ln1, NULL, m->dk_, w->wk, M, d, qk, true);
+	poll(m);
 	linear_backward(kc, dw->wv, m->dln, a->ln1, NULL, m->dv_, w->wv, M, d, vw, true);
+	poll(m);
 	linear_backward(kc, dw->wg, m->dln, a->ln1, NULL, m->dg, w->wg, M, d, vw, true);
+	poll(m);
 	matmul_release(kc, HOLD_X);
 	/* TP all-reduce 2 of 2 (backward): the LN1 output gradient from this rank's
 	 * heads; conjugate of the forward MSR all-reduce. */
@@ -579,8 +592,8 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 
 static void announce(const struct model *m, int range)
 {
-	if (m->grad_ready && range >= 0)
-		m->grad_ready(m->grad_ready_arg, range);
+	if (m->hooks.ready && range >= 0)
+		m->hooks.ready(m->hooks.arg, range);
 }
 
 void model_backward_micro(struct model *m, int chunk, int slot, float loss_scale)
@@ -604,6 +617,7 @@ void model_backward_micro(struct model *m, int chunk, int slot, float loss_scale
 	if (ch->last) {
 		linear_backward(m->kernels, m->dw.lm_head, m->dln, mb->lnf, mb->lnf_kept,
 				mb->logits, m->w.lm_head, M, d, V, false);
+		poll(m);
 		memset(m->dx, 0, sizeof(float) * (size_t)(M * d));
 		layernorm_backward(m->dx, m->dw.lnf_gain, m->dw.lnf_bias, m->dln, mb->out,
 				   m->w.lnf_gain, mb->lnf_mean, mb->lnf_rstd, M, d);

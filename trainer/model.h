@@ -165,11 +165,22 @@ struct grad_range {
 int model_grad_range_count(const struct model *m);
 int model_grad_ranges(const struct model *m, struct grad_range *out);
 /*
- * Called by backward as soon as range `index` (of model_grad_ranges) is final, so
- * the caller can start reducing it while backward goes on; NULL: nobody is told.
+ * What backward tells its caller while it runs (all NULL: nobody is told):
+ *  - ready(arg, index): range `index` (of model_grad_ranges) is final, so the caller
+ *    can start reducing it while backward goes on;
+ *  - poll(arg): called between backward's kernels (a few times per layer), so the
+ *    caller can let communication in flight progress: Open MPI moves non-blocking
+ *    collectives on only inside MPI calls, and backward makes none of its own on a
+ *    data-parallel-only layout.
  */
 typedef void (*grad_ready_fn)(void *arg, int index);
-void model_set_grad_ready(struct model *m, grad_ready_fn fn, void *arg);
+typedef void (*backward_poll_fn)(void *arg);
+struct backward_hooks {
+	grad_ready_fn ready;
+	backward_poll_fn poll;
+	void *arg;
+};
+void model_set_backward_hooks(struct model *m, const struct backward_hooks *hooks);
 
 /* Sum of squared gradients of this stage's part of the model, each element counted
  * once across the tensor-parallel group: sharded tensors summed over it, replicated

@@ -162,8 +162,7 @@ struct model {
 	int nranges;
 	int head_range, embedding_range;
 	int *layer_range;          /* [num_layers] */
-	grad_ready_fn grad_ready;  /* NULL: nobody is told */
-	void *grad_ready_arg;
+	struct backward_hooks hooks; /* all NULL: nobody is told */
 
 	struct comm_tally tp, cp;  /* tensor-parallel all-reduces, context all-gathers */
 };

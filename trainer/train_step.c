@@ -152,6 +152,13 @@ static void start_bucket(void *arg, int range)
 	grad_sync_progress(ts->dp_sync);
 }
 
+static void progress_buckets(void *arg)
+{
+	struct train_step *ts = arg;
+
+	grad_sync_progress(ts->dp_sync);
+}
+
 /* Receives the previous virtual stage's output for micro-batch `micro` into the
  * chunk's slot `local` (slot: its index in the per-slot arrays); then waits until
  * the slot's output buffer has left with micro - slots. */
@@ -242,13 +249,15 @@ static void backward_op(struct train_step *ts, int chunk, int micro, float loss_
 	/* Each chunk's last micro-batch starts the data-parallel reductions of its
 	 * layers; the schedule ends the chunks' backwards in the order v-1 .. 0, that of
 	 * the buckets. */
-	model_set_grad_ready(m, micro + 1 == ts->n_micro ? start_bucket : NULL, ts);
+	if (micro + 1 == ts->n_micro)
+		model_set_backward_hooks(m, &(struct backward_hooks){
+			.ready = start_bucket, .poll = progress_buckets, .arg = ts});
 	watchdog_phase_at("the backward of micro-batch %d (its tensor- and context-parallel "
 			  "collectives)", micro, 0);
 	t0 = metrics_now_s();
 	model_backward_micro(m, chunk, local, loss_scale);
 	ts->compute_s += metrics_now_s() - t0;
-	model_set_grad_ready(m, NULL, NULL);
+	model_set_backward_hooks(m, &(struct backward_hooks){0});
 	if (!first_virtual(ts, chunk)) {
 		watchdog_phase_at("the pipeline send of a gradient to stage %d", prev_stage(ts), 0);
 		comm_wait(&ts->grad_send[slot]);
