@@ -4,40 +4,82 @@
 # backward, all-reduces, AdamW), in four layouts on the same cores:
 #   1 rank x 2 threads | 2 ranks x 1 thread, DP=2 | 2 ranks x 1 thread, TP=2 |
 #   1 rank x 1 thread (for reference)
-# Prints tokens/s, MFU (against the sgemm ceiling every rank measures at start-up)
-# and the communication time per step that was not hidden behind compute: TP
-# all-reduces and the wait for the DP gradient buckets.
-# Usage: bench/bench_parallel.sh [BUILD_DIR] [ITERS]   (needs the KJV shards; it
-# makes them in BUILD_DIR/bench-corpus if missing)
+# ROUNDS rounds, each running every layout once (alternating, so a slow spell of the
+# machine hits all layouts alike); a run's figures are the mean of its last ITERS/2
+# steps (the first ITERS/2 include the warm-up). Prints one row per run, then the
+# median over the rounds per layout of: tokens/s, MFU (against the sgemm ceiling
+# every rank measures at start-up), the TP all-reduce time per step and the DP
+# gradient wait backward did not hide, as a share of the step: rank 0's, and the
+# least and most over the DP ranks (the rank that ends backward last waits least:
+# only for reductions not done yet; the others wait for it too).
+# BASE=DIR also runs every layout on the build in DIR, alternating with BUILD_DIR
+# (an A/B of two builds on the same machine state).
+# Usage: [ROUNDS=5] [ITERS=12] [LAYOUTS="1x2 dp2 tp2 1x1"] [BASE=DIR]
+#        bench/bench_parallel.sh [BUILD_DIR]
+# (needs the KJV shards; it makes them in BUILD_DIR/bench-corpus if missing)
 set -euo pipefail
 BUILD=${1:-build}
-ITERS=${2:-6}
+ROUNDS=${ROUNDS:-5}
+ITERS=${ITERS:-12}
+LAYOUTS=${LAYOUTS:-1x2 dp2 tp2 1x1}
 cd "$(dirname "$0")/.."
+(( ITERS >= 4 && ITERS % 2 == 0 )) || { echo "bench_parallel: ITERS must be even and >= 4" >&2; exit 2; }
 CORPUS=$BUILD/bench-corpus/kjv
 [[ -f $CORPUS-train.bin ]] || bash tests/cli/make_corpus.sh "$BUILD/data/retnet-prep" "$CORPUS" >/dev/null
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MODEL=(--num-layers 6 --hidden-size 512 --num-heads 4 --ffn-hidden-size 1024
 	--seq-length 2048 --chunk-size 128 --global-batch-size 4 --train-iters "$ITERS"
-	--log-interval "$((ITERS - 2))" --lr 1e-3 --data-path "$CORPUS-train.bin")
+	--log-interval "$((ITERS / 2))" --lr 1e-3 --data-path "$CORPUS-train.bin")
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
-run() { # run LABEL RANKS THREADS MICRO TP
-	# The first log interval (ITERS-2 steps) includes warm-up; the last 2 steps count.
-	mpirun -n "$2" --bind-to none -x OMP_NUM_THREADS="$3" "$BUILD/retnet-train" "${MODEL[@]}" \
-		--micro-batch-size "$4" --tensor-model-parallel-size "$5" --metrics "$T/$1.jsonl" \
-		>"$T/$1.log" 2>&1 || { cat "$T/$1.log"; exit 1; }
-	tail -n 1 "$T/$1.jsonl" | awk -v label="$1" '{
-		match($0, /"tokens_per_sec":[^,}]*/); tps = substr($0, RSTART + 17, RLENGTH - 17)
-		match($0, /"mfu":[^,}]*/); mfu = substr($0, RSTART + 6, RLENGTH - 6)
-		match($0, /"tp_allreduce_ms":[^,}]*/); tp = substr($0, RSTART + 18, RLENGTH - 18)
-		match($0, /"dp_wait_ms":[^,}]*/); dp = substr($0, RSTART + 13, RLENGTH - 13)
-		printf "| %-26s | %8.0f | %5.1f%% | %8.0f | %8.0f |\n", label, tps, 100 * mfu, tp, dp }'
+declare -A RANKS=([1x2]=1 [dp2]=2 [tp2]=2 [1x1]=1) THREADS=([1x2]=2 [dp2]=1 [tp2]=1 [1x1]=1) \
+	MICRO=([1x2]=4 [dp2]=2 [tp2]=4 [1x1]=4) TP=([1x2]=1 [dp2]=1 [tp2]=2 [1x1]=1) \
+	NAME=([1x2]="1 rank x 2 threads" [dp2]="2 ranks x 1 thread, DP=2"
+	      [tp2]="2 ranks x 1 thread, TP=2" [1x1]="1 rank x 1 thread")
+for l in $LAYOUTS; do [[ -n ${NAME[$l]:-} ]] || { echo "bench_parallel: unknown layout '$l'" >&2; exit 2; }; done
+
+run() { # run BUILD TAG LAYOUT ROUND: one row "tag layout tps mfu tp_ms wait0 wait_min wait_max step_ms"
+	local b=$1 tag=$2 l=$3 log=$T/$2-$3-$4
+	mpirun -n "${RANKS[$l]}" --bind-to none -x OMP_NUM_THREADS="${THREADS[$l]}" "$b/retnet-train" \
+		"${MODEL[@]}" --micro-batch-size "${MICRO[$l]}" --tensor-model-parallel-size "${TP[$l]}" \
+		--metrics "$log.jsonl" >"$log.log" 2>&1 || { cat "$log.log"; exit 1; }
+	tail -n 1 "$log.jsonl" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+step = 4 * 2048 / d["tokens_per_sec"] * 1e3
+get = lambda k: d.get(k, float("nan"))
+print(sys.argv[1], sys.argv[2], d["tokens_per_sec"], d["mfu"], d["tp_allreduce_ms"],
+      d["dp_wait_ms"], get("dp_wait_min_ms"), get("dp_wait_max_ms"), step)' "$tag" "$l"
 }
 
-echo "| layout                     | tokens/s |   MFU  | TP ms/step | DP wait ms/step |"
-echo "|---|---|---|---|---|"
-run "1 rank x 2 threads" 1 2 4 1
-run "2 ranks x 1 thread, DP=2" 2 1 2 1
-run "2 ranks x 1 thread, TP=2" 2 1 4 2
-run "1 rank x 1 thread" 1 1 4 1
+echo "| build | layout | round | tokens/s | MFU | TP ms/step | DP wait rank 0 / least / most, % of step |"
+echo "|---|---|---|---|---|---|---|"
+for r in $(seq "$ROUNDS"); do
+	for l in $LAYOUTS; do
+		for tagged in "this:$BUILD" ${BASE:+"base:$BASE"}; do
+			row=$(run "${tagged#*:}" "${tagged%%:*}" "$l" "$r")
+			echo "$row" >>"$T/rows"
+			awk -v r="$r" -v name="${NAME[$l]}" '{ printf "| %s | %s | %d | %.0f | %.1f%% | %.0f | %.2f / %.2f / %.2f |\n",
+				$1, name, r, $3, 100 * $4, $5, 100 * $6 / $9, 100 * $7 / $9, 100 * $8 / $9 }' <<<"$row"
+		done
+	done
+done
+echo
+echo "Medians over $ROUNDS rounds:"
+echo "| build | layout | tokens/s | MFU | TP ms/step | DP wait rank 0 / least / most, % of step |"
+echo "|---|---|---|---|---|---|"
+python3 - "$T/rows" $LAYOUTS <<'EOF'
+import statistics, sys
+names = {"1x2": "1 rank x 2 threads", "dp2": "2 ranks x 1 thread, DP=2",
+         "tp2": "2 ranks x 1 thread, TP=2", "1x1": "1 rank x 1 thread"}
+rows = [line.split() for line in open(sys.argv[1])]
+for tag in dict.fromkeys(r[0] for r in rows):
+    for layout in sys.argv[2:]:
+        runs = [[float(x) for x in r[2:]] for r in rows if r[0] == tag and r[1] == layout]
+        med = lambda f: statistics.median(f(x) for x in runs)
+        print("| %s | %s | %.0f | %.1f%% | %.0f | %.2f / %.2f / %.2f |" % (
+            tag, names[layout], med(lambda x: x[0]), 100 * med(lambda x: x[1]),
+            med(lambda x: x[2]), 100 * med(lambda x: x[3] / x[6]),
+            100 * med(lambda x: x[4] / x[6]), 100 * med(lambda x: x[5] / x[6])))
+EOF

@@ -626,6 +626,11 @@ static void log_progress(struct trainer *t, const struct log_window *w, int64_t 
 	watchdog_phase("the log line's all-reduce");
 	comm_allreduce_sum_f64(t->g->axis[GRID_PIPELINE].comm, &idle, 1);
 	idle /= (double)t->g->axis[GRID_PIPELINE].size;
+	/* The gradient wait over the ranks holding the same parameters: the rank that
+	 * ends backward last waits only for the reductions backward did not hide (the
+	 * least), the others also for it (the most). */
+	double wait_range[2] = {ms[GRID_DATA] - gather_ms, -(ms[GRID_DATA] - gather_ms)};
+	comm_allreduce_max_f64(t->g->replicas.comm, wait_range, 2);
 #define KV(key, value) (keys[k] = (key), vals[k++] = (value))
 	KV("iteration", (double)(it + 1));
 	/* NaN when every step since the last line was skipped */
@@ -640,6 +645,8 @@ static void log_progress(struct trainer *t, const struct log_window *w, int64_t 
 	/* communication of rank 0, per step: what it did not hide behind compute */
 	KV("tp_allreduce_ms", ms[GRID_TENSOR]);
 	KV("dp_wait_ms", ms[GRID_DATA] - gather_ms);
+	KV("dp_wait_min_ms", -wait_range[1]);
+	KV("dp_wait_max_ms", wait_range[0]);
 	KV("pipeline_idle", idle);
 	KV("skipped_iters", (double)t->guard.skipped_total);
 	if (t->distributed)
