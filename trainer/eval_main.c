@@ -51,6 +51,7 @@ struct corpus {
 struct score {
 	double nll;      /* summed over scored targets, nats */
 	double targets;  /* scored target tokens */
+	int64_t forwards; /* forward calls so far (train_step_forward_only's numbering) */
 };
 
 static bool is_shard_file(const char *path)
@@ -193,8 +194,10 @@ static void score_batch(struct train_step *ts, const int32_t *in, const int32_t 
 	const int64_t B = ts->micro_batch, T = ts->seq_len;
 	const float *losses;
 
-	train_step_forward_only(ts, in, tg, 0);
-	losses = model_last_stage(ts->m) ? model_losses(ts->m, 0) : NULL;
+	/* numbered calls: with two slots a pipeline stage goes on while the next
+	 * one works on this batch */
+	train_step_forward_only(ts, in, tg, 0, s->forwards);
+	losses = train_step_losses(ts, s->forwards++);
 	for (int64_t r = 0; r < B; r++) {
 		s->targets += (double)valid[r];
 		for (int64_t t = 0; losses && t < valid[r]; t++)
@@ -222,7 +225,7 @@ static struct score score_windows(struct train_step *ts, const struct corpus *c,
 	int64_t *valid = xmalloc(sizeof(int64_t) * (size_t)B);
 	/* (B, window): the starts of the whole windows, every piece's (model_docs) */
 	uint8_t *starts = eod >= 0 ? xmalloc((size_t)B * window) : NULL;
-	struct score s = {0, 0};
+	struct score s = {0, 0, 0};
 
 	ts->starts = starts;
 	for (uint64_t w = w0; w < w0 + per_rank; w += (uint64_t)B) {
@@ -256,7 +259,7 @@ static struct score score_stream(struct train_step *ts, const struct corpus *c, 
 	int32_t *in = xmalloc(sizeof(int32_t) * (size_t)T);
 	int32_t *tg = xmalloc(sizeof(int32_t) * (size_t)T);
 	uint8_t *starts = eod >= 0 ? xmalloc((size_t)T) : NULL;
-	struct score s = {0, 0};
+	struct score s = {0, 0, 0};
 
 	ts->starts = starts;
 	model_stream_begin(m);
@@ -274,6 +277,34 @@ static struct score score_stream(struct train_step *ts, const struct corpus *c, 
 	free(tg);
 	free(starts);
 	return s;
+}
+
+/* Windows per forward when --micro-batch-size is not given: about EVAL_ROWS tokens
+ * per rank and forward (a matmul of that many rows runs near the machine's ceiling,
+ * and a tensor- or pipeline-parallel transfer carries that many at once), but no
+ * more windows than a rank has of the largest corpus (the rest would be padding),
+ * nor more rows than keep the logits within EVAL_LOGIT_FLOATS (a large vocabulary). */
+#define EVAL_ROWS 4096
+#define EVAL_LOGIT_FLOATS (1u << 27)
+
+static int64_t default_micro_batch(const struct run_spec *s, const struct grid *g,
+				   const struct corpus *cs, int n)
+{
+	const uint64_t window = (uint64_t)s->seq_length;
+	const uint64_t piece = window / (uint64_t)g->axis[GRID_CONTEXT].size;
+	const uint64_t dp = (uint64_t)g->axis[GRID_DATA].size;
+	const uint64_t by_logits = EVAL_LOGIT_FLOATS / (uint64_t)s->vocab_size;
+	const uint64_t rows = by_logits < EVAL_ROWS ? by_logits : EVAL_ROWS;
+	const uint64_t fill = rows / piece > 1 ? rows / piece : 1;
+	uint64_t most = 1;
+
+	for (int i = 0; i < n; i++) {
+		const uint64_t windows = (cs[i].n_tokens - 1 + window - 1) / window;
+
+		if ((windows + dp - 1) / dp > most)
+			most = (windows + dp - 1) / dp;
+	}
+	return (int64_t)(fill < most ? fill : most);
 }
 
 /* One JSON line per corpus, written to path.tmp then renamed: never half a file. */
@@ -381,14 +412,19 @@ int main(int argc, char **argv)
 	mpi_setup_agree_or_exit(!s->reset_attention_mask || eod >= 0, err);
 
 	/* ---- model: this layout's slices of the checkpoint ------------------- */
-	m = launch_model(l, 1);
+	if (strcmp(s->mode, "stream") && !spec_given(s, &s->micro_batch_size))
+		l->spec.micro_batch_size = default_micro_batch(s, g, cs, n);
+	/* A second slot lets pipeline stages work on successive batches at once. */
+	m = launch_model(l, g->axis[GRID_PIPELINE].size > 1 ? 2 : 1);
 	train_step_init(&ts, m, g, s, 1, NULL);
 	log0("retnet-eval: %s (iteration %lld): d=%lld L=%lld H=%lld; %s mode%s, %s form, "
-	     "%s matmuls, T=%lld, %d ranks (DP %d x PP %d x CP %d x TP %d)\n",
+	     "%s matmuls, T=%lld, %lld windows per forward, %d ranks (DP %d x PP %d x CP %d x "
+	     "TP %d)\n",
 	     l->checkpoint.path, (long long)l->checkpoint.iteration, (long long)s->hidden_size,
 	     (long long)s->num_layers, (long long)s->num_heads, s->mode,
 	     eod >= 0 ? " with document resets" : "", s->form,
-	     s->bf16 ? "bf16" : "fp32", (long long)s->seq_length, g->world_size,
+	     s->bf16 ? "bf16" : "fp32", (long long)s->seq_length,
+	     (long long)s->micro_batch_size, g->world_size,
 	     g->axis[GRID_DATA].size, g->axis[GRID_PIPELINE].size, g->axis[GRID_CONTEXT].size,
 	     g->axis[GRID_TENSOR].size);
 

@@ -86,7 +86,7 @@ static int32_t step(struct train_step *ts, const struct grid *g, int32_t token, 
 	const int root = g->world_size - g->world_size / g->axis[GRID_PIPELINE].size;
 
 	model_set_first_position(m, pos);
-	train_step_forward_only(ts, &token, &target, 0);
+	train_step_forward_only(ts, &token, &target, 0, 0);
 	if (g->world_rank == root)
 		next = sample(model_logits(m, 0), set->vocab_size, set->temperature, set->top_k,
 			      rng_uniform((uint64_t)set->sample_seed, draw, 0), scratch);

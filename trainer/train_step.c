@@ -290,26 +290,43 @@ double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_
 	return loss_sum;
 }
 
+/* Pipeline tags repeat every FORWARD_TAG_CYCLE forward calls: MPI keeps the order of
+ * messages between two ranks with the same tag, and a count of all the calls over a
+ * long corpus would outgrow MPI_TAG_UB. */
+#define FORWARD_TAG_CYCLE 64
+
 double train_step_forward_only(struct train_step *ts, const int32_t *inputs,
-			       const int32_t *targets, int rows)
+			       const int32_t *targets, int rows, int64_t micro)
 {
 	struct model *m = ts->m;
 	const int64_t tokens = (int64_t)rows * ts->seq_len;
+	const int tag_micro = (int)(micro % FORWARD_TAG_CYCLE);
 	const float *losses;
 	double sum = 0.0;
 
-	/* through the chunks in order: micro-batch 0 of each, in its slot 0 */
+	/* through the chunks in order, each in its slot for this call */
 	for (int c = 0; c < ts->chunks; c++) {
-		recv_input(ts, c, ts->slot_base[c], 0, 0);
+		const int local = (int)(micro % model_slots(m, c));
+
+		recv_input(ts, c, ts->slot_base[c] + local, local, tag_micro);
 		set_docs(ts, 0);
-		model_forward_micro(m, c, 0, inputs, targets);
-		send_output(ts, c, ts->slot_base[c], 0, 0);
+		model_forward_micro(m, c, local, inputs, targets);
+		send_output(ts, c, ts->slot_base[c] + local, local, tag_micro);
 	}
-	if (!model_last_stage(m))
+	losses = train_step_losses(ts, micro);
+	if (!losses)
 		return 0.0;
-	losses = model_losses(m, 0);
 	for (int64_t j = 0; j < tokens; j++)
 		if (!ts->loss_mask || ts->loss_mask[j])
 			sum += losses[j];
 	return sum;
+}
+
+const float *train_step_losses(const struct train_step *ts, int64_t micro)
+{
+	const int last = ts->chunks - 1;
+
+	if (!model_last_stage(ts->m))
+		return NULL;
+	return model_losses(ts->m, (int)(micro % model_slots(ts->m, last)));
 }

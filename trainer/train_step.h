@@ -83,13 +83,19 @@ double train_step_run(struct train_step *ts, const int32_t *inputs, const int32_
 		      float loss_scale);
 
 /*
- * Forward only of one micro-batch (B rows) through the pipeline, from slot 0 of
- * each chunk.
+ * Forward only of one micro-batch (B rows) through the pipeline. `micro` numbers
+ * the calls (0, 1, 2, ...; the same on every rank): the call takes its chunks'
+ * slots micro % slots, and a stage sends its output without waiting, so with two
+ * slots or more a stage goes on to the next call while the next stage works on this
+ * one (a pipelined forward). The slot's losses stay readable (train_step_losses)
+ * until the call that reuses the slot.
  * Returns the sum of the per-token losses of the first `rows` rows on the last
  * stage (only the targets ts->loss_mask counts, when set), 0 elsewhere. Collective
  * over the pipeline group.
  */
 double train_step_forward_only(struct train_step *ts, const int32_t *inputs,
-			       const int32_t *targets, int rows);
+			       const int32_t *targets, int rows, int64_t micro);
+/* The per-token losses of forward call `micro` (last stage only: NULL elsewhere). */
+const float *train_step_losses(const struct train_step *ts, int64_t micro);
 
 #endif

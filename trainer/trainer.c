@@ -402,7 +402,7 @@ static double evaluate(struct trainer *t, int64_t max_batches)
 		}
 		take_pieces(t, B);
 		sum[1] += (double)take_docs(t, B, rows);
-		sum[0] += train_step_forward_only(&t->step, t->piece_in, t->piece_tg, rows);
+		sum[0] += train_step_forward_only(&t->step, t->piece_in, t->piece_tg, rows, 0);
 		watchdog_progress();
 	}
 	watchdog_phase("the held-out loss all-reduces");
