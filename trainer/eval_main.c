@@ -280,9 +280,9 @@ static struct score score_stream(struct train_step *ts, const struct corpus *c, 
 }
 
 /* Windows per forward when --micro-batch-size is not given: about EVAL_ROWS tokens
- * per rank and forward (a matmul of that many rows runs near the machine's ceiling,
- * and a tensor- or pipeline-parallel transfer carries that many at once), but no
- * more windows than a rank has of the largest corpus (the rest would be padding),
+ * per rank and forward (fewer, larger matmuls and tensor- or pipeline-parallel
+ * transfers than one window at a time), but no more windows than a rank has of the
+ * largest corpus (the rest would be padding),
  * nor more rows than keep the logits within EVAL_LOGIT_FLOATS (a large vocabulary). */
 #define EVAL_ROWS 4096
 #define EVAL_LOGIT_FLOATS (1u << 27)
