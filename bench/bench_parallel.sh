@@ -69,13 +69,14 @@ echo
 echo "Medians over $ROUNDS rounds:"
 echo "| build | layout | tokens/s | MFU | TP ms/step | DP wait rank 0 / least / most, % of step |"
 echo "|---|---|---|---|---|---|"
-python3 - "$T/rows" $LAYOUTS <<'EOF'
+layouts=()
+for l in $LAYOUTS; do layouts+=("$l=${NAME[$l]}"); done
+python3 - "$T/rows" "${layouts[@]}" <<'EOF'
 import statistics, sys
-names = {"1x2": "1 rank x 2 threads", "dp2": "2 ranks x 1 thread, DP=2",
-         "tp2": "2 ranks x 1 thread, TP=2", "1x1": "1 rank x 1 thread"}
+names = dict(arg.split("=", 1) for arg in sys.argv[2:])
 rows = [line.split() for line in open(sys.argv[1])]
 for tag in dict.fromkeys(r[0] for r in rows):
-    for layout in sys.argv[2:]:
+    for layout in names:
         runs = [[float(x) for x in r[2:]] for r in rows if r[0] == tag and r[1] == layout]
         med = lambda f: statistics.median(f(x) for x in runs)
         print("| %s | %s | %.0f | %.1f%% | %.0f | %.2f / %.2f / %.2f |" % (

@@ -142,21 +142,22 @@ void train_step_free(struct train_step *ts)
 	free(ts->grad_send_buf);
 }
 
+/* Open MPI progresses non-blocking collectives inside MPI calls only: backward
+ * calls this between its kernels. */
+static void progress_buckets(void *arg)
+{
+	struct train_step *ts = arg;
+
+	grad_sync_progress(ts->dp_sync);
+}
+
 static void start_bucket(void *arg, int range)
 {
 	struct train_step *ts = arg;
 
 	/* collective: all ranks of the data axis, buckets in the same order on each */
 	grad_sync_start(ts->dp_sync, range);
-	/* Open MPI progresses non-blocking collectives inside MPI calls only. */
-	grad_sync_progress(ts->dp_sync);
-}
-
-static void progress_buckets(void *arg)
-{
-	struct train_step *ts = arg;
-
-	grad_sync_progress(ts->dp_sync);
+	progress_buckets(ts);
 }
 
 /* Receives the previous virtual stage's output for micro-batch `micro` into the
