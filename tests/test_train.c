@@ -268,9 +268,7 @@ static void check_programs(void)
 	{
 		const char *argv[] = {"x", "--load", "/ck", "--data", "/a.txt"};
 
-		/* micro-batch 0: not given, retnet-eval sizes it from the corpora */
-		EXPECT_TRUE(parse(&c, SPEC_EVAL, err, 5, argv) == 0 && c.micro_batch_size == 0 &&
-				    !spec_given(&c, &c.micro_batch_size) &&
+		EXPECT_TRUE(parse(&c, SPEC_EVAL, err, 5, argv) == 0 && c.micro_batch_size == 1 &&
 				    !strcmp(c.mode, "windows") && c.iteration == -1,
 			    "retnet-eval's defaults: %s", err);
 	}

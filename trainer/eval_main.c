@@ -205,12 +205,6 @@ static void score_batch(struct train_step *ts, const int32_t *in, const int32_t 
 	}
 }
 
-/* The windows of `window` tokens that cover corpus c's targets (the last one partly). */
-static uint64_t windows_of(const struct corpus *c, uint64_t window)
-{
-	return (c->n_tokens - 1 + window - 1) / window;
-}
-
 /* Windows of T targets, each scored from a zero state; DP ranks take contiguous
  * ranges of windows, and context-parallel ranks their pieces of each. */
 static struct score score_windows(struct train_step *ts, const struct corpus *c,
@@ -221,7 +215,7 @@ static struct score score_windows(struct train_step *ts, const struct corpus *c,
 	const uint64_t window = (uint64_t)(T * g->axis[GRID_CONTEXT].size);
 	const uint64_t at = (uint64_t)(T * g->axis[GRID_CONTEXT].rank);
 	const uint64_t dp = (uint64_t)g->axis[GRID_DATA].size, d = (uint64_t)g->axis[GRID_DATA].rank;
-	const uint64_t windows = windows_of(c, window);
+	const uint64_t windows = (c->n_tokens - 1 + window - 1) / window;
 	const uint64_t w0 = windows * d / dp, w1 = windows * (d + 1) / dp;
 	/* Every DP rank runs as many batches (padding with empty rows), so a rank with
 	 * one window fewer still joins each pipeline transfer in step. */
@@ -283,34 +277,6 @@ static struct score score_stream(struct train_step *ts, const struct corpus *c, 
 	free(tg);
 	free(starts);
 	return s;
-}
-
-/* Windows per forward when --micro-batch-size is not given: about EVAL_ROWS tokens
- * per rank and forward (fewer, larger matmuls and tensor- or pipeline-parallel
- * transfers than one window at a time), but no more windows than a rank has of the
- * largest corpus (the rest would be padding), nor more rows than keep the logits
- * within EVAL_LOGIT_FLOATS (a large vocabulary). */
-#define EVAL_ROWS 4096
-#define EVAL_LOGIT_FLOATS (1u << 27)
-
-static int64_t default_micro_batch(const struct run_spec *s, const struct grid *g,
-				   const struct corpus *cs, int n)
-{
-	const uint64_t window = (uint64_t)s->seq_length;
-	const uint64_t piece = window / (uint64_t)g->axis[GRID_CONTEXT].size;
-	const uint64_t dp = (uint64_t)g->axis[GRID_DATA].size;
-	const uint64_t by_logits = EVAL_LOGIT_FLOATS / (uint64_t)s->vocab_size;
-	const uint64_t rows = by_logits < EVAL_ROWS ? by_logits : EVAL_ROWS;
-	const uint64_t fill = rows / piece > 1 ? rows / piece : 1;
-	uint64_t most = 1;
-
-	for (int i = 0; i < n; i++) {
-		/* a rank's share as score_windows cuts it */
-		const uint64_t share = (windows_of(&cs[i], window) + dp - 1) / dp;
-
-		most = share > most ? share : most;
-	}
-	return (int64_t)(fill < most ? fill : most);
 }
 
 /* One JSON line per corpus, written to path.tmp then renamed: never half a file. */
@@ -418,8 +384,6 @@ int main(int argc, char **argv)
 	mpi_setup_agree_or_exit(!s->reset_attention_mask || eod >= 0, err);
 
 	/* ---- model: this layout's slices of the checkpoint ------------------- */
-	if (strcmp(s->mode, "stream") && !spec_given(s, &s->micro_batch_size))
-		l->spec.micro_batch_size = default_micro_batch(s, g, cs, n);
 	/* A second slot lets pipeline stages work on successive batches at once. */
 	m = launch_model(l, g->axis[GRID_PIPELINE].size > 1 ? 2 : 1);
 	train_step_init(&ts, m, g, s, 1, NULL);

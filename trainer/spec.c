@@ -71,9 +71,8 @@ static const struct spec_row table[] = {
 	/* batch, schedule, optimizer */
 	{{"micro-batch-size", INT(micro_batch_size, 1, 1 << 20), "2",
 	  "sequences per rank per forward"}, TR | BE | BC, NULL, 0},
-	{{"micro-batch-size", INT(micro_batch_size, 1, 1 << 20), "",
-	  "windows per forward (windows mode; default: about 4096 tokens per rank, at "
-	  "most the windows a rank has)"}, EV, NULL, 0},
+	{{"micro-batch-size", INT(micro_batch_size, 1, 1 << 20), "1",
+	  "windows per forward (windows mode)"}, EV, NULL, 0},
 	{{"global-batch-size", INT(global_batch_size, 1, 1 << 24), "",
 	  "sequences per optimizer step (default micro-batch x data-parallel size)"},
 	 TR, NULL, 0},

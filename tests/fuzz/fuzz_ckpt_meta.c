@@ -296,10 +296,8 @@ static void check_model_config(const struct ckpt_info *info)
 			    mc.num_heads > 0);
 		FUZZ_ASSERT(mc.hidden_size % mc.num_heads == 0 &&
 			    (mc.hidden_size / mc.num_heads) % 2 == 0);
-		/* retnet-eval sizes a micro-batch not given from its corpora (0 until then) */
 		FUZZ_ASSERT(mc.chunk_size > 0 && mc.seq_length % mc.chunk_size == 0 &&
-			    (mc.micro_batch_size > 0 ||
-			     (p == SPEC_EVAL && !spec_given(&mc, &mc.micro_batch_size))));
+			    mc.micro_batch_size > 0);
 		FUZZ_ASSERT(mc.num_heads % tp == 0 && mc.ffn_hidden_size > 0 &&
 			    mc.ffn_hidden_size % tp == 0);
 		FUZZ_ASSERT(pp <= mc.num_layers);
