@@ -55,6 +55,13 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Median of v[0..n), which it sorts. */
+static double median_of(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 /* Median of fp32 step i / bf16 step i: neighbours in time share the machine's
  * load, so their ratio is steadier than the ratio of the two best steps. */
 static double median_pair_ratio(const struct timing *f, const struct timing *b)
@@ -64,9 +71,20 @@ static double median_pair_ratio(const struct timing *f, const struct timing *b)
 
 	for (int i = 0; i < n; i++)
 		r[i] = f->each[i] / b->each[i];
-	qsort(r, (size_t)n, sizeof(double), cmp_double);
-	med = n % 2 ? r[n / 2] : 0.5 * (r[n / 2 - 1] + r[n / 2]);
+	med = median_of(r, n);
 	free(r);
+	return med;
+}
+
+/* Median of one precision's timed steps (a noisy step moves it less than the mean;
+ * the best step flatters). */
+static double median_step(const struct timing *t)
+{
+	double *v = xmalloc(sizeof(double) * (size_t)t->runs), med;
+
+	memcpy(v, t->each, sizeof(double) * (size_t)t->runs);
+	med = median_of(v, t->runs);
+	free(v);
 	return med;
 }
 
@@ -192,8 +210,11 @@ int main(int argc, char **argv)
 		printf("%s: step (fwd+bwd+AdamW, best of %d): %.3f s (fwd %.3f, bwd %.3f, "
 		       "opt %.3f)\n", prec_name[p], t[p].runs, t[p].step, t[p].fwd, t[p].bwd,
 		       t[p].opt);
-		printf("%s: tokens/s: %.0f   MFU: %.1f%% of the %s ceiling\n", prec_name[p], tps,
-		       100.0 * tps * fpt / t[p].ceiling, prec_name[p]);
+		printf("%s: tokens/s: %.0f   MFU: %.1f%% of the %s ceiling   (median step %.3f s: "
+		       "%.0f tokens/s, MFU %.1f%%)\n", prec_name[p], tps,
+		       100.0 * tps * fpt / t[p].ceiling, prec_name[p], median_step(&t[p]),
+		       tokens / median_step(&t[p]),
+		       100.0 * tokens / median_step(&t[p]) * fpt / t[p].ceiling);
 	}
 	if (run[FP32] && run[BF16])
 		printf("bf16 / fp32 tokens/s: %.3fx (best steps), %.3fx (median of %d neighbouring "
@@ -213,9 +234,11 @@ int main(int argc, char **argv)
 			continue;
 		printf(",\"%s\":{\"tokens_per_sec\":%.1f,\"mfu\":%.4f,\"ceiling_gflops\":%.1f,"
 		       "\"step_s\":%.4f,\"fwd_s\":%.4f,\"bwd_s\":%.4f,\"opt_s\":%.4f,"
-		       "\"init_loss\":%.6f}", prec_name[p], tps, tps * fpt / t[p].ceiling,
+		       "\"init_loss\":%.6f,\"step_median_s\":%.4f,\"tokens_per_sec_median\":%.1f,"
+		       "\"mfu_median\":%.4f}", prec_name[p], tps, tps * fpt / t[p].ceiling,
 		       t[p].ceiling * 1e-9, t[p].step, t[p].fwd, t[p].bwd, t[p].opt,
-		       t[p].init_loss);
+		       t[p].init_loss, median_step(&t[p]), tokens / median_step(&t[p]),
+		       tokens / median_step(&t[p]) * fpt / t[p].ceiling);
 	}
 	if (run[FP32] && run[BF16])
 		printf(",\"bf16_speedup\":%.4f,\"bf16_speedup_pairs\":%.4f",

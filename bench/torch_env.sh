@@ -77,6 +77,9 @@ jget() {
 		END { print last }' "$2"
 }
 
+# median: the median of the numbers on stdin, one per line.
+median() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 # machine_load: one line with the load average, so a run on a busy machine shows it.
 machine_load() {
 	echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) ($1)"

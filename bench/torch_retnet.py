@@ -36,6 +36,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import sys
 import time
 
@@ -300,6 +301,7 @@ def cmd_step(args):
                 best, times = sum(t), t
     tokens = B * T
     tps = tokens / best
+    med = statistics.median(all_s)
     tps_fb = tokens / (times[0] + times[1])
     fpt = cfg.flops_per_token()
     mfu = tps * fpt / ceiling
@@ -322,7 +324,9 @@ def cmd_step(args):
         "tokens_per_sec_fwd_bwd": round(tps_fb, 1), "mfu_fwd_bwd": round(mfu_fb, 4),
         "ceiling_gflops": round(ceiling * 1e-9, 1), "step_s": round(best, 4),
         "fwd_s": round(times[0], 4), "bwd_s": round(times[1], 4),
-        "opt_s": round(times[2], 4), "optimizer": "adamw", "flops_per_token": fpt,
+        "opt_s": round(times[2], 4), "optimizer": "adamw",
+        "step_median_s": round(med, 4), "tokens_per_sec_median": round(tokens / med, 1),
+        "mfu_median": round(tokens / med * fpt / ceiling, 4), "flops_per_token": fpt,
         "peak_rss_mib": round(rss, 1),
         "form": "chunkwise", "torch": torch.__version__, "blas": blas}))
 
