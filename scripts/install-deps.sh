@@ -5,7 +5,8 @@
 #   --with-torch: PyTorch, to regenerate fixtures and for the PyTorch baseline of
 #   bench/bench_vs_torch.sh and bench/bench_quality.sh. libopenblas0-pthread: without
 #   it torch's float32 matmuls go to Debian's reference BLAS (netlib), 10x or more
-#   slower; the benchmark scripts run torch on OpenBLAS when it is installed.
+#   slower; the benchmark scripts run torch on OpenBLAS when it is installed. The
+#   other BLAS builds are the ones bench/bench_torch_configs.sh tries.
 #   --with-fuzz: clang and libFuzzer's runtime for the -DRETNET_FUZZ=ON tree
 #   (docs/fuzzing.md)
 set -euo pipefail
@@ -34,7 +35,8 @@ packages=(
 )
 for arg in "$@"; do
   case "$arg" in
-    --with-torch) packages+=(python3-torch python3-numpy libopenblas0-pthread) ;;
+    --with-torch) packages+=(python3-torch python3-numpy libopenblas0-pthread libopenblas0-openmp
+      libblis4-pthread libblis4-openmp) ;;
     --with-fuzz) packages+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown argument $arg" >&2; exit 2 ;;
   esac
