@@ -17,7 +17,8 @@
 #     against asynchronous, ROUNDS rounds, medians (target: async loses at most 10%
 #     of what sync loses).
 #     SAVE_RANKS (2) sets the data-parallel size of part 3 (with 1, a core is left
-#     free for the writer thread), SAVE_MODELS ("small big") its models.
+#     free for the writer thread), SAVE_MODELS ("small big") its models, SAVE_ARGS
+#     extra flags for its runs (e.g. "--ckpt-compression-level 0").
 # Usage: bench/bench_zero.sh [BUILD_DIR]   knobs: ROUNDS (5), PARTS ("1 2 3"),
 #   CKPT_DIR (where checkpoints go; default a directory under /tmp), OUT (out/bench-zero)
 set -euo pipefail
@@ -26,6 +27,7 @@ ROUNDS=${ROUNDS:-5}
 PARTS=${PARTS:-1 2 3}
 SAVE_RANKS=${SAVE_RANKS:-2}
 SAVE_MODELS=${SAVE_MODELS:-small big}
+read -r -a SAVE_ARGS <<<"${SAVE_ARGS:-}"
 OUT=${OUT:-out/bench-zero}
 cd "$(dirname "$0")/.."
 CORPUS=$BUILD/bench-corpus/kjv
@@ -96,13 +98,14 @@ fi
 
 # ---- 3. what a save costs training ------------------------------------------------
 if [[ " $PARTS " == *" 3 "* ]]; then
-	echo "## 3. training time lost to one checkpoint, DP=$SAVE_RANKS x 1 thread, median of $ROUNDS rounds"
+	echo "## 3. training time lost to one checkpoint, DP=$SAVE_RANKS x 1 thread, median of $ROUNDS rounds${SAVE_ARGS[*]:+, flags: ${SAVE_ARGS[*]}}"
 	echo "| model | checkpoint MB | sync: lost s | async: lost s | async / sync |"
 	echo "|---|---|---|---|---|"
 	for model in $SAVE_MODELS; do
 		if [[ $model == small ]]; then args=("${SMALL[@]}") iters=8; else
 			args=("${BIG[@]}" --global-batch-size 2) iters=12
 		fi
+		args+=("${SAVE_ARGS[@]}")
 		: >"$OUT/save-$model-sync.txt"
 		: >"$OUT/save-$model-async.txt"
 		for ((r = 1; r <= ROUNDS; r++)); do

@@ -1,13 +1,23 @@
+/* syscall(SYS_gettid) for the writer's own priority */
+#define _GNU_SOURCE
 #include "checkpoints/ckpt_async.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#ifdef __linux__
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "common/alloc.h"
 #include "common/check.h"
+#include "common/log.h"
 
 #define ASYNC_PATH_MAX 1024
 
@@ -81,10 +91,27 @@ void ckpt_async_destroy(struct ckpt_async *a)
 	free(a);
 }
 
+/* The writer yields its core to training: with every core training, a writer at
+ * training's priority time-slices against it, and since training's collectives run
+ * in lockstep, one rank's lost slice stalls every rank (that cost more than the save
+ * itself). At the lowest priority it takes what training leaves (waits on I/O,
+ * a core not training) and the rest when the next save or the end waits for it.
+ * Linux applies setpriority to one thread; elsewhere it may lower the whole process,
+ * so it is Linux only. Failure only loses the hint. */
+static void lower_writer_priority(void)
+{
+#ifdef __linux__
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19))
+		log_warn("ckpt_async: setpriority failed (%s): the checkpoint writer keeps "
+			 "training's priority", strerror(errno));
+#endif
+}
+
 static void *write_checkpoint(void *arg)
 {
 	struct ckpt_async *a = arg;
 
+	lower_writer_priority();
 	/* collective: all ranks' writers, over the writer's communicator */
 	a->rc = ckpt_save(a->dir, a->iteration, a->groups, a->ngroups, a->attrs, a->nattrs,
 			  &a->opt, a->comm, a->err, sizeof(a->err));
