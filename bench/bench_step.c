@@ -42,6 +42,7 @@ static const char *const prec_name[NPREC] = {"fp32", "bf16"};
 /* Best of the timed steps of one precision, and what it was made of. */
 struct timing {
 	double step, fwd, bwd, opt;
+	double median;  /* median of the timed steps (the best step flatters) */
 	double ceiling; /* FLOP/s of this precision's matmul ceiling */
 	double init_loss;
 	int runs;
@@ -76,8 +77,7 @@ static double median_pair_ratio(const struct timing *f, const struct timing *b)
 	return med;
 }
 
-/* Median of one precision's timed steps (a noisy step moves it less than the mean;
- * the best step flatters). */
+/* Median of one precision's timed steps (a noisy step moves it less than the mean). */
 static double median_step(const struct timing *t)
 {
 	double *v = xmalloc(sizeof(double) * (size_t)t->runs), med;
@@ -186,6 +186,9 @@ int main(int argc, char **argv)
 			fflush(stdout);
 		}
 	}
+	for (int p = 0; p < NPREC; p++)
+		if (run[p])
+			t[p].median = median_step(&t[p]);
 	double rss = metrics_peak_rss_mib();
 	double tokens = (double)rows, fpt = model_flops_per_token(cfg);
 	char config_name[96];
@@ -212,9 +215,8 @@ int main(int argc, char **argv)
 		       t[p].opt);
 		printf("%s: tokens/s: %.0f   MFU: %.1f%% of the %s ceiling   (median step %.3f s: "
 		       "%.0f tokens/s, MFU %.1f%%)\n", prec_name[p], tps,
-		       100.0 * tps * fpt / t[p].ceiling, prec_name[p], median_step(&t[p]),
-		       tokens / median_step(&t[p]),
-		       100.0 * tokens / median_step(&t[p]) * fpt / t[p].ceiling);
+		       100.0 * tps * fpt / t[p].ceiling, prec_name[p], t[p].median,
+		       tokens / t[p].median, 100.0 * tokens / t[p].median * fpt / t[p].ceiling);
 	}
 	if (run[FP32] && run[BF16])
 		printf("bf16 / fp32 tokens/s: %.3fx (best steps), %.3fx (median of %d neighbouring "
@@ -237,8 +239,8 @@ int main(int argc, char **argv)
 		       "\"init_loss\":%.6f,\"step_median_s\":%.4f,\"tokens_per_sec_median\":%.1f,"
 		       "\"mfu_median\":%.4f}", prec_name[p], tps, tps * fpt / t[p].ceiling,
 		       t[p].ceiling * 1e-9, t[p].step, t[p].fwd, t[p].bwd, t[p].opt,
-		       t[p].init_loss, median_step(&t[p]), tokens / median_step(&t[p]),
-		       tokens / median_step(&t[p]) * fpt / t[p].ceiling);
+		       t[p].init_loss, t[p].median, tokens / t[p].median,
+		       tokens / t[p].median * fpt / t[p].ceiling);
 	}
 	if (run[FP32] && run[BF16])
 		printf(",\"bf16_speedup\":%.4f,\"bf16_speedup_pairs\":%.4f",
