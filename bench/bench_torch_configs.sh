@@ -66,9 +66,9 @@ machine_load "at start"
 for ((r = 1; r <= ROUNDS; r++)); do
 	for i in "${!names[@]}"; do
 		log=$OUT/${names[$i]// /-}-$r.log
-		# shellcheck disable=SC2086 # BENCH_ARGS and the settings are word lists
-		env LD_LIBRARY_PATH="${blas_dirs[$i]}" ${envs[$i]} "$TORCH_PY" bench/torch_retnet.py \
-			step --config bench-small --steps "$STEPS" $BENCH_ARGS >"$log" 2>&1 ||
+		# shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
+		TORCH_LIBDIR=${blas_dirs[$i]} TORCH_ENV=${envs[$i]} \
+			torch_run step --config bench-small --steps "$STEPS" $BENCH_ARGS >"$log" 2>&1 ||
 			{ cat "$log"; exit 1; }
 		grep '^{' "$log" | tail -n 1 >"$log.json"
 		printf '  round %d %-26s %7.1f tokens/s  ceiling %6.1f GFLOP/s  (%s)\n' "$r" \
