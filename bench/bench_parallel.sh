@@ -27,8 +27,9 @@ cd "$(dirname "$0")/.."
 CORPUS=$BUILD/bench-corpus/kjv
 [[ -f $CORPUS-train.bin ]] || bash tests/cli/make_corpus.sh "$BUILD/data/retnet-prep" "$CORPUS" >/dev/null
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+BATCH=4 SEQ=2048
 MODEL=(--num-layers 6 --hidden-size 512 --num-heads 4 --ffn-hidden-size 1024
-	--seq-length 2048 --chunk-size 128 --global-batch-size 4 --train-iters "$ITERS"
+	--seq-length "$SEQ" --chunk-size 128 --global-batch-size "$BATCH" --train-iters "$ITERS"
 	--log-interval "$((ITERS / 2))" --lr 1e-3 --data-path "$CORPUS-train.bin")
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
@@ -47,10 +48,11 @@ run() { # run BUILD TAG LAYOUT ROUND: one row "tag layout tps mfu tp_ms wait0 wa
 	tail -n 1 "$log.jsonl" | python3 -c '
 import json, sys
 d = json.loads(sys.stdin.read())
-step = 4 * 2048 / d["tokens_per_sec"] * 1e3
+step = int(sys.argv[3]) / d["tokens_per_sec"] * 1e3
 get = lambda k: d.get(k, float("nan"))
 print(sys.argv[1], sys.argv[2], d["tokens_per_sec"], d["mfu"], d["tp_allreduce_ms"],
-      d["dp_wait_ms"], get("dp_wait_min_ms"), get("dp_wait_max_ms"), step)' "$tag" "$l"
+      d["dp_wait_ms"], get("dp_wait_min_ms"), get("dp_wait_max_ms"), step)' "$tag" "$l" \
+		"$((BATCH * SEQ))"
 }
 
 echo "| build | layout | round | tokens/s | MFU | TP ms/step | DP wait rank 0 / least / most, % of step |"

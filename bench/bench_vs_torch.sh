@@ -63,7 +63,7 @@ over_rounds() { # over_rounds KEY IMPL: the median of KEY over the rounds' runs 
 }
 
 echo
-echo "| round | impl  | tokens/s |  MFU % | ceiling GFLOP/s | step s | peak RSS MiB |"
+echo "| round | impl  | tokens/s |  MFU   | ceiling GFLOP/s | step s | peak RSS MiB |"
 echo "|---|---|---|---|---|---|---|"
 for ((r = 1; r <= ROUNDS; r++)); do
 	# shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
