@@ -1,8 +1,10 @@
+#define _DEFAULT_SOURCE /* madvise */
 #include "common/alloc.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "common/check.h"
 
@@ -24,17 +26,30 @@ void *xcalloc(size_t count, size_t size)
 	return p;
 }
 
+/* Buffers of this size and more start on a huge-page boundary and ask the kernel
+ * for transparent huge pages: a training step streams through activations of
+ * hundreds of MiB, and on 4 KiB pages bench-small's step was 3% slower. */
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
+#define HUGE_PAGE_MIN_BYTES (4 * HUGE_PAGE_BYTES)
+
 void *xaligned_alloc(size_t bytes)
 {
-	size_t rounded = (bytes + 63) & ~(size_t)63;
+	size_t align = bytes >= HUGE_PAGE_MIN_BYTES ? HUGE_PAGE_BYTES : 64;
+	size_t rounded = (bytes + align - 1) & ~(align - 1);
 	void *p;
 
 	if (rounded < bytes)
 		FATAL("allocation size %zu overflows", bytes);
-	p = aligned_alloc(64, rounded ? rounded : 64);
+	p = aligned_alloc(align, rounded ? rounded : align);
+#ifdef MADV_HUGEPAGE
+	/* only advice: a kernel without transparent huge pages says no, and the
+	 * buffer works the same on small pages */
+	if (p && align == HUGE_PAGE_BYTES)
+		(void)madvise(p, rounded, MADV_HUGEPAGE);
+#endif
 	if (!p)
 		FATAL("out of memory allocating %zu aligned bytes", bytes);
-	memset(p, 0, rounded ? rounded : 64);
+	memset(p, 0, rounded ? rounded : align);
 	return p;
 }
 

@@ -12,7 +12,9 @@
 
 void *xmalloc(size_t bytes);
 void *xcalloc(size_t count, size_t size);
-/* 64-byte aligned, zeroed; free with free(). */
+/* Zeroed; free with free(). 64-byte aligned; from 8 MiB on, 2 MiB aligned and
+ * advised to use transparent huge pages (madvise; where the kernel has them off,
+ * small pages as before). */
 void *xaligned_alloc(size_t bytes);
 /* a*b, or false when it overflows. */
 bool size_mul_ok(size_t a, size_t b, size_t *out);
