@@ -19,19 +19,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "common/stats.h"
 
 /* Seconds for one half round trip of `bytes`, the mean over `trips` round trips. */
 static double half_round_trip(char *buf, int bytes, int trips, int rank)
@@ -101,7 +89,7 @@ int main(int argc, char **argv)
 		bw[r] = bytes / half_round_trip(buf, bytes, 10, rank);
 	}
 	if (rank == 0) {
-		double l = median(lat, rounds), b = median(bw, rounds);
+		double l = stats_median(lat, rounds), b = stats_median(bw, rounds);
 
 		printf("ranks on %s and %s, median of %d rounds\n", host[0], host[1], rounds);
 		printf("latency (8 B, half round trip)   %8.2f us\n", 1e6 * l);

@@ -31,6 +31,7 @@
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "trainer/launch.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
@@ -49,20 +50,6 @@ struct timing {
 	double *each; /* [steps] every timed step, in order */
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Median of v[0..n), which it sorts. */
-static double median_of(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* Median of fp32 step i / bf16 step i: neighbours in time share the machine's
  * load, so their ratio is steadier than the ratio of the two best steps. */
 static double median_pair_ratio(const struct timing *f, const struct timing *b)
@@ -72,7 +59,7 @@ static double median_pair_ratio(const struct timing *f, const struct timing *b)
 
 	for (int i = 0; i < n; i++)
 		r[i] = f->each[i] / b->each[i];
-	med = median_of(r, n);
+	med = stats_median(r, n);
 	free(r);
 	return med;
 }
@@ -83,7 +70,7 @@ static double median_step(const struct timing *t)
 	double *v = xmalloc(sizeof(double) * (size_t)t->runs), med;
 
 	memcpy(v, t->each, sizeof(double) * (size_t)t->runs);
-	med = median_of(v, t->runs);
+	med = stats_median(v, t->runs);
 	free(v);
 	return med;
 }
