@@ -22,6 +22,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "common/log.h"
 #include "common/stats.h"
 
 #define ROUND_SECONDS 0.25
@@ -48,17 +49,18 @@ static double stream_round(float *c, const float *a, const float *b, size_t n)
 	return 12.0 * (double)n * (double)passes / dt;
 }
 
-static long parse_arg(const char *flag, const char *value, long lo, long hi)
+/* The value of an integer flag in [lo, hi], or -1 (rank 0 says why). */
+static long parse_arg(const char *flag, const char *value, long lo, long hi, int rank)
 {
-	char *end;
-	long v;
+	char *end = NULL;
+	long v = value ? strtol(value, &end, 10) : 0;
 
-	if (!value)
-		FATAL("%s: missing value", flag);
-	v = strtol(value, &end, 10);
-	if (*end || v < lo || v > hi)
-		FATAL("%s: '%s' is not an integer in [%ld, %ld]", flag, value, lo, hi);
-	return v;
+	if (value && *value && !*end && v >= lo && v <= hi)
+		return v;
+	if (rank == 0)
+		log_error("%s: '%s' is not an integer in [%ld, %ld]", flag, value ? value : "",
+			  lo, hi);
+	return -1;
 }
 
 int main(int argc, char **argv)
@@ -72,13 +74,20 @@ int main(int argc, char **argv)
 	CHECK_MPI(MPI_Init(&argc, &argv));
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc && rounds > 0 && mib > 0; i++) {
 		if (!strcmp(argv[i], "--rounds"))
-			rounds = (int)parse_arg(argv[i], argv[i + 1], 1, 1000), i++;
+			rounds = (int)parse_arg(argv[i], argv[i + 1], 1, 1000, rank), i++;
 		else if (!strcmp(argv[i], "--mib"))
-			mib = (int)parse_arg(argv[i], argv[i + 1], 1, 1 << 16), i++;
-		else
-			FATAL("%s: unknown flag (--mib N, --rounds R)", argv[i]);
+			mib = (int)parse_arg(argv[i], argv[i + 1], 1, 1 << 16, rank), i++;
+		else {
+			if (rank == 0)
+				log_error("%s: unknown flag (--mib N, --rounds R)", argv[i]);
+			mib = -1;
+		}
+	}
+	if (rounds < 0 || mib < 0) { /* every rank parsed the same flags */
+		CHECK_MPI(MPI_Finalize());
+		return 2;
 	}
 	hosts = xcalloc((size_t)size, MPI_MAX_PROCESSOR_NAME);
 	CHECK_MPI(MPI_Get_processor_name(hosts + (size_t)rank * MPI_MAX_PROCESSOR_NAME, &len));
