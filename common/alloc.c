@@ -28,7 +28,7 @@ void *xcalloc(size_t count, size_t size)
 
 /* Buffers of this size and more start on a huge-page boundary and ask the kernel
  * for transparent huge pages: a training step streams through activations of
- * hundreds of MiB, and on 4 KiB pages bench-small's step was 3% slower. */
+ * hundreds of MiB, and on 4 KiB pages bench-small's step is 3% slower. */
 #define HUGE_PAGE_BYTES ((size_t)2 << 20)
 #define HUGE_PAGE_MIN_BYTES (4 * HUGE_PAGE_BYTES)
 
