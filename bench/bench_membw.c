@@ -14,14 +14,17 @@
  * rank's median GB/s over R rounds (default 12) alone and together, the node's sum,
  * the slowest rank's share against the fastest's, and one JSON line.
  */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <mpi.h>
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "common/flags.h"
 #include "common/log.h"
 #include "common/stats.h"
 
@@ -49,24 +52,25 @@ static double stream_round(float *c, const float *a, const float *b, size_t n)
 	return 12.0 * (double)n * (double)passes / dt;
 }
 
-/* The value of an integer flag in [lo, hi], or -1 (rank 0 says why). */
-static long parse_arg(const char *flag, const char *value, long lo, long hi, int rank)
-{
-	char *end = NULL;
-	long v = value ? strtol(value, &end, 10) : 0;
+struct settings {
+	int64_t mib, rounds;
+};
 
-	if (value && *value && !*end && v >= lo && v <= hi)
-		return v;
-	if (rank == 0)
-		log_error("%s: '%s' is not an integer in [%ld, %ld]", flag, value ? value : "",
-			  lo, hi);
-	return -1;
-}
+static const struct flag_row rows[] = {
+	{"mib", FLAG_INT, offsetof(struct settings, mib), 0, 1, 65536, NULL, "64",
+	 "MiB of each of a rank's three arrays"},
+	{"rounds", FLAG_INT, offsetof(struct settings, rounds), 0, 1, 1000, NULL, "12",
+	 "rounds alone and together; the figures are their medians"},
+};
 
 int main(int argc, char **argv)
 {
-	int rounds = 12, mib = 64, rank, size, len;
-	char *hosts;
+	bool given[sizeof(rows) / sizeof(rows[0])];
+	const struct flag_parse fp = {.rows = rows, .count = sizeof(rows) / sizeof(rows[0]),
+				      .given = given};
+	struct settings set;
+	char err[512], *hosts;
+	int rounds, mib, rank, size, len, rc;
 	double *alone, *together, med[2], *all;
 	float *a, *b, *c;
 	size_t n;
@@ -74,21 +78,19 @@ int main(int argc, char **argv)
 	CHECK_MPI(MPI_Init(&argc, &argv));
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
-	for (int i = 1; i < argc && rounds > 0 && mib > 0; i++) {
-		if (!strcmp(argv[i], "--rounds"))
-			rounds = (int)parse_arg(argv[i], argv[i + 1], 1, 1000, rank), i++;
-		else if (!strcmp(argv[i], "--mib"))
-			mib = (int)parse_arg(argv[i], argv[i + 1], 1, 1 << 16, rank), i++;
-		else {
-			if (rank == 0)
-				log_error("%s: unknown flag (--mib N, --rounds R)", argv[i]);
-			mib = -1;
-		}
+	rc = flags_parse(&fp, &set, argc, argv, err, sizeof(err));
+	if (rc && rank == 0) { /* every rank parsed the same flags */
+		if (rc < 0)
+			log_error("%s", err);
+		else
+			flags_print_help(&fp);
 	}
-	if (rounds < 0 || mib < 0) { /* every rank parsed the same flags */
+	if (rc) {
 		CHECK_MPI(MPI_Finalize());
-		return 2;
+		return rc < 0 ? 2 : 0;
 	}
+	rounds = (int)set.rounds;
+	mib = (int)set.mib;
 	hosts = xcalloc((size_t)size, MPI_MAX_PROCESSOR_NAME);
 	CHECK_MPI(MPI_Get_processor_name(hosts + (size_t)rank * MPI_MAX_PROCESSOR_NAME, &len));
 	CHECK_MPI(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, hosts, MPI_MAX_PROCESSOR_NAME,

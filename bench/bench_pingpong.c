@@ -11,14 +11,18 @@
  * warm-up round of each first (connections are made on first use).
  * Prints a table and one JSON line.
  */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <mpi.h>
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "common/flags.h"
+#include "common/log.h"
 #include "common/stats.h"
 
 /* Seconds for one half round trip of `bytes`, the mean over `trips` round trips. */
@@ -42,40 +46,50 @@ static double half_round_trip(char *buf, int bytes, int trips, int rank)
 	return (MPI_Wtime() - t0) / (2.0 * trips);
 }
 
-static long parse_arg(const char *flag, const char *value, long lo, long hi)
-{
-	char *end;
-	long v;
+struct settings {
+	int64_t rounds, bytes;
+};
 
-	if (!value)
-		FATAL("%s: missing value", flag);
-	v = strtol(value, &end, 10);
-	if (*end || v < lo || v > hi)
-		FATAL("%s: '%s' is not an integer in [%ld, %ld]", flag, value, lo, hi);
-	return v;
-}
+static const struct flag_row rows[] = {
+	{"rounds", FLAG_INT, offsetof(struct settings, rounds), 0, 1, 1000, NULL, "7",
+	 "rounds of each measurement; the figures are their medians"},
+	{"bytes", FLAG_INT, offsetof(struct settings, bytes), 0, 1, 1 << 30, NULL, "16777216",
+	 "message size of the bandwidth measurement"},
+};
 
 int main(int argc, char **argv)
 {
-	int rounds = 7, bytes = 16 << 20, rank, size;
+	bool given[sizeof(rows) / sizeof(rows[0])];
+	const struct flag_parse fp = {.rows = rows, .count = sizeof(rows) / sizeof(rows[0]),
+				      .given = given};
+	struct settings set;
+	int rounds, bytes, rank, size, len, rc;
 	double *lat, *bw;
-	char host[2][MPI_MAX_PROCESSOR_NAME] = {{0}};
+	char host[2][MPI_MAX_PROCESSOR_NAME] = {{0}}, err[512];
 	char *buf;
-	int len;
 
 	CHECK_MPI(MPI_Init(&argc, &argv));
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--rounds"))
-			rounds = (int)parse_arg(argv[i], argv[i + 1], 1, 1000), i++;
-		else if (!strcmp(argv[i], "--bytes"))
-			bytes = (int)parse_arg(argv[i], argv[i + 1], 1, 1 << 30), i++;
+	rc = flags_parse(&fp, &set, argc, argv, err, sizeof(err));
+	if (rc && rank == 0) { /* every rank parsed the same flags */
+		if (rc < 0)
+			log_error("%s", err);
 		else
-			FATAL("%s: unknown flag (--rounds R, --bytes N)", argv[i]);
+			flags_print_help(&fp);
 	}
-	if (size != 2)
-		FATAL("needs exactly 2 ranks (mpirun -n 2), has %d", size);
+	if (rc) {
+		CHECK_MPI(MPI_Finalize());
+		return rc < 0 ? 2 : 0;
+	}
+	rounds = (int)set.rounds;
+	bytes = (int)set.bytes;
+	if (size != 2) {
+		if (rank == 0)
+			log_error("needs exactly 2 ranks (mpirun -n 2), has %d", size);
+		CHECK_MPI(MPI_Finalize());
+		return 2;
+	}
 	CHECK_MPI(MPI_Get_processor_name(host[rank], &len));
 	CHECK_MPI(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, host, MPI_MAX_PROCESSOR_NAME,
 				MPI_CHAR, MPI_COMM_WORLD));

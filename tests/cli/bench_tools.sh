@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The MPI benchmark tools run and report sane figures: retnet-bench-membw (memory
 # bandwidth per rank, alone and together) and retnet-bench-pingpong (latency and
-# bandwidth between two ranks), at tiny sizes; a bad flag is a one-line error.
+# bandwidth between two ranks), at tiny sizes; a bad flag or rank count is a one-line
+# error.
 # Usage: bench_tools.sh BUILD_DIR
 set -u
 BUILD=${1:?usage: bench_tools.sh BUILD_DIR}
@@ -30,7 +31,7 @@ if "${MPI[@]}" "$BUILD/retnet-bench-membw" --mib 2 --rounds 2 >"$T/membw.out" 2>
 else
 	bad "membw ran: $(head -c 2000 "$T/membw.out")"
 fi
-expect_user_error "membw: bad value" "--mib: '0' is not an integer in \[1, " \
+expect_user_error "membw: bad value" "--mib: 0 is out of range \[1, 65536\]" \
 	"${MPI[@]}" "$BUILD/retnet-bench-membw" --mib 0
 expect_user_error "membw: unknown flag" "--bogus: unknown flag" \
 	"${MPI[@]}" "$BUILD/retnet-bench-membw" --bogus
@@ -41,4 +42,8 @@ if "${MPI[@]}" "$BUILD/retnet-bench-pingpong" --rounds 1 --bytes 4096 >"$T/pp.ou
 else
 	bad "pingpong ran: $(head -c 2000 "$T/pp.out")"
 fi
+expect_user_error "pingpong: bad value" "--bytes: 0 is out of range" \
+	"${MPI[@]}" "$BUILD/retnet-bench-pingpong" --bytes 0
+expect_user_error "pingpong: not 2 ranks" "needs exactly 2 ranks \(mpirun -n 2\), has 3" \
+	"$MPIEXEC" --quiet -n 3 "${MPI_EXTRA[@]}" "$BUILD/retnet-bench-pingpong"
 finish
