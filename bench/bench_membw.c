@@ -25,8 +25,8 @@
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/flags.h"
-#include "common/log.h"
 #include "common/stats.h"
+#include "parallel/mpi_setup.h"
 
 #define ROUND_SECONDS 0.25
 
@@ -75,19 +75,16 @@ int main(int argc, char **argv)
 	float *a, *b, *c;
 	size_t n;
 
-	CHECK_MPI(MPI_Init(&argc, &argv));
+	mpi_setup_init(&argc, &argv);
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
 	rc = flags_parse(&fp, &set, argc, argv, err, sizeof(err));
-	if (rc && rank == 0) { /* every rank parsed the same flags */
-		if (rc < 0)
-			log_error("%s", err);
-		else
+	mpi_setup_agree_or_exit(rc >= 0, err);
+	if (rc > 0) { /* --help */
+		if (rank == 0)
 			flags_print_help(&fp);
-	}
-	if (rc) {
-		CHECK_MPI(MPI_Finalize());
-		return rc < 0 ? 2 : 0;
+		mpi_setup_finalize();
+		return 0;
 	}
 	rounds = (int)set.rounds;
 	mib = (int)set.mib;
@@ -154,6 +151,6 @@ int main(int argc, char **argv)
 	free(a);
 	free(b);
 	free(c);
-	CHECK_MPI(MPI_Finalize());
+	mpi_setup_finalize();
 	return 0;
 }

@@ -22,8 +22,8 @@
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/flags.h"
-#include "common/log.h"
 #include "common/stats.h"
+#include "parallel/mpi_setup.h"
 
 /* Seconds for one half round trip of `bytes`, the mean over `trips` round trips. */
 static double half_round_trip(char *buf, int bytes, int trips, int rank)
@@ -68,28 +68,21 @@ int main(int argc, char **argv)
 	char host[2][MPI_MAX_PROCESSOR_NAME] = {{0}}, err[512];
 	char *buf;
 
-	CHECK_MPI(MPI_Init(&argc, &argv));
+	mpi_setup_init(&argc, &argv);
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
 	rc = flags_parse(&fp, &set, argc, argv, err, sizeof(err));
-	if (rc && rank == 0) { /* every rank parsed the same flags */
-		if (rc < 0)
-			log_error("%s", err);
-		else
+	mpi_setup_agree_or_exit(rc >= 0, err);
+	if (rc > 0) { /* --help */
+		if (rank == 0)
 			flags_print_help(&fp);
-	}
-	if (rc) {
-		CHECK_MPI(MPI_Finalize());
-		return rc < 0 ? 2 : 0;
+		mpi_setup_finalize();
+		return 0;
 	}
 	rounds = (int)set.rounds;
 	bytes = (int)set.bytes;
-	if (size != 2) {
-		if (rank == 0)
-			log_error("needs exactly 2 ranks (mpirun -n 2), has %d", size);
-		CHECK_MPI(MPI_Finalize());
-		return 2;
-	}
+	snprintf(err, sizeof(err), "needs exactly 2 ranks (mpirun -n 2), has %d", size);
+	mpi_setup_agree_or_exit(size == 2, err);
 	CHECK_MPI(MPI_Get_processor_name(host[rank], &len));
 	CHECK_MPI(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, host, MPI_MAX_PROCESSOR_NAME,
 				MPI_CHAR, MPI_COMM_WORLD));
@@ -115,6 +108,6 @@ int main(int argc, char **argv)
 	free(buf);
 	free(lat);
 	free(bw);
-	CHECK_MPI(MPI_Finalize());
+	mpi_setup_finalize();
 	return 0;
 }
