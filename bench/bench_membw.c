@@ -69,8 +69,8 @@ int main(int argc, char **argv)
 	const struct flag_parse fp = {.rows = rows, .count = sizeof(rows) / sizeof(rows[0]),
 				      .given = given};
 	struct settings set;
-	char err[512], *hosts;
-	int rounds, mib, rank, size, len, rc;
+	char *hosts;
+	int rounds, mib, rank, size, len;
 	double *alone, *together, med[2], *all;
 	float *a, *b, *c;
 	size_t n;
@@ -78,14 +78,7 @@ int main(int argc, char **argv)
 	mpi_setup_init(&argc, &argv);
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
-	rc = flags_parse(&fp, &set, argc, argv, err, sizeof(err));
-	mpi_setup_agree_or_exit(rc >= 0, err);
-	if (rc > 0) { /* --help */
-		if (rank == 0)
-			flags_print_help(&fp);
-		mpi_setup_finalize();
-		return 0;
-	}
+	mpi_setup_parse_flags(&fp, &set, argc, argv);
 	rounds = (int)set.rounds;
 	mib = (int)set.mib;
 	hosts = xcalloc((size_t)size, MPI_MAX_PROCESSOR_NAME);

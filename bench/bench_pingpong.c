@@ -63,7 +63,7 @@ int main(int argc, char **argv)
 	const struct flag_parse fp = {.rows = rows, .count = sizeof(rows) / sizeof(rows[0]),
 				      .given = given};
 	struct settings set;
-	int rounds, bytes, rank, size, len, rc;
+	int rounds, bytes, rank, size, len;
 	double *lat, *bw;
 	char host[2][MPI_MAX_PROCESSOR_NAME] = {{0}}, err[512];
 	char *buf;
@@ -71,14 +71,7 @@ int main(int argc, char **argv)
 	mpi_setup_init(&argc, &argv);
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
-	rc = flags_parse(&fp, &set, argc, argv, err, sizeof(err));
-	mpi_setup_agree_or_exit(rc >= 0, err);
-	if (rc > 0) { /* --help */
-		if (rank == 0)
-			flags_print_help(&fp);
-		mpi_setup_finalize();
-		return 0;
-	}
+	mpi_setup_parse_flags(&fp, &set, argc, argv);
 	rounds = (int)set.rounds;
 	bytes = (int)set.bytes;
 	snprintf(err, sizeof(err), "needs exactly 2 ranks (mpirun -n 2), has %d", size);

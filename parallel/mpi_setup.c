@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "common/check.h"
+#include "common/flags.h"
 #include "common/log.h"
 
 /*
@@ -96,4 +97,19 @@ void mpi_setup_agree_or_exit(bool ok, const char *err)
 	if (first == rank)
 		log_error("%s", err);
 	mpi_setup_user_error_exit();
+}
+
+void mpi_setup_parse_flags(const struct flag_parse *p, void *dst, int argc, char **argv)
+{
+	char err[512];
+	int rc = flags_parse(p, dst, argc, argv, err, sizeof(err)), rank;
+
+	mpi_setup_agree_or_exit(rc >= 0, err);
+	if (rc == 0)
+		return;
+	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+	if (rank == 0)
+		flags_print_help(p);
+	mpi_setup_finalize();
+	exit(0);
 }

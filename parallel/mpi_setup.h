@@ -30,5 +30,12 @@ _Noreturn void mpi_setup_user_error_exit(void);
  * status 2. collective: all ranks of MPI_COMM_WORLD
  */
 void mpi_setup_agree_or_exit(bool ok, const char *err);
+/*
+ * A small MPI tool's flags (common/flags): every rank parses them; a bad one is an
+ * agreed user error (above), and --help prints the rows on rank 0 and ends every rank
+ * with status 0. collective: all ranks of MPI_COMM_WORLD
+ */
+struct flag_parse;
+void mpi_setup_parse_flags(const struct flag_parse *p, void *dst, int argc, char **argv);
 
 #endif
