@@ -2,7 +2,7 @@
  * retnet-train: trains a RetNet under mpirun, on any tensor x pipeline x data
  * parallel layout (trainer/trainer.h has the phases, trainer/launch.h the start).
  *
- * Test hook: RETNET_CEILING_SIZE=N (>= 16) measures the start-up matmul ceiling on
+ * Test hook: RETNET_CEILING_SIZE=N (>= 16) measures the MFU's matmul ceiling on
  * an N^3 sgemm instead of 1024^3, for runs under valgrind (tests/cli/valgrind.sh).
  */
 #include <stdlib.h>

@@ -54,7 +54,10 @@ struct trainer {
 	uint8_t *starts;           /* (local_rows, T) of the whole windows */
 	uint8_t *loss_mask;        /* (local_rows, piece_len) of this rank's targets */
 	FILE *metrics;
-	double ceiling;            /* FLOP/s, summed over the ranks */
+	double ceiling;            /* FLOP/s, summed over the ranks: the best measured */
+	double ceiling_at;         /* when it was last measured (metrics_now_s) */
+	double ceiling_cost_s;     /* how long that measurement took */
+	int ceilings;              /* measurements so far */
 	double tokens_per_iter, flops_per_token;
 	double t_start;
 	double last_step_s, last_save_s; /* what a stop at the deadline still has to do */
@@ -147,6 +150,21 @@ static double measure_ceiling(const struct trainer *t)
 				    : metrics_matmul_ceiling(n, 10);
 
 	comm_allreduce_sum_f64(MPI_COMM_WORLD, &ceiling, 1);
+	return ceiling;
+}
+
+/* Measures the ceiling (again) and keeps the best of the measurements; returns this
+ * measurement. collective: all ranks */
+static double remeasure_ceiling(struct trainer *t)
+{
+	const double t0 = metrics_now_s();
+	const double ceiling = measure_ceiling(t);
+
+	t->ceiling_at = metrics_now_s();
+	t->ceiling_cost_s = t->ceiling_at - t0;
+	t->ceilings++;
+	if (ceiling > t->ceiling)
+		t->ceiling = ceiling;
 	return ceiling;
 }
 
@@ -244,7 +262,7 @@ struct trainer *trainer_create(struct launch *l)
 	}
 	mpi_setup_agree_or_exit(ok, "--metrics: cannot open the metrics file (see the line above)");
 
-	t->ceiling = measure_ceiling(t);
+	remeasure_ceiling(t);
 	t->flops_per_token = model_flops_per_token(s);
 	t->tokens_per_iter = (double)(s->global_batch_size * s->seq_length);
 	log0("retnet-train: %d ranks (DP %d x PP %d x CP %d x TP %d), %d threads each; model d=%lld "
@@ -569,27 +587,37 @@ static void log_window_start(struct log_window *w, const struct trainer *t)
 	comm_totals(t, w->comm);
 }
 
+/* A log line measures the ceiling again when that costs at most 1% of the time
+ * since the last measurement. */
+#define CEILING_COST_SHARE 0.01
+
 /*
- * Model FLOP utilisation of tps tokens/s against the matmul ceiling. The ceiling was
- * measured at start-up; a machine busy at that moment measures it low and the MFU
- * comes out above 100%, which is not a utilisation: then every rank measures again
- * and the ceiling becomes the best of the measurements (logged). An MFU still above
- * 100% is flagged in the log line. collective: all ranks (one decision)
+ * Model FLOP utilisation of tps tokens/s against the matmul ceiling. One measurement
+ * of 60 ms is a sample of a machine whose speed moves from minute to minute (on a
+ * VM by 20% between runs): the log lines measure again, at most 1% of the time, and
+ * the ceiling is the best of the measurements, so a low sample at start-up does not
+ * flatter the whole run. A machine busy at start-up can still put the MFU above
+ * 100%, which is not a utilisation: then every rank measures at once, whatever the
+ * cost, and the line says so. An MFU still above 100% is flagged in the log line.
+ * collective: all ranks (one decision each)
  */
 static double utilisation(struct trainer *t, double tps)
 {
-	double mfu = tps * t->flops_per_token / t->ceiling;
+	const bool due = metrics_now_s() - t->ceiling_at >= t->ceiling_cost_s / CEILING_COST_SHARE;
+	double mfu, before;
 
+	if (comm_first_rank_with(t->g->world, due) >= 0)
+		remeasure_ceiling(t);
+	mfu = tps * t->flops_per_token / t->ceiling;
 	if (comm_first_rank_with(t->g->world, mfu > 1.0) < 0)
 		return mfu;
+	before = t->ceiling;
 	{
-		const double again = measure_ceiling(t);
+		const double again = remeasure_ceiling(t);
 
-		log0("MFU %.1f%%: the matmul ceiling measured at start-up (%.1f GFLOP/s) was low; "
-		     "measured again: %.1f GFLOP/s%s\n", 100.0 * mfu, t->ceiling * 1e-9,
-		     again * 1e-9, again > t->ceiling ? ", the ceiling from now on" : "");
-		if (again > t->ceiling)
-			t->ceiling = again;
+		log0("MFU %.1f%%: the matmul ceiling measured so far (%.1f GFLOP/s) was low; "
+		     "measured again: %.1f GFLOP/s%s\n", 100.0 * mfu, before * 1e-9,
+		     again * 1e-9, again > before ? ", the ceiling from now on" : "");
 	}
 	return tps * t->flops_per_token / t->ceiling;
 }
@@ -777,8 +805,9 @@ void trainer_report(struct trainer *t)
 
 		/* collective: all ranks */
 		comm_allreduce_max_f64(MPI_COMM_WORLD, &max_rss, 1);
-		log0("done in %.1f s, peak RSS %.0f MiB (rank 0), %.0f MiB (the largest rank)\n",
-		     metrics_now_s() - t->t_start, rss, max_rss);
+		log0("done in %.1f s, peak RSS %.0f MiB (rank 0), %.0f MiB (the largest rank); "
+		     "MFU against a ceiling of %.1f GFLOP/s, the best of %d measurements\n",
+		     metrics_now_s() - t->t_start, rss, max_rss, t->ceiling * 1e-9, t->ceilings);
 	}
 }
 
