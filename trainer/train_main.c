@@ -3,7 +3,8 @@
  * parallel layout (trainer/trainer.h has the phases, trainer/launch.h the start).
  *
  * Test hook: RETNET_CEILING_SIZE=N (>= 16) measures the MFU's matmul ceiling on
- * an N^3 sgemm instead of 1024^3, for runs under valgrind (tests/cli/valgrind.sh).
+ * an N^3 sgemm instead of 1024^3 (trainer/ceiling.h), for runs under valgrind
+ * (tests/cli/valgrind.sh).
  */
 #include <stdlib.h>
 

@@ -17,6 +17,7 @@
 #include "parallel/comm.h"
 #include "parallel/grad_sync.h"
 #include "parallel/mpi_setup.h"
+#include "trainer/ceiling.h"
 #include "trainer/doc.h"
 #include "trainer/launch.h"
 #include "trainer/metrics.h"
@@ -54,10 +55,7 @@ struct trainer {
 	uint8_t *starts;           /* (local_rows, T) of the whole windows */
 	uint8_t *loss_mask;        /* (local_rows, piece_len) of this rank's targets */
 	FILE *metrics;
-	double ceiling;            /* FLOP/s, summed over the ranks: the best measured */
-	double ceiling_at;         /* when it was last measured (metrics_now_s) */
-	double ceiling_cost_s;     /* how long that measurement took */
-	int ceilings;              /* measurements so far */
+	struct ceiling ceiling;    /* what the MFU is against */
 	double tokens_per_iter, flops_per_token;
 	double t_start;
 	double last_step_s, last_save_s; /* what a stop at the deadline still has to do */
@@ -133,39 +131,6 @@ static void open_data(struct trainer *t)
 	ok = tokenizer_check_same(&t->valid.tok, "--valid-data-path", &t->train.tok,
 				  "--data-path", err, sizeof(err)) == 0;
 	mpi_setup_agree_or_exit(ok, err);
-}
-
-/*
- * MFU is against the ceiling of the precision the matmuls run in: the best of 10
- * runs (about 60 ms), as 3 let one hiccup of a VM halve the ceiling and report an
- * MFU above 100%. Test hook: RETNET_CEILING_SIZE=N times an N^3 product instead of
- * 1024^3 (valgrind runs 50x slower; only the MFU column depends on it).
- * collective: all ranks sum their ceilings
- */
-static double measure_ceiling(const struct trainer *t)
-{
-	const char *env = getenv("RETNET_CEILING_SIZE");
-	const int n = env && atoi(env) >= 16 ? atoi(env) : 1024;
-	double ceiling = t->s->bf16 ? metrics_matmul_ceiling_bf16(n, 10)
-				    : metrics_matmul_ceiling(n, 10);
-
-	comm_allreduce_sum_f64(MPI_COMM_WORLD, &ceiling, 1);
-	return ceiling;
-}
-
-/* Measures the ceiling (again) and keeps the best of the measurements; returns this
- * measurement. collective: all ranks */
-static double remeasure_ceiling(struct trainer *t)
-{
-	const double t0 = metrics_now_s();
-	const double ceiling = measure_ceiling(t);
-
-	t->ceiling_at = metrics_now_s();
-	t->ceiling_cost_s = t->ceiling_at - t0;
-	t->ceilings++;
-	if (ceiling > t->ceiling)
-		t->ceiling = ceiling;
-	return ceiling;
 }
 
 /*
@@ -262,7 +227,7 @@ struct trainer *trainer_create(struct launch *l)
 	}
 	mpi_setup_agree_or_exit(ok, "--metrics: cannot open the metrics file (see the line above)");
 
-	remeasure_ceiling(t);
+	ceiling_init(&t->ceiling, g->world, s->bf16);
 	t->flops_per_token = model_flops_per_token(s);
 	t->tokens_per_iter = (double)(s->global_batch_size * s->seq_length);
 	log0("retnet-train: %d ranks (DP %d x PP %d x CP %d x TP %d), %d threads each; model d=%lld "
@@ -274,7 +239,7 @@ struct trainer *trainer_create(struct launch *l)
 	     (long long)s->num_heads, (long long)s->ffn_hidden_size, model_params(t->m)->total,
 	     (long long)s->seq_length, (long long)s->chunk_size,
 	     (long long)s->global_batch_size, (long long)t->n_micro,
-	     (long long)s->micro_batch_size, s->bf16 ? "bf16" : "fp32", t->ceiling * 1e-9);
+	     (long long)s->micro_batch_size, s->bf16 ? "bf16" : "fp32", t->ceiling.flops * 1e-9);
 	log0("AdamW: optimizer state %zu floats (%.1f MiB) on rank 0, %s\n",
 	     2 * t->opt.state_floats, 8.0 * (double)t->opt.state_floats / 1048576.0,
 	     t->distributed ? "its shard of the moments (--use-distributed-optimizer)"
@@ -587,41 +552,6 @@ static void log_window_start(struct log_window *w, const struct trainer *t)
 	comm_totals(t, w->comm);
 }
 
-/* A log line measures the ceiling again when that costs at most 1% of the time
- * since the last measurement. */
-#define CEILING_COST_SHARE 0.01
-
-/*
- * Model FLOP utilisation of tps tokens/s against the matmul ceiling. One measurement
- * of 60 ms is a sample of a machine whose speed moves from minute to minute (on a
- * VM by 20% between runs): the log lines measure again, at most 1% of the time, and
- * the ceiling is the best of the measurements, so a low sample at start-up does not
- * flatter the whole run. A machine busy at start-up can still put the MFU above
- * 100%, which is not a utilisation: then every rank measures at once, whatever the
- * cost, and the line says so. An MFU still above 100% is flagged in the log line.
- * collective: all ranks (one decision each)
- */
-static double utilisation(struct trainer *t, double tps)
-{
-	const bool due = metrics_now_s() - t->ceiling_at >= t->ceiling_cost_s / CEILING_COST_SHARE;
-	double mfu, before;
-
-	if (comm_first_rank_with(t->g->world, due) >= 0)
-		remeasure_ceiling(t);
-	mfu = tps * t->flops_per_token / t->ceiling;
-	if (comm_first_rank_with(t->g->world, mfu > 1.0) < 0)
-		return mfu;
-	before = t->ceiling;
-	{
-		const double again = remeasure_ceiling(t);
-
-		log0("MFU %.1f%%: the matmul ceiling measured so far (%.1f GFLOP/s) was low; "
-		     "measured again: %.1f GFLOP/s%s\n", 100.0 * mfu, before * 1e-9,
-		     again * 1e-9, again > before ? ", the ceiling from now on" : "");
-	}
-	return tps * t->flops_per_token / t->ceiling;
-}
-
 /* The log line and the metrics line of iteration it (0-based). collective: all
  * ranks (the pipeline's idle fraction is the stages' mean; the ceiling, one
  * decision) */
@@ -632,7 +562,7 @@ static void log_progress(struct trainer *t, const struct log_window *w, int64_t 
 	const double now = metrics_now_s(), elapsed = now - t->t_start, n = (double)w->iters;
 	const double lr = lr_at(&t->sched, it);
 	const double tps = t->tokens_per_iter * n / (now - w->t);
-	const double mfu = utilisation(t, tps);
+	const double mfu = ceiling_utilisation(&t->ceiling, tps * t->flops_per_token);
 	const double eta = elapsed / (double)(it + 1 - start) *
 			   (double)(t->s->train_iters - it - 1);
 	const double gather_ms = 1e3 * (t->gather_s - w->gather_s) / n;
@@ -668,7 +598,7 @@ static void log_progress(struct trainer *t, const struct log_window *w, int64_t 
 	KV("tokens", t->tokens_per_iter * (double)(it + 1));
 	KV("tokens_per_sec", tps);
 	KV("mfu", mfu);
-	KV("ceiling_gflops", t->ceiling * 1e-9);
+	KV("ceiling_gflops", t->ceiling.flops * 1e-9);
 	KV("elapsed_s", elapsed);
 	/* communication of rank 0, per step: what it did not hide behind compute */
 	KV("tp_allreduce_ms", ms[GRID_TENSOR]);
@@ -807,7 +737,7 @@ void trainer_report(struct trainer *t)
 		comm_allreduce_max_f64(MPI_COMM_WORLD, &max_rss, 1);
 		log0("done in %.1f s, peak RSS %.0f MiB (rank 0), %.0f MiB (the largest rank); "
 		     "MFU against a ceiling of %.1f GFLOP/s, the best of %d measurements\n",
-		     metrics_now_s() - t->t_start, rss, max_rss, t->ceiling * 1e-9, t->ceilings);
+		     metrics_now_s() - t->t_start, rss, max_rss, t->ceiling.flops * 1e-9, t->ceiling.count);
 	}
 }
 
