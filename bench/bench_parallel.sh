@@ -7,8 +7,8 @@
 # ROUNDS rounds, each running every layout once (alternating, so a slow spell of the
 # machine hits all layouts alike); a run's figures are the mean of its last ITERS/2
 # steps (the first ITERS/2 include the warm-up). Prints one row per run, then the
-# median over the rounds per layout of: tokens/s, MFU (against the sgemm ceiling
-# every rank measures at start-up), the TP all-reduce time per step and the DP
+# median over the rounds per layout of: tokens/s, MFU (against the best of the sgemm
+# ceilings the run measured), the TP all-reduce time per step and the DP
 # gradient wait backward did not hide, as a share of the step: rank 0's, and the
 # least and most over the DP ranks (the rank that ends backward last waits least:
 # only for reductions not done yet; the others wait for it too).
