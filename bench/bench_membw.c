@@ -14,7 +14,6 @@
  * rank's median GB/s over R rounds (default 12) alone and together, the node's sum,
  * the slowest rank's share against the fastest's, and one JSON line.
  */
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -65,9 +64,6 @@ static const struct flag_row rows[] = {
 
 int main(int argc, char **argv)
 {
-	bool given[sizeof(rows) / sizeof(rows[0])];
-	const struct flag_parse fp = {.rows = rows, .count = sizeof(rows) / sizeof(rows[0]),
-				      .given = given};
 	struct settings set;
 	char *hosts;
 	int rounds, mib, rank, size, len;
@@ -78,7 +74,7 @@ int main(int argc, char **argv)
 	mpi_setup_init(&argc, &argv);
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
-	mpi_setup_parse_flags(&fp, &set, argc, argv);
+	mpi_setup_parse_flags(rows, sizeof(rows) / sizeof(rows[0]), &set, argc, argv);
 	rounds = (int)set.rounds;
 	mib = (int)set.mib;
 	hosts = xcalloc((size_t)size, MPI_MAX_PROCESSOR_NAME);

@@ -11,7 +11,6 @@
  * warm-up round of each first (connections are made on first use).
  * Prints a table and one JSON line.
  */
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,9 +58,6 @@ static const struct flag_row rows[] = {
 
 int main(int argc, char **argv)
 {
-	bool given[sizeof(rows) / sizeof(rows[0])];
-	const struct flag_parse fp = {.rows = rows, .count = sizeof(rows) / sizeof(rows[0]),
-				      .given = given};
 	struct settings set;
 	int rounds, bytes, rank, size, len;
 	double *lat, *bw;
@@ -71,7 +67,7 @@ int main(int argc, char **argv)
 	mpi_setup_init(&argc, &argv);
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
-	mpi_setup_parse_flags(&fp, &set, argc, argv);
+	mpi_setup_parse_flags(rows, sizeof(rows) / sizeof(rows[0]), &set, argc, argv);
 	rounds = (int)set.rounds;
 	bytes = (int)set.bytes;
 	snprintf(err, sizeof(err), "needs exactly 2 ranks (mpirun -n 2), has %d", size);

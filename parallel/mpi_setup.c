@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "common/alloc.h"
 #include "common/check.h"
 #include "common/flags.h"
 #include "common/log.h"
@@ -99,17 +100,21 @@ void mpi_setup_agree_or_exit(bool ok, const char *err)
 	mpi_setup_user_error_exit();
 }
 
-void mpi_setup_parse_flags(const struct flag_parse *p, void *dst, int argc, char **argv)
+void mpi_setup_parse_flags(const struct flag_row *rows, size_t count, void *dst, int argc,
+			   char **argv)
 {
+	bool *given = xcalloc(count, sizeof(*given));
+	const struct flag_parse p = {.rows = rows, .count = count, .given = given};
 	char err[512];
-	int rc = flags_parse(p, dst, argc, argv, err, sizeof(err)), rank;
+	int rc = flags_parse(&p, dst, argc, argv, err, sizeof(err)), rank;
 
+	free(given);
 	mpi_setup_agree_or_exit(rc >= 0, err);
 	if (rc == 0)
 		return;
 	CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	if (rank == 0)
-		flags_print_help(p);
+		flags_print_help(&p);
 	mpi_setup_finalize();
 	exit(0);
 }

@@ -17,6 +17,7 @@
 #define RN_MPI_SETUP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 void mpi_setup_init(int *argc, char ***argv);
 /* Did MPI grant MPI_THREAD_MULTIPLE (several threads may call MPI at once)? */
@@ -35,7 +36,8 @@ void mpi_setup_agree_or_exit(bool ok, const char *err);
  * agreed user error (above), and --help prints the rows on rank 0 and ends every rank
  * with status 0. collective: all ranks of MPI_COMM_WORLD
  */
-struct flag_parse;
-void mpi_setup_parse_flags(const struct flag_parse *p, void *dst, int argc, char **argv);
+struct flag_row;
+void mpi_setup_parse_flags(const struct flag_row *rows, size_t count, void *dst, int argc,
+			   char **argv);
 
 #endif
