@@ -39,16 +39,16 @@ void ceiling_init(struct ceiling *c, MPI_Comm comm, bool bf16)
 double ceiling_utilisation(struct ceiling *c, double flops_per_s)
 {
 	const bool due = metrics_now_s() - c->at >= c->cost_s / CEILING_COST_SHARE;
-	double before, again;
+	const bool above = flops_per_s > c->flops;
+	double before;
 
-	if (comm_first_rank_with(c->comm, due) >= 0)
-		ceiling_measure(c);
-	if (comm_first_rank_with(c->comm, flops_per_s > c->flops) < 0)
+	if (comm_first_rank_with(c->comm, due || above) < 0)
 		return flops_per_s / c->flops;
 	before = c->flops;
-	again = ceiling_measure(c);
-	log0("MFU %.1f%%: the matmul ceiling measured so far (%.1f GFLOP/s) was low; "
-	     "measured again: %.1f GFLOP/s%s\n", 100.0 * flops_per_s / before, before * 1e-9,
-	     again * 1e-9, again > before ? ", the ceiling from now on" : "");
+	ceiling_measure(c);
+	if (above)
+		log0("MFU %.1f%%: the matmul ceiling measured so far (%.1f GFLOP/s) was low; "
+		     "measured again: best %.1f GFLOP/s\n", 100.0 * flops_per_s / before,
+		     before * 1e-9, c->flops * 1e-9);
 	return flops_per_s / c->flops;
 }

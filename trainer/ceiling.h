@@ -33,10 +33,10 @@ double ceiling_measure(struct ceiling *c);
 /*
  * The utilisation of `flops_per_s` (summed over the ranks) against the ceiling, for a
  * log line: measures again first when that costs at most 1% of the time since the
- * last measurement. A utilisation above 1 means the ceiling was measured low: then
- * every rank measures again at once, whatever the cost, and rank 0 logs it. A
- * utilisation still above 1 is returned as it is (the caller flags it).
- * collective: comm (each decision is taken by all ranks together)
+ * last measurement, or, whatever the cost, when the utilisation would be above 1
+ * (the ceiling was measured low; rank 0 logs it). A utilisation still above 1 is
+ * returned as it is (the caller flags it). collective: comm (one decision, taken by
+ * all ranks together)
  */
 double ceiling_utilisation(struct ceiling *c, double flops_per_s);
 
