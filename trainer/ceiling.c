@@ -20,10 +20,12 @@ double ceiling_measure(struct ceiling *c)
 	const double t0 = metrics_now_s();
 	double flops = c->bf16 ? metrics_matmul_ceiling_bf16(n, CEILING_REPS)
 			       : metrics_matmul_ceiling(n, CEILING_REPS);
+	double cost = metrics_now_s() - t0;
 
 	comm_allreduce_sum_f64(c->comm, &flops, 1);
+	comm_allreduce_max_f64(c->comm, &cost, 1);
 	c->at = metrics_now_s();
-	c->cost_s = c->at - t0;
+	c->cost_s = cost;
 	c->count++;
 	if (flops > c->flops)
 		c->flops = flops;

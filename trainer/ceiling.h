@@ -22,7 +22,8 @@ struct ceiling {
 	bool bf16;      /* a bf16 matmul instead of a float32 one */
 	double flops;   /* FLOP/s: the best measurement */
 	double at;      /* when the last measurement ended (metrics_now_s) */
-	double cost_s;  /* how long it took */
+	double cost_s;  /* how long it took: the slowest rank's own time, without
+			 * waiting for the others (ranks reach the first one apart) */
 	int count;      /* measurements so far */
 };
 
