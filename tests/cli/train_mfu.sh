@@ -2,13 +2,14 @@
 # The matmul ceiling that retnet-train's MFU is against, on 2 ranks (DP=2): a log
 # line measures it again when that costs at most 1% of the time since the last
 # measurement, and the ceiling is the best of the measurements.
-#   - A cheap measurement (RETNET_CEILING_SIZE=16: milliseconds the first time, for
-#     oneDNN's JIT, then tens of microseconds) is due again at the later of the 4
-#     lines, whose 5 steps take tens of milliseconds: 3 measurements at least, a
-#     ceiling in the metrics that never falls, and each line's MFU against that
-#     line's ceiling.
-#   - The default one (a 1024^3 product, tens of milliseconds) is not due again in a
-#     run of well under a second: 1 measurement.
+#   - A cheap measurement (RETNET_CEILING_SIZE=16: 3-6 ms the first time, for
+#     oneDNN's JIT, on a loaded machine, then about 0.1 ms) is due again at the later
+#     of the 6 lines, whose 5 steps take about 0.4 s: 3 measurements at least (the
+#     first line is due when the first measurement took up to 4 ms, the fifth up to
+#     20), a ceiling in the metrics that never falls, and each line's MFU against
+#     that line's ceiling.
+#   - The default one (a 1024^3 product, 60 ms and more) is not due again in a run
+#     of about 3 s: 1 measurement.
 # Usage: train_mfu.sh BUILD_DIR CORPUS_PREFIX
 set -u
 BUILD=${1:?usage: train_mfu.sh BUILD_DIR CORPUS_PREFIX}
@@ -21,8 +22,8 @@ train() { # train METRICS ARGS...
 	shift
 	timeout 120 "$MPIEXEC" -n 2 "${MPI_EXTRA[@]}" "$BUILD/retnet-train" \
 		--data-path "$CORPUS-train.bin" --hidden-size 64 --num-heads 2 --num-layers 2 \
-		--seq-length 256 --chunk-size 16 --micro-batch-size 1 --global-batch-size 2 \
-		--train-iters 20 --log-interval 5 --metrics "$metrics" "$@"
+		--seq-length 2048 --chunk-size 16 --micro-batch-size 1 --global-batch-size 2 \
+		--train-iters 30 --log-interval 5 --metrics "$metrics" "$@"
 }
 measurements() { sed -n 's/.*the best of \([0-9]*\) measurements.*/\1/p' "$1"; }
 
@@ -33,7 +34,7 @@ check "cheap ceiling: measured at start-up and again at later lines (said: ${n:-
 	test "${n:-0}" -ge 3
 json_column "$T/cheap.jsonl" ceiling_gflops >"$T/ceilings"
 check "cheap ceiling: one per line, never falling" \
-	awk 'NR > 1 && $1 < prev { exit 1 } { prev = $1 } END { exit NR != 4 }' "$T/ceilings"
+	awk 'NR > 1 && $1 < prev { exit 1 } { prev = $1 } END { exit NR != 6 }' "$T/ceilings"
 # mfu x ceiling / tokens_per_sec is the FLOPs per token: the same on every line
 paste <(json_column "$T/cheap.jsonl" mfu) "$T/ceilings" \
 	<(json_column "$T/cheap.jsonl" tokens_per_sec) >"$T/cols"
