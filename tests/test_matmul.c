@@ -1,8 +1,10 @@
 /* The oneDNN matmul plans against the float64 reference: every transpose
  * combination, accumulation, leading dimensions wider than the operand, batches,
- * plan reuse, and calls from inside an OpenMP region. */
+ * plan reuse, and calls from inside an OpenMP region; and autotuned plans: the same
+ * products, what the tuning recorded, and small products left untuned. */
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/alloc.h"
 #include "common/rng.h"
@@ -92,6 +94,54 @@ static void check_threaded(struct kernels_ctx *ctx)
 	free(a), free(b), free(c), free(ad), free(bd), free(cd);
 }
 
+/* Products of 2^24 and more multiply-adds are tuned: every transpose and
+ * accumulation, one with padded rows, each against the reference; the tuning's
+ * record must name a real implementation no slower than oneDNN's first choice. */
+static void check_autotune(void)
+{
+	struct kernels_ctx *ctx = kernels_ctx_init();
+	struct matmul_tuning_totals tt;
+	int tuned = 0, moved = 0;
+
+	kernels_ctx_set_autotune(ctx, true);
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++)
+			for (int acc = 0; acc < 2; acc++)
+				check_case(ctx, 256, 320, 256, ta, tb, acc, (ta ^ tb) ? 5 : 0);
+	check_case(ctx, 64, 192, 64, false, false, false, 0); /* too small to tune */
+	for (int i = 0; i < matmul_plan_count(ctx); i++) {
+		const struct matmul_plan *p = matmul_plan_at(ctx, i);
+		const struct matmul_tuning *t = matmul_plan_tuning(p);
+		const char *impl = matmul_plan_impl(p);
+		bool small = i == matmul_plan_count(ctx) - 1;
+
+		if (small) {
+			EXPECT_TRUE(t->candidates == 0, "the 64x192x64 plan was tuned (%d candidates)",
+				    t->candidates);
+			continue;
+		}
+		EXPECT_TRUE(t->candidates >= 1, "plan %d (256x320x256) was not tuned", i);
+		EXPECT_TRUE(!strstr(impl, "ref") && t->first_impl[0] && !strstr(t->first_impl, "ref"),
+			    "plan %d: a reference implementation was a candidate (%s, first %s)", i,
+			    impl, t->first_impl);
+		/* One candidate is kept untimed; of several, the one of least median. */
+		EXPECT_TRUE(t->candidates == 1
+				    ? t->chosen_s == 0 && t->first_s == 0 && !strcmp(impl, t->first_impl)
+				    : t->chosen_s > 0 && t->chosen_s <= t->first_s,
+			    "plan %d: kept %s at %.3g s against the first choice %s at %.3g s "
+			    "(%d candidates)", i, impl, t->chosen_s, t->first_impl, t->first_s,
+			    t->candidates);
+		printf("tuned plan %d: %d candidates, first %s %.3f ms, kept %s %.3f ms\n", i,
+		       t->candidates, t->first_impl, 1e3 * t->first_s, impl, 1e3 * t->chosen_s);
+		tuned++;
+		moved += strcmp(impl, t->first_impl) != 0;
+	}
+	matmul_tuning_totals(ctx, &tt);
+	EXPECT_TRUE(tt.tuned == tuned && tt.moved == moved && tt.chosen_s <= tt.first_s,
+		    "totals: %d tuned, %d moved (counted %d, %d)", tt.tuned, tt.moved, tuned, moved);
+	kernels_ctx_free(ctx);
+}
+
 int main(void)
 {
 	struct kernels_ctx *ctx = kernels_ctx_init();
@@ -115,5 +165,6 @@ int main(void)
 	       matmul_plan_impl(matmul_plan_get(ctx, &(struct matmul_shape){
 		       .batch = 1, .m = 64, .n = 192, .k = 64, .lda = 64, .ldb = 192, .ldc = 192})));
 	kernels_ctx_free(ctx);
+	check_autotune();
 	return test_finish();
 }

@@ -1,14 +1,17 @@
 #include "trainer/kernels/matmul.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <oneapi/dnnl/dnnl.h>
 
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "trainer/kernels/bf16.h"
 
 enum { MEM_A, MEM_B, MEM_C, MEM_SCRATCH, MEM_COUNT };
@@ -24,6 +27,7 @@ struct matmul_plan {
 	size_t scratch_bytes;
 	dnnl_memory_t *mem; /* [nthreads][MEM_COUNT] */
 	const char *impl;
+	struct matmul_tuning tuning;
 };
 
 struct kernels_ctx {
@@ -35,6 +39,7 @@ struct kernels_ctx {
 	struct matmul_plan **plans;
 	int nplans, cap;
 	bool bf16;              /* plans got from now on are bf16 ones */
+	bool autotune;          /* plans got from now on are timed (kernels_ctx_set_autotune) */
 	uint16_t **cvt;         /* [nthreads] packed bf16 operands, grow-only */
 	size_t *cvt_elems;      /* [nthreads] capacity of cvt[t] */
 	struct held {           /* matmul_hold: one converted operand per slot */
@@ -131,6 +136,11 @@ bool kernels_ctx_bf16(const struct kernels_ctx *ctx)
 	return ctx->bf16;
 }
 
+void kernels_ctx_set_autotune(struct kernels_ctx *ctx, bool on)
+{
+	ctx->autotune = on;
+}
+
 struct matmul_shape matmul_shape_dense(int64_t m, int64_t n, int64_t k, bool trans_a,
 				       bool trans_b, bool accumulate)
 {
@@ -181,6 +191,166 @@ static void validate_shape(const struct matmul_shape *s)
 	ENSURE(s->ldc >= s->n);
 }
 
+/*
+ * Autotuning. oneDNN offers its implementations of a primitive in its order of
+ * preference and creates the first that accepts the shape; for some shapes another
+ * one (gemm:jit against brg:avx512_core, say) is faster on the machine at hand. A
+ * tuned plan runs each candidate in turn on scratch operands of its shape for
+ * AUTOTUNE_ROUNDS rounds after a warm-up and keeps the one of least median time; a
+ * tie goes to oneDNN's first. Candidates are taken in turn, round after round, so a
+ * slow spell of the machine falls on all of them. Reference implementations are never
+ * candidates (they are there for coverage, and take seconds on a large shape).
+ * Products under AUTOTUNE_MIN_MACS multiply-adds are not tuned: timing them costs
+ * more than it could win, and the small ones are the per-chunk products that run
+ * inside parallel regions, one thread each, where a timing taken outside would not
+ * hold.
+ */
+enum { AUTOTUNE_ROUNDS = 5, AUTOTUNE_MAX_CANDIDATES = 8 };
+#define AUTOTUNE_MIN_MACS ((int64_t)1 << 24)
+
+struct candidate {
+	dnnl_primitive_desc_t pd;
+	dnnl_primitive_t prim;
+	dnnl_memory_t scratch;
+	void *scratch_buf;
+	double seconds[AUTOTUNE_ROUNDS];
+};
+
+/* A buffer for an operand of md, filled with a small normal value: the same bits
+ * are 0.0078 in float32 and in bf16, and neither zeros (which a CPU may read from
+ * the shared zero page) nor denormals would time like real data. */
+static void *timing_operand(const dnnl_memory_desc_t *md)
+{
+	size_t n = (dnnl_memory_desc_get_size(md) + 1) / 2;
+	uint16_t *buf = xaligned_alloc(2 * n);
+
+	for (size_t i = 0; i < n; i++)
+		buf[i] = 0x3C00;
+	return buf;
+}
+
+static bool is_reference(const dnnl_primitive_desc_t pd)
+{
+	const char *impl;
+
+	CHECK_DNNL(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl));
+	return strstr(impl, "ref") != NULL;
+}
+
+/* oneDNN's non-reference implementations of desc, in its order; how many (at most
+ * AUTOTUNE_MAX_CANDIDATES), or -1 with *st set when it has none at all. */
+static int list_candidates(struct kernels_ctx *ctx, struct candidate *cand,
+			   const dnnl_matmul_desc_t *desc, const_dnnl_primitive_attr_t attr,
+			   dnnl_status_t *st)
+{
+	dnnl_primitive_desc_iterator_t it;
+	int n = 0;
+
+	*st = dnnl_primitive_desc_iterator_create(&it, desc, attr, ctx->engine, NULL);
+	if (*st != dnnl_success)
+		return -1;
+	do {
+		dnnl_primitive_desc_t pd = dnnl_primitive_desc_iterator_fetch(it);
+
+		CHECK_PTR(pd);
+		if (is_reference(pd) || n == AUTOTUNE_MAX_CANDIDATES)
+			CHECK_DNNL(dnnl_primitive_desc_destroy(pd));
+		else
+			cand[n++] = (struct candidate){.pd = pd};
+	} while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+	CHECK_DNNL(dnnl_primitive_desc_iterator_destroy(it));
+	return n;
+}
+
+/* Runs the n candidates in turn, a warm-up round then AUTOTUNE_ROUNDS timed ones,
+ * on scratch operands (thread 0's stream: outside any parallel region). */
+static void time_candidates(struct kernels_ctx *ctx, struct candidate *cand, int n,
+			    const dnnl_memory_desc_t *const mds[3])
+{
+	dnnl_memory_t mem[3];
+	void *buf[3];
+
+	for (int i = 0; i < 3; i++) {
+		buf[i] = timing_operand(mds[i]);
+		CHECK_DNNL(dnnl_memory_create(&mem[i], mds[i], ctx->engine, buf[i]));
+	}
+	for (int c = 0; c < n; c++) {
+		const dnnl_memory_desc_t *sp =
+			dnnl_primitive_desc_query_md(cand[c].pd, dnnl_query_scratchpad_md, 0);
+		size_t bytes = dnnl_memory_desc_get_size(sp);
+
+		cand[c].scratch_buf = bytes ? xaligned_alloc(bytes) : NULL;
+		CHECK_DNNL(dnnl_memory_create(&cand[c].scratch, sp, ctx->engine,
+					      cand[c].scratch_buf));
+		CHECK_DNNL(dnnl_primitive_create(&cand[c].prim, cand[c].pd));
+	}
+	for (int r = -1; r < AUTOTUNE_ROUNDS; r++) { /* round -1: JIT and first touch */
+		for (int c = 0; c < n; c++) {
+			dnnl_exec_arg_t args[4] = {
+				{DNNL_ARG_SRC, mem[0]},
+				{DNNL_ARG_WEIGHTS, mem[1]},
+				{DNNL_ARG_DST, mem[2]},
+				{DNNL_ARG_SCRATCHPAD, cand[c].scratch},
+			};
+			struct timespec t0, t1;
+
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			CHECK_DNNL(dnnl_primitive_execute(cand[c].prim, ctx->streams[0], 4, args));
+			CHECK_DNNL(dnnl_stream_wait(ctx->streams[0]));
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			if (r >= 0)
+				cand[c].seconds[r] = (double)(t1.tv_sec - t0.tv_sec) +
+						     1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+		}
+	}
+	for (int c = 0; c < n; c++) {
+		CHECK_DNNL(dnnl_primitive_destroy(cand[c].prim));
+		CHECK_DNNL(dnnl_memory_destroy(cand[c].scratch));
+		free(cand[c].scratch_buf);
+	}
+	for (int i = 0; i < 3; i++) {
+		CHECK_DNNL(dnnl_memory_destroy(mem[i]));
+		free(buf[i]);
+	}
+}
+
+/* The primitive descriptor of the fastest candidate into *pd, what was found into
+ * *tuning; or oneDNN's status when it has no implementation. */
+static dnnl_status_t fastest_impl(struct kernels_ctx *ctx, dnnl_primitive_desc_t *pd,
+				  struct matmul_tuning *tuning, const dnnl_matmul_desc_t *desc,
+				  const_dnnl_primitive_attr_t attr,
+				  const dnnl_memory_desc_t *const mds[3])
+{
+	struct candidate cand[AUTOTUNE_MAX_CANDIDATES];
+	double median[AUTOTUNE_MAX_CANDIDATES];
+	const char *first;
+	dnnl_status_t st;
+	int n = list_candidates(ctx, cand, desc, attr, &st), best = 0;
+
+	if (n < 0)
+		return st;
+	if (n == 0) /* only reference ones: oneDNN's own choice, untimed */
+		return dnnl_primitive_desc_create(pd, desc, attr, ctx->engine, NULL);
+	CHECK_DNNL(dnnl_primitive_desc_query(cand[0].pd, dnnl_query_impl_info_str, 0, &first));
+	snprintf(tuning->first_impl, sizeof(tuning->first_impl), "%s", first);
+	tuning->candidates = n;
+	if (n > 1) { /* one is kept untimed: nothing to choose */
+		time_candidates(ctx, cand, n, mds);
+		for (int c = 0; c < n; c++) {
+			median[c] = stats_median(cand[c].seconds, AUTOTUNE_ROUNDS);
+			if (median[c] < median[best])
+				best = c;
+		}
+		tuning->first_s = median[0];
+		tuning->chosen_s = median[best];
+	}
+	for (int c = 0; c < n; c++)
+		if (c != best)
+			CHECK_DNNL(dnnl_primitive_desc_destroy(cand[c].pd));
+	*pd = cand[best].pd;
+	return dnnl_success;
+}
+
 static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct matmul_shape *s)
 {
 	struct matmul_plan *p = xcalloc(1, sizeof(*p));
@@ -220,7 +390,12 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 		CHECK_DNNL(dnnl_primitive_attr_set_post_ops(attr, po));
 		CHECK_DNNL(dnnl_post_ops_destroy(po));
 	}
-	st = dnnl_primitive_desc_create(&p->pd, &desc, attr, ctx->engine, NULL);
+	if (ctx->autotune && !omp_in_parallel() &&
+	    s->batch * s->m * s->n * s->k >= AUTOTUNE_MIN_MACS)
+		st = fastest_impl(ctx, &p->pd, &p->tuning, &desc, attr,
+				  (const dnnl_memory_desc_t *const[3]){&a_md, &b_md, &c_md});
+	else
+		st = dnnl_primitive_desc_create(&p->pd, &desc, attr, ctx->engine, NULL);
 	/* kernels_ctx_set_bf16 refuses a CPU without bf16 matmuls, so this is a bug or
 	 * a changed ONEDNN_MAX_CPU_ISA; say which rather than print a status code. */
 	if (st != dnnl_success && p->bf16)
@@ -280,6 +455,32 @@ const struct matmul_plan *matmul_plan_get(struct kernels_ctx *ctx,
 const char *matmul_plan_impl(const struct matmul_plan *plan)
 {
 	return plan->impl;
+}
+
+const struct matmul_tuning *matmul_plan_tuning(const struct matmul_plan *plan)
+{
+	return &plan->tuning;
+}
+
+const struct matmul_plan *matmul_plan_at(const struct kernels_ctx *ctx, int i)
+{
+	ENSURE(i >= 0 && i < ctx->nplans);
+	return ctx->plans[i];
+}
+
+void matmul_tuning_totals(const struct kernels_ctx *ctx, struct matmul_tuning_totals *out)
+{
+	*out = (struct matmul_tuning_totals){0};
+	for (int i = 0; i < ctx->nplans; i++) {
+		const struct matmul_plan *p = ctx->plans[i];
+
+		if (!p->tuning.candidates)
+			continue;
+		out->tuned++;
+		out->moved += strcmp(p->impl, p->tuning.first_impl) != 0;
+		out->first_s += p->tuning.first_s;
+		out->chosen_s += p->tuning.chosen_s;
+	}
 }
 
 bool matmul_plan_is_bf16(const struct matmul_plan *plan)

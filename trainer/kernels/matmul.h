@@ -57,6 +57,18 @@ void kernels_ctx_free(struct kernels_ctx *ctx);
 int kernels_ctx_set_bf16(struct kernels_ctx *ctx, bool on, char *err, size_t errlen);
 bool kernels_ctx_bf16(const struct kernels_ctx *ctx);
 
+/*
+ * Autotuning of the plans got from now on (off by default). oneDNN picks the first
+ * of its implementations that accepts a shape, which is not always the fastest on
+ * the machine at hand. A tuned plan times every non-reference implementation on
+ * scratch operands of its shape (in turn, median of several rounds) and keeps the
+ * fastest; products of fewer than 2^24 multiply-adds are not tuned. Results are
+ * correct either way, but which implementation wins depends on timings, so two runs
+ * (or two ranks) may round differently: a resumed run is then not bit-identical to
+ * an uninterrupted one. Not inside a parallel region.
+ */
+void kernels_ctx_set_autotune(struct kernels_ctx *ctx, bool on);
+
 /* A dense shape with natural leading dimensions (lda = K or M, ldb = N or K, ldc = N). */
 struct matmul_shape matmul_shape_dense(int64_t m, int64_t n, int64_t k, bool trans_a,
 				       bool trans_b, bool accumulate);
@@ -68,6 +80,25 @@ const struct matmul_plan *matmul_plan_get(struct kernels_ctx *ctx,
 const char *matmul_plan_impl(const struct matmul_plan *plan);
 bool matmul_plan_is_bf16(const struct matmul_plan *plan);
 int matmul_plan_count(const struct kernels_ctx *ctx);
+/* The i-th plan made, 0 <= i < matmul_plan_count(ctx). */
+const struct matmul_plan *matmul_plan_at(const struct kernels_ctx *ctx, int i);
+
+/* What autotuning found for a plan. */
+struct matmul_tuning {
+	int candidates;      /* implementations offered; 0: the plan was not tuned */
+	char first_impl[32]; /* oneDNN's first choice */
+	double first_s;      /* its median time (seconds); 0 when it was the only one */
+	double chosen_s;     /* the kept one's (its name: matmul_plan_impl) */
+};
+const struct matmul_tuning *matmul_plan_tuning(const struct matmul_plan *plan);
+
+/* Over the context's tuned plans: how many, how many left oneDNN's first choice, and
+ * the sums of their first choices' and kept implementations' median times. */
+struct matmul_tuning_totals {
+	int tuned, moved;
+	double first_s, chosen_s;
+};
+void matmul_tuning_totals(const struct kernels_ctx *ctx, struct matmul_tuning_totals *out);
 
 /* c (+)= op(a) op(b) with the plan's shape (float32 operands, whatever the plan's
  * precision: a bf16 plan converts them first). */
