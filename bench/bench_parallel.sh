@@ -13,8 +13,10 @@
 # least and most over the DP ranks (the rank that ends backward last waits least:
 # only for reductions not done yet; the others wait for it too).
 # BASE=DIR also runs every layout on the build in DIR, alternating with BUILD_DIR
-# (an A/B of two builds on the same machine state).
-# Usage: [ROUNDS=5] [ITERS=12] [LAYOUTS="1x2 dp2 tp2 1x1"] [BASE=DIR]
+# (an A/B of two builds on the same machine state). FLAGS="..." adds retnet-train
+# flags to BUILD_DIR's runs only: BASE=BUILD_DIR FLAGS=--matmul-autotune is an A/B
+# of a flag.
+# Usage: [ROUNDS=5] [ITERS=12] [LAYOUTS="1x2 dp2 tp2 1x1"] [BASE=DIR] [FLAGS=...]
 #        bench/bench_parallel.sh [BUILD_DIR]
 # (needs the KJV shards; it makes them in BUILD_DIR/bench-corpus if missing)
 set -euo pipefail
@@ -22,6 +24,7 @@ BUILD=${1:-build}
 ROUNDS=${ROUNDS:-5}
 ITERS=${ITERS:-12}
 LAYOUTS=${LAYOUTS:-1x2 dp2 tp2 1x1}
+read -r -a FLAGS <<<"${FLAGS:-}"
 cd "$(dirname "$0")/.."
 (( ITERS >= 4 && ITERS % 2 == 0 )) || { echo "bench_parallel: ITERS must be even and >= 4" >&2; exit 2; }
 CORPUS=$BUILD/bench-corpus/kjv
@@ -41,10 +44,11 @@ declare -A RANKS=([1x2]=1 [dp2]=2 [tp2]=2 [1x1]=1) THREADS=([1x2]=2 [dp2]=1 [tp2
 for l in $LAYOUTS; do [[ -n ${NAME[$l]:-} ]] || { echo "bench_parallel: unknown layout '$l'" >&2; exit 2; }; done
 
 run() { # run BUILD TAG LAYOUT ROUND: one row "tag layout tps mfu tp_ms wait0 wait_min wait_max step_ms"
-	local b=$1 tag=$2 l=$3 log=$T/$2-$3-$4
+	local b=$1 tag=$2 l=$3 log=$T/$2-$3-$4 extra=()
+	[[ $tag == this ]] && extra=("${FLAGS[@]}")
 	mpirun -n "${RANKS[$l]}" --bind-to none -x OMP_NUM_THREADS="${THREADS[$l]}" "$b/retnet-train" \
 		"${MODEL[@]}" --micro-batch-size "${MICRO[$l]}" --tensor-model-parallel-size "${TP[$l]}" \
-		--metrics "$log.jsonl" >"$log.log" 2>&1 || { cat "$log.log"; exit 1; }
+		"${extra[@]}" --metrics "$log.jsonl" >"$log.log" 2>&1 || { cat "$log.log"; exit 1; }
 	tail -n 1 "$log.jsonl" | python3 -c '
 import json, sys
 d = json.loads(sys.stdin.read())

@@ -6,7 +6,8 @@
  *
  *   retnet-bench-step [--config bench-small|tiny|FILE] [--micro-batch-size B]
  *                     [--seq-length T] [--steps N] [--form chunkwise|parallel]
- *                     [--recompute-activations] [--bf16 | --bf16-only] [model flags]
+ *                     [--recompute-activations] [--bf16 | --bf16-only]
+ *                     [--matmul-autotune] [model flags]
  *
  * Flags are retnet-train's (--help lists them); --config bench-small (the default)
  * and --config tiny are built-in configurations, and flags on the command line win.
@@ -17,7 +18,9 @@
  * converted beforehand), also measured in turn. --bf16-only skips the float32 steps
  * (for profiling the bf16 step alone). Both start from the same weights; the loss of
  * each precision's warm-up step (before any update) is printed as a sanity check.
- * --recompute-activations trades memory for speed as in training.
+ * --recompute-activations trades memory for speed as in training. --matmul-autotune
+ * tunes the model's matmuls as in training (the ceilings are always tuned) and
+ * prints what the tuning found.
  *
  * Threads: OMP_NUM_THREADS. Prints a table and one JSON line.
  */
@@ -32,6 +35,7 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "common/stats.h"
+#include "trainer/kernels/matmul.h"
 #include "trainer/launch.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
@@ -213,6 +217,14 @@ int main(int argc, char **argv)
 		       fabs(t[BF16].init_loss - t[FP32].init_loss) / fabs(t[FP32].init_loss));
 	printf("peak RSS: %.0f MiB   activations: %.0f MiB\n", rss,
 	       (double)model_activation_bytes(m) / 1048576.0);
+	if (cfg->matmul_autotune) {
+		struct matmul_tuning_totals tt;
+
+		model_matmul_tuning(m, &tt);
+		printf("--matmul-autotune: %d shapes timed, %d moved off oneDNN's first choice; "
+		       "their medians: %.1f ms first choices, %.1f ms kept\n", tt.tuned, tt.moved,
+		       1e3 * tt.first_s, 1e3 * tt.chosen_s);
+	}
 	printf("{\"bench\":\"step\",\"optimizer\":\"AdamW\",\"config\":\"%s\",\"batch\":%lld,"
 	       "\"seq_len\":%lld,\"threads\":%d", config_name, (long long)cfg->micro_batch_size,
 	       (long long)cfg->seq_length, omp_get_max_threads());
@@ -232,9 +244,10 @@ int main(int argc, char **argv)
 	if (run[FP32] && run[BF16])
 		printf(",\"bf16_speedup\":%.4f,\"bf16_speedup_pairs\":%.4f",
 		       t[FP32].step / t[BF16].step, median_pair_ratio(&t[FP32], &t[BF16]));
-	printf(",\"peak_rss_mib\":%.1f,\"activation_mib\":%.1f,\"recompute\":%d,\"form\":\"%s\"}\n",
+	printf(",\"peak_rss_mib\":%.1f,\"activation_mib\":%.1f,\"recompute\":%d,\"form\":\"%s\","
+	       "\"matmul_autotune\":%d}\n",
 	       rss, (double)model_activation_bytes(m) / 1048576.0, cfg->recompute_activations,
-	       cfg->form);
+	       cfg->form, cfg->matmul_autotune);
 	free(inputs);
 	free(targets);
 	for (int p = 0; p < NPREC; p++)

@@ -114,6 +114,16 @@ void model_destroy(struct model *m)
 	free(m);
 }
 
+void model_set_matmul_autotune(struct model *m, bool on)
+{
+	kernels_ctx_set_autotune(m->kernels, on);
+}
+
+void model_matmul_tuning(const struct model *m, struct matmul_tuning_totals *out)
+{
+	matmul_tuning_totals(m->kernels, out);
+}
+
 int model_set_bf16(struct model *m, bool on, char *err, size_t errlen)
 {
 	int rc = kernels_ctx_set_bf16(m->kernels, on, err, errlen);

@@ -160,6 +160,11 @@ static const struct spec_row table[] = {
 	  "bf16 matmuls (float32 accumulation, weights, gradients and AdamW state); needs "
 	  "AVX512-BF16; command line only (retnet-bench-step: times bf16 and fp32 steps in "
 	  "turn)"}, TR | EV | BE, NULL, 0},
+	{{"matmul-autotune", BOOL(matmul_autotune), "",
+	  "time oneDNN's implementations of each large matmul once, at its first use, and "
+	  "keep the fastest (a few seconds at start-up); faster on some machines, but a "
+	  "resumed run is then not bit-identical to an uninterrupted one; command line "
+	  "only"}, TR | EV | BE, NULL, 0},
 	{{"max-skipped-iters", INT(max_skipped_iters, 1, 1 << 20), "5",
 	  "consecutive steps with a non-finite loss or gradient that end the run"},
 	 TR, NULL, 0},

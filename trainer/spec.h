@@ -82,6 +82,7 @@ struct run_spec {
 	bool recompute_activations;
 	bool use_distributed_optimizer; /* ZeRO-1: AdamW moments sharded over DP */
 	bool bf16;
+	bool matmul_autotune;
 	int64_t max_skipped_iters, check_weight_hash_interval;
 	char inject_fault[SPEC_TEXT_MAX];
 
