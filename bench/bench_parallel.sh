@@ -13,7 +13,8 @@
 # least and most over the DP ranks (the rank that ends backward last waits least:
 # only for reductions not done yet; the others wait for it too).
 # BASE=DIR also runs every layout on the build in DIR, alternating with BUILD_DIR
-# (an A/B of two builds on the same machine state). FLAGS="..." adds retnet-train
+# (an A/B of two builds on the same machine state; BUILD_DIR first in odd rounds,
+# BASE first in even ones, so that neither always runs just after the other). FLAGS="..." adds retnet-train
 # flags to BUILD_DIR's runs only: BASE=BUILD_DIR FLAGS=--matmul-autotune is an A/B
 # of a flag.
 # Usage: [ROUNDS=5] [ITERS=12] [LAYOUTS="1x2 dp2 tp2 1x1"] [BASE=DIR] [FLAGS=...]
@@ -63,7 +64,9 @@ echo "| build | layout | round | tokens/s | MFU | TP ms/step | DP wait rank 0 / 
 echo "|---|---|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
 	for l in $LAYOUTS; do
-		for tagged in "this:$BUILD" ${BASE:+"base:$BASE"}; do
+		order=("this:$BUILD" ${BASE:+"base:$BASE"})
+		((r % 2 == 0 && ${#order[@]} == 2)) && order=("${order[1]}" "${order[0]}")
+		for tagged in "${order[@]}"; do
 			row=$(run "${tagged#*:}" "${tagged%%:*}" "$l" "$r")
 			echo "$row" >>"$T/rows"
 			awk -v r="$r" -v name="${NAME[$l]}" '{ printf "| %s | %s | %d | %.0f | %.1f%% | %.0f | %.2f / %.2f / %.2f |\n",

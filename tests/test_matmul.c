@@ -1,7 +1,9 @@
 /* The oneDNN matmul plans against the float64 reference: every transpose
  * combination, accumulation, leading dimensions wider than the operand, batches,
  * plan reuse, and calls from inside an OpenMP region; and autotuned plans: the same
- * products, what the tuning recorded, and small products left untuned. */
+ * products, what the tuning recorded, small products left untuned, and plans tuned
+ * together with another rank (imitated): refused when their plan lists differ, and
+ * the implementation whose slowest rank is fastest kept. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +144,91 @@ static void check_autotune(void)
 	kernels_ctx_free(ctx);
 }
 
+/*
+ * matmul_autotune_plans with an imitated second rank: the callback takes the
+ * maximum of this rank's values and that rank's. Its calls are told apart by their
+ * contents: the plan-list check (4 values), a plan's candidate count ({n, -n}) and the
+ * candidates' medians (all positive).
+ */
+struct other_rank {
+	bool other_plans;     /* its plan list differs */
+	bool first_slow;      /* oneDNN's first choice takes it a second */
+	int median_calls;
+};
+
+static void other_rank_max(double *v, int n, void *arg)
+{
+	struct other_rank *o = arg;
+
+
+	if (n == 4) {
+		if (o->other_plans)
+			v[0] += 1; /* one plan more */
+		return;
+	}
+	if (n == 2 && v[1] == -v[0])
+		return;
+	o->median_calls++;
+	if (o->first_slow && v[0] < 1.0)
+		v[0] = 1.0;
+}
+
+static struct kernels_ctx *ctx_with_dense_plans(void)
+{
+	struct kernels_ctx *ctx = kernels_ctx_init();
+
+	for (int ta = 0; ta < 2; ta++)
+		for (int acc = 0; acc < 2; acc++)
+			check_case(ctx, 256, 320, 256, ta, ta, acc, 0);
+	check_case(ctx, 64, 192, 64, false, false, false, 0);
+	return ctx;
+}
+
+static void check_autotune_agreed(void)
+{
+	struct kernels_ctx *ctx = ctx_with_dense_plans();
+	struct other_rank o = {.other_plans = true};
+	struct matmul_agree agree = {other_rank_max, &o};
+	int rc = matmul_autotune_plans(ctx, &agree), several = 0;
+
+	EXPECT_TRUE(rc == -1 && o.median_calls == 0,
+		    "plan lists that differ: nothing tuned (returned %d, %d timings agreed)", rc,
+		    o.median_calls);
+	for (int i = 0; i < matmul_plan_count(ctx); i++)
+		EXPECT_TRUE(matmul_plan_tuning(matmul_plan_at(ctx, i))->candidates == 0,
+			    "plan %d tuned although the plan lists differ", i);
+
+	o = (struct other_rank){.first_slow = true};
+	rc = matmul_autotune_plans(ctx, &agree);
+	EXPECT_TRUE(rc == 4, "4 plans of 2^24 multiply-adds or more tuned (returned %d)", rc);
+	for (int i = 0; i < matmul_plan_count(ctx); i++) {
+		const struct matmul_plan *p = matmul_plan_at(ctx, i);
+		const struct matmul_tuning *t = matmul_plan_tuning(p);
+
+		if (t->candidates < 2)
+			continue;
+		several++;
+		/* The other rank's second on the first choice decides: the implementation
+		 * whose slowest rank is fastest is another one. */
+		EXPECT_TRUE(strcmp(matmul_plan_impl(p), t->first_impl) && t->first_s >= 1.0,
+			    "plan %d: kept %s (first %s at %.3g s on the slowest rank)", i,
+			    matmul_plan_impl(p), t->first_impl, t->first_s);
+	}
+	EXPECT_TRUE(several == o.median_calls,
+		    "one agreed timing per plan of several candidates (%d plans, %d timings)",
+		    several, o.median_calls);
+	printf("agreed tuning: %d plans with several candidates\n", several);
+	/* The re-made plans compute the same products (the cache returns them). */
+	for (int ta = 0; ta < 2; ta++)
+		for (int acc = 0; acc < 2; acc++)
+			check_case(ctx, 256, 320, 256, ta, ta, acc, 0);
+	EXPECT_TRUE(matmul_plan_count(ctx) == 5, "the tuned plans are reused (%d plans)",
+		    matmul_plan_count(ctx));
+	rc = matmul_autotune_plans(ctx, NULL);
+	EXPECT_TRUE(rc == 0, "nothing left to tune (returned %d)", rc);
+	kernels_ctx_free(ctx);
+}
+
 int main(void)
 {
 	struct kernels_ctx *ctx = kernels_ctx_init();
@@ -166,5 +253,6 @@ int main(void)
 		       .batch = 1, .m = 64, .n = 192, .k = 64, .lda = 64, .ldb = 192, .ldc = 192})));
 	kernels_ctx_free(ctx);
 	check_autotune();
+	check_autotune_agreed();
 	return test_finish();
 }

@@ -99,7 +99,6 @@ struct model *launch_model_chunked(struct launch *l, const int *slots)
 	ok = !l->spec.bf16 || model_set_bf16(m, true, err, sizeof(err)) == 0;
 	mpi_setup_agree_or_exit(ok, err);
 	model_set_form(m, form_of(&l->spec));
-	model_set_matmul_autotune(m, l->spec.matmul_autotune);
 	if (l->have_checkpoint) {
 		ok = train_ckpt_load(l->spec.load, l->checkpoint.iteration, m, NULL, &l->grid, err,
 				     sizeof(err)) == 0;

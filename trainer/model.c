@@ -114,9 +114,9 @@ void model_destroy(struct model *m)
 	free(m);
 }
 
-void model_set_matmul_autotune(struct model *m, bool on)
+int model_autotune_matmuls(struct model *m, const struct matmul_agree *agree)
 {
-	kernels_ctx_set_autotune(m->kernels, on);
+	return matmul_autotune_plans(m->kernels, agree);
 }
 
 void model_matmul_tuning(const struct model *m, struct matmul_tuning_totals *out)

@@ -88,8 +88,10 @@ struct param_set *model_params(struct model *m);
  */
 int model_set_bf16(struct model *m, bool on, char *err, size_t errlen);
 void model_set_form(struct model *m, enum retention_form form);
-/* Autotunes the model's large matmuls (kernels_ctx_set_autotune); before the first step. */
-void model_set_matmul_autotune(struct model *m, bool on);
+/* Autotunes the large matmuls the model has run so far (after a first step), with
+ * the ranks of agree (matmul_autotune_plans: the same result on all of them). */
+struct matmul_agree;
+int model_autotune_matmuls(struct model *m, const struct matmul_agree *agree);
 struct matmul_tuning_totals;
 /* What autotuning found so far on this rank (matmul_tuning_totals). */
 void model_matmul_tuning(const struct model *m, struct matmul_tuning_totals *out);

@@ -161,10 +161,10 @@ static const struct spec_row table[] = {
 	  "AVX512-BF16; command line only (retnet-bench-step: times bf16 and fp32 steps in "
 	  "turn)"}, TR | EV | BE, NULL, 0},
 	{{"matmul-autotune", BOOL(matmul_autotune), "",
-	  "time oneDNN's implementations of each large matmul once, at its first use, and "
-	  "keep the fastest (a few seconds at start-up); faster on some machines, but a "
-	  "resumed run is then not bit-identical to an uninterrupted one; command line "
-	  "only"}, TR | EV | BE, NULL, 0},
+	  "after the first step, time oneDNN's implementations of each large matmul (the "
+	  "ranks of a pipeline stage together) and keep the fastest (a few seconds); "
+	  "faster on some machines, but a resumed run is then not bit-identical to an "
+	  "uninterrupted one; command line only"}, TR | BE, NULL, 0},
 	{{"max-skipped-iters", INT(max_skipped_iters, 1, 1 << 20), "5",
 	  "consecutive steps with a non-finite loss or gradient that end the run"},
 	 TR, NULL, 0},

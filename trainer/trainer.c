@@ -626,15 +626,35 @@ static void log_progress(struct trainer *t, const struct log_window *w, int64_t 
 	metrics_write(t->metrics, k, keys, vals);
 }
 
-/* The first step made (and with --matmul-autotune, timed) the model's matmuls. */
-static void log_matmul_tuning(const struct trainer *t)
+static void max_over_comm(double *v, int n, void *comm)
+{
+	comm_allreduce_max_f64(*(MPI_Comm *)comm, v, (size_t)n);
+}
+
+/* --matmul-autotune, after the first step has made the model's matmul plans: the
+ * ranks of a pipeline stage (every tensor, context and data-parallel rank of it runs
+ * the same shapes) time them together and keep the same implementations. */
+static void autotune_matmuls(struct trainer *t)
 {
 	struct matmul_tuning_totals tt;
+	MPI_Comm stage;
+	struct matmul_agree agree = {max_over_comm, &stage};
+	int tuned;
 
+	/* collective: all ranks */
+	CHECK_MPI(MPI_Comm_split(t->g->world, t->g->axis[GRID_PIPELINE].rank, t->g->world_rank,
+				 &stage));
+	tuned = model_autotune_matmuls(t->m, &agree);
+	CHECK_MPI(MPI_Comm_free(&stage));
+	if (tuned < 0) {
+		log0("--matmul-autotune: the ranks of pipeline stage 0 made different matmul "
+		     "plans; left as oneDNN chose them\n");
+		return;
+	}
 	model_matmul_tuning(t->m, &tt);
-	log0("--matmul-autotune: rank 0 timed %d matmul shapes; %d run on another "
+	log0("--matmul-autotune: pipeline stage 0 timed %d matmul shapes; %d run on another "
 	     "implementation than oneDNN's first choice, %.1f%% less time in all %d by the "
-	     "timings\n", tt.tuned, tt.moved,
+	     "timings (the slowest rank's)\n", tt.tuned, tt.moved,
 	     tt.first_s > 0 ? 100.0 * (1.0 - tt.chosen_s / tt.first_s) : 0.0, tt.tuned);
 }
 
@@ -661,7 +681,7 @@ int trainer_run(struct trainer *t, int64_t start)
 		watchdog_progress();
 		t->last_step_s = metrics_now_s() - t0;
 		if (it == start && s->matmul_autotune)
-			log_matmul_tuning(t);
+			autotune_matmuls(t);
 		if (updated) {
 			w.loss_sum += loss;
 			w.losses++;

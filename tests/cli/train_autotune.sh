@@ -7,9 +7,9 @@
 #     to 5e-8 in 4 tuned runs at lr 1e-3; at lr 3e-3 this model's loss jumps at
 #     step 10 and turns an ulp into 1e-5);
 #   - DP=2 with it: the losses of the single rank within 1e-5, and the replicas
-#     hold the same parameters after every step (each rank tunes on its own, so
-#     they may pick different implementations; the all-reduced gradients keep them
-#     equal), checked by the weight-hash check at every step.
+#     hold the same parameters after every step (checked by the weight-hash check
+#     at every step); TP=2 (the two ranks of the stage tune together) and PP=2 (each
+#     stage on its own) also within 1e-5 of the single rank.
 # Usage: train_autotune.sh BUILD_DIR CORPUS_PREFIX
 set -u
 BUILD=${1:?usage: train_autotune.sh BUILD_DIR CORPUS_PREFIX}
@@ -25,7 +25,7 @@ check "1 rank: default run" test $? -eq 0
 OMP_NUM_THREADS=2 train_run tuned 1 --matmul-autotune
 check "1 rank: --matmul-autotune run" test $? -eq 0
 check "the default run tunes nothing" bash -c "! grep -q 'matmul-autotune' '$T/plain.log'"
-timed=$(sed -n 's/.*rank 0 timed \([0-9]*\) matmul shapes.*/\1/p' "$T/tuned.log")
+timed=$(sed -n 's/.*stage 0 timed \([0-9]*\) matmul shapes.*/\1/p' "$T/tuned.log")
 check "the tuned run says what it timed (${timed:-nothing}): at least one shape" \
 	test "${timed:-0}" -ge 1
 grep 'matmul-autotune' "$T/tuned.log" | sed 's/^/     /'
@@ -37,4 +37,11 @@ OMP_NUM_THREADS=1 train_run dp2 2 --matmul-autotune \
 	--check-weight-hash-across-dp-replicas-interval 1
 check "DP=2 with --matmul-autotune and a weight-hash check every step" test $? -eq 0
 check "DP=2 tuned losses = 1 rank (1e-5)" close_columns "$T/dp2.loss" "$T/plain.loss" 1e-5
+for layout in "tp2 --tensor-model-parallel-size 2" "pp2 --pipeline-model-parallel-size 2"; do
+	read -r name flags <<<"$layout"
+	# shellcheck disable=SC2086 # flags are two words
+	OMP_NUM_THREADS=1 train_run "$name" 2 --matmul-autotune $flags
+	check "$name with --matmul-autotune" test $? -eq 0
+	check "$name tuned losses = 1 rank (1e-5)" close_columns "$T/$name.loss" "$T/plain.loss" 1e-5
+done
 finish

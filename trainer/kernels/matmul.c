@@ -208,6 +208,11 @@ static void validate_shape(const struct matmul_shape *s)
 enum { AUTOTUNE_ROUNDS = 5, AUTOTUNE_MAX_CANDIDATES = 8 };
 #define AUTOTUNE_MIN_MACS ((int64_t)1 << 24)
 
+static bool tunable(const struct matmul_shape *s)
+{
+	return s->batch * s->m * s->n * s->k >= AUTOTUNE_MIN_MACS;
+}
+
 struct candidate {
 	dnnl_primitive_desc_t pd;
 	dnnl_primitive_t prim;
@@ -229,18 +234,32 @@ static void *timing_operand(const dnnl_memory_desc_t *md)
 	return buf;
 }
 
-static bool is_reference(const dnnl_primitive_desc_t pd)
+static const char *impl_name(const_dnnl_primitive_desc_t pd)
 {
 	const char *impl;
 
 	CHECK_DNNL(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl));
-	return strstr(impl, "ref") != NULL;
+	return impl;
+}
+
+/* A reference implementation, or one already among cand[0, n) (an iterator over
+ * the descriptor of an existing primitive offers each implementation twice). */
+static bool skip_candidate(const_dnnl_primitive_desc_t pd, const struct candidate *cand, int n)
+{
+	const char *impl = impl_name(pd);
+
+	if (strstr(impl, "ref"))
+		return true;
+	for (int c = 0; c < n; c++)
+		if (!strcmp(impl, impl_name(cand[c].pd)))
+			return true;
+	return false;
 }
 
 /* oneDNN's non-reference implementations of desc, in its order; how many (at most
  * AUTOTUNE_MAX_CANDIDATES), or -1 with *st set when it has none at all. */
 static int list_candidates(struct kernels_ctx *ctx, struct candidate *cand,
-			   const dnnl_matmul_desc_t *desc, const_dnnl_primitive_attr_t attr,
+			   const_dnnl_op_desc_t desc, const_dnnl_primitive_attr_t attr,
 			   dnnl_status_t *st)
 {
 	dnnl_primitive_desc_iterator_t it;
@@ -253,7 +272,7 @@ static int list_candidates(struct kernels_ctx *ctx, struct candidate *cand,
 		dnnl_primitive_desc_t pd = dnnl_primitive_desc_iterator_fetch(it);
 
 		CHECK_PTR(pd);
-		if (is_reference(pd) || n == AUTOTUNE_MAX_CANDIDATES)
+		if (skip_candidate(pd, cand, n) || n == AUTOTUNE_MAX_CANDIDATES)
 			CHECK_DNNL(dnnl_primitive_desc_destroy(pd));
 		else
 			cand[n++] = (struct candidate){.pd = pd};
@@ -314,33 +333,47 @@ static void time_candidates(struct kernels_ctx *ctx, struct candidate *cand, int
 	}
 }
 
+/* Every rank's values replaced by their maximum over the ranks of agree (nothing
+ * without one). */
+static void agree_max(const struct matmul_agree *agree, double *v, int n)
+{
+	if (agree)
+		agree->max(v, n, agree->arg);
+}
+
 /* The primitive descriptor of the fastest candidate into *pd, what was found into
- * *tuning; or oneDNN's status when it has no implementation. */
+ * *tuning; or oneDNN's status when it has no implementation. With agree, the ranks
+ * time their candidates together and keep the one whose slowest rank is fastest
+ * (all of them the same one); ranks offered different candidates keep oneDNN's
+ * first choice, untimed. */
 static dnnl_status_t fastest_impl(struct kernels_ctx *ctx, dnnl_primitive_desc_t *pd,
-				  struct matmul_tuning *tuning, const dnnl_matmul_desc_t *desc,
+				  struct matmul_tuning *tuning, const_dnnl_op_desc_t desc,
 				  const_dnnl_primitive_attr_t attr,
-				  const dnnl_memory_desc_t *const mds[3])
+				  const dnnl_memory_desc_t *const mds[3],
+				  const struct matmul_agree *agree)
 {
 	struct candidate cand[AUTOTUNE_MAX_CANDIDATES];
-	double median[AUTOTUNE_MAX_CANDIDATES];
-	const char *first;
+	double median[AUTOTUNE_MAX_CANDIDATES], count[2];
 	dnnl_status_t st;
 	int n = list_candidates(ctx, cand, desc, attr, &st), best = 0;
 
 	if (n < 0)
 		return st;
+	count[0] = n;
+	count[1] = -n;
+	agree_max(agree, count, 2);
 	if (n == 0) /* only reference ones: oneDNN's own choice, untimed */
 		return dnnl_primitive_desc_create(pd, desc, attr, ctx->engine, NULL);
-	CHECK_DNNL(dnnl_primitive_desc_query(cand[0].pd, dnnl_query_impl_info_str, 0, &first));
-	snprintf(tuning->first_impl, sizeof(tuning->first_impl), "%s", first);
+	snprintf(tuning->first_impl, sizeof(tuning->first_impl), "%s", impl_name(cand[0].pd));
 	tuning->candidates = n;
-	if (n > 1) { /* one is kept untimed: nothing to choose */
+	if (n > 1 && count[0] == -count[1]) { /* one is kept untimed: nothing to choose */
 		time_candidates(ctx, cand, n, mds);
-		for (int c = 0; c < n; c++) {
+		for (int c = 0; c < n; c++)
 			median[c] = stats_median(cand[c].seconds, AUTOTUNE_ROUNDS);
+		agree_max(agree, median, n);
+		for (int c = 0; c < n; c++)
 			if (median[c] < median[best])
 				best = c;
-		}
 		tuning->first_s = median[0];
 		tuning->chosen_s = median[best];
 	}
@@ -351,13 +384,44 @@ static dnnl_status_t fastest_impl(struct kernels_ctx *ctx, dnnl_primitive_desc_t
 	return dnnl_success;
 }
 
+/* The primitive of p->pd, its name and scratchpad, and each thread's scratchpad
+ * memory object. */
+static void attach_primitive(struct kernels_ctx *ctx, struct matmul_plan *p)
+{
+	const dnnl_memory_desc_t *sp;
+
+	CHECK_DNNL(dnnl_primitive_create(&p->prim, p->pd));
+	p->impl = impl_name(p->pd);
+	sp = dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
+	p->scratch_md = *sp;
+	p->scratch_bytes = dnnl_memory_desc_get_size(sp);
+	for (int t = 0; t < ctx->nthreads; t++)
+		CHECK_DNNL(dnnl_memory_create(&p->mem[t * MEM_COUNT + MEM_SCRATCH], &p->scratch_md,
+					      ctx->engine, DNNL_MEMORY_NONE));
+	/* One scratchpad per thread, sized for the largest plan so far. */
+	if (p->scratch_bytes > ctx->scratch_bytes) {
+		for (int t = 0; t < ctx->nthreads; t++) {
+			free(ctx->scratch[t]);
+			ctx->scratch[t] = xaligned_alloc(p->scratch_bytes);
+		}
+		ctx->scratch_bytes = p->scratch_bytes;
+	}
+}
+
+static void detach_primitive(struct kernels_ctx *ctx, struct matmul_plan *p)
+{
+	for (int t = 0; t < ctx->nthreads; t++)
+		CHECK_DNNL(dnnl_memory_destroy(p->mem[t * MEM_COUNT + MEM_SCRATCH]));
+	CHECK_DNNL(dnnl_primitive_destroy(p->prim));
+	CHECK_DNNL(dnnl_primitive_desc_destroy(p->pd));
+}
+
 static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct matmul_shape *s)
 {
 	struct matmul_plan *p = xcalloc(1, sizeof(*p));
 	dnnl_memory_desc_t a_md, b_md, c_md;
 	dnnl_matmul_desc_t desc;
 	dnnl_primitive_attr_t attr;
-	const dnnl_memory_desc_t *sp;
 	dnnl_status_t st;
 
 	validate_shape(s);
@@ -390,10 +454,9 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 		CHECK_DNNL(dnnl_primitive_attr_set_post_ops(attr, po));
 		CHECK_DNNL(dnnl_post_ops_destroy(po));
 	}
-	if (ctx->autotune && !omp_in_parallel() &&
-	    s->batch * s->m * s->n * s->k >= AUTOTUNE_MIN_MACS)
+	if (ctx->autotune && !omp_in_parallel() && tunable(s))
 		st = fastest_impl(ctx, &p->pd, &p->tuning, &desc, attr,
-				  (const dnnl_memory_desc_t *const[3]){&a_md, &b_md, &c_md});
+				  (const dnnl_memory_desc_t *const[3]){&a_md, &b_md, &c_md}, NULL);
 	else
 		st = dnnl_primitive_desc_create(&p->pd, &desc, attr, ctx->engine, NULL);
 	/* kernels_ctx_set_bf16 refuses a CPU without bf16 matmuls, so this is a bug or
@@ -404,13 +467,6 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 		      (long)s->k, (int)st, isa_name(dnnl_get_effective_cpu_isa()));
 	CHECK_DNNL(st);
 	CHECK_DNNL(dnnl_primitive_attr_destroy(attr));
-	CHECK_DNNL(dnnl_primitive_create(&p->prim, p->pd));
-	CHECK_DNNL(dnnl_primitive_desc_query(p->pd, dnnl_query_impl_info_str, 0, &p->impl));
-
-	sp = dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
-	p->scratch_md = *sp;
-	p->scratch_bytes = dnnl_memory_desc_get_size(sp);
-
 	p->mem = xcalloc((size_t)ctx->nthreads * MEM_COUNT, sizeof(*p->mem));
 	for (int t = 0; t < ctx->nthreads; t++) {
 		dnnl_memory_t *m = &p->mem[t * MEM_COUNT];
@@ -418,19 +474,74 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 		CHECK_DNNL(dnnl_memory_create(&m[MEM_A], &a_md, ctx->engine, DNNL_MEMORY_NONE));
 		CHECK_DNNL(dnnl_memory_create(&m[MEM_B], &b_md, ctx->engine, DNNL_MEMORY_NONE));
 		CHECK_DNNL(dnnl_memory_create(&m[MEM_C], &c_md, ctx->engine, DNNL_MEMORY_NONE));
-		CHECK_DNNL(dnnl_memory_create(&m[MEM_SCRATCH], &p->scratch_md, ctx->engine,
-					      DNNL_MEMORY_NONE));
 	}
-
-	/* One scratchpad per thread, sized for the largest plan so far. */
-	if (p->scratch_bytes > ctx->scratch_bytes) {
-		for (int t = 0; t < ctx->nthreads; t++) {
-			free(ctx->scratch[t]);
-			ctx->scratch[t] = xaligned_alloc(p->scratch_bytes);
-		}
-		ctx->scratch_bytes = p->scratch_bytes;
-	}
+	attach_primitive(ctx, p);
 	return p;
+}
+
+/* FNV-1a over the fields that make two plans the same. */
+static uint64_t plan_hash(uint64_t h, const struct matmul_plan *p)
+{
+	const struct matmul_shape *s = &p->shape;
+	const int64_t v[] = {s->batch, s->m, s->n, s->k, s->lda, s->ldb, s->ldc,
+			     s->stride_a, s->stride_b, s->stride_c, s->trans_a, s->trans_b,
+			     s->accumulate, p->bf16};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		for (int byte = 0; byte < 8; byte++)
+			h = (h ^ (((uint64_t)v[i] >> (8 * byte)) & 0xff)) * 0x100000001b3ULL;
+	return h;
+}
+
+static bool awaits_tuning(const struct matmul_plan *p)
+{
+	return !p->tuning.candidates && tunable(&p->shape);
+}
+
+int matmul_autotune_plans(struct kernels_ctx *ctx, const struct matmul_agree *agree)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	double check[4];
+	int count = 0, tuned = 0;
+
+	ENSURE(!omp_in_parallel());
+	for (int i = 0; i < ctx->nplans; i++)
+		if (awaits_tuning(ctx->plans[i])) {
+			count++;
+			h = plan_hash(h, ctx->plans[i]);
+		}
+	/* The same list on every rank: max(x) = -max(-x) for each value. 52 bits of the
+	 * hash are exact in a double. */
+	check[0] = count;
+	check[1] = -count;
+	check[2] = (double)(h >> 12);
+	check[3] = -(double)(h >> 12);
+	agree_max(agree, check, 4);
+	if (check[0] != -check[1] || check[2] != -check[3])
+		return -1;
+	for (int i = 0; i < ctx->nplans; i++) {
+		struct matmul_plan *p = ctx->plans[i];
+		const_dnnl_op_desc_t desc;
+		const_dnnl_primitive_attr_t attr;
+		dnnl_memory_desc_t mds[3];
+		dnnl_primitive_desc_t pd;
+
+		if (!awaits_tuning(p))
+			continue;
+		CHECK_DNNL(dnnl_primitive_desc_query(p->pd, dnnl_query_matmul_d, 0, &desc));
+		CHECK_DNNL(dnnl_primitive_desc_get_attr(p->pd, &attr));
+		mds[0] = *dnnl_primitive_desc_query_md(p->pd, dnnl_query_src_md, 0);
+		mds[1] = *dnnl_primitive_desc_query_md(p->pd, dnnl_query_weights_md, 0);
+		mds[2] = *dnnl_primitive_desc_query_md(p->pd, dnnl_query_dst_md, 0);
+		CHECK_DNNL(fastest_impl(ctx, &pd, &p->tuning, desc, attr,
+					(const dnnl_memory_desc_t *const[3]){&mds[0], &mds[1], &mds[2]},
+					agree));
+		detach_primitive(ctx, p); /* desc and attr were the old descriptor's */
+		p->pd = pd;
+		attach_primitive(ctx, p);
+		tuned++;
+	}
+	return tuned;
 }
 
 const struct matmul_plan *matmul_plan_get(struct kernels_ctx *ctx,

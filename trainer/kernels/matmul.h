@@ -58,16 +58,35 @@ int kernels_ctx_set_bf16(struct kernels_ctx *ctx, bool on, char *err, size_t err
 bool kernels_ctx_bf16(const struct kernels_ctx *ctx);
 
 /*
- * Autotuning of the plans got from now on (off by default). oneDNN picks the first
- * of its implementations that accepts a shape, which is not always the fastest on
- * the machine at hand. A tuned plan times every non-reference implementation on
- * scratch operands of its shape (in turn, median of several rounds) and keeps the
- * fastest; products of fewer than 2^24 multiply-adds are not tuned. Results are
- * correct either way, but which implementation wins depends on timings, so two runs
- * (or two ranks) may round differently: a resumed run is then not bit-identical to
- * an uninterrupted one. Not inside a parallel region.
+ * Autotuning. oneDNN picks the first of its implementations that accepts a shape,
+ * which is not always the fastest on the machine at hand. A tuned plan times every
+ * non-reference implementation on scratch operands of its shape (in turn, median of
+ * several rounds) and keeps the fastest; products of fewer than 2^24 multiply-adds
+ * are not tuned. Results are correct either way, but which implementation wins
+ * depends on timings, so two runs may round differently: a resumed run is then not
+ * bit-identical to an uninterrupted one. Not inside a parallel region. Two ways:
+ *
+ * kernels_ctx_set_autotune: every plan got from now on is tuned when it is made,
+ * by this process alone (off by default).
  */
 void kernels_ctx_set_autotune(struct kernels_ctx *ctx, bool on);
+
+/*
+ * matmul_autotune_plans: the plans made so far and not tuned yet are tuned now,
+ * together by the ranks that call it with the same agree: each candidate's median is
+ * replaced by its maximum over the ranks (agree->max, an all-reduce the caller
+ * provides: this module knows nothing of MPI), so every rank keeps the same
+ * implementation, the one whose slowest rank is fastest (ranks that chose apart would
+ * wait for each other at every collective). The ranks must have made the same plans
+ * in the same order; that is checked first, and if it does not hold nothing is
+ * tuned and the result is -1 on every rank. Otherwise the number of plans tuned.
+ * agree NULL: this process alone.
+ */
+struct matmul_agree {
+	void (*max)(double *v, int n, void *arg); /* v[i] = max over the ranks, in place */
+	void *arg;
+};
+int matmul_autotune_plans(struct kernels_ctx *ctx, const struct matmul_agree *agree);
 
 /* A dense shape with natural leading dimensions (lda = K or M, ldb = N or K, ldc = N). */
 struct matmul_shape matmul_shape_dense(int64_t m, int64_t n, int64_t k, bool trans_a,
