@@ -641,6 +641,7 @@ static void autotune_matmuls(struct trainer *t)
 	struct matmul_agree agree = {max_over_comm, &stage};
 	int tuned;
 
+	watchdog_phase("--matmul-autotune's timings, agreed by the ranks of a pipeline stage");
 	/* collective: all ranks */
 	CHECK_MPI(MPI_Comm_split(t->g->world, t->g->axis[GRID_PIPELINE].rank, t->g->world_rank,
 				 &stage));
