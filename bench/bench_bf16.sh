@@ -20,7 +20,8 @@
 #
 # Knobs (environment): BUILD (build), THREADS (2), ROUNDS (2; 0 skips part 1), STEPS
 # (3, timed steps per precision and round), CURVE (1; 0 skips part 2), ITERS (500),
-# REFERENCE (0; 1 adds the fp32 1-rank run), OUT (out/bench-bf16). Needs a built
+# REFERENCE (0; 1 adds the fp32 1-rank run), OUT (out/bench-bf16), STEP_FLAGS (more
+# retnet-bench-step flags for part 1, e.g. --matmul-autotune). Needs a built
 # tree for part 1; part 2 goes through main-job.sh, which installs and builds what
 # is missing.
 set -euo pipefail
@@ -33,6 +34,7 @@ CURVE=${CURVE:-1}
 ITERS=${ITERS:-500}
 REFERENCE=${REFERENCE:-0}
 OUT=${OUT:-out/bench-bf16}
+read -r -a STEP_FLAGS <<<"${STEP_FLAGS:-}"
 mkdir -p "$OUT"
 
 throughput() {
@@ -41,7 +43,8 @@ echo "   (load average now: $(cut -d' ' -f1-3 /proc/loadavg); other work on the 
 echo "   the absolute figures noisy, the ratio less so)"
 : >"$OUT/throughput.jsonl"
 for r in $(seq 1 "$ROUNDS"); do
-	OMP_NUM_THREADS=$THREADS "$BUILD/retnet-bench-step" --bf16 --steps "$STEPS" >"$OUT/round$r.txt"
+	OMP_NUM_THREADS=$THREADS "$BUILD/retnet-bench-step" --bf16 --steps "$STEPS" \
+		"${STEP_FLAGS[@]}" >"$OUT/round$r.txt"
 	grep '^{' "$OUT/round$r.txt" >>"$OUT/throughput.jsonl"
 	grep -E '^(fp32|bf16): (step|tokens)|^bf16 / fp32' "$OUT/round$r.txt" | sed "s/^/   round $r: /"
 done
