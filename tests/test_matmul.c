@@ -97,20 +97,30 @@ static void check_threaded(struct kernels_ctx *ctx)
 }
 
 /* Products of 2^24 and more multiply-adds are tuned: every transpose and
- * accumulation, one with padded rows, each against the reference; the tuning's
- * record must name a real implementation no slower than oneDNN's first choice. */
-static void check_autotune(void)
+ * accumulation, one with padded rows, each against the reference after tuning; the
+ * tuning's record must name a real implementation no slower than oneDNN's first
+ * choice. */
+static void check_tunable_cases(struct kernels_ctx *ctx)
 {
-	struct kernels_ctx *ctx = kernels_ctx_init();
-	struct matmul_tuning_totals tt;
-	int tuned = 0, moved = 0;
-
-	kernels_ctx_set_autotune(ctx, true);
 	for (int ta = 0; ta < 2; ta++)
 		for (int tb = 0; tb < 2; tb++)
 			for (int acc = 0; acc < 2; acc++)
 				check_case(ctx, 256, 320, 256, ta, tb, acc, (ta ^ tb) ? 5 : 0);
 	check_case(ctx, 64, 192, 64, false, false, false, 0); /* too small to tune */
+}
+
+static void check_autotune(void)
+{
+	struct kernels_ctx *ctx = kernels_ctx_init();
+	struct matmul_tuning_totals tt;
+	int tuned = 0, moved = 0, rc;
+
+	check_tunable_cases(ctx);
+	rc = matmul_autotune_plans(ctx, NULL);
+	EXPECT_TRUE(rc == 8, "8 plans of 2^24 multiply-adds or more tuned (returned %d)", rc);
+	check_tunable_cases(ctx);
+	EXPECT_TRUE(matmul_plan_count(ctx) == 9, "the tuned plans are reused (%d plans)",
+		    matmul_plan_count(ctx));
 	for (int i = 0; i < matmul_plan_count(ctx); i++) {
 		const struct matmul_plan *p = matmul_plan_at(ctx, i);
 		const struct matmul_tuning *t = matmul_plan_tuning(p);

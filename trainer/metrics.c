@@ -21,13 +21,15 @@ double metrics_now_s(void)
 }
 
 /* Best FLOP/s of the n^3 plan over reps runs after a warm-up; a and b are float32
- * for a float32 plan, packed bf16 for a bf16 one. The plan is autotuned: a ceiling
- * is what the machine's fastest matmul reaches, whether or not the model's own
- * matmuls are tuned, so that a tuned model cannot read above it. */
+ * for a float32 plan, packed bf16 for a bf16 one. The plan is autotuned first: a
+ * ceiling is what the machine's fastest matmul reaches, whether or not the model's
+ * own matmuls are tuned, so that a tuned model cannot read above it. */
 static double time_plan(struct kernels_ctx *ctx, const struct matmul_plan *p, float *c,
 			const void *a, const void *b, int n, int reps)
 {
 	double best = INFINITY;
+
+	matmul_autotune_plans(ctx, NULL);
 
 	for (int r = 0; r <= reps; r++) { /* run 0: JIT and first touch */
 		double t0 = metrics_now_s(), dt;
@@ -50,11 +52,9 @@ double metrics_matmul_ceiling(int n, int reps)
 	float *a = xaligned_alloc(sizeof(float) * nn), *b = xaligned_alloc(sizeof(float) * nn);
 	float *c = xaligned_alloc(sizeof(float) * nn);
 	struct matmul_shape s = matmul_shape_dense(n, n, n, false, false, false);
-	const struct matmul_plan *p;
+	const struct matmul_plan *p = matmul_plan_get(ctx, &s);
 	double flops;
 
-	kernels_ctx_set_autotune(ctx, true);
-	p = matmul_plan_get(ctx, &s);
 	for (size_t i = 0; i < nn; i++) {
 		a[i] = (float)((int)(i % 13) - 6) * 0.01f;
 		b[i] = (float)((int)(i % 7) - 3) * 0.01f;
@@ -77,7 +77,6 @@ double metrics_matmul_ceiling_bf16(int n, int reps)
 	struct matmul_shape s = matmul_shape_dense(n, n, n, false, false, false);
 	double flops = 0.0;
 
-	kernels_ctx_set_autotune(ctx, true);
 	if (kernels_ctx_set_bf16(ctx, true, err, sizeof(err))) {
 		kernels_ctx_free(ctx);
 		return 0.0;

@@ -39,7 +39,6 @@ struct kernels_ctx {
 	struct matmul_plan **plans;
 	int nplans, cap;
 	bool bf16;              /* plans got from now on are bf16 ones */
-	bool autotune;          /* plans got from now on are timed (kernels_ctx_set_autotune) */
 	uint16_t **cvt;         /* [nthreads] packed bf16 operands, grow-only */
 	size_t *cvt_elems;      /* [nthreads] capacity of cvt[t] */
 	struct held {           /* matmul_hold: one converted operand per slot */
@@ -134,11 +133,6 @@ int kernels_ctx_set_bf16(struct kernels_ctx *ctx, bool on, char *err, size_t err
 bool kernels_ctx_bf16(const struct kernels_ctx *ctx)
 {
 	return ctx->bf16;
-}
-
-void kernels_ctx_set_autotune(struct kernels_ctx *ctx, bool on)
-{
-	ctx->autotune = on;
 }
 
 struct matmul_shape matmul_shape_dense(int64_t m, int64_t n, int64_t k, bool trans_a,
@@ -454,11 +448,7 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 		CHECK_DNNL(dnnl_primitive_attr_set_post_ops(attr, po));
 		CHECK_DNNL(dnnl_post_ops_destroy(po));
 	}
-	if (ctx->autotune && !omp_in_parallel() && tunable(s))
-		st = fastest_impl(ctx, &p->pd, &p->tuning, &desc, attr,
-				  (const dnnl_memory_desc_t *const[3]){&a_md, &b_md, &c_md}, NULL);
-	else
-		st = dnnl_primitive_desc_create(&p->pd, &desc, attr, ctx->engine, NULL);
+	st = dnnl_primitive_desc_create(&p->pd, &desc, attr, ctx->engine, NULL);
 	/* kernels_ctx_set_bf16 refuses a CPU without bf16 matmuls, so this is a bug or
 	 * a changed ONEDNN_MAX_CPU_ISA; say which rather than print a status code. */
 	if (st != dnnl_success && p->bf16)

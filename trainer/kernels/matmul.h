@@ -64,14 +64,8 @@ bool kernels_ctx_bf16(const struct kernels_ctx *ctx);
  * several rounds) and keeps the fastest; products of fewer than 2^24 multiply-adds
  * are not tuned. Results are correct either way, but which implementation wins
  * depends on timings, so two runs may round differently: a resumed run is then not
- * bit-identical to an uninterrupted one. Not inside a parallel region. Two ways:
+ * bit-identical to an uninterrupted one. Not inside a parallel region.
  *
- * kernels_ctx_set_autotune: every plan got from now on is tuned when it is made,
- * by this process alone (off by default).
- */
-void kernels_ctx_set_autotune(struct kernels_ctx *ctx, bool on);
-
-/*
  * matmul_autotune_plans: the plans made so far and not tuned yet are tuned now,
  * together by the ranks that call it with the same agree: each candidate's median is
  * replaced by its maximum over the ranks (agree->max, an all-reduce the caller
