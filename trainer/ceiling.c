@@ -13,7 +13,7 @@ enum { CEILING_REPS = 10, CEILING_DEFAULT_SIZE = 1024 };
  * the last measurement. */
 #define CEILING_COST_SHARE 0.01
 
-double ceiling_measure(struct ceiling *c)
+void ceiling_measure(struct ceiling *c)
 {
 	const char *env = getenv("RETNET_CEILING_SIZE");
 	const int n = env && atoi(env) >= 16 ? atoi(env) : CEILING_DEFAULT_SIZE;
@@ -29,7 +29,6 @@ double ceiling_measure(struct ceiling *c)
 	c->count++;
 	if (flops > c->flops)
 		c->flops = flops;
-	return flops;
 }
 
 void ceiling_init(struct ceiling *c, MPI_Comm comm, bool bf16)

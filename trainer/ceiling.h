@@ -1,11 +1,12 @@
 /*
  * ceiling: the matmul ceiling that retnet-train's MFU is against, for the whole job.
  * Every rank times an n^3 matmul of the precision the model's matmuls run in
- * (metrics_matmul_ceiling) and the ranks sum their figures. One measurement (about
- * 60 ms) is a sample of a machine whose speed moves from minute to minute, so the
- * log lines ask for another whenever it costs at most 1% of the time since the last,
- * and the ceiling is the best of the measurements: one low sample does not flatter
- * a whole run.
+ * (metrics_matmul_ceiling, on the fastest of oneDNN's implementations) and the ranks
+ * sum their figures. One measurement (about 60 ms of timing, after about as long
+ * choosing the implementation) is a sample of a machine whose speed moves from
+ * minute to minute, so the log lines ask for another whenever it costs at most 1% of
+ * the time since the last, and the ceiling is the best of the measurements: one low
+ * sample does not flatter a whole run.
  *
  * Test hook: RETNET_CEILING_SIZE=N (>= 16) times an N^3 product instead of 1024^3
  * (valgrind runs 50x slower; only the MFU depends on it).
@@ -29,8 +30,8 @@ struct ceiling {
 
 /* Measures once. collective: comm */
 void ceiling_init(struct ceiling *c, MPI_Comm comm, bool bf16);
-/* Measures again and keeps the best; returns this measurement. collective: comm */
-double ceiling_measure(struct ceiling *c);
+/* Measures again and keeps the best. collective: comm */
+void ceiling_measure(struct ceiling *c);
 /*
  * The utilisation of `flops_per_s` (summed over the ranks) against the ceiling, for a
  * log line: measures again first when that costs at most 1% of the time since the

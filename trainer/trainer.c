@@ -773,7 +773,8 @@ void trainer_report(struct trainer *t)
 		comm_allreduce_max_f64(MPI_COMM_WORLD, &max_rss, 1);
 		log0("done in %.1f s, peak RSS %.0f MiB (rank 0), %.0f MiB (the largest rank); "
 		     "MFU against a ceiling of %.1f GFLOP/s, the best of %d measurements\n",
-		     metrics_now_s() - t->t_start, rss, max_rss, t->ceiling.flops * 1e-9, t->ceiling.count);
+		     metrics_now_s() - t->t_start, rss, max_rss, t->ceiling.flops * 1e-9,
+		     t->ceiling.count);
 	}
 }
 
