@@ -7,11 +7,16 @@
  * multiversioning). OpenMP-outlined bodies do not inherit the clones, so the cloned
  * function is the per-thread block, called from inside the parallel loop. Elsewhere
  * the macro is empty and the plain loop is all there is.
+ *
+ * A -march=native build (RETNET_NATIVE, which defines RN_NATIVE) has no clones: the
+ * whole build already targets the CPU, and GCC does not inline a native-compiled
+ * helper (exp_clamped) into an x86-64-v4 clone, whose ISA is not a superset of the
+ * native one; the clones would then call it per element and not vectorise.
  */
 #ifndef RN_SIMD_H
 #define RN_SIMD_H
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(RN_NATIVE)
 #define RN_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
 #else
 #define RN_SIMD_CLONES
