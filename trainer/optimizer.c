@@ -6,6 +6,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "trainer/kernels/simd.h"
 
 /* The tensor of the registry whose elements (padding included) hold flat offset x:
  * the last tensor starting at or before x. */
@@ -88,33 +89,57 @@ void adamw_free(struct adamw *opt)
 	free(opt->v);
 }
 
+/* One tensor piece's update constants. */
+struct adamw_update {
+	float b1, b2, eps, step_size, bc2s, decay;
+};
+
+/* Elements per block shared out to the threads (the block is cloned for AVX-512,
+ * trainer/kernels/simd.h, which an OpenMP-outlined loop is not). */
+enum { ADAMW_BLOCK = 1 << 14 };
+
+RN_SIMD_CLONES
+static void adamw_block(const struct adamw_update *u, float *w, const float *g, float *m,
+			float *v, int64_t n)
+{
+#pragma omp simd
+	for (int64_t j = 0; j < n; j++) {
+		float mj = u->b1 * m[j] + (1.0f - u->b1) * g[j];
+		float vj = u->b2 * v[j] + (1.0f - u->b2) * g[j] * g[j];
+
+		m[j] = mj;
+		v[j] = vj;
+		w[j] = w[j] * u->decay - u->step_size * mj / (sqrtf(vj) / u->bc2s + u->eps);
+	}
+}
+
 void adamw_step(struct adamw *opt, struct param_set *p, double lr)
 {
 	const struct adamw_config *c = &opt->cfg;
 	const int64_t t = ++opt->step;
-	const float b1 = (float)c->beta1, b2 = (float)c->beta2, eps = (float)c->eps;
 	/* Bias corrections folded into the step size, as in PyTorch's AdamW. */
 	const double bc1 = 1.0 - pow(c->beta1, (double)t);
 	const double bc2_sqrt = sqrt(1.0 - pow(c->beta2, (double)t));
-	const float step_size = (float)(lr / bc1);
-	const float bc2s = (float)bc2_sqrt;
 
 	for (int i = 0; i < opt->npieces; i++) {
 		const struct adamw_piece *pc = &opt->pieces[i];
 		const struct param_desc *d = &p->desc[pc->tensor];
-		const float decay = d->weight_decay ? (float)(1.0 - lr * c->weight_decay) : 1.0f;
+		const struct adamw_update u = {
+			.b1 = (float)c->beta1, .b2 = (float)c->beta2, .eps = (float)c->eps,
+			.step_size = (float)(lr / bc1), .bc2s = (float)bc2_sqrt,
+			.decay = d->weight_decay ? (float)(1.0 - lr * c->weight_decay) : 1.0f,
+		};
 		float *w = p->data + pc->offset, *g = p->grad + pc->offset;
 		float *m = opt->m + pc->state, *v = opt->v + pc->state;
 		const int64_t n = (int64_t)pc->count;
+		const int64_t nblk = (n + ADAMW_BLOCK - 1) / ADAMW_BLOCK;
 
-#pragma omp parallel for simd
-		for (int64_t j = 0; j < n; j++) {
-			float mj = b1 * m[j] + (1.0f - b1) * g[j];
-			float vj = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
+#pragma omp parallel for schedule(static)
+		for (int64_t b = 0; b < nblk; b++) {
+			const int64_t o = b * ADAMW_BLOCK;
 
-			m[j] = mj;
-			v[j] = vj;
-			w[j] = w[j] * decay - step_size * mj / (sqrtf(vj) / bc2s + eps);
+			adamw_block(&u, w + o, g + o, m + o, v + o,
+				    n - o < ADAMW_BLOCK ? n - o : ADAMW_BLOCK);
 		}
 	}
 }

@@ -34,6 +34,8 @@
 enum { ELEM_BLOCK = 1 << 14 };
 /* Columns per thread block in bias_backward: one cache line of floats. */
 #define BIAS_COL_BLOCK 16
+/* Rows per thread block in bias_add. */
+enum { BIAS_ROW_BLOCK = 16 };
 
 /*
  * exp(clamp(x, EXP_MIN, EXP_MAX)) with no call and no branch, so that the loops
@@ -183,15 +185,46 @@ void swish_gate_backward(float *dgate, float *dy, const float *ddst, const float
 		       n);
 }
 
-void bias_add(float *x, const float *bias, int64_t rows, int64_t width)
+RN_SIMD_CLONES
+static void bias_add_rows(float *x, const float *bias, int64_t r0, int64_t r1, int64_t width)
 {
-#pragma omp parallel for schedule(static)
-	for (int64_t r = 0; r < rows; r++) {
+	for (int64_t r = r0; r < r1; r++) {
 		float *xr = x + r * width;
 
 		for (int64_t j = 0; j < width; j++)
 			xr[j] += bias[j];
 	}
+}
+
+void bias_add(float *x, const float *bias, int64_t rows, int64_t width)
+{
+	const int64_t nblk = (rows + BIAS_ROW_BLOCK - 1) / BIAS_ROW_BLOCK;
+
+	ENSURE(rows >= 0 && width >= 0);
+#pragma omp parallel for schedule(static)
+	for (int64_t b = 0; b < nblk; b++) {
+		const int64_t r0 = b * BIAS_ROW_BLOCK;
+
+		bias_add_rows(x, bias, r0, rows - r0 < BIAS_ROW_BLOCK ? rows : r0 + BIAS_ROW_BLOCK,
+			      width);
+	}
+}
+
+/* dbias[c0, c0 + n) += the column sums of ddst there, n <= BIAS_COL_BLOCK. */
+RN_SIMD_CLONES
+static void bias_backward_cols(float *dbias, const float *ddst, int64_t rows, int64_t width,
+			       int64_t c0, int64_t n)
+{
+	double s[BIAS_COL_BLOCK] = { 0 };
+
+	for (int64_t r = 0; r < rows; r++) {
+		const float *dy = ddst + r * width + c0;
+
+		for (int64_t j = 0; j < n; j++)
+			s[j] += dy[j];
+	}
+	for (int64_t j = 0; j < n; j++)
+		dbias[c0 + j] += (float)s[j];
 }
 
 /*
@@ -206,23 +239,24 @@ void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width)
 #pragma omp parallel for schedule(static)
 	for (int64_t b = 0; b < nblocks; b++) {
 		const int64_t c0 = b * BIAS_COL_BLOCK;
-		const int64_t n = width - c0 < BIAS_COL_BLOCK ? width - c0 : BIAS_COL_BLOCK;
-		double s[BIAS_COL_BLOCK] = { 0 };
 
-		for (int64_t r = 0; r < rows; r++) {
-			const float *dy = ddst + r * width + c0;
-
-			for (int64_t j = 0; j < n; j++)
-				s[j] += dy[j];
-		}
-		for (int64_t j = 0; j < n; j++)
-			dbias[c0 + j] += (float)s[j];
+		bias_backward_cols(dbias, ddst, rows, width, c0,
+				   width - c0 < BIAS_COL_BLOCK ? width - c0 : BIAS_COL_BLOCK);
 	}
+}
+
+RN_SIMD_CLONES
+static void vec_add_block(const struct elem_arrays *a, int64_t o, int64_t n)
+{
+	float *dst = a->out + o;
+	const float *x = a->in + o, *y = a->in2 + o;
+
+#pragma omp simd
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = x[i] + y[i];
 }
 
 void vec_add(float *dst, const float *a, const float *b, int64_t n)
 {
-#pragma omp parallel for schedule(static)
-	for (int64_t i = 0; i < n; i++)
-		dst[i] = a[i] + b[i];
+	for_each_block(vec_add_block, &(struct elem_arrays){.out = dst, .in = a, .in2 = b}, n);
 }

@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "common/check.h"
+#include "trainer/kernels/simd.h"
 
 /*
  * Threads split the gain and bias gradients by blocks of columns, each summing its
@@ -28,15 +29,44 @@
  */
 #define NORM_COL_BLOCK 16
 
-static void norm_rows_forward(float *dst, float *mean, float *rstd, const float *src,
-			      const float *gain, const float *bias, int64_t rows,
-			      int64_t width)
+/* One call's arrays and sizes; the row kernels below work on rows [r0, r1). */
+struct norm_call {
+	float *dst, *mean, *rstd;      /* forward outputs, or dst = dsrc in backward */
+	const float *src, *ddst, *gain, *bias;
+	const float *mean_in, *rstd_in; /* backward: forward's statistics */
+	float *dgain, *dbias;          /* parameter gradients */
+	int64_t rows, width;
+	bool accumulate;
+};
+
+/* Rows per block shared out to the threads: the loops over a block are cloned for
+ * AVX-512 (trainer/kernels/simd.h), which OpenMP-outlined bodies are not. */
+enum { NORM_ROW_BLOCK = 16 };
+
+typedef void (*norm_rows_fn)(const struct norm_call *c, int64_t r0, int64_t r1);
+
+static void for_each_row_block(norm_rows_fn fn, const struct norm_call *c)
 {
-	ENSURE(rows >= 0 && width > 0);
+	const int64_t nblk = (c->rows + NORM_ROW_BLOCK - 1) / NORM_ROW_BLOCK;
+
+	ENSURE(c->rows >= 0 && c->width > 0);
 #pragma omp parallel for schedule(static)
-	for (int64_t r = 0; r < rows; r++) {
-		const float *x = src + r * width;
-		float *y = dst + r * width;
+	for (int64_t b = 0; b < nblk; b++) {
+		const int64_t r0 = b * NORM_ROW_BLOCK;
+
+		fn(c, r0, c->rows - r0 < NORM_ROW_BLOCK ? c->rows : r0 + NORM_ROW_BLOCK);
+	}
+}
+
+RN_SIMD_CLONES
+static void norm_forward_rows(const struct norm_call *c, int64_t r0, int64_t r1)
+{
+	const int64_t width = c->width;
+	const float *gain = c->gain, *bias = c->bias;
+
+	for (int64_t r = r0; r < r1; r++) {
+		const float *x = c->src + r * width;
+		float *y = c->dst + r * width;
 		double sum = 0.0, sq = 0.0, m, rs;
 
 #pragma omp simd reduction(+ : sum)
@@ -57,25 +87,37 @@ static void norm_rows_forward(float *dst, float *mean, float *rstd, const float 
 			for (int64_t j = 0; j < width; j++)
 				y[j] = (float)(((double)x[j] - m) * rs);
 		}
-		mean[r] = (float)m;
-		rstd[r] = (float)rs;
+		c->mean[r] = (float)m;
+		c->rstd[r] = (float)rs;
 	}
+}
+
+static void norm_rows_forward(float *dst, float *mean, float *rstd, const float *src,
+			      const float *gain, const float *bias, int64_t rows,
+			      int64_t width)
+{
+	const struct norm_call c = {
+		.dst = dst, .mean = mean, .rstd = rstd, .src = src, .gain = gain,
+		.bias = bias, .rows = rows, .width = width,
+	};
+
+	for_each_row_block(norm_forward_rows, &c);
 }
 
 /*
  * dsrc (+)= rstd * (g - mean(g) - xhat * mean(g * xhat)), g = ddst * gain (or ddst
  * without gain): the gradient through the mean and the variance, per row.
  */
-static void norm_rows_backward(float *dsrc, const float *ddst, const float *src,
-			       const float *gain, const float *mean, const float *rstd,
-			       int64_t rows, int64_t width, bool accumulate)
+RN_SIMD_CLONES
+static void norm_backward_rows(const struct norm_call *c, int64_t r0, int64_t r1)
 {
-	ENSURE(rows >= 0 && width > 0);
-#pragma omp parallel for schedule(static)
-	for (int64_t r = 0; r < rows; r++) {
-		const float *x = src + r * width, *dy = ddst + r * width;
-		float *dx = dsrc + r * width;
-		const float m = mean[r], rs = rstd[r];
+	const int64_t width = c->width;
+	const float *gain = c->gain;
+
+	for (int64_t r = r0; r < r1; r++) {
+		const float *x = c->src + r * width, *dy = c->ddst + r * width;
+		float *dx = c->dst + r * width;
+		const float m = c->mean_in[r], rs = c->rstd_in[r];
 		double sg = 0.0, sgx = 0.0;
 		float mg, mgx;
 
@@ -97,13 +139,13 @@ static void norm_rows_backward(float *dsrc, const float *ddst, const float *src,
 		mg = (float)(sg / (double)width);
 		mgx = (float)(sgx / (double)width);
 		/* Four loops rather than tests inside one, so each stays vectorisable. */
-		if (gain && accumulate) {
+		if (gain && c->accumulate) {
 			for (int64_t j = 0; j < width; j++)
 				dx[j] += (dy[j] * gain[j] - mg - (x[j] - m) * rs * mgx) * rs;
 		} else if (gain) {
 			for (int64_t j = 0; j < width; j++)
 				dx[j] = (dy[j] * gain[j] - mg - (x[j] - m) * rs * mgx) * rs;
-		} else if (accumulate) {
+		} else if (c->accumulate) {
 			for (int64_t j = 0; j < width; j++)
 				dx[j] += (dy[j] - mg - (x[j] - m) * rs * mgx) * rs;
 		} else {
@@ -113,32 +155,55 @@ static void norm_rows_backward(float *dsrc, const float *ddst, const float *src,
 	}
 }
 
-/* dgain += sum over rows of ddst * xhat, dbias += sum over rows of ddst. */
+static void norm_rows_backward(float *dsrc, const float *ddst, const float *src,
+			       const float *gain, const float *mean, const float *rstd,
+			       int64_t rows, int64_t width, bool accumulate)
+{
+	const struct norm_call c = {
+		.dst = dsrc, .src = src, .ddst = ddst, .gain = gain, .mean_in = mean,
+		.rstd_in = rstd, .rows = rows, .width = width, .accumulate = accumulate,
+	};
+
+	for_each_row_block(norm_backward_rows, &c);
+}
+
+/* dgain += sum over rows of ddst * xhat, dbias += sum over rows of ddst, for columns
+ * [c0, c0 + n), n <= NORM_COL_BLOCK. */
+RN_SIMD_CLONES
+static void param_grads_cols(const struct norm_call *c, int64_t c0, int64_t n)
+{
+	double sg[NORM_COL_BLOCK] = { 0 }, sb[NORM_COL_BLOCK] = { 0 };
+
+	for (int64_t r = 0; r < c->rows; r++) {
+		const float *x = c->src + r * c->width + c0, *dy = c->ddst + r * c->width + c0;
+		const float m = c->mean_in[r], rs = c->rstd_in[r];
+
+		for (int64_t j = 0; j < n; j++) {
+			sg[j] += (double)dy[j] * ((x[j] - m) * rs);
+			sb[j] += dy[j];
+		}
+	}
+	for (int64_t j = 0; j < n; j++) {
+		c->dgain[c0 + j] += (float)sg[j];
+		c->dbias[c0 + j] += (float)sb[j];
+	}
+}
+
 static void layernorm_param_grads(float *dgain, float *dbias, const float *ddst,
 				  const float *src, const float *mean, const float *rstd,
 				  int64_t rows, int64_t width)
 {
 	const int64_t nblocks = (width + NORM_COL_BLOCK - 1) / NORM_COL_BLOCK;
+	const struct norm_call c = {
+		.src = src, .ddst = ddst, .mean_in = mean, .rstd_in = rstd, .dgain = dgain,
+		.dbias = dbias, .rows = rows, .width = width,
+	};
 
 #pragma omp parallel for schedule(static)
 	for (int64_t b = 0; b < nblocks; b++) {
 		const int64_t c0 = b * NORM_COL_BLOCK;
-		const int64_t n = width - c0 < NORM_COL_BLOCK ? width - c0 : NORM_COL_BLOCK;
-		double sg[NORM_COL_BLOCK] = { 0 }, sb[NORM_COL_BLOCK] = { 0 };
 
-		for (int64_t r = 0; r < rows; r++) {
-			const float *x = src + r * width + c0, *dy = ddst + r * width + c0;
-			const float m = mean[r], rs = rstd[r];
-
-			for (int64_t j = 0; j < n; j++) {
-				sg[j] += (double)dy[j] * ((x[j] - m) * rs);
-				sb[j] += dy[j];
-			}
-		}
-		for (int64_t j = 0; j < n; j++) {
-			dgain[c0 + j] += (float)sg[j];
-			dbias[c0 + j] += (float)sb[j];
-		}
+		param_grads_cols(&c, c0, width - c0 < NORM_COL_BLOCK ? width - c0 : NORM_COL_BLOCK);
 	}
 }
 

@@ -11,6 +11,7 @@
 #include "common/check.h"
 #include "trainer/kernels/bf16.h"
 #include "trainer/kernels/matmul.h"
+#include "trainer/kernels/simd.h"
 
 /*
  * Work is split over (batch, head) pairs: each pair touches only its own columns of
@@ -151,6 +152,7 @@ static struct chunk_scratch chunk_scratch_of(float *scratch, const struct retent
 }
 
 /* a (n x n) .*= D: gamma^(i-j) on and below the diagonal, zero above it. */
+RN_SIMD_CLONES
 static void apply_decay_mask(float *a, const float *pw, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++) {
@@ -177,6 +179,7 @@ static void apply_doc_mask(float *a, const uint8_t *st, int64_t n)
 }
 
 /* dst (rows x cols, dense) = diag(s) src (row stride ld). */
+RN_SIMD_CLONES
 static void scale_rows(float *dst, const float *src, const float *s, int64_t rows,
 		       int64_t cols, int64_t ld)
 {
@@ -186,6 +189,7 @@ static void scale_rows(float *dst, const float *src, const float *s, int64_t row
 }
 
 /* dst (row stride ld) += diag(s) src (rows x cols, dense). */
+RN_SIMD_CLONES
 static void add_scaled_rows(float *dst, const float *src, const float *s, int64_t rows,
 			    int64_t cols, int64_t ld)
 {
@@ -280,6 +284,7 @@ static struct chunk_tables chunk_tables_of(const struct chunk_scratch *s,
 }
 
 /* x = carry x; carry 0 clears x (keeps 0 * inf out). */
+RN_SIMD_CLONES
 static void carry_state(float *x, float carry, int64_t n)
 {
 	if (carry == 0.0f)
@@ -291,6 +296,7 @@ static void carry_state(float *x, float carry, int64_t n)
 
 /* x = x + w y elementwise in double, rounded once to float; w = 0 adds nothing
  * (and keeps 0 * inf out). */
+RN_SIMD_CLONES
 static void fold_state(float *x, const float *y, double w, int64_t n)
 {
 	if (w == 0.0)

@@ -10,6 +10,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "trainer/kernels/simd.h"
 
 void rotary_table_init(struct rotary_table *table, int64_t seq_len, int64_t head_dim,
 		       int64_t first_pos)
@@ -54,19 +55,18 @@ void rotary_table_free(struct rotary_table *table)
 	table->sin_a = NULL;
 }
 
-void rotary_apply(float *x, const struct rotary_table *table, int64_t batch, int64_t heads,
-		  int64_t ld, int direction)
+/* Rows per block shared out to the threads (the block's loops are cloned for
+ * AVX-512, trainer/kernels/simd.h). */
+enum { ROTARY_ROW_BLOCK = 16 };
+
+RN_SIMD_CLONES
+static void rotate_rows(float *x, const struct rotary_table *table, int64_t r0, int64_t r1,
+			int64_t heads, int64_t ld, float sign)
 {
 	const int64_t seq_len = table->seq_len, head_dim = table->head_dim;
-	const int64_t half = head_dim / 2, rows = batch * seq_len;
-	/* Rotating by -a: cos(-a) = cos a, sin(-a) = -sin a. */
-	const float sign = direction > 0 ? 1.0f : -1.0f;
+	const int64_t half = head_dim / 2;
 
-	ENSURE(direction == 1 || direction == -1);
-	ENSURE(batch >= 0 && heads >= 0);
-	ENSURE(ld >= heads * head_dim);
-#pragma omp parallel for schedule(static)
-	for (int64_t r = 0; r < rows; r++) {
+	for (int64_t r = r0; r < r1; r++) {
 		const float *c = table->cos_a + (r % seq_len) * half;
 		const float *s = table->sin_a + (r % seq_len) * half;
 
@@ -80,5 +80,25 @@ void rotary_apply(float *x, const struct rotary_table *table, int64_t batch, int
 				v[2 * i + 1] = x1 * c[i] + x0 * si;
 			}
 		}
+	}
+}
+
+void rotary_apply(float *x, const struct rotary_table *table, int64_t batch, int64_t heads,
+		  int64_t ld, int direction)
+{
+	const int64_t rows = batch * table->seq_len;
+	const int64_t nblk = (rows + ROTARY_ROW_BLOCK - 1) / ROTARY_ROW_BLOCK;
+	/* Rotating by -a: cos(-a) = cos a, sin(-a) = -sin a. */
+	const float sign = direction > 0 ? 1.0f : -1.0f;
+
+	ENSURE(direction == 1 || direction == -1);
+	ENSURE(batch >= 0 && heads >= 0);
+	ENSURE(ld >= heads * table->head_dim);
+#pragma omp parallel for schedule(static)
+	for (int64_t b = 0; b < nblk; b++) {
+		const int64_t r0 = b * ROTARY_ROW_BLOCK;
+
+		rotate_rows(x, table, r0, rows - r0 < ROTARY_ROW_BLOCK ? rows : r0 + ROTARY_ROW_BLOCK,
+			    heads, ld, sign);
 	}
 }
