@@ -3,8 +3,8 @@
  * gelu written in activation.h, while the kernel uses the sigmoid form): forward,
  * backward against the reference backward and against central differences of
  * L = sum(dst .* W) through the reference forward, overwrite and accumulate
- * semantics, the aliasing the header allows, and bias_backward's independence of the
- * thread count.
+ * semantics, the aliasing the header allows, bias_backward's independence of the
+ * thread count, and the fused FFN kernels against the separate ones.
  */
 #include <omp.h>
 #include <stdlib.h>
@@ -241,6 +241,60 @@ static void check_bias(int64_t rows, int64_t width)
 	free(wd), free(dbd), free(fd), free(want), free(scratch);
 }
 
+/*
+ * The fused FFN kernels against the separate ones (each held to the float64 reference
+ * above): the same bits, bias_gelu_forward's kept pre-activation included, and
+ * gelu_backward_bias's bias gradient the same on 1 thread and on 3.
+ */
+static void check_bias_gelu(int64_t rows, int64_t width)
+{
+	const int64_t n = rows * width;
+	float *x = xmalloc(sizeof(float) * n), *x2 = xmalloc(sizeof(float) * n);
+	float *y = xmalloc(sizeof(float) * n), *y2 = xmalloc(sizeof(float) * n);
+	float *w = xmalloc(sizeof(float) * n), *b = xmalloc(sizeof(float) * width);
+	float *db = xmalloc(sizeof(float) * width), *db2 = xmalloc(sizeof(float) * width);
+	double *xd = xmalloc(sizeof(double) * n);
+	int threads = omp_get_max_threads();
+
+	fill_args(x, xd, n, 30, 6.0);
+	fill(b, NULL, width, 31, -1.0, 1.0);
+	fill(w, NULL, n, 32, -1.0, 1.0);
+	memcpy(x2, x, sizeof(float) * n);
+
+	bias_add(x, b, rows, width);
+	gelu_forward(y, x, n);
+	bias_gelu_forward(y2, x2, b, rows, width);
+	EXPECT_TRUE(memcmp(x, x2, sizeof(float) * n) == 0 && memcmp(y, y2, sizeof(float) * n) == 0,
+		    "bias_gelu_forward differs from bias_add + gelu_forward (rows=%ld width=%ld)",
+		    (long)rows, (long)width);
+
+	fill(db, NULL, width, 33, -2.0, 2.0);
+	memcpy(db2, db, sizeof(float) * width);
+	gelu_backward(y, w, x, n);
+	bias_backward(db, y, rows, width);
+	memcpy(y2, w, sizeof(float) * n);
+	gelu_backward_bias(y2, db2, y2, x, rows, width); /* dsrc aliasing ddst */
+	EXPECT_TRUE(memcmp(y, y2, sizeof(float) * n) == 0 &&
+			    memcmp(db, db2, sizeof(float) * width) == 0,
+		    "gelu_backward_bias differs from gelu_backward + bias_backward (rows=%ld "
+		    "width=%ld)",
+		    (long)rows, (long)width);
+
+	omp_set_num_threads(1);
+	fill(db, NULL, width, 33, -2.0, 2.0);
+	gelu_backward_bias(y, db, w, x, rows, width);
+	omp_set_num_threads(3);
+	fill(db2, NULL, width, 33, -2.0, 2.0);
+	gelu_backward_bias(y2, db2, w, x, rows, width);
+	omp_set_num_threads(threads);
+	EXPECT_TRUE(memcmp(db, db2, sizeof(float) * width) == 0 &&
+			    memcmp(y, y2, sizeof(float) * n) == 0,
+		    "gelu_backward_bias differs between 1 and 3 threads (rows=%ld width=%ld)",
+		    (long)rows, (long)width);
+
+	free(x), free(x2), free(y), free(y2), free(w), free(b), free(db), free(db2), free(xd);
+}
+
 static void check_vec_add(int64_t n)
 {
 	float *a = xmalloc(sizeof(float) * n), *b = xmalloc(sizeof(float) * n);
@@ -286,6 +340,11 @@ int main(void)
 	check_bias(37, 128);
 	check_bias(13, 1024);
 	check_bias(130, 64);
+	/* more rows than one part of the column sums, and a ragged last part */
+	check_bias(300, 24);
+	check_bias_gelu(1, 7);
+	check_bias_gelu(37, 13);
+	check_bias_gelu(200, 1024);
 	check_vec_add(7);
 	check_vec_add(37 * 64 + 3);
 	check_vec_add(13 * 512);

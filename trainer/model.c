@@ -458,8 +458,7 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	matmul_hold_fresh(kc, HOLD_X, a->kept[KEPT_LN2], a->ln2, M * d);
 	matmul(kc, a->h_pre, a->ln2, w->w1, M, fl, d, false, false, false);
 	matmul_release(kc, HOLD_X);
-	bias_add(a->h_pre, w->b1, M, fl);
-	gelu_forward(a->h, a->h_pre, M * fl);
+	bias_gelu_forward(a->h, a->h_pre, w->b1, M, fl);
 	/* Converted even when recomputing: backward's dW2 reads it. */
 	matmul_hold_fresh(kc, HOLD_X, a->kept[KEPT_H], a->h, M * fl);
 	if (x_out)
@@ -554,8 +553,7 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 	bias_backward(dw->b2, m->dx, M, d);
 	linear_backward(kc, dw->w2, m->dh, a->h, a->kept[KEPT_H], m->dx, w->w2, M, fl, d, false);
 	poll(m);
-	gelu_backward(m->dh, m->dh, a->h_pre, M * fl);
-	bias_backward(dw->b1, m->dh, M, fl);
+	gelu_backward_bias(m->dh, dw->b1, m->dh, a->h_pre, M, fl);
 	linear_backward(kc, dw->w1, m->dln, a->ln2, a->kept[KEPT_LN2], m->dh, w->w1, M, d, fl,
 			false);
 	poll(m);

@@ -13,9 +13,12 @@
  */
 #include "trainer/kernels/activation.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/check.h"
+#include "trainer/kernels/colsum.h"
 #include "trainer/kernels/simd.h"
 
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
@@ -32,9 +35,7 @@
 
 /* Values per block of the elementwise loops (blocks are shared out to the threads). */
 enum { ELEM_BLOCK = 1 << 14 };
-/* Columns per thread block in bias_backward: one cache line of floats. */
-#define BIAS_COL_BLOCK 16
-/* Rows per thread block in bias_add. */
+/* Rows per thread block in bias_add and bias_gelu_forward. */
 enum { BIAS_ROW_BLOCK = 16 };
 
 /*
@@ -69,6 +70,24 @@ static inline float exp_clamped(float x)
 	return p * scale;
 }
 
+/* gelu(x) and gelu'(x) by the sigmoid forms above. */
+static inline float gelu_value(float x)
+{
+	float u = GELU_K * (x + GELU_C * x * x * x);
+
+	return x / (1.0f + exp_clamped(-2.0f * u));
+}
+
+static inline float gelu_slope(float x)
+{
+	float u = GELU_K * (x + GELU_C * x * x * x);
+	float du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+	float e = exp_clamped(-2.0f * u);
+	float s = 1.0f / (1.0f + e);
+
+	return s + 2.0f * x * s * (e * s) * du;
+}
+
 /* The arrays of one elementwise call by role; a block works on [o, o + n) of each. */
 struct elem_arrays {
 	float *out, *out2;
@@ -101,12 +120,8 @@ static void gelu_forward_block(const struct elem_arrays *a, int64_t o, int64_t n
 	const float *src = a->in + o;
 
 #pragma omp simd
-	for (int64_t i = 0; i < n; i++) {
-		float x = src[i];
-		float u = GELU_K * (x + GELU_C * x * x * x);
-
-		dst[i] = x / (1.0f + exp_clamped(-2.0f * u));
-	}
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = gelu_value(src[i]);
 }
 
 RN_SIMD_CLONES
@@ -116,15 +131,8 @@ static void gelu_backward_block(const struct elem_arrays *a, int64_t o, int64_t 
 	const float *ddst = a->in + o, *src = a->in2 + o;
 
 #pragma omp simd
-	for (int64_t i = 0; i < n; i++) {
-		float x = src[i];
-		float u = GELU_K * (x + GELU_C * x * x * x);
-		float du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
-		float e = exp_clamped(-2.0f * u);
-		float s = 1.0f / (1.0f + e);
-
-		dsrc[i] = ddst[i] * (s + 2.0f * x * s * (e * s) * du);
-	}
+	for (int64_t i = 0; i < n; i++)
+		dsrc[i] = ddst[i] * gelu_slope(src[i]);
 }
 
 RN_SIMD_CLONES
@@ -210,39 +218,107 @@ void bias_add(float *x, const float *bias, int64_t rows, int64_t width)
 	}
 }
 
-/* dbias[c0, c0 + n) += the column sums of ddst there, n <= BIAS_COL_BLOCK. */
+/* One part of a column sum (trainer/kernels/colsum.h): part[j] = sum over rows
+ * [r0, r1) of x[r, j]. */
 RN_SIMD_CLONES
-static void bias_backward_cols(float *dbias, const float *ddst, int64_t rows, int64_t width,
-			       int64_t c0, int64_t n)
+static void colsum_part(double *part, const float *x, int64_t r0, int64_t r1, int64_t width)
 {
-	double s[BIAS_COL_BLOCK] = { 0 };
+	for (int64_t j = 0; j < width; j++)
+		part[j] = 0.0;
+	for (int64_t r = r0; r < r1; r++) {
+		const float *xr = x + r * width;
 
-	for (int64_t r = 0; r < rows; r++) {
-		const float *dy = ddst + r * width + c0;
-
-		for (int64_t j = 0; j < n; j++)
-			s[j] += dy[j];
+#pragma omp simd
+		for (int64_t j = 0; j < width; j++)
+			part[j] += xr[j];
 	}
-	for (int64_t j = 0; j < n; j++)
-		dbias[c0 + j] += (float)s[j];
 }
 
-/*
- * Threads own blocks of columns and sum them over all rows in row order, in double:
- * no atomics, and the same bits whatever the thread count.
- */
 void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width)
 {
-	const int64_t nblocks = (width + BIAS_COL_BLOCK - 1) / BIAS_COL_BLOCK;
+	const int64_t nparts = colsum_parts(rows);
+	double *parts;
+
+	ENSURE(rows >= 0 && width >= 0);
+	if (rows == 0 || width == 0)
+		return;
+	parts = xmalloc(sizeof(double) * (size_t)(nparts * width));
+#pragma omp parallel for schedule(static)
+	for (int64_t p = 0; p < nparts; p++)
+		colsum_part(parts + p * width, ddst, p * COLSUM_PART_ROWS, colsum_part_end(p, rows),
+			    width);
+	colsum_add_parts(dbias, parts, nparts, width);
+	free(parts);
+}
+
+RN_SIMD_CLONES
+static void bias_gelu_rows(float *dst, float *x, const float *bias, int64_t r0, int64_t r1,
+			   int64_t width)
+{
+	for (int64_t r = r0; r < r1; r++) {
+		float *xr = x + r * width, *yr = dst + r * width;
+
+#pragma omp simd
+		for (int64_t j = 0; j < width; j++) {
+			float v = xr[j] + bias[j];
+
+			xr[j] = v;
+			yr[j] = gelu_value(v);
+		}
+	}
+}
+
+void bias_gelu_forward(float *dst, float *x, const float *bias, int64_t rows, int64_t width)
+{
+	const int64_t nblk = (rows + BIAS_ROW_BLOCK - 1) / BIAS_ROW_BLOCK;
 
 	ENSURE(rows >= 0 && width >= 0);
 #pragma omp parallel for schedule(static)
-	for (int64_t b = 0; b < nblocks; b++) {
-		const int64_t c0 = b * BIAS_COL_BLOCK;
+	for (int64_t b = 0; b < nblk; b++) {
+		const int64_t r0 = b * BIAS_ROW_BLOCK;
 
-		bias_backward_cols(dbias, ddst, rows, width, c0,
-				   width - c0 < BIAS_COL_BLOCK ? width - c0 : BIAS_COL_BLOCK);
+		bias_gelu_rows(dst, x, bias,
+			       r0, rows - r0 < BIAS_ROW_BLOCK ? rows : r0 + BIAS_ROW_BLOCK, width);
 	}
+}
+
+/* One part of gelu_backward_bias: the rows' dsrc, and their column sums into part. */
+RN_SIMD_CLONES
+static void gelu_backward_part(double *part, float *dsrc, const float *ddst, const float *src,
+			       int64_t r0, int64_t r1, int64_t width)
+{
+	for (int64_t j = 0; j < width; j++)
+		part[j] = 0.0;
+	for (int64_t r = r0; r < r1; r++) {
+		float *dx = dsrc + r * width;
+		const float *dy = ddst + r * width, *x = src + r * width;
+
+#pragma omp simd
+		for (int64_t j = 0; j < width; j++) {
+			float g = dy[j] * gelu_slope(x[j]);
+
+			dx[j] = g;
+			part[j] += g;
+		}
+	}
+}
+
+void gelu_backward_bias(float *dsrc, float *dbias, const float *ddst, const float *src,
+			int64_t rows, int64_t width)
+{
+	const int64_t nparts = colsum_parts(rows);
+	double *parts;
+
+	ENSURE(rows >= 0 && width >= 0);
+	if (rows == 0 || width == 0)
+		return;
+	parts = xmalloc(sizeof(double) * (size_t)(nparts * width));
+#pragma omp parallel for schedule(static)
+	for (int64_t p = 0; p < nparts; p++)
+		gelu_backward_part(parts + p * width, dsrc, ddst, src, p * COLSUM_PART_ROWS,
+				   colsum_part_end(p, rows), width);
+	colsum_add_parts(dbias, parts, nparts, width);
+	free(parts);
 }
 
 RN_SIMD_CLONES

@@ -23,8 +23,17 @@ void swish_gate_backward(float *dgate, float *dy, const float *ddst, const float
 
 /* x[r, :] += bias for every row. */
 void bias_add(float *x, const float *bias, int64_t rows, int64_t width);
-/* ACCUMULATES dbias += column sums of ddst. */
+/* ACCUMULATES dbias += column sums of ddst (the same bits whatever the thread count). */
 void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width);
+
+/* The two in one pass, the same bits as bias_add then gelu_forward: x[r, :] += bias
+ * (x is kept: backward reads it), then dst = gelu(x). */
+void bias_gelu_forward(float *dst, float *x, const float *bias, int64_t rows, int64_t width);
+/* The same bits as gelu_backward then bias_backward on its result, in one pass:
+ * OVERWRITES dsrc = ddst * gelu'(src) (dsrc may alias ddst) and ACCUMULATES dbias +=
+ * column sums of dsrc. */
+void gelu_backward_bias(float *dsrc, float *dbias, const float *ddst, const float *src,
+			int64_t rows, int64_t width);
 
 /* dst = a + b (dst may alias a or b). */
 void vec_add(float *dst, const float *a, const float *b, int64_t n);

@@ -1,0 +1,44 @@
+#include "trainer/kernels/colsum.h"
+
+#include "trainer/kernels/simd.h"
+
+/* Columns per thread block: one cache line of floats, so no two threads write the
+ * same line of dst. */
+#define COLSUM_COL_BLOCK 16
+
+int64_t colsum_parts(int64_t rows)
+{
+	return (rows + COLSUM_PART_ROWS - 1) / COLSUM_PART_ROWS;
+}
+
+int64_t colsum_part_end(int64_t p, int64_t rows)
+{
+	return rows - p * COLSUM_PART_ROWS < COLSUM_PART_ROWS ? rows : (p + 1) * COLSUM_PART_ROWS;
+}
+
+/* Columns [c0, c0 + n), n <= COLSUM_COL_BLOCK. */
+RN_SIMD_CLONES
+static void add_parts_cols(float *dst, const double *parts, int64_t nparts, int64_t width,
+			   int64_t c0, int64_t n)
+{
+	double s[COLSUM_COL_BLOCK] = { 0 };
+
+	for (int64_t p = 0; p < nparts; p++)
+		for (int64_t j = 0; j < n; j++)
+			s[j] += parts[p * width + c0 + j];
+	for (int64_t j = 0; j < n; j++)
+		dst[c0 + j] += (float)s[j];
+}
+
+void colsum_add_parts(float *dst, const double *parts, int64_t nparts, int64_t width)
+{
+	const int64_t nblocks = (width + COLSUM_COL_BLOCK - 1) / COLSUM_COL_BLOCK;
+
+#pragma omp parallel for schedule(static)
+	for (int64_t b = 0; b < nblocks; b++) {
+		const int64_t c0 = b * COLSUM_COL_BLOCK;
+
+		add_parts_cols(dst, parts, nparts, width, c0,
+			       width - c0 < COLSUM_COL_BLOCK ? width - c0 : COLSUM_COL_BLOCK);
+	}
+}
