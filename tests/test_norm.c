@@ -4,8 +4,10 @@
  * differences of L = sum(dst .* W) taken through the reference forward, for every
  * input and parameter gradient; LayerNorm's backward accumulates, GroupNorm's
  * overwrites. Shapes: odd widths, row counts not a multiple of 8, the model's widths
- * (64, 512) and heads (4 x 32, 4 x 256), constant rows and rows with a large offset.
+ * (64, 512) and heads (4 x 32, 4 x 256), constant rows and rows with a large offset;
+ * LayerNorm's backward gives the same bits whatever the thread count.
  */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -160,6 +162,30 @@ static void check_layernorm(int64_t rows, int64_t width, double offset, int cons
 	snprintf(label, sizeof(label), "%s bwd dbias accumulates", tag);
 	EXPECT_CLOSE(dbias, want, width, 1e-6, 1e-6, label);
 
+	/* the same bits on 1 thread and on 3 (the column sums run over fixed parts of rows) */
+	{
+		float *dsrc1 = xmalloc(sizeof(float) * n), *dgain1 = xmalloc(sizeof(float) * width);
+		float *dbias1 = xmalloc(sizeof(float) * width);
+		const int threads = omp_get_max_threads();
+
+		omp_set_num_threads(1);
+		memcpy(dsrc1, pre, sizeof(float) * n);
+		memcpy(dgain1, pre_g, sizeof(float) * width);
+		memcpy(dbias1, pre_b, sizeof(float) * width);
+		layernorm_backward(dsrc1, dgain1, dbias1, w, src, gain, mean, rstd, rows, width);
+		omp_set_num_threads(3);
+		memcpy(dsrc, pre, sizeof(float) * n);
+		memcpy(dgain, pre_g, sizeof(float) * width);
+		memcpy(dbias, pre_b, sizeof(float) * width);
+		layernorm_backward(dsrc, dgain, dbias, w, src, gain, mean, rstd, rows, width);
+		omp_set_num_threads(threads);
+		EXPECT_TRUE(memcmp(dsrc, dsrc1, sizeof(float) * n) == 0 &&
+				    memcmp(dgain, dgain1, sizeof(float) * width) == 0 &&
+				    memcmp(dbias, dbias1, sizeof(float) * width) == 0,
+			    "%s: layernorm_backward differs between 1 and 3 threads", tag);
+		free(dsrc1), free(dgain1), free(dbias1);
+	}
+
 	free(src), free(dst), free(w), free(dsrc), free(gain), free(bias), free(dgain);
 	free(dbias), free(mean), free(rstd), free(srcd), free(dstd), free(wd), free(dsrcd);
 	free(gaind), free(biasd), free(dgaind), free(dbiasd), free(meand), free(rstdd);
@@ -245,6 +271,8 @@ int main(void)
 	check_layernorm(37, 64, 0.0, 0, 1e-5, 1e-6);
 	check_layernorm(13, 512, 0.0, 0, 1e-5, 1e-6);
 	check_layernorm(5, 3, 0.0, 0, 1e-5, 1e-6);
+	/* more rows than one part of the parameter gradients' column sums, a ragged last */
+	check_layernorm(150, 24, 0.0, 0, 1e-5, 1e-6);
 	/* a constant row: variance 0, rstd = 1/sqrt(eps), dst = bias, all finite */
 	check_layernorm(3, 33, 0.0, 1, 1e-5, 1e-6);
 	/*

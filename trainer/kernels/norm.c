@@ -10,24 +10,20 @@
  * cancellation; the extra cost is invisible beside the matmuls. The backward
  * recomputes xhat in float from the saved float statistics (that is the header's
  * contract) and accumulates its two row means, and the parameter-gradient column
- * sums over rows, in double.
+ * sums over rows, in double; the column sums in parts of rows (colsum.h), formed
+ * while the part's rows are in cache, so the same bits whatever the thread count.
  */
 #include "trainer/kernels/norm.h"
 
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 
+#include "common/alloc.h"
 #include "common/check.h"
+#include "trainer/kernels/colsum.h"
 #include "trainer/kernels/simd.h"
-
-/*
- * Threads split the gain and bias gradients by blocks of columns, each summing its
- * columns over all rows in row order: no atomics, no per-thread partial buffers, and
- * the same bits whatever the thread count. 16 floats are one cache line, so no two
- * threads write the same line.
- */
-#define NORM_COL_BLOCK 16
 
 /* One call's arrays and sizes; the row kernels below work on rows [r0, r1). */
 struct norm_call {
@@ -167,43 +163,26 @@ static void norm_rows_backward(float *dsrc, const float *ddst, const float *src,
 	for_each_row_block(norm_backward_rows, &c);
 }
 
-/* dgain += sum over rows of ddst * xhat, dbias += sum over rows of ddst, for columns
- * [c0, c0 + n), n <= NORM_COL_BLOCK. */
+/* Rows [r0, r1) of layernorm_backward: their dsrc, and their parts of the gain and
+ * bias gradients' column sums (trainer/kernels/colsum.h) into pg and pb. */
 RN_SIMD_CLONES
-static void param_grads_cols(const struct norm_call *c, int64_t c0, int64_t n)
+static void layernorm_backward_part(const struct norm_call *c, int64_t r0, int64_t r1,
+				    double *pg, double *pb)
 {
-	double sg[NORM_COL_BLOCK] = { 0 }, sb[NORM_COL_BLOCK] = { 0 };
+	const int64_t width = c->width;
 
-	for (int64_t r = 0; r < c->rows; r++) {
-		const float *x = c->src + r * c->width + c0, *dy = c->ddst + r * c->width + c0;
+	norm_backward_rows(c, r0, r1);
+	for (int64_t j = 0; j < width; j++)
+		pg[j] = pb[j] = 0.0;
+	for (int64_t r = r0; r < r1; r++) {
+		const float *x = c->src + r * width, *dy = c->ddst + r * width;
 		const float m = c->mean_in[r], rs = c->rstd_in[r];
 
-		for (int64_t j = 0; j < n; j++) {
-			sg[j] += (double)dy[j] * ((x[j] - m) * rs);
-			sb[j] += dy[j];
+#pragma omp simd
+		for (int64_t j = 0; j < width; j++) {
+			pg[j] += (double)dy[j] * ((x[j] - m) * rs);
+			pb[j] += dy[j];
 		}
-	}
-	for (int64_t j = 0; j < n; j++) {
-		c->dgain[c0 + j] += (float)sg[j];
-		c->dbias[c0 + j] += (float)sb[j];
-	}
-}
-
-static void layernorm_param_grads(float *dgain, float *dbias, const float *ddst,
-				  const float *src, const float *mean, const float *rstd,
-				  int64_t rows, int64_t width)
-{
-	const int64_t nblocks = (width + NORM_COL_BLOCK - 1) / NORM_COL_BLOCK;
-	const struct norm_call c = {
-		.src = src, .ddst = ddst, .mean_in = mean, .rstd_in = rstd, .dgain = dgain,
-		.dbias = dbias, .rows = rows, .width = width,
-	};
-
-#pragma omp parallel for schedule(static)
-	for (int64_t b = 0; b < nblocks; b++) {
-		const int64_t c0 = b * NORM_COL_BLOCK;
-
-		param_grads_cols(&c, c0, width - c0 < NORM_COL_BLOCK ? width - c0 : NORM_COL_BLOCK);
 	}
 }
 
@@ -218,9 +197,24 @@ void layernorm_backward(float *dsrc, float *dgain, float *dbias, const float *dd
 			const float *src, const float *gain, const float *mean,
 			const float *rstd, int64_t rows, int64_t width)
 {
-	ENSURE(gain);
-	norm_rows_backward(dsrc, ddst, src, gain, mean, rstd, rows, width, true);
-	layernorm_param_grads(dgain, dbias, ddst, src, mean, rstd, rows, width);
+	const struct norm_call c = {
+		.dst = dsrc, .src = src, .ddst = ddst, .gain = gain, .mean_in = mean,
+		.rstd_in = rstd, .rows = rows, .width = width, .accumulate = true,
+	};
+	const int64_t nparts = colsum_parts(rows);
+	double *parts; /* the parts of the gain's sums, then the bias's */
+
+	ENSURE(gain && rows >= 0 && width > 0);
+	if (rows == 0)
+		return;
+	parts = xmalloc(sizeof(double) * (size_t)(2 * nparts * width));
+#pragma omp parallel for schedule(static)
+	for (int64_t p = 0; p < nparts; p++)
+		layernorm_backward_part(&c, p * COLSUM_PART_ROWS, colsum_part_end(p, rows),
+					parts + p * width, parts + (nparts + p) * width);
+	colsum_add_parts(dgain, parts, nparts, width);
+	colsum_add_parts(dbias, parts + nparts * width, nparts, width);
+	free(parts);
 }
 
 void groupnorm_forward(float *dst, float *mean, float *rstd, const float *src,
