@@ -69,7 +69,7 @@ static void check_apply(int64_t batch, int64_t seq_len, int64_t heads, int64_t h
 	double *nout = xmalloc(sizeof(double) * n / 2);
 	int64_t npairs = 0;
 	bool pad_kept = true;
-	char label[160], tag[128];
+	char label[200], tag[128];
 
 	snprintf(tag, sizeof(tag),
 		 "rotary batch=%ld seq=%ld heads=%ld head_dim=%ld ld=%ld pos0=%ld", (long)batch, (long)seq_len, (long)heads, (long)head_dim, (long)ld,
@@ -81,7 +81,7 @@ static void check_apply(int64_t batch, int64_t seq_len, int64_t heads, int64_t h
 	/* forward: +a */
 	memcpy(y, x, sizeof(float) * n);
 	memcpy(yd, xd, sizeof(double) * n);
-	rotary_apply(y, &t, batch, heads, ld, 1);
+	rotary_apply(y, &t, batch, heads, ld, 1, 1.0f);
 	ref_rotary_apply(yd, batch, seq_len, heads, head_dim, ld, first_pos, 1);
 	snprintf(label, sizeof(label), "%s fwd", tag);
 	EXPECT_CLOSE(y, yd, n, 1e-6, 2e-7, label);
@@ -104,13 +104,13 @@ static void check_apply(int64_t batch, int64_t seq_len, int64_t heads, int64_t h
 	/* back: -a; first straight against the reference, then the round trip */
 	memcpy(yd, xd, sizeof(double) * n);
 	memcpy(y, x, sizeof(float) * n);
-	rotary_apply(y, &t, batch, heads, ld, -1);
+	rotary_apply(y, &t, batch, heads, ld, -1, 1.0f);
 	ref_rotary_apply(yd, batch, seq_len, heads, head_dim, ld, first_pos, -1);
 	snprintf(label, sizeof(label), "%s direction -1", tag);
 	EXPECT_CLOSE(y, yd, n, 1e-6, 2e-7, label);
 	memcpy(y, x, sizeof(float) * n);
-	rotary_apply(y, &t, batch, heads, ld, 1);
-	rotary_apply(y, &t, batch, heads, ld, -1);
+	rotary_apply(y, &t, batch, heads, ld, 1, 1.0f);
+	rotary_apply(y, &t, batch, heads, ld, -1, 1.0f);
 	snprintf(label, sizeof(label), "%s round trip", tag);
 	EXPECT_CLOSE(y, xd, n, 1e-6, 3e-7, label);
 
@@ -141,9 +141,31 @@ static void check_apply(int64_t batch, int64_t seq_len, int64_t heads, int64_t h
 	snprintf(label, sizeof(label), "%s ref bwd vs fd", tag);
 	EXPECT_CLOSE(yd, fd, n, 1e-6, 1e-8, label);
 	memcpy(y, w, sizeof(float) * n);
-	rotary_apply(y, &t, batch, heads, ld, -1);
+	rotary_apply(y, &t, batch, heads, ld, -1, 1.0f);
 	snprintf(label, sizeof(label), "%s bwd vs fd", tag);
 	EXPECT_CLOSE(y, fd, n, 1e-6, 2e-7, label);
+
+	/* A folded scale (retention's 1 / sqrt(dk) on K), both directions, against the
+	 * reference rotation times the scale in double. */
+	for (int dir = -1; dir <= 1; dir += 2) {
+		const double sc = 1.0 / sqrt((double)head_dim);
+		bool pad_same = true;
+
+		memcpy(y, x, sizeof(float) * n);
+		memcpy(yd, xd, sizeof(double) * n);
+		rotary_apply(y, &t, batch, heads, ld, dir, (float)sc);
+		ref_rotary_apply(yd, batch, seq_len, heads, head_dim, ld, first_pos, dir);
+		for (int64_t r = 0; r < rows; r++)
+			for (int64_t j = 0; j < ld; j++) {
+				if (j < heads * head_dim)
+					yd[r * ld + j] *= sc;
+				else
+					pad_same = pad_same && y[r * ld + j] == x[r * ld + j];
+			}
+		snprintf(label, sizeof(label), "%s direction %d, scale 1/sqrt(head_dim)", tag, dir);
+		EXPECT_CLOSE(y, yd, n, 1e-6, 2e-7, label);
+		EXPECT_TRUE(pad_same, "%s: a scaled rotation modified columns past the heads", tag);
+	}
 
 	rotary_table_free(&t);
 	free(x), free(y), free(w), free(xd), free(yd), free(wd), free(fd), free(row);

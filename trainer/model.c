@@ -301,13 +301,6 @@ static void use_docs(struct model *m, const struct micro_acts *mb)
 
 /* ---- forward ------------------------------------------------------------- */
 
-static void scale(float *x, float s, int64_t n)
-{
-#pragma omp parallel for simd
-	for (int64_t i = 0; i < n; i++)
-		x[i] *= s;
-}
-
 /* Every piece's (B, H/P, dk, dv) block of mine into all, in piece order. */
 static void cp_allgather(struct model *m, const float *mine, float *all,
 			 const struct retention_dims *rd)
@@ -439,9 +432,9 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	matmul(kc, a->v, a->ln1, w->wv, M, vw, d, false, false, false);
 	matmul(kc, a->g, a->ln1, w->wg, M, vw, d, false, false, false);
 	matmul_release(kc, HOLD_X);
-	scale(a->k, (float)(1.0 / sqrt((double)m->dk)), M * qk);
-	rotary_apply(a->q, &m->rotary, B, Hl, qk, +1);
-	rotary_apply(a->k, &m->rotary, B, Hl, qk, +1);
+	/* K carries retention's 1 / sqrt(dk) */
+	rotary_apply(a->q, &m->rotary, B, Hl, qk, +1, 1.0f);
+	rotary_apply(a->k, &m->rotary, B, Hl, qk, +1, (float)(1.0 / sqrt((double)m->dk)));
 	retention_forward(m, a, l);
 	groupnorm_forward(a->gn, a->gn_mean, a->gn_rstd, a->o, M, Hl, m->dv);
 	swish_gate_forward(a->gated, a->g, a->gn, M * vw);
@@ -577,9 +570,8 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 		retention_chunkwise_backward(kc, m->dq, m->dk_, m->dv_, m->retention_scratch,
 					     m->do_, a->q, a->k, a->v, a->states, NULL, &rd);
 	poll(m);
-	rotary_apply(m->dq, &m->rotary, B, Hl, qk, -1);
-	rotary_apply(m->dk_, &m->rotary, B, Hl, qk, -1);
-	scale(m->dk_, (float)(1.0 / sqrt((double)m->dk)), M * qk);
+	rotary_apply(m->dq, &m->rotary, B, Hl, qk, -1, 1.0f);
+	rotary_apply(m->dk_, &m->rotary, B, Hl, qk, -1, (float)(1.0 / sqrt((double)m->dk)));
 	/* dln sums the four in the same order as ever: q, k, v, g */
 	matmul_hold_again(kc, HOLD_X, a->kept[KEPT_LN1], a->ln1, M * d);
 	linear_backward(kc, dw->wq, m->dln, a->ln1, NULL, m->dq, w->wq, M, d, qk, false);

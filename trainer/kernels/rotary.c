@@ -61,7 +61,7 @@ enum { ROTARY_ROW_BLOCK = 16 };
 
 RN_SIMD_CLONES
 static void rotate_rows(float *x, const struct rotary_table *table, int64_t r0, int64_t r1,
-			int64_t heads, int64_t ld, float sign)
+			int64_t heads, int64_t ld, float sign, float scale)
 {
 	const int64_t seq_len = table->seq_len, head_dim = table->head_dim;
 	const int64_t half = head_dim / 2;
@@ -76,15 +76,15 @@ static void rotate_rows(float *x, const struct rotary_table *table, int64_t r0, 
 			for (int64_t i = 0; i < half; i++) {
 				float x0 = v[2 * i], x1 = v[2 * i + 1], si = sign * s[i];
 
-				v[2 * i] = x0 * c[i] - x1 * si;
-				v[2 * i + 1] = x1 * c[i] + x0 * si;
+				v[2 * i] = (x0 * c[i] - x1 * si) * scale;
+				v[2 * i + 1] = (x1 * c[i] + x0 * si) * scale;
 			}
 		}
 	}
 }
 
 void rotary_apply(float *x, const struct rotary_table *table, int64_t batch, int64_t heads,
-		  int64_t ld, int direction)
+		  int64_t ld, int direction, float scale)
 {
 	const int64_t rows = batch * table->seq_len;
 	const int64_t nblk = (rows + ROTARY_ROW_BLOCK - 1) / ROTARY_ROW_BLOCK;
@@ -99,6 +99,6 @@ void rotary_apply(float *x, const struct rotary_table *table, int64_t batch, int
 		const int64_t r0 = b * ROTARY_ROW_BLOCK;
 
 		rotate_rows(x, table, r0, rows - r0 < ROTARY_ROW_BLOCK ? rows : r0 + ROTARY_ROW_BLOCK,
-			    heads, ld, sign);
+			    heads, ld, sign, scale);
 	}
 }

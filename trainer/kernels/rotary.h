@@ -31,9 +31,11 @@ void rotary_table_reposition(struct rotary_table *table, int64_t first_pos);
 /*
  * In place on x: (batch * seq_len) rows with row stride ld; `heads` heads of
  * head_dim lanes starting at column 0. Row r is position first_pos + r % seq_len.
- * direction +1 rotates (forward), -1 rotates back (backward of the rotation).
+ * direction +1 rotates (forward), -1 rotates back (backward of the rotation). Each
+ * rotated value is then multiplied by scale (1 for none): a scaling of the operand
+ * folded into the same pass, and its own backward with direction -1.
  */
 void rotary_apply(float *x, const struct rotary_table *table, int64_t batch, int64_t heads,
-		  int64_t ld, int direction);
+		  int64_t ld, int direction, float scale);
 
 #endif
