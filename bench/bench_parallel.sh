@@ -16,9 +16,9 @@
 # (an A/B of two builds on the same machine state; BUILD_DIR first in odd rounds,
 # BASE first in even ones, so that neither always runs just after the other). FLAGS="..." adds retnet-train
 # flags to BUILD_DIR's runs only: BASE=BUILD_DIR FLAGS=--matmul-autotune is an A/B
-# of a flag.
+# of a flag; BASE_FLAGS="..." adds flags to BASE's runs (two builds, both with a flag).
 # Usage: [ROUNDS=5] [ITERS=12] [LAYOUTS="1x2 dp2 tp2 1x1"] [BASE=DIR] [FLAGS=...]
-#        bench/bench_parallel.sh [BUILD_DIR]
+#        [BASE_FLAGS=...] bench/bench_parallel.sh [BUILD_DIR]
 # (needs the KJV shards; it makes them in BUILD_DIR/bench-corpus if missing)
 set -euo pipefail
 BUILD=${1:-build}
@@ -26,6 +26,7 @@ ROUNDS=${ROUNDS:-5}
 ITERS=${ITERS:-12}
 LAYOUTS=${LAYOUTS:-1x2 dp2 tp2 1x1}
 read -r -a FLAGS <<<"${FLAGS:-}"
+read -r -a BASE_FLAGS <<<"${BASE_FLAGS:-}"
 cd "$(dirname "$0")/.."
 (( ITERS >= 4 && ITERS % 2 == 0 )) || { echo "bench_parallel: ITERS must be even and >= 4" >&2; exit 2; }
 CORPUS=$BUILD/bench-corpus/kjv
@@ -47,6 +48,7 @@ for l in $LAYOUTS; do [[ -n ${NAME[$l]:-} ]] || { echo "bench_parallel: unknown 
 run() { # run BUILD TAG LAYOUT ROUND: one row "tag layout tps mfu tp_ms wait0 wait_min wait_max step_ms"
 	local b=$1 tag=$2 l=$3 log=$T/$2-$3-$4 extra=()
 	[[ $tag == this ]] && extra=("${FLAGS[@]}")
+	[[ $tag == base ]] && extra=("${BASE_FLAGS[@]}")
 	mpirun -n "${RANKS[$l]}" --bind-to none -x OMP_NUM_THREADS="${THREADS[$l]}" "$b/retnet-train" \
 		"${MODEL[@]}" --micro-batch-size "${MICRO[$l]}" --tensor-model-parallel-size "${TP[$l]}" \
 		"${extra[@]}" --metrics "$log.jsonl" >"$log.log" 2>&1 || { cat "$log.log"; exit 1; }
