@@ -30,7 +30,6 @@ struct norm_call {
 	float *dst, *mean, *rstd;      /* forward outputs, or dst = dsrc in backward */
 	const float *src, *ddst, *gain, *bias;
 	const float *mean_in, *rstd_in; /* backward: forward's statistics */
-	float *dgain, *dbias;          /* parameter gradients */
 	int64_t rows, width;
 	bool accumulate;
 };
