@@ -219,10 +219,13 @@ void bias_add(float *x, const float *bias, int64_t rows, int64_t width)
 }
 
 /* One part of a column sum (trainer/kernels/colsum.h): part[j] = sum over rows
- * [r0, r1) of x[r, j]. */
+ * [r0, r1) of in[r, j]. */
 RN_SIMD_CLONES
-static void colsum_part(double *part, const float *x, int64_t r0, int64_t r1, int64_t width)
+static void colsum_part(const struct elem_arrays *a, double *part, int64_t r0, int64_t r1,
+			int64_t width)
 {
+	const float *x = a->in;
+
 	for (int64_t j = 0; j < width; j++)
 		part[j] = 0.0;
 	for (int64_t r = r0; r < r1; r++) {
@@ -234,7 +237,13 @@ static void colsum_part(double *part, const float *x, int64_t r0, int64_t r1, in
 	}
 }
 
-void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width)
+/* A kernel's work on one part of rows [r0, r1), with their column sums into part. */
+typedef void (*part_fn)(const struct elem_arrays *a, double *part, int64_t r0, int64_t r1,
+			int64_t width);
+
+/* Runs fn over every part, shared out to the threads, then dbias += the parts' sums. */
+static void for_each_part(part_fn fn, const struct elem_arrays *a, float *dbias, int64_t rows,
+			  int64_t width)
 {
 	const int64_t nparts = colsum_parts(rows);
 	double *parts;
@@ -245,10 +254,14 @@ void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width)
 	parts = xmalloc(sizeof(double) * (size_t)(nparts * width));
 #pragma omp parallel for schedule(static)
 	for (int64_t p = 0; p < nparts; p++)
-		colsum_part(parts + p * width, ddst, p * COLSUM_PART_ROWS, colsum_part_end(p, rows),
-			    width);
+		fn(a, parts + p * width, p * COLSUM_PART_ROWS, colsum_part_end(p, rows), width);
 	colsum_add_parts(dbias, parts, nparts, width);
 	free(parts);
+}
+
+void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width)
+{
+	for_each_part(colsum_part, &(struct elem_arrays){.in = ddst}, dbias, rows, width);
 }
 
 RN_SIMD_CLONES
@@ -284,9 +297,12 @@ void bias_gelu_forward(float *dst, float *x, const float *bias, int64_t rows, in
 
 /* One part of gelu_backward_bias: the rows' dsrc, and their column sums into part. */
 RN_SIMD_CLONES
-static void gelu_backward_part(double *part, float *dsrc, const float *ddst, const float *src,
-			       int64_t r0, int64_t r1, int64_t width)
+static void gelu_backward_part(const struct elem_arrays *a, double *part, int64_t r0,
+			       int64_t r1, int64_t width)
 {
+	float *dsrc = a->out;
+	const float *ddst = a->in, *src = a->in2;
+
 	for (int64_t j = 0; j < width; j++)
 		part[j] = 0.0;
 	for (int64_t r = r0; r < r1; r++) {
@@ -306,19 +322,8 @@ static void gelu_backward_part(double *part, float *dsrc, const float *ddst, con
 void gelu_backward_bias(float *dsrc, float *dbias, const float *ddst, const float *src,
 			int64_t rows, int64_t width)
 {
-	const int64_t nparts = colsum_parts(rows);
-	double *parts;
-
-	ENSURE(rows >= 0 && width >= 0);
-	if (rows == 0 || width == 0)
-		return;
-	parts = xmalloc(sizeof(double) * (size_t)(nparts * width));
-#pragma omp parallel for schedule(static)
-	for (int64_t p = 0; p < nparts; p++)
-		gelu_backward_part(parts + p * width, dsrc, ddst, src, p * COLSUM_PART_ROWS,
-				   colsum_part_end(p, rows), width);
-	colsum_add_parts(dbias, parts, nparts, width);
-	free(parts);
+	for_each_part(gelu_backward_part, &(struct elem_arrays){.out = dsrc, .in = ddst, .in2 = src},
+		      dbias, rows, width);
 }
 
 RN_SIMD_CLONES
