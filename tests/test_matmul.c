@@ -2,8 +2,9 @@
  * combination, accumulation, leading dimensions wider than the operand, batches,
  * plan reuse, and calls from inside an OpenMP region; and autotuned plans: the same
  * products, what the tuning recorded, small products left untuned, and plans tuned
- * together with another rank (imitated): refused when their plan lists differ, and
- * the implementation whose slowest rank is fastest kept. */
+ * together with another rank (imitated): refused when their plan lists differ, first
+ * choices kept when the ranks are offered different candidates, and the
+ * implementation whose slowest rank is fastest kept. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,27 +158,28 @@ static void check_autotune(void)
 /*
  * matmul_autotune_plans with an imitated second rank: the callback takes the
  * maximum of this rank's values and that rank's. Its calls are told apart by their
- * contents: the plan-list check (4 values), a plan's candidate count ({n, -n}) and the
- * candidates' medians (all positive).
+ * contents: the agreement checks hold two values and their negations (the first is
+ * the plan list's, then one per plan on the candidates offered), the candidates'
+ * medians are all positive.
  */
 struct other_rank {
 	bool other_plans;     /* its plan list differs */
+	bool other_offer;     /* oneDNN offers it other candidates (another CPU) */
 	bool first_slow;      /* oneDNN's first choice takes it a second */
-	int median_calls;
+	int checks, median_calls;
 };
 
 static void other_rank_max(double *v, int n, void *arg)
 {
 	struct other_rank *o = arg;
 
+	if (n == 4 && v[2] == -v[0] && v[3] == -v[1]) {
+		const bool plan_list = o->checks++ == 0;
 
-	if (n == 4) {
-		if (o->other_plans)
-			v[0] += 1; /* one plan more */
+		if (plan_list ? o->other_plans : o->other_offer)
+			v[1] += 1; /* another hash */
 		return;
 	}
-	if (n == 2 && v[1] == -v[0])
-		return;
 	o->median_calls++;
 	if (o->first_slow && v[0] < 1.0)
 		v[0] = 1.0;
@@ -236,6 +238,27 @@ static void check_autotune_agreed(void)
 		    matmul_plan_count(ctx));
 	rc = matmul_autotune_plans(ctx, NULL);
 	EXPECT_TRUE(rc == 0, "nothing left to tune (returned %d)", rc);
+	kernels_ctx_free(ctx);
+
+	/* The same plans, but the other rank is offered other candidates: each plan
+	 * keeps oneDNN's first choice, untimed. */
+	ctx = ctx_with_dense_plans();
+	o = (struct other_rank){.other_offer = true, .first_slow = true};
+	rc = matmul_autotune_plans(ctx, &agree);
+	EXPECT_TRUE(rc == 4 && o.median_calls == 0,
+		    "other candidates on the other rank: first choices kept untimed (returned %d, "
+		    "%d timings agreed)",
+		    rc, o.median_calls);
+	for (int i = 0; i < matmul_plan_count(ctx); i++) {
+		const struct matmul_plan *p = matmul_plan_at(ctx, i);
+		const struct matmul_tuning *t = matmul_plan_tuning(p);
+
+		if (t->candidates)
+			EXPECT_TRUE(!strcmp(matmul_plan_impl(p), t->first_impl) && t->first_s == 0.0,
+				    "plan %d: kept %s, not oneDNN's first choice %s, with "
+				    "other candidates on the other rank",
+				    i, matmul_plan_impl(p), t->first_impl);
+	}
 	kernels_ctx_free(ctx);
 }
 

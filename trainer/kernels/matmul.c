@@ -335,11 +335,50 @@ static void agree_max(const struct matmul_agree *agree, double *v, int n)
 		agree->max(v, n, agree->arg);
 }
 
+enum { AGREE_MAX_VALUES = 2 };
+
+/* Whether v[0, n) is the same on every rank of agree (always, without one): each
+ * value and its negation maxed over the ranks, max(x) = -max(-x). Each rank calls
+ * it at the same point. Values must be exact in a double. */
+static bool same_on_all_ranks(const struct matmul_agree *agree, const double *v, int n)
+{
+	double both[2 * AGREE_MAX_VALUES];
+
+	ENSURE(n <= AGREE_MAX_VALUES);
+	for (int i = 0; i < n; i++) {
+		both[i] = v[i];
+		both[n + i] = -v[i];
+	}
+	agree_max(agree, both, 2 * n);
+	for (int i = 0; i < n; i++)
+		if (both[i] != -both[n + i])
+			return false;
+	return true;
+}
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+
+/* FNV-1a of len bytes, continuing from h. */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *b = data;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+/* A hash in 52 bits, exact in a double. */
+static double hash_value(uint64_t h)
+{
+	return (double)(h >> 12);
+}
+
 /* The primitive descriptor of the fastest candidate into *pd, what was found into
  * *tuning; or oneDNN's status when it has no implementation. With agree, the ranks
  * time their candidates together and keep the one whose slowest rank is fastest
- * (all of them the same one); ranks offered different candidates keep oneDNN's
- * first choice, untimed. */
+ * (all of them the same one); ranks offered different candidates (another number or
+ * other names, as on nodes of another CPU) keep oneDNN's first choice, untimed. */
 static dnnl_status_t fastest_impl(struct kernels_ctx *ctx, dnnl_primitive_desc_t *pd,
 				  struct matmul_tuning *tuning, const_dnnl_op_desc_t desc,
 				  const_dnnl_primitive_attr_t attr,
@@ -347,20 +386,24 @@ static dnnl_status_t fastest_impl(struct kernels_ctx *ctx, dnnl_primitive_desc_t
 				  const struct matmul_agree *agree)
 {
 	struct candidate cand[AUTOTUNE_MAX_CANDIDATES];
-	double median[AUTOTUNE_MAX_CANDIDATES], count[2];
+	double median[AUTOTUNE_MAX_CANDIDATES], offer[2];
 	dnnl_status_t st;
 	int n = list_candidates(ctx, cand, desc, attr, &st), best = 0;
+	uint64_t names = FNV_OFFSET;
+	bool same_offer;
 
 	if (n < 0)
 		return st;
-	count[0] = n;
-	count[1] = -n;
-	agree_max(agree, count, 2);
+	for (int c = 0; c < n; c++)
+		names = fnv1a(names, impl_name(cand[c].pd), strlen(impl_name(cand[c].pd)) + 1);
+	offer[0] = n;
+	offer[1] = hash_value(names);
+	same_offer = same_on_all_ranks(agree, offer, 2);
 	if (n == 0) /* only reference ones: oneDNN's own choice, untimed */
 		return dnnl_primitive_desc_create(pd, desc, attr, ctx->engine, NULL);
 	snprintf(tuning->first_impl, sizeof(tuning->first_impl), "%s", impl_name(cand[0].pd));
 	tuning->candidates = n;
-	if (n > 1 && count[0] == -count[1]) { /* one is kept untimed: nothing to choose */
+	if (n > 1 && same_offer) { /* one is kept untimed: nothing to choose */
 		time_candidates(ctx, cand, n, mds);
 		for (int c = 0; c < n; c++)
 			median[c] = stats_median(cand[c].seconds, AUTOTUNE_ROUNDS);
@@ -469,7 +512,7 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 	return p;
 }
 
-/* FNV-1a over the fields that make two plans the same. */
+/* The fields that make two plans the same, hashed into h. */
 static uint64_t plan_hash(uint64_t h, const struct matmul_plan *p)
 {
 	const struct matmul_shape *s = &p->shape;
@@ -477,10 +520,7 @@ static uint64_t plan_hash(uint64_t h, const struct matmul_plan *p)
 			     s->stride_a, s->stride_b, s->stride_c, s->trans_a, s->trans_b,
 			     s->accumulate, p->bf16};
 
-	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
-		for (int byte = 0; byte < 8; byte++)
-			h = (h ^ (((uint64_t)v[i] >> (8 * byte)) & 0xff)) * 0x100000001b3ULL;
-	return h;
+	return fnv1a(h, v, sizeof(v));
 }
 
 static bool awaits_tuning(const struct matmul_plan *p)
@@ -490,8 +530,8 @@ static bool awaits_tuning(const struct matmul_plan *p)
 
 int matmul_autotune_plans(struct kernels_ctx *ctx, const struct matmul_agree *agree)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	double check[4];
+	uint64_t h = FNV_OFFSET;
+	double plans[2];
 	int count = 0, tuned = 0;
 
 	ENSURE(!omp_in_parallel());
@@ -500,14 +540,9 @@ int matmul_autotune_plans(struct kernels_ctx *ctx, const struct matmul_agree *ag
 			count++;
 			h = plan_hash(h, ctx->plans[i]);
 		}
-	/* The same list on every rank: max(x) = -max(-x) for each value. 52 bits of the
-	 * hash are exact in a double. */
-	check[0] = count;
-	check[1] = -count;
-	check[2] = (double)(h >> 12);
-	check[3] = -(double)(h >> 12);
-	agree_max(agree, check, 4);
-	if (check[0] != -check[1] || check[2] != -check[3])
+	plans[0] = count;
+	plans[1] = hash_value(h);
+	if (!same_on_all_ranks(agree, plans, 2))
 		return -1;
 	for (int i = 0; i < ctx->nplans; i++) {
 		struct matmul_plan *p = ctx->plans[i];
