@@ -193,18 +193,12 @@ void swish_gate_backward(float *dgate, float *dy, const float *ddst, const float
 		       n);
 }
 
-RN_SIMD_CLONES
-static void bias_add_rows(float *x, const float *bias, int64_t r0, int64_t r1, int64_t width)
-{
-	for (int64_t r = r0; r < r1; r++) {
-		float *xr = x + r * width;
+/* A kernel's work on rows [r0, r1) of a (rows, width) matrix. */
+typedef void (*rows_fn)(const struct elem_arrays *a, int64_t r0, int64_t r1, int64_t width);
 
-		for (int64_t j = 0; j < width; j++)
-			xr[j] += bias[j];
-	}
-}
-
-void bias_add(float *x, const float *bias, int64_t rows, int64_t width)
+/* Runs fn over [0, rows) in BIAS_ROW_BLOCK blocks shared out to the threads. */
+static void for_each_row_block(rows_fn fn, const struct elem_arrays *a, int64_t rows,
+			       int64_t width)
 {
 	const int64_t nblk = (rows + BIAS_ROW_BLOCK - 1) / BIAS_ROW_BLOCK;
 
@@ -213,9 +207,27 @@ void bias_add(float *x, const float *bias, int64_t rows, int64_t width)
 	for (int64_t b = 0; b < nblk; b++) {
 		const int64_t r0 = b * BIAS_ROW_BLOCK;
 
-		bias_add_rows(x, bias, r0, rows - r0 < BIAS_ROW_BLOCK ? rows : r0 + BIAS_ROW_BLOCK,
-			      width);
+		fn(a, r0, rows - r0 < BIAS_ROW_BLOCK ? rows : r0 + BIAS_ROW_BLOCK, width);
 	}
+}
+
+/* out[r, :] += bias (in) */
+RN_SIMD_CLONES
+static void bias_add_rows(const struct elem_arrays *a, int64_t r0, int64_t r1, int64_t width)
+{
+	const float *bias = a->in;
+
+	for (int64_t r = r0; r < r1; r++) {
+		float *xr = a->out + r * width;
+
+		for (int64_t j = 0; j < width; j++)
+			xr[j] += bias[j];
+	}
+}
+
+void bias_add(float *x, const float *bias, int64_t rows, int64_t width)
+{
+	for_each_row_block(bias_add_rows, &(struct elem_arrays){.out = x, .in = bias}, rows, width);
 }
 
 /* One part of a column sum (trainer/kernels/colsum.h): part[j] = sum over rows
@@ -264,12 +276,14 @@ void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width)
 	for_each_part(colsum_part, &(struct elem_arrays){.in = ddst}, dbias, rows, width);
 }
 
+/* out2[r, :] += bias (in), then out = gelu(out2) */
 RN_SIMD_CLONES
-static void bias_gelu_rows(float *dst, float *x, const float *bias, int64_t r0, int64_t r1,
-			   int64_t width)
+static void bias_gelu_rows(const struct elem_arrays *a, int64_t r0, int64_t r1, int64_t width)
 {
+	const float *bias = a->in;
+
 	for (int64_t r = r0; r < r1; r++) {
-		float *xr = x + r * width, *yr = dst + r * width;
+		float *xr = a->out2 + r * width, *yr = a->out + r * width;
 
 #pragma omp simd
 		for (int64_t j = 0; j < width; j++) {
@@ -283,16 +297,8 @@ static void bias_gelu_rows(float *dst, float *x, const float *bias, int64_t r0, 
 
 void bias_gelu_forward(float *dst, float *x, const float *bias, int64_t rows, int64_t width)
 {
-	const int64_t nblk = (rows + BIAS_ROW_BLOCK - 1) / BIAS_ROW_BLOCK;
-
-	ENSURE(rows >= 0 && width >= 0);
-#pragma omp parallel for schedule(static)
-	for (int64_t b = 0; b < nblk; b++) {
-		const int64_t r0 = b * BIAS_ROW_BLOCK;
-
-		bias_gelu_rows(dst, x, bias,
-			       r0, rows - r0 < BIAS_ROW_BLOCK ? rows : r0 + BIAS_ROW_BLOCK, width);
-	}
+	for_each_row_block(bias_gelu_rows, &(struct elem_arrays){.out = dst, .out2 = x, .in = bias},
+			   rows, width);
 }
 
 /* One part of gelu_backward_bias: the rows' dsrc, and their column sums into part. */
