@@ -344,6 +344,18 @@ rn_srun_mpi_check() {
 	fi
 }
 
+# rn_srun_pmix_fence PLUGIN: for a pmix PLUGIN, the PMIx fences of the step as a ring
+# (SLURM_PMIX_FENCE=ring) unless the caller chose one. SLURM 22.05's default sends
+# fences without data, such as the barrier that ends MPI_Init, along a tree, and
+# builds no tree when TreeWidth (default 50) exceeds the step's nodes: every node
+# then completes the barrier alone. Ranks on a node whose exchange of addresses
+# ended first go on and send, and Open MPI 4.1 crashes (SIGSEGV in MPI_Init) the
+# ranks of a node still in it. The ring spans every node.
+rn_srun_pmix_fence() {
+	[[ $1 == pmix* ]] && export SLURM_PMIX_FENCE=${SLURM_PMIX_FENCE:-ring}
+	return 0
+}
+
 # The tasks per node of this job when every node runs as many (SLURM_TASKS_PER_NODE
 # "4(x2)" or "4", and no more than SLURM_NTASKS); nothing when they differ.
 rn_tasks_per_node() {

@@ -26,12 +26,15 @@
 #      mid-step: the job script ends the step within 30 s (srun alone would wait for
 #      SlurmdTimeout), names the lost node and ranks, and requeues;
 #  (g) a stop before the first step (exit status 4) is requeued, MAX_REQUEUES=1
-#      times: the second one in a row fails the job (runs beside (c)).
+#      times: the second one in a row fails the job (runs beside (c));
+#  (h) under the jobs' srun settings the PMIx barrier that ends MPI_Init (timed in
+#      MPI_Finalize, which ends with the same kind) waits for every node, and under
+#      SLURM 22.05's default fences it does not (why jobs/lib.sh sets a ring).
 # Every wait has a timeout; on failure it prints the job logs and the daemons'.
 # Skips (77) where emulated nodes cannot be made (not root, no namespaces); fails,
 # saying what is missing, without the SLURM packages.
 # Usage: slurm_jobs.sh BUILD_DIR CORPUS_PREFIX     Knobs: KEEP=1 keeps the files,
-# CASES (abcdefg) runs a subset, BUDGET (480) caps the waits.
+# CASES (abcdefgh) runs a subset, BUDGET (480) caps the waits.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -63,7 +66,7 @@ ok "SLURM up on ${CLUSTER_NODES[*]} in $((SECONDS - t0)) s"
 N1=${CLUSTER_NODES[0]}
 
 deadline=$((SECONDS + ${BUDGET:-480}))
-CASES=${CASES:-abcdefg} # a subset, to debug one case ((b) needs (a))
+CASES=${CASES:-abcdefgh} # a subset, to debug one case ((b) needs (a))
 wait_for() { # wait_for LABEL SECONDS CMD...
 	local label=$1 limit=$((SECONDS + $2))
 	shift 2
@@ -328,6 +331,38 @@ check "(g) the first stop before any step was requeued" \
 	grep -q "exit status 4, no checkpoint newer than none: requeueing job $g_id (1 of at most 1 in a row)" "$T/g-$g_id.out"
 check "(g) the second was not: $(grep -o 'not requeueing again.*' "$T/g-$g_id.out")" \
 	grep -q "exit status 4, and 1 requeues in a row found no checkpoint newer than none: not requeueing again (MAX_REQUEUES=1)" "$T/g-$g_id.out"
+fi
+
+# ---- (h) the barrier that ends MPI_Init spans the nodes -------------------------
+# Open MPI ends MPI_Init and MPI_Finalize with the same kind of PMIx fence; the
+# one in MPI_Finalize can be timed from outside. One rank per node; the one on
+# the second node sleeps 4 s first. Under the jobs' srun settings the other
+# waits for it; under SLURM's default fences (a tree, none on fewer nodes than
+# TreeWidth) it does not, which is how a rank could leave MPI_Init and send to
+# a node still inside it (Open MPI 4.1 crashes that node's ranks).
+if [[ $CASES == *h* ]]; then
+echo "== (h) MPI_Init's and MPI_Finalize's barriers span the nodes under srun --mpi=pmix"
+N2=${CLUSTER_NODES[1]}
+for fences in jobs default; do
+	{
+		echo '#!/bin/bash'
+		echo "source '$REPO/jobs/lib.sh'"
+		[[ $fences == jobs ]] && echo 'rn_srun_pmix_fence pmix'
+		echo "echo \"SLURM_PMIX_FENCE=\${SLURM_PMIX_FENCE-}\""
+		echo "srun --mpi=pmix '$BUILD/tests/finalize_wait' 4 $N2"
+	} >"$T/h-$fences.sbatch"
+	id=$(sbatch --parsable --export=ALL --nodes=2 --ntasks-per-node=1 --cpus-per-task=1 \
+		-o "$T/h-$fences-%j.out" "$T/h-$fences.sbatch")
+	wait_for "(h) $fences" 60 gone "$id"
+	waited=$(sed -n "s/^rank [0-9]* node $N1 waited \([0-9.]*\) s$/\1/p" "$T/h-$fences-$id.out")
+	if [[ $fences == jobs ]]; then
+		check "(h) with the jobs' settings ($(grep -m1 SLURM_PMIX_FENCE "$T/h-$fences-$id.out")) $N1 waited in MPI_Finalize for $N2: ${waited:-?} s (want >= 3)" \
+			awk -v w="${waited:-0}" 'BEGIN { exit !(w >= 3) }'
+	else
+		check "(h) with SLURM's default fences it did not: ${waited:-?} s (want < 2: why the jobs set a ring)" \
+			awk -v w="${waited:-9}" 'BEGIN { exit !(w < 2) }'
+	fi
+done
 fi
 
 ((fail > 0)) && show_logs
