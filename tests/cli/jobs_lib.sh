@@ -107,8 +107,14 @@ STALL_GRACE_SECS=1 rn_launch "$T/l2.log" bash -c 'echo "retnet: error: [rank 1] 
 	exec sleep 60' >/dev/null 2>"$T/l2.err"
 check "after the watchdog's line, a launcher still waiting is ended ($((SECONDS - t0)) s), status 5 ($RN_STATUS)" \
 	eval '[[ $RN_STATUS == 5 ]] && ((SECONDS - t0 < 15))'
-(sleep 1 && kill -USR1 $$) &
-rn_launch "$T/l3.log" bash -c 'trap "echo got USR1; exit 3" USR1; sleep 20 & wait' >"$T/l3.out" 2>&1
+# USR1 once the launched command has its trap (it says "ready" after setting it):
+# a USR1 before that kills it, which no job script can prevent and is not what this
+# checks. rn_launch sets its own trap right after starting it, long before.
+(for _ in $(seq 300); do grep -q ready "$T/l3.log" 2>/dev/null && break; sleep 0.1; done
+ sleep 0.2
+ kill -USR1 $$) &
+rn_launch "$T/l3.log" bash -c 'trap "echo got USR1; exit 3" USR1; echo ready; sleep 20 & wait' \
+	>"$T/l3.out" 2>&1
 check "USR1 to the script goes on to the launcher (status $RN_STATUS, signalled $RN_SIGNALLED)" \
 	eval '[[ $RN_STATUS == 3 && $RN_SIGNALLED == 1 ]] && grep -q "got USR1" "$T/l3.out"'
 finish
