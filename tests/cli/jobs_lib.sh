@@ -50,6 +50,12 @@ out=$(PATH="$T/bin:$PATH" rn_srun_mpi_check pmi9 2>&1)
 rc=$?
 check "srun --mpi=pmi9: status $rc, naming the plugins: $out" \
 	eval '[[ $rc == 2 && $out == *"(srun --mpi=list: pmix none cray_shasta pmi2 pmix_v4)"* ]]'
+fence=$(unset SLURM_PMIX_FENCE; rn_srun_pmix_fence pmix_v4; echo "${SLURM_PMIX_FENCE-unset}")
+check "a pmix step's fences go around a ring: SLURM_PMIX_FENCE=$fence" test "$fence" = ring
+fence=$(SLURM_PMIX_FENCE=tree; rn_srun_pmix_fence pmix; echo "$SLURM_PMIX_FENCE")
+check "... unless the user chose ($fence)" test "$fence" = tree
+fence=$(unset SLURM_PMIX_FENCE; rn_srun_pmix_fence pmi2; echo "${SLURM_PMIX_FENCE-unset}")
+check "... and only for pmix (pmi2: $fence)" test "$fence" = unset
 
 # ---- the run directory's lock ------------------------------------------------
 RUN_DIR=$T/run
