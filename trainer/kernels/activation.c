@@ -13,10 +13,8 @@
  */
 #include "trainer/kernels/activation.h"
 
-#include <stdlib.h>
 #include <string.h>
 
-#include "common/alloc.h"
 #include "common/check.h"
 #include "trainer/kernels/colsum.h"
 #include "trainer/kernels/simd.h"
@@ -233,10 +231,12 @@ void bias_add(float *x, const float *bias, int64_t rows, int64_t width)
 /* One part of a column sum (trainer/kernels/colsum.h): part[j] = sum over rows
  * [r0, r1) of in[r, j]. */
 RN_SIMD_CLONES
-static void colsum_part(const struct elem_arrays *a, double *part, int64_t r0, int64_t r1,
-			int64_t width)
+static void colsum_part(const void *arg, int64_t r0, int64_t r1, int64_t width, double *part,
+			int64_t sum_stride)
 {
-	const float *x = a->in;
+	const float *x = ((const struct elem_arrays *)arg)->in;
+
+	(void)sum_stride; /* one sum */
 
 	for (int64_t j = 0; j < width; j++)
 		part[j] = 0.0;
@@ -249,31 +249,9 @@ static void colsum_part(const struct elem_arrays *a, double *part, int64_t r0, i
 	}
 }
 
-/* A kernel's work on one part of rows [r0, r1), with their column sums into part. */
-typedef void (*part_fn)(const struct elem_arrays *a, double *part, int64_t r0, int64_t r1,
-			int64_t width);
-
-/* Runs fn over every part, shared out to the threads, then dbias += the parts' sums. */
-static void for_each_part(part_fn fn, const struct elem_arrays *a, float *dbias, int64_t rows,
-			  int64_t width)
-{
-	const int64_t nparts = colsum_parts(rows);
-	double *parts;
-
-	ENSURE(rows >= 0 && width >= 0);
-	if (rows == 0 || width == 0)
-		return;
-	parts = xmalloc(sizeof(double) * (size_t)(nparts * width));
-#pragma omp parallel for schedule(static)
-	for (int64_t p = 0; p < nparts; p++)
-		fn(a, parts + p * width, p * COLSUM_PART_ROWS, colsum_part_end(p, rows), width);
-	colsum_add_parts(dbias, parts, nparts, width);
-	free(parts);
-}
-
 void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width)
 {
-	for_each_part(colsum_part, &(struct elem_arrays){.in = ddst}, dbias, rows, width);
+	colsum_run(colsum_part, &(struct elem_arrays){.in = ddst}, rows, width, 1, &dbias);
 }
 
 /* out2[r, :] += bias (in), then out = gelu(out2) */
@@ -303,12 +281,14 @@ void bias_gelu_forward(float *dst, float *x, const float *bias, int64_t rows, in
 
 /* One part of gelu_backward_bias: the rows' dsrc, and their column sums into part. */
 RN_SIMD_CLONES
-static void gelu_backward_part(const struct elem_arrays *a, double *part, int64_t r0,
-			       int64_t r1, int64_t width)
+static void gelu_backward_part(const void *arg, int64_t r0, int64_t r1, int64_t width,
+			       double *part, int64_t sum_stride)
 {
+	const struct elem_arrays *a = arg;
 	float *dsrc = a->out;
 	const float *ddst = a->in, *src = a->in2;
 
+	(void)sum_stride; /* one sum */
 	for (int64_t j = 0; j < width; j++)
 		part[j] = 0.0;
 	for (int64_t r = r0; r < r1; r++) {
@@ -328,8 +308,8 @@ static void gelu_backward_part(const struct elem_arrays *a, double *part, int64_
 void gelu_backward_bias(float *dsrc, float *dbias, const float *ddst, const float *src,
 			int64_t rows, int64_t width)
 {
-	for_each_part(gelu_backward_part, &(struct elem_arrays){.out = dsrc, .in = ddst, .in2 = src},
-		      dbias, rows, width);
+	colsum_run(gelu_backward_part, &(struct elem_arrays){.out = dsrc, .in = ddst, .in2 = src},
+		   rows, width, 1, &dbias);
 }
 
 RN_SIMD_CLONES

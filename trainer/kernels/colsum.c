@@ -1,5 +1,9 @@
 #include "trainer/kernels/colsum.h"
 
+#include <stdlib.h>
+
+#include "common/alloc.h"
+#include "common/check.h"
 #include "trainer/kernels/simd.h"
 
 /* Columns per thread block: one cache line of floats, so no two threads write the
@@ -41,4 +45,24 @@ void colsum_add_parts(float *dst, const double *parts, int64_t nparts, int64_t w
 		add_parts_cols(dst, parts, nparts, width, c0,
 			       width - c0 < COLSUM_COL_BLOCK ? width - c0 : COLSUM_COL_BLOCK);
 	}
+}
+
+void colsum_run(colsum_part_fn fn, const void *arg, int64_t rows, int64_t width, int nsums,
+		float *const dst[])
+{
+	const int64_t nparts = colsum_parts(rows);
+	const int64_t sum_stride = nparts * width;
+	double *parts; /* sum s of part p: parts + s * sum_stride + p * width */
+
+	ENSURE(rows >= 0 && width >= 0 && nsums >= 1);
+	if (rows == 0 || width == 0)
+		return;
+	parts = xmalloc(sizeof(double) * (size_t)(nsums * sum_stride));
+#pragma omp parallel for schedule(static)
+	for (int64_t p = 0; p < nparts; p++)
+		fn(arg, p * COLSUM_PART_ROWS, colsum_part_end(p, rows), width, parts + p * width,
+		   sum_stride);
+	for (int s = 0; s < nsums; s++)
+		colsum_add_parts(dst[s], parts + s * sum_stride, nparts, width);
+	free(parts);
 }

@@ -18,9 +18,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdlib.h>
 
-#include "common/alloc.h"
 #include "common/check.h"
 #include "trainer/kernels/colsum.h"
 #include "trainer/kernels/simd.h"
@@ -162,13 +160,14 @@ static void norm_rows_backward(float *dsrc, const float *ddst, const float *src,
 	for_each_row_block(norm_backward_rows, &c);
 }
 
-/* Rows [r0, r1) of layernorm_backward: their dsrc, and their parts of the gain and
- * bias gradients' column sums (trainer/kernels/colsum.h) into pg and pb. */
+/* Rows [r0, r1) of layernorm_backward: their dsrc, and their parts of the gain
+ * gradient's column sums (sum 0) and the bias gradient's (sum 1; colsum.h). */
 RN_SIMD_CLONES
-static void layernorm_backward_part(const struct norm_call *c, int64_t r0, int64_t r1,
-				    double *pg, double *pb)
+static void layernorm_backward_part(const void *arg, int64_t r0, int64_t r1, int64_t width,
+				    double *part, int64_t sum_stride)
 {
-	const int64_t width = c->width;
+	const struct norm_call *c = arg;
+	double *pg = part, *pb = part + sum_stride;
 
 	norm_backward_rows(c, r0, r1);
 	for (int64_t j = 0; j < width; j++)
@@ -200,20 +199,9 @@ void layernorm_backward(float *dsrc, float *dgain, float *dbias, const float *dd
 		.dst = dsrc, .src = src, .ddst = ddst, .gain = gain, .mean_in = mean,
 		.rstd_in = rstd, .rows = rows, .width = width, .accumulate = true,
 	};
-	const int64_t nparts = colsum_parts(rows);
-	double *parts; /* the parts of the gain's sums, then the bias's */
 
 	ENSURE(gain && rows >= 0 && width > 0);
-	if (rows == 0)
-		return;
-	parts = xmalloc(sizeof(double) * (size_t)(2 * nparts * width));
-#pragma omp parallel for schedule(static)
-	for (int64_t p = 0; p < nparts; p++)
-		layernorm_backward_part(&c, p * COLSUM_PART_ROWS, colsum_part_end(p, rows),
-					parts + p * width, parts + (nparts + p) * width);
-	colsum_add_parts(dgain, parts, nparts, width);
-	colsum_add_parts(dbias, parts + nparts * width, nparts, width);
-	free(parts);
+	colsum_run(layernorm_backward_part, &c, rows, width, 2, (float *[]){ dgain, dbias });
 }
 
 void groupnorm_forward(float *dst, float *mean, float *rstd, const float *src,
