@@ -37,6 +37,31 @@ static void check_slurm_step(bool by_mpirun, int world)
 	mpi_setup_user_error_exit();
 }
 
+/*
+ * srun --mpi=pmix across nodes: SLURM 22.05's PMIx plugin runs fences without data,
+ * such as the barrier that ends MPI_Init, along a tree that it does not build when
+ * TreeWidth exceeds the step's nodes, so each node passes that barrier alone, and
+ * Open MPI 4.1 can crash the ranks of a node still inside MPI_Init when another
+ * node's ranks send to them. SLURM_PMIX_FENCE=ring (what the jobs/ scripts set)
+ * spans the nodes. A site's mpi.conf may set the same (PMIxCollFence), which a task
+ * cannot see: hence a warning, not an error. The step's task 0 says it before
+ * MPI_Init, so it is in the log if MPI_Init crashes. PMIX_RANK tells a task that a
+ * PMIx server started it; under mpirun that server is mpirun's own.
+ */
+static void warn_pmix_fence(bool by_mpirun)
+{
+	const char *nodes = getenv("SLURM_STEP_NUM_NODES"), *task = getenv("SLURM_PROCID");
+	long n = nodes ? strtol(nodes, NULL, 10) : 0;
+
+	if (by_mpirun || n < 2 || !getenv("PMIX_RANK") || getenv("SLURM_PMIX_FENCE") ||
+	    !task || strtol(task, NULL, 10) != 0)
+		return;
+	log_warn("srun started this step on %ld nodes through PMIx and SLURM_PMIX_FENCE is not "
+		 "set: SLURM 22.05's default fence lets a node leave MPI_Init before the others, "
+		 "which can crash Open MPI 4.1 there; export SLURM_PMIX_FENCE=ring before srun "
+		 "(the jobs/ scripts do), unless the site's mpi.conf sets PMIxCollFence=ring", n);
+}
+
 static void abort_job(int code)
 {
 	MPI_Abort(MPI_COMM_WORLD, code);
@@ -52,6 +77,7 @@ void mpi_setup_init(int *argc, char ***argv)
 	/* MULTIPLE: a checkpoint writer thread makes MPI calls beside the main thread's,
 	 * and the trainer's watchdog may call MPI_Abort while the main thread is blocked
 	 * in a collective. */
+	warn_pmix_fence(by_mpirun);
 	CHECK_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
 	thread_level = provided;
 	fatal_set_hook(abort_job);

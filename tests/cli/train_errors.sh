@@ -72,6 +72,20 @@ expect_user_error "srun step not one MPI world" \
 	"srun started 2 tasks \(SLURM_STEP_NUM_TASKS\) but MPI_COMM_WORLD has 1 rank" \
 	env SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=0 "${TRAIN[@]}" "${DATA[@]}"
 
+# A PMIx step of srun across nodes on SLURM's default fence: task 0 warns before
+# MPI_Init (the variables as srun and its PMIx plugin set them), and the run goes on;
+# no warning with the fence set, on other tasks, or on one node.
+fence_warning="retnet: warning: srun started this step on 2 nodes through PMIx and SLURM_PMIX_FENCE is not set"
+fence_run() { env "$@" "${TRAIN[@]}" --help 2>&1 >/dev/null; }
+fence_runs_on() { env "$@" "${TRAIN[@]}" --help >/dev/null 2>&1; }
+check "PMIx step across 2 nodes, default fence: task 0 warns once" \
+	test "$(fence_run SLURM_STEP_NUM_NODES=2 SLURM_PROCID=0 PMIX_RANK=0 | grep -c "$fence_warning")" -eq 1
+check "... and runs on (--help, exit 0)" fence_runs_on SLURM_STEP_NUM_NODES=2 SLURM_PROCID=0 PMIX_RANK=0
+for quiet in "SLURM_PMIX_FENCE=ring SLURM_PROCID=0 SLURM_STEP_NUM_NODES=2" \
+	"SLURM_PROCID=1 SLURM_STEP_NUM_NODES=2" "SLURM_PROCID=0 SLURM_STEP_NUM_NODES=1"; do
+	check "no fence warning with $quiet" test -z "$(fence_run $quiet PMIX_RANK=0)"
+done
+
 # The command line wins over the config file; --help works.
 printf 'train-iters 1000\nhidden-size 64\n' >"$T/ok.cfg"
 check "command line overrides the config file" "${TRAIN[@]}" "${DATA[@]}" --config "$T/ok.cfg" \

@@ -13,7 +13,8 @@
 #      job itself when submitted with sbatch);
 #  (c) train.sbatch's default layout (2 nodes x 4 tasks: TP 4 x DP 2) with the
 #      default config's batch runs, and so does --nodes=4 (16 ranks: DP 4, the
-#      micro-batch lowered to 2); small model flags, 3 steps;
+#      micro-batch lowered to 2); small model flags, 3 steps; retnet does not warn
+#      about the PMIx fence (the scripts set a ring);
 #  (d) LAUNCHER=mpirun across 2 nodes, --time=2 with STOP_LEAD_MINS=1.5: runs (the
 #      SLURM world-size check does not misfire on mpirun's daemons), mpirun's daemon
 #      step gets all the job's CPUs on its node, not one task's (SRUN_CPUS_PER_TASK
@@ -21,7 +22,8 @@
 #      lead, 30 s in) with a checkpoint and is requeued;
 #  (e) SRUN_MPI naming a plugin SLURM lacks: the job fails at once, exit 2, naming
 #      the plugins there are; a step whose tasks did not form one MPI world: every
-#      task exits 2 with one line saying so;
+#      task exits 2 with one line saying so; that plain srun --mpi=pmix line across
+#      2 nodes, without SLURM_PMIX_FENCE, gets retnet's one-line warning about it;
 #  (f) node failure under srun: every process of a node killed (slurmd included)
 #      mid-step: the job script ends the step within 30 s (srun alone would wait for
 #      SlurmdTimeout), names the lost node and ranks, and requeues;
@@ -236,6 +238,8 @@ done
 check "(c) the default: 8 ranks = DP 2 x TP 4" grep -q "^== layout: 8 ranks = DP 2 x PP 1 x TP 4 " "$T"/cdefault-*.out
 check "(c) --nodes=4: 16 ranks = DP 4 x TP 4, micro-batch 2" \
 	grep -q "^== layout: 16 ranks = DP 4 x PP 1 x TP 4 .*micro-batch 2 (lowered" "$T"/c4-*.out
+check "(c) no warning about the PMIx fence under the scripts' settings" \
+	bash -c "! grep -q 'SLURM_PMIX_FENCE is not set' '$T'/cdefault-*.out '$T'/c4-*.out"
 echo "== (c) took $((SECONDS - t0)) s"
 fi
 
@@ -289,6 +293,8 @@ wait_for "(e) wire" 60 gone "$id"
 check "(e) a world of 2 in a step of 3 tasks: exit 2, one line: $(grep -o 'retnet: error: srun started.*' "$T/wire-$id.out" | cut -c1-90)..." \
 	eval 'test "$(grep -c "retnet: error: srun started 3 tasks (SLURM_STEP_NUM_TASKS) but MPI_COMM_WORLD has 2 ranks" "$T/wire-$id.out")" -eq 1 &&
 	      grep -q "Exited with exit code 2" "$T/wire-$id.out"'
+check "(e) ... and task 0 alone warned that the step runs on SLURM's default PMIx fence" \
+	test "$(grep -c "retnet: warning: srun started this step on 2 nodes through PMIx and SLURM_PMIX_FENCE is not set" "$T/wire-$id.out")" -eq 1
 fi
 
 # ---- (f) a node dies under srun -------------------------------------------------
