@@ -200,12 +200,13 @@ static void add_scaled_rows(float *dst, const float *src, const float *s, int64_
 
 /*
  * The cached plan for C (+)= op(A) op(B), op(A): m x k, op(B): k x n. `state`: a
- * product that reads or forms a state S or its gradient G stays float32 on a bf16
- * context. A state sums the keys and values of every chunk before it, and rounding
- * it (or G) to bf16 at each chunk costs the model: the main job trained with them in
- * bf16 drifted to 2.6% above float32's training loss (50-step means), twice
- * float32's own spread between layouts, and with them in float32 it stays within
- * that spread (docs/benchmarks.md, "bf16: the whole main job").
+ * product that reads a state S or its gradient G stays float32 on a bf16 context.
+ * A state sums the keys and values of every chunk before it, and rounding it (or G)
+ * to bf16 at each chunk costs the model: the main job trained with them in bf16
+ * drifted to 2.6% above float32's training loss (50-step means), twice float32's
+ * own spread between layouts, and with them in float32 it stays within that spread
+ * (docs/benchmarks.md, "bf16: the whole main job"). The products that form S or G
+ * read a chunk's own rows, as the products within a chunk do, and stay bf16.
  */
 static const struct matmul_plan *plan_of(struct kernels_ctx *ctx, int64_t m, int64_t n,
 					 int64_t k, int64_t lda, bool trans_a, int64_t ldb,
@@ -334,7 +335,7 @@ static struct fwd_plans fwd_plans_get(struct kernels_ctx *ctx, const struct rete
 	p.qk = plan_of(ctx, c, c, dk, d->ldq, false, d->ldk, true, c, false, false);
 	p.av = plan_of(ctx, c, dv, c, c, false, d->ldv, false, d->ldo, false, false);
 	p.qs = plan_of(ctx, c, dv, dk, dk, false, dv, false, d->ldo, true, true);
-	p.kv = plan_of(ctx, dk, dv, c, dk, true, d->ldv, false, dv, true, true);
+	p.kv = plan_of(ctx, dk, dv, c, dk, true, d->ldv, false, dv, true, false);
 	return p;
 }
 
@@ -579,7 +580,7 @@ void retention_chunkwise_state_grad(struct kernels_ctx *ctx, float *ds_in, float
 	check_chunk_dims(dims);
 	/* G += (diag(w) Q_c)^T dO_c   (dk x dv) */
 	qdo = plan_of(ctx, dims->dk, dims->dv, dims->chunk, dims->dk, true, dims->ldo, false,
-		      dims->dv, true, true);
+		      dims->dv, true, false);
 
 #pragma omp parallel for schedule(static)
 	for (int64_t pr = 0; pr < pairs; pr++)
@@ -628,7 +629,7 @@ static struct bwd_plans bwd_plans_get(struct kernels_ctx *ctx, const struct rete
 	p.vg = plan_of(ctx, c, dk, dv, d->ldv, false, dv, true, dk, false, true);
 	p.atdo = plan_of(ctx, c, dv, c, c, true, d->ldo, false, d->ldv, false, false);
 	p.kg = plan_of(ctx, c, dv, dk, dk, false, dv, false, d->ldv, true, true);
-	p.qdo = plan_of(ctx, dk, dv, c, dk, true, d->ldo, false, dv, true, true);
+	p.qdo = plan_of(ctx, dk, dv, c, dk, true, d->ldo, false, dv, true, false);
 	return p;
 }
 
