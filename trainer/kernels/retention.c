@@ -204,9 +204,10 @@ static void add_scaled_rows(float *dst, const float *src, const float *s, int64_
  * A state sums the keys and values of every chunk before it, and rounding it (or G)
  * to bf16 at each chunk costs the model: the main job trained with them in bf16
  * drifted to 2.6% above float32's training loss (50-step means), twice float32's
- * own spread between layouts, and with them in float32 it stays within that spread
- * (docs/benchmarks.md, "bf16: the whole main job"). The products that form S or G
- * read a chunk's own rows, as the products within a chunk do, and stay bf16.
+ * own spread between layouts, and with them in float32 0.6% (1.7% at two other
+ * seeds, where something else also costs: docs/benchmarks.md, "bf16: the whole
+ * main job"). The products that form S or G read a chunk's own rows, as the
+ * products within a chunk do, and stay bf16.
  */
 static const struct matmul_plan *plan_of(struct kernels_ctx *ctx, int64_t m, int64_t n,
 					 int64_t k, int64_t lda, bool trans_a, int64_t ldb,
