@@ -9,9 +9,8 @@
  * whole job. Under srun, checks that the step's tasks formed one MPI world (a
  * mismatch is a user error: srun's --mpi plugin does not fit this MPI), and warns
  * before MPI_Init when a PMIx step across nodes runs on SLURM's default fence (see
- * mpi_setup.c). Ignores
- * SIGXFSZ, so that a write past the file-size limit is an EFBIG
- * error naming the file rather than a rank killed without a word.
+ * mpi_setup.c). Ignores SIGXFSZ, so that a write past the file-size limit is an
+ * EFBIG error naming the file rather than a rank killed without a word.
  * mpi_setup_user_error_exit() is the clean way out of a user error that all ranks
  * have agreed on (no MPI_Abort banner). Knows nothing of RetNet.
  */

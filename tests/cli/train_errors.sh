@@ -77,7 +77,7 @@ expect_user_error "srun step not one MPI world" \
 # no warning with the fence set, on other tasks, or on one node.
 fence_warning="retnet: warning: srun started this step on 2 nodes through PMIx and SLURM_PMIX_FENCE is not set"
 fence_run() { env "$@" "${TRAIN[@]}" --help 2>&1 >/dev/null; }
-fence_runs_on() { env "$@" "${TRAIN[@]}" --help >/dev/null 2>&1; }
+fence_runs_on() { fence_run "$@" >/dev/null; }
 check "PMIx step across 2 nodes, default fence: task 0 warns once" \
 	test "$(fence_run SLURM_STEP_NUM_NODES=2 SLURM_PROCID=0 PMIX_RANK=0 | grep -c "$fence_warning")" -eq 1
 check "... and runs on (--help, exit 0)" fence_runs_on SLURM_STEP_NUM_NODES=2 SLURM_PROCID=0 PMIX_RANK=0
