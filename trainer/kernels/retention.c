@@ -201,13 +201,12 @@ static void add_scaled_rows(float *dst, const float *src, const float *s, int64_
 /*
  * The cached plan for C (+)= op(A) op(B), op(A): m x k, op(B): k x n. `state`: a
  * product that reads a state S or its gradient G stays float32 on a bf16 context.
- * A state sums the keys and values of every chunk before it, and rounding it (or G)
- * to bf16 at each chunk costs the model: the main job trained with them in bf16
- * drifted to 2.6% above float32's training loss (50-step means), twice float32's
- * own spread between layouts, and with them in float32 0.6% (1.7% at two other
- * seeds, where something else also costs: docs/benchmarks.md, "bf16: the whole
- * main job"). The products that form S or G read a chunk's own rows, as the
- * products within a chunk do, and stay bf16.
+ * A state sums the keys and values of every chunk before it; rounded to bf16 at each
+ * chunk, the chunkwise error in test_retention's multi-chunk bf16 cases is
+ * 2.4-3.7e-3, with these products float32 2.1-3.0e-3, at no speed cost measurable
+ * on bench-small (docs/benchmarks.md, "bf16: the whole main job"). The products that
+ * form S or G read a chunk's own rows, as the products within a chunk do, and stay
+ * bf16.
  */
 static const struct matmul_plan *plan_of(struct kernels_ctx *ctx, int64_t m, int64_t n,
 					 int64_t k, int64_t lda, bool trans_a, int64_t ldb,
