@@ -10,8 +10,8 @@
 
 #include "tests/fixture.h"
 #include "tests/harness.h"
+#include "tests/model_spec.h"
 #include "trainer/model.h"
-#include "trainer/spec.h"
 
 /*
  * float32 through two blocks against a float64 reference: each value within 1e-4
@@ -30,31 +30,9 @@ static double atol_of(const double *want, size_t n)
 	return FIXTURE_RTOL * m;
 }
 
-/* A run specification of the model's rows (everything else at the defaults). */
-static struct run_spec model_spec(int64_t vocab, int64_t hidden, int64_t layers, int64_t heads,
-				  int64_t ffn, int64_t chunk, int64_t seq_len,
-				  int64_t micro_batch, int64_t seed)
-{
-	struct run_spec s;
-
-	spec_defaults(&s, SPEC_TRAIN);
-	s.vocab_size = vocab;
-	s.hidden_size = hidden;
-	s.num_layers = layers;
-	s.num_heads = heads;
-	s.ffn_hidden_size = ffn;
-	s.chunk_size = chunk;
-	s.seq_length = seq_len;
-	s.micro_batch_size = micro_batch;
-	s.seed = seed;
-	return s;
-}
-
 static struct run_spec config_of(const struct fixture *fx)
 {
-	const int32_t *c = fixture_i32(fx, "config", 8);
-
-	return model_spec(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], 1);
+	return test_model_spec(fixture_i32(fx, "config", 8), 1);
 }
 
 static void check_fixture(const char *file, enum retention_form form, const char *form_name)
@@ -113,7 +91,7 @@ static void check_fixture(const char *file, enum retention_form form, const char
 
 static struct run_spec tiny(int64_t seed)
 {
-	return model_spec(256, 64, 2, 4, 128, 8, 32, 2, seed);
+	return test_model_spec(test_tiny_config, seed);
 }
 
 static void check_init(void)

@@ -21,9 +21,9 @@
 
 #include "tests/fixture.h"
 #include "tests/harness.h"
+#include "tests/model_spec.h"
 #include "trainer/kernels/bf16.h"
 #include "trainer/model.h"
-#include "trainer/spec.h"
 
 #define SKIP_STATUS 77
 
@@ -39,24 +39,6 @@
 struct batch {
 	int32_t *inputs, *targets;
 };
-
-static struct run_spec fixture_spec(const struct fixture *fx)
-{
-	const int32_t *c = fixture_i32(fx, "config", 8);
-	struct run_spec s;
-
-	spec_defaults(&s, SPEC_TRAIN);
-	s.vocab_size = c[0];
-	s.hidden_size = c[1];
-	s.num_layers = c[2];
-	s.num_heads = c[3];
-	s.ffn_hidden_size = c[4];
-	s.chunk_size = c[5];
-	s.seq_length = c[6];
-	s.micro_batch_size = c[7];
-	s.seed = 1;
-	return s;
-}
 
 static void load_params(struct model *m, const struct fixture *fx, bool round_to_bf16)
 {
@@ -103,7 +85,7 @@ static float loss_and_grad(struct model *m, const struct batch *b, float *grad)
 static void check_reference(const char *file)
 {
 	struct fixture *fx = fixture_load_named(file);
-	struct run_spec cfg = fixture_spec(fx);
+	struct run_spec cfg = test_model_spec(fixture_i32(fx, "config", 8), 1);
 	const int64_t T = cfg.seq_length, B = cfg.micro_batch_size, M = B * T;
 	const int32_t *tokens = fixture_i32(fx, "tokens", (size_t)(B * (T + 1)));
 	struct batch b = {malloc(sizeof(int32_t) * M), malloc(sizeof(int32_t) * M)};
@@ -168,12 +150,9 @@ static void check_reference(const char *file)
 /* test_model's tiny configuration, initialised from the seed. */
 static struct run_spec tiny_spec(bool recompute)
 {
-	struct run_spec s;
+	struct run_spec s = test_model_spec(test_tiny_config, 99);
 
-	spec_defaults(&s, SPEC_TRAIN);
-	s.vocab_size = 256, s.hidden_size = 64, s.num_layers = 2, s.num_heads = 4;
-	s.ffn_hidden_size = 128, s.chunk_size = 8, s.seq_length = 32;
-	s.micro_batch_size = 2, s.seed = 99, s.recompute_activations = recompute;
+	s.recompute_activations = recompute;
 	return s;
 }
 

@@ -14,8 +14,8 @@
 #include "parallel/grid.h"
 #include "tests/fixture.h"
 #include "tests/harness_mpi.h"
+#include "tests/model_spec.h"
 #include "trainer/model.h"
-#include "trainer/spec.h"
 
 /* Copies this slice of a full (rows, cols) row-major tensor into dst. */
 static void take_slice(float *dst, const struct layout_slice *s, const void *full, bool f64)
@@ -52,27 +52,9 @@ static struct grid tp_grid(int size)
 	return g;
 }
 
-static struct run_spec model_spec(const int32_t c[8], int64_t seed)
-{
-	struct run_spec s;
-
-	spec_defaults(&s, SPEC_TRAIN);
-	s.vocab_size = c[0];
-	s.hidden_size = c[1];
-	s.num_layers = c[2];
-	s.num_heads = c[3];
-	s.ffn_hidden_size = c[4];
-	s.chunk_size = c[5];
-	s.seq_length = c[6];
-	s.micro_batch_size = c[7];
-	s.seed = seed;
-	return s;
-}
-
 static void check_init_slices(int rank, int size)
 {
-	const int32_t tiny[8] = {256, 64, 2, 4, 128, 8, 32, 2};
-	struct run_spec cfg = model_spec(tiny, 99);
+	struct run_spec cfg = test_model_spec(test_tiny_config, 99);
 	struct grid g = tp_grid(size);
 	struct model *tp = model_create(&cfg, &g, 1), *one = model_create(&cfg, NULL, 1);
 	struct param_set *ptp = model_params(tp), *pone = model_params(one);
@@ -98,7 +80,7 @@ static void check_init_slices(int rank, int size)
 static void check_fixture(int rank, int size)
 {
 	struct fixture *fx = fixture_load_named("tiny_model.bin");
-	struct run_spec cfg = model_spec(fixture_i32(fx, "config", 8), 1);
+	struct run_spec cfg = test_model_spec(fixture_i32(fx, "config", 8), 1);
 	const int64_t T = cfg.seq_length, B = cfg.micro_batch_size, M = B * T;
 	const int64_t V = cfg.vocab_size;
 	const int32_t *tokens = fixture_i32(fx, "tokens", (size_t)(B * (T + 1)));
