@@ -76,13 +76,8 @@ for p in "${runs[@]}"; do
 	grep -E "^retnet-train:|^done in|final held-out" "$OUT/curve-$p.log" | sed "s/^/   $p: /"
 done
 
-# "iteration value" for each JSON line with KEY.
-column_of() {
-	awk -v key="$2" '{ i = ""; v = ""
-		if (match($0, /"iteration":[^,}]*/)) i = substr($0, RSTART + 12, RLENGTH - 12)
-		if (match($0, "\"" key "\":[^,}]*")) v = substr($0, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
-		if (i != "" && v != "") print i, v }' "$1"
-}
+# shellcheck source=bench/json_lines.sh
+source bench/json_lines.sh
 for key in loss val_loss; do
 	column_of "$OUT/curve-fp32/metrics.jsonl" $key >"$OUT/fp32.$key"
 done

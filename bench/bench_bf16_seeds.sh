@@ -45,18 +45,8 @@ for s in "${seeds[@]}"; do
 	for k in "${kinds[@]}"; do run "$k" "$s" "$@"; done
 done
 
-# "iteration loss" of the training log lines of a metrics file.
-losses() {
-	awk '{ i = ""; v = ""
-		if (match($0, /"iteration":[0-9]+/)) i = substr($0, RSTART + 12, RLENGTH - 12)
-		if (match($0, /"loss":[^,}]+/)) v = substr($0, RSTART + 7, RLENGTH - 7)
-		if (i != "" && v != "") print i, v }' "$1"
-}
-# The last value of KEY in a JSON-lines file.
-last_value() { # FILE KEY
-	awk -v key="$2" '{ if (match($0, "\"" key "\":[^,}]+")) v = substr($0, RSTART + length(key) + 3, RLENGTH - length(key) - 3) }
-		END { print v }' "$1"
-}
+# shellcheck source=bench/json_lines.sh
+source bench/json_lines.sh
 # One line per pair: kind seed max50 at end val windows stream (differences in %).
 for k in "${kinds[@]}"; do
 	for s in "${seeds[@]}"; do
@@ -81,7 +71,7 @@ for k in "${kinds[@]}"; do
 				printf "%s %s %.4f %d %.4f", kind, seed, m, at, end
 				for (i = 1; i <= 3; i++) printf " %.4f", 100 * (h[i + 3] - h[i]) / h[i]
 				printf "\n"
-			}' <(losses "$ref/metrics.jsonl") <(losses "$other/metrics.jsonl")
+			}' <(column_of "$ref/metrics.jsonl" loss) <(column_of "$other/metrics.jsonl" loss)
 	done
 done >"$OUT/pairs.txt"
 
