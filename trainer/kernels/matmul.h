@@ -41,8 +41,8 @@ struct matmul_shape {
 	bool trans_a;          /* A is stored K x M (op(A) = A^T) */
 	bool trans_b;          /* B is stored N x K (op(B) = B^T) */
 	bool accumulate;       /* C += product (gradient accumulation) instead of C = */
-	bool keep_f32;         /* float32 even on a bf16 context: a product whose operands
-				* do not stand rounding to bf16 */
+	bool keep_f32;         /* float32 even on a bf16 context: a product whose error
+				* counts more than its speed (retention's state readers) */
 };
 
 /* One engine, a stream per OpenMP thread, the plan cache and the scratchpads. */
