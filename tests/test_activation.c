@@ -4,7 +4,9 @@
  * backward against the reference backward and against central differences of
  * L = sum(dst .* W) through the reference forward, overwrite and accumulate
  * semantics, the aliasing the header allows, bias_backward's independence of the
- * thread count, and the fused FFN kernels against the separate ones.
+ * thread count, and the fused FFN kernels against the separate ones. A kernel that
+ * writes a bf16 copy of its output writes the same float32 bits as without one, and
+ * the copy is the rounding of each (against tests/ref/bf16_ref.c).
  */
 #include <omp.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include "common/rng.h"
 #include "tests/harness.h"
 #include "tests/ref/activation_ref.h"
+#include "tests/ref/bf16_ref.h"
 #include "trainer/kernels/activation.h"
 
 #define SEED 77
@@ -132,14 +135,14 @@ static void check_swish(int64_t n)
 	fill(y, yd, n, 4, -2.0, 2.0);
 	fill(w, wd, n, 5, -1.0, 1.0);
 
-	swish_gate_forward(out, g, y, n);
+	swish_gate_forward(out, NULL, g, y, n);
 	ref_swish_gate_forward(outd, gd, yd, n);
 	snprintf(label, sizeof(label), "swish gate n=%ld fwd", (long)n);
 	EXPECT_CLOSE(out, outd, n, 1e-6, 1e-7, label);
 
 	for (int64_t i = 0; i < n; i++)
 		dg[i] = dy[i] = -777.0f;
-	swish_gate_backward(dg, dy, w, g, y, n);
+	swish_gate_backward(dg, NULL, dy, w, g, y, n);
 	ref_swish_gate_backward(dgd, dyd, wd, gd, yd, n);
 	for (int64_t i = 0; i < n; i++) {
 		fd_g[i] = wd[i] * yd[i] *
@@ -162,6 +165,29 @@ static void check_swish(int64_t n)
 	EXPECT_CLOSE(dg, fd_g, n, 1e-6, 1e-7, label);
 	snprintf(label, sizeof(label), "swish gate n=%ld bwd dy vs fd", (long)n);
 	EXPECT_CLOSE(dy, fd_y, n, 1e-6, 1e-7, label);
+
+	/* with bf16 copies */
+	{
+		float *out2 = xmalloc(sizeof(float) * n), *dg2 = xmalloc(sizeof(float) * n);
+		float *dy2 = xmalloc(sizeof(float) * n);
+		uint16_t *copy = xmalloc(sizeof(uint16_t) * n);
+		int64_t bad;
+
+		swish_gate_forward(out2, copy, g, y, n);
+		bad = ref_bf16_copy_mismatch(copy, out2, n);
+		EXPECT_TRUE(memcmp(out, out2, sizeof(float) * n) == 0 && bad < 0,
+			    "swish gate n=%ld fwd with a bf16 copy: float32 output changed or "
+			    "copy wrong at %ld",
+			    (long)n, (long)bad);
+		swish_gate_backward(dg2, copy, dy2, w, g, y, n);
+		bad = ref_bf16_copy_mismatch(copy, dg2, n);
+		EXPECT_TRUE(memcmp(dg, dg2, sizeof(float) * n) == 0 &&
+				    memcmp(dy, dy2, sizeof(float) * n) == 0 && bad < 0,
+			    "swish gate n=%ld bwd with a bf16 copy: float32 outputs changed or "
+			    "copy of dgate wrong at %ld",
+			    (long)n, (long)bad);
+		free(out2), free(dg2), free(dy2), free(copy);
+	}
 
 	free(g), free(y), free(w), free(out), free(dg), free(dy), free(gd), free(yd);
 	free(wd), free(outd), free(dgd), free(dyd), free(fd_g), free(fd_y);
@@ -244,7 +270,8 @@ static void check_bias(int64_t rows, int64_t width)
 /*
  * The fused FFN kernels against the separate ones (each held to the float64 reference
  * above): the same bits, bias_gelu_forward's kept pre-activation included, and
- * gelu_backward_bias's bias gradient the same on 1 thread and on 3.
+ * gelu_backward_bias's bias gradient the same on 1 thread and on 3. The fused
+ * kernels write their bf16 copies here, so these are checked with them.
  */
 static void check_bias_gelu(int64_t rows, int64_t width)
 {
@@ -254,7 +281,9 @@ static void check_bias_gelu(int64_t rows, int64_t width)
 	float *w = xmalloc(sizeof(float) * n), *b = xmalloc(sizeof(float) * width);
 	float *db = xmalloc(sizeof(float) * width), *db2 = xmalloc(sizeof(float) * width);
 	double *xd = xmalloc(sizeof(double) * n);
+	uint16_t *copy = xmalloc(sizeof(uint16_t) * n);
 	int threads = omp_get_max_threads();
+	int64_t bad;
 
 	fill_args(x, xd, n, 30, 6.0);
 	fill(b, NULL, width, 31, -1.0, 1.0);
@@ -263,29 +292,35 @@ static void check_bias_gelu(int64_t rows, int64_t width)
 
 	bias_add(x, b, rows, width);
 	gelu_forward(y, x, n);
-	bias_gelu_forward(y2, x2, b, rows, width);
+	bias_gelu_forward(y2, copy, x2, b, rows, width);
 	EXPECT_TRUE(memcmp(x, x2, sizeof(float) * n) == 0 && memcmp(y, y2, sizeof(float) * n) == 0,
 		    "bias_gelu_forward differs from bias_add + gelu_forward (rows=%ld width=%ld)",
 		    (long)rows, (long)width);
+	bad = ref_bf16_copy_mismatch(copy, y2, n);
+	EXPECT_TRUE(bad < 0, "bias_gelu_forward's bf16 copy of dst[%ld] (rows=%ld width=%ld)",
+		    (long)bad, (long)rows, (long)width);
 
 	fill(db, NULL, width, 33, -2.0, 2.0);
 	memcpy(db2, db, sizeof(float) * width);
 	gelu_backward(y, w, x, n);
 	bias_backward(db, y, rows, width);
 	memcpy(y2, w, sizeof(float) * n);
-	gelu_backward_bias(y2, db2, y2, x, rows, width); /* dsrc aliasing ddst */
+	gelu_backward_bias(y2, copy, db2, y2, x, rows, width); /* dsrc aliasing ddst */
 	EXPECT_TRUE(memcmp(y, y2, sizeof(float) * n) == 0 &&
 			    memcmp(db, db2, sizeof(float) * width) == 0,
 		    "gelu_backward_bias differs from gelu_backward + bias_backward (rows=%ld "
 		    "width=%ld)",
 		    (long)rows, (long)width);
+	bad = ref_bf16_copy_mismatch(copy, y2, n);
+	EXPECT_TRUE(bad < 0, "gelu_backward_bias's bf16 copy of dsrc[%ld] (rows=%ld width=%ld)",
+		    (long)bad, (long)rows, (long)width);
 
 	omp_set_num_threads(1);
 	fill(db, NULL, width, 33, -2.0, 2.0);
-	gelu_backward_bias(y, db, w, x, rows, width);
+	gelu_backward_bias(y, NULL, db, w, x, rows, width);
 	omp_set_num_threads(3);
 	fill(db2, NULL, width, 33, -2.0, 2.0);
-	gelu_backward_bias(y2, db2, w, x, rows, width);
+	gelu_backward_bias(y2, NULL, db2, w, x, rows, width);
 	omp_set_num_threads(threads);
 	EXPECT_TRUE(memcmp(db, db2, sizeof(float) * width) == 0 &&
 			    memcmp(y, y2, sizeof(float) * n) == 0,
@@ -293,6 +328,7 @@ static void check_bias_gelu(int64_t rows, int64_t width)
 		    (long)rows, (long)width);
 
 	free(x), free(x2), free(y), free(y2), free(w), free(b), free(db), free(db2), free(xd);
+	free(copy);
 }
 
 static void check_vec_add(int64_t n)
@@ -335,6 +371,7 @@ int main(void)
 	check_swish(999);
 	check_swish(37 * 128);
 	check_swish(13 * 1024);
+	check_swish(40000); /* more than one block, a ragged last */
 	check_bias(1, 5);
 	check_bias(37, 13);
 	check_bias(37, 128);

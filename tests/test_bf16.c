@@ -4,8 +4,8 @@
  * boundaries of its dropped half, plus named cases: ties, overflow, denormals,
  * NaN and Inf), the strided packing, and the bf16 matmul plans against a float64
  * reference computed on the bf16-ROUNDED inputs (every transpose, accumulation,
- * padded leading dimensions, batches, calls from OpenMP threads), and shapes kept
- * float32 on a bf16 context.
+ * padded leading dimensions, batches, calls from OpenMP threads), operands held,
+ * kept or written by their producer, and shapes kept float32 on a bf16 context.
  *
  *   test_bf16                      everything; the matmul part is skipped (and says
  *                                  so) on a CPU without AVX512-BF16
@@ -426,6 +426,62 @@ static void check_kept(struct kernels_ctx *ctx)
 	EXPECT_TRUE(!kept.buf && !kept.src, "matmul_kept_free empties the copy");
 }
 
+/* matmul_kept_target / matmul_hold_written: a copy its producer wrote. */
+static void check_written(struct kernels_ctx *ctx)
+{
+	enum { M = 48, N = 40, K = 32 };
+	struct matmul_shape s_ab = matmul_shape_dense(M, N, K, false, false, false);
+	struct matmul_shape s_ta = matmul_shape_dense(K, N, M, true, false, false);
+	const struct matmul_plan *p_ab = matmul_plan_get(ctx, &s_ab);
+	const struct matmul_plan *p_ta = matmul_plan_get(ctx, &s_ta);
+	float a[M * K], b[K * N], dy[M * N], c0[M * N], c1[M * N], w0[K * N], w1[K * N];
+	double ad[M * K], bd[K * N], dyd[M * N];
+	struct matmul_kept kept = {0};
+	uint16_t *copy;
+	char err[256];
+
+	fill(a, ad, NULL, M * K, 30);
+	fill(b, bd, NULL, K * N, 31);
+	fill(dy, dyd, NULL, M * N, 32);
+	matmul_run(ctx, p_ab, c0, a, b);
+	matmul_run(ctx, p_ta, w0, a, dy);
+
+	/* The producer's copy is read as it is: one of other values shows in the result. */
+	copy = matmul_kept_target(ctx, &kept, M * K);
+	EXPECT_TRUE(copy != NULL && !kept.converted && !kept.src,
+		    "a bf16 target is a buffer, and no copy of anything yet");
+	bf16_from_f32(copy, a, M * K);
+	copy[0] = bf16_from_f32_one(a[0] + 1.0f);
+	matmul_hold_written(ctx, 0, &kept, a, M * K);
+	matmul_run(ctx, p_ab, c1, a, b);
+	matmul_release(ctx, 0);
+	EXPECT_TRUE(memcmp(c0, c1, sizeof(c0)) != 0, "hold_written must read the written copy");
+	/* each written copy needs its target first (the same buffer, the values left) */
+	EXPECT_TRUE(matmul_kept_target(ctx, &kept, M * K) == copy, "the same buffer again");
+	copy[0] = bf16_from_f32_one(a[0]);
+	matmul_hold_written(ctx, 0, &kept, a, M * K);
+	matmul_run(ctx, p_ab, c1, a, b);
+	matmul_release(ctx, 0);
+	EXPECT_TRUE(memcmp(c0, c1, sizeof(c0)) == 0,
+		    "a written copy of exactly a gives a per-call conversion's bits");
+	/* ... and is kept's copy of a for a later hold_again (backward's dW) */
+	EXPECT_TRUE(kept.converted && kept.src == a, "hold_written makes the copy kept's");
+	matmul_hold_again(ctx, 0, &kept, a, M * K);
+	matmul_run(ctx, p_ta, w1, a, dy);
+	matmul_release(ctx, 0);
+	EXPECT_TRUE(memcmp(w0, w1, sizeof(w0)) == 0, "hold_again after hold_written: its bits");
+
+	/* float32: no buffer to write, bookkeeping only */
+	EXPECT_TRUE(kernels_ctx_set_bf16(ctx, false, err, sizeof(err)) == 0, "bf16 off");
+	EXPECT_TRUE(matmul_kept_target(ctx, &kept, M * K) == NULL,
+		    "a float32 context has no copy to write");
+	matmul_hold_written(ctx, 0, &kept, a, M * K);
+	matmul_release(ctx, 0);
+	EXPECT_TRUE(!kept.converted, "a float32 hold_written leaves no bf16 copy");
+	EXPECT_TRUE(kernels_ctx_set_bf16(ctx, true, err, sizeof(err)) == 0, "bf16 on: %s", err);
+	matmul_kept_free(&kept);
+}
+
 /* A shape marked keep_f32 on a bf16 context: the float32 plan of its shape (the
  * cached one, f32_plan), so the same bits as float32, not bf16's. */
 static void check_keep_f32(struct kernels_ctx *ctx, const struct matmul_plan *f32_plan)
@@ -482,6 +538,7 @@ static void check_matmul(void)
 	check_prepacked(ctx);
 	check_held(ctx);
 	check_kept(ctx);
+	check_written(ctx);
 	printf("impl of the bf16 64x192x64 plan: %s\n",
 	       matmul_plan_impl(matmul_plan_get(ctx, &probe)));
 

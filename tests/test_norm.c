@@ -5,7 +5,9 @@
  * input and parameter gradient; LayerNorm's backward accumulates, GroupNorm's
  * overwrites. Shapes: odd widths, row counts not a multiple of 8, the model's widths
  * (64, 512) and heads (4 x 32, 4 x 256), constant rows and rows with a large offset;
- * LayerNorm's backward gives the same bits whatever the thread count.
+ * LayerNorm's backward gives the same bits whatever the thread count. With a bf16
+ * copy of the output LayerNorm writes the same float32 bits, and the copy is the
+ * rounding of each (against tests/ref/bf16_ref.c).
  */
 #include <omp.h>
 #include <stdlib.h>
@@ -14,11 +16,32 @@
 #include "common/alloc.h"
 #include "common/rng.h"
 #include "tests/harness.h"
+#include "tests/ref/bf16_ref.h"
 #include "tests/ref/norm_ref.h"
 #include "trainer/kernels/norm.h"
 
 #define SEED 20240611
 #define FD_STEP 1e-6
+
+/* layernorm_forward with a bf16 copy: the same float32 bits as without (dst), and
+ * the copy is the rounding of each of them. */
+static void check_bf16_copy_forward(const char *tag, const float *dst, const float *src,
+				    const float *gain, const float *bias, int64_t rows,
+				    int64_t width)
+{
+	const int64_t n = rows * width;
+	float *dst2 = xmalloc(sizeof(float) * n), *mean = xmalloc(sizeof(float) * rows);
+	float *rstd = xmalloc(sizeof(float) * rows);
+	uint16_t *dst16 = xmalloc(sizeof(uint16_t) * n);
+	int64_t bad;
+
+	layernorm_forward(dst2, dst16, mean, rstd, src, gain, bias, rows, width);
+	EXPECT_TRUE(memcmp(dst, dst2, sizeof(float) * n) == 0,
+		    "%s: layernorm_forward's float32 output changes with a bf16 copy", tag);
+	bad = ref_bf16_copy_mismatch(dst16, dst2, n);
+	EXPECT_TRUE(bad < 0, "%s: layernorm_forward's bf16 copy of dst[%ld]", tag, (long)bad);
+	free(dst2), free(mean), free(rstd), free(dst16);
+}
 
 /* Float values uniform in [lo, hi), and their exact double copies. */
 static void fill(float *f, double *d, int64_t n, uint64_t stream, double lo, double hi)
@@ -95,8 +118,9 @@ static void check_layernorm(int64_t rows, int64_t width, double offset, int cons
 	fill(w, wd, n, 4, -1.0, 1.0);
 
 	/* forward */
-	layernorm_forward(dst, mean, rstd, src, gain, bias, rows, width);
+	layernorm_forward(dst, NULL, mean, rstd, src, gain, bias, rows, width);
 	ref_layernorm_forward(dstd, meand, rstdd, srcd, gaind, biasd, rows, width);
+	check_bf16_copy_forward(tag, dst, src, gain, bias, rows, width);
 	snprintf(label, sizeof(label), "%s fwd dst", tag);
 	EXPECT_CLOSE(dst, dstd, n, 1e-6, 1e-6, label);
 	snprintf(label, sizeof(label), "%s fwd mean", tag);
@@ -108,7 +132,7 @@ static void check_layernorm(int64_t rows, int64_t width, double offset, int cons
 	memset(dsrc, 0, sizeof(float) * n);
 	memset(dgain, 0, sizeof(float) * width);
 	memset(dbias, 0, sizeof(float) * width);
-	layernorm_backward(dsrc, dgain, dbias, w, src, gain, mean, rstd, rows, width);
+	layernorm_backward(dsrc, NULL, dgain, dbias, w, src, gain, mean, rstd, rows, width);
 	ref_layernorm_backward(dsrcd, dgaind, dbiasd, wd, srcd, gaind, rows, width);
 	snprintf(label, sizeof(label), "%s bwd dsrc vs ref", tag);
 	EXPECT_CLOSE(dsrc, dsrcd, n, bwd_rtol, bwd_atol, label);
@@ -148,7 +172,7 @@ static void check_layernorm(int64_t rows, int64_t width, double offset, int cons
 	memcpy(dsrc, pre, sizeof(float) * n);
 	memcpy(dgain, pre_g, sizeof(float) * width);
 	memcpy(dbias, pre_b, sizeof(float) * width);
-	layernorm_backward(dsrc, dgain, dbias, w, src, gain, mean, rstd, rows, width);
+	layernorm_backward(dsrc, NULL, dgain, dbias, w, src, gain, mean, rstd, rows, width);
 	for (int64_t i = 0; i < n; i++)
 		want[i] = pre[i] + dsrcd[i];
 	snprintf(label, sizeof(label), "%s bwd dsrc accumulates", tag);
@@ -172,17 +196,39 @@ static void check_layernorm(int64_t rows, int64_t width, double offset, int cons
 		memcpy(dsrc1, pre, sizeof(float) * n);
 		memcpy(dgain1, pre_g, sizeof(float) * width);
 		memcpy(dbias1, pre_b, sizeof(float) * width);
-		layernorm_backward(dsrc1, dgain1, dbias1, w, src, gain, mean, rstd, rows, width);
+		layernorm_backward(dsrc1, NULL, dgain1, dbias1, w, src, gain, mean, rstd, rows,
+				   width);
 		omp_set_num_threads(3);
 		memcpy(dsrc, pre, sizeof(float) * n);
 		memcpy(dgain, pre_g, sizeof(float) * width);
 		memcpy(dbias, pre_b, sizeof(float) * width);
-		layernorm_backward(dsrc, dgain, dbias, w, src, gain, mean, rstd, rows, width);
+		layernorm_backward(dsrc, NULL, dgain, dbias, w, src, gain, mean, rstd, rows, width);
 		omp_set_num_threads(threads);
 		EXPECT_TRUE(memcmp(dsrc, dsrc1, sizeof(float) * n) == 0 &&
 				    memcmp(dgain, dgain1, sizeof(float) * width) == 0 &&
 				    memcmp(dbias, dbias1, sizeof(float) * width) == 0,
 			    "%s: layernorm_backward differs between 1 and 3 threads", tag);
+
+		/* with a bf16 copy: the same float32 bits, and the copy of the sum */
+		{
+			uint16_t *dsrc16 = xmalloc(sizeof(uint16_t) * n);
+			int64_t bad;
+
+			memcpy(dsrc1, pre, sizeof(float) * n);
+			memcpy(dgain1, pre_g, sizeof(float) * width);
+			memcpy(dbias1, pre_b, sizeof(float) * width);
+			layernorm_backward(dsrc1, dsrc16, dgain1, dbias1, w, src, gain, mean, rstd,
+					   rows, width);
+			EXPECT_TRUE(memcmp(dsrc, dsrc1, sizeof(float) * n) == 0 &&
+					    memcmp(dgain, dgain1, sizeof(float) * width) == 0 &&
+					    memcmp(dbias, dbias1, sizeof(float) * width) == 0,
+				    "%s: layernorm_backward's float32 outputs change with a bf16 copy",
+				    tag);
+			bad = ref_bf16_copy_mismatch(dsrc16, dsrc1, n);
+			EXPECT_TRUE(bad < 0, "%s: layernorm_backward's bf16 copy of dsrc[%ld]",
+				    tag, (long)bad);
+			free(dsrc16);
+		}
 		free(dsrc1), free(dgain1), free(dbias1);
 	}
 

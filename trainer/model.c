@@ -425,8 +425,9 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	const int64_t B = m->B, Hl = m->heads_local;
 
 	/* MSR(LN1(x)) on this rank's heads */
-	layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, w->ln1_gain, w->ln1_bias, M, d);
-	matmul_hold_fresh(kc, HOLD_X, a->kept[KEPT_LN1], a->ln1, M * d); /* four projections */
+	layernorm_forward(a->ln1, matmul_kept_target(kc, a->kept[KEPT_LN1], M * d), a->ln1_mean,
+			  a->ln1_rstd, a->x, w->ln1_gain, w->ln1_bias, M, d);
+	matmul_hold_written(kc, HOLD_X, a->kept[KEPT_LN1], a->ln1, M * d); /* four projections */
 	matmul(kc, a->q, a->ln1, w->wq, M, qk, d, false, false, false);
 	matmul(kc, a->k, a->ln1, w->wk, M, qk, d, false, false, false);
 	matmul(kc, a->v, a->ln1, w->wv, M, vw, d, false, false, false);
@@ -437,8 +438,9 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	rotary_apply(a->k, &m->rotary, B, Hl, qk, +1, (float)(1.0 / sqrt((double)m->dk)));
 	retention_forward(m, a, l);
 	groupnorm_forward(a->gn, a->gn_mean, a->gn_rstd, a->o, M, Hl, m->dv);
-	swish_gate_forward(a->gated, a->g, a->gn, M * vw);
-	matmul_hold_fresh(kc, HOLD_X, a->kept[KEPT_GATED], a->gated, M * vw);
+	swish_gate_forward(a->gated, matmul_kept_target(kc, a->kept[KEPT_GATED], M * vw), a->g,
+			   a->gn, M * vw);
+	matmul_hold_written(kc, HOLD_X, a->kept[KEPT_GATED], a->gated, M * vw);
 	matmul(kc, a->y, a->gated, w->wo, M, d, vw, false, false, false);
 	matmul_release(kc, HOLD_X);
 	/* TP all-reduce 1 of 2 (forward): the heads' partial MSR outputs. Its conjugate
@@ -447,13 +449,15 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	vec_add(a->y, a->y, a->x, M * d);
 
 	/* FFN(LN2(Y)) on this rank's columns */
-	layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->y, w->ln2_gain, w->ln2_bias, M, d);
-	matmul_hold_fresh(kc, HOLD_X, a->kept[KEPT_LN2], a->ln2, M * d);
+	layernorm_forward(a->ln2, matmul_kept_target(kc, a->kept[KEPT_LN2], M * d), a->ln2_mean,
+			  a->ln2_rstd, a->y, w->ln2_gain, w->ln2_bias, M, d);
+	matmul_hold_written(kc, HOLD_X, a->kept[KEPT_LN2], a->ln2, M * d);
 	matmul(kc, a->h_pre, a->ln2, w->w1, M, fl, d, false, false, false);
 	matmul_release(kc, HOLD_X);
-	bias_gelu_forward(a->h, a->h_pre, w->b1, M, fl);
 	/* Converted even when recomputing: backward's dW2 reads it. */
-	matmul_hold_fresh(kc, HOLD_X, a->kept[KEPT_H], a->h, M * fl);
+	bias_gelu_forward(a->h, matmul_kept_target(kc, a->kept[KEPT_H], M * fl), a->h_pre, w->b1,
+			  M, fl);
+	matmul_hold_written(kc, HOLD_X, a->kept[KEPT_H], a->h, M * fl);
 	if (x_out)
 		matmul(kc, x_out, a->h, w->w2, M, d, fl, false, false, false);
 	matmul_release(kc, HOLD_X);
@@ -489,9 +493,9 @@ float model_forward_micro(struct model *m, int chunk, int slot, const int32_t *i
 	if (!ch->last)
 		return 0.0f;
 	memcpy(mb->targets, targets, sizeof(int32_t) * (size_t)M);
-	layernorm_forward(mb->lnf, mb->lnf_mean, mb->lnf_rstd, mb->out, m->w.lnf_gain,
-			  m->w.lnf_bias, M, d);
-	matmul_hold_fresh(m->kernels, HOLD_X, mb->lnf_kept, mb->lnf, M * d);
+	layernorm_forward(mb->lnf, matmul_kept_target(m->kernels, mb->lnf_kept, M * d),
+			  mb->lnf_mean, mb->lnf_rstd, mb->out, m->w.lnf_gain, m->w.lnf_bias, M, d);
+	matmul_hold_written(m->kernels, HOLD_X, mb->lnf_kept, mb->lnf, M * d);
 	matmul(m->kernels, mb->logits, mb->lnf, m->w.lm_head, M, V, d, false, false, false);
 	matmul_release(m->kernels, HOLD_X);
 	xent_forward(mb->losses, mb->logits, targets, M, V);
@@ -515,15 +519,20 @@ static void poll(const struct model *m)
 }
 
 /* For y = x W (x: M x in, W: in x out): dW += x^T dy, and dx = dy W^T, or
- * dx += dy W^T with accumulate_dx. Both read dy, so bf16 converts it once; x's bf16
- * copy is forward's (x_kept), unless the caller holds x already (x_kept NULL). */
+ * dx += dy W^T with accumulate_dx. Both read dy, so bf16 converts it once, or takes
+ * the copy its producer wrote (dy_written, a matmul_kept_target); x's bf16 copy is
+ * forward's (x_kept), unless the caller holds x already (x_kept NULL). */
 static void linear_backward(struct kernels_ctx *kc, float *dw, float *dx, const float *x,
-			    struct matmul_kept *x_kept, const float *dy, const float *w,
-			    int64_t M, int64_t in, int64_t out, bool accumulate_dx)
+			    struct matmul_kept *x_kept, const float *dy,
+			    struct matmul_kept *dy_written, const float *w, int64_t M, int64_t in,
+			    int64_t out, bool accumulate_dx)
 {
 	if (x_kept)
 		matmul_hold_again(kc, HOLD_X, x_kept, x, M * in);
-	matmul_hold(kc, HOLD_DY, dy, M * out);
+	if (dy_written)
+		matmul_hold_written(kc, HOLD_DY, dy_written, dy, M * out);
+	else
+		matmul_hold(kc, HOLD_DY, dy, M * out);
 	matmul(kc, dw, x, dy, in, out, M, true, false, true);
 	matmul(kc, dx, dy, w, M, in, out, false, true, accumulate_dx);
 	matmul_release(kc, HOLD_DY);
@@ -532,8 +541,11 @@ static void linear_backward(struct kernels_ctx *kc, float *dw, float *dx, const 
 }
 
 /* dx holds dLoss/d(block output) on entry and dLoss/d(block input) on return;
- * dx is the same on every TP rank, so are the gradients of replicated tensors. */
-static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
+ * dx is the same on every TP rank, so are the gradients of replicated tensors.
+ * dx_written: dy_kept holds dx's bf16 copy (a matmul_kept_target written with dx);
+ * copy_dx: write one of the returned dx for the block below (it reads it next). */
+static void block_backward(struct model *m, struct layer_acts *a, int64_t l, bool dx_written,
+			   bool copy_dx)
 {
 	const struct layer_tensors *w = &m->w.layers[l];
 	const struct layer_tensors *dw = &m->dw.layers[l];
@@ -544,23 +556,26 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 
 	/* FFN: x_out = y + gelu(ln2 W1 + b1) W2 + b2 */
 	bias_backward(dw->b2, m->dx, M, d);
-	linear_backward(kc, dw->w2, m->dh, a->h, a->kept[KEPT_H], m->dx, w->w2, M, fl, d, false);
+	linear_backward(kc, dw->w2, m->dh, a->h, a->kept[KEPT_H], m->dx,
+			dx_written ? m->dy_kept : NULL, w->w2, M, fl, d, false);
 	poll(m);
-	gelu_backward_bias(m->dh, dw->b1, m->dh, a->h_pre, M, fl);
-	linear_backward(kc, dw->w1, m->dln, a->ln2, a->kept[KEPT_LN2], m->dh, w->w1, M, d, fl,
-			false);
+	gelu_backward_bias(m->dh, matmul_kept_target(kc, m->dy_kept, M * fl), dw->b1, m->dh,
+			   a->h_pre, M, fl);
+	linear_backward(kc, dw->w1, m->dln, a->ln2, a->kept[KEPT_LN2], m->dh, m->dy_kept, w->w1,
+			M, d, fl, false);
 	poll(m);
 	/* TP all-reduce 1 of 2 (backward): the LN2 output gradient from this rank's
 	 * columns; conjugate of the forward FFN all-reduce. */
 	tp_allreduce(m, m->dln, M * d);
-	layernorm_backward(m->dx, dw->ln2_gain, dw->ln2_bias, m->dln, a->y, w->ln2_gain,
-			   a->ln2_mean, a->ln2_rstd, M, d);
+	layernorm_backward(m->dx, matmul_kept_target(kc, m->dy_kept, M * d), dw->ln2_gain,
+			   dw->ln2_bias, m->dln, a->y, w->ln2_gain, a->ln2_mean, a->ln2_rstd, M, d);
 
 	/* MSR: y = x + (swish(g) * GroupNorm(retention(q, k, v))) Wo */
-	linear_backward(kc, dw->wo, m->dgated, a->gated, a->kept[KEPT_GATED], m->dx, w->wo, M,
-			vw, d, false);
+	linear_backward(kc, dw->wo, m->dgated, a->gated, a->kept[KEPT_GATED], m->dx, m->dy_kept,
+			w->wo, M, vw, d, false);
 	poll(m);
-	swish_gate_backward(m->dg, m->dgn, m->dgated, a->g, a->gn, M * vw);
+	swish_gate_backward(m->dg, matmul_kept_target(kc, m->dg_kept, M * vw), m->dgn, m->dgated,
+			    a->g, a->gn, M * vw);
 	groupnorm_backward(m->do_, m->dgn, a->o, a->gn_mean, a->gn_rstd, M, Hl, m->dv);
 	if (m->form == RETENTION_PARALLEL)
 		retention_parallel_backward(m->dq, m->dk_, m->dv_, m->do_, a->q, a->k, a->v, &rd);
@@ -574,20 +589,22 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l)
 	rotary_apply(m->dk_, &m->rotary, B, Hl, qk, -1, (float)(1.0 / sqrt((double)m->dk)));
 	/* dln sums the four in the same order as ever: q, k, v, g */
 	matmul_hold_again(kc, HOLD_X, a->kept[KEPT_LN1], a->ln1, M * d);
-	linear_backward(kc, dw->wq, m->dln, a->ln1, NULL, m->dq, w->wq, M, d, qk, false);
+	linear_backward(kc, dw->wq, m->dln, a->ln1, NULL, m->dq, NULL, w->wq, M, d, qk, false);
 	poll(m);
-	linear_backward(kc, dw->wk, m->dln, a->ln1, NULL, m->dk_, w->wk, M, d, qk, true);
+	linear_backward(kc, dw->wk, m->dln, a->ln1, NULL, m->dk_, NULL, w->wk, M, d, qk, true);
 	poll(m);
-	linear_backward(kc, dw->wv, m->dln, a->ln1, NULL, m->dv_, w->wv, M, d, vw, true);
+	linear_backward(kc, dw->wv, m->dln, a->ln1, NULL, m->dv_, NULL, w->wv, M, d, vw, true);
 	poll(m);
-	linear_backward(kc, dw->wg, m->dln, a->ln1, NULL, m->dg, w->wg, M, d, vw, true);
+	linear_backward(kc, dw->wg, m->dln, a->ln1, NULL, m->dg, m->dg_kept, w->wg, M, d, vw,
+			true);
 	poll(m);
 	matmul_release(kc, HOLD_X);
 	/* TP all-reduce 2 of 2 (backward): the LN1 output gradient from this rank's
 	 * heads; conjugate of the forward MSR all-reduce. */
 	tp_allreduce(m, m->dln, M * d);
-	layernorm_backward(m->dx, dw->ln1_gain, dw->ln1_bias, m->dln, a->x, w->ln1_gain,
-			   a->ln1_mean, a->ln1_rstd, M, d);
+	layernorm_backward(m->dx, copy_dx ? matmul_kept_target(kc, m->dy_kept, M * d) : NULL,
+			   dw->ln1_gain, dw->ln1_bias, m->dln, a->x, w->ln1_gain, a->ln1_mean,
+			   a->ln1_rstd, M, d);
 }
 
 static void announce(const struct model *m, int range)
@@ -616,11 +633,12 @@ void model_backward_micro(struct model *m, int chunk, int slot, float loss_scale
 	}
 	if (ch->last) {
 		linear_backward(m->kernels, m->dw.lm_head, m->dln, mb->lnf, mb->lnf_kept,
-				mb->logits, m->w.lm_head, M, d, V, false);
+				mb->logits, NULL, m->w.lm_head, M, d, V, false);
 		poll(m);
 		memset(m->dx, 0, sizeof(float) * (size_t)(M * d));
-		layernorm_backward(m->dx, m->dw.lnf_gain, m->dw.lnf_bias, m->dln, mb->out,
-				   m->w.lnf_gain, mb->lnf_mean, mb->lnf_rstd, M, d);
+		layernorm_backward(m->dx, matmul_kept_target(m->kernels, m->dy_kept, M * d),
+				   m->dw.lnf_gain, m->dw.lnf_bias, m->dln, mb->out, m->w.lnf_gain,
+				   mb->lnf_mean, mb->lnf_rstd, M, d);
 		announce(m, m->head_range);
 	}
 	for (int64_t j = ch->num_layers - 1; j >= 0; j--) {
@@ -630,7 +648,9 @@ void model_backward_micro(struct model *m, int chunk, int slot, float loss_scale
 		if (m->recompute && (m->recompute_slot != slot || m->recompute_layer != l))
 			block_forward(m, &mb->layers[j], l, NULL);
 		m->recompute_slot = -1;
-		block_backward(m, &mb->layers[j], l);
+		/* dx's copy goes from block to block; on entry from the next stage it
+		 * has none (its dx came from there). */
+		block_backward(m, &mb->layers[j], l, ch->last || j + 1 < ch->num_layers, j > 0);
 		announce(m, m->layer_range[l]);
 	}
 	if (ch->first) {

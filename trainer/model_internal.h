@@ -136,6 +136,9 @@ struct model {
 	float *dq, *dk_, *dv_, *dg;/* (M, qk), (M, qk), (M, vw), (M, vw) */
 	float *dgated, *dgn, *do_; /* (M, vw) each */
 	float *dh;                 /* (M, fl) */
+	/* bf16 copies written by the kernels that produce a product's output gradient:
+	 * dh's or dx's (held at once), dg's (held after retention's backward) */
+	struct matmul_kept *dy_kept, *dg_kept;
 	float *retention_scratch;
 	float *stream_state;       /* (num_layers, B, H/P, dk, dv) retention states */
 	/* context parallelism: this piece's summary (or state gradient), every piece's,

@@ -320,6 +320,8 @@ size_t model_setup_activations(struct model *m)
 	m->dgn = FLOATS(M * vw);
 	m->do_ = FLOATS(M * vw);
 	m->dh = FLOATS(M * m->fl);
+	m->dy_kept = new_kept(m, M * (m->fl > d ? m->fl : d));
+	m->dg_kept = new_kept(m, M * vw);
 	m->retention_scratch = FLOATS(retention_scratch_floats(&rd));
 	m->stream_state = FLOATS(m->num_layers * rd.batch * rd.heads * rd.dk * rd.dv);
 	if (m->cp_size > 1) {

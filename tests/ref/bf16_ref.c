@@ -55,3 +55,11 @@ double ref_bf16_value(uint16_t h)
 		v = ldexp((double)(man | 0x80), exp - 134);
 	return (h & 0x8000) ? -v : v;
 }
+
+int64_t ref_bf16_copy_mismatch(const uint16_t *copy, const float *src, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		if (copy[i] != ref_bf16_round(src[i]))
+			return i;
+	return -1;
+}

@@ -13,5 +13,8 @@
 uint16_t ref_bf16_round(float x);
 /* The value of bfloat16 bits h, in double. */
 double ref_bf16_value(uint16_t h);
+/* The first i < n where copy[i] is not ref_bf16_round(src[i]), or -1: a kernel's
+ * bf16 copy of its own float32 output checked value by value. */
+int64_t ref_bf16_copy_mismatch(const uint16_t *copy, const float *src, int64_t n);
 
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common/check.h"
+#include "trainer/kernels/bf16.h"
 #include "trainer/kernels/colsum.h"
 #include "trainer/kernels/simd.h"
 
@@ -89,6 +90,7 @@ static inline float gelu_slope(float x)
 /* The arrays of one elementwise call by role; a block works on [o, o + n) of each. */
 struct elem_arrays {
 	float *out, *out2;
+	uint16_t *out16; /* bf16(out), or NULL */
 	const float *in, *in2, *in3;
 };
 
@@ -145,6 +147,8 @@ static void swish_gate_forward_block(const struct elem_arrays *a, int64_t o, int
 
 		dst[i] = g / (1.0f + exp_clamped(-g)) * y[i];
 	}
+	if (a->out16)
+		bf16_from_f32(a->out16 + o, dst, n);
 }
 
 RN_SIMD_CLONES
@@ -163,6 +167,8 @@ static void swish_gate_backward_block(const struct elem_arrays *a, int64_t o, in
 		dgate[i] = d * yi * (s + g * s * (e * s));
 		dy[i] = d * g * s;
 	}
+	if (a->out16)
+		bf16_from_f32(a->out16 + o, dgate, n);
 }
 
 void gelu_forward(float *dst, const float *src, int64_t n)
@@ -176,18 +182,19 @@ void gelu_backward(float *dsrc, const float *ddst, const float *src, int64_t n)
 		       &(struct elem_arrays){.out = dsrc, .in = ddst, .in2 = src}, n);
 }
 
-void swish_gate_forward(float *dst, const float *gate, const float *y, int64_t n)
+void swish_gate_forward(float *dst, uint16_t *dst16, const float *gate, const float *y,
+			int64_t n)
 {
 	for_each_block(swish_gate_forward_block,
-		       &(struct elem_arrays){.out = dst, .in = gate, .in2 = y}, n);
+		       &(struct elem_arrays){.out = dst, .out16 = dst16, .in = gate, .in2 = y}, n);
 }
 
-void swish_gate_backward(float *dgate, float *dy, const float *ddst, const float *gate,
-			 const float *y, int64_t n)
+void swish_gate_backward(float *dgate, uint16_t *dgate16, float *dy, const float *ddst,
+			 const float *gate, const float *y, int64_t n)
 {
 	for_each_block(swish_gate_backward_block,
-		       &(struct elem_arrays){.out = dgate, .out2 = dy, .in = ddst, .in2 = gate,
-					     .in3 = y},
+		       &(struct elem_arrays){.out = dgate, .out2 = dy, .out16 = dgate16,
+					     .in = ddst, .in2 = gate, .in3 = y},
 		       n);
 }
 
@@ -270,12 +277,16 @@ static void bias_gelu_rows(const struct elem_arrays *a, int64_t r0, int64_t r1, 
 			xr[j] = v;
 			yr[j] = gelu_value(v);
 		}
+		if (a->out16)
+			bf16_from_f32(a->out16 + r * width, yr, width);
 	}
 }
 
-void bias_gelu_forward(float *dst, float *x, const float *bias, int64_t rows, int64_t width)
+void bias_gelu_forward(float *dst, uint16_t *dst16, float *x, const float *bias, int64_t rows,
+		       int64_t width)
 {
-	for_each_row_block(bias_gelu_rows, &(struct elem_arrays){.out = dst, .out2 = x, .in = bias},
+	for_each_row_block(bias_gelu_rows,
+			   &(struct elem_arrays){.out = dst, .out2 = x, .out16 = dst16, .in = bias},
 			   rows, width);
 }
 
@@ -302,13 +313,16 @@ static void gelu_backward_part(const void *arg, int64_t r0, int64_t r1, int64_t 
 			dx[j] = g;
 			part[j] += g;
 		}
+		if (a->out16)
+			bf16_from_f32(a->out16 + r * width, dx, width);
 	}
 }
 
-void gelu_backward_bias(float *dsrc, float *dbias, const float *ddst, const float *src,
-			int64_t rows, int64_t width)
+void gelu_backward_bias(float *dsrc, uint16_t *dsrc16, float *dbias, const float *ddst,
+			const float *src, int64_t rows, int64_t width)
 {
-	colsum_run(gelu_backward_part, &(struct elem_arrays){.out = dsrc, .in = ddst, .in2 = src},
+	colsum_run(gelu_backward_part,
+		   &(struct elem_arrays){.out = dsrc, .out16 = dsrc16, .in = ddst, .in2 = src},
 		   rows, width, 1, &dbias);
 }
 

@@ -5,6 +5,11 @@
  *
  *   gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
  *   swish(z) = z * sigmoid(z)
+ *
+ * The kernels whose output a bf16 matmul reads next can also write its bfloat16 copy
+ * (an out16 argument: bf16(out) as bf16_from_f32 gives it, written block by block
+ * while the block is in cache, so the matmul need not read the float32 output again
+ * to convert it); NULL leaves it out.
  */
 #ifndef RN_ACTIVATION_H
 #define RN_ACTIVATION_H
@@ -15,11 +20,12 @@ void gelu_forward(float *dst, const float *src, int64_t n);
 /* OVERWRITES dsrc = ddst * gelu'(src). dsrc may alias ddst. */
 void gelu_backward(float *dsrc, const float *ddst, const float *src, int64_t n);
 
-/* dst = swish(gate) * y */
-void swish_gate_forward(float *dst, const float *gate, const float *y, int64_t n);
-/* OVERWRITES dgate and dy. */
-void swish_gate_backward(float *dgate, float *dy, const float *ddst, const float *gate,
-			 const float *y, int64_t n);
+/* dst = swish(gate) * y; dst16 = bf16(dst) or NULL */
+void swish_gate_forward(float *dst, uint16_t *dst16, const float *gate, const float *y,
+			int64_t n);
+/* OVERWRITES dgate and dy; dgate16 = bf16(dgate) or NULL. */
+void swish_gate_backward(float *dgate, uint16_t *dgate16, float *dy, const float *ddst,
+			 const float *gate, const float *y, int64_t n);
 
 /* x[r, :] += bias for every row. */
 void bias_add(float *x, const float *bias, int64_t rows, int64_t width);
@@ -27,13 +33,14 @@ void bias_add(float *x, const float *bias, int64_t rows, int64_t width);
 void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width);
 
 /* The two in one pass, the same bits as bias_add then gelu_forward: x[r, :] += bias
- * (x is kept: backward reads it), then dst = gelu(x). */
-void bias_gelu_forward(float *dst, float *x, const float *bias, int64_t rows, int64_t width);
+ * (x is kept: backward reads it), then dst = gelu(x); dst16 = bf16(dst) or NULL. */
+void bias_gelu_forward(float *dst, uint16_t *dst16, float *x, const float *bias, int64_t rows,
+		       int64_t width);
 /* The same bits as gelu_backward then bias_backward on its result, in one pass:
- * OVERWRITES dsrc = ddst * gelu'(src) (dsrc may alias ddst) and ACCUMULATES dbias +=
- * column sums of dsrc. */
-void gelu_backward_bias(float *dsrc, float *dbias, const float *ddst, const float *src,
-			int64_t rows, int64_t width);
+ * OVERWRITES dsrc = ddst * gelu'(src) (dsrc may alias ddst; dsrc16 = bf16(dsrc) or
+ * NULL) and ACCUMULATES dbias += column sums of dsrc. */
+void gelu_backward_bias(float *dsrc, uint16_t *dsrc16, float *dbias, const float *ddst,
+			const float *src, int64_t rows, int64_t width);
 
 /* dst = a + b (dst may alias a or b). */
 void vec_add(float *dst, const float *a, const float *b, int64_t n);

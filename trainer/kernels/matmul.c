@@ -730,6 +730,34 @@ void matmul_hold_again(struct kernels_ctx *ctx, int slot, struct matmul_kept *ke
 	hold_slot(ctx, slot, src, elems)->copy = kept->buf;
 }
 
+uint16_t *matmul_kept_target(struct kernels_ctx *ctx, struct matmul_kept *kept, int64_t elems)
+{
+	ENSURE(elems > 0 && !omp_in_parallel());
+	/* Whatever copy the buffer held is about to be overwritten. */
+	kept->src = NULL;
+	kept->converted = false;
+	kept->target_elems = elems;
+	if (!ctx->bf16)
+		return NULL;
+	grow_bf16(&kept->buf, &kept->cap, elems);
+	return kept->buf;
+}
+
+void matmul_hold_written(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
+			 const float *src, int64_t elems)
+{
+	struct held *h = hold_slot(ctx, slot, src, elems);
+
+	/* a copy nobody was asked to write, or one of another size */
+	ENSURE(kept->target_elems == elems);
+	kept->target_elems = 0;
+	kept->src = src;
+	kept->elems = elems;
+	kept->converted = ctx->bf16;
+	if (ctx->bf16)
+		h->copy = kept->buf;
+}
+
 void matmul_kept_reserve(struct matmul_kept *kept, int64_t elems)
 {
 	grow_bf16(&kept->buf, &kept->cap, elems);

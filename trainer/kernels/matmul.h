@@ -169,13 +169,29 @@ struct matmul_kept {
 	const float *src;
 	int64_t elems;
 	bool converted;
-	uint16_t *buf; /* grow-only */
+	int64_t target_elems; /* matmul_kept_target's, until matmul_hold_written */
+	uint16_t *buf;        /* grow-only */
 	size_t cap;
 };
 void matmul_hold_fresh(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
 		       const float *src, int64_t elems);
 void matmul_hold_again(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
 		       const float *src, int64_t elems);
+
+/*
+ * A copy written by the kernel that produces src (norm.h and activation.h take an
+ * optional bf16 output), while src's values are still in cache: converting afterwards
+ * would read all of src again. matmul_kept_target returns kept's buffer, grown to
+ * elems values, for the producer to fill with exactly bf16_from_f32 of the float32
+ * values it stores; on a float32 context it returns NULL (the producer writes float32
+ * only). matmul_hold_written, once src is written, holds that copy in `slot` and makes
+ * it kept's copy of src, as matmul_hold_fresh would have (the same bits); a hold
+ * without a target of the same size before it stops the program. The kernels cannot
+ * check that the producer wrote every value: that is the caller's contract.
+ */
+uint16_t *matmul_kept_target(struct kernels_ctx *ctx, struct matmul_kept *kept, int64_t elems);
+void matmul_hold_written(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
+			 const float *src, int64_t elems);
 /* Grows kept's buffer to elems values now rather than at its first fresh hold. */
 void matmul_kept_reserve(struct matmul_kept *kept, int64_t elems);
 void matmul_kept_free(struct matmul_kept *kept);

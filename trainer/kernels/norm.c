@@ -20,12 +20,14 @@
 #include <stddef.h>
 
 #include "common/check.h"
+#include "trainer/kernels/bf16.h"
 #include "trainer/kernels/colsum.h"
 #include "trainer/kernels/simd.h"
 
 /* One call's arrays and sizes; the row kernels below work on rows [r0, r1). */
 struct norm_call {
 	float *dst, *mean, *rstd;      /* forward outputs, or dst = dsrc in backward */
+	uint16_t *dst16;               /* bf16(dst), or NULL */
 	const float *src, *ddst, *gain, *bias;
 	const float *mean_in, *rstd_in; /* backward: forward's statistics */
 	int64_t rows, width;
@@ -82,15 +84,17 @@ static void norm_forward_rows(const struct norm_call *c, int64_t r0, int64_t r1)
 		}
 		c->mean[r] = (float)m;
 		c->rstd[r] = (float)rs;
+		if (c->dst16)
+			bf16_from_f32(c->dst16 + r * width, y, width);
 	}
 }
 
-static void norm_rows_forward(float *dst, float *mean, float *rstd, const float *src,
-			      const float *gain, const float *bias, int64_t rows,
-			      int64_t width)
+static void norm_rows_forward(float *dst, uint16_t *dst16, float *mean, float *rstd,
+			      const float *src, const float *gain, const float *bias,
+			      int64_t rows, int64_t width)
 {
 	const struct norm_call c = {
-		.dst = dst, .mean = mean, .rstd = rstd, .src = src, .gain = gain,
+		.dst = dst, .dst16 = dst16, .mean = mean, .rstd = rstd, .src = src, .gain = gain,
 		.bias = bias, .rows = rows, .width = width,
 	};
 
@@ -145,6 +149,8 @@ static void norm_backward_rows(const struct norm_call *c, int64_t r0, int64_t r1
 			for (int64_t j = 0; j < width; j++)
 				dx[j] = (dy[j] - mg - (x[j] - m) * rs * mgx) * rs;
 		}
+		if (c->dst16)
+			bf16_from_f32(c->dst16 + r * width, dx, width);
 	}
 }
 
@@ -184,19 +190,20 @@ static void layernorm_backward_part(const void *arg, int64_t r0, int64_t r1, int
 	}
 }
 
-void layernorm_forward(float *dst, float *mean, float *rstd, const float *src,
-		       const float *gain, const float *bias, int64_t rows, int64_t width)
+void layernorm_forward(float *dst, uint16_t *dst16, float *mean, float *rstd,
+		       const float *src, const float *gain, const float *bias, int64_t rows,
+		       int64_t width)
 {
 	ENSURE(gain && bias);
-	norm_rows_forward(dst, mean, rstd, src, gain, bias, rows, width);
+	norm_rows_forward(dst, dst16, mean, rstd, src, gain, bias, rows, width);
 }
 
-void layernorm_backward(float *dsrc, float *dgain, float *dbias, const float *ddst,
-			const float *src, const float *gain, const float *mean,
-			const float *rstd, int64_t rows, int64_t width)
+void layernorm_backward(float *dsrc, uint16_t *dsrc16, float *dgain, float *dbias,
+			const float *ddst, const float *src, const float *gain,
+			const float *mean, const float *rstd, int64_t rows, int64_t width)
 {
 	const struct norm_call c = {
-		.dst = dsrc, .src = src, .ddst = ddst, .gain = gain, .mean_in = mean,
+		.dst = dsrc, .dst16 = dsrc16, .src = src, .ddst = ddst, .gain = gain, .mean_in = mean,
 		.rstd_in = rstd, .rows = rows, .width = width, .accumulate = true,
 	};
 
@@ -208,7 +215,7 @@ void groupnorm_forward(float *dst, float *mean, float *rstd, const float *src,
 		       int64_t rows, int64_t groups, int64_t group_width)
 {
 	ENSURE(groups > 0);
-	norm_rows_forward(dst, mean, rstd, src, NULL, NULL, rows * groups, group_width);
+	norm_rows_forward(dst, NULL, mean, rstd, src, NULL, NULL, rows * groups, group_width);
 }
 
 void groupnorm_backward(float *dsrc, const float *ddst, const float *src,

@@ -3,6 +3,11 @@
  * (a LayerNorm over each head's dv lanes, no gain or bias), forward and backward,
  * in float32 with OpenMP over rows. Forward saves the per-row mean and 1/std for
  * backward, as llm.c does. Knows nothing of MPI or of the model's shapes.
+ *
+ * A kernel whose output a bf16 matmul reads next can also write that output's
+ * bfloat16 copy (bf16.h, the same bits as bf16_from_f32 of the float32 output), row
+ * by row while the row is in cache, so the matmul need not read the float32 output
+ * again to convert it; NULL leaves it out.
  */
 #ifndef RN_NORM_H
 #define RN_NORM_H
@@ -13,6 +18,7 @@
 
 /* dst = (src - mean) * rstd * gain + bias, per row over `width` values. */
 void layernorm_forward(float *dst,        /* (rows, width) */
+		       uint16_t *dst16,   /* (rows, width) bf16(dst), or NULL */
 		       float *mean,       /* (rows) saved for backward */
 		       float *rstd,       /* (rows) saved for backward */
 		       const float *src,  /* (rows, width) */
@@ -22,6 +28,7 @@ void layernorm_forward(float *dst,        /* (rows, width) */
 
 /* ACCUMULATES: dsrc += ..., dgain += ..., dbias += ... */
 void layernorm_backward(float *dsrc,        /* (rows, width) */
+			uint16_t *dsrc16,   /* (rows, width) bf16(dsrc) after, or NULL */
 			float *dgain,       /* (width) */
 			float *dbias,       /* (width) */
 			const float *ddst,  /* (rows, width) */
