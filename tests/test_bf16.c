@@ -5,7 +5,7 @@
  * NaN and Inf), the strided packing, and the bf16 matmul plans against a float64
  * reference computed on the bf16-ROUNDED inputs (every transpose, accumulation,
  * padded leading dimensions, batches, calls from OpenMP threads), operands held,
- * kept or written by their producer, and shapes kept float32 on a bf16 context.
+ * kept or written by their producer.
  *
  *   test_bf16                      everything; the matmul part is skipped (and says
  *                                  so) on a CPU without AVX512-BF16
@@ -482,37 +482,6 @@ static void check_written(struct kernels_ctx *ctx)
 	matmul_kept_free(&kept);
 }
 
-/* A shape marked keep_f32 on a bf16 context: the float32 plan of its shape (the
- * cached one, f32_plan), so the same bits as float32, not bf16's. */
-static void check_keep_f32(struct kernels_ctx *ctx, const struct matmul_plan *f32_plan)
-{
-	enum { M = 64, N = 192, K = 64 };
-	struct matmul_shape keep = matmul_shape_dense(M, N, K, false, false, false);
-	float *a = xmalloc(sizeof(float) * M * K), *b = xmalloc(sizeof(float) * K * N);
-	float *c_keep = xmalloc(sizeof(float) * M * N), *c_f32 = xmalloc(sizeof(float) * M * N);
-	float *c_bf16 = xmalloc(sizeof(float) * M * N);
-	const struct matmul_plan *p;
-	int plans = matmul_plan_count(ctx);
-
-	for (int64_t i = 0; i < M * K; i++)
-		a[i] = (float)(2.0 * rng_uniform(11, 1, (uint64_t)i) - 1.0);
-	for (int64_t i = 0; i < K * N; i++)
-		b[i] = (float)(2.0 * rng_uniform(11, 2, (uint64_t)i) - 1.0);
-	keep.keep_f32 = true;
-	p = matmul_plan_get(ctx, &keep);
-	EXPECT_TRUE(p == f32_plan && matmul_plan_count(ctx) == plans,
-		    "keep_f32 on a bf16 context must get the cached float32 plan of the shape");
-	matmul_run(ctx, p, c_keep, a, b);
-	matmul_run(ctx, f32_plan, c_f32, a, b);
-	keep.keep_f32 = false;
-	matmul_run(ctx, matmul_plan_get(ctx, &keep), c_bf16, a, b);
-	EXPECT_TRUE(memcmp(c_keep, c_f32, sizeof(float) * M * N) == 0,
-		    "a keep_f32 product must be float32's to the bit");
-	EXPECT_TRUE(memcmp(c_keep, c_bf16, sizeof(float) * M * N) != 0,
-		    "... and not the bf16 plan's");
-	free(a), free(b), free(c_keep), free(c_f32), free(c_bf16);
-}
-
 static void check_matmul(void)
 {
 	struct kernels_ctx *ctx = kernels_ctx_init();
@@ -555,7 +524,6 @@ static void check_matmul(void)
 	EXPECT_TRUE(matmul_plan_is_bf16(matmul_plan_get(ctx, &probe)) &&
 			    matmul_plan_count(ctx) == plans + 1,
 		    "bf16 on again must reuse the cached bf16 plan");
-	check_keep_f32(ctx, f32_plan);
 	kernels_ctx_free(ctx);
 }
 

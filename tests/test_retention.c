@@ -549,9 +549,8 @@ static double normwise(const double *got, const double *want, int64_t n)
 
 /*
  * 6. bf16 products (each chunk's operands converted once and read by several
- * products; those with a state S or its gradient stay float32, through the
- * matmul shapes' keep_f32 that test_bf16 checks): chunkwise forward and backward
- * against the float64 reference, normwise.
+ * products, the state S and its gradient G read rounded too): chunkwise forward and
+ * backward against the float64 reference, normwise.
  * bf16 keeps 8 significant bits, so a rounding is up to 2^-9 = 2e-3 relative and the
  * chunk's products chain two or three of them; the limit is 1e-2, 2.6x the largest
  * error observed (3.8e-3). Passing q's copy where k's belongs fails it.

@@ -453,12 +453,6 @@ static void detach_primitive(struct kernels_ctx *ctx, struct matmul_plan *p)
 	CHECK_DNNL(dnnl_primitive_desc_destroy(p->pd));
 }
 
-/* Whether a plan for shape s got now is a bf16 one. */
-static bool plan_bf16(const struct kernels_ctx *ctx, const struct matmul_shape *s)
-{
-	return ctx->bf16 && !s->keep_f32;
-}
-
 static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct matmul_shape *s)
 {
 	struct matmul_plan *p = xcalloc(1, sizeof(*p));
@@ -469,7 +463,7 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 
 	validate_shape(s);
 	p->shape = *s;
-	p->bf16 = plan_bf16(ctx, s);
+	p->bf16 = ctx->bf16;
 	if (p->bf16) {
 		/* The packed copies: dense, in the stored orientation, batch after batch. */
 		p->a_elems = s->batch * s->m * s->k;
@@ -582,7 +576,7 @@ const struct matmul_plan *matmul_plan_get(struct kernels_ctx *ctx,
 
 	ENSURE(!omp_in_parallel());
 	for (int i = 0; i < ctx->nplans; i++)
-		if (ctx->plans[i]->bf16 == plan_bf16(ctx, shape) &&
+		if (ctx->plans[i]->bf16 == ctx->bf16 &&
 		    shape_equal(&ctx->plans[i]->shape, shape))
 			return ctx->plans[i];
 	p = plan_create(ctx, shape);

@@ -15,7 +15,7 @@
  *
  * Precision is a setting of the context, not of the call, so callers are the same in
  * both: float32 by default; after kernels_ctx_set_bf16(ctx, true) every plan made
- * from then on is a bfloat16 one (but for shapes marked keep_f32). Its matmul_run
+ * from then on is a bfloat16 one. Its matmul_run
  * converts A and B (round to nearest even, trainer/kernels/bf16.h) into dense bf16
  * copies in a per-thread buffer (grown on first use, then reused; nothing is cached
  * across calls unless the caller holds an operand with matmul_hold, so the caller
@@ -41,8 +41,6 @@ struct matmul_shape {
 	bool trans_a;          /* A is stored K x M (op(A) = A^T) */
 	bool trans_b;          /* B is stored N x K (op(B) = B^T) */
 	bool accumulate;       /* C += product (gradient accumulation) instead of C = */
-	bool keep_f32;         /* float32 even on a bf16 context: a product whose error
-				* counts more than its speed (retention's state readers) */
 };
 
 /* One engine, a stream per OpenMP thread, the plan cache and the scratchpads. */

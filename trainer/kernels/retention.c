@@ -199,23 +199,20 @@ static void add_scaled_rows(float *dst, const float *src, const float *s, int64_
 }
 
 /*
- * The cached plan for C (+)= op(A) op(B), op(A): m x k, op(B): k x n. `state`: a
- * product that reads a state S or its gradient G stays float32 on a bf16 context.
- * A state sums the keys and values of every chunk before it; rounded to bf16 at each
- * chunk, the chunkwise error in test_retention's multi-chunk bf16 cases is
- * 2.4-3.7e-3, with these products float32 2.1-3.0e-3, at no speed cost measurable
- * on bench-small (docs/benchmarks.md, "bf16: the whole main job"). The products that
- * form S or G read a chunk's own rows, as the products within a chunk do, and stay
- * bf16.
+ * The cached plan for C (+)= op(A) op(B), op(A): m x k, op(B): k x n. On a bf16
+ * context every product is bf16, those that read a state S or its gradient G too:
+ * S and G are summed in float32 (the output of the products that form them), so a
+ * chunk reads them rounded once and the rounding does not compound along the
+ * sequence (docs/benchmarks.md, "bf16: the whole main job", for what float32 state
+ * readers would cost and give).
  */
 static const struct matmul_plan *plan_of(struct kernels_ctx *ctx, int64_t m, int64_t n,
 					 int64_t k, int64_t lda, bool trans_a, int64_t ldb,
-					 bool trans_b, int64_t ldc, bool accumulate, bool state)
+					 bool trans_b, int64_t ldc, bool accumulate)
 {
 	struct matmul_shape s = {
 		.batch = 1, .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
 		.trans_a = trans_a, .trans_b = trans_b, .accumulate = accumulate,
-		.keep_f32 = state,
 	};
 	return matmul_plan_get(ctx, &s);
 }
@@ -332,10 +329,10 @@ static struct fwd_plans fwd_plans_get(struct kernels_ctx *ctx, const struct rete
 	int64_t c = d->chunk, dk = d->dk, dv = d->dv;
 	struct fwd_plans p;
 
-	p.qk = plan_of(ctx, c, c, dk, d->ldq, false, d->ldk, true, c, false, false);
-	p.av = plan_of(ctx, c, dv, c, c, false, d->ldv, false, d->ldo, false, false);
-	p.qs = plan_of(ctx, c, dv, dk, dk, false, dv, false, d->ldo, true, true);
-	p.kv = plan_of(ctx, dk, dv, c, dk, true, d->ldv, false, dv, true, false);
+	p.qk = plan_of(ctx, c, c, dk, d->ldq, false, d->ldk, true, c, false);
+	p.av = plan_of(ctx, c, dv, c, c, false, d->ldv, false, d->ldo, false);
+	p.qs = plan_of(ctx, c, dv, dk, dk, false, dv, false, d->ldo, true);
+	p.kv = plan_of(ctx, dk, dv, c, dk, true, d->ldv, false, dv, true);
 	return p;
 }
 
@@ -580,7 +577,7 @@ void retention_chunkwise_state_grad(struct kernels_ctx *ctx, float *ds_in, float
 	check_chunk_dims(dims);
 	/* G += (diag(w) Q_c)^T dO_c   (dk x dv) */
 	qdo = plan_of(ctx, dims->dk, dims->dv, dims->chunk, dims->dk, true, dims->ldo, false,
-		      dims->dv, true, false);
+		      dims->dv, true);
 
 #pragma omp parallel for schedule(static)
 	for (int64_t pr = 0; pr < pairs; pr++)
@@ -621,15 +618,15 @@ static struct bwd_plans bwd_plans_get(struct kernels_ctx *ctx, const struct rete
 	int64_t c = d->chunk, dk = d->dk, dv = d->dv;
 	struct bwd_plans p;
 
-	p.qk = plan_of(ctx, c, c, dk, d->ldq, false, d->ldk, true, c, false, false);
-	p.dov = plan_of(ctx, c, c, dv, d->ldo, false, d->ldv, true, c, false, false);
-	p.pk = plan_of(ctx, c, dk, c, c, false, d->ldk, false, d->ldq, false, false);
-	p.dos = plan_of(ctx, c, dk, dv, d->ldo, false, dv, true, dk, false, true);
-	p.ptq = plan_of(ctx, c, dk, c, c, true, d->ldq, false, d->ldk, false, false);
-	p.vg = plan_of(ctx, c, dk, dv, d->ldv, false, dv, true, dk, false, true);
-	p.atdo = plan_of(ctx, c, dv, c, c, true, d->ldo, false, d->ldv, false, false);
-	p.kg = plan_of(ctx, c, dv, dk, dk, false, dv, false, d->ldv, true, true);
-	p.qdo = plan_of(ctx, dk, dv, c, dk, true, d->ldo, false, dv, true, false);
+	p.qk = plan_of(ctx, c, c, dk, d->ldq, false, d->ldk, true, c, false);
+	p.dov = plan_of(ctx, c, c, dv, d->ldo, false, d->ldv, true, c, false);
+	p.pk = plan_of(ctx, c, dk, c, c, false, d->ldk, false, d->ldq, false);
+	p.dos = plan_of(ctx, c, dk, dv, d->ldo, false, dv, true, dk, false);
+	p.ptq = plan_of(ctx, c, dk, c, c, true, d->ldq, false, d->ldk, false);
+	p.vg = plan_of(ctx, c, dk, dv, d->ldv, false, dv, true, dk, false);
+	p.atdo = plan_of(ctx, c, dv, c, c, true, d->ldo, false, d->ldv, false);
+	p.kg = plan_of(ctx, c, dv, dk, dk, false, dv, false, d->ldv, true);
+	p.qdo = plan_of(ctx, dk, dv, c, dk, true, d->ldo, false, dv, true);
 	return p;
 }
 
