@@ -45,8 +45,10 @@ float bf16_to_f32_one(uint16_t h)
 	return x;
 }
 
+/* The loops are static: clang gives the dispatcher of an exported clone another
+ * symbol than the function's, which other files' calls would not find. */
 RN_SIMD_CLONES
-void bf16_from_f32(uint16_t *restrict dst, const float *restrict src, int64_t n)
+static void from_f32_loop(uint16_t *restrict dst, const float *restrict src, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++) {
 		uint32_t u;
@@ -57,13 +59,23 @@ void bf16_from_f32(uint16_t *restrict dst, const float *restrict src, int64_t n)
 }
 
 RN_SIMD_CLONES
-void bf16_to_f32(float *restrict dst, const uint16_t *restrict src, int64_t n)
+static void to_f32_loop(float *restrict dst, const uint16_t *restrict src, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++) {
 		uint32_t u = (uint32_t)src[i] << 16;
 
 		memcpy(&dst[i], &u, sizeof(u));
 	}
+}
+
+void bf16_from_f32(uint16_t *dst, const float *src, int64_t n)
+{
+	from_f32_loop(dst, src, n);
+}
+
+void bf16_to_f32(float *dst, const uint16_t *src, int64_t n)
+{
+	to_f32_loop(dst, src, n);
 }
 
 void bf16_pack(uint16_t *dst, const float *src, int64_t batch, int64_t batch_stride,

@@ -5,8 +5,10 @@
  * RN_SIMD_CLONES on a function compiles it twice, for x86-64-v4 (AVX-512) and for the
  * baseline, and the dynamic loader picks one at start-up (GCC/Clang function
  * multiversioning). OpenMP-outlined bodies do not inherit the clones, so the cloned
- * function is the per-thread block, called from inside the parallel loop. Elsewhere
- * the macro is empty and the plain loop is all there is.
+ * function is the per-thread block, called from inside the parallel loop. Clone only
+ * static functions: clang names the dispatcher of an exported clone apart from the
+ * function, so a call from another file does not link; export a plain wrapper.
+ * Elsewhere the macro is empty and the plain loop is all there is.
  *
  * A -march=native build (RETNET_NATIVE, which defines RN_NATIVE) has no clones: the
  * whole build already targets the CPU, and GCC does not inline a native-compiled
