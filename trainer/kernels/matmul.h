@@ -15,12 +15,12 @@
  *
  * Precision is a setting of the context, not of the call, so callers are the same in
  * both: float32 by default; after kernels_ctx_set_bf16(ctx, true) every plan made
- * from then on is a bfloat16 one. Its matmul_run
- * converts A and B (round to nearest even, trainer/kernels/bf16.h) into dense bf16
- * copies in a per-thread buffer (grown on first use, then reused; nothing is cached
- * across calls unless the caller holds an operand with matmul_hold, so the caller
- * may change its operands freely), multiplies them with float32 accumulation, and
- * writes (or with `accumulate` adds to) float32 C exactly as the float32 plan does.
+ * from then on is a bfloat16 one. Its matmul_run converts A and B (round to nearest
+ * even, trainer/kernels/bf16.h) into dense bf16 copies in a per-thread buffer (grown
+ * on first use, then reused; nothing is cached across calls unless the caller holds
+ * an operand, below, so the caller may change its operands freely), multiplies them
+ * with float32 accumulation, and writes (or with `accumulate` adds to) float32 C
+ * exactly as the float32 plan does.
  * Operands, results, parameters and gradients stay float32 in the caller's memory.
  */
 #ifndef RN_MATMUL_H
