@@ -83,6 +83,7 @@ struct chunk_scratch {
 	uint16_t *q16, *k16; /* (C, dk) */
 	uint16_t *v16, *do16; /* (C, dv) */
 	uint16_t *a16;       /* (C, C) backward: P */
+	uint16_t *g16;       /* (dk, dv) backward: G_{c+1} */
 };
 
 /* Floats that hold n bf16 values, padded like the float blocks. */
@@ -97,7 +98,7 @@ static int64_t scratch_per_thread(const struct retention_dims *d)
 
 	return pad16(c + 1) + 4 * pad16(c) + pad16(c * c) + pad16(c * d->dk) +
 	       2 * pad16(d->dk * d->dv) + 2 * bf16_floats(c * d->dk) +
-	       2 * bf16_floats(c * d->dv) + bf16_floats(c * c);
+	       2 * bf16_floats(c * d->dv) + bf16_floats(c * c) + bf16_floats(d->dk * d->dv);
 }
 
 int64_t retention_scratch_floats(const struct retention_dims *dims)
@@ -142,6 +143,8 @@ static struct chunk_scratch chunk_scratch_of(float *scratch, const struct retent
 	s.do16 = (uint16_t *)p;
 	p += bf16_floats(c * d->dv);
 	s.a16 = (uint16_t *)p;
+	p += bf16_floats(c * c);
+	s.g16 = (uint16_t *)p;
 
 	retention_decay_powers(s.pw, global_head, c + 1);
 	for (int64_t i = 0; i < c; i++) {
@@ -688,7 +691,7 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 		const uint16_t *k16 = chunk_bf16(bf16, s.k16, cv.k, c, dkw, d->ldk);
 		const uint16_t *v16 = chunk_bf16(bf16, s.v16, cv.v, c, dvw, d->ldv);
 		const uint16_t *do16 = chunk_bf16(bf16, s.do16, doc, c, dvw, d->ldo);
-		const uint16_t *a16;
+		const uint16_t *a16, *g16;
 
 		matmul_run_pre(ctx, p->dov, s.a, doc, do16, cv.v, v16);
 		apply_decay_mask(s.a, s.pw, c);
@@ -701,8 +704,10 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 			add_scaled_rows(dqc, s.w, t.xi, c, dkw, d->ldq);
 		}
 		matmul_run_pre(ctx, p->ptq, dkc, s.a, a16, cv.q, q16);
+		/* read by V G^T and K G */
+		g16 = gnext ? chunk_bf16(bf16, s.g16, gnext, dkw, dvw, dvw) : NULL;
 		if (gnext) {
-			matmul_run_pre(ctx, p->vg, s.w, cv.v, v16, gnext, NULL);
+			matmul_run_pre(ctx, p->vg, s.w, cv.v, v16, gnext, g16);
 			add_scaled_rows(dkc, s.w, t.zeta, c, dkw, d->ldk);
 		}
 
@@ -711,7 +716,7 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 		matmul_run_pre(ctx, p->atdo, dvc, s.a, NULL, doc, do16);
 		if (gnext) {
 			scale_rows(s.w, cv.k, t.zeta, c, dkw, d->ldk);
-			matmul_run(ctx, p->kg, dvc, s.w, gnext);
+			matmul_run_pre(ctx, p->kg, dvc, s.w, NULL, gnext, g16);
 		}
 
 		/* G_0 is not needed here: the caller gets it from state_grad. */
