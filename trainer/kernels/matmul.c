@@ -692,21 +692,6 @@ static struct held *hold_slot(struct kernels_ctx *ctx, int slot, const float *sr
 	return h;
 }
 
-void matmul_hold_fresh(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
-		       const float *src, int64_t elems)
-{
-	struct held *h = hold_slot(ctx, slot, src, elems);
-
-	kept->src = src;
-	kept->elems = elems;
-	kept->converted = ctx->bf16;
-	if (!ctx->bf16)
-		return;
-	grow_bf16(&kept->buf, &kept->cap, elems);
-	bf16_pack(kept->buf, src, 1, 0, 1, elems, elems);
-	h->copy = kept->buf;
-}
-
 /* A hold whose copy lives in the slot and is dropped with it. */
 void matmul_hold(struct kernels_ctx *ctx, int slot, const float *src, int64_t elems)
 {
@@ -750,6 +735,19 @@ void matmul_hold_written(struct kernels_ctx *ctx, int slot, struct matmul_kept *
 	kept->converted = ctx->bf16;
 	if (ctx->bf16)
 		h->copy = kept->buf;
+}
+
+/* A fresh hold is a written one whose writer is the conversion. */
+void matmul_hold_fresh(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
+		       const float *src, int64_t elems)
+{
+	uint16_t *copy;
+
+	ENSURE(src); /* before reading it */
+	copy = matmul_kept_target(ctx, kept, elems);
+	if (copy)
+		bf16_pack(copy, src, 1, 0, 1, elems, elems);
+	matmul_hold_written(ctx, slot, kept, src, elems);
 }
 
 void matmul_kept_reserve(struct matmul_kept *kept, int64_t elems)
