@@ -156,23 +156,49 @@ static void check_conversion_cases(void)
 	}
 }
 
-/* bf16_pack of strided, batched, overlapping-row blocks (heads inside wide rows). */
-static void check_pack(void)
+/* bf16_pack of a batch of rows x cols blocks with row stride ld and batch stride bs
+ * (overlapping rows when bs < rows * ld: heads inside wide rows), by the calling
+ * thread or, inside a parallel region, by each thread into its own copy. */
+static void check_pack_case(int64_t batch, int64_t bs, int64_t rows, int64_t cols, int64_t ld,
+			    bool in_parallel)
 {
-	enum { B = 3, R = 37, C = 11, LD = 3 * C + 5, BS = C };
-	float src[R * LD];
-	uint16_t got[B * R * C];
+	const int64_t n = batch * rows * cols, nsrc = (batch - 1) * bs + rows * ld;
+	const int nthr = in_parallel ? omp_get_max_threads() : 1;
+	float *src = xmalloc(sizeof(float) * (size_t)nsrc);
+	uint16_t *got = xmalloc(sizeof(uint16_t) * (size_t)(n * nthr));
 	int64_t bad = 0;
 
-	for (int i = 0; i < R * LD; i++)
+	for (int64_t i = 0; i < nsrc; i++)
 		src[i] = (float)(rng_normal(12, 1, (uint64_t)i) * 100.0);
-	bf16_pack(got, src, B, BS, R, C, LD);
-	for (int b = 0; b < B; b++)
-		for (int r = 0; r < R; r++)
-			for (int c = 0; c < C; c++)
-				bad += got[(b * R + r) * C + c] !=
-				       ref_bf16_round(src[b * BS + r * LD + c]);
-	EXPECT_TRUE(bad == 0, "bf16_pack strided batches: %ld of %d wrong", (long)bad, B * R * C);
+	if (in_parallel) {
+#pragma omp parallel num_threads(nthr)
+		bf16_pack(got + omp_get_thread_num() * n, src, batch, bs, rows, cols, ld);
+	} else {
+		bf16_pack(got, src, batch, bs, rows, cols, ld);
+	}
+	for (int t = 0; t < nthr; t++)
+		for (int64_t b = 0; b < batch; b++)
+			for (int64_t r = 0; r < rows; r++)
+				for (int64_t c = 0; c < cols; c++)
+					bad += got[t * n + (b * rows + r) * cols + c] !=
+					       ref_bf16_round(src[b * bs + r * ld + c]);
+	EXPECT_TRUE(bad == 0, "bf16_pack %ldx%ldx%ld ld %ld%s: %ld of %ld wrong", (long)batch,
+		    (long)rows, (long)cols, (long)ld, in_parallel ? " in parallel" : "", (long)bad,
+		    (long)(n * nthr));
+	free(src);
+	free(got);
+}
+
+/* Small blocks (one thread, no OpenMP construct) and large ones (split over the
+ * threads outside a parallel region), strided and contiguous, inside and outside. */
+static void check_pack(void)
+{
+	for (int par = 0; par < 2; par++) {
+		check_pack_case(3, 11, 37, 11, 3 * 11 + 5, par);
+		check_pack_case(2, 37 * 11, 37, 11, 11, par);
+		check_pack_case(4, 128, 300, 128, 512, par);
+		check_pack_case(1, 0, 300, 128, 128, par);
+	}
 }
 
 /* ---- matmul ----------------------------------------------------------------- */

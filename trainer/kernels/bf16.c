@@ -78,17 +78,36 @@ void bf16_to_f32(float *dst, const uint16_t *src, int64_t n)
 	to_f32_loop(dst, src, n);
 }
 
+/* The calling thread's share of bf16_pack: block rows [r0, r1) of the batch's rows. */
+static void pack_rows(uint16_t *dst, const float *src, int64_t batch_stride, int64_t rows,
+		      int64_t cols, int64_t ld, int64_t r0, int64_t r1)
+{
+	for (int64_t i = r0; i < r1; i++)
+		bf16_from_f32(dst + i * cols, src + i / rows * batch_stride + i % rows * ld, cols);
+}
+
 void bf16_pack(uint16_t *dst, const float *src, int64_t batch, int64_t batch_stride,
 	       int64_t rows, int64_t cols, int64_t ld)
 {
 	const int64_t n = batch * rows * cols, nrows = batch * rows;
-	const bool par = n >= PACK_PARALLEL_MIN && !omp_in_parallel();
+	const bool contiguous = ld == cols && (batch == 1 || batch_stride == rows * cols);
 
-	if (ld == cols && (batch == 1 || batch_stride == rows * cols)) {
-		/* Already contiguous: one flat conversion, in blocks over the threads. */
+	/* A parallel construct whose if clause is false still forms a team of one: with
+	 * libgomp about 3 us inside a parallel region, five times the conversion of a
+	 * retention chunk (128 x 128). Small blocks and the retention kernels' threads
+	 * take no construct at all. */
+	if (n < PACK_PARALLEL_MIN || omp_in_parallel()) {
+		if (contiguous)
+			bf16_from_f32(dst, src, n);
+		else
+			pack_rows(dst, src, batch_stride, rows, cols, ld, 0, nrows);
+		return;
+	}
+	if (contiguous) {
+		/* One flat conversion, in blocks over the threads. */
 		const int64_t nblk = (n + PACK_BLOCK - 1) / PACK_BLOCK;
 
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static)
 		for (int64_t b = 0; b < nblk; b++) {
 			int64_t i0 = b * PACK_BLOCK;
 
@@ -96,10 +115,7 @@ void bf16_pack(uint16_t *dst, const float *src, int64_t batch, int64_t batch_str
 		}
 		return;
 	}
-#pragma omp parallel for schedule(static) if (par)
-	for (int64_t i = 0; i < nrows; i++) {
-		int64_t b = i / rows, r = i % rows;
-
-		bf16_from_f32(dst + i * cols, src + b * batch_stride + r * ld, cols);
-	}
+#pragma omp parallel for schedule(static)
+	for (int64_t i = 0; i < nrows; i++)
+		pack_rows(dst, src, batch_stride, rows, cols, ld, i, i + 1);
 }
