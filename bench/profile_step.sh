@@ -36,7 +36,7 @@ perf report -i "$OUT" --no-children --sort dso,symbol -g none --stdio -t '|' \
 	$1 ~ /%/ {
 		pct = $1; sub(/%.*/, "", pct); pct += 0; dso = $2; sym = $3
 		if (dso ~ /\[JIT\]|dnnl/ || sym ~ /jit_/) c = "matmul (oneDNN)"
-		else if (sym ~ /bf16_from_f32|bf16_pack/) c = "bf16 conversion"
+		else if (sym ~ /bf16_from_f32|bf16_pack|f32_loop/) c = "bf16 conversion"
 		else if (sym ~ /retention|decay_mask|scale_rows|add_scaled_rows|chunk/) c = "retention (plain C part)"
 		else if (sym ~ /gelu|swish|norm|rotary|bias_|vec_add|scale|expf|tanh|xent|embedding|fminf/) c = "norms + elementwise"
 		else if (sym ~ /adamw|grad_/) c = "optimizer"
