@@ -10,7 +10,7 @@
  * it: they get an AVX-512 clone (trainer/kernels/simd.h). */
 
 /* Blocks below this many values are converted by one thread (a fork costs more). */
-enum { PACK_PARALLEL_MIN = 1 << 15, PACK_BLOCK = 1 << 14 };
+enum { PACK_PARALLEL_MIN = 1 << 15, PACK_BLOCK = 1 << 14, PACK_PREFETCH_ROWS = 4 };
 
 /*
  * Round to nearest even on the bits: adding 0x7fff plus the lowest kept bit carries
@@ -78,12 +78,29 @@ void bf16_to_f32(float *dst, const uint16_t *src, int64_t n)
 	to_f32_loop(dst, src, n);
 }
 
-/* The calling thread's share of bf16_pack: block rows [r0, r1) of the batch's rows. */
+/*
+ * Rows [r0, r1) of bf16_pack's batch of blocks. The rows of a strided block lie ld
+ * apart, and a block that is not in cache (a retention chunk of a head: 128 rows of
+ * 512 bytes, 2 KiB apart) is read at the latency of each row: the hardware prefetcher
+ * loses such a stream at every 4 KiB page. Asking for row i + PACK_PREFETCH_ROWS
+ * while row i converts keeps several rows in flight (bench/bench_pack.c).
+ */
 static void pack_rows(uint16_t *dst, const float *src, int64_t batch_stride, int64_t rows,
 		      int64_t cols, int64_t ld, int64_t r0, int64_t r1)
 {
-	for (int64_t i = r0; i < r1; i++)
-		bf16_from_f32(dst + i * cols, src + i / rows * batch_stride + i % rows * ld, cols);
+	for (int64_t i = r0; i < r1; i++) {
+		const float *row = src + i / rows * batch_stride + i % rows * ld;
+		int64_t ahead = i + PACK_PREFETCH_ROWS;
+
+		if (ahead < r1) {
+			const char *next = (const char *)(src + ahead / rows * batch_stride +
+							  ahead % rows * ld);
+
+			for (int64_t byte = 0; byte < cols * (int64_t)sizeof(float); byte += 64)
+				__builtin_prefetch(next + byte);
+		}
+		bf16_from_f32(dst + i * cols, row, cols);
+	}
 }
 
 void bf16_pack(uint16_t *dst, const float *src, int64_t batch, int64_t batch_stride,
@@ -93,9 +110,9 @@ void bf16_pack(uint16_t *dst, const float *src, int64_t batch, int64_t batch_str
 	const bool contiguous = ld == cols && (batch == 1 || batch_stride == rows * cols);
 
 	/* A parallel construct whose if clause is false still forms a team of one: with
-	 * libgomp about 3 us inside a parallel region, five times the conversion of a
-	 * retention chunk (128 x 128). Small blocks and the retention kernels' threads
-	 * take no construct at all. */
+	 * libgomp about 3 us inside a parallel region, more than converting a retention
+	 * chunk (128 x 128) held in cache. Small blocks and the retention kernels'
+	 * threads take no construct at all. */
 	if (n < PACK_PARALLEL_MIN || omp_in_parallel()) {
 		if (contiguous)
 			bf16_from_f32(dst, src, n);
@@ -115,7 +132,11 @@ void bf16_pack(uint16_t *dst, const float *src, int64_t batch, int64_t batch_str
 		}
 		return;
 	}
-#pragma omp parallel for schedule(static)
-	for (int64_t i = 0; i < nrows; i++)
-		pack_rows(dst, src, batch_stride, rows, cols, ld, i, i + 1);
+#pragma omp parallel
+	{
+		const int64_t nthr = omp_get_num_threads(), t = omp_get_thread_num();
+
+		pack_rows(dst, src, batch_stride, rows, cols, ld, nrows * t / nthr,
+			  nrows * (t + 1) / nthr);
+	}
 }
