@@ -166,6 +166,7 @@ struct other_rank {
 	bool other_plans;     /* its plan list differs */
 	bool other_offer;     /* oneDNN offers it other candidates (another CPU) */
 	bool first_slow;      /* oneDNN's first choice takes it a second */
+	bool last_fast;       /* every candidate but the last takes it a second */
 	int checks, median_calls;
 };
 
@@ -183,6 +184,8 @@ static void other_rank_max(double *v, int n, void *arg)
 	o->median_calls++;
 	if (o->first_slow && v[0] < 1.0)
 		v[0] = 1.0;
+	for (int i = 0; o->last_fast && i < n - 1; i++)
+		v[i] = v[i] < 1.0 ? 1.0 : v[i];
 }
 
 static struct kernels_ctx *ctx_with_dense_plans(void)
@@ -262,6 +265,33 @@ static void check_autotune_agreed(void)
 	kernels_ctx_free(ctx);
 }
 
+/* Plans that reorder B before each run (the candidates listed last, when oneDNN has
+ * an implementation with a layout of its own) compute the same products: the other
+ * rank makes every other candidate slow, then the products are checked again. */
+static void check_autotune_reordered(void)
+{
+	struct kernels_ctx *ctx = ctx_with_dense_plans();
+	struct other_rank o = {.last_fast = true};
+	struct matmul_agree agree = {other_rank_max, &o};
+	int rc = matmul_autotune_plans(ctx, &agree), reordered = 0;
+
+	EXPECT_TRUE(rc == 4, "4 plans tuned (returned %d)", rc);
+	for (int i = 0; i < matmul_plan_count(ctx); i++) {
+		const char *impl = matmul_plan_impl(matmul_plan_at(ctx, i));
+
+		reordered += strstr(impl, MATMUL_B_REORDERED) != NULL;
+		printf("plan %d kept %s\n", i, impl);
+	}
+	/* On an AVX-512 machine brgemm offers blocked B for all four shapes. */
+	EXPECT_TRUE(reordered >= 1, "no plan kept a reordered B (%d)", reordered);
+	for (int ta = 0; ta < 2; ta++)
+		for (int acc = 0; acc < 2; acc++)
+			check_case(ctx, 256, 320, 256, ta, ta, acc, 0);
+	EXPECT_TRUE(matmul_plan_count(ctx) == 5, "the tuned plans are reused (%d plans)",
+		    matmul_plan_count(ctx));
+	kernels_ctx_free(ctx);
+}
+
 int main(void)
 {
 	struct kernels_ctx *ctx = kernels_ctx_init();
@@ -287,5 +317,6 @@ int main(void)
 	kernels_ctx_free(ctx);
 	check_autotune();
 	check_autotune_agreed();
+	check_autotune_reordered();
 	return test_finish();
 }

@@ -4,50 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <oneapi/dnnl/dnnl.h>
 
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/log.h"
-#include "common/stats.h"
 #include "trainer/kernels/bf16.h"
-
-enum { MEM_A, MEM_B, MEM_C, MEM_SCRATCH, MEM_COUNT };
-
-struct matmul_plan {
-	struct matmul_shape shape;
-	bool bf16;            /* bf16 x bf16 -> f32 on packed copies of A and B */
-	int64_t a_elems;      /* bf16 plans: packed A, batch * M * K */
-	int64_t b_elems;      /* bf16 plans: packed B, batch * K * N */
-	dnnl_primitive_desc_t pd;
-	dnnl_primitive_t prim;
-	dnnl_memory_desc_t scratch_md;
-	size_t scratch_bytes;
-	dnnl_memory_t *mem; /* [nthreads][MEM_COUNT] */
-	const char *impl;
-	struct matmul_tuning tuning;
-};
-
-struct kernels_ctx {
-	dnnl_engine_t engine;
-	int nthreads;
-	dnnl_stream_t *streams; /* [nthreads] */
-	void **scratch;         /* [nthreads], scratch_bytes each */
-	size_t scratch_bytes;
-	struct matmul_plan **plans;
-	int nplans, cap;
-	bool bf16;              /* plans got from now on are bf16 ones */
-	uint16_t **cvt;         /* [nthreads] packed bf16 operands, grow-only */
-	size_t *cvt_elems;      /* [nthreads] capacity of cvt[t] */
-	struct held {           /* matmul_hold: one converted operand per slot */
-		const float *src; /* NULL: the slot is free */
-		int64_t elems;
-		const uint16_t *copy; /* bf16 copy of src (own's or a kept one); NULL: none */
-		struct matmul_kept own; /* matmul_hold's copy */
-	} held[MATMUL_HOLD_SLOTS];
-};
+#include "trainer/kernels/matmul_internal.h"
 
 /* oneDNN's name for an ISA level, for messages. */
 static const char *isa_name(dnnl_cpu_isa_t isa)
@@ -75,6 +39,7 @@ struct kernels_ctx *kernels_ctx_init(void)
 	ctx->nthreads = omp_get_max_threads();
 	ctx->streams = xcalloc((size_t)ctx->nthreads, sizeof(*ctx->streams));
 	ctx->scratch = xcalloc((size_t)ctx->nthreads, sizeof(*ctx->scratch));
+	ctx->b_reordered = xcalloc((size_t)ctx->nthreads, sizeof(*ctx->b_reordered));
 	ctx->cvt = xcalloc((size_t)ctx->nthreads, sizeof(*ctx->cvt));
 	ctx->cvt_elems = xcalloc((size_t)ctx->nthreads, sizeof(*ctx->cvt_elems));
 	for (int t = 0; t < ctx->nthreads; t++)
@@ -90,21 +55,27 @@ void kernels_ctx_free(struct kernels_ctx *ctx)
 	for (int i = 0; i < ctx->nplans; i++) {
 		struct matmul_plan *p = ctx->plans[i];
 
-		for (int j = 0; j < ctx->nthreads * MEM_COUNT; j++)
-			CHECK_DNNL(dnnl_memory_destroy(p->mem[j]));
+		matmul_detach_primitive(ctx, p);
+		for (int t = 0; t < ctx->nthreads; t++) {
+			dnnl_memory_t *m = &p->mem[t * MEM_COUNT];
+
+			CHECK_DNNL(dnnl_memory_destroy(m[MEM_A]));
+			CHECK_DNNL(dnnl_memory_destroy(m[MEM_C]));
+			CHECK_DNNL(dnnl_memory_destroy(m[MEM_B_GIVEN]));
+		}
 		free(p->mem);
-		CHECK_DNNL(dnnl_primitive_destroy(p->prim));
-		CHECK_DNNL(dnnl_primitive_desc_destroy(p->pd));
 		free(p);
 	}
 	free(ctx->plans);
 	for (int t = 0; t < ctx->nthreads; t++) {
 		CHECK_DNNL(dnnl_stream_destroy(ctx->streams[t]));
 		free(ctx->scratch[t]);
+		free(ctx->b_reordered[t]);
 		free(ctx->cvt[t]);
 	}
 	free(ctx->streams);
 	free(ctx->scratch);
+	free(ctx->b_reordered);
 	free(ctx->cvt);
 	free(ctx->cvt_elems);
 	for (int i = 0; i < MATMUL_HOLD_SLOTS; i++)
@@ -185,50 +156,7 @@ static void validate_shape(const struct matmul_shape *s)
 	ENSURE(s->ldc >= s->n);
 }
 
-/*
- * Autotuning. oneDNN offers its implementations of a primitive in its order of
- * preference and creates the first that accepts the shape; for some shapes another
- * one (gemm:jit against brg:avx512_core, say) is faster on the machine at hand. A
- * tuned plan runs each candidate in turn on scratch operands of its shape for
- * AUTOTUNE_ROUNDS rounds after a warm-up and keeps the one of least median time; a
- * tie goes to oneDNN's first. Candidates are taken in turn, round after round, so a
- * slow spell of the machine falls on all of them. Reference implementations are never
- * candidates (they are there for coverage, and take seconds on a large shape).
- * Products under AUTOTUNE_MIN_MACS multiply-adds are not tuned: timing them costs
- * more than it could win, and the small ones are the per-chunk products that run
- * inside parallel regions, one thread each, where a timing taken outside would not
- * hold.
- */
-enum { AUTOTUNE_ROUNDS = 5, AUTOTUNE_MAX_CANDIDATES = 8 };
-#define AUTOTUNE_MIN_MACS ((int64_t)1 << 24)
-
-static bool tunable(const struct matmul_shape *s)
-{
-	return s->batch * s->m * s->n * s->k >= AUTOTUNE_MIN_MACS;
-}
-
-struct candidate {
-	dnnl_primitive_desc_t pd;
-	dnnl_primitive_t prim;
-	dnnl_memory_t scratch;
-	void *scratch_buf;
-	double seconds[AUTOTUNE_ROUNDS];
-};
-
-/* A buffer for an operand of md, filled with a small normal value: the same bits
- * are 0.0078 in float32 and in bf16, and neither zeros (which a CPU may read from
- * the shared zero page) nor denormals would time like real data. */
-static void *timing_operand(const dnnl_memory_desc_t *md)
-{
-	size_t n = (dnnl_memory_desc_get_size(md) + 1) / 2;
-	uint16_t *buf = xaligned_alloc(2 * n);
-
-	for (size_t i = 0; i < n; i++)
-		buf[i] = 0x3C00;
-	return buf;
-}
-
-static const char *impl_name(const_dnnl_primitive_desc_t pd)
+const char *matmul_impl_name(const_dnnl_primitive_desc_t pd)
 {
 	const char *impl;
 
@@ -236,221 +164,59 @@ static const char *impl_name(const_dnnl_primitive_desc_t pd)
 	return impl;
 }
 
-/* A reference implementation, or one already among cand[0, n) (an iterator over
- * the descriptor of an existing primitive offers each implementation twice). */
-static bool skip_candidate(const_dnnl_primitive_desc_t pd, const struct candidate *cand, int n)
+/* Grows the per-thread buffers bufs[nthreads] of *bytes each to at least `need`. */
+static void grow_per_thread(const struct kernels_ctx *ctx, void **bufs, size_t *bytes,
+			    size_t need)
 {
-	const char *impl = impl_name(pd);
-
-	if (strstr(impl, "ref"))
-		return true;
-	for (int c = 0; c < n; c++)
-		if (!strcmp(impl, impl_name(cand[c].pd)))
-			return true;
-	return false;
-}
-
-/* oneDNN's non-reference implementations of desc, in its order; how many (at most
- * AUTOTUNE_MAX_CANDIDATES), or -1 with *st set when it has none at all. */
-static int list_candidates(struct kernels_ctx *ctx, struct candidate *cand,
-			   const_dnnl_op_desc_t desc, const_dnnl_primitive_attr_t attr,
-			   dnnl_status_t *st)
-{
-	dnnl_primitive_desc_iterator_t it;
-	int n = 0;
-
-	*st = dnnl_primitive_desc_iterator_create(&it, desc, attr, ctx->engine, NULL);
-	if (*st != dnnl_success)
-		return -1;
-	do {
-		dnnl_primitive_desc_t pd = dnnl_primitive_desc_iterator_fetch(it);
-
-		CHECK_PTR(pd);
-		if (skip_candidate(pd, cand, n) || n == AUTOTUNE_MAX_CANDIDATES)
-			CHECK_DNNL(dnnl_primitive_desc_destroy(pd));
-		else
-			cand[n++] = (struct candidate){.pd = pd};
-	} while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
-	CHECK_DNNL(dnnl_primitive_desc_iterator_destroy(it));
-	return n;
-}
-
-/* Runs the n candidates in turn, a warm-up round then AUTOTUNE_ROUNDS timed ones,
- * on scratch operands (thread 0's stream: outside any parallel region). */
-static void time_candidates(struct kernels_ctx *ctx, struct candidate *cand, int n,
-			    const dnnl_memory_desc_t *const mds[3])
-{
-	dnnl_memory_t mem[3];
-	void *buf[3];
-
-	for (int i = 0; i < 3; i++) {
-		buf[i] = timing_operand(mds[i]);
-		CHECK_DNNL(dnnl_memory_create(&mem[i], mds[i], ctx->engine, buf[i]));
+	if (need <= *bytes)
+		return;
+	for (int t = 0; t < ctx->nthreads; t++) {
+		free(bufs[t]);
+		bufs[t] = xaligned_alloc(need);
 	}
-	for (int c = 0; c < n; c++) {
-		const dnnl_memory_desc_t *sp =
-			dnnl_primitive_desc_query_md(cand[c].pd, dnnl_query_scratchpad_md, 0);
-		size_t bytes = dnnl_memory_desc_get_size(sp);
-
-		cand[c].scratch_buf = bytes ? xaligned_alloc(bytes) : NULL;
-		CHECK_DNNL(dnnl_memory_create(&cand[c].scratch, sp, ctx->engine,
-					      cand[c].scratch_buf));
-		CHECK_DNNL(dnnl_primitive_create(&cand[c].prim, cand[c].pd));
-	}
-	for (int r = -1; r < AUTOTUNE_ROUNDS; r++) { /* round -1: JIT and first touch */
-		for (int c = 0; c < n; c++) {
-			dnnl_exec_arg_t args[4] = {
-				{DNNL_ARG_SRC, mem[0]},
-				{DNNL_ARG_WEIGHTS, mem[1]},
-				{DNNL_ARG_DST, mem[2]},
-				{DNNL_ARG_SCRATCHPAD, cand[c].scratch},
-			};
-			struct timespec t0, t1;
-
-			clock_gettime(CLOCK_MONOTONIC, &t0);
-			CHECK_DNNL(dnnl_primitive_execute(cand[c].prim, ctx->streams[0], 4, args));
-			CHECK_DNNL(dnnl_stream_wait(ctx->streams[0]));
-			clock_gettime(CLOCK_MONOTONIC, &t1);
-			if (r >= 0)
-				cand[c].seconds[r] = (double)(t1.tv_sec - t0.tv_sec) +
-						     1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-		}
-	}
-	for (int c = 0; c < n; c++) {
-		CHECK_DNNL(dnnl_primitive_destroy(cand[c].prim));
-		CHECK_DNNL(dnnl_memory_destroy(cand[c].scratch));
-		free(cand[c].scratch_buf);
-	}
-	for (int i = 0; i < 3; i++) {
-		CHECK_DNNL(dnnl_memory_destroy(mem[i]));
-		free(buf[i]);
-	}
+	*bytes = need;
 }
 
-/* Every rank's values replaced by their maximum over the ranks of agree (nothing
- * without one). */
-static void agree_max(const struct matmul_agree *agree, double *v, int n)
+void matmul_attach_primitive(struct kernels_ctx *ctx, struct matmul_plan *p)
 {
-	if (agree)
-		agree->max(v, n, agree->arg);
-}
-
-enum { AGREE_MAX_VALUES = 2 };
-
-/* Whether v[0, n) is the same on every rank of agree (always, without one): each
- * value and its negation maxed over the ranks, max(x) = -max(-x). Each rank calls
- * it at the same point. Values must be exact in a double. */
-static bool same_on_all_ranks(const struct matmul_agree *agree, const double *v, int n)
-{
-	double both[2 * AGREE_MAX_VALUES];
-
-	ENSURE(n <= AGREE_MAX_VALUES);
-	for (int i = 0; i < n; i++) {
-		both[i] = v[i];
-		both[n + i] = -v[i];
-	}
-	agree_max(agree, both, 2 * n);
-	for (int i = 0; i < n; i++)
-		if (both[i] != -both[n + i])
-			return false;
-	return true;
-}
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-
-/* FNV-1a of len bytes, continuing from h. */
-static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
-{
-	const unsigned char *b = data;
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ b[i]) * 0x100000001b3ULL;
-	return h;
-}
-
-/* A hash in 52 bits, exact in a double. */
-static double hash_value(uint64_t h)
-{
-	return (double)(h >> 12);
-}
-
-/* The primitive descriptor of the fastest candidate into *pd, what was found into
- * *tuning; or oneDNN's status when it has no implementation. With agree, the ranks
- * time their candidates together and keep the one whose slowest rank is fastest
- * (all of them the same one); ranks offered different candidates (another number or
- * other names, as on nodes of another CPU) keep oneDNN's first choice, untimed. */
-static dnnl_status_t fastest_impl(struct kernels_ctx *ctx, dnnl_primitive_desc_t *pd,
-				  struct matmul_tuning *tuning, const_dnnl_op_desc_t desc,
-				  const_dnnl_primitive_attr_t attr,
-				  const dnnl_memory_desc_t *const mds[3],
-				  const struct matmul_agree *agree)
-{
-	struct candidate cand[AUTOTUNE_MAX_CANDIDATES];
-	double median[AUTOTUNE_MAX_CANDIDATES], offer[2];
-	dnnl_status_t st;
-	int n = list_candidates(ctx, cand, desc, attr, &st), best = 0;
-	uint64_t names = FNV_OFFSET;
-	bool same_offer;
-
-	if (n < 0)
-		return st;
-	for (int c = 0; c < n; c++)
-		names = fnv1a(names, impl_name(cand[c].pd), strlen(impl_name(cand[c].pd)) + 1);
-	offer[0] = n;
-	offer[1] = hash_value(names);
-	same_offer = same_on_all_ranks(agree, offer, 2);
-	if (n == 0) /* only reference ones: oneDNN's own choice, untimed */
-		return dnnl_primitive_desc_create(pd, desc, attr, ctx->engine, NULL);
-	snprintf(tuning->first_impl, sizeof(tuning->first_impl), "%s", impl_name(cand[0].pd));
-	tuning->candidates = n;
-	if (n > 1 && same_offer) { /* one is kept untimed: nothing to choose */
-		time_candidates(ctx, cand, n, mds);
-		for (int c = 0; c < n; c++)
-			median[c] = stats_median(cand[c].seconds, AUTOTUNE_ROUNDS);
-		agree_max(agree, median, n);
-		for (int c = 0; c < n; c++)
-			if (median[c] < median[best])
-				best = c;
-		tuning->first_s = median[0];
-		tuning->chosen_s = median[best];
-	}
-	for (int c = 0; c < n; c++)
-		if (c != best)
-			CHECK_DNNL(dnnl_primitive_desc_destroy(cand[c].pd));
-	*pd = cand[best].pd;
-	return dnnl_success;
-}
-
-/* The primitive of p->pd, its name and scratchpad, and each thread's scratchpad
- * memory object. */
-static void attach_primitive(struct kernels_ctx *ctx, struct matmul_plan *p)
-{
-	const dnnl_memory_desc_t *sp;
+	const dnnl_memory_desc_t *sp, *b_read;
 
 	CHECK_DNNL(dnnl_primitive_create(&p->prim, p->pd));
-	p->impl = impl_name(p->pd);
+	snprintf(p->impl, sizeof(p->impl), "%s%s", matmul_impl_name(p->pd),
+		 p->reorder_pd ? MATMUL_B_REORDERED : "");
 	sp = dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
+	b_read = dnnl_primitive_desc_query_md(p->pd, dnnl_query_weights_md, 0);
 	p->scratch_md = *sp;
 	p->scratch_bytes = dnnl_memory_desc_get_size(sp);
-	for (int t = 0; t < ctx->nthreads; t++)
+	for (int t = 0; t < ctx->nthreads; t++) {
 		CHECK_DNNL(dnnl_memory_create(&p->mem[t * MEM_COUNT + MEM_SCRATCH], &p->scratch_md,
 					      ctx->engine, DNNL_MEMORY_NONE));
-	/* One scratchpad per thread, sized for the largest plan so far. */
-	if (p->scratch_bytes > ctx->scratch_bytes) {
-		for (int t = 0; t < ctx->nthreads; t++) {
-			free(ctx->scratch[t]);
-			ctx->scratch[t] = xaligned_alloc(p->scratch_bytes);
-		}
-		ctx->scratch_bytes = p->scratch_bytes;
+		CHECK_DNNL(dnnl_memory_create(&p->mem[t * MEM_COUNT + MEM_B], b_read, ctx->engine,
+					      DNNL_MEMORY_NONE));
 	}
+	p->reorder = NULL;
+	if (p->reorder_pd) {
+		CHECK_DNNL(dnnl_primitive_create(&p->reorder, p->reorder_pd));
+		grow_per_thread(ctx, ctx->b_reordered, &ctx->b_reordered_bytes,
+				dnnl_memory_desc_get_size(b_read));
+	}
+	/* One scratchpad per thread, sized for the largest plan so far. */
+	grow_per_thread(ctx, ctx->scratch, &ctx->scratch_bytes, p->scratch_bytes);
 }
 
-static void detach_primitive(struct kernels_ctx *ctx, struct matmul_plan *p)
+void matmul_detach_primitive(struct kernels_ctx *ctx, struct matmul_plan *p)
 {
-	for (int t = 0; t < ctx->nthreads; t++)
+	for (int t = 0; t < ctx->nthreads; t++) {
 		CHECK_DNNL(dnnl_memory_destroy(p->mem[t * MEM_COUNT + MEM_SCRATCH]));
+		CHECK_DNNL(dnnl_memory_destroy(p->mem[t * MEM_COUNT + MEM_B]));
+	}
 	CHECK_DNNL(dnnl_primitive_destroy(p->prim));
 	CHECK_DNNL(dnnl_primitive_desc_destroy(p->pd));
+	if (p->reorder_pd) {
+		CHECK_DNNL(dnnl_primitive_destroy(p->reorder));
+		CHECK_DNNL(dnnl_primitive_desc_destroy(p->reorder_pd));
+		p->reorder_pd = NULL;
+	}
 }
 
 static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct matmul_shape *s)
@@ -463,6 +229,7 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 
 	validate_shape(s);
 	p->shape = *s;
+	p->reorder_pd = NULL;
 	p->bf16 = ctx->bf16;
 	if (p->bf16) {
 		/* The packed copies: dense, in the stored orientation, batch after batch. */
@@ -505,68 +272,12 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 		dnnl_memory_t *m = &p->mem[t * MEM_COUNT];
 
 		CHECK_DNNL(dnnl_memory_create(&m[MEM_A], &a_md, ctx->engine, DNNL_MEMORY_NONE));
-		CHECK_DNNL(dnnl_memory_create(&m[MEM_B], &b_md, ctx->engine, DNNL_MEMORY_NONE));
+		CHECK_DNNL(dnnl_memory_create(&m[MEM_B_GIVEN], &b_md, ctx->engine,
+					      DNNL_MEMORY_NONE));
 		CHECK_DNNL(dnnl_memory_create(&m[MEM_C], &c_md, ctx->engine, DNNL_MEMORY_NONE));
 	}
-	attach_primitive(ctx, p);
+	matmul_attach_primitive(ctx, p);
 	return p;
-}
-
-/* The fields that make two plans the same, hashed into h. */
-static uint64_t plan_hash(uint64_t h, const struct matmul_plan *p)
-{
-	const struct matmul_shape *s = &p->shape;
-	const int64_t v[] = {s->batch, s->m, s->n, s->k, s->lda, s->ldb, s->ldc,
-			     s->stride_a, s->stride_b, s->stride_c, s->trans_a, s->trans_b,
-			     s->accumulate, p->bf16};
-
-	return fnv1a(h, v, sizeof(v));
-}
-
-static bool awaits_tuning(const struct matmul_plan *p)
-{
-	return !p->tuning.candidates && tunable(&p->shape);
-}
-
-int matmul_autotune_plans(struct kernels_ctx *ctx, const struct matmul_agree *agree)
-{
-	uint64_t h = FNV_OFFSET;
-	double plans[2];
-	int count = 0, tuned = 0;
-
-	ENSURE(!omp_in_parallel());
-	for (int i = 0; i < ctx->nplans; i++)
-		if (awaits_tuning(ctx->plans[i])) {
-			count++;
-			h = plan_hash(h, ctx->plans[i]);
-		}
-	plans[0] = count;
-	plans[1] = hash_value(h);
-	if (!same_on_all_ranks(agree, plans, 2))
-		return -1;
-	for (int i = 0; i < ctx->nplans; i++) {
-		struct matmul_plan *p = ctx->plans[i];
-		const_dnnl_op_desc_t desc;
-		const_dnnl_primitive_attr_t attr;
-		dnnl_memory_desc_t mds[3];
-		dnnl_primitive_desc_t pd;
-
-		if (!awaits_tuning(p))
-			continue;
-		CHECK_DNNL(dnnl_primitive_desc_query(p->pd, dnnl_query_matmul_d, 0, &desc));
-		CHECK_DNNL(dnnl_primitive_desc_get_attr(p->pd, &attr));
-		mds[0] = *dnnl_primitive_desc_query_md(p->pd, dnnl_query_src_md, 0);
-		mds[1] = *dnnl_primitive_desc_query_md(p->pd, dnnl_query_weights_md, 0);
-		mds[2] = *dnnl_primitive_desc_query_md(p->pd, dnnl_query_dst_md, 0);
-		CHECK_DNNL(fastest_impl(ctx, &pd, &p->tuning, desc, attr,
-					(const dnnl_memory_desc_t *const[3]){&mds[0], &mds[1], &mds[2]},
-					agree));
-		detach_primitive(ctx, p); /* desc and attr were the old descriptor's */
-		p->pd = pd;
-		attach_primitive(ctx, p);
-		tuned++;
-	}
-	return tuned;
 }
 
 const struct matmul_plan *matmul_plan_get(struct kernels_ctx *ctx,
@@ -594,30 +305,10 @@ const char *matmul_plan_impl(const struct matmul_plan *plan)
 	return plan->impl;
 }
 
-const struct matmul_tuning *matmul_plan_tuning(const struct matmul_plan *plan)
-{
-	return &plan->tuning;
-}
-
 const struct matmul_plan *matmul_plan_at(const struct kernels_ctx *ctx, int i)
 {
 	ENSURE(i >= 0 && i < ctx->nplans);
 	return ctx->plans[i];
-}
-
-void matmul_tuning_totals(const struct kernels_ctx *ctx, struct matmul_tuning_totals *out)
-{
-	*out = (struct matmul_tuning_totals){0};
-	for (int i = 0; i < ctx->nplans; i++) {
-		const struct matmul_plan *p = ctx->plans[i];
-
-		if (!p->tuning.candidates)
-			continue;
-		out->tuned++;
-		out->moved += strcmp(p->impl, p->tuning.first_impl) != 0;
-		out->first_s += p->tuning.first_s;
-		out->chosen_s += p->tuning.chosen_s;
-	}
 }
 
 bool matmul_plan_is_bf16(const struct matmul_plan *plan)
@@ -644,8 +335,18 @@ static void execute(struct kernels_ctx *ctx, const struct matmul_plan *plan, flo
 	};
 
 	ENSURE(t < ctx->nthreads);
+	if (plan->reorder) {
+		dnnl_exec_arg_t reorder_args[2] = {{DNNL_ARG_FROM, m[MEM_B_GIVEN]},
+						   {DNNL_ARG_TO, m[MEM_B]}};
+
+		CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_B_GIVEN], (void *)b));
+		CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_B], ctx->b_reordered[t]));
+		CHECK_DNNL(dnnl_primitive_execute(plan->reorder, ctx->streams[t], 2,
+						  reorder_args));
+	} else {
+		CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_B], (void *)b));
+	}
 	CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_A], (void *)a));
-	CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_B], (void *)b));
 	CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_C], c));
 	CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_SCRATCH], ctx->scratch[t]));
 	CHECK_DNNL(dnnl_primitive_execute(plan->prim, ctx->streams[t], 4, args));

@@ -62,7 +62,10 @@ bool kernels_ctx_bf16(const struct kernels_ctx *ctx);
  * which is not always the fastest on the machine at hand. A tuned plan times every
  * non-reference implementation on scratch operands of its shape (in turn, median of
  * several rounds) and keeps the fastest; products of fewer than 2^24 multiply-adds
- * are not tuned. Results are correct either way, but which implementation wins
+ * are not tuned. The candidates include the implementations that read B in a blocked
+ * layout of their own: such a plan reorders B into it before every run, and is timed
+ * with that reorder, so it wins only where the blocked product gains more than the
+ * reorder costs (a weight, small beside the activations it multiplies). Results are correct either way, but which implementation wins
  * depends on timings, so two runs may round differently: a resumed run is then not
  * bit-identical to an uninterrupted one. Not inside a parallel region.
  *
@@ -89,7 +92,9 @@ struct matmul_shape matmul_shape_dense(int64_t m, int64_t n, int64_t k, bool tra
 /* The cached plan for a shape, created on first use. Not inside a parallel region. */
 const struct matmul_plan *matmul_plan_get(struct kernels_ctx *ctx,
 					  const struct matmul_shape *shape);
-/* oneDNN's implementation name for the plan (e.g. "brg:avx512_core"). */
+/* oneDNN's implementation name for the plan (e.g. "brg:avx512_core"), followed by
+ * MATMUL_B_REORDERED when the plan reorders B before each run. */
+#define MATMUL_B_REORDERED " (B reordered)"
 const char *matmul_plan_impl(const struct matmul_plan *plan);
 bool matmul_plan_is_bf16(const struct matmul_plan *plan);
 int matmul_plan_count(const struct kernels_ctx *ctx);
@@ -97,9 +102,10 @@ int matmul_plan_count(const struct kernels_ctx *ctx);
 const struct matmul_plan *matmul_plan_at(const struct kernels_ctx *ctx, int i);
 
 /* What autotuning found for a plan. */
+enum { MATMUL_IMPL_NAME = 48 };
 struct matmul_tuning {
 	int candidates;      /* implementations offered; 0: the plan was not tuned */
-	char first_impl[32]; /* oneDNN's first choice */
+	char first_impl[MATMUL_IMPL_NAME]; /* oneDNN's first choice */
 	double first_s;      /* its median time (seconds); 0 when it was the only one */
 	double chosen_s;     /* the kept one's (its name: matmul_plan_impl) */
 };
