@@ -435,7 +435,11 @@ void retention_chunkwise_forward(struct kernels_ctx *ctx, float *o, float *saved
 	 * thread-safe); matmul_run is. */
 	plans = fwd_plans_get(ctx, dims);
 
-#pragma omp parallel for schedule(static)
+	/* Every pass hands out (batch, head) pairs one at a time: the pairs are the same
+	 * work, but two threads sharing a memory bus do not run them at the same speed,
+	 * and a fixed split leaves the faster one waiting. Which thread runs a pair
+	 * changes no bit: each pair writes only its own outputs. */
+#pragma omp parallel for schedule(dynamic, 1)
 	for (int64_t pr = 0; pr < pairs; pr++) {
 		int64_t b = pr / dims->heads, h = pr % dims->heads;
 
@@ -480,7 +484,7 @@ void retention_chunkwise_states(struct kernels_ctx *ctx, float *saved_states, fl
 	nchunks = dims->seq_len / dims->chunk;
 	plans = fwd_plans_get(ctx, dims);
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
 	for (int64_t pr = 0; pr < pairs; pr++)
 		chunkwise_states_pair(ctx, &plans, saved_states + pr * nchunks * sdim,
 				      summary + pr * sdim, scratch, k, v, dims, pr / dims->heads,
@@ -524,7 +528,7 @@ void retention_chunkwise_output(struct kernels_ctx *ctx, float *o, float *saved_
 	nchunks = dims->seq_len / dims->chunk;
 	plans = fwd_plans_get(ctx, dims);
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
 	for (int64_t pr = 0; pr < pairs; pr++)
 		chunkwise_output_pair(ctx, &plans, o, saved_states + pr * nchunks * sdim,
 				      s_in ? s_in + pr * sdim : NULL, scratch, q, k, v, dims,
@@ -582,7 +586,7 @@ void retention_chunkwise_state_grad(struct kernels_ctx *ctx, float *ds_in, float
 	qdo = plan_of(ctx, dims->dk, dims->dv, dims->chunk, dims->dk, true, dims->ldo, false,
 		      dims->dv, true);
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
 	for (int64_t pr = 0; pr < pairs; pr++)
 		state_grad_pair(ctx, qdo, ds_in + pr * sdim, scratch, dout, q, dims,
 				pr / dims->heads, pr % dims->heads);
@@ -745,7 +749,7 @@ void retention_chunkwise_backward(struct kernels_ctx *ctx, float *dq, float *dk,
 	nchunks = dims->seq_len / dims->chunk;
 	plans = bwd_plans_get(ctx, dims);
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
 	for (int64_t pr = 0; pr < pairs; pr++) {
 		int64_t b = pr / dims->heads, h = pr % dims->heads;
 
