@@ -85,21 +85,26 @@ void bf16_to_f32(float *dst, const uint16_t *src, int64_t n)
  * loses such a stream at every 4 KiB page. Asking for row i + PACK_PREFETCH_ROWS
  * while row i converts keeps several rows in flight (bench/bench_pack.c).
  */
+/* Row i of the batch's rows of blocks, as bf16_pack numbers them. */
+static const float *pack_source_row(const float *src, int64_t batch_stride, int64_t rows,
+				    int64_t ld, int64_t i)
+{
+	return src + i / rows * batch_stride + i % rows * ld;
+}
+
 static void pack_rows(uint16_t *dst, const float *src, int64_t batch_stride, int64_t rows,
 		      int64_t cols, int64_t ld, int64_t r0, int64_t r1)
 {
 	for (int64_t i = r0; i < r1; i++) {
-		const float *row = src + i / rows * batch_stride + i % rows * ld;
-		int64_t ahead = i + PACK_PREFETCH_ROWS;
-
-		if (ahead < r1) {
-			const char *next = (const char *)(src + ahead / rows * batch_stride +
-							  ahead % rows * ld);
+		if (i + PACK_PREFETCH_ROWS < r1) {
+			const char *next = (const char *)pack_source_row(
+				src, batch_stride, rows, ld, i + PACK_PREFETCH_ROWS);
 
 			for (int64_t byte = 0; byte < cols * (int64_t)sizeof(float); byte += 64)
 				__builtin_prefetch(next + byte);
 		}
-		bf16_from_f32(dst + i * cols, row, cols);
+		bf16_from_f32(dst + i * cols, pack_source_row(src, batch_stride, rows, ld, i),
+			      cols);
 	}
 }
 

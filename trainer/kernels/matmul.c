@@ -194,7 +194,6 @@ void matmul_attach_primitive(struct kernels_ctx *ctx, struct matmul_plan *p)
 		CHECK_DNNL(dnnl_memory_create(&p->mem[t * MEM_COUNT + MEM_B], b_read, ctx->engine,
 					      DNNL_MEMORY_NONE));
 	}
-	p->reorder = NULL;
 	if (p->reorder_pd) {
 		CHECK_DNNL(dnnl_primitive_create(&p->reorder, p->reorder_pd));
 		grow_per_thread(ctx, ctx->b_reordered, &ctx->b_reordered_bytes,
@@ -216,6 +215,7 @@ void matmul_detach_primitive(struct kernels_ctx *ctx, struct matmul_plan *p)
 		CHECK_DNNL(dnnl_primitive_destroy(p->reorder));
 		CHECK_DNNL(dnnl_primitive_desc_destroy(p->reorder_pd));
 		p->reorder_pd = NULL;
+		p->reorder = NULL;
 	}
 }
 
@@ -229,7 +229,6 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 
 	validate_shape(s);
 	p->shape = *s;
-	p->reorder_pd = NULL;
 	p->bf16 = ctx->bf16;
 	if (p->bf16) {
 		/* The packed copies: dense, in the stored orientation, batch after batch. */

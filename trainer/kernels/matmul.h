@@ -65,9 +65,10 @@ bool kernels_ctx_bf16(const struct kernels_ctx *ctx);
  * are not tuned. The candidates include the implementations that read B in a blocked
  * layout of their own: such a plan reorders B into it before every run, and is timed
  * with that reorder, so it wins only where the blocked product gains more than the
- * reorder costs (a weight, small beside the activations it multiplies). Results are correct either way, but which implementation wins
- * depends on timings, so two runs may round differently: a resumed run is then not
- * bit-identical to an uninterrupted one. Not inside a parallel region.
+ * reorder costs (a weight, small beside the activations it multiplies). Results are
+ * correct either way, but which implementation wins depends on timings, so two runs
+ * may round differently: a resumed run is then not bit-identical to an uninterrupted
+ * one. Not inside a parallel region.
  *
  * matmul_autotune_plans: the plans made so far and not tuned yet are tuned now,
  * together by the ranks that call it with the same agree: each candidate's median is

@@ -60,6 +60,14 @@ static void *timing_operand(const dnnl_memory_desc_t *md)
 	return buf;
 }
 
+/* Destroys a candidate's descriptors (not the primitives time_candidates makes). */
+static void candidate_free(struct candidate *c)
+{
+	if (c->reorder_pd)
+		CHECK_DNNL(dnnl_primitive_desc_destroy(c->reorder_pd));
+	CHECK_DNNL(dnnl_primitive_desc_destroy(c->pd));
+}
+
 /* A reference implementation, or a name already among cand[0, n) (an iterator over
  * the descriptor of an existing primitive offers each implementation twice). */
 static bool skip_candidate(const char *name, const struct candidate *cand, int n)
@@ -89,29 +97,25 @@ static int list_candidates(struct kernels_ctx *ctx, struct candidate *cand, int 
 	if (*st != dnnl_success)
 		return -1;
 	do {
-		dnnl_primitive_desc_t pd = dnnl_primitive_desc_iterator_fetch(it);
-		struct candidate c = {.pd = pd};
+		struct candidate c = {.pd = dnnl_primitive_desc_iterator_fetch(it)};
+		bool usable = true;
 
-		CHECK_PTR(pd);
-		snprintf(c.name, sizeof(c.name), "%s%s", matmul_impl_name(pd),
+		CHECK_PTR(c.pd);
+		snprintf(c.name, sizeof(c.name), "%s%s", matmul_impl_name(c.pd),
 			 given_b ? MATMUL_B_REORDERED : "");
 		if (given_b) {
 			const dnnl_memory_desc_t *own =
-				dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+				dnnl_primitive_desc_query_md(c.pd, dnnl_query_weights_md, 0);
 
-			if (dnnl_memory_desc_equal(own, given_b) ||
-			    dnnl_reorder_primitive_desc_create(&c.reorder_pd, given_b, ctx->engine,
-							       own, ctx->engine, NULL) != dnnl_success)
-				c.reorder_pd = NULL, c.name[0] = '\0';
+			usable = !dnnl_memory_desc_equal(own, given_b) &&
+				 dnnl_reorder_primitive_desc_create(&c.reorder_pd, given_b,
+								    ctx->engine, own, ctx->engine,
+								    NULL) == dnnl_success;
 		}
-		if (!c.name[0] || skip_candidate(c.name, cand, n) ||
-		    n == AUTOTUNE_MAX_CANDIDATES) {
-			if (c.reorder_pd)
-				CHECK_DNNL(dnnl_primitive_desc_destroy(c.reorder_pd));
-			CHECK_DNNL(dnnl_primitive_desc_destroy(pd));
-		} else {
+		if (usable && !skip_candidate(c.name, cand, n) && n < AUTOTUNE_MAX_CANDIDATES)
 			cand[n++] = c;
-		}
+		else
+			candidate_free(&c);
 	} while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
 	CHECK_DNNL(dnnl_primitive_desc_iterator_destroy(it));
 	return n;
@@ -135,13 +139,6 @@ static int list_all_candidates(struct kernels_ctx *ctx, struct candidate *cand,
 	return all < 0 ? n : all;
 }
 
-static void candidate_free(struct candidate *c)
-{
-	if (c->reorder_pd)
-		CHECK_DNNL(dnnl_primitive_desc_destroy(c->reorder_pd));
-	CHECK_DNNL(dnnl_primitive_desc_destroy(c->pd));
-}
-
 /* Runs the n candidates in turn, a warm-up round then AUTOTUNE_ROUNDS timed ones,
  * on scratch operands (thread 0's stream: outside any parallel region). */
 static void time_candidates(struct kernels_ctx *ctx, struct candidate *cand, int n,
@@ -163,7 +160,6 @@ static void time_candidates(struct kernels_ctx *ctx, struct candidate *cand, int
 		CHECK_DNNL(dnnl_memory_create(&cand[c].scratch, sp, ctx->engine,
 					      cand[c].scratch_buf));
 		CHECK_DNNL(dnnl_primitive_create(&cand[c].prim, cand[c].pd));
-		cand[c].b_buf = NULL;
 		if (cand[c].reorder_pd) {
 			const dnnl_memory_desc_t *own =
 				dnnl_primitive_desc_query_md(cand[c].pd, dnnl_query_weights_md, 0);
