@@ -321,35 +321,45 @@ int matmul_plan_count(const struct kernels_ctx *ctx)
 }
 
 /* Points the calling thread's memory objects at the buffers and runs the plan. */
+void matmul_execute_on(dnnl_stream_t stream, dnnl_primitive_t prim, dnnl_primitive_t reorder,
+		       dnnl_memory_t a, dnnl_memory_t b_given, dnnl_memory_t b_read,
+		       dnnl_memory_t c, dnnl_memory_t scratch)
+{
+	dnnl_exec_arg_t args[4] = {
+		{DNNL_ARG_SRC, a},
+		{DNNL_ARG_WEIGHTS, b_read},
+		{DNNL_ARG_DST, c},
+		{DNNL_ARG_SCRATCHPAD, scratch},
+	};
+
+	if (reorder) {
+		dnnl_exec_arg_t reorder_args[2] = {{DNNL_ARG_FROM, b_given},
+						   {DNNL_ARG_TO, b_read}};
+
+		CHECK_DNNL(dnnl_primitive_execute(reorder, stream, 2, reorder_args));
+	}
+	CHECK_DNNL(dnnl_primitive_execute(prim, stream, 4, args));
+	CHECK_DNNL(dnnl_stream_wait(stream));
+}
+
 static void execute(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
 		    const void *a, const void *b)
 {
 	int t = omp_get_thread_num();
 	dnnl_memory_t *m = &plan->mem[t * MEM_COUNT];
-	dnnl_exec_arg_t args[4] = {
-		{DNNL_ARG_SRC, m[MEM_A]},
-		{DNNL_ARG_WEIGHTS, m[MEM_B]},
-		{DNNL_ARG_DST, m[MEM_C]},
-		{DNNL_ARG_SCRATCHPAD, m[MEM_SCRATCH]},
-	};
 
 	ENSURE(t < ctx->nthreads);
 	if (plan->reorder) {
-		dnnl_exec_arg_t reorder_args[2] = {{DNNL_ARG_FROM, m[MEM_B_GIVEN]},
-						   {DNNL_ARG_TO, m[MEM_B]}};
-
 		CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_B_GIVEN], (void *)b));
 		CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_B], ctx->b_reordered[t]));
-		CHECK_DNNL(dnnl_primitive_execute(plan->reorder, ctx->streams[t], 2,
-						  reorder_args));
 	} else {
 		CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_B], (void *)b));
 	}
 	CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_A], (void *)a));
 	CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_C], c));
 	CHECK_DNNL(dnnl_memory_set_data_handle(m[MEM_SCRATCH], ctx->scratch[t]));
-	CHECK_DNNL(dnnl_primitive_execute(plan->prim, ctx->streams[t], 4, args));
-	CHECK_DNNL(dnnl_stream_wait(ctx->streams[t]));
+	matmul_execute_on(ctx->streams[t], plan->prim, plan->reorder, m[MEM_A], m[MEM_B_GIVEN],
+			  m[MEM_B], m[MEM_C], m[MEM_SCRATCH]);
 }
 
 /* The calling thread's conversion buffer, at least `elems` long: grown (never

@@ -63,6 +63,12 @@ const char *matmul_impl_name(const_dnnl_primitive_desc_t pd);
 /* Makes p's primitives from p->pd and p->reorder_pd, its name, and each thread's
  * memory objects of the scratchpad and of the B the primitive reads. */
 void matmul_attach_primitive(struct kernels_ctx *ctx, struct matmul_plan *p);
+/* Runs one product on stream and waits for it: first, when reorder is not NULL, B
+ * from b_given into b_read (b_given is not read otherwise: b_read is B); then prim
+ * on a, b_read, c and its scratchpad. */
+void matmul_execute_on(dnnl_stream_t stream, dnnl_primitive_t prim, dnnl_primitive_t reorder,
+		       dnnl_memory_t a, dnnl_memory_t b_given, dnnl_memory_t b_read,
+		       dnnl_memory_t c, dnnl_memory_t scratch);
 /* Destroys what matmul_attach_primitive made, with p->pd and p->reorder_pd. */
 void matmul_detach_primitive(struct kernels_ctx *ctx, struct matmul_plan *p);
 

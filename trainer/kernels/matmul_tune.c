@@ -172,25 +172,12 @@ static void time_candidates(struct kernels_ctx *ctx, struct candidate *cand, int
 	}
 	for (int r = -1; r < AUTOTUNE_ROUNDS; r++) { /* round -1: JIT and first touch */
 		for (int c = 0; c < n; c++) {
-			const bool reorder = cand[c].reorder_pd;
-			dnnl_exec_arg_t args[4] = {
-				{DNNL_ARG_SRC, mem[0]},
-				{DNNL_ARG_WEIGHTS, reorder ? cand[c].b_reordered : mem[1]},
-				{DNNL_ARG_DST, mem[2]},
-				{DNNL_ARG_SCRATCHPAD, cand[c].scratch},
-			};
-			dnnl_exec_arg_t reorder_args[2] = {
-				{DNNL_ARG_FROM, mem[1]},
-				{DNNL_ARG_TO, cand[c].b_reordered},
-			};
 			struct timespec t0, t1;
 
 			clock_gettime(CLOCK_MONOTONIC, &t0);
-			if (reorder)
-				CHECK_DNNL(dnnl_primitive_execute(cand[c].reorder, ctx->streams[0], 2,
-								  reorder_args));
-			CHECK_DNNL(dnnl_primitive_execute(cand[c].prim, ctx->streams[0], 4, args));
-			CHECK_DNNL(dnnl_stream_wait(ctx->streams[0]));
+			matmul_execute_on(ctx->streams[0], cand[c].prim, cand[c].reorder, mem[0],
+					  mem[1], cand[c].reorder ? cand[c].b_reordered : mem[1],
+					  mem[2], cand[c].scratch);
 			clock_gettime(CLOCK_MONOTONIC, &t1);
 			if (r >= 0)
 				cand[c].seconds[r] = (double)(t1.tv_sec - t0.tv_sec) +
