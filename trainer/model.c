@@ -9,6 +9,7 @@
 #include "common/check.h"
 #include "parallel/comm.h"
 #include "trainer/kernels/activation.h"
+#include "trainer/kernels/colsum.h"
 #include "trainer/kernels/embedding.h"
 #include "trainer/kernels/matmul.h"
 #include "trainer/kernels/norm.h"
@@ -676,16 +677,9 @@ double model_grad_sumsq(const struct model *m)
 	const struct param_set *p = &m->params;
 	double sums[2] = {0.0, 0.0}; /* sharded, replicated */
 
-	for (int i = 0; i < p->count; i++) {
-		const float *g = p->grad + p->desc[i].offset;
-		const int64_t n = (int64_t)p->desc[i].numel;
-		double s = 0.0;
-
-#pragma omp parallel for reduction(+ : s)
-		for (int64_t j = 0; j < n; j++)
-			s += (double)g[j] * g[j];
-		sums[p->desc[i].sharded ? 0 : 1] += s;
-	}
+	for (int i = 0; i < p->count; i++)
+		sums[p->desc[i].sharded ? 0 : 1] +=
+			colsum_sumsq(p->grad + p->desc[i].offset, (int64_t)p->desc[i].numel);
 	return model_grad_sumsq_combine(m, sums);
 }
 

@@ -6,6 +6,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "trainer/kernels/colsum.h"
 #include "trainer/kernels/simd.h"
 
 /* The tensor of the registry whose elements (padding included) hold flat offset x:
@@ -149,14 +150,9 @@ void adamw_grad_sumsq(const struct adamw *opt, const struct param_set *p, double
 	sums[0] = sums[1] = 0.0;
 	for (int i = 0; i < opt->npieces; i++) {
 		const struct adamw_piece *pc = &opt->pieces[i];
-		const float *g = p->grad + pc->offset;
-		const int64_t n = (int64_t)pc->count;
-		double s = 0.0;
 
-#pragma omp parallel for reduction(+ : s)
-		for (int64_t j = 0; j < n; j++)
-			s += (double)g[j] * g[j];
-		sums[p->desc[pc->tensor].sharded ? 0 : 1] += s;
+		sums[p->desc[pc->tensor].sharded ? 0 : 1] +=
+			colsum_sumsq(p->grad + pc->offset, (int64_t)pc->count);
 	}
 }
 
@@ -195,13 +191,7 @@ void adamw_shard_counts(const struct param_set *p, struct param_range r, int par
 
 double grad_sumsq_local(const struct param_set *p)
 {
-	double s = 0.0;
-	const int64_t n = (int64_t)p->total;
-
-#pragma omp parallel for reduction(+ : s)
-	for (int64_t j = 0; j < n; j++)
-		s += (double)p->grad[j] * p->grad[j];
-	return s;
+	return colsum_sumsq(p->grad, (int64_t)p->total);
 }
 
 void grad_scale(struct param_set *p, float s)

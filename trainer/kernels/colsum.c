@@ -1,5 +1,6 @@
 #include "trainer/kernels/colsum.h"
 
+#include <omp.h>
 #include <stdlib.h>
 
 #include "common/alloc.h"
@@ -65,4 +66,45 @@ void colsum_run(colsum_part_fn fn, const void *arg, int64_t rows, int64_t width,
 	for (int s = 0; s < nsums; s++)
 		colsum_add_parts(dst[s], parts + s * sum_stride, nparts, width);
 	free(parts);
+}
+
+/* Part [0, n) of colsum_sumsq, n <= COLSUM_SUMSQ_PART. Each square is exact in
+ * double, so a fused multiply-add rounds as the separate add does: both clones give
+ * the same bits. */
+RN_SIMD_CLONES
+static double sumsq_part(const float *x, int64_t n)
+{
+	double lane[COLSUM_SUMSQ_LANES] = { 0 };
+	double s = 0.0;
+	int64_t i = 0;
+
+	for (; i + COLSUM_SUMSQ_LANES <= n; i += COLSUM_SUMSQ_LANES)
+		for (int l = 0; l < COLSUM_SUMSQ_LANES; l++)
+			lane[l] += (double)x[i + l] * (double)x[i + l];
+	for (int l = 0; i < n; i++, l++)
+		lane[l] += (double)x[i] * (double)x[i];
+	for (int l = 0; l < COLSUM_SUMSQ_LANES; l++)
+		s += lane[l];
+	return s;
+}
+
+double colsum_sumsq(const float *x, int64_t n)
+{
+	const int64_t nparts = (n + COLSUM_SUMSQ_PART - 1) / COLSUM_SUMSQ_PART;
+	double *parts, s = 0.0;
+
+	ENSURE(n >= 0 && !omp_in_parallel());
+	if (nparts <= 1)
+		return n ? sumsq_part(x, n) : 0.0;
+	parts = xmalloc(sizeof(double) * (size_t)nparts);
+#pragma omp parallel for schedule(static)
+	for (int64_t p = 0; p < nparts; p++) {
+		const int64_t i0 = p * COLSUM_SUMSQ_PART;
+
+		parts[p] = sumsq_part(x + i0, n - i0 < COLSUM_SUMSQ_PART ? n - i0 : COLSUM_SUMSQ_PART);
+	}
+	for (int64_t p = 0; p < nparts; p++)
+		s += parts[p];
+	free(parts);
+	return s;
 }

@@ -1,7 +1,8 @@
 /*
- * colsum: column sums over the rows of a (rows, width) float matrix (bias and gain
- * gradients) that are the same bits whatever the thread count, computed in parts
- * by the kernel that produces or reads the rows.
+ * colsum: sums that are the same bits whatever the thread count: column sums over
+ * the rows of a (rows, width) float matrix (bias and gain gradients), computed in
+ * parts by the kernel that produces or reads the rows, and the sum of squares of a
+ * vector (gradient norms).
  *
  * The rows are cut into fixed parts of COLSUM_PART_ROWS (not one per thread). A
  * kernel sums each part's rows in row order, in double, into that part's slot of a
@@ -34,5 +35,15 @@ typedef void (*colsum_part_fn)(const void *arg, int64_t r0, int64_t r1, int64_t 
  * threads, then ACCUMULATES dst[s][j] += the parts' sum s, for s < nsums. */
 void colsum_run(colsum_part_fn fn, const void *arg, int64_t rows, int64_t width, int nsums,
 		float *const dst[]);
+
+/*
+ * The sum of x[i]^2 over [0, n), in double. The values are cut into fixed parts of
+ * COLSUM_SUMSQ_PART, shared out to the threads; a part sums value i on lane
+ * i % COLSUM_SUMSQ_LANES (lanes a vector unit adds side by side), then its lanes in
+ * lane order, and the parts are added in part order. So the bits depend on neither
+ * the thread count nor the ISA. Not inside a parallel region.
+ */
+enum { COLSUM_SUMSQ_PART = 1 << 15, COLSUM_SUMSQ_LANES = 8 };
+double colsum_sumsq(const float *x, int64_t n);
 
 #endif
