@@ -100,8 +100,9 @@ double colsum_sumsq(const float *x, int64_t n)
 #pragma omp parallel for schedule(static)
 	for (int64_t p = 0; p < nparts; p++) {
 		const int64_t i0 = p * COLSUM_SUMSQ_PART;
+		const int64_t len = n - i0 < COLSUM_SUMSQ_PART ? n - i0 : COLSUM_SUMSQ_PART;
 
-		parts[p] = sumsq_part(x + i0, n - i0 < COLSUM_SUMSQ_PART ? n - i0 : COLSUM_SUMSQ_PART);
+		parts[p] = sumsq_part(x + i0, len);
 	}
 	for (int64_t p = 0; p < nparts; p++)
 		s += parts[p];

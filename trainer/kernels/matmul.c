@@ -320,7 +320,6 @@ int matmul_plan_count(const struct kernels_ctx *ctx)
 	return ctx->nplans;
 }
 
-/* Points the calling thread's memory objects at the buffers and runs the plan. */
 void matmul_execute_on(dnnl_stream_t stream, dnnl_primitive_t prim, dnnl_primitive_t reorder,
 		       dnnl_memory_t a, dnnl_memory_t b_given, dnnl_memory_t b_read,
 		       dnnl_memory_t c, dnnl_memory_t scratch)
@@ -342,6 +341,7 @@ void matmul_execute_on(dnnl_stream_t stream, dnnl_primitive_t prim, dnnl_primiti
 	CHECK_DNNL(dnnl_stream_wait(stream));
 }
 
+/* Points the calling thread's memory objects at the buffers and runs the plan. */
 static void execute(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
 		    const void *a, const void *b)
 {
