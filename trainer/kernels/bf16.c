@@ -78,13 +78,6 @@ void bf16_to_f32(float *dst, const uint16_t *src, int64_t n)
 	to_f32_loop(dst, src, n);
 }
 
-/*
- * Rows [r0, r1) of bf16_pack's batch of blocks. The rows of a strided block lie ld
- * apart, and a block that is not in cache (a retention chunk of a head: 128 rows of
- * 512 bytes, 2 KiB apart) is read at the latency of each row: the hardware prefetcher
- * loses such a stream at every 4 KiB page. Asking for row i + PACK_PREFETCH_ROWS
- * while row i converts keeps several rows in flight (bench/bench_pack.c).
- */
 /* Row i of the batch's rows of blocks, as bf16_pack numbers them. */
 static const float *pack_source_row(const float *src, int64_t batch_stride, int64_t rows,
 				    int64_t ld, int64_t i)
@@ -92,6 +85,13 @@ static const float *pack_source_row(const float *src, int64_t batch_stride, int6
 	return src + i / rows * batch_stride + i % rows * ld;
 }
 
+/*
+ * Rows [r0, r1) of bf16_pack's batch of blocks. The rows of a strided block lie ld
+ * apart, and a block that is not in cache (a retention chunk of a head: 128 rows of
+ * 512 bytes, 2 KiB apart) is read at the latency of each row: the hardware prefetcher
+ * loses such a stream at every 4 KiB page. Asking for row i + PACK_PREFETCH_ROWS
+ * while row i converts keeps several rows in flight (bench/bench_pack.c).
+ */
 static void pack_rows(uint16_t *dst, const float *src, int64_t batch_stride, int64_t rows,
 		      int64_t cols, int64_t ld, int64_t r0, int64_t r1)
 {

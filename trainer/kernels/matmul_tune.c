@@ -142,14 +142,14 @@ static int list_all_candidates(struct kernels_ctx *ctx, struct candidate *cand,
 /* Runs the n candidates in turn, a warm-up round then AUTOTUNE_ROUNDS timed ones,
  * on scratch operands (thread 0's stream: outside any parallel region). */
 static void time_candidates(struct kernels_ctx *ctx, struct candidate *cand, int n,
-			    const dnnl_memory_desc_t *const mds[3])
+			    const dnnl_memory_desc_t mds[3])
 {
 	dnnl_memory_t mem[3];
 	void *buf[3];
 
 	for (int i = 0; i < 3; i++) {
-		buf[i] = timing_operand(mds[i]);
-		CHECK_DNNL(dnnl_memory_create(&mem[i], mds[i], ctx->engine, buf[i]));
+		buf[i] = timing_operand(&mds[i]);
+		CHECK_DNNL(dnnl_memory_create(&mem[i], &mds[i], ctx->engine, buf[i]));
 	}
 	for (int c = 0; c < n; c++) {
 		const dnnl_memory_desc_t *sp =
@@ -257,7 +257,7 @@ static dnnl_status_t fastest_impl(struct kernels_ctx *ctx, dnnl_primitive_desc_t
 				  dnnl_primitive_desc_t *reorder_pd,
 				  struct matmul_tuning *tuning, const_dnnl_op_desc_t desc,
 				  const_dnnl_primitive_attr_t attr,
-				  const dnnl_memory_desc_t *const mds[3],
+				  const dnnl_memory_desc_t mds[3],
 				  const struct matmul_agree *agree)
 {
 	struct candidate cand[AUTOTUNE_MAX_CANDIDATES];
@@ -344,8 +344,7 @@ int matmul_autotune_plans(struct kernels_ctx *ctx, const struct matmul_agree *ag
 		mds[0] = *dnnl_primitive_desc_query_md(p->pd, dnnl_query_src_md, 0);
 		mds[1] = *dnnl_primitive_desc_query_md(p->pd, dnnl_query_weights_md, 0);
 		mds[2] = *dnnl_primitive_desc_query_md(p->pd, dnnl_query_dst_md, 0);
-		CHECK_DNNL(fastest_impl(ctx, &pd, &reorder_pd, &p->tuning, desc, attr,
-					(const dnnl_memory_desc_t *const[3]){&mds[0], &mds[1], &mds[2]},
+		CHECK_DNNL(fastest_impl(ctx, &pd, &reorder_pd, &p->tuning, desc, attr, mds,
 					agree));
 		matmul_detach_primitive(ctx, p); /* desc and attr were the old descriptor's */
 		p->pd = pd;
