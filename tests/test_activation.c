@@ -186,6 +186,19 @@ static void check_swish(int64_t n)
 			    "swish gate n=%ld bwd with a bf16 copy: float32 outputs changed or "
 			    "copy of dgate wrong at %ld",
 			    (long)n, (long)bad);
+		/* the copies written alone, the other outputs as before */
+		memset(copy, 0xff, sizeof(uint16_t) * n);
+		swish_gate_forward(NULL, copy, g, y, n);
+		bad = ref_bf16_copy_mismatch(copy, out2, n);
+		EXPECT_TRUE(bad < 0, "swish gate n=%ld fwd, bf16 copy alone: wrong at %ld",
+			    (long)n, (long)bad);
+		memset(copy, 0xff, sizeof(uint16_t) * n);
+		swish_gate_backward(NULL, copy, dy2, w, g, y, n);
+		bad = ref_bf16_copy_mismatch(copy, dg2, n);
+		EXPECT_TRUE(memcmp(dy, dy2, sizeof(float) * n) == 0 && bad < 0,
+			    "swish gate n=%ld bwd, bf16 copy of dgate alone: dy changed or copy "
+			    "wrong at %ld",
+			    (long)n, (long)bad);
 		free(out2), free(dg2), free(dy2), free(copy);
 	}
 
@@ -299,6 +312,16 @@ static void check_bias_gelu(int64_t rows, int64_t width)
 	bad = ref_bf16_copy_mismatch(copy, y2, n);
 	EXPECT_TRUE(bad < 0, "bias_gelu_forward's bf16 copy of dst[%ld] (rows=%ld width=%ld)",
 		    (long)bad, (long)rows, (long)width);
+	/* the copy written alone: the same copy, the same kept pre-activation */
+	for (int64_t i = 0; i < n; i++)
+		x2[i] = (float)xd[i];
+	memset(copy, 0xff, sizeof(uint16_t) * n);
+	bias_gelu_forward(NULL, copy, x2, b, rows, width);
+	bad = ref_bf16_copy_mismatch(copy, y2, n);
+	EXPECT_TRUE(memcmp(x, x2, sizeof(float) * n) == 0 && bad < 0,
+		    "bias_gelu_forward, bf16 copy alone: pre-activation changed or copy wrong "
+		    "at %ld (rows=%ld width=%ld)",
+		    (long)bad, (long)rows, (long)width);
 
 	fill(db, NULL, width, 33, -2.0, 2.0);
 	memcpy(db2, db, sizeof(float) * width);
@@ -313,6 +336,15 @@ static void check_bias_gelu(int64_t rows, int64_t width)
 		    (long)rows, (long)width);
 	bad = ref_bf16_copy_mismatch(copy, y2, n);
 	EXPECT_TRUE(bad < 0, "gelu_backward_bias's bf16 copy of dsrc[%ld] (rows=%ld width=%ld)",
+		    (long)bad, (long)rows, (long)width);
+	/* the copy written alone, the bias gradient as before */
+	fill(db, NULL, width, 33, -2.0, 2.0);
+	memset(copy, 0xff, sizeof(uint16_t) * n);
+	gelu_backward_bias(NULL, copy, db, w, x, rows, width);
+	bad = ref_bf16_copy_mismatch(copy, y2, n);
+	EXPECT_TRUE(memcmp(db, db2, sizeof(float) * width) == 0 && bad < 0,
+		    "gelu_backward_bias, bf16 copy alone: bias gradient changed or copy wrong "
+		    "at %ld (rows=%ld width=%ld)",
 		    (long)bad, (long)rows, (long)width);
 
 	omp_set_num_threads(1);
@@ -382,6 +414,7 @@ int main(void)
 	check_bias_gelu(1, 7);
 	check_bias_gelu(37, 13);
 	check_bias_gelu(200, 1024);
+	check_bias_gelu(9, 2500); /* rows of more than one piece */
 	check_vec_add(7);
 	check_vec_add(37 * 64 + 3);
 	check_vec_add(13 * 512);

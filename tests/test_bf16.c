@@ -497,10 +497,37 @@ static void check_written(struct kernels_ctx *ctx)
 	matmul_release(ctx, 0);
 	EXPECT_TRUE(memcmp(w0, w1, sizeof(w0)) == 0, "hold_again after hold_written: its bits");
 
+	/* A copy written alone: the float32 block is never read, so NaN there changes
+	 * nothing, in the forward product or in a later hold_again's. */
+	{
+		float unwritten[M * K];
+
+		for (int i = 0; i < M * K; i++)
+			unwritten[i] = NAN;
+		copy = matmul_sole_target(ctx, &kept, M * K);
+		EXPECT_TRUE(copy != NULL && kept.sole, "a bf16 sole target is a buffer, marked");
+		bf16_from_f32(copy, a, M * K);
+		matmul_hold_written(ctx, 0, &kept, unwritten, M * K);
+		matmul_run(ctx, p_ab, c1, unwritten, b);
+		matmul_release(ctx, 0);
+		matmul_hold_again(ctx, 0, &kept, unwritten, M * K);
+		matmul_run(ctx, p_ta, w1, unwritten, dy);
+		matmul_release(ctx, 0);
+		EXPECT_TRUE(memcmp(c0, c1, sizeof(c0)) == 0 && memcmp(w0, w1, sizeof(w0)) == 0,
+			    "products of a copy written alone read the copy only");
+		EXPECT_TRUE(matmul_kept_target(ctx, &kept, M * K) == copy && !kept.sole,
+			    "a later plain target is not a sole one");
+		bf16_from_f32(copy, a, M * K);
+		matmul_hold_written(ctx, 0, &kept, a, M * K);
+		matmul_release(ctx, 0);
+	}
+
 	/* float32: no buffer to write, bookkeeping only */
 	EXPECT_TRUE(kernels_ctx_set_bf16(ctx, false, err, sizeof(err)) == 0, "bf16 off");
 	EXPECT_TRUE(matmul_kept_target(ctx, &kept, M * K) == NULL,
 		    "a float32 context has no copy to write");
+	EXPECT_TRUE(matmul_sole_target(ctx, &kept, M * K) == NULL && !kept.sole,
+		    "nor a copy to write alone: the producer writes float32");
 	matmul_hold_written(ctx, 0, &kept, a, M * K);
 	matmul_release(ctx, 0);
 	EXPECT_TRUE(!kept.converted, "a float32 hold_written leaves no bf16 copy");

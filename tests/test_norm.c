@@ -24,7 +24,8 @@
 #define FD_STEP 1e-6
 
 /* layernorm_forward with a bf16 copy: the same float32 bits as without (dst), and
- * the copy is the rounding of each of them. */
+ * the copy is the rounding of each of them; the copy written alone (dst NULL) is the
+ * same copy, with the same statistics. */
 static void check_bf16_copy_forward(const char *tag, const float *dst, const float *src,
 				    const float *gain, const float *bias, int64_t rows,
 				    int64_t width)
@@ -32,6 +33,7 @@ static void check_bf16_copy_forward(const char *tag, const float *dst, const flo
 	const int64_t n = rows * width;
 	float *dst2 = xmalloc(sizeof(float) * n), *mean = xmalloc(sizeof(float) * rows);
 	float *rstd = xmalloc(sizeof(float) * rows);
+	float *mean2 = xmalloc(sizeof(float) * rows), *rstd2 = xmalloc(sizeof(float) * rows);
 	uint16_t *dst16 = xmalloc(sizeof(uint16_t) * n);
 	int64_t bad;
 
@@ -40,7 +42,15 @@ static void check_bf16_copy_forward(const char *tag, const float *dst, const flo
 		    "%s: layernorm_forward's float32 output changes with a bf16 copy", tag);
 	bad = ref_bf16_copy_mismatch(dst16, dst2, n);
 	EXPECT_TRUE(bad < 0, "%s: layernorm_forward's bf16 copy of dst[%ld]", tag, (long)bad);
-	free(dst2), free(mean), free(rstd), free(dst16);
+	memset(dst16, 0xff, sizeof(uint16_t) * n);
+	layernorm_forward(NULL, dst16, mean2, rstd2, src, gain, bias, rows, width);
+	bad = ref_bf16_copy_mismatch(dst16, dst2, n);
+	EXPECT_TRUE(bad < 0 && memcmp(mean, mean2, sizeof(float) * rows) == 0 &&
+			    memcmp(rstd, rstd2, sizeof(float) * rows) == 0,
+		    "%s: layernorm_forward's bf16 copy written alone: wrong at %ld or other "
+		    "statistics",
+		    tag, (long)bad);
+	free(dst2), free(mean), free(rstd), free(mean2), free(rstd2), free(dst16);
 }
 
 /* Float values uniform in [lo, hi), and their exact double copies. */
@@ -316,6 +326,7 @@ int main(void)
 	check_layernorm(7, 13, 0.0, 0, 1e-5, 1e-6);
 	check_layernorm(37, 64, 0.0, 0, 1e-5, 1e-6);
 	check_layernorm(13, 512, 0.0, 0, 1e-5, 1e-6);
+	check_layernorm(5, 2500, 0.0, 0, 1e-5, 1e-6); /* rows of more than one piece */
 	check_layernorm(5, 3, 0.0, 0, 1e-5, 1e-6);
 	/* more rows than one part of the parameter gradients' column sums, a ragged last */
 	check_layernorm(150, 24, 0.0, 0, 1e-5, 1e-6);

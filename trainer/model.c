@@ -416,6 +416,13 @@ static void tp_allreduce(struct model *m, float *buf, int64_t count)
 	m->tp.bytes += 2.0 * (m->tp_size - 1) / m->tp_size * (double)count * sizeof(float);
 }
 
+/* The float32 output of a kernel that writes `copy`, the bf16 copy its products read:
+ * none with a copy (matmul_sole_target), for those products read nothing else. */
+static float *uncopied(float *dst, const uint16_t *copy)
+{
+	return copy ? NULL : dst;
+}
+
 /* Local layer l: x_out = Y + FFN(LN2(Y)), Y = x + MSR(LN1(x)), with x = a->x.
  * x_out NULL: recomputation for backward, which needs nothing after gelu. */
 static void block_forward(struct model *m, struct layer_acts *a, int64_t l, float *x_out)
@@ -425,9 +432,12 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	const int64_t M = m->rows, d = m->d, qk = m->qk, vw = m->vw, fl = m->fl;
 	const int64_t B = m->B, Hl = m->heads_local;
 
+	uint16_t *copy;
+
 	/* MSR(LN1(x)) on this rank's heads */
-	layernorm_forward(a->ln1, matmul_kept_target(kc, a->kept[KEPT_LN1], M * d), a->ln1_mean,
-			  a->ln1_rstd, a->x, w->ln1_gain, w->ln1_bias, M, d);
+	copy = matmul_sole_target(kc, a->kept[KEPT_LN1], M * d);
+	layernorm_forward(uncopied(a->ln1, copy), copy, a->ln1_mean, a->ln1_rstd, a->x,
+			  w->ln1_gain, w->ln1_bias, M, d);
 	matmul_hold_written(kc, HOLD_X, a->kept[KEPT_LN1], a->ln1, M * d); /* four projections */
 	matmul(kc, a->q, a->ln1, w->wq, M, qk, d, false, false, false);
 	matmul(kc, a->k, a->ln1, w->wk, M, qk, d, false, false, false);
@@ -439,8 +449,8 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	rotary_apply(a->k, &m->rotary, B, Hl, qk, +1, (float)(1.0 / sqrt((double)m->dk)));
 	retention_forward(m, a, l);
 	groupnorm_forward(a->gn, a->gn_mean, a->gn_rstd, a->o, M, Hl, m->dv);
-	swish_gate_forward(a->gated, matmul_kept_target(kc, a->kept[KEPT_GATED], M * vw), a->g,
-			   a->gn, M * vw);
+	copy = matmul_sole_target(kc, a->kept[KEPT_GATED], M * vw);
+	swish_gate_forward(uncopied(a->gated, copy), copy, a->g, a->gn, M * vw);
 	matmul_hold_written(kc, HOLD_X, a->kept[KEPT_GATED], a->gated, M * vw);
 	matmul(kc, a->y, a->gated, w->wo, M, d, vw, false, false, false);
 	matmul_release(kc, HOLD_X);
@@ -450,14 +460,15 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	vec_add(a->y, a->y, a->x, M * d);
 
 	/* FFN(LN2(Y)) on this rank's columns */
-	layernorm_forward(a->ln2, matmul_kept_target(kc, a->kept[KEPT_LN2], M * d), a->ln2_mean,
-			  a->ln2_rstd, a->y, w->ln2_gain, w->ln2_bias, M, d);
+	copy = matmul_sole_target(kc, a->kept[KEPT_LN2], M * d);
+	layernorm_forward(uncopied(a->ln2, copy), copy, a->ln2_mean, a->ln2_rstd, a->y,
+			  w->ln2_gain, w->ln2_bias, M, d);
 	matmul_hold_written(kc, HOLD_X, a->kept[KEPT_LN2], a->ln2, M * d);
 	matmul(kc, a->h_pre, a->ln2, w->w1, M, fl, d, false, false, false);
 	matmul_release(kc, HOLD_X);
 	/* Converted even when recomputing: backward's dW2 reads it. */
-	bias_gelu_forward(a->h, matmul_kept_target(kc, a->kept[KEPT_H], M * fl), a->h_pre, w->b1,
-			  M, fl);
+	copy = matmul_sole_target(kc, a->kept[KEPT_H], M * fl);
+	bias_gelu_forward(uncopied(a->h, copy), copy, a->h_pre, w->b1, M, fl);
 	matmul_hold_written(kc, HOLD_X, a->kept[KEPT_H], a->h, M * fl);
 	if (x_out)
 		matmul(kc, x_out, a->h, w->w2, M, d, fl, false, false, false);
@@ -478,6 +489,7 @@ float model_forward_micro(struct model *m, int chunk, int slot, const int32_t *i
 	const struct model_chunk *ch = &m->chunks[chunk];
 	const int64_t M = m->rows, d = m->d, V = m->V, nl = ch->num_layers;
 	double sum = 0.0;
+	uint16_t *copy;
 
 	keep_docs(m, mb, ch->last);
 	use_docs(m, mb);
@@ -494,8 +506,9 @@ float model_forward_micro(struct model *m, int chunk, int slot, const int32_t *i
 	if (!ch->last)
 		return 0.0f;
 	memcpy(mb->targets, targets, sizeof(int32_t) * (size_t)M);
-	layernorm_forward(mb->lnf, matmul_kept_target(m->kernels, mb->lnf_kept, M * d),
-			  mb->lnf_mean, mb->lnf_rstd, mb->out, m->w.lnf_gain, m->w.lnf_bias, M, d);
+	copy = matmul_sole_target(m->kernels, mb->lnf_kept, M * d);
+	layernorm_forward(uncopied(mb->lnf, copy), copy, mb->lnf_mean, mb->lnf_rstd, mb->out,
+			  m->w.lnf_gain, m->w.lnf_bias, M, d);
 	matmul_hold_written(m->kernels, HOLD_X, mb->lnf_kept, mb->lnf, M * d);
 	matmul(m->kernels, mb->logits, mb->lnf, m->w.lm_head, M, V, d, false, false, false);
 	matmul_release(m->kernels, HOLD_X);
@@ -554,14 +567,15 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l, boo
 	const int64_t M = m->rows, d = m->d, qk = m->qk, vw = m->vw, fl = m->fl;
 	const int64_t B = m->B, Hl = m->heads_local;
 	struct retention_dims rd = retention_dims_of(m);
+	uint16_t *copy;
 
 	/* FFN: x_out = y + gelu(ln2 W1 + b1) W2 + b2 */
 	bias_backward(dw->b2, m->dx, M, d);
 	linear_backward(kc, dw->w2, m->dh, a->h, a->kept[KEPT_H], m->dx,
 			dx_written ? m->dy_kept : NULL, w->w2, M, fl, d, false);
 	poll(m);
-	gelu_backward_bias(m->dh, matmul_kept_target(kc, m->dy_kept, M * fl), dw->b1, m->dh,
-			   a->h_pre, M, fl);
+	copy = matmul_sole_target(kc, m->dy_kept, M * fl);
+	gelu_backward_bias(uncopied(m->dh, copy), copy, dw->b1, m->dh, a->h_pre, M, fl);
 	linear_backward(kc, dw->w1, m->dln, a->ln2, a->kept[KEPT_LN2], m->dh, m->dy_kept, w->w1,
 			M, d, fl, false);
 	poll(m);
@@ -575,8 +589,8 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l, boo
 	linear_backward(kc, dw->wo, m->dgated, a->gated, a->kept[KEPT_GATED], m->dx, m->dy_kept,
 			w->wo, M, vw, d, false);
 	poll(m);
-	swish_gate_backward(m->dg, matmul_kept_target(kc, m->dg_kept, M * vw), m->dgn, m->dgated,
-			    a->g, a->gn, M * vw);
+	copy = matmul_sole_target(kc, m->dg_kept, M * vw);
+	swish_gate_backward(uncopied(m->dg, copy), copy, m->dgn, m->dgated, a->g, a->gn, M * vw);
 	groupnorm_backward(m->do_, m->dgn, a->o, a->gn_mean, a->gn_rstd, M, Hl, m->dv);
 	if (m->form == RETENTION_PARALLEL)
 		retention_parallel_backward(m->dq, m->dk_, m->dv_, m->do_, a->q, a->k, a->v, &rd);

@@ -36,6 +36,9 @@
 enum { ELEM_BLOCK = 1 << 14 };
 /* Rows per thread block in bias_add and bias_gelu_forward. */
 enum { BIAS_ROW_BLOCK = 16 };
+/* Values written at a time when only the bf16 copy of an output is kept: the float32
+ * values go through a buffer in L1 on their way to the copy. */
+enum { COPY_PIECE = 1024 };
 
 /*
  * exp(clamp(x, EXP_MIN, EXP_MAX)) with no call and no branch, so that the loops
@@ -89,8 +92,8 @@ static inline float gelu_slope(float x)
 
 /* The arrays of one elementwise call by role; a block works on [o, o + n) of each. */
 struct elem_arrays {
-	float *out, *out2;
-	uint16_t *out16; /* bf16(out), or NULL */
+	float *out, *out2; /* out NULL: out16 alone is written */
+	uint16_t *out16;   /* bf16(out), or NULL */
 	const float *in, *in2, *in3;
 };
 
@@ -138,37 +141,47 @@ static void gelu_backward_block(const struct elem_arrays *a, int64_t o, int64_t 
 RN_SIMD_CLONES
 static void swish_gate_forward_block(const struct elem_arrays *a, int64_t o, int64_t n)
 {
-	float *dst = a->out + o;
-	const float *gate = a->in + o, *y = a->in2 + o;
+	float piece[COPY_PIECE];
+
+	for (int64_t p = o; p < o + n; p += COPY_PIECE) {
+		const int64_t len = o + n - p < COPY_PIECE ? o + n - p : COPY_PIECE;
+		float *dst = a->out ? a->out + p : piece;
+		const float *gate = a->in + p, *y = a->in2 + p;
 
 #pragma omp simd
-	for (int64_t i = 0; i < n; i++) {
-		float g = gate[i];
+		for (int64_t i = 0; i < len; i++) {
+			float g = gate[i];
 
-		dst[i] = g / (1.0f + exp_clamped(-g)) * y[i];
+			dst[i] = g / (1.0f + exp_clamped(-g)) * y[i];
+		}
+		if (a->out16)
+			bf16_from_f32(a->out16 + p, dst, len);
 	}
-	if (a->out16)
-		bf16_from_f32(a->out16 + o, dst, n);
 }
 
 RN_SIMD_CLONES
 static void swish_gate_backward_block(const struct elem_arrays *a, int64_t o, int64_t n)
 {
-	float *dgate = a->out + o, *dy = a->out2 + o;
-	const float *ddst = a->in + o, *gate = a->in2 + o, *y = a->in3 + o;
+	float piece[COPY_PIECE];
+
+	for (int64_t p = o; p < o + n; p += COPY_PIECE) {
+		const int64_t len = o + n - p < COPY_PIECE ? o + n - p : COPY_PIECE;
+		float *dgate = a->out ? a->out + p : piece, *dy = a->out2 + p;
+		const float *ddst = a->in + p, *gate = a->in2 + p, *y = a->in3 + p;
 
 #pragma omp simd
-	for (int64_t i = 0; i < n; i++) {
-		/* Read everything first: callers may pass dgate or dy over an input. */
-		float g = gate[i], yi = y[i], d = ddst[i];
-		float e = exp_clamped(-g);
-		float s = 1.0f / (1.0f + e);
+		for (int64_t i = 0; i < len; i++) {
+			/* Read everything first: callers may pass dgate or dy over an input. */
+			float g = gate[i], yi = y[i], d = ddst[i];
+			float e = exp_clamped(-g);
+			float s = 1.0f / (1.0f + e);
 
-		dgate[i] = d * yi * (s + g * s * (e * s));
-		dy[i] = d * g * s;
+			dgate[i] = d * yi * (s + g * s * (e * s));
+			dy[i] = d * g * s;
+		}
+		if (a->out16)
+			bf16_from_f32(a->out16 + p, dgate, len);
 	}
-	if (a->out16)
-		bf16_from_f32(a->out16 + o, dgate, n);
 }
 
 void gelu_forward(float *dst, const float *src, int64_t n)
@@ -185,6 +198,7 @@ void gelu_backward(float *dsrc, const float *ddst, const float *src, int64_t n)
 void swish_gate_forward(float *dst, uint16_t *dst16, const float *gate, const float *y,
 			int64_t n)
 {
+	ENSURE(dst || dst16);
 	for_each_block(swish_gate_forward_block,
 		       &(struct elem_arrays){.out = dst, .out16 = dst16, .in = gate, .in2 = y}, n);
 }
@@ -192,6 +206,7 @@ void swish_gate_forward(float *dst, uint16_t *dst16, const float *gate, const fl
 void swish_gate_backward(float *dgate, uint16_t *dgate16, float *dy, const float *ddst,
 			 const float *gate, const float *y, int64_t n)
 {
+	ENSURE(dgate || dgate16);
 	for_each_block(swish_gate_backward_block,
 		       &(struct elem_arrays){.out = dgate, .out2 = dy, .out16 = dgate16,
 					     .in = ddst, .in2 = gate, .in3 = y},
@@ -265,26 +280,32 @@ void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width)
 RN_SIMD_CLONES
 static void bias_gelu_rows(const struct elem_arrays *a, int64_t r0, int64_t r1, int64_t width)
 {
-	const float *bias = a->in;
+	float piece[COPY_PIECE];
 
 	for (int64_t r = r0; r < r1; r++) {
-		float *xr = a->out2 + r * width, *yr = a->out + r * width;
+		for (int64_t j0 = 0; j0 < width; j0 += COPY_PIECE) {
+			const int64_t n = width - j0 < COPY_PIECE ? width - j0 : COPY_PIECE;
+			float *xr = a->out2 + r * width + j0;
+			float *yr = a->out ? a->out + r * width + j0 : piece;
+			const float *bias = a->in + j0;
 
 #pragma omp simd
-		for (int64_t j = 0; j < width; j++) {
-			float v = xr[j] + bias[j];
+			for (int64_t j = 0; j < n; j++) {
+				float v = xr[j] + bias[j];
 
-			xr[j] = v;
-			yr[j] = gelu_value(v);
+				xr[j] = v;
+				yr[j] = gelu_value(v);
+			}
+			if (a->out16)
+				bf16_from_f32(a->out16 + r * width + j0, yr, n);
 		}
-		if (a->out16)
-			bf16_from_f32(a->out16 + r * width, yr, width);
 	}
 }
 
 void bias_gelu_forward(float *dst, uint16_t *dst16, float *x, const float *bias, int64_t rows,
 		       int64_t width)
 {
+	ENSURE(dst || dst16);
 	for_each_row_block(bias_gelu_rows,
 			   &(struct elem_arrays){.out = dst, .out2 = x, .out16 = dst16, .in = bias},
 			   rows, width);
@@ -296,31 +317,35 @@ static void gelu_backward_part(const void *arg, int64_t r0, int64_t r1, int64_t 
 			       double *part, int64_t sum_stride)
 {
 	const struct elem_arrays *a = arg;
-	float *dsrc = a->out;
-	const float *ddst = a->in, *src = a->in2;
+	float piece[COPY_PIECE];
 
 	(void)sum_stride; /* one sum */
 	for (int64_t j = 0; j < width; j++)
 		part[j] = 0.0;
 	for (int64_t r = r0; r < r1; r++) {
-		float *dx = dsrc + r * width;
-		const float *dy = ddst + r * width, *x = src + r * width;
+		for (int64_t j0 = 0; j0 < width; j0 += COPY_PIECE) {
+			const int64_t n = width - j0 < COPY_PIECE ? width - j0 : COPY_PIECE;
+			float *dx = a->out ? a->out + r * width + j0 : piece;
+			const float *dy = a->in + r * width + j0, *x = a->in2 + r * width + j0;
+			double *pj = part + j0;
 
 #pragma omp simd
-		for (int64_t j = 0; j < width; j++) {
-			float g = dy[j] * gelu_slope(x[j]);
+			for (int64_t j = 0; j < n; j++) {
+				float g = dy[j] * gelu_slope(x[j]);
 
-			dx[j] = g;
-			part[j] += g;
+				dx[j] = g;
+				pj[j] += g;
+			}
+			if (a->out16)
+				bf16_from_f32(a->out16 + r * width + j0, dx, n);
 		}
-		if (a->out16)
-			bf16_from_f32(a->out16 + r * width, dx, width);
 	}
 }
 
 void gelu_backward_bias(float *dsrc, uint16_t *dsrc16, float *dbias, const float *ddst,
 			const float *src, int64_t rows, int64_t width)
 {
+	ENSURE(dsrc || dsrc16);
 	colsum_run(gelu_backward_part,
 		   &(struct elem_arrays){.out = dsrc, .out16 = dsrc16, .in = ddst, .in2 = src},
 		   rows, width, 1, &dbias);

@@ -9,7 +9,8 @@
  * The kernels whose output a bf16 matmul reads next can also write its bfloat16 copy
  * (an out16 argument: bf16(out) as bf16_from_f32 gives it, written block by block
  * while the block is in cache, so the matmul need not read the float32 output again
- * to convert it); NULL leaves it out.
+ * to convert it); NULL leaves it out. Their float32 output may then be NULL in turn:
+ * the copy is written alone, for bf16 products that read nothing else.
  */
 #ifndef RN_ACTIVATION_H
 #define RN_ACTIVATION_H

@@ -413,6 +413,7 @@ void matmul_hold_again(struct kernels_ctx *ctx, int slot, struct matmul_kept *ke
 		       const float *src, int64_t elems)
 {
 	if (!(ctx->bf16 && kept->converted && kept->src == src && kept->elems == elems)) {
+		ENSURE(!kept->sole); /* src's float32 values were never written */
 		matmul_hold_fresh(ctx, slot, kept, src, elems);
 		return;
 	}
@@ -425,11 +426,20 @@ uint16_t *matmul_kept_target(struct kernels_ctx *ctx, struct matmul_kept *kept, 
 	/* Whatever copy the buffer held is about to be overwritten. */
 	kept->src = NULL;
 	kept->converted = false;
+	kept->sole = false;
 	kept->target_elems = elems;
 	if (!ctx->bf16)
 		return NULL;
 	grow_bf16(&kept->buf, &kept->cap, elems);
 	return kept->buf;
+}
+
+uint16_t *matmul_sole_target(struct kernels_ctx *ctx, struct matmul_kept *kept, int64_t elems)
+{
+	uint16_t *copy = matmul_kept_target(ctx, kept, elems);
+
+	kept->sole = copy != NULL;
+	return copy;
 }
 
 void matmul_hold_written(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,

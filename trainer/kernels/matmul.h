@@ -175,6 +175,7 @@ struct matmul_kept {
 	int64_t elems;
 	bool converted;
 	int64_t target_elems; /* matmul_kept_target's, until matmul_hold_written */
+	bool sole;            /* the copy was written alone (matmul_sole_target) */
 	uint16_t *buf;        /* grow-only */
 	size_t cap;
 };
@@ -195,6 +196,14 @@ void matmul_hold_again(struct kernels_ctx *ctx, int slot, struct matmul_kept *ke
  * check that the producer wrote every value: that is the caller's contract.
  */
 uint16_t *matmul_kept_target(struct kernels_ctx *ctx, struct matmul_kept *kept, int64_t elems);
+/*
+ * As matmul_kept_target, for a producer that on a bf16 context writes the copy alone
+ * and leaves src's float32 values unwritten: every product reads the copy, and
+ * writing float32 values that nothing reads would cost a pass over memory. NULL on a
+ * float32 context, where the producer writes float32 only. matmul_hold_again stops
+ * the program where it would have to convert src afresh.
+ */
+uint16_t *matmul_sole_target(struct kernels_ctx *ctx, struct matmul_kept *kept, int64_t elems);
 void matmul_hold_written(struct kernels_ctx *ctx, int slot, struct matmul_kept *kept,
 			 const float *src, int64_t elems);
 /* Grows kept's buffer to elems values now rather than at its first fresh hold. */

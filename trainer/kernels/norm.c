@@ -37,6 +37,9 @@ struct norm_call {
 /* Rows per block shared out to the threads: the loops over a block are cloned for
  * AVX-512 (trainer/kernels/simd.h), which OpenMP-outlined bodies are not. */
 enum { NORM_ROW_BLOCK = 16 };
+/* Values of a row written at a time when only the bf16 copy is kept: the float32
+ * values go through a buffer in L1 on their way to the copy. */
+enum { NORM_PIECE = 1024 };
 
 typedef void (*norm_rows_fn)(const struct norm_call *c, int64_t r0, int64_t r1);
 
@@ -59,9 +62,10 @@ static void norm_forward_rows(const struct norm_call *c, int64_t r0, int64_t r1)
 	const int64_t width = c->width;
 	const float *gain = c->gain, *bias = c->bias;
 
+	float piece[NORM_PIECE];
+
 	for (int64_t r = r0; r < r1; r++) {
 		const float *x = c->src + r * width;
-		float *y = c->dst + r * width;
 		double sum = 0.0, sq = 0.0, m, rs;
 
 #pragma omp simd reduction(+ : sum)
@@ -75,17 +79,24 @@ static void norm_forward_rows(const struct norm_call *c, int64_t r0, int64_t r1)
 			sq += d * d;
 		}
 		rs = 1.0 / sqrt(sq / (double)width + (double)NORM_EPS);
-		if (gain) {
-			for (int64_t j = 0; j < width; j++)
-				y[j] = (float)(((double)x[j] - m) * rs) * gain[j] + bias[j];
-		} else {
-			for (int64_t j = 0; j < width; j++)
-				y[j] = (float)(((double)x[j] - m) * rs);
+		for (int64_t j0 = 0; j0 < width; j0 += NORM_PIECE) {
+			const int64_t n = width - j0 < NORM_PIECE ? width - j0 : NORM_PIECE;
+			const float *xp = x + j0;
+			float *y = c->dst ? c->dst + r * width + j0 : piece;
+
+			if (gain) {
+				for (int64_t j = 0; j < n; j++)
+					y[j] = (float)(((double)xp[j] - m) * rs) * gain[j0 + j] +
+					       bias[j0 + j];
+			} else {
+				for (int64_t j = 0; j < n; j++)
+					y[j] = (float)(((double)xp[j] - m) * rs);
+			}
+			if (c->dst16)
+				bf16_from_f32(c->dst16 + r * width + j0, y, n);
 		}
 		c->mean[r] = (float)m;
 		c->rstd[r] = (float)rs;
-		if (c->dst16)
-			bf16_from_f32(c->dst16 + r * width, y, width);
 	}
 }
 
@@ -194,7 +205,7 @@ void layernorm_forward(float *dst, uint16_t *dst16, float *mean, float *rstd,
 		       const float *src, const float *gain, const float *bias, int64_t rows,
 		       int64_t width)
 {
-	ENSURE(gain && bias);
+	ENSURE(gain && bias && (dst || dst16));
 	norm_rows_forward(dst, dst16, mean, rstd, src, gain, bias, rows, width);
 }
 

@@ -16,8 +16,9 @@
 
 #define NORM_EPS 1e-5f
 
-/* dst = (src - mean) * rstd * gain + bias, per row over `width` values. */
-void layernorm_forward(float *dst,        /* (rows, width) */
+/* dst = (src - mean) * rstd * gain + bias, per row over `width` values. dst NULL
+ * writes the bf16 copy alone (for bf16 products, which read nothing else). */
+void layernorm_forward(float *dst,        /* (rows, width), or NULL */
 		       uint16_t *dst16,   /* (rows, width) bf16(dst), or NULL */
 		       float *mean,       /* (rows) saved for backward */
 		       float *rstd,       /* (rows) saved for backward */
