@@ -13,6 +13,7 @@
 #include "common/rng.h"
 #include "tests/harness.h"
 #include "tests/ref/rotary_ref.h"
+#include "trainer/kernels/bf16.h"
 #include "trainer/kernels/rotary.h"
 
 #define SEED 4242
@@ -54,6 +55,32 @@ static void check_table(int64_t seq_len, int64_t head_dim, int64_t first_pos)
 	rotary_table_free(&t);
 	EXPECT_TRUE(t.cos_a == NULL && t.sin_a == NULL, "rotary_table_free leaves pointers");
 	free(c), free(s);
+}
+
+/* rotary_apply_copy: the bf16 roundings of what rotary_apply stored in rotated, at
+ * the same places, nothing past the heads written, and x left as it was. */
+static void check_copy(const char *tag, const float *x, const float *rotated,
+		       const struct rotary_table *t, int64_t batch, int64_t heads, int64_t ld,
+		       int dir, float scale)
+{
+	const int64_t rows = batch * t->seq_len, n = rows * ld, width = heads * t->head_dim;
+	float *x2 = xmalloc(sizeof(float) * n);
+	uint16_t *copy = xmalloc(sizeof(uint16_t) * n);
+	int64_t bad = -1;
+
+	memcpy(x2, x, sizeof(float) * n);
+	memset(copy, 0xff, sizeof(uint16_t) * n);
+	rotary_apply_copy(x2, copy, t, batch, heads, ld, dir, scale);
+	for (int64_t i = 0; i < n && bad < 0; i++) {
+		uint16_t want = i % ld < width ? bf16_from_f32_one(rotated[i]) : 0xffff;
+
+		if (copy[i] != want)
+			bad = i;
+	}
+	EXPECT_TRUE(bad < 0 && memcmp(x, x2, sizeof(float) * n) == 0,
+		    "%s direction %d: rotary_apply_copy wrong at %ld, or x changed", tag, dir,
+		    (long)bad);
+	free(x2), free(copy);
 }
 
 static void check_apply(int64_t batch, int64_t seq_len, int64_t heads, int64_t head_dim,
@@ -165,6 +192,7 @@ static void check_apply(int64_t batch, int64_t seq_len, int64_t heads, int64_t h
 		snprintf(label, sizeof(label), "%s direction %d, scale 1/sqrt(head_dim)", tag, dir);
 		EXPECT_CLOSE(y, yd, n, 1e-6, 2e-7, label);
 		EXPECT_TRUE(pad_same, "%s: a scaled rotation modified columns past the heads", tag);
+		check_copy(tag, x, y, &t, batch, heads, ld, dir, (float)sc);
 	}
 
 	rotary_table_free(&t);
@@ -188,5 +216,6 @@ int main(void)
 	check_apply(1, 9, 4, 16, 0, 100000);
 	check_apply(5, 3, 3, 6, 1, 7);
 	check_apply(1, 1, 1, 4, 0, 0);
+	check_apply(1, 3, 2, 1100, 3, 5); /* heads of more than one piece */
 	return test_finish();
 }

@@ -554,6 +554,16 @@ static void linear_backward(struct kernels_ctx *kc, float *dw, float *dx, const 
 		matmul_release(kc, HOLD_X);
 }
 
+/* The backward of the rotation (and of the scale folded into it) of dx, M x qk: in
+ * place, or into copy alone (matmul_sole_target). */
+static void rotate_back(const struct model *m, float *dx, uint16_t *copy, float scale)
+{
+	if (copy)
+		rotary_apply_copy(dx, copy, &m->rotary, m->B, m->heads_local, m->qk, -1, scale);
+	else
+		rotary_apply(dx, &m->rotary, m->B, m->heads_local, m->qk, -1, scale);
+}
+
 /* dx holds dLoss/d(block output) on entry and dLoss/d(block input) on return;
  * dx is the same on every TP rank, so are the gradients of replicated tensors.
  * dx_written: dy_kept holds dx's bf16 copy (a matmul_kept_target written with dx);
@@ -565,7 +575,7 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l, boo
 	const struct layer_tensors *dw = &m->dw.layers[l];
 	struct kernels_ctx *kc = m->kernels;
 	const int64_t M = m->rows, d = m->d, qk = m->qk, vw = m->vw, fl = m->fl;
-	const int64_t B = m->B, Hl = m->heads_local;
+	const int64_t Hl = m->heads_local;
 	struct retention_dims rd = retention_dims_of(m);
 	uint16_t *copy;
 
@@ -600,13 +610,17 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l, boo
 		retention_chunkwise_backward(kc, m->dq, m->dk_, m->dv_, m->retention_scratch,
 					     m->do_, a->q, a->k, a->v, a->states, NULL, &rd);
 	poll(m);
-	rotary_apply(m->dq, &m->rotary, B, Hl, qk, -1, 1.0f);
-	rotary_apply(m->dk_, &m->rotary, B, Hl, qk, -1, (float)(1.0 / sqrt((double)m->dk)));
-	/* dln sums the four in the same order as ever: q, k, v, g */
+	/* dln sums the four in the same order as ever: q, k, v, g. The rotations' backward
+	 * write dq's and then dk's copy into dy_kept, the products reading nothing else. */
 	matmul_hold_again(kc, HOLD_X, a->kept[KEPT_LN1], a->ln1, M * d);
-	linear_backward(kc, dw->wq, m->dln, a->ln1, NULL, m->dq, NULL, w->wq, M, d, qk, false);
+	rotate_back(m, m->dq, matmul_sole_target(kc, m->dy_kept, M * qk), 1.0f);
+	linear_backward(kc, dw->wq, m->dln, a->ln1, NULL, m->dq, m->dy_kept, w->wq, M, d, qk,
+			false);
 	poll(m);
-	linear_backward(kc, dw->wk, m->dln, a->ln1, NULL, m->dk_, NULL, w->wk, M, d, qk, true);
+	rotate_back(m, m->dk_, matmul_sole_target(kc, m->dy_kept, M * qk),
+		    (float)(1.0 / sqrt((double)m->dk)));
+	linear_backward(kc, dw->wk, m->dln, a->ln1, NULL, m->dk_, m->dy_kept, w->wk, M, d, qk,
+			true);
 	poll(m);
 	linear_backward(kc, dw->wv, m->dln, a->ln1, NULL, m->dv_, NULL, w->wv, M, d, vw, true);
 	poll(m);

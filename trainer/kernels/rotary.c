@@ -10,6 +10,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "trainer/kernels/bf16.h"
 #include "trainer/kernels/simd.h"
 
 void rotary_table_init(struct rotary_table *table, int64_t seq_len, int64_t head_dim,
@@ -58,47 +59,99 @@ void rotary_table_free(struct rotary_table *table)
 /* Rows per block shared out to the threads (the block's loops are cloned for
  * AVX-512, trainer/kernels/simd.h). */
 enum { ROTARY_ROW_BLOCK = 16 };
+/* Lane pairs rotated at a time into the copy of rotary_apply_copy: the float32
+ * values go through a buffer in L1 on their way to it. */
+enum { ROTARY_PIECE_PAIRS = 512 };
+
+/* One call's arrays: the rotation of src goes to dst (in place: dst = src) or, when
+ * dst16 is given, to dst16 alone. */
+struct rotate_call {
+	const float *src;
+	float *dst;
+	uint16_t *dst16;
+	const struct rotary_table *table;
+	int64_t heads, ld;
+	float sign, scale;
+};
 
 RN_SIMD_CLONES
-static void rotate_rows(float *x, const struct rotary_table *table, int64_t r0, int64_t r1,
-			int64_t heads, int64_t ld, float sign, float scale)
+static void rotate_rows(const struct rotate_call *rc, int64_t r0, int64_t r1)
 {
-	const int64_t seq_len = table->seq_len, head_dim = table->head_dim;
-	const int64_t half = head_dim / 2;
+	const int64_t seq_len = rc->table->seq_len, head_dim = rc->table->head_dim;
+	const int64_t half = head_dim / 2, ld = rc->ld;
+	const float sign = rc->sign, scale = rc->scale;
+	float piece[2 * ROTARY_PIECE_PAIRS];
 
 	for (int64_t r = r0; r < r1; r++) {
-		const float *c = table->cos_a + (r % seq_len) * half;
-		const float *s = table->sin_a + (r % seq_len) * half;
+		const float *c = rc->table->cos_a + (r % seq_len) * half;
+		const float *s = rc->table->sin_a + (r % seq_len) * half;
 
-		for (int64_t h = 0; h < heads; h++) {
-			float *v = x + r * ld + h * head_dim;
+		for (int64_t h = 0; h < rc->heads; h++) {
+			for (int64_t i0 = 0; i0 < half; i0 += ROTARY_PIECE_PAIRS) {
+				const int64_t n =
+					half - i0 < ROTARY_PIECE_PAIRS ? half - i0 : ROTARY_PIECE_PAIRS;
+				const int64_t at = r * ld + h * head_dim + 2 * i0;
+				const float *v = rc->src + at, *ci = c + i0, *sn = s + i0;
+				float *out = rc->dst16 ? piece : rc->dst + at;
 
-			for (int64_t i = 0; i < half; i++) {
-				float x0 = v[2 * i], x1 = v[2 * i + 1], si = sign * s[i];
+				/* `omp simd`: out may be v, element for element (each i reads
+				 * its pair before writing it), which an overlap check would
+				 * otherwise send down the scalar path. */
+#pragma omp simd
+				for (int64_t i = 0; i < n; i++) {
+					float x0 = v[2 * i], x1 = v[2 * i + 1], si = sign * sn[i];
 
-				v[2 * i] = (x0 * c[i] - x1 * si) * scale;
-				v[2 * i + 1] = (x1 * c[i] + x0 * si) * scale;
+					out[2 * i] = (x0 * ci[i] - x1 * si) * scale;
+					out[2 * i + 1] = (x1 * ci[i] + x0 * si) * scale;
+				}
+				if (rc->dst16)
+					bf16_from_f32(rc->dst16 + at, piece, 2 * n);
 			}
 		}
 	}
 }
 
-void rotary_apply(float *x, const struct rotary_table *table, int64_t batch, int64_t heads,
-		  int64_t ld, int direction, float scale)
+static void rotate(const struct rotate_call *rc, int64_t batch, int direction)
 {
-	const int64_t rows = batch * table->seq_len;
+	const int64_t rows = batch * rc->table->seq_len;
 	const int64_t nblk = (rows + ROTARY_ROW_BLOCK - 1) / ROTARY_ROW_BLOCK;
-	/* Rotating by -a: cos(-a) = cos a, sin(-a) = -sin a. */
-	const float sign = direction > 0 ? 1.0f : -1.0f;
 
 	ENSURE(direction == 1 || direction == -1);
-	ENSURE(batch >= 0 && heads >= 0);
-	ENSURE(ld >= heads * table->head_dim);
+	ENSURE(batch >= 0 && rc->heads >= 0);
+	ENSURE(rc->ld >= rc->heads * rc->table->head_dim);
 #pragma omp parallel for schedule(static)
 	for (int64_t b = 0; b < nblk; b++) {
 		const int64_t r0 = b * ROTARY_ROW_BLOCK;
 
-		rotate_rows(x, table, r0, rows - r0 < ROTARY_ROW_BLOCK ? rows : r0 + ROTARY_ROW_BLOCK,
-			    heads, ld, sign, scale);
+		rotate_rows(rc, r0, rows - r0 < ROTARY_ROW_BLOCK ? rows : r0 + ROTARY_ROW_BLOCK);
 	}
+}
+
+/* Rotating by -a: cos(-a) = cos a, sin(-a) = -sin a. */
+static float sign_of(int direction)
+{
+	return direction > 0 ? 1.0f : -1.0f;
+}
+
+void rotary_apply(float *x, const struct rotary_table *table, int64_t batch, int64_t heads,
+		  int64_t ld, int direction, float scale)
+{
+	const struct rotate_call rc = {
+		.src = x, .dst = x, .table = table, .heads = heads, .ld = ld, .sign = sign_of(direction),
+		.scale = scale,
+	};
+
+	rotate(&rc, batch, direction);
+}
+
+void rotary_apply_copy(const float *x, uint16_t *x16, const struct rotary_table *table,
+		       int64_t batch, int64_t heads, int64_t ld, int direction, float scale)
+{
+	const struct rotate_call rc = {
+		.src = x, .dst16 = x16, .table = table, .heads = heads, .ld = ld,
+		.sign = sign_of(direction), .scale = scale,
+	};
+
+	ENSURE(x16);
+	rotate(&rc, batch, direction);
 }

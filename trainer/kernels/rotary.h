@@ -37,5 +37,13 @@ void rotary_table_reposition(struct rotary_table *table, int64_t first_pos);
  */
 void rotary_apply(float *x, const struct rotary_table *table, int64_t batch, int64_t heads,
 		  int64_t ld, int direction, float scale);
+/*
+ * The same rotation of x written to x16 alone, as bfloat16 (bf16.h: the roundings of
+ * the values rotary_apply would store), at the same places (row stride ld; nothing
+ * past the heads is written); x is left as it is. For a rotated gradient that only
+ * bf16 products read.
+ */
+void rotary_apply_copy(const float *x, uint16_t *x16, const struct rotary_table *table,
+		       int64_t batch, int64_t heads, int64_t ld, int direction, float scale);
 
 #endif
