@@ -53,6 +53,53 @@ void *xaligned_alloc(size_t bytes)
 	return p;
 }
 
+/* The bytes of a mapping of `bytes`: whole pages, whole huge pages from
+ * HUGE_PAGE_MIN_BYTES on. */
+static size_t mapped_length(size_t bytes)
+{
+	size_t align = bytes >= HUGE_PAGE_MIN_BYTES ? HUGE_PAGE_BYTES : (size_t)4096;
+	size_t rounded = (bytes + align - 1) & ~(align - 1);
+
+	if (rounded < bytes)
+		FATAL("allocation size %zu overflows", bytes);
+	return rounded ? rounded : align;
+}
+
+void *xmapped_alloc(size_t bytes)
+{
+	const size_t length = mapped_length(bytes);
+	/* a huge-page boundary: map one huge page more and unmap what lies before and
+	 * after the aligned range */
+	const size_t slack = length >= HUGE_PAGE_MIN_BYTES ? HUGE_PAGE_BYTES : 0;
+	uint8_t *base = mmap(NULL, length + slack, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *p;
+
+	if (base == MAP_FAILED)
+		FATAL("out of memory mapping %zu bytes", bytes);
+	p = base;
+	if (slack) {
+		size_t head = (HUGE_PAGE_BYTES - (uintptr_t)base % HUGE_PAGE_BYTES) % HUGE_PAGE_BYTES;
+
+		p = base + head;
+		if (head)
+			CHECK_SYS(munmap(base, head));
+		if (slack - head)
+			CHECK_SYS(munmap(p + length, slack - head));
+#ifdef MADV_HUGEPAGE
+		/* only advice, as in xaligned_alloc */
+		(void)madvise(p, length, MADV_HUGEPAGE);
+#endif
+	}
+	return p;
+}
+
+void xmapped_free(void *p, size_t bytes)
+{
+	if (p)
+		CHECK_SYS(munmap(p, mapped_length(bytes)));
+}
+
 bool size_mul_ok(size_t a, size_t b, size_t *out)
 {
 	if (a != 0 && b > SIZE_MAX / a)

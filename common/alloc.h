@@ -16,6 +16,11 @@ void *xcalloc(size_t count, size_t size);
  * advised to use transparent huge pages (madvise; where the kernel has them off,
  * small pages as before). */
 void *xaligned_alloc(size_t bytes);
+/* Zeroed and aligned as xaligned_alloc gives, but mapped rather than written: a page
+ * takes memory only once it is written, so a buffer that a run never writes costs
+ * none. Free with xmapped_free(p, bytes). */
+void *xmapped_alloc(size_t bytes);
+void xmapped_free(void *p, size_t bytes);
 /* a*b, or false when it overflows. */
 bool size_mul_ok(size_t a, size_t b, size_t *out);
 /* a*b, or a fatal error naming `what` when it overflows. */

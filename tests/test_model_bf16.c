@@ -198,6 +198,37 @@ static void check_in_flight(bool recompute)
 		free(mb[k].inputs), free(mb[k].targets);
 }
 
+/*
+ * The float32 outputs that bf16 writes as their copy alone leave the count of the
+ * activations when bf16 comes on, and come back when it goes off: per layer LN1's
+ * and LN2's (M x d), the swish gate's (M x 2d) and gelu's (M x f), then the final
+ * LayerNorm's (M x d) and backward's gate and gelu gradients (M x 2d, M x f). The
+ * bf16 copies kept for backward stay counted once reserved.
+ */
+static void check_copied_outputs(void)
+{
+	struct run_spec cfg = tiny_spec(false);
+	const double M = (double)(cfg.micro_batch_size * cfg.seq_length);
+	const double d = (double)cfg.hidden_size, f = (double)cfg.ffn_hidden_size;
+	const double per_layer = M * (2 * d + 2 * d + f);
+	const double copied =
+		sizeof(float) * ((double)cfg.num_layers * per_layer + M * d + M * (2 * d + f));
+	struct model *m = model_create(&cfg, NULL, 1);
+	double f32, on, off;
+	char err[256];
+
+	f32 = (double)model_activation_bytes(m);
+	EXPECT_TRUE(model_set_bf16(m, true, err, sizeof(err)) == 0, "model_set_bf16: %s", err);
+	on = (double)model_activation_bytes(m);
+	EXPECT_TRUE(model_set_bf16(m, false, err, sizeof(err)) == 0, "model_set_bf16: %s", err);
+	off = (double)model_activation_bytes(m);
+	EXPECT_TRUE(off - on == copied && on < f32,
+		    "activations: %.0f bytes on float32, %.0f on bf16, %.0f back on float32; "
+		    "the copied outputs are %.0f",
+		    f32, on, off, copied);
+	model_destroy(m);
+}
+
 int main(void)
 {
 	struct run_spec cfg = tiny_spec(false);
@@ -214,5 +245,6 @@ int main(void)
 	check_reference("tiny_model_t40.bin");
 	check_in_flight(false);
 	check_in_flight(true);
+	check_copied_outputs();
 	return test_finish();
 }

@@ -129,10 +129,26 @@ int model_set_bf16(struct model *m, bool on, char *err, size_t errlen)
 {
 	int rc = kernels_ctx_set_bf16(m->kernels, on, err, errlen);
 
+	if (rc)
+		return rc;
+	/* The float32 outputs that bf16 writes as their copy alone are not the
+	 * activations of a bf16 step: mapped, they take no memory until float32 steps
+	 * write them (model_setup.c). They are left as they are when bf16 comes on
+	 * after float32 steps, so that float32 steps after it do not fault them in
+	 * again. */
+	if (on != m->copied_outputs_uncounted) {
+		size_t bytes = model_setup_copied_outputs(m);
+
+		if (on)
+			m->activation_bytes -= bytes;
+		else
+			m->activation_bytes += bytes;
+		m->copied_outputs_uncounted = on;
+	}
 	/* The bf16 copies kept from forward to backward are allocated now, once, and
 	 * counted with the activations. */
-	if (rc || !on || m->kept_reserved)
-		return rc;
+	if (!on || m->kept_reserved)
+		return 0;
 	for (int i = 0; i < m->nkept_refs; i++) {
 		matmul_kept_reserve(m->kept_refs[i].kept, m->kept_refs[i].elems);
 		m->activation_bytes += (size_t)m->kept_refs[i].elems * sizeof(uint16_t);

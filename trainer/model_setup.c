@@ -189,26 +189,39 @@ void model_setup_params(struct model *m)
 
 /* Every buffer goes through here and is remembered for model_setup_free. */
 struct buffer_list {
-	void **items;
+	struct buffer {
+		void *p;
+		size_t bytes;
+		bool copied; /* a copied output (COPIED_OUTPUT), mapped */
+	} *items;
 	size_t count, cap, bytes;
 };
 
-static void *take(struct buffer_list *l, size_t count, size_t elem)
+static void *take_buffer(struct buffer_list *l, size_t count, size_t elem, bool copied)
 {
 	size_t bytes = size_mul_checked(elem, count, "activation buffer");
-	void *p = xaligned_alloc(bytes);
+	void *p = copied ? xmapped_alloc(bytes) : xaligned_alloc(bytes);
 
 	if (l->count == l->cap) {
 		l->cap = l->cap ? 2 * l->cap : 256;
 		l->items = realloc(l->items, l->cap * sizeof(*l->items));
 		CHECK_PTR(l->items);
 	}
-	l->items[l->count++] = p;
+	l->items[l->count++] = (struct buffer){p, bytes, copied};
 	l->bytes += bytes;
 	return p;
 }
 
+static void *take(struct buffer_list *l, size_t count, size_t elem)
+{
+	return take_buffer(l, count, elem, false);
+}
+
 #define FLOATS(n) take(bl, (size_t)(n), sizeof(float))
+/* The float32 output of a kernel that, on bf16, writes its bf16 copy alone (model.c,
+ * matmul_sole_target): mapped, so that a bf16 run, which never writes it, gives it
+ * no memory (model_setup_copied_outputs). */
+#define COPIED_OUTPUT(n) take_buffer(bl, (size_t)(n), sizeof(float), true)
 
 /* An empty bf16 copy of `elems` values, listed for model_set_bf16 and
  * model_setup_free; its buffer comes on first use or reservation. */
@@ -229,7 +242,7 @@ static void alloc_layer(struct buffer_list *bl, struct layer_acts *a, struct mod
 	const int64_t Hl = m->heads_local;
 
 	a->x = FLOATS(M * d);
-	a->ln1 = FLOATS(M * d);
+	a->ln1 = COPIED_OUTPUT(M * d);
 	a->ln1_mean = FLOATS(M);
 	a->ln1_rstd = FLOATS(M);
 	a->q = FLOATS(M * qk);
@@ -240,14 +253,14 @@ static void alloc_layer(struct buffer_list *bl, struct layer_acts *a, struct mod
 	a->gn_mean = FLOATS(M * Hl);
 	a->gn_rstd = FLOATS(M * Hl);
 	a->gn = FLOATS(M * vw);
-	a->gated = FLOATS(M * vw);
+	a->gated = COPIED_OUTPUT(M * vw);
 	a->states = FLOATS(state_floats);
 	a->y = FLOATS(M * d);
-	a->ln2 = FLOATS(M * d);
+	a->ln2 = COPIED_OUTPUT(M * d);
 	a->ln2_mean = FLOATS(M);
 	a->ln2_rstd = FLOATS(M);
 	a->h_pre = FLOATS(M * fl);
-	a->h = FLOATS(M * fl);
+	a->h = COPIED_OUTPUT(M * fl);
 	a->kept[KEPT_LN1] = new_kept(m, M * d);
 	a->kept[KEPT_GATED] = new_kept(m, M * vw);
 	a->kept[KEPT_LN2] = new_kept(m, M * d);
@@ -278,7 +291,7 @@ static void alloc_micro(struct buffer_list *bl, struct micro_acts *mb, struct mo
 	mb->piece_starts = take(bl, (size_t)(m->cp_size * m->B), 1);
 	if (ch->last) {
 		mb->loss_mask = take(bl, (size_t)M, 1);
-		mb->lnf = FLOATS(M * d);
+		mb->lnf = COPIED_OUTPUT(M * d);
 		mb->lnf_mean = FLOATS(M);
 		mb->lnf_rstd = FLOATS(M);
 		mb->logits = FLOATS(M * m->V);
@@ -315,11 +328,11 @@ size_t model_setup_activations(struct model *m)
 	m->dq = FLOATS(M * qk);
 	m->dk_ = FLOATS(M * qk);
 	m->dv_ = FLOATS(M * vw);
-	m->dg = FLOATS(M * vw);
+	m->dg = COPIED_OUTPUT(M * vw);
 	m->dgated = FLOATS(M * vw);
 	m->dgn = FLOATS(M * vw);
 	m->do_ = FLOATS(M * vw);
-	m->dh = FLOATS(M * m->fl);
+	m->dh = COPIED_OUTPUT(M * m->fl);
 	m->dy_kept = new_kept(m, M * (m->fl > d ? m->fl : d));
 	m->dg_kept = new_kept(m, M * vw);
 	m->retention_scratch = FLOATS(retention_scratch_floats(&rd));
@@ -334,13 +347,29 @@ size_t model_setup_activations(struct model *m)
 }
 
 #undef FLOATS
+#undef COPIED_OUTPUT
+
+size_t model_setup_copied_outputs(const struct model *m)
+{
+	const struct buffer_list *bl = m->buffers;
+	size_t bytes = 0;
+
+	for (size_t i = 0; i < bl->count; i++)
+		if (bl->items[i].copied)
+			bytes += bl->items[i].bytes;
+	return bytes;
+}
 
 void model_setup_free(struct model *m)
 {
 	struct buffer_list *bl = m->buffers;
 
-	for (size_t i = 0; bl && i < bl->count; i++)
-		free(bl->items[i]);
+	for (size_t i = 0; bl && i < bl->count; i++) {
+		if (bl->items[i].copied)
+			xmapped_free(bl->items[i].p, bl->items[i].bytes);
+		else
+			free(bl->items[i].p);
+	}
 	if (bl)
 		free(bl->items);
 	free(bl);

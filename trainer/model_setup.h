@@ -7,6 +7,7 @@
 #ifndef RN_MODEL_SETUP_H
 #define RN_MODEL_SETUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,8 @@ void model_setup_chunks(struct model *m, int64_t per_chunk, const int *slots);
 void model_setup_params(struct model *m);
 /* Allocates the micro-batch slots and the backward workspace; returns the bytes. */
 size_t model_setup_activations(struct model *m);
+/* The bytes of the float32 outputs that bf16 writes as their copy alone. */
+size_t model_setup_copied_outputs(const struct model *m);
 void model_setup_free(struct model *m);
 
 #endif
