@@ -117,16 +117,26 @@ struct matmul_shape matmul_shape_dense(int64_t m, int64_t n, int64_t k, bool tra
 	return s;
 }
 
+void matmul_shape_key(const struct matmul_shape *s, int64_t key[MATMUL_SHAPE_KEY])
+{
+	const bool batched = s->batch > 1;
+	const int64_t k[MATMUL_SHAPE_KEY] = {
+		s->batch, s->m, s->n, s->k, s->lda, s->ldb, s->ldc, s->trans_a, s->trans_b,
+		s->accumulate,
+		/* the strides between a batch's matrices, which one matrix has not */
+		batched ? s->stride_a : 0, batched ? s->stride_b : 0, batched ? s->stride_c : 0,
+	};
+
+	memcpy(key, k, sizeof(k));
+}
+
 static bool shape_equal(const struct matmul_shape *a, const struct matmul_shape *b)
 {
-	bool batched = a->batch > 1;
+	int64_t ka[MATMUL_SHAPE_KEY], kb[MATMUL_SHAPE_KEY];
 
-	return a->batch == b->batch && a->m == b->m && a->n == b->n && a->k == b->k &&
-	       a->lda == b->lda && a->ldb == b->ldb && a->ldc == b->ldc &&
-	       a->trans_a == b->trans_a && a->trans_b == b->trans_b &&
-	       a->accumulate == b->accumulate &&
-	       (!batched || (a->stride_a == b->stride_a && a->stride_b == b->stride_b &&
-			     a->stride_c == b->stride_c));
+	matmul_shape_key(a, ka);
+	matmul_shape_key(b, kb);
+	return memcmp(ka, kb, sizeof(ka)) == 0;
 }
 
 /* A rows x cols operand stored with row stride ld, or transposed (stored cols x rows). */

@@ -301,11 +301,10 @@ static dnnl_status_t fastest_impl(struct kernels_ctx *ctx, dnnl_primitive_desc_t
 /* The fields that make two plans the same, hashed into h. */
 static uint64_t plan_hash(uint64_t h, const struct matmul_plan *p)
 {
-	const struct matmul_shape *s = &p->shape;
-	const int64_t v[] = {s->batch, s->m, s->n, s->k, s->lda, s->ldb, s->ldc,
-			     s->stride_a, s->stride_b, s->stride_c, s->trans_a, s->trans_b,
-			     s->accumulate, p->bf16};
+	int64_t v[MATMUL_SHAPE_KEY + 1];
 
+	matmul_shape_key(&p->shape, v);
+	v[MATMUL_SHAPE_KEY] = p->bf16;
 	return fnv1a(h, v, sizeof(v));
 }
 
