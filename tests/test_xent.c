@@ -5,6 +5,7 @@
  * exact; gradient rows sum to ~0; the target's gradient keeps its relative accuracy
  * when p_t rounds to 1; dlogits overwrites and may alias logits.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,8 @@ static void check_large(void)
 	 * 0: the target alone on top; 1: the target at the bottom, random above it;
 	 * 2: all equal (loss log V); 3: half on top, the target among them; 4: +-3000;
 	 * 5: two near the top; 6: all at the bottom; 7: all but the target on top;
-	 * 8: 1 - p_t = 255 e^-25 ~ 3.5e-9.
+	 * 8: 1 - p_t = 254 e^-25 + e^-95 ~ 3.5e-9; e^-95, j = 0's probability, is a
+	 * denormal float.
 	 */
 	for (int j = 0; j < V; j++) {
 		double u = rng_uniform(SEED, 3, (uint64_t)j);
@@ -144,6 +146,7 @@ static void check_large(void)
 		z[7 * V + j] = j == t[7] ? -80.0f : 80.0f;
 		z[8 * V + j] = j == t[8] ? 25.0f : 0.0f;
 	}
+	z[8 * V + 0] = -70.0f;
 	for (int i = 0; i < ROWS * V; i++)
 		zd[i] = z[i];
 	check_rows("xent large logits", z, zd, t, ROWS, V, 0.5f, 1e-6);
@@ -162,6 +165,13 @@ static void check_large(void)
 	EXPECT_CLOSE(got_t, want_t, ROWS, 1e-6, 1e-30, "xent target gradient, relative");
 	EXPECT_TRUE(got_t[8] < 0.0f, "row 8 target gradient is %g, want ~ -1.76e-9",
 		    (double)got_t[8]);
+	/* A probability below the smallest normal float is 0: a denormal gradient would
+	 * only slow the products that read it. */
+	for (int i = 0; i < ROWS * V; i++)
+		if (dz[i] != 0.0f && fabsf(dz[i]) < FLT_MIN) {
+			EXPECT_TRUE(false, "xent gradient %d is a denormal, %g", i, (double)dz[i]);
+			break;
+		}
 }
 
 int main(void)
@@ -170,6 +180,8 @@ int main(void)
 	check_random(13, 256, 20.0);
 	check_random(5, 11, 3.0);
 	check_random(9, 1, 1.0);
+	check_random(7, 1300, 6.0); /* rows of several pieces, the target in any */
+	check_random(2, 32768, 10.0);
 	check_large();
 	return test_finish();
 }

@@ -8,7 +8,7 @@
  * negative x while x / (1 + e) keeps its relative accuracy, and 1 - s = e s does not
  * cancel for positive x. The swish gate uses the same sigmoid.
  *
- * exp is our own (exp_clamped below) rather than libm's expf: a call in the loop
+ * exp is our own (exp_clamped.h) rather than libm's expf: a call in the loop
  * keeps it scalar, and these four loops took a sixth of a training step that way.
  */
 #include "trainer/kernels/activation.h"
@@ -18,19 +18,11 @@
 #include "common/check.h"
 #include "trainer/kernels/bf16.h"
 #include "trainer/kernels/colsum.h"
+#include "trainer/kernels/exp_clamped.h"
 #include "trainer/kernels/simd.h"
 
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 #define GELU_C 0.044715f
-
-/*
- * The argument range of exp_clamped. Above 80 (exp(80) ~ 5.5e34, far from float
- * overflow) s is below 2e-35 either way, and an infinite e would turn e s into
- * inf * 0 = NaN. Below -87 exp is under 1.7e-38, next to the smallest normal float,
- * and 1 + e is 1 whatever it is; clamping there keeps 2^n a normal number.
- */
-#define EXP_MAX 80.0f
-#define EXP_MIN -87.0f
 
 /* Values per block of the elementwise loops (blocks are shared out to the threads). */
 enum { ELEM_BLOCK = 1 << 14 };
@@ -39,38 +31,6 @@ enum { BIAS_ROW_BLOCK = 16 };
 /* Values written at a time when only the bf16 copy of an output is kept: the float32
  * values go through a buffer in L1 on their way to the copy. */
 enum { COPY_PIECE = 1024 };
-
-/*
- * exp(clamp(x, EXP_MIN, EXP_MAX)) with no call and no branch, so that the loops
- * vectorise: exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in
- * [-ln2/2, ln2/2] (ln 2 split in two so that n * LN2_HI is exact), exp(r) by the
- * Cephes expf polynomial (within 2 ulp; tests/test_activation.c holds the kernels to
- * the float64 reference), and 2^n built in the exponent bits. Rounding adds and
- * subtracts 1.5 * 2^23, which leaves the nearest integer for |v| < 2^22 (IEEE
- * round-to-nearest; this project never builds with -ffast-math).
- */
-static inline float exp_clamped(float x)
-{
-	const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f,
-		    ln2_lo = -2.12194440e-4f, round_magic = 12582912.0f;
-	float n, r, p, scale;
-	int32_t bits;
-
-	x = x < EXP_MIN ? EXP_MIN : x;
-	x = x > EXP_MAX ? EXP_MAX : x;
-	n = (x * log2e + round_magic) - round_magic;
-	r = (x - n * ln2_hi) - n * ln2_lo;
-	p = 1.9875691500e-4f;
-	p = p * r + 1.3981999507e-3f;
-	p = p * r + 8.3334519073e-3f;
-	p = p * r + 4.1665795894e-2f;
-	p = p * r + 1.6666665459e-1f;
-	p = p * r + 5.0000001201e-1f;
-	p = p * r * r + r + 1.0f;
-	bits = ((int32_t)n + 127) << 23; /* n in [-126, 116]: a normal 2^n */
-	memcpy(&scale, &bits, sizeof(scale));
-	return p * scale;
-}
 
 /* gelu(x) and gelu'(x) by the sigmoid forms above. */
 static inline float gelu_value(float x)
