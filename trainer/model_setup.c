@@ -332,7 +332,7 @@ size_t model_setup_activations(struct model *m)
 	m->dgated = FLOATS(M * vw);
 	m->dgn = FLOATS(M * vw);
 	m->do_ = FLOATS(M * vw);
-	m->dh = COPIED_OUTPUT(M * m->fl);
+	m->dh = FLOATS(M * m->fl);
 	m->dy_kept = new_kept(m, M * (m->fl > d ? m->fl : d));
 	m->dg_kept = new_kept(m, M * vw);
 	m->retention_scratch = FLOATS(retention_scratch_floats(&rd));
