@@ -13,6 +13,7 @@
 #include "common/alloc.h"
 #include "common/rng.h"
 #include "tests/harness.h"
+#include "tests/ref/bf16_ref.h"
 #include "tests/ref/xent_ref.h"
 #include "trainer/kernels/xent.h"
 
@@ -52,7 +53,7 @@ static void check_rows(const char *tag, float *z, double *zd, const int32_t *t, 
 	/* OVERWRITES */
 	for (int64_t i = 0; i < n; i++)
 		dz[i] = 12345.0f;
-	xent_backward(dz, z, t, dloss, rows, vocab);
+	xent_backward(dz, NULL, z, t, dloss, rows, vocab);
 	ref_xent_backward(dzd, zd, t, dloss, rows, vocab);
 	finite = true;
 	for (int64_t i = 0; i < n; i++)
@@ -90,9 +91,31 @@ static void check_rows(const char *tag, float *z, double *zd, const int32_t *t, 
 
 	/* dlogits may alias logits */
 	memcpy(alias, z, sizeof(float) * n);
-	xent_backward(alias, alias, t, dloss, rows, vocab);
+	xent_backward(alias, NULL, alias, t, dloss, rows, vocab);
 	EXPECT_TRUE(memcmp(alias, dz, sizeof(float) * n) == 0,
 		    "%s: xent_backward in place differs from out of place", tag);
+
+	/* With a bf16 copy: the same float32 bits, and the copy is their rounding; the
+	 * copy written alone is the same copy. */
+	{
+		uint16_t *copy = xmalloc(sizeof(uint16_t) * n);
+		int64_t bad;
+
+		memcpy(alias, z, sizeof(float) * n);
+		xent_backward(alias, copy, alias, t, dloss, rows, vocab);
+		bad = ref_bf16_copy_mismatch(copy, dz, n);
+		EXPECT_TRUE(memcmp(alias, dz, sizeof(float) * n) == 0 && bad < 0,
+			    "%s: xent_backward with a bf16 copy: float32 changed or copy wrong at "
+			    "%ld", tag, (long)bad);
+		memset(copy, 0xff, sizeof(uint16_t) * n);
+		memcpy(alias, z, sizeof(float) * n);
+		xent_backward(NULL, copy, alias, t, dloss, rows, vocab);
+		bad = ref_bf16_copy_mismatch(copy, dz, n);
+		EXPECT_TRUE(memcmp(alias, z, sizeof(float) * n) == 0 && bad < 0,
+			    "%s: xent_backward's copy alone: logits changed or copy wrong at %ld",
+			    tag, (long)bad);
+		free(copy);
+	}
 
 	free(loss), free(dz), free(alias), free(lossd), free(dzd), free(fd), free(rowsum);
 	free(zero);
@@ -156,7 +179,7 @@ static void check_large(void)
 	 * (p_t = 1 - 3.5e-9 rounds to 1); from the sum of the other probabilities it is
 	 * good to float precision.
 	 */
-	xent_backward(dz, z, t, 0.5f, ROWS, V);
+	xent_backward(dz, NULL, z, t, 0.5f, ROWS, V);
 	ref_xent_backward(dzd, zd, t, 0.5, ROWS, V);
 	for (int r = 0; r < ROWS; r++) {
 		got_t[r] = dz[r * V + t[r]];

@@ -666,19 +666,26 @@ void model_backward_micro(struct model *m, int chunk, int slot, float loss_scale
 
 	ENSURE(m->form != RETENTION_RECURRENT && !m->streaming);
 	use_docs(m, mb);
-	if (ch->last && mb->has_mask) {
-		/* d(sum(mask .* losses) / count): uncounted rows get no gradient */
-		xent_backward(mb->logits, mb->logits, mb->targets,
-			      (float)(loss_scale / mb->loss_count), M, V);
-		for (int64_t r = 0; r < M; r++)
-			if (!mb->loss_mask[r])
-				memset(mb->logits + r * V, 0, sizeof(float) * (size_t)V);
-	} else if (ch->last) {
-		xent_backward(mb->logits, mb->logits, mb->targets, loss_scale / (float)M, M, V);
-	}
 	if (ch->last) {
+		/* The logits' gradient goes over the logits, or to its bf16 copy alone:
+		 * the LM head's two products read nothing else. */
+		uint16_t *copy = matmul_sole_target(m->kernels, m->dy_kept, M * V);
+		/* d(sum(mask .* losses) / count): uncounted rows get no gradient */
+		float scale = mb->has_mask ? (float)(loss_scale / mb->loss_count)
+					   : loss_scale / (float)M;
+
+		xent_backward(uncopied(mb->logits, copy), copy, mb->logits, mb->targets, scale, M,
+			      V);
+		for (int64_t r = 0; mb->has_mask && r < M; r++) {
+			if (mb->loss_mask[r])
+				continue;
+			if (copy)
+				memset(copy + r * V, 0, sizeof(uint16_t) * (size_t)V);
+			else
+				memset(mb->logits + r * V, 0, sizeof(float) * (size_t)V);
+		}
 		linear_backward(m->kernels, m->dw.lm_head, m->dln, mb->lnf, mb->lnf_kept,
-				mb->logits, NULL, m->w.lm_head, M, d, V, false);
+				mb->logits, m->dy_kept, m->w.lm_head, M, d, V, false);
 		poll(m);
 		memset(m->dx, 0, sizeof(float) * (size_t)(M * d));
 		layernorm_backward(m->dx, matmul_kept_target(m->kernels, m->dy_kept, M * d),

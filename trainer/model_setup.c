@@ -223,6 +223,13 @@ static void *take(struct buffer_list *l, size_t count, size_t elem)
  * no memory (model_setup_copied_outputs). */
 #define COPIED_OUTPUT(n) take_buffer(bl, (size_t)(n), sizeof(float), true)
 
+static int64_t max3(int64_t a, int64_t b, int64_t c)
+{
+	int64_t ab = a > b ? a : b;
+
+	return ab > c ? ab : c;
+}
+
 /* An empty bf16 copy of `elems` values, listed for model_set_bf16 and
  * model_setup_free; its buffer comes on first use or reservation. */
 static struct matmul_kept *new_kept(struct model *m, int64_t elems)
@@ -333,7 +340,9 @@ size_t model_setup_activations(struct model *m)
 	m->dgn = FLOATS(M * vw);
 	m->do_ = FLOATS(M * vw);
 	m->dh = FLOATS(M * m->fl);
-	m->dy_kept = new_kept(m, M * (m->fl > d ? m->fl : d));
+	/* dy_kept takes the copies of backward's output gradients in turn: a block's,
+	 * and on the last stage the logits' */
+	m->dy_kept = new_kept(m, M * max3(m->fl, d, m->last_stage ? m->V : 0));
 	m->dg_kept = new_kept(m, M * vw);
 	m->retention_scratch = FLOATS(retention_scratch_floats(&rd));
 	m->stream_state = FLOATS(m->num_layers * rd.batch * rd.heads * rd.dk * rd.dv);

@@ -11,6 +11,7 @@
 #include <math.h>
 
 #include "common/check.h"
+#include "trainer/kernels/bf16.h"
 #include "trainer/kernels/exp_clamped.h"
 #include "trainer/kernels/simd.h"
 
@@ -69,7 +70,8 @@ static double sum_exp(const float *z, int64_t vocab, float mx, int64_t t, double
 }
 
 struct xent_call {
-	float *out;            /* losses (forward) or dlogits (backward) */
+	float *out;            /* losses (forward) or dlogits (backward, or NULL) */
+	uint16_t *out16;       /* backward: bf16(dlogits), or NULL */
 	const float *logits;
 	const int32_t *targets;
 	float dloss;
@@ -100,27 +102,39 @@ static void backward_rows(const struct xent_call *c, int64_t r0, int64_t r1)
 {
 	const int64_t vocab = c->vocab;
 
+	float piece[XENT_PIECE];
+
 	for (int64_t r = r0; r < r1; r++) {
 		const float *z = c->logits + r * vocab;
-		float *dz = c->out + r * vocab;
 		const int32_t t = c->targets[r];
 		double sum, rest;
-		float mx, scale;
+		float mx, scale, dt;
 
 		ENSURE(t >= 0 && t < vocab);
 		mx = row_max(z, vocab);
 		sum = sum_exp(z, vocab, mx, t, &rest);
 		scale = (float)((double)c->dloss / sum);
-		/* Elementwise, each z[j] read before dz[j] is written: dz may alias z
-		 * (`omp simd`, or the overlap check would take the scalar path). */
-#pragma omp simd
-		for (int64_t j = 0; j < vocab; j++)
-			dz[j] = exp_nonpositive(z[j] - mx) * scale;
 		/*
 		 * p_t - 1 = -(sum of the other probabilities): computed from that sum,
 		 * it stays accurate when p_t rounds to 1, where p_t - 1 would be 0.
 		 */
-		dz[t] = (float)(-(double)c->dloss * (rest / sum));
+		dt = (float)(-(double)c->dloss * (rest / sum));
+		for (int64_t j0 = 0; j0 < vocab; j0 += XENT_PIECE) {
+			const int64_t n = vocab - j0 < XENT_PIECE ? vocab - j0 : XENT_PIECE;
+			const float *zp = z + j0;
+			float *dz = c->out ? c->out + r * vocab + j0 : piece;
+
+			/* Elementwise, each z[j] read before dz[j] is written: dz may
+			 * alias z (`omp simd`, or the overlap check would take the scalar
+			 * path). */
+#pragma omp simd
+			for (int64_t j = 0; j < n; j++)
+				dz[j] = exp_nonpositive(zp[j] - mx) * scale;
+			if (t >= j0 && t < j0 + n)
+				dz[t - j0] = dt;
+			if (c->out16)
+				bf16_from_f32(c->out16 + r * vocab + j0, dz, n);
+		}
 	}
 }
 
@@ -147,10 +161,12 @@ void xent_forward(float *losses, const float *logits, const int32_t *targets, in
 							      .vocab = vocab});
 }
 
-void xent_backward(float *dlogits, const float *logits, const int32_t *targets,
-		   float dloss, int64_t rows, int64_t vocab)
+void xent_backward(float *dlogits, uint16_t *dlogits16, const float *logits,
+		   const int32_t *targets, float dloss, int64_t rows, int64_t vocab)
 {
-	for_each_row_block(backward_rows, &(struct xent_call){.out = dlogits, .logits = logits,
-							       .targets = targets, .dloss = dloss,
-							       .rows = rows, .vocab = vocab});
+	ENSURE(dlogits || dlogits16);
+	for_each_row_block(backward_rows,
+			   &(struct xent_call){.out = dlogits, .out16 = dlogits16, .logits = logits,
+					       .targets = targets, .dloss = dloss, .rows = rows,
+					       .vocab = vocab});
 }

@@ -16,8 +16,9 @@ void xent_forward(float *losses,         /* (rows) */
 
 /* OVERWRITES dlogits = (softmax(logits) - onehot(targets)) * dloss, where dloss is
  * the gradient of the objective with respect to each row's loss (1/rows for a mean).
- * dlogits may alias logits. */
-void xent_backward(float *dlogits, const float *logits, const int32_t *targets,
-		   float dloss, int64_t rows, int64_t vocab);
+ * dlogits may alias logits. dlogits16: its bfloat16 copy (bf16.h), for bf16 products,
+ * or NULL; with a copy dlogits may be NULL, and the copy is written alone. */
+void xent_backward(float *dlogits, uint16_t *dlogits16, const float *logits,
+		   const int32_t *targets, float dloss, int64_t rows, int64_t vocab);
 
 #endif
