@@ -2,9 +2,8 @@
  * Each row subtracts its maximum before exponentiating, so no exp overflows whatever
  * the logits; exp(z - max) is taken in float (one rounding each, by exp_clamped.h's
  * polynomial) and summed in double, so the log-sum-exp of a wide vocabulary keeps
- * float accuracy. libm's expf would keep the loops scalar: for a 32768-token
- * vocabulary that made softmax cross-entropy cost half as much again as the LM
- * head's three products.
+ * float accuracy. libm's expf keeps a loop scalar, which for a 32768-token
+ * vocabulary costs half as much again as the LM head's three products.
  */
 #include "trainer/kernels/xent.h"
 
