@@ -127,6 +127,7 @@ void model_matmul_tuning(const struct model *m, struct matmul_tuning_totals *out
 
 int model_set_bf16(struct model *m, bool on, char *err, size_t errlen)
 {
+	const bool was_on = kernels_ctx_bf16(m->kernels);
 	int rc = kernels_ctx_set_bf16(m->kernels, on, err, errlen);
 
 	if (rc)
@@ -136,14 +137,13 @@ int model_set_bf16(struct model *m, bool on, char *err, size_t errlen)
 	 * write them (model_setup.c). They are left as they are when bf16 comes on
 	 * after float32 steps, so that float32 steps after it do not fault them in
 	 * again. */
-	if (on != m->copied_outputs_uncounted) {
+	if (on != was_on) {
 		size_t bytes = model_setup_copied_outputs(m);
 
 		if (on)
 			m->activation_bytes -= bytes;
 		else
 			m->activation_bytes += bytes;
-		m->copied_outputs_uncounted = on;
 	}
 	/* The bf16 copies kept from forward to backward are allocated now, once, and
 	 * counted with the activations. */

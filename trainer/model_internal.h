@@ -158,7 +158,6 @@ struct model {
 	} *kept_refs;
 	int nkept_refs;
 	bool kept_reserved;
-	bool copied_outputs_uncounted; /* on bf16: model_setup_copied_outputs */
 
 	/* the gradient block's ranges in the order backward finishes them, and the
 	 * index of each part among them (-1: the stage has no such part) */

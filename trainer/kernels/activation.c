@@ -28,9 +28,6 @@
 enum { ELEM_BLOCK = 1 << 14 };
 /* Rows per thread block in bias_add and bias_gelu_forward. */
 enum { BIAS_ROW_BLOCK = 16 };
-/* Values written at a time when only the bf16 copy of an output is kept: the float32
- * values go through a buffer in L1 on their way to the copy. */
-enum { COPY_PIECE = 1024 };
 
 /* gelu(x) and gelu'(x) by the sigmoid forms above. */
 static inline float gelu_value(float x)
@@ -101,10 +98,10 @@ static void gelu_backward_block(const struct elem_arrays *a, int64_t o, int64_t 
 RN_SIMD_CLONES
 static void swish_gate_forward_block(const struct elem_arrays *a, int64_t o, int64_t n)
 {
-	float piece[COPY_PIECE];
+	float piece[BF16_COPY_PIECE];
 
-	for (int64_t p = o; p < o + n; p += COPY_PIECE) {
-		const int64_t len = o + n - p < COPY_PIECE ? o + n - p : COPY_PIECE;
+	for (int64_t p = o; p < o + n; p += BF16_COPY_PIECE) {
+		const int64_t len = o + n - p < BF16_COPY_PIECE ? o + n - p : BF16_COPY_PIECE;
 		float *dst = a->out ? a->out + p : piece;
 		const float *gate = a->in + p, *y = a->in2 + p;
 
@@ -122,10 +119,10 @@ static void swish_gate_forward_block(const struct elem_arrays *a, int64_t o, int
 RN_SIMD_CLONES
 static void swish_gate_backward_block(const struct elem_arrays *a, int64_t o, int64_t n)
 {
-	float piece[COPY_PIECE];
+	float piece[BF16_COPY_PIECE];
 
-	for (int64_t p = o; p < o + n; p += COPY_PIECE) {
-		const int64_t len = o + n - p < COPY_PIECE ? o + n - p : COPY_PIECE;
+	for (int64_t p = o; p < o + n; p += BF16_COPY_PIECE) {
+		const int64_t len = o + n - p < BF16_COPY_PIECE ? o + n - p : BF16_COPY_PIECE;
 		float *dgate = a->out ? a->out + p : piece, *dy = a->out2 + p;
 		const float *ddst = a->in + p, *gate = a->in2 + p, *y = a->in3 + p;
 
@@ -240,11 +237,11 @@ void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width)
 RN_SIMD_CLONES
 static void bias_gelu_rows(const struct elem_arrays *a, int64_t r0, int64_t r1, int64_t width)
 {
-	float piece[COPY_PIECE];
+	float piece[BF16_COPY_PIECE];
 
 	for (int64_t r = r0; r < r1; r++) {
-		for (int64_t j0 = 0; j0 < width; j0 += COPY_PIECE) {
-			const int64_t n = width - j0 < COPY_PIECE ? width - j0 : COPY_PIECE;
+		for (int64_t j0 = 0; j0 < width; j0 += BF16_COPY_PIECE) {
+			const int64_t n = width - j0 < BF16_COPY_PIECE ? width - j0 : BF16_COPY_PIECE;
 			float *xr = a->out2 + r * width + j0;
 			float *yr = a->out ? a->out + r * width + j0 : piece;
 			const float *bias = a->in + j0;
@@ -277,14 +274,14 @@ static void gelu_backward_part(const void *arg, int64_t r0, int64_t r1, int64_t 
 			       double *part, int64_t sum_stride)
 {
 	const struct elem_arrays *a = arg;
-	float piece[COPY_PIECE];
+	float piece[BF16_COPY_PIECE];
 
 	(void)sum_stride; /* one sum */
 	for (int64_t j = 0; j < width; j++)
 		part[j] = 0.0;
 	for (int64_t r = r0; r < r1; r++) {
-		for (int64_t j0 = 0; j0 < width; j0 += COPY_PIECE) {
-			const int64_t n = width - j0 < COPY_PIECE ? width - j0 : COPY_PIECE;
+		for (int64_t j0 = 0; j0 < width; j0 += BF16_COPY_PIECE) {
+			const int64_t n = width - j0 < BF16_COPY_PIECE ? width - j0 : BF16_COPY_PIECE;
 			float *dx = a->out ? a->out + r * width + j0 : piece;
 			const float *dy = a->in + r * width + j0, *x = a->in2 + r * width + j0;
 			double *pj = part + j0;

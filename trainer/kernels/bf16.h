@@ -22,6 +22,10 @@
 
 #include <stdint.h>
 
+/* Values a kernel that writes an output's bf16 copy alone computes at a time: the
+ * float32 values go through a buffer of this many in L1 on their way to the copy. */
+enum { BF16_COPY_PIECE = 1024 };
+
 /* One value (the definition; the array functions compute the same bits). */
 uint16_t bf16_from_f32_one(float x);
 float bf16_to_f32_one(uint16_t h);

@@ -37,9 +37,6 @@ struct norm_call {
 /* Rows per block shared out to the threads: the loops over a block are cloned for
  * AVX-512 (trainer/kernels/simd.h), which OpenMP-outlined bodies are not. */
 enum { NORM_ROW_BLOCK = 16 };
-/* Values of a row written at a time when only the bf16 copy is kept: the float32
- * values go through a buffer in L1 on their way to the copy. */
-enum { NORM_PIECE = 1024 };
 
 typedef void (*norm_rows_fn)(const struct norm_call *c, int64_t r0, int64_t r1);
 
@@ -62,7 +59,7 @@ static void norm_forward_rows(const struct norm_call *c, int64_t r0, int64_t r1)
 	const int64_t width = c->width;
 	const float *gain = c->gain, *bias = c->bias;
 
-	float piece[NORM_PIECE];
+	float piece[BF16_COPY_PIECE];
 
 	for (int64_t r = r0; r < r1; r++) {
 		const float *x = c->src + r * width;
@@ -79,8 +76,9 @@ static void norm_forward_rows(const struct norm_call *c, int64_t r0, int64_t r1)
 			sq += d * d;
 		}
 		rs = 1.0 / sqrt(sq / (double)width + (double)NORM_EPS);
-		for (int64_t j0 = 0; j0 < width; j0 += NORM_PIECE) {
-			const int64_t n = width - j0 < NORM_PIECE ? width - j0 : NORM_PIECE;
+		for (int64_t j0 = 0; j0 < width; j0 += BF16_COPY_PIECE) {
+			const int64_t n =
+				width - j0 < BF16_COPY_PIECE ? width - j0 : BF16_COPY_PIECE;
 			const float *xp = x + j0;
 			float *y = c->dst ? c->dst + r * width + j0 : piece;
 

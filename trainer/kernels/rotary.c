@@ -59,9 +59,8 @@ void rotary_table_free(struct rotary_table *table)
 /* Rows per block shared out to the threads (the block's loops are cloned for
  * AVX-512, trainer/kernels/simd.h). */
 enum { ROTARY_ROW_BLOCK = 16 };
-/* Lane pairs rotated at a time into the copy of rotary_apply_copy: the float32
- * values go through a buffer in L1 on their way to it. */
-enum { ROTARY_PIECE_PAIRS = 512 };
+/* Lane pairs rotated at a time into the copy of rotary_apply_copy (bf16.h). */
+enum { ROTARY_PIECE_PAIRS = BF16_COPY_PIECE / 2 };
 
 /* One call's arrays: the rotation of src goes to dst (in place: dst = src) or, when
  * dst16 is given, to dst16 alone. */
