@@ -120,92 +120,6 @@ static void check_gelu_tail(void)
 	EXPECT_CLOSE(dx, dxd, N, 3e-5, 0, "gelu bwd tail x in [-9.5, -3], relative only");
 }
 
-static void check_swish(int64_t n)
-{
-	float *g = xmalloc(sizeof(float) * n), *y = xmalloc(sizeof(float) * n);
-	float *w = xmalloc(sizeof(float) * n), *out = xmalloc(sizeof(float) * n);
-	float *dg = xmalloc(sizeof(float) * n), *dy = xmalloc(sizeof(float) * n);
-	double *gd = xmalloc(sizeof(double) * n), *yd = xmalloc(sizeof(double) * n);
-	double *wd = xmalloc(sizeof(double) * n), *outd = xmalloc(sizeof(double) * n);
-	double *dgd = xmalloc(sizeof(double) * n), *dyd = xmalloc(sizeof(double) * n);
-	double *fd_g = xmalloc(sizeof(double) * n), *fd_y = xmalloc(sizeof(double) * n);
-	char label[128];
-
-	fill_args(g, gd, n, 3, 12.0);
-	fill(y, yd, n, 4, -2.0, 2.0);
-	fill(w, wd, n, 5, -1.0, 1.0);
-
-	swish_gate_forward(out, NULL, g, y, n);
-	ref_swish_gate_forward(outd, gd, yd, n);
-	snprintf(label, sizeof(label), "swish gate n=%ld fwd", (long)n);
-	EXPECT_CLOSE(out, outd, n, 1e-6, 1e-7, label);
-
-	for (int64_t i = 0; i < n; i++)
-		dg[i] = dy[i] = -777.0f;
-	swish_gate_backward(dg, NULL, dy, w, g, y, n);
-	ref_swish_gate_backward(dgd, dyd, wd, gd, yd, n);
-	for (int64_t i = 0; i < n; i++) {
-		fd_g[i] = wd[i] * yd[i] *
-			  (ref_swish(gd[i] + FD_STEP) - ref_swish(gd[i] - FD_STEP)) /
-			  (2.0 * FD_STEP);
-		fd_y[i] = wd[i] *
-			  (ref_swish(gd[i]) * (yd[i] + FD_STEP) -
-			   ref_swish(gd[i]) * (yd[i] - FD_STEP)) /
-			  (2.0 * FD_STEP);
-	}
-	snprintf(label, sizeof(label), "swish gate n=%ld ref dgate vs fd", (long)n);
-	EXPECT_CLOSE(dgd, fd_g, n, 1e-6, 1e-8, label);
-	snprintf(label, sizeof(label), "swish gate n=%ld ref dy vs fd", (long)n);
-	EXPECT_CLOSE(dyd, fd_y, n, 1e-6, 1e-8, label);
-	snprintf(label, sizeof(label), "swish gate n=%ld bwd dgate vs ref (overwrites)", (long)n);
-	EXPECT_CLOSE(dg, dgd, n, 1e-6, 1e-7, label);
-	snprintf(label, sizeof(label), "swish gate n=%ld bwd dy vs ref (overwrites)", (long)n);
-	EXPECT_CLOSE(dy, dyd, n, 1e-6, 1e-7, label);
-	snprintf(label, sizeof(label), "swish gate n=%ld bwd dgate vs fd", (long)n);
-	EXPECT_CLOSE(dg, fd_g, n, 1e-6, 1e-7, label);
-	snprintf(label, sizeof(label), "swish gate n=%ld bwd dy vs fd", (long)n);
-	EXPECT_CLOSE(dy, fd_y, n, 1e-6, 1e-7, label);
-
-	/* with bf16 copies */
-	{
-		float *out2 = xmalloc(sizeof(float) * n), *dg2 = xmalloc(sizeof(float) * n);
-		float *dy2 = xmalloc(sizeof(float) * n);
-		uint16_t *copy = xmalloc(sizeof(uint16_t) * n);
-		int64_t bad;
-
-		swish_gate_forward(out2, copy, g, y, n);
-		bad = ref_bf16_copy_mismatch(copy, out2, n);
-		EXPECT_TRUE(memcmp(out, out2, sizeof(float) * n) == 0 && bad < 0,
-			    "swish gate n=%ld fwd with a bf16 copy: float32 output changed or "
-			    "copy wrong at %ld",
-			    (long)n, (long)bad);
-		swish_gate_backward(dg2, copy, dy2, w, g, y, n);
-		bad = ref_bf16_copy_mismatch(copy, dg2, n);
-		EXPECT_TRUE(memcmp(dg, dg2, sizeof(float) * n) == 0 &&
-				    memcmp(dy, dy2, sizeof(float) * n) == 0 && bad < 0,
-			    "swish gate n=%ld bwd with a bf16 copy: float32 outputs changed or "
-			    "copy of dgate wrong at %ld",
-			    (long)n, (long)bad);
-		/* the copies written alone, the other outputs as before */
-		memset(copy, 0xff, sizeof(uint16_t) * n);
-		swish_gate_forward(NULL, copy, g, y, n);
-		bad = ref_bf16_copy_mismatch(copy, out2, n);
-		EXPECT_TRUE(bad < 0, "swish gate n=%ld fwd, bf16 copy alone: wrong at %ld",
-			    (long)n, (long)bad);
-		memset(copy, 0xff, sizeof(uint16_t) * n);
-		swish_gate_backward(NULL, copy, dy2, w, g, y, n);
-		bad = ref_bf16_copy_mismatch(copy, dg2, n);
-		EXPECT_TRUE(memcmp(dy, dy2, sizeof(float) * n) == 0 && bad < 0,
-			    "swish gate n=%ld bwd, bf16 copy of dgate alone: dy changed or copy "
-			    "wrong at %ld",
-			    (long)n, (long)bad);
-		free(out2), free(dg2), free(dy2), free(copy);
-	}
-
-	free(g), free(y), free(w), free(out), free(dg), free(dy), free(gd), free(yd);
-	free(wd), free(outd), free(dgd), free(dyd), free(fd_g), free(fd_y);
-}
-
 static void check_bias(int64_t rows, int64_t width)
 {
 	const int64_t n = rows * width;
@@ -398,12 +312,6 @@ int main(void)
 	check_gelu(37 * 128);
 	check_gelu(13 * 1024);
 	check_gelu_tail();
-	/* the gate is (rows, 2d): 128 for tiny, 1024 for bench */
-	check_swish(NSPECIAL);
-	check_swish(999);
-	check_swish(37 * 128);
-	check_swish(13 * 1024);
-	check_swish(40000); /* more than one block, a ragged last */
 	check_bias(1, 5);
 	check_bias(37, 13);
 	check_bias(37, 128);

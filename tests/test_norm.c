@@ -1,13 +1,15 @@
 /*
- * LayerNorm and GroupNorm against the float64 reference: forward (output and the
- * saved statistics), backward against the reference backward and against central
- * differences of L = sum(dst .* W) taken through the reference forward, for every
- * input and parameter gradient; LayerNorm's backward accumulates, GroupNorm's
+ * LayerNorm and retention's gated GroupNorm (swish(gate) * GroupNorm(src)) against
+ * the float64 references: forward (output and the saved statistics), backward
+ * against the reference backward and against central differences of
+ * L = sum(dst .* W) taken through the reference forward, for every input and
+ * parameter gradient; LayerNorm's backward accumulates, the gated GroupNorm's
  * overwrites. Shapes: odd widths, row counts not a multiple of 8, the model's widths
- * (64, 512) and heads (4 x 32, 4 x 256), constant rows and rows with a large offset;
- * LayerNorm's backward gives the same bits whatever the thread count. With a bf16
- * copy of the output LayerNorm writes the same float32 bits, and the copy is the
- * rounding of each (against tests/ref/bf16_ref.c).
+ * (64, 512) and heads (4 x 32, 4 x 256), rows and heads of more than one piece,
+ * constant rows and rows with a large offset; LayerNorm's backward gives the same
+ * bits whatever the thread count. With a bf16 copy of the output the kernels write
+ * the same float32 bits, and the copy is the rounding of each (against
+ * tests/ref/bf16_ref.c); written alone, the copy is the same.
  */
 #include <omp.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include "common/alloc.h"
 #include "common/rng.h"
 #include "tests/harness.h"
+#include "tests/ref/activation_ref.h"
 #include "tests/ref/bf16_ref.h"
 #include "tests/ref/norm_ref.h"
 #include "trainer/kernels/norm.h"
@@ -249,74 +252,162 @@ static void check_layernorm(int64_t rows, int64_t width, double offset, int cons
 	free(pre_g), free(pre_b);
 }
 
-/* GroupNorm: LayerNorm without affine per (row, head); the backward OVERWRITES. */
-static void check_groupnorm(int64_t rows, int64_t groups, int64_t gw)
+/* L = sum((swish(gate) * GroupNorm(src)) .* w) over one (row, head) segment of gw
+ * lanes, through the float64 references; n (gw) is scratch. */
+static double gated_segment_objective(const double *src, const double *gate, const double *w,
+				      int64_t gw, double *n)
+{
+	double l = 0.0;
+
+	ref_groupnorm_forward(n, NULL, NULL, src, 1, 1, gw);
+	ref_swish_gate_forward(n, gate, n, gw);
+	for (int64_t k = 0; k < gw; k++)
+		l += n[k] * w[k];
+	return l;
+}
+
+/* Central differences of the objective above for every src and gate value: a value
+ * only moves its own segment, which makes the quotients cheap and exact. */
+static void gated_fd(double *fd_src, double *fd_gate, double *srcd, double *gated,
+		     const double *wd, int64_t segments, int64_t gw, double *scratch)
+{
+	for (int64_t s = 0; s < segments; s++)
+		for (int64_t j = 0; j < gw; j++)
+			for (int which = 0; which < 2; which++) {
+				double *x = (which ? gated : srcd) + s * gw;
+				double keep = x[j], lp, lm;
+
+				x[j] = keep + FD_STEP;
+				lp = gated_segment_objective(srcd + s * gw, gated + s * gw,
+							     wd + s * gw, gw, scratch);
+				x[j] = keep - FD_STEP;
+				lm = gated_segment_objective(srcd + s * gw, gated + s * gw,
+							     wd + s * gw, gw, scratch);
+				x[j] = keep;
+				(which ? fd_gate : fd_src)[s * gw + j] = (lp - lm) / (2.0 * FD_STEP);
+			}
+}
+
+/*
+ * The bf16 copies: forward's is the rounding of dst and leaves dst's bits alone;
+ * written alone (dst NULL) it is the same copy with the same statistics. Backward's
+ * is the rounding of dgate, with dgate and dsrc as without it; written alone, the
+ * same copy and the same dsrc.
+ */
+static void check_gated_copies(const char *tag, const float *dst, const float *dgate,
+			       const float *dsrc, const float *src, const float *gate,
+			       const float *w, int64_t rows, int64_t groups, int64_t gw)
+{
+	const int64_t n = rows * groups * gw, ns = rows * groups;
+	float *dst2 = xmalloc(sizeof(float) * n), *dgate2 = xmalloc(sizeof(float) * n);
+	float *dsrc2 = xmalloc(sizeof(float) * n);
+	double *mean = xmalloc(sizeof(double) * ns), *rstd = xmalloc(sizeof(double) * ns);
+	double *mean2 = xmalloc(sizeof(double) * ns), *rstd2 = xmalloc(sizeof(double) * ns);
+	uint16_t *copy = xmalloc(sizeof(uint16_t) * n);
+	int64_t bad;
+
+	gated_groupnorm_forward(dst2, copy, mean, rstd, src, gate, rows, groups, gw);
+	bad = ref_bf16_copy_mismatch(copy, dst2, n);
+	EXPECT_TRUE(memcmp(dst, dst2, sizeof(float) * n) == 0 && bad < 0,
+		    "%s fwd with a bf16 copy: float32 output changed or copy wrong at %ld", tag,
+		    (long)bad);
+	memset(copy, 0xff, sizeof(uint16_t) * n);
+	gated_groupnorm_forward(NULL, copy, mean2, rstd2, src, gate, rows, groups, gw);
+	bad = ref_bf16_copy_mismatch(copy, dst2, n);
+	EXPECT_TRUE(bad < 0 && memcmp(mean, mean2, sizeof(double) * ns) == 0 &&
+			    memcmp(rstd, rstd2, sizeof(double) * ns) == 0,
+		    "%s fwd, bf16 copy alone: wrong at %ld or other statistics", tag, (long)bad);
+
+	gated_groupnorm_backward(dgate2, copy, dsrc2, w, src, gate, mean, rstd, rows, groups,
+				 gw);
+	bad = ref_bf16_copy_mismatch(copy, dgate2, n);
+	EXPECT_TRUE(memcmp(dgate, dgate2, sizeof(float) * n) == 0 &&
+			    memcmp(dsrc, dsrc2, sizeof(float) * n) == 0 && bad < 0,
+		    "%s bwd with a bf16 copy: float32 outputs changed or copy of dgate wrong "
+		    "at %ld",
+		    tag, (long)bad);
+	memset(copy, 0xff, sizeof(uint16_t) * n);
+	memset(dsrc2, 0xff, sizeof(float) * n);
+	gated_groupnorm_backward(NULL, copy, dsrc2, w, src, gate, mean, rstd, rows, groups, gw);
+	bad = ref_bf16_copy_mismatch(copy, dgate2, n);
+	EXPECT_TRUE(memcmp(dsrc, dsrc2, sizeof(float) * n) == 0 && bad < 0,
+		    "%s bwd, bf16 copy of dgate alone: dsrc changed or copy wrong at %ld", tag,
+		    (long)bad);
+	free(dst2), free(dgate2), free(dsrc2), free(mean), free(rstd), free(mean2);
+	free(rstd2), free(copy);
+}
+
+/* Retention's gated GroupNorm, swish(gate) * GroupNorm(src): a LayerNorm without
+ * gain or bias per (row, head), then the gate; the backward OVERWRITES. */
+static void check_gated_groupnorm(int64_t rows, int64_t groups, int64_t gw)
 {
 	const int64_t width = groups * gw, n = rows * width, ns = rows * groups;
-	float *src = xmalloc(sizeof(float) * n), *dst = xmalloc(sizeof(float) * n);
-	float *w = xmalloc(sizeof(float) * n), *dsrc = xmalloc(sizeof(float) * n);
-	float *mean = xmalloc(sizeof(float) * ns), *rstd = xmalloc(sizeof(float) * ns);
-	double *srcd = xmalloc(sizeof(double) * n), *dstd = xmalloc(sizeof(double) * n);
+	float *src = xmalloc(sizeof(float) * n), *gate = xmalloc(sizeof(float) * n);
+	float *dst = xmalloc(sizeof(float) * n), *w = xmalloc(sizeof(float) * n);
+	float *dsrc = xmalloc(sizeof(float) * n), *dgate = xmalloc(sizeof(float) * n);
+	double *mean = xmalloc(sizeof(double) * ns), *rstd = xmalloc(sizeof(double) * ns);
+	double *srcd = xmalloc(sizeof(double) * n), *gated = xmalloc(sizeof(double) * n);
+	double *normd = xmalloc(sizeof(double) * n), *dstd = xmalloc(sizeof(double) * n);
 	double *wd = xmalloc(sizeof(double) * n), *dsrcd = xmalloc(sizeof(double) * n);
+	double *dgated = xmalloc(sizeof(double) * n), *dnormd = xmalloc(sizeof(double) * n);
 	double *meand = xmalloc(sizeof(double) * ns), *rstdd = xmalloc(sizeof(double) * ns);
-	double *fd = xmalloc(sizeof(double) * n), *scratch = xmalloc(sizeof(double) * n);
+	double *fd_src = xmalloc(sizeof(double) * n), *fd_gate = xmalloc(sizeof(double) * n);
+	double *scratch = xmalloc(sizeof(double) * gw);
 	char label[160], tag[96];
 
-	snprintf(tag, sizeof(tag), "groupnorm rows=%ld groups=%ld group_width=%ld", (long)rows,
-		 (long)groups, (long)gw);
-	/* Heads at different scales and offsets, as retention's O rows are. */
+	snprintf(tag, sizeof(tag), "gated groupnorm rows=%ld groups=%ld group_width=%ld",
+		 (long)rows, (long)groups, (long)gw);
+	/* Heads at different scales and offsets, as retention's O rows are; the
+	 * reference reads the same values. */
 	fill(src, srcd, n, 11, -1.0, 1.0);
 	for (int64_t i = 0; i < n; i++) {
 		int64_t g = (i / gw) % groups;
 
-		src[i] = (float)(srcd[i] = srcd[i] * (double)(1 << (3 * g)) + 0.5 * g);
+		src[i] = (float)(srcd[i] * (double)(1 << (3 * g)) + 0.5 * g);
+		srcd[i] = src[i];
 	}
+	/* gates over the sigmoid's whole range, past where it saturates */
+	fill(gate, gated, n, 13, -12.0, 12.0);
 	fill(w, wd, n, 12, -1.0, 1.0);
 
-	groupnorm_forward(dst, mean, rstd, src, rows, groups, gw);
-	ref_groupnorm_forward(dstd, meand, rstdd, srcd, rows, groups, gw);
+	gated_groupnorm_forward(dst, NULL, mean, rstd, src, gate, rows, groups, gw);
+	ref_groupnorm_forward(normd, meand, rstdd, srcd, rows, groups, gw);
+	ref_swish_gate_forward(dstd, gated, normd, n);
 	snprintf(label, sizeof(label), "%s fwd dst", tag);
 	EXPECT_CLOSE(dst, dstd, n, 1e-6, 1e-6, label);
+	/* kept in double: far closer than float's rounding (6e-8) would allow */
 	snprintf(label, sizeof(label), "%s fwd mean", tag);
-	EXPECT_CLOSE(mean, meand, ns, 1e-6, 1e-7, label);
+	EXPECT_CLOSE(mean, meand, ns, 1e-10, 1e-12, label);
 	snprintf(label, sizeof(label), "%s fwd rstd", tag);
-	EXPECT_CLOSE(rstd, rstdd, ns, 1e-6, 0, label);
+	EXPECT_CLOSE(rstd, rstdd, ns, 1e-10, 0, label);
 
-	/* OVERWRITES: garbage in dsrc must not survive */
+	/* OVERWRITES: garbage in the outputs must not survive */
 	for (int64_t i = 0; i < n; i++)
-		dsrc[i] = 12345.0f;
-	groupnorm_backward(dsrc, w, src, mean, rstd, rows, groups, gw);
-	ref_groupnorm_backward(dsrcd, wd, srcd, rows, groups, gw);
-	for (int64_t s = 0; s < ns; s++)
-		for (int64_t j = 0; j < gw; j++) {
-			/* A value only moves its own (row, head) segment: one-segment
-			 * objectives make the difference quotients cheap and exact. */
-			double *x = srcd + s * gw;
-			double keep = x[j], lp, lm;
-
-			x[j] = keep + FD_STEP;
-			ref_groupnorm_forward(scratch, NULL, NULL, x, 1, 1, gw);
-			lp = 0.0;
-			for (int64_t k = 0; k < gw; k++)
-				lp += scratch[k] * wd[s * gw + k];
-			x[j] = keep - FD_STEP;
-			ref_groupnorm_forward(scratch, NULL, NULL, x, 1, 1, gw);
-			lm = 0.0;
-			for (int64_t k = 0; k < gw; k++)
-				lm += scratch[k] * wd[s * gw + k];
-			x[j] = keep;
-			fd[s * gw + j] = (lp - lm) / (2.0 * FD_STEP);
-		}
+		dsrc[i] = dgate[i] = 12345.0f;
+	gated_groupnorm_backward(dgate, NULL, dsrc, w, src, gate, mean, rstd, rows, groups, gw);
+	ref_swish_gate_backward(dgated, dnormd, wd, gated, normd, n);
+	ref_groupnorm_backward(dsrcd, dnormd, srcd, rows, groups, gw);
+	gated_fd(fd_src, fd_gate, srcd, gated, wd, ns, gw, scratch);
 	/* Heads scaled by up to 2^9 have gradients ~ rstd ~ 3e-3: rtol carries them. */
 	snprintf(label, sizeof(label), "%s ref dsrc vs fd", tag);
-	EXPECT_CLOSE(dsrcd, fd, n, 1e-6, 1e-6, label);
+	EXPECT_CLOSE(dsrcd, fd_src, n, 1e-6, 1e-6, label);
+	snprintf(label, sizeof(label), "%s ref dgate vs fd", tag);
+	EXPECT_CLOSE(dgated, fd_gate, n, 1e-6, 1e-7, label);
 	snprintf(label, sizeof(label), "%s bwd dsrc vs ref (overwrites)", tag);
 	EXPECT_CLOSE(dsrc, dsrcd, n, 1e-5, 1e-6, label);
+	snprintf(label, sizeof(label), "%s bwd dgate vs ref (overwrites)", tag);
+	EXPECT_CLOSE(dgate, dgated, n, 1e-5, 1e-6, label);
 	snprintf(label, sizeof(label), "%s bwd dsrc vs fd", tag);
-	EXPECT_CLOSE(dsrc, fd, n, 1e-5, 1e-6, label);
+	EXPECT_CLOSE(dsrc, fd_src, n, 1e-5, 1e-6, label);
+	snprintf(label, sizeof(label), "%s bwd dgate vs fd", tag);
+	EXPECT_CLOSE(dgate, fd_gate, n, 1e-5, 1e-6, label);
 
-	free(src), free(dst), free(w), free(dsrc), free(mean), free(rstd), free(srcd);
-	free(dstd), free(wd), free(dsrcd), free(meand), free(rstdd), free(fd), free(scratch);
+	check_gated_copies(tag, dst, dgate, dsrc, src, gate, w, rows, groups, gw);
+
+	free(src), free(gate), free(dst), free(w), free(dsrc), free(dgate), free(mean);
+	free(rstd), free(srcd), free(gated), free(normd), free(dstd), free(wd), free(dsrcd);
+	free(dgated), free(dnormd), free(meand), free(rstdd), free(fd_src), free(fd_gate);
+	free(scratch);
 }
 
 int main(void)
@@ -338,9 +429,10 @@ int main(void)
 	 */
 	check_layernorm(9, 64, 100.0, 0, 1e-4, 1e-4);
 
-	check_groupnorm(5, 4, 32);
-	check_groupnorm(9, 4, 256);
-	check_groupnorm(11, 3, 7);
-	check_groupnorm(1, 1, 5);
+	check_gated_groupnorm(5, 4, 32);
+	check_gated_groupnorm(9, 4, 256);
+	check_gated_groupnorm(11, 3, 7);
+	check_gated_groupnorm(1, 1, 5);
+	check_gated_groupnorm(3, 2, 2500); /* heads of more than one piece */
 	return test_finish();
 }

@@ -464,9 +464,9 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	rotary_apply(a->q, &m->rotary, B, Hl, qk, +1, 1.0f);
 	rotary_apply(a->k, &m->rotary, B, Hl, qk, +1, (float)(1.0 / sqrt((double)m->dk)));
 	retention_forward(m, a, l);
-	groupnorm_forward(a->gn, a->gn_mean, a->gn_rstd, a->o, M, Hl, m->dv);
 	copy = matmul_sole_target(kc, a->kept[KEPT_GATED], M * vw);
-	swish_gate_forward(uncopied(a->gated, copy), copy, a->g, a->gn, M * vw);
+	gated_groupnorm_forward(uncopied(a->gated, copy), copy, a->gn_mean, a->gn_rstd, a->o,
+				a->g, M, Hl, m->dv);
 	matmul_hold_written(kc, HOLD_X, a->kept[KEPT_GATED], a->gated, M * vw);
 	matmul(kc, a->y, a->gated, w->wo, M, d, vw, false, false, false);
 	matmul_release(kc, HOLD_X);
@@ -616,8 +616,8 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l, boo
 			w->wo, M, vw, d, false);
 	poll(m);
 	copy = matmul_sole_target(kc, m->dg_kept, M * vw);
-	swish_gate_backward(uncopied(m->dg, copy), copy, m->dgn, m->dgated, a->g, a->gn, M * vw);
-	groupnorm_backward(m->do_, m->dgn, a->o, a->gn_mean, a->gn_rstd, M, Hl, m->dv);
+	gated_groupnorm_backward(uncopied(m->dg, copy), copy, m->do_, m->dgated, a->o, a->g,
+				 a->gn_mean, a->gn_rstd, M, Hl, m->dv);
 	if (m->form == RETENTION_PARALLEL)
 		retention_parallel_backward(m->dq, m->dk_, m->dv_, m->do_, a->q, a->k, a->v, &rd);
 	else if (m->cp_size > 1)

@@ -53,9 +53,8 @@ struct layer_acts {
 	float *q, *k;              /* (M, qk) rotated; k also scaled by 1/sqrt(dk) */
 	float *v, *g;              /* (M, vw) value and gate pre-activation */
 	float *o;                  /* (M, vw) retention output before GroupNorm */
-	float *gn_mean, *gn_rstd;  /* (M, H/P) */
-	float *gn;                 /* (M, vw) GroupNorm output */
-	float *gated;              /* (M, vw) swish(g) * gn, the input of Wo */
+	double *gn_mean, *gn_rstd; /* (M, H/P) GroupNorm's statistics */
+	float *gated;              /* (M, vw) swish(g) * GroupNorm(o), the input of Wo */
 	float *states;             /* (B, H/P, T/C, dk, dv) chunk states for backward */
 	float *y;                  /* (M, d) after the retention residual */
 	float *ln2, *ln2_mean, *ln2_rstd;   /* (M, d), (M), (M) */
@@ -134,7 +133,7 @@ struct model {
 	float *dx;                 /* (M, d) gradient of the residual stream */
 	float *dln;                /* (M, d) */
 	float *dq, *dk_, *dv_, *dg;/* (M, qk), (M, qk), (M, vw), (M, vw) */
-	float *dgated, *dgn, *do_; /* (M, vw) each */
+	float *dgated, *do_;       /* (M, vw) each */
 	float *dh;                 /* (M, fl) */
 	/* bf16 copies written by the kernels that produce a product's output gradient:
 	 * dh's or dx's (held at once), dg's (held after retention's backward) */

@@ -257,9 +257,8 @@ static void alloc_layer(struct buffer_list *bl, struct layer_acts *a, struct mod
 	a->v = FLOATS(M * vw);
 	a->g = FLOATS(M * vw);
 	a->o = FLOATS(M * vw);
-	a->gn_mean = FLOATS(M * Hl);
-	a->gn_rstd = FLOATS(M * Hl);
-	a->gn = FLOATS(M * vw);
+	a->gn_mean = take(bl, (size_t)(M * Hl), sizeof(double));
+	a->gn_rstd = take(bl, (size_t)(M * Hl), sizeof(double));
 	a->gated = COPIED_OUTPUT(M * vw);
 	a->states = FLOATS(state_floats);
 	a->y = FLOATS(M * d);
@@ -337,7 +336,6 @@ size_t model_setup_activations(struct model *m)
 	m->dv_ = FLOATS(M * vw);
 	m->dg = COPIED_OUTPUT(M * vw);
 	m->dgated = FLOATS(M * vw);
-	m->dgn = FLOATS(M * vw);
 	m->do_ = FLOATS(M * vw);
 	m->dh = FLOATS(M * m->fl);
 	/* dy_kept takes the copies of backward's output gradients in turn: a block's,

@@ -6,7 +6,7 @@
  *
  * the same function as the tanh form in the header, but 1 + tanh(u) cancels for
  * negative x while x / (1 + e) keeps its relative accuracy, and 1 - s = e s does not
- * cancel for positive x. The swish gate uses the same sigmoid.
+ * cancel for positive x. Retention's swish gate (norm.c) uses the same sigmoid.
  *
  * exp is our own (exp_clamped.h) rather than libm's expf: a call in the loop
  * keeps it scalar, and these four loops took a sixth of a training step that way.
@@ -51,7 +51,7 @@ static inline float gelu_slope(float x)
 struct elem_arrays {
 	float *out, *out2; /* out NULL: out16 alone is written */
 	uint16_t *out16;   /* bf16(out), or NULL */
-	const float *in, *in2, *in3;
+	const float *in, *in2;
 };
 
 typedef void (*elem_block_fn)(const struct elem_arrays *a, int64_t o, int64_t n);
@@ -95,52 +95,6 @@ static void gelu_backward_block(const struct elem_arrays *a, int64_t o, int64_t 
 		dsrc[i] = ddst[i] * gelu_slope(src[i]);
 }
 
-RN_SIMD_CLONES
-static void swish_gate_forward_block(const struct elem_arrays *a, int64_t o, int64_t n)
-{
-	float piece[BF16_COPY_PIECE];
-
-	for (int64_t p = o; p < o + n; p += BF16_COPY_PIECE) {
-		const int64_t len = o + n - p < BF16_COPY_PIECE ? o + n - p : BF16_COPY_PIECE;
-		float *dst = a->out ? a->out + p : piece;
-		const float *gate = a->in + p, *y = a->in2 + p;
-
-#pragma omp simd
-		for (int64_t i = 0; i < len; i++) {
-			float g = gate[i];
-
-			dst[i] = g / (1.0f + exp_clamped(-g)) * y[i];
-		}
-		if (a->out16)
-			bf16_from_f32(a->out16 + p, dst, len);
-	}
-}
-
-RN_SIMD_CLONES
-static void swish_gate_backward_block(const struct elem_arrays *a, int64_t o, int64_t n)
-{
-	float piece[BF16_COPY_PIECE];
-
-	for (int64_t p = o; p < o + n; p += BF16_COPY_PIECE) {
-		const int64_t len = o + n - p < BF16_COPY_PIECE ? o + n - p : BF16_COPY_PIECE;
-		float *dgate = a->out ? a->out + p : piece, *dy = a->out2 + p;
-		const float *ddst = a->in + p, *gate = a->in2 + p, *y = a->in3 + p;
-
-#pragma omp simd
-		for (int64_t i = 0; i < len; i++) {
-			/* Read everything first: callers may pass dgate or dy over an input. */
-			float g = gate[i], yi = y[i], d = ddst[i];
-			float e = exp_clamped(-g);
-			float s = 1.0f / (1.0f + e);
-
-			dgate[i] = d * yi * (s + g * s * (e * s));
-			dy[i] = d * g * s;
-		}
-		if (a->out16)
-			bf16_from_f32(a->out16 + p, dgate, len);
-	}
-}
-
 void gelu_forward(float *dst, const float *src, int64_t n)
 {
 	for_each_block(gelu_forward_block, &(struct elem_arrays){.out = dst, .in = src}, n);
@@ -150,24 +104,6 @@ void gelu_backward(float *dsrc, const float *ddst, const float *src, int64_t n)
 {
 	for_each_block(gelu_backward_block,
 		       &(struct elem_arrays){.out = dsrc, .in = ddst, .in2 = src}, n);
-}
-
-void swish_gate_forward(float *dst, uint16_t *dst16, const float *gate, const float *y,
-			int64_t n)
-{
-	ENSURE(dst || dst16);
-	for_each_block(swish_gate_forward_block,
-		       &(struct elem_arrays){.out = dst, .out16 = dst16, .in = gate, .in2 = y}, n);
-}
-
-void swish_gate_backward(float *dgate, uint16_t *dgate16, float *dy, const float *ddst,
-			 const float *gate, const float *y, int64_t n)
-{
-	ENSURE(dgate || dgate16);
-	for_each_block(swish_gate_backward_block,
-		       &(struct elem_arrays){.out = dgate, .out2 = dy, .out16 = dgate16,
-					     .in = ddst, .in2 = gate, .in3 = y},
-		       n);
 }
 
 /* A kernel's work on rows [r0, r1) of a (rows, width) matrix. */

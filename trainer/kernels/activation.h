@@ -1,10 +1,10 @@
 /*
  * activation: the elementwise parts of the block: gelu (the tanh approximation,
- * used everywhere in this project), the swish gate of retention, bias add and
- * residual add, forward and backward, float32 with OpenMP. Knows nothing of MPI.
+ * used everywhere in this project), bias add and residual add, forward and
+ * backward, float32 with OpenMP. Knows nothing of MPI. (Retention's swish gate runs
+ * with the GroupNorm it reads, in norm.h.)
  *
  *   gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
- *   swish(z) = z * sigmoid(z)
  *
  * The kernels whose output a bf16 matmul reads next can also write its bfloat16 copy
  * (an out16 argument: bf16(out) as bf16_from_f32 gives it, written block by block
@@ -20,13 +20,6 @@
 void gelu_forward(float *dst, const float *src, int64_t n);
 /* OVERWRITES dsrc = ddst * gelu'(src). dsrc may alias ddst. */
 void gelu_backward(float *dsrc, const float *ddst, const float *src, int64_t n);
-
-/* dst = swish(gate) * y; dst16 = bf16(dst) or NULL */
-void swish_gate_forward(float *dst, uint16_t *dst16, const float *gate, const float *y,
-			int64_t n);
-/* OVERWRITES dgate and dy; dgate16 = bf16(dgate) or NULL. */
-void swish_gate_backward(float *dgate, uint16_t *dgate16, float *dy, const float *ddst,
-			 const float *gate, const float *y, int64_t n);
 
 /* x[r, :] += bias for every row. */
 void bias_add(float *x, const float *bias, int64_t rows, int64_t width);

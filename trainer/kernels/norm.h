@@ -1,8 +1,9 @@
 /*
  * norm: LayerNorm (learned gain and bias) and the per-head GroupNorm of retention
- * (a LayerNorm over each head's dv lanes, no gain or bias), forward and backward,
- * in float32 with OpenMP over rows. Forward saves the per-row mean and 1/std for
- * backward, as llm.c does. Knows nothing of MPI or of the model's shapes.
+ * (a LayerNorm over each head's dv lanes, no gain or bias) with the swish gate that
+ * follows it, forward and backward, in float32 with OpenMP over rows. Forward saves
+ * the per-row mean and 1/std for backward, as llm.c does. Knows nothing of MPI or of
+ * the model's shapes.
  *
  * A kernel whose output a bf16 matmul reads next can also write that output's
  * bfloat16 copy (bf16.h, the same bits as bf16_from_f32 of the float32 output), row
@@ -39,19 +40,31 @@ void layernorm_backward(float *dsrc,        /* (rows, width) */
 			const float *rstd,  /* (rows) */
 			int64_t rows, int64_t width);
 
-/* Per row and group g: dst[g] = (src[g] - mean) * rstd over group_width lanes. */
-void groupnorm_forward(float *dst,       /* (rows, groups * group_width) */
-		       float *mean,      /* (rows, groups) */
-		       float *rstd,      /* (rows, groups) */
-		       const float *src, /* (rows, groups * group_width) */
-		       int64_t rows, int64_t groups, int64_t group_width);
+/*
+ * Retention's gated GroupNorm: per row and group (head) g, over group_width lanes,
+ *   n[g] = (src[g] - mean) * rstd   (a LayerNorm without gain or bias)
+ *   dst  = swish(gate) * n,         swish(z) = z * sigmoid(z)
+ * in one pass, n never stored: backward forms it again from src and the statistics,
+ * which are kept in double so that it is the same bits as in forward. dst NULL writes
+ * the bf16 copy alone (for bf16 products, which read nothing else).
+ */
+void gated_groupnorm_forward(float *dst,        /* (rows, groups * group_width), or NULL */
+			     uint16_t *dst16,   /* bf16(dst), or NULL */
+			     double *mean,      /* (rows, groups) saved for backward */
+			     double *rstd,      /* (rows, groups) saved for backward */
+			     const float *src,  /* (rows, groups * group_width) */
+			     const float *gate, /* (rows, groups * group_width) */
+			     int64_t rows, int64_t groups, int64_t group_width);
 
-/* OVERWRITES dsrc. */
-void groupnorm_backward(float *dsrc,       /* (rows, groups * group_width) */
-			const float *ddst, /* (rows, groups * group_width) */
-			const float *src,  /* (rows, groups * group_width) forward input */
-			const float *mean, /* (rows, groups) */
-			const float *rstd, /* (rows, groups) */
-			int64_t rows, int64_t groups, int64_t group_width);
+/* OVERWRITES dgate and dsrc. dgate NULL writes its bf16 copy alone. */
+void gated_groupnorm_backward(float *dgate,       /* (rows, groups * group_width), or NULL */
+			      uint16_t *dgate16,  /* bf16(dgate), or NULL */
+			      float *dsrc,        /* (rows, groups * group_width) */
+			      const float *ddst,  /* (rows, groups * group_width) */
+			      const float *src,   /* forward's src */
+			      const float *gate,  /* forward's gate */
+			      const double *mean, /* (rows, groups) */
+			      const double *rstd, /* (rows, groups) */
+			      int64_t rows, int64_t groups, int64_t group_width);
 
 #endif
