@@ -4,9 +4,10 @@
  * backward against the reference backward and against central differences of
  * L = sum(dst .* W) through the reference forward, overwrite and accumulate
  * semantics, the aliasing the header allows, bias_backward's independence of the
- * thread count, and the fused FFN kernels against the separate ones. A kernel that
- * writes a bf16 copy of its output writes the same float32 bits as without one, and
- * the copy is the rounding of each (against tests/ref/bf16_ref.c).
+ * thread count, and the fused kernels (bias + gelu, gelu's backward + the bias
+ * gradient, bias + residual) against the separate ones. A kernel that writes a bf16
+ * copy of its output writes the same float32 bits as without one, and the copy is
+ * the rounding of each (against tests/ref/bf16_ref.c).
  */
 #include <omp.h>
 #include <stdlib.h>
@@ -120,6 +121,39 @@ static void check_gelu_tail(void)
 	EXPECT_CLOSE(dx, dxd, N, 3e-5, 0, "gelu bwd tail x in [-9.5, -3], relative only");
 }
 
+/* bias_add with a residual: the same bits as bias_add then vec_add, and within two
+ * roundings of the float64 sum (relative to the sum of the magnitudes, as terms may
+ * cancel). x is bias_add's input. */
+static void check_bias_residual(const float *x, const float *b, int64_t rows, int64_t width)
+{
+	const int64_t n = rows * width;
+	float *fused = xmalloc(sizeof(float) * n), *apart = xmalloc(sizeof(float) * n);
+	float *res = xmalloc(sizeof(float) * n);
+	double *want = xmalloc(sizeof(double) * n), *scale = xmalloc(sizeof(double) * n);
+	char label[128];
+
+	fill(res, NULL, n, 10, -3.0, 3.0);
+	memcpy(fused, x, sizeof(float) * n);
+	memcpy(apart, x, sizeof(float) * n);
+	bias_add(fused, b, res, rows, width);
+	bias_add(apart, b, NULL, rows, width);
+	vec_add(apart, apart, res, n);
+	EXPECT_TRUE(memcmp(fused, apart, sizeof(float) * n) == 0,
+		    "bias_add with a residual differs from bias_add then vec_add (rows=%ld "
+		    "width=%ld)",
+		    (long)rows, (long)width);
+	for (int64_t i = 0; i < n; i++) {
+		double xi = x[i], bi = b[i % width], ri = res[i];
+
+		want[i] = xi + bi + ri;
+		scale[i] = fabs(xi) + fabs(bi) + fabs(ri);
+	}
+	snprintf(label, sizeof(label), "bias_add with a residual rows=%ld width=%ld", (long)rows,
+		 (long)width);
+	EXPECT_CLOSE_SCALED(fused, want, scale, n, 1.2e-7, label);
+	free(fused), free(apart), free(res), free(want), free(scale);
+}
+
 static void check_bias(int64_t rows, int64_t width)
 {
 	const int64_t n = rows * width;
@@ -137,11 +171,12 @@ static void check_bias(int64_t rows, int64_t width)
 	fill(b, bd, width, 7, -1.0, 1.0);
 	fill(w, wd, n, 8, -1.0, 1.0);
 
-	bias_add(x, b, rows, width);
+	bias_add(x, b, NULL, rows, width);
 	ref_bias_add(xd, bd, rows, width);
 	/* one float addition per value: correctly rounded */
 	snprintf(label, sizeof(label), "bias_add rows=%ld width=%ld", (long)rows, (long)width);
 	EXPECT_CLOSE(x, xd, n, 6e-8, 0, label);
+	check_bias_residual(x, b, rows, width);
 
 	/* ACCUMULATES into a pre-filled dbias */
 	fill(pre, NULL, width, 9, -2.0, 2.0);
@@ -217,7 +252,7 @@ static void check_bias_gelu(int64_t rows, int64_t width)
 	fill(w, NULL, n, 32, -1.0, 1.0);
 	memcpy(x2, x, sizeof(float) * n);
 
-	bias_add(x, b, rows, width);
+	bias_add(x, b, NULL, rows, width);
 	gelu_forward(y, x, n);
 	bias_gelu_forward(y2, copy, x2, b, rows, width);
 	EXPECT_TRUE(memcmp(x, x2, sizeof(float) * n) == 0 && memcmp(y, y2, sizeof(float) * n) == 0,

@@ -494,8 +494,7 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	/* TP all-reduce 2 of 2 (forward): the partial FFN outputs; b2 is added once,
 	 * after it. Conjugate: the all-reduce of the LN2 output gradient. */
 	tp_allreduce(m, x_out, M * d);
-	bias_add(x_out, w->b2, M, d);
-	vec_add(x_out, x_out, a->y, M * d);
+	bias_add(x_out, w->b2, a->y, M, d);
 }
 
 float model_forward_micro(struct model *m, int chunk, int slot, const int32_t *inputs,

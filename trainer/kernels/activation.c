@@ -124,7 +124,7 @@ static void for_each_row_block(rows_fn fn, const struct elem_arrays *a, int64_t 
 	}
 }
 
-/* out[r, :] += bias (in) */
+/* out[r, :] += bias (in), then out[r, :] += in2[r, :] if in2 */
 RN_SIMD_CLONES
 static void bias_add_rows(const struct elem_arrays *a, int64_t r0, int64_t r1, int64_t width)
 {
@@ -132,15 +132,22 @@ static void bias_add_rows(const struct elem_arrays *a, int64_t r0, int64_t r1, i
 
 	for (int64_t r = r0; r < r1; r++) {
 		float *xr = a->out + r * width;
+		const float *res = a->in2 ? a->in2 + r * width : NULL;
 
-		for (int64_t j = 0; j < width; j++)
-			xr[j] += bias[j];
+		if (res) {
+			for (int64_t j = 0; j < width; j++)
+				xr[j] = xr[j] + bias[j] + res[j];
+		} else {
+			for (int64_t j = 0; j < width; j++)
+				xr[j] += bias[j];
+		}
 	}
 }
 
-void bias_add(float *x, const float *bias, int64_t rows, int64_t width)
+void bias_add(float *x, const float *bias, const float *res, int64_t rows, int64_t width)
 {
-	for_each_row_block(bias_add_rows, &(struct elem_arrays){.out = x, .in = bias}, rows, width);
+	for_each_row_block(bias_add_rows, &(struct elem_arrays){.out = x, .in = bias, .in2 = res},
+			   rows, width);
 }
 
 /* One part of a column sum (trainer/kernels/colsum.h): part[j] = sum over rows

@@ -21,8 +21,9 @@ void gelu_forward(float *dst, const float *src, int64_t n);
 /* OVERWRITES dsrc = ddst * gelu'(src). dsrc may alias ddst. */
 void gelu_backward(float *dsrc, const float *ddst, const float *src, int64_t n);
 
-/* x[r, :] += bias for every row. */
-void bias_add(float *x, const float *bias, int64_t rows, int64_t width);
+/* x[r, :] += bias for every row, then x[r, :] += res[r, :] unless res is NULL: one
+ * pass, the same bits as the two adds in turn (the FFN's b2 and the residual). */
+void bias_add(float *x, const float *bias, const float *res, int64_t rows, int64_t width);
 /* ACCUMULATES dbias += column sums of ddst (the same bits whatever the thread count). */
 void bias_backward(float *dbias, const float *ddst, int64_t rows, int64_t width);
 
