@@ -77,11 +77,6 @@ static inline void row_moments(const float *x, int64_t width, double *mean, doub
 	*rstd = 1.0 / sqrt(sq / (double)width + (double)NORM_EPS);
 }
 
-static inline int64_t piece_at(int64_t j0, int64_t width)
-{
-	return width - j0 < BF16_COPY_PIECE ? width - j0 : BF16_COPY_PIECE;
-}
-
 RN_SIMD_CLONES
 static void layernorm_forward_rows(const struct norm_call *c, int64_t r0, int64_t r1)
 {
@@ -96,7 +91,7 @@ static void layernorm_forward_rows(const struct norm_call *c, int64_t r0, int64_
 
 		row_moments(x, width, &m, &rs);
 		for (int64_t j0 = 0; j0 < width; j0 += BF16_COPY_PIECE) {
-			const int64_t n = piece_at(j0, width);
+			const int64_t n = bf16_piece_len(j0, width, BF16_COPY_PIECE);
 			const float *xp = x + j0;
 			float *y = c->dst ? c->dst + r * width + j0 : piece;
 
@@ -183,7 +178,7 @@ static void gated_groupnorm_forward_rows(const struct norm_call *c, int64_t r0, 
 
 		row_moments(x, width, &m, &rs);
 		for (int64_t j0 = 0; j0 < width; j0 += BF16_COPY_PIECE) {
-			const int64_t n = piece_at(j0, width);
+			const int64_t n = bf16_piece_len(j0, width, BF16_COPY_PIECE);
 			const float *xp = x + j0, *gp = gate + j0;
 			float *y = c->dst ? c->dst + r * width + j0 : piece;
 
@@ -224,7 +219,7 @@ static void gated_groupnorm_backward_rows(const struct norm_call *c, int64_t r0,
 		float mg, mgx;
 
 		for (int64_t j0 = 0; j0 < width; j0 += BF16_COPY_PIECE) {
-			const int64_t n = piece_at(j0, width);
+			const int64_t n = bf16_piece_len(j0, width, BF16_COPY_PIECE);
 			float *dg = c->dgate ? c->dgate + r * width + j0 : piece;
 
 #pragma omp simd
