@@ -184,7 +184,7 @@ static void bias_gelu_rows(const struct elem_arrays *a, int64_t r0, int64_t r1, 
 
 	for (int64_t r = r0; r < r1; r++) {
 		for (int64_t j0 = 0; j0 < width; j0 += BF16_COPY_PIECE) {
-			const int64_t n = bf16_piece_len(j0, width, BF16_COPY_PIECE);
+			const int64_t n = piece_len(j0, width, BF16_COPY_PIECE);
 			float *xr = a->out2 + r * width + j0;
 			float *yr = a->out ? a->out + r * width + j0 : piece;
 			const float *bias = a->in + j0;
@@ -224,7 +224,7 @@ static void gelu_backward_part(const void *arg, int64_t r0, int64_t r1, int64_t 
 		part[j] = 0.0;
 	for (int64_t r = r0; r < r1; r++) {
 		for (int64_t j0 = 0; j0 < width; j0 += BF16_COPY_PIECE) {
-			const int64_t n = bf16_piece_len(j0, width, BF16_COPY_PIECE);
+			const int64_t n = piece_len(j0, width, BF16_COPY_PIECE);
 			float *dx = a->out ? a->out + r * width + j0 : piece;
 			const float *dy = a->in + r * width + j0, *x = a->in2 + r * width + j0;
 			double *pj = part + j0;

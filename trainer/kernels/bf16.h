@@ -26,13 +26,6 @@
  * float32 values go through a buffer of this many in L1 on their way to the copy. */
 enum { BF16_COPY_PIECE = 1024 };
 
-/* The length of the piece that starts at `at` when `end` values are cut into pieces of
- * `piece` (the last one may be shorter). */
-static inline int64_t bf16_piece_len(int64_t at, int64_t end, int64_t piece)
-{
-	return end - at < piece ? end - at : piece;
-}
-
 /* One value (the definition; the array functions compute the same bits). */
 uint16_t bf16_from_f32_one(float x);
 float bf16_to_f32_one(uint16_t h);

@@ -91,7 +91,7 @@ static void layernorm_forward_rows(const struct norm_call *c, int64_t r0, int64_
 
 		row_moments(x, width, &m, &rs);
 		for (int64_t j0 = 0; j0 < width; j0 += BF16_COPY_PIECE) {
-			const int64_t n = bf16_piece_len(j0, width, BF16_COPY_PIECE);
+			const int64_t n = piece_len(j0, width, BF16_COPY_PIECE);
 			const float *xp = x + j0;
 			float *y = c->dst ? c->dst + r * width + j0 : piece;
 
@@ -178,7 +178,7 @@ static void gated_groupnorm_forward_rows(const struct norm_call *c, int64_t r0, 
 
 		row_moments(x, width, &m, &rs);
 		for (int64_t j0 = 0; j0 < width; j0 += BF16_COPY_PIECE) {
-			const int64_t n = bf16_piece_len(j0, width, BF16_COPY_PIECE);
+			const int64_t n = piece_len(j0, width, BF16_COPY_PIECE);
 			const float *xp = x + j0, *gp = gate + j0;
 			float *y = c->dst ? c->dst + r * width + j0 : piece;
 
@@ -219,7 +219,7 @@ static void gated_groupnorm_backward_rows(const struct norm_call *c, int64_t r0,
 		float mg, mgx;
 
 		for (int64_t j0 = 0; j0 < width; j0 += BF16_COPY_PIECE) {
-			const int64_t n = bf16_piece_len(j0, width, BF16_COPY_PIECE);
+			const int64_t n = piece_len(j0, width, BF16_COPY_PIECE);
 			float *dg = c->dgate ? c->dgate + r * width + j0 : piece;
 
 #pragma omp simd

@@ -87,7 +87,7 @@ static void rotate_rows(const struct rotate_call *rc, int64_t r0, int64_t r1)
 
 		for (int64_t h = 0; h < rc->heads; h++) {
 			for (int64_t i0 = 0; i0 < half; i0 += ROTARY_PIECE_PAIRS) {
-				const int64_t n = bf16_piece_len(i0, half, ROTARY_PIECE_PAIRS);
+				const int64_t n = piece_len(i0, half, ROTARY_PIECE_PAIRS);
 				const int64_t at = r * ld + h * head_dim + 2 * i0;
 				const float *v = rc->src + at, *ci = c + i0, *sn = s + i0;
 				float *out = rc->dst16 ? piece : rc->dst + at;

@@ -51,7 +51,7 @@ static double sum_exp(const float *z, int64_t vocab, float mx, int64_t t, double
 	double sum = 0.0, others = 0.0;
 
 	for (int64_t j0 = 0; j0 < vocab; j0 += XENT_PIECE) {
-		const int64_t n = bf16_piece_len(j0, vocab, XENT_PIECE);
+		const int64_t n = piece_len(j0, vocab, XENT_PIECE);
 		const float *zp = z + j0;
 		const int64_t tp = t - j0;
 
@@ -119,7 +119,7 @@ static void backward_rows(const struct xent_call *c, int64_t r0, int64_t r1)
 		 */
 		dt = (float)(-(double)c->dloss * (rest / sum));
 		for (int64_t j0 = 0; j0 < vocab; j0 += XENT_PIECE) {
-			const int64_t n = bf16_piece_len(j0, vocab, XENT_PIECE);
+			const int64_t n = piece_len(j0, vocab, XENT_PIECE);
 			const float *zp = z + j0;
 			float *dz = c->out ? c->out + r * vocab + j0 : piece;
 
