@@ -5,7 +5,7 @@
  * NaN and Inf), the strided packing, and the bf16 matmul plans against a float64
  * reference computed on the bf16-ROUNDED inputs (every transpose, accumulation,
  * padded leading dimensions, batches, calls from OpenMP threads), operands held,
- * kept or written by their producer.
+ * kept or written by their producer, and plans that write their output as bf16.
  *
  *   test_bf16                      everything; the matmul part is skipped (and says
  *                                  so) on a CPU without AVX512-BF16
@@ -203,12 +203,14 @@ static void check_pack(void)
 
 /* ---- matmul ----------------------------------------------------------------- */
 
-/* x float32 uniform in (-1, 1); xd its bf16 rounding in double, xu unrounded. */
+/* x float32 uniform in (-1, 1); xd its bf16 rounding in double, xu unrounded (either
+ * NULL: not wanted). */
 static void fill(float *x, double *xd, double *xu, int64_t n, uint64_t stream)
 {
 	for (int64_t i = 0; i < n; i++) {
 		x[i] = (float)(2.0 * rng_uniform(7, stream, (uint64_t)i) - 1.0);
-		xd[i] = ref_bf16_value(ref_bf16_round(x[i]));
+		if (xd)
+			xd[i] = ref_bf16_value(ref_bf16_round(x[i]));
 		if (xu)
 			xu[i] = x[i];
 	}
@@ -338,6 +340,55 @@ static void check_prepacked(struct kernels_ctx *ctx)
 	matmul_run_bf16(ctx, p, c2, ah, bh);
 	EXPECT_TRUE(memcmp(c1, c2, sizeof(c1)) == 0,
 		    "matmul_run_bf16 on pre-packed operands differs from matmul_run");
+}
+
+/*
+ * A plan that writes C as bf16: the rounding (bf16.h's) of the float32 C the same
+ * shape's plan writes, on these shapes, whose results are normal numbers (oneDNN
+ * flushes denormal results, bf16.h keeps them), converting its operands or reading
+ * a held one; its own plan beside the float32-output one.
+ */
+static void check_bf16_output(struct kernels_ctx *ctx)
+{
+	static const int64_t shapes[][5] = {
+		/* m, n, k, trans_a, trans_b */
+		{40, 24, 72, 0, 0}, {256, 512, 128, 0, 0}, {33, 65, 17, 1, 0}, {64, 48, 96, 0, 1},
+	};
+
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		const int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+		const bool ta = shapes[i][3], tb = shapes[i][4];
+		struct matmul_shape s = matmul_shape_dense(m, n, k, ta, tb, false);
+		struct matmul_shape s16 = s;
+		const struct matmul_plan *p, *p16;
+		float *a = xmalloc(sizeof(float) * (size_t)(m * k));
+		float *b = xmalloc(sizeof(float) * (size_t)(k * n));
+		float *c = xmalloc(sizeof(float) * (size_t)(m * n));
+		uint16_t *want = xmalloc(sizeof(uint16_t) * (size_t)(m * n));
+		uint16_t *got = xmalloc(sizeof(uint16_t) * (size_t)(m * n));
+
+		s16.c_bf16 = true;
+		p = matmul_plan_get(ctx, &s);
+		p16 = matmul_plan_get(ctx, &s16);
+		fill(a, NULL, NULL, m * k, 20 + i);
+		fill(b, NULL, NULL, k * n, 30 + i);
+		matmul_run(ctx, p, c, a, b);
+		bf16_from_f32(want, c, m * n);
+		memset(got, 0xff, sizeof(uint16_t) * (size_t)(m * n));
+		matmul_run_to_bf16(ctx, p16, got, a, b);
+		EXPECT_TRUE(p16 != p && memcmp(got, want, sizeof(uint16_t) * (size_t)(m * n)) == 0,
+			    "bf16 output %ldx%ldx%ld ta=%d tb=%d: not the rounding of the float32 "
+			    "output, or the same plan",
+			    (long)m, (long)n, (long)k, ta, tb);
+		memset(got, 0xff, sizeof(uint16_t) * (size_t)(m * n));
+		matmul_hold(ctx, 0, a, m * k);
+		matmul_run_to_bf16(ctx, p16, got, a, b);
+		matmul_release(ctx, 0);
+		EXPECT_TRUE(memcmp(got, want, sizeof(uint16_t) * (size_t)(m * n)) == 0,
+			    "bf16 output %ldx%ldx%ld with A held: not the rounding of the float32 "
+			    "output", (long)m, (long)n, (long)k);
+		free(a), free(b), free(c), free(want), free(got);
+	}
 }
 
 /*
@@ -558,6 +609,7 @@ static void check_matmul(void)
 	check_batched(ctx);
 	check_threaded(ctx);
 	check_prepacked(ctx);
+	check_bf16_output(ctx);
 	check_held(ctx);
 	check_kept(ctx);
 	check_written(ctx);

@@ -122,7 +122,7 @@ void matmul_shape_key(const struct matmul_shape *s, int64_t key[MATMUL_SHAPE_KEY
 	const bool batched = s->batch > 1;
 	const int64_t k[MATMUL_SHAPE_KEY] = {
 		s->batch, s->m, s->n, s->k, s->lda, s->ldb, s->ldc, s->trans_a, s->trans_b,
-		s->accumulate,
+		s->accumulate, s->c_bf16,
 		/* the strides between a batch's matrices, which one matrix has not */
 		batched ? s->stride_a : 0, batched ? s->stride_b : 0, batched ? s->stride_c : 0,
 	};
@@ -164,6 +164,7 @@ static void validate_shape(const struct matmul_shape *s)
 	ENSURE(s->lda >= (s->trans_a ? s->m : s->k));
 	ENSURE(s->ldb >= (s->trans_b ? s->k : s->n));
 	ENSURE(s->ldc >= s->n);
+	ENSURE(!s->c_bf16 || !s->accumulate);
 }
 
 const char *matmul_impl_name(const_dnnl_primitive_desc_t pd)
@@ -238,6 +239,8 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 	dnnl_status_t st;
 
 	validate_shape(s);
+	/* a bf16 output is for bf16 products' operands: never on a float32 context */
+	ENSURE(!s->c_bf16 || ctx->bf16);
 	p->shape = *s;
 	p->bf16 = ctx->bf16;
 	if (p->bf16) {
@@ -254,7 +257,8 @@ static struct matmul_plan *plan_create(struct kernels_ctx *ctx, const struct mat
 		operand_md(&b_md, s->batch, s->stride_b, s->k, s->n, s->ldb, s->trans_b,
 			   dnnl_f32);
 	}
-	operand_md(&c_md, s->batch, s->stride_c, s->m, s->n, s->ldc, false, dnnl_f32);
+	operand_md(&c_md, s->batch, s->stride_c, s->m, s->n, s->ldc, false,
+		   s->c_bf16 ? dnnl_bf16 : dnnl_f32);
 	CHECK_DNNL(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md));
 
 	CHECK_DNNL(dnnl_primitive_attr_create(&attr));
@@ -352,7 +356,7 @@ void matmul_execute_on(dnnl_stream_t stream, dnnl_primitive_t prim, dnnl_primiti
 }
 
 /* Points the calling thread's memory objects at the buffers and runs the plan. */
-static void execute(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
+static void execute(struct kernels_ctx *ctx, const struct matmul_plan *plan, void *c,
 		    const void *a, const void *b)
 {
 	int t = omp_get_thread_num();
@@ -530,7 +534,8 @@ void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *
 	matmul_run_pre(ctx, plan, c, a, NULL, b, NULL);
 }
 
-void matmul_run_pre(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
+/* matmul_run_pre for either type of C. */
+static void run_pre(struct kernels_ctx *ctx, const struct matmul_plan *plan, void *c,
 		    const float *a, const uint16_t *a16, const float *b, const uint16_t *b16)
 {
 	const struct matmul_shape *s = &plan->shape;
@@ -552,10 +557,24 @@ void matmul_run_pre(struct kernels_ctx *ctx, const struct matmul_plan *plan, flo
 	execute(ctx, plan, c, a16, b16);
 }
 
+void matmul_run_pre(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
+		    const float *a, const uint16_t *a16, const float *b, const uint16_t *b16)
+{
+	ENSURE(!plan->shape.c_bf16);
+	run_pre(ctx, plan, c, a, a16, b, b16);
+}
+
+void matmul_run_to_bf16(struct kernels_ctx *ctx, const struct matmul_plan *plan, uint16_t *c,
+			const float *a, const float *b)
+{
+	ENSURE(plan->shape.c_bf16);
+	run_pre(ctx, plan, c, a, NULL, b, NULL);
+}
+
 void matmul_run_bf16(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
 		     const uint16_t *a, const uint16_t *b)
 {
-	ENSURE(plan->bf16);
+	ENSURE(plan->bf16 && !plan->shape.c_bf16);
 	execute(ctx, plan, c, a, b);
 }
 
@@ -565,4 +584,13 @@ void matmul(struct kernels_ctx *ctx, float *c, const float *a, const float *b, i
 	struct matmul_shape s = matmul_shape_dense(m, n, k, trans_a, trans_b, accumulate);
 
 	matmul_run(ctx, matmul_plan_get(ctx, &s), c, a, b);
+}
+
+void matmul_to_bf16(struct kernels_ctx *ctx, uint16_t *c, const float *a, const float *b,
+		    int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b)
+{
+	struct matmul_shape s = matmul_shape_dense(m, n, k, trans_a, trans_b, false);
+
+	s.c_bf16 = true;
+	matmul_run_to_bf16(ctx, matmul_plan_get(ctx, &s), c, a, b);
 }

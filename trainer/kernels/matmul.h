@@ -41,6 +41,8 @@ struct matmul_shape {
 	bool trans_a;          /* A is stored K x M (op(A) = A^T) */
 	bool trans_b;          /* B is stored N x K (op(B) = B^T) */
 	bool accumulate;       /* C += product (gradient accumulation) instead of C = */
+	bool c_bf16;           /* C is written as bf16 (matmul_run_to_bf16): bf16 plans,
+				* not accumulate */
 };
 
 /* One engine, a stream per OpenMP thread, the plan cache and the scratchpads. */
@@ -124,6 +126,15 @@ void matmul_tuning_totals(const struct kernels_ctx *ctx, struct matmul_tuning_to
  * precision: a bf16 plan converts them first). */
 void matmul_run(struct kernels_ctx *ctx, const struct matmul_plan *plan, float *c,
 		const float *a, const float *b);
+
+/*
+ * A plan whose shape has c_bf16: c = op(a) op(b) accumulated in float32 and written
+ * rounded to bf16 by oneDNN (to nearest even, as bf16.h rounds, except that results
+ * below 2^-126 in magnitude become zero where bf16.h keeps them denormal), for an
+ * output that only bf16 products read. Operands as matmul_run's (held ones too).
+ */
+void matmul_run_to_bf16(struct kernels_ctx *ctx, const struct matmul_plan *plan, uint16_t *c,
+			const float *a, const float *b);
 
 /*
  * matmul_run with bf16 copies the caller made itself of operands that several products
@@ -213,5 +224,8 @@ void matmul_kept_free(struct matmul_kept *kept);
 /* Shorthand: get the plan for a dense shape and run it. Not inside a parallel region. */
 void matmul(struct kernels_ctx *ctx, float *c, const float *a, const float *b, int64_t m,
 	    int64_t n, int64_t k, bool trans_a, bool trans_b, bool accumulate);
+/* The same for a dense product written as bf16 (matmul_run_to_bf16): bf16 contexts. */
+void matmul_to_bf16(struct kernels_ctx *ctx, uint16_t *c, const float *a, const float *b,
+		    int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b);
 
 #endif

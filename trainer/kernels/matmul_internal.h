@@ -73,7 +73,7 @@ void matmul_execute_on(dnnl_stream_t stream, dnnl_primitive_t prim, dnnl_primiti
 void matmul_detach_primitive(struct kernels_ctx *ctx, struct matmul_plan *p);
 /* The fields that make two shapes one plan, in a fixed order: the plan cache compares
  * them, and the tuning hashes them to check that every rank tunes the same plans. */
-enum { MATMUL_SHAPE_KEY = 13 };
+enum { MATMUL_SHAPE_KEY = 14 };
 void matmul_shape_key(const struct matmul_shape *s, int64_t key[MATMUL_SHAPE_KEY]);
 
 #endif
