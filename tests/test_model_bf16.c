@@ -201,9 +201,10 @@ static void check_in_flight(bool recompute)
 /*
  * The float32 outputs that bf16 writes as their copy alone leave the count of the
  * activations when bf16 comes on, and come back when it goes off: per layer LN1's
- * and LN2's (M x d), the swish gate's (M x 2d) and gelu's (M x f), then the final
- * LayerNorm's (M x d) and backward's gate gradient (M x 2d; gelu's gradient goes to
- * its copy alone too, but over the W2 product's output, which is still written).
+ * and LN2's (M x d), the swish gate's (M x 2d), V's (M x 2d) and gelu's (M x f),
+ * then the final LayerNorm's (M x d), backward's gate gradient and retention's
+ * output gradient dO (M x 2d each; gelu's gradient goes to its copy alone too, but
+ * over the W2 product's output, which is still written).
  * The bf16 copies kept for backward stay counted once reserved.
  */
 static void check_copied_outputs(void)
@@ -211,9 +212,9 @@ static void check_copied_outputs(void)
 	struct run_spec cfg = tiny_spec(false);
 	const double M = (double)(cfg.micro_batch_size * cfg.seq_length);
 	const double d = (double)cfg.hidden_size, f = (double)cfg.ffn_hidden_size;
-	const double per_layer = M * (2 * d + 2 * d + f);
+	const double per_layer = M * (2 * d + 2 * d + 2 * d + f);
 	const double copied =
-		sizeof(float) * ((double)cfg.num_layers * per_layer + M * d + M * 2 * d);
+		sizeof(float) * ((double)cfg.num_layers * per_layer + M * d + 2 * (M * 2 * d));
 	struct model *m = model_create(&cfg, NULL, 1);
 	double f32, on, off;
 	char err[256];

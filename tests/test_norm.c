@@ -292,7 +292,7 @@ static void gated_fd(double *fd_src, double *fd_gate, double *srcd, double *gate
  * The bf16 copies: forward's is the rounding of dst and leaves dst's bits alone;
  * written alone (dst NULL) it is the same copy with the same statistics. Backward's
  * is the rounding of dgate, with dgate and dsrc as without it; written alone, the
- * same copy and the same dsrc.
+ * same copy and the same dsrc. dsrc's copy likewise, beside dsrc or alone.
  */
 static void check_gated_copies(const char *tag, const float *dst, const float *dgate,
 			       const float *dsrc, const float *src, const float *gate,
@@ -303,7 +303,7 @@ static void check_gated_copies(const char *tag, const float *dst, const float *d
 	float *dsrc2 = xmalloc(sizeof(float) * n);
 	double *mean = xmalloc(sizeof(double) * ns), *rstd = xmalloc(sizeof(double) * ns);
 	double *mean2 = xmalloc(sizeof(double) * ns), *rstd2 = xmalloc(sizeof(double) * ns);
-	uint16_t *copy = xmalloc(sizeof(uint16_t) * n);
+	uint16_t *copy = xmalloc(sizeof(uint16_t) * n), *copy2 = xmalloc(sizeof(uint16_t) * n);
 	int64_t bad;
 
 	gated_groupnorm_forward(dst2, copy, mean, rstd, src, gate, rows, groups, gw);
@@ -318,7 +318,7 @@ static void check_gated_copies(const char *tag, const float *dst, const float *d
 			    memcmp(rstd, rstd2, sizeof(double) * ns) == 0,
 		    "%s fwd, bf16 copy alone: wrong at %ld or other statistics", tag, (long)bad);
 
-	gated_groupnorm_backward(dgate2, copy, dsrc2, w, src, gate, mean, rstd, rows, groups,
+	gated_groupnorm_backward(dgate2, copy, dsrc2, NULL, w, src, gate, mean, rstd, rows, groups,
 				 gw);
 	bad = ref_bf16_copy_mismatch(copy, dgate2, n);
 	EXPECT_TRUE(memcmp(dgate, dgate2, sizeof(float) * n) == 0 &&
@@ -328,13 +328,31 @@ static void check_gated_copies(const char *tag, const float *dst, const float *d
 		    tag, (long)bad);
 	memset(copy, 0xff, sizeof(uint16_t) * n);
 	memset(dsrc2, 0xff, sizeof(float) * n);
-	gated_groupnorm_backward(NULL, copy, dsrc2, w, src, gate, mean, rstd, rows, groups, gw);
+	gated_groupnorm_backward(NULL, copy, dsrc2, NULL, w, src, gate, mean, rstd, rows, groups, gw);
 	bad = ref_bf16_copy_mismatch(copy, dgate2, n);
 	EXPECT_TRUE(memcmp(dsrc, dsrc2, sizeof(float) * n) == 0 && bad < 0,
 		    "%s bwd, bf16 copy of dgate alone: dsrc changed or copy wrong at %ld", tag,
 		    (long)bad);
+
+	/* dsrc's copy, beside dsrc and alone (dgate's copy written alone in both) */
+	memset(dsrc2, 0xff, sizeof(float) * n);
+	memset(copy2, 0xff, sizeof(uint16_t) * n);
+	gated_groupnorm_backward(NULL, copy, dsrc2, copy2, w, src, gate, mean, rstd, rows, groups,
+				 gw);
+	bad = ref_bf16_copy_mismatch(copy2, dsrc, n);
+	EXPECT_TRUE(memcmp(dsrc, dsrc2, sizeof(float) * n) == 0 && bad < 0,
+		    "%s bwd with a bf16 copy of dsrc: dsrc changed or its copy wrong at %ld", tag,
+		    (long)bad);
+	memset(copy, 0xff, sizeof(uint16_t) * n);
+	memset(copy2, 0xff, sizeof(uint16_t) * n);
+	gated_groupnorm_backward(NULL, copy, NULL, copy2, w, src, gate, mean, rstd, rows, groups,
+				 gw);
+	bad = ref_bf16_copy_mismatch(copy2, dsrc, n);
+	EXPECT_TRUE(bad < 0 && ref_bf16_copy_mismatch(copy, dgate2, n) < 0,
+		    "%s bwd, both bf16 copies alone: dsrc's wrong at %ld, or dgate's", tag,
+		    (long)bad);
 	free(dst2), free(dgate2), free(dsrc2), free(mean), free(rstd), free(mean2);
-	free(rstd2), free(copy);
+	free(rstd2), free(copy), free(copy2);
 }
 
 /* Retention's gated GroupNorm, swish(gate) * GroupNorm(src): a LayerNorm without
@@ -384,7 +402,7 @@ static void check_gated_groupnorm(int64_t rows, int64_t groups, int64_t gw)
 	/* OVERWRITES: garbage in the outputs must not survive */
 	for (int64_t i = 0; i < n; i++)
 		dsrc[i] = dgate[i] = 12345.0f;
-	gated_groupnorm_backward(dgate, NULL, dsrc, w, src, gate, mean, rstd, rows, groups, gw);
+	gated_groupnorm_backward(dgate, NULL, dsrc, NULL, w, src, gate, mean, rstd, rows, groups, gw);
 	ref_swish_gate_backward(dgated, dnormd, wd, gated, normd, n);
 	ref_groupnorm_backward(dsrcd, dnormd, srcd, rows, groups, gw);
 	gated_fd(fd_src, fd_gate, srcd, gated, wd, ns, gw, scratch);

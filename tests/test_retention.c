@@ -12,7 +12,9 @@
  *      parallel backward and central differences of L = sum(O .* W).
  *   6. The chunkwise forward and backward on bf16 products against the float64
  *      reference (normwise; limits at test_bf16_chunkwise).
- *   7. More than 20 heads: the heads whose gamma rounds to 1.0f decay in the
+ *   7. V and dO held as bf16 alone give every chunkwise pass the same bits as the
+ *      float32 arrays they round.
+ *   8. More than 20 heads: the heads whose gamma rounds to 1.0f decay in the
  *      recurrent form as in the chunkwise form (limits at test_recurrent_decay).
  *
  * Tolerances are |got - want| <= rtol |want| + atol. Elementwise relative error alone
@@ -32,6 +34,7 @@
 #include "common/rng.h"
 #include "tests/harness.h"
 #include "tests/ref/retention_ref.h"
+#include "trainer/kernels/bf16.h"
 #include "trainer/kernels/matmul.h"
 #include "trainer/kernels/retention.h"
 #include "trainer/kernels/retention_forms.h"
@@ -609,6 +612,111 @@ out:
 }
 
 /* scale[i] = max |want| over the values of i's head: x is (rows, heads, dv). */
+/* What every chunkwise pass wrote, from one set of operands. */
+enum { PASS_OUTPUTS = 8 };
+struct pass_outputs {
+	float *x[PASS_OUTPUTS];
+	int64_t n[PASS_OUTPUTS];
+};
+
+static void keep_output(struct pass_outputs *r, int i, const float *x, int64_t n)
+{
+	r->x[i] = xmalloc(sizeof(float) * (size_t)n);
+	memcpy(r->x[i], x, sizeof(float) * (size_t)n);
+	r->n[i] = n;
+}
+
+/* The one-pass forward from state s0, the context-parallel passes with s0 coming in
+ * and, as the gradient from later pieces, going out; v and dout: float32, or NULL
+ * with d's v16 and dout16 set. */
+static struct pass_outputs run_passes(struct kernels_ctx *ctx, struct problem *p,
+				      const struct retention_dims *d, const float *v,
+				      const float *dout, const float *s0)
+{
+	const int64_t ns = state_size(d);
+	float *saved = xmalloc(sizeof(float) * (size_t)retention_state_floats(d));
+	float *scratch = xmalloc(sizeof(float) * (size_t)retention_scratch_floats(d));
+	float *state = xmalloc(sizeof(float) * (size_t)ns);
+	struct operand dq, dk, dv;
+	struct pass_outputs r;
+
+	grad_operands(p, &p->c, &dq, &dk, &dv);
+	memcpy(state, s0, sizeof(float) * (size_t)ns);
+	retention_chunkwise_forward(ctx, fp(&p->o), saved, state, scratch, fp(&p->q), fp(&p->k),
+				    v, d);
+	keep_output(&r, 0, p->o.f, (int64_t)p->o.n);
+	keep_output(&r, 1, state, ns);
+	retention_chunkwise_states(ctx, saved, state, scratch, fp(&p->k), v, d);
+	keep_output(&r, 2, state, ns);
+	retention_chunkwise_output(ctx, fp(&p->o), saved, s0, scratch, fp(&p->q), fp(&p->k), v, d);
+	keep_output(&r, 3, p->o.f, (int64_t)p->o.n);
+	retention_chunkwise_state_grad(ctx, state, scratch, dout, fp(&p->q), d);
+	keep_output(&r, 4, state, ns);
+	retention_chunkwise_backward(ctx, fp(&dq), fp(&dk), fp(&dv), scratch, dout, fp(&p->q),
+				     fp(&p->k), v, saved, s0, d);
+	keep_output(&r, 5, dq.f, (int64_t)dq.n);
+	keep_output(&r, 6, dk.f, (int64_t)dk.n);
+	keep_output(&r, 7, dv.f, (int64_t)dv.n);
+	operand_free(&dq), operand_free(&dk), operand_free(&dv);
+	free(saved), free(scratch), free(state);
+	return r;
+}
+
+/* x's whole buffer rounded to bf16, in its layout; *at: where its heads start. */
+static uint16_t *bf16_buffer(const struct operand *x, const uint16_t **at)
+{
+	uint16_t *b = xmalloc(sizeof(uint16_t) * x->n);
+
+	bf16_from_f32(b, x->f, (int64_t)x->n);
+	*at = b + x->col;
+	return b;
+}
+
+/*
+ * 7. V and dO held as bf16 alone (dims v16 and dout16; the kernels given NULL for
+ * them): on bf16 products every chunkwise pass writes the same bits as from the
+ * float32 arrays they round, since each chunk's copy is then the same.
+ */
+static void test_bf16_operands(struct kernels_ctx *ctx, const struct cfg *c)
+{
+	static const char *const names[PASS_OUTPUTS] = {
+		"forward O", "forward state", "states' summary", "output O",
+		"state gradient", "backward dQ", "backward dK", "backward dV",
+	};
+	struct problem p = problem_new(c);
+	struct retention_dims d16 = p.d;
+	const int64_t ns = state_size(&p.d);
+	float *s0 = xmalloc(sizeof(float) * (size_t)ns);
+	uint16_t *v16, *do16;
+	struct pass_outputs f32, b16;
+	char err[256];
+
+	if (kernels_ctx_set_bf16(ctx, true, err, sizeof(err))) {
+		printf("skip bf16 operands: %s\n", err);
+		free(s0);
+		problem_free(&p);
+		return;
+	}
+	for (int64_t i = 0; i < ns; i++)
+		s0[i] = (float)(rng_uniform(7, 5, (uint64_t)i) - 0.5);
+	v16 = bf16_buffer(&p.v, &d16.v16);
+	do16 = bf16_buffer(&p.dout, &d16.dout16);
+	f32 = run_passes(ctx, &p, &p.d, fp(&p.v), fp(&p.dout), s0);
+	operand_poison_f(&p.v);
+	operand_poison_f(&p.dout);
+	b16 = run_passes(ctx, &p, &d16, NULL, NULL, s0);
+	for (int i = 0; i < PASS_OUTPUTS; i++) {
+		EXPECT_TRUE(f32.n[i] == b16.n[i] &&
+				    memcmp(f32.x[i], b16.x[i], sizeof(float) * (size_t)f32.n[i]) == 0,
+			    "%s: %s with V and dO held as bf16 differs from float32 V and dO",
+			    c->name, names[i]);
+		free(f32.x[i]), free(b16.x[i]);
+	}
+	EXPECT_TRUE(kernels_ctx_set_bf16(ctx, false, err, sizeof(err)) == 0, "bf16 off");
+	free(s0), free(v16), free(do16);
+	problem_free(&p);
+}
+
 static double *head_scale(const double *want, int64_t rows, int64_t heads, int64_t dv)
 {
 	double *sc = xmalloc(sizeof(double) * (size_t)(rows * heads * dv));
@@ -768,6 +876,8 @@ int main(void)
 	test_bf16_chunkwise(ctx, &strided);
 	test_bf16_chunkwise(ctx, &f32_cfgs[3]);
 	test_bf16_chunkwise(ctx, &f32_cfgs[4]);
+	test_bf16_operands(ctx, &strided);
+	test_bf16_operands(ctx, &f32_cfgs[3]);
 	for (size_t i = 0; i < sizeof(decay_cfgs) / sizeof(decay_cfgs[0]); i++)
 		test_recurrent_decay(ctx, &decay_cfgs[i]);
 	printf("elapsed %.2f s\n", omp_get_wtime() - t0);

@@ -273,6 +273,38 @@ static struct retention_dims retention_dims_of(const struct model *m)
 	return r;
 }
 
+/* On a bf16 context the chunkwise form's products are the only readers of V and dO,
+ * and read them as bf16: their producers (the V projection, gated GroupNorm's
+ * backward) write those copies alone, the float32 arrays stay unwritten. */
+static bool retention_bf16_operands(const struct model *m)
+{
+	return kernels_ctx_bf16(m->kernels) && m->form == RETENTION_CHUNKWISE;
+}
+
+static bool retention_bf16_dout(const struct model *m)
+{
+	return retention_bf16_operands(m) && m->dv <= GROUPNORM_SOLE_COPY_WIDTH;
+}
+
+/* Retention's dims for layer a, with the bf16 operands its producers wrote. */
+static struct retention_dims retention_dims_at(const struct model *m,
+					       const struct layer_acts *a)
+{
+	struct retention_dims r = retention_dims_of(m);
+
+	if (retention_bf16_operands(m))
+		r.v16 = a->kept[KEPT_V]->buf;
+	if (retention_bf16_dout(m))
+		r.dout16 = m->do_kept->buf;
+	return r;
+}
+
+/* The float32 array of a retention operand held as bf16 alone: none. */
+static const float *unless_bf16(const float *x, const void *x16)
+{
+	return x16 ? NULL : x;
+}
+
 void model_set_docs(struct model *m, const struct model_docs *docs)
 {
 	static const struct model_docs none;
@@ -343,12 +375,12 @@ static void retention_context_forward(struct model *m, struct layer_acts *a,
 				      const struct retention_dims *rd)
 {
 	retention_chunkwise_states(m->kernels, a->states, m->cp_mine, m->retention_scratch, a->k,
-				   a->v, rd);
+				   unless_bf16(a->v, rd->v16), rd);
 	cp_allgather(m, m->cp_mine, m->cp_all, rd);
 	retention_cp_scan_states(m->cp_state, m->cp_all, m->cp_rank, m->cp_size,
 				 m->piece_starts_now, rd);
 	retention_chunkwise_output(m->kernels, a->o, a->states, m->cp_state,
-				   m->retention_scratch, a->q, a->k, a->v, rd);
+				   m->retention_scratch, a->q, a->k, unless_bf16(a->v, rd->v16), rd);
 }
 
 /* Its backward: the gradient with respect to the state entering each piece as if
@@ -357,19 +389,20 @@ static void retention_context_forward(struct model *m, struct layer_acts *a,
 static void retention_context_backward(struct model *m, struct layer_acts *a,
 				       const struct retention_dims *rd)
 {
-	retention_chunkwise_state_grad(m->kernels, m->cp_mine, m->retention_scratch, m->do_, a->q,
-				       rd);
+	retention_chunkwise_state_grad(m->kernels, m->cp_mine, m->retention_scratch,
+				       unless_bf16(m->do_, rd->dout16), a->q, rd);
 	cp_allgather(m, m->cp_mine, m->cp_all, rd);
 	retention_cp_scan_grads(m->cp_state, m->cp_all, m->cp_rank, m->cp_size,
 				m->piece_starts_now, rd);
 	retention_chunkwise_backward(m->kernels, m->dq, m->dk_, m->dv_, m->retention_scratch,
-				     m->do_, a->q, a->k, a->v, a->states, m->cp_state, rd);
+				     unless_bf16(m->do_, rd->dout16), a->q, a->k,
+				     unless_bf16(a->v, rd->v16), a->states, m->cp_state, rd);
 }
 
 /* Retention of local layer l; streaming carries the layer's state across calls. */
 static void retention_forward(struct model *m, struct layer_acts *a, int64_t l)
 {
-	struct retention_dims rd = retention_dims_of(m);
+	struct retention_dims rd = retention_dims_at(m, a);
 	const size_t state_floats = (size_t)(rd.batch * rd.heads * rd.dk * rd.dv);
 	float *state = m->stream_state + (size_t)l * state_floats;
 
@@ -381,7 +414,7 @@ static void retention_forward(struct model *m, struct layer_acts *a, int64_t l)
 		}
 		retention_chunkwise_forward(m->kernels, a->o, a->states,
 					    m->streaming ? state : NULL, m->retention_scratch,
-					    a->q, a->k, a->v, &rd);
+					    a->q, a->k, unless_bf16(a->v, rd.v16), &rd);
 		break;
 	case RETENTION_PARALLEL:
 		ENSURE(!m->streaming);
@@ -457,7 +490,11 @@ static void block_forward(struct model *m, struct layer_acts *a, int64_t l, floa
 	matmul_hold_written(kc, HOLD_X, a->kept[KEPT_LN1], a->ln1, M * d); /* four projections */
 	matmul(kc, a->q, a->ln1, w->wq, M, qk, d, false, false, false);
 	matmul(kc, a->k, a->ln1, w->wk, M, qk, d, false, false, false);
-	matmul(kc, a->v, a->ln1, w->wv, M, vw, d, false, false, false);
+	if (retention_bf16_operands(m))
+		matmul_to_bf16(kc, matmul_sole_target(kc, a->kept[KEPT_V], M * vw), a->ln1,
+			       w->wv, M, vw, d, false, false);
+	else
+		matmul(kc, a->v, a->ln1, w->wv, M, vw, d, false, false, false);
 	matmul(kc, a->g, a->ln1, w->wg, M, vw, d, false, false, false);
 	matmul_release(kc, HOLD_X);
 	/* K carries retention's 1 / sqrt(dk) */
@@ -591,8 +628,8 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l, boo
 	struct kernels_ctx *kc = m->kernels;
 	const int64_t M = m->rows, d = m->d, qk = m->qk, vw = m->vw, fl = m->fl;
 	const int64_t Hl = m->heads_local;
-	struct retention_dims rd = retention_dims_of(m);
-	uint16_t *copy;
+	struct retention_dims rd = retention_dims_at(m, a);
+	uint16_t *copy, *do_copy;
 
 	/* FFN: x_out = y + gelu(ln2 W1 + b1) W2 + b2 */
 	bias_backward(dw->b2, m->dx, M, d);
@@ -615,15 +652,17 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l, boo
 			w->wo, M, vw, d, false);
 	poll(m);
 	copy = matmul_sole_target(kc, m->dg_kept, M * vw);
-	gated_groupnorm_backward(uncopied(m->dg, copy), copy, m->do_, m->dgated, a->o, a->g,
-				 a->gn_mean, a->gn_rstd, M, Hl, m->dv);
+	do_copy = retention_bf16_dout(m) ? matmul_sole_target(kc, m->do_kept, M * vw) : NULL;
+	gated_groupnorm_backward(uncopied(m->dg, copy), copy, uncopied(m->do_, do_copy), do_copy,
+				 m->dgated, a->o, a->g, a->gn_mean, a->gn_rstd, M, Hl, m->dv);
 	if (m->form == RETENTION_PARALLEL)
 		retention_parallel_backward(m->dq, m->dk_, m->dv_, m->do_, a->q, a->k, a->v, &rd);
 	else if (m->cp_size > 1)
 		retention_context_backward(m, a, &rd);
 	else
 		retention_chunkwise_backward(kc, m->dq, m->dk_, m->dv_, m->retention_scratch,
-					     m->do_, a->q, a->k, a->v, a->states, NULL, &rd);
+					     unless_bf16(m->do_, rd.dout16), a->q, a->k,
+					     unless_bf16(a->v, rd.v16), a->states, NULL, &rd);
 	poll(m);
 	/* dln sums the four in the same order as ever: q, k, v, g. The rotations' backward
 	 * write dq's and then dk's copy into dy_kept, the products reading nothing else. */

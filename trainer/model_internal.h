@@ -43,7 +43,7 @@ struct model_tensors {
 	float *lm_head;               /* (d, V) */
 };
 
-enum { KEPT_LN1, KEPT_GATED, KEPT_LN2, KEPT_H, KEPT_COUNT };
+enum { KEPT_LN1, KEPT_GATED, KEPT_LN2, KEPT_H, KEPT_V, KEPT_COUNT };
 
 /* What the forward keeps for backward, per layer; rows M = B*T, local widths.
  * With recompute every layer of every slot has its own x and shares the rest. */
@@ -51,7 +51,8 @@ struct layer_acts {
 	float *x;                  /* (M, d) block input */
 	float *ln1, *ln1_mean, *ln1_rstd;   /* (M, d), (M), (M) */
 	float *q, *k;              /* (M, qk) rotated; k also scaled by 1/sqrt(dk) */
-	float *v, *g;              /* (M, vw) value and gate pre-activation */
+	float *v, *g;              /* (M, vw) value and gate pre-activation; v: or
+				    * its bf16 copy alone (retention_bf16_operands) */
 	float *o;                  /* (M, vw) retention output before GroupNorm */
 	double *gn_mean, *gn_rstd; /* (M, H/P) GroupNorm's statistics */
 	float *gated;              /* (M, vw) swish(g) * GroupNorm(o), the input of Wo */
@@ -60,7 +61,8 @@ struct layer_acts {
 	float *ln2, *ln2_mean, *ln2_rstd;   /* (M, d), (M), (M) */
 	float *h_pre, *h;          /* (M, fl) FFN hidden before and after gelu */
 	/* bf16 copies of the inputs of Wq..Wg, Wo, W1 and W2 made in
-	 * forward and read again for their dW in backward (bf16 contexts only) */
+	 * forward and read again for their dW in backward, and V's, which only
+	 * retention's products read (bf16 contexts only) */
 	struct matmul_kept *kept[KEPT_COUNT];
 };
 
@@ -136,8 +138,9 @@ struct model {
 	float *dgated, *do_;       /* (M, vw) each */
 	float *dh;                 /* (M, fl) */
 	/* bf16 copies written by the kernels that produce a product's output gradient:
-	 * dh's or dx's (held at once), dg's (held after retention's backward) */
-	struct matmul_kept *dy_kept, *dg_kept;
+	 * dh's or dx's (held at once), dg's (held after retention's backward), and
+	 * do_'s, which only retention's products read */
+	struct matmul_kept *dy_kept, *dg_kept, *do_kept;
 	float *retention_scratch;
 	float *stream_state;       /* (num_layers, B, H/P, dk, dv) retention states */
 	/* context parallelism: this piece's summary (or state gradient), every piece's,

@@ -254,7 +254,7 @@ static void alloc_layer(struct buffer_list *bl, struct layer_acts *a, struct mod
 	a->ln1_rstd = FLOATS(M);
 	a->q = FLOATS(M * qk);
 	a->k = FLOATS(M * qk);
-	a->v = FLOATS(M * vw);
+	a->v = COPIED_OUTPUT(M * vw);
 	a->g = FLOATS(M * vw);
 	a->o = FLOATS(M * vw);
 	a->gn_mean = take(bl, (size_t)(M * Hl), sizeof(double));
@@ -271,6 +271,7 @@ static void alloc_layer(struct buffer_list *bl, struct layer_acts *a, struct mod
 	a->kept[KEPT_GATED] = new_kept(m, M * vw);
 	a->kept[KEPT_LN2] = new_kept(m, M * d);
 	a->kept[KEPT_H] = new_kept(m, M * fl);
+	a->kept[KEPT_V] = new_kept(m, M * vw);
 }
 
 /* One micro-batch's activations on chunk ch; shared: recompute's layer buffers, all
@@ -336,12 +337,13 @@ size_t model_setup_activations(struct model *m)
 	m->dv_ = FLOATS(M * vw);
 	m->dg = COPIED_OUTPUT(M * vw);
 	m->dgated = FLOATS(M * vw);
-	m->do_ = FLOATS(M * vw);
+	m->do_ = COPIED_OUTPUT(M * vw);
 	m->dh = FLOATS(M * m->fl);
 	/* dy_kept takes the copies of backward's output gradients in turn: a block's,
 	 * and on the last stage the logits' */
 	m->dy_kept = new_kept(m, M * max3(m->fl, d, m->last_stage ? m->V : 0));
 	m->dg_kept = new_kept(m, M * vw);
+	m->do_kept = new_kept(m, M * vw);
 	m->retention_scratch = FLOATS(retention_scratch_floats(&rd));
 	m->stream_state = FLOATS(m->num_layers * rd.batch * rd.heads * rd.dk * rd.dv);
 	if (m->cp_size > 1) {

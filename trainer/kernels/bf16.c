@@ -145,3 +145,19 @@ void bf16_pack(uint16_t *dst, const float *src, int64_t batch, int64_t batch_str
 			  nrows * (t + 1) / nthr);
 	}
 }
+
+void bf16_copy_rows(uint16_t *dst, const uint16_t *src, int64_t rows, int64_t cols, int64_t ld)
+{
+	const size_t row_bytes = (size_t)cols * sizeof(uint16_t);
+
+	/* Cold rows at a stride, as pack_rows reads them: the same prefetch ahead. */
+	for (int64_t i = 0; i < rows; i++) {
+		if (i + PACK_PREFETCH_ROWS < rows) {
+			const char *next = (const char *)(src + (i + PACK_PREFETCH_ROWS) * ld);
+
+			for (size_t byte = 0; byte < row_bytes; byte += 64)
+				__builtin_prefetch(next + byte);
+		}
+		memcpy(dst + i * cols, src + i * ld, row_bytes);
+	}
+}

@@ -45,4 +45,8 @@ void bf16_to_f32(float *dst, const uint16_t *src, int64_t n);
 void bf16_pack(uint16_t *dst, const float *src, int64_t batch, int64_t batch_stride,
 	       int64_t rows, int64_t cols, int64_t ld);
 
+/* dst[r * cols + c] = src[r * ld + c]: a block of bf16 rows made dense, in the calling
+ * thread (a retention chunk of an operand held as bf16). */
+void bf16_copy_rows(uint16_t *dst, const uint16_t *src, int64_t rows, int64_t cols, int64_t ld);
+
 #endif

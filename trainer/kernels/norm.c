@@ -31,6 +31,7 @@
 struct norm_call {
 	float *dst, *mean, *rstd;      /* forward outputs, or dst = dsrc in backward */
 	uint16_t *dst16;               /* bf16 of what the next products read, or NULL */
+	uint16_t *dsrc16;              /* gated GroupNorm's backward: bf16(dsrc), or NULL */
 	float *dgate;                  /* gated GroupNorm's backward: the gate's gradient */
 	double *mean64, *rstd64;       /* gated GroupNorm's statistics, forward */
 	const float *src, *ddst, *gain, *bias, *gate;
@@ -208,11 +209,12 @@ static void gated_groupnorm_backward_rows(const struct norm_call *c, int64_t r0,
 	const int64_t width = c->width;
 
 	float piece[BF16_COPY_PIECE];
+	float row[GROUPNORM_SOLE_COPY_WIDTH]; /* dsrc's row when only its copy is kept */
 
 	for (int64_t r = r0; r < r1; r++) {
 		const float *x = c->src + r * width, *gate = c->gate + r * width;
 		const float *dy = c->ddst + r * width;
-		float *dx = c->dst + r * width;
+		float *dx = c->dst ? c->dst + r * width : row;
 		const double m64 = c->mean64_in[r], rs64 = c->rstd64_in[r];
 		const float m = (float)m64, rs = (float)rs64;
 		double sg = 0.0, sgx = 0.0;
@@ -244,6 +246,8 @@ static void gated_groupnorm_backward_rows(const struct norm_call *c, int64_t r0,
 		mgx = (float)(sgx / (double)width);
 		for (int64_t j = 0; j < width; j++)
 			dx[j] = (dx[j] - mg - (x[j] - m) * rs * mgx) * rs;
+		if (c->dsrc16)
+			bf16_from_f32(c->dsrc16 + r * width, dx, width);
 	}
 }
 
@@ -286,16 +290,18 @@ void gated_groupnorm_forward(float *dst, uint16_t *dst16, double *mean, double *
 	for_each_row_block(gated_groupnorm_forward_rows, &c);
 }
 
-void gated_groupnorm_backward(float *dgate, uint16_t *dgate16, float *dsrc, const float *ddst,
-			      const float *src, const float *gate, const double *mean,
-			      const double *rstd, int64_t rows, int64_t groups, int64_t group_width)
+void gated_groupnorm_backward(float *dgate, uint16_t *dgate16, float *dsrc, uint16_t *dsrc16,
+			      const float *ddst, const float *src, const float *gate,
+			      const double *mean, const double *rstd, int64_t rows, int64_t groups,
+			      int64_t group_width)
 {
 	const struct norm_call c = {
-		.dst = dsrc, .dst16 = dgate16, .dgate = dgate, .mean64_in = mean,
-		.rstd64_in = rstd, .src = src, .ddst = ddst, .gate = gate,
+		.dst = dsrc, .dst16 = dgate16, .dsrc16 = dsrc16, .dgate = dgate,
+		.mean64_in = mean, .rstd64_in = rstd, .src = src, .ddst = ddst, .gate = gate,
 		.rows = rows * groups, .width = group_width,
 	};
 
-	ENSURE(groups > 0 && (dgate || dgate16));
+	ENSURE(groups > 0 && (dgate || dgate16) && (dsrc || dsrc16));
+	ENSURE(dsrc || group_width <= GROUPNORM_SOLE_COPY_WIDTH);
 	for_each_row_block(gated_groupnorm_backward_rows, &c);
 }

@@ -56,10 +56,16 @@ void gated_groupnorm_forward(float *dst,        /* (rows, groups * group_width),
 			     const float *gate, /* (rows, groups * group_width) */
 			     int64_t rows, int64_t groups, int64_t group_width);
 
-/* OVERWRITES dgate and dsrc. dgate NULL writes its bf16 copy alone. */
+/* The widest group whose dsrc can be written as its bf16 copy alone (a row of it is
+ * formed on the stack). */
+enum { GROUPNORM_SOLE_COPY_WIDTH = 4096 };
+
+/* OVERWRITES dgate and dsrc. dgate or dsrc NULL writes its bf16 copy alone (dsrc
+ * only for group_width <= GROUPNORM_SOLE_COPY_WIDTH). */
 void gated_groupnorm_backward(float *dgate,       /* (rows, groups * group_width), or NULL */
 			      uint16_t *dgate16,  /* bf16(dgate), or NULL */
-			      float *dsrc,        /* (rows, groups * group_width) */
+			      float *dsrc,        /* (rows, groups * group_width), or NULL */
+			      uint16_t *dsrc16,   /* bf16(dsrc), or NULL */
 			      const float *ddst,  /* (rows, groups * group_width) */
 			      const float *src,   /* forward's src */
 			      const float *gate,  /* forward's gate */

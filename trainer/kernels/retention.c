@@ -231,10 +231,24 @@ static const uint16_t *chunk_bf16(bool on, uint16_t *dst, const float *src, int6
 	return dst;
 }
 
+/* As chunk_bf16, for an operand that is either float32 (src) or held as bf16 alone
+ * (src16, the same layout): its rows are then copied, not converted. */
+static const uint16_t *chunk_bf16_of(bool on, uint16_t *dst, const float *src,
+				     const uint16_t *src16, int64_t rows, int64_t cols,
+				     int64_t ld)
+{
+	if (!src16)
+		return chunk_bf16(on, dst, src, rows, cols, ld);
+	ENSURE(on); /* bf16 operands are for bf16 products */
+	bf16_copy_rows(dst, src16, rows, cols, ld);
+	return dst;
+}
+
 /* The operands of one chunk of one (batch, head) pair, read in place; a pass that
  * does not read an operand passes NULL for it. */
 struct chunk_view {
 	const float *q, *k, *v; /* (C, dk), (C, dk), (C, dv) with strides ldq, ldk, ldv */
+	const uint16_t *v16;    /* (C, dv) with stride ldv when V is held as bf16 alone */
 	int64_t row0;           /* first row of the chunk in the (batch * seq_len) rows */
 	/* document starts inside the chunk: st (C) is NULL when it holds none; first
 	 * and last are the rows of its first and last start (C and 0 when none) */
@@ -252,6 +266,7 @@ static struct chunk_view chunk_at(const float *q, const float *k, const float *v
 	cv.q = q ? q + cv.row0 * d->ldq + h * d->dk : NULL;
 	cv.k = k ? k + cv.row0 * d->ldk + h * d->dk : NULL;
 	cv.v = v ? v + cv.row0 * d->ldv + h * d->dv : NULL;
+	cv.v16 = d->v16 ? d->v16 + cv.row0 * d->ldv + h * d->dv : NULL;
 	cv.st = NULL;
 	cv.first = d->chunk;
 	cv.last = 0;
@@ -411,7 +426,7 @@ static void chunkwise_forward_pair(struct kernels_ctx *ctx, const struct fwd_pla
 		float *sc = saved + ci * sdim;
 		float *next = ci + 1 < nchunks ? sc + sdim : state;
 		/* read by A V_c and, but for the last chunk, the state update */
-		const uint16_t *v16 = chunk_bf16(bf16, s.v16, cv.v, c, dv, d->ldv);
+		const uint16_t *v16 = chunk_bf16_of(bf16, s.v16, cv.v, cv.v16, c, dv, d->ldv);
 
 		chunk_output(ctx, p, oc, sc, ci > 0 || state, &s, &cv, v16, d);
 		if (!next)
@@ -461,6 +476,7 @@ static void chunkwise_states_pair(struct kernels_ctx *ctx, const struct fwd_plan
 {
 	int64_t nchunks = d->seq_len / d->chunk, sdim = d->dk * d->dv;
 	struct chunk_scratch s = chunk_scratch_of(scratch, d, d->head_offset + h);
+	const bool bf16 = matmul_plan_is_bf16(p->kv);
 
 	memset(saved, 0, sizeof(float) * sdim);
 	for (int64_t ci = 0; ci < nchunks; ci++) {
@@ -468,7 +484,8 @@ static void chunkwise_states_pair(struct kernels_ctx *ctx, const struct fwd_plan
 		float *sc = saved + ci * sdim;
 
 		chunk_next_state(ctx, p, ci + 1 < nchunks ? sc + sdim : summary, sc, &s, &cv,
-				 NULL, d);
+				 chunk_bf16_of(bf16, s.v16, cv.v, cv.v16, d->chunk, d->dv, d->ldv),
+				 d);
 	}
 }
 
@@ -499,6 +516,7 @@ static void chunkwise_output_pair(struct kernels_ctx *ctx, const struct fwd_plan
 	int64_t c = d->chunk, nchunks = d->seq_len / c, sdim = d->dk * d->dv;
 	int64_t gh = d->head_offset + h;
 	struct chunk_scratch s = chunk_scratch_of(scratch, d, gh);
+	const bool bf16 = matmul_plan_is_bf16(p->av);
 	bool reset = false; /* a document started in an earlier chunk of the piece */
 
 	for (int64_t ci = 0; ci < nchunks; ci++) {
@@ -512,7 +530,7 @@ static void chunkwise_output_pair(struct kernels_ctx *ctx, const struct fwd_plan
 			fold_state(sc, s_in, retention_decay(gh, ci * c), sdim);
 		reset = reset || cv.st;
 		chunk_output(ctx, p, o + cv.row0 * d->ldo + h * d->dv, sc, ci > 0 || s_in, &s,
-			     &cv, NULL, d);
+			     &cv, chunk_bf16_of(bf16, s.v16, cv.v, cv.v16, c, d->dv, d->ldv), d);
 	}
 }
 
@@ -547,11 +565,13 @@ static void state_grad_pair(struct kernels_ctx *ctx, const struct matmul_plan *q
 	int64_t c = d->chunk, dk = d->dk, nchunks = d->seq_len / c;
 	int64_t gh = d->head_offset + h;
 	struct chunk_scratch s = chunk_scratch_of(scratch, d, gh);
+	const bool bf16 = matmul_plan_is_bf16(qdo);
 
 	memset(ds, 0, sizeof(float) * dk * d->dv);
 	for (int64_t ci = 0; ci < nchunks; ci++) {
 		struct chunk_view cv = chunk_at(q, NULL, NULL, d, b, h, ci);
-		const float *doc = dout + cv.row0 * d->ldo + h * d->dv;
+		const int64_t at = cv.row0 * d->ldo + h * d->dv;
+		const float *doc = dout ? dout + at : NULL;
 		float w0 = 0.0f;
 
 		for (int64_t i = 0; i < c; i++) {
@@ -568,7 +588,9 @@ static void state_grad_pair(struct kernels_ctx *ctx, const struct matmul_plan *q
 		 * nothing further contributes. */
 		if (w0 == 0.0f)
 			break;
-		matmul_run(ctx, qdo, ds, s.w, doc);
+		matmul_run_pre(ctx, qdo, ds, s.w, NULL, doc,
+			       chunk_bf16_of(bf16, s.do16, doc, d->dout16 ? d->dout16 + at : NULL,
+					     c, d->dv, d->ldo));
 		if (cv.st)
 			break;
 	}
@@ -682,7 +704,8 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 	memset(s.g, 0, sizeof(float) * sdim);
 	for (int64_t ci = nchunks - 1; ci >= 0; ci--) {
 		struct chunk_view cv = chunk_at(q, k, v, d, b, h, ci);
-		const float *doc = dout + cv.row0 * d->ldo + h * dvw;
+		const int64_t at = cv.row0 * d->ldo + h * dvw;
+		const float *doc = dout ? dout + at : NULL;
 		float *dqc = dq + cv.row0 * d->ldq + h * dkw;
 		float *dkc = dk + cv.row0 * d->ldk + h * dkw;
 		float *dvc = dv + cv.row0 * d->ldv + h * dvw;
@@ -693,8 +716,10 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 		/* Each read by two to four of the products below: converted once. */
 		const uint16_t *q16 = chunk_bf16(bf16, s.q16, cv.q, c, dkw, d->ldq);
 		const uint16_t *k16 = chunk_bf16(bf16, s.k16, cv.k, c, dkw, d->ldk);
-		const uint16_t *v16 = chunk_bf16(bf16, s.v16, cv.v, c, dvw, d->ldv);
-		const uint16_t *do16 = chunk_bf16(bf16, s.do16, doc, c, dvw, d->ldo);
+		const uint16_t *v16 = chunk_bf16_of(bf16, s.v16, cv.v, cv.v16, c, dvw, d->ldv);
+		const uint16_t *do16 = chunk_bf16_of(bf16, s.do16, doc,
+						     d->dout16 ? d->dout16 + at : NULL, c, dvw,
+						     d->ldo);
 		const uint16_t *a16, *g16;
 
 		matmul_run_pre(ctx, p->dov, s.a, doc, do16, cv.v, v16);

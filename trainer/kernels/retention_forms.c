@@ -4,7 +4,15 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/check.h"
 #include "trainer/kernels/retention.h"
+
+/* These forms read V and dO in float32 only (plain loops; no bf16 products). */
+static void check_float_dims(const struct retention_dims *d)
+{
+	retention_check_dims(d);
+	ENSURE(!d->v16 && !d->dout16);
+}
 
 /*
  * Work is split over (batch, head) pairs, as in retention.c: each pair touches only
@@ -71,7 +79,7 @@ void retention_recurrent_forward(float *o, float *state, const float *q, const f
 {
 	int64_t pairs = dims->batch * dims->heads;
 
-	retention_check_dims(dims);
+	check_float_dims(dims);
 #pragma omp parallel for schedule(static)
 	for (int64_t pr = 0; pr < pairs; pr++)
 		recurrent_pair(o, state + pr * dims->dk * dims->dv, q, k, v, dims,
@@ -104,7 +112,7 @@ void retention_parallel_forward(float *o, const float *q, const float *k, const 
 	const struct retention_dims *d = dims;
 	int64_t pairs = d->batch * d->heads, t_len = d->seq_len;
 
-	retention_check_dims(d);
+	check_float_dims(d);
 #pragma omp parallel
 	{
 		/* A row of masked scores and the decay table, per thread. */
@@ -157,7 +165,7 @@ void retention_parallel_backward(float *dq, float *dk, float *dv, const float *d
 	const struct retention_dims *d = dims;
 	int64_t pairs = d->batch * d->heads, t_len = d->seq_len;
 
-	retention_check_dims(d);
+	check_float_dims(d);
 #pragma omp parallel
 	{
 		float *pw = xmalloc(sizeof(float) * (size_t)t_len);
