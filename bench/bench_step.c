@@ -190,6 +190,9 @@ int main(int argc, char **argv)
 	for (int p = 0; p < NPREC; p++)
 		if (run[p])
 			t[p].median = median_step(&t[p]);
+	/* The profiler's mark to stop (bench/profile_step.sh). */
+	printf("timed steps done; timing the ceilings again\n");
+	fflush(stdout);
 	measure_ceilings(t, run);
 	double rss = metrics_peak_rss_mib();
 	double tokens = (double)rows, fpt = model_flops_per_token(cfg);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where a training step's time goes: runs retnet-bench-step with the given flags,
-# attaches `perf record` once the warm-up is done (so plan creation, JIT and first
-# touch are left out) and splits the samples of the timed steps into
+# attaches `perf record` once the warm-up is done and stops it when the timed steps
+# are (so plan creation, JIT, first touch and the ceilings are left out) and splits the samples of the timed steps into
 #   matmul (oneDNN JIT kernels and libdnnl), bf16 conversion, retention (the plain C
 #   around its per-chunk matmuls), norms + elementwise, optimizer, memset/memcpy,
 #   OpenMP (barrier waits and spinning), kernel, other
@@ -27,9 +27,17 @@ until grep -q "warm-up done" "$tmp/log" 2>/dev/null; do
 	kill -0 $pid 2>/dev/null || { cat "$tmp/log"; exit 1; }
 	sleep 0.2
 done
-perf record -F 999 -p $pid -o "$OUT" >/dev/null 2>&1
+perf record -F 999 -p $pid -o "$OUT" >/dev/null 2>&1 &
+perf_pid=$!
+# The ceilings are timed again after the steps: stop recording at the mark before
+# them (polled: at most about 20 ms of them get in).
+until grep -q "timed steps done" "$tmp/log" 2>/dev/null || ! kill -0 $pid 2>/dev/null; do
+	sleep 0.02
+done
+kill -INT $perf_pid 2>/dev/null || true
+wait $perf_pid || true
 wait $pid
-grep -vE '^\{|warm-up' "$tmp/log"
+grep -vE '^\{|warm-up|timed steps done' "$tmp/log"
 
 perf report -i "$OUT" --no-children --sort dso,symbol -g none --stdio -t '|' \
 	--percent-limit 0 2>/dev/null | awk -F'|' '
