@@ -299,12 +299,6 @@ static struct retention_dims retention_dims_at(const struct model *m,
 	return r;
 }
 
-/* The float32 array of a retention operand held as bf16 alone: none. */
-static const float *unless_bf16(const float *x, const void *x16)
-{
-	return x16 ? NULL : x;
-}
-
 void model_set_docs(struct model *m, const struct model_docs *docs)
 {
 	static const struct model_docs none;
@@ -375,12 +369,12 @@ static void retention_context_forward(struct model *m, struct layer_acts *a,
 				      const struct retention_dims *rd)
 {
 	retention_chunkwise_states(m->kernels, a->states, m->cp_mine, m->retention_scratch, a->k,
-				   unless_bf16(a->v, rd->v16), rd);
+				   a->v, rd);
 	cp_allgather(m, m->cp_mine, m->cp_all, rd);
 	retention_cp_scan_states(m->cp_state, m->cp_all, m->cp_rank, m->cp_size,
 				 m->piece_starts_now, rd);
 	retention_chunkwise_output(m->kernels, a->o, a->states, m->cp_state,
-				   m->retention_scratch, a->q, a->k, unless_bf16(a->v, rd->v16), rd);
+				   m->retention_scratch, a->q, a->k, a->v, rd);
 }
 
 /* Its backward: the gradient with respect to the state entering each piece as if
@@ -389,14 +383,13 @@ static void retention_context_forward(struct model *m, struct layer_acts *a,
 static void retention_context_backward(struct model *m, struct layer_acts *a,
 				       const struct retention_dims *rd)
 {
-	retention_chunkwise_state_grad(m->kernels, m->cp_mine, m->retention_scratch,
-				       unless_bf16(m->do_, rd->dout16), a->q, rd);
+	retention_chunkwise_state_grad(m->kernels, m->cp_mine, m->retention_scratch, m->do_, a->q,
+				       rd);
 	cp_allgather(m, m->cp_mine, m->cp_all, rd);
 	retention_cp_scan_grads(m->cp_state, m->cp_all, m->cp_rank, m->cp_size,
 				m->piece_starts_now, rd);
 	retention_chunkwise_backward(m->kernels, m->dq, m->dk_, m->dv_, m->retention_scratch,
-				     unless_bf16(m->do_, rd->dout16), a->q, a->k,
-				     unless_bf16(a->v, rd->v16), a->states, m->cp_state, rd);
+				     m->do_, a->q, a->k, a->v, a->states, m->cp_state, rd);
 }
 
 /* Retention of local layer l; streaming carries the layer's state across calls. */
@@ -414,7 +407,7 @@ static void retention_forward(struct model *m, struct layer_acts *a, int64_t l)
 		}
 		retention_chunkwise_forward(m->kernels, a->o, a->states,
 					    m->streaming ? state : NULL, m->retention_scratch,
-					    a->q, a->k, unless_bf16(a->v, rd.v16), &rd);
+					    a->q, a->k, a->v, &rd);
 		break;
 	case RETENTION_PARALLEL:
 		ENSURE(!m->streaming);
@@ -661,8 +654,7 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l, boo
 		retention_context_backward(m, a, &rd);
 	else
 		retention_chunkwise_backward(kc, m->dq, m->dk_, m->dv_, m->retention_scratch,
-					     unless_bf16(m->do_, rd.dout16), a->q, a->k,
-					     unless_bf16(a->v, rd.v16), a->states, NULL, &rd);
+					     m->do_, a->q, a->k, a->v, a->states, NULL, &rd);
 	poll(m);
 	/* dln sums the four in the same order as ever: q, k, v, g. The rotations' backward
 	 * write dq's and then dk's copy into dy_kept, the products reading nothing else. */

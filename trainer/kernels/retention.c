@@ -244,6 +244,15 @@ static const uint16_t *chunk_bf16_of(bool on, uint16_t *dst, const float *src,
 	return dst;
 }
 
+/* The rows of dO at element `at`: float32 (*doc) unless dO is held as bf16
+ * (the return value), as V in chunk_at. */
+static const uint16_t *dout_at(const struct retention_dims *d, const float *dout, int64_t at,
+			       const float **doc)
+{
+	*doc = dout && !d->dout16 ? dout + at : NULL;
+	return d->dout16 ? d->dout16 + at : NULL;
+}
+
 /* The operands of one chunk of one (batch, head) pair, read in place; a pass that
  * does not read an operand passes NULL for it. */
 struct chunk_view {
@@ -265,7 +274,8 @@ static struct chunk_view chunk_at(const float *q, const float *k, const float *v
 	cv.row0 = b * d->seq_len + c * d->chunk;
 	cv.q = q ? q + cv.row0 * d->ldq + h * d->dk : NULL;
 	cv.k = k ? k + cv.row0 * d->ldk + h * d->dk : NULL;
-	cv.v = v ? v + cv.row0 * d->ldv + h * d->dv : NULL;
+	/* V held as bf16: its float32 array is not read (chunk_bf16_of copies v16) */
+	cv.v = v && !d->v16 ? v + cv.row0 * d->ldv + h * d->dv : NULL;
 	cv.v16 = d->v16 ? d->v16 + cv.row0 * d->ldv + h * d->dv : NULL;
 	cv.st = NULL;
 	cv.first = d->chunk;
@@ -570,8 +580,8 @@ static void state_grad_pair(struct kernels_ctx *ctx, const struct matmul_plan *q
 	memset(ds, 0, sizeof(float) * dk * d->dv);
 	for (int64_t ci = 0; ci < nchunks; ci++) {
 		struct chunk_view cv = chunk_at(q, NULL, NULL, d, b, h, ci);
-		const int64_t at = cv.row0 * d->ldo + h * d->dv;
-		const float *doc = dout ? dout + at : NULL;
+		const float *doc;
+		const uint16_t *doc16 = dout_at(d, dout, cv.row0 * d->ldo + h * d->dv, &doc);
 		float w0 = 0.0f;
 
 		for (int64_t i = 0; i < c; i++) {
@@ -589,8 +599,7 @@ static void state_grad_pair(struct kernels_ctx *ctx, const struct matmul_plan *q
 		if (w0 == 0.0f)
 			break;
 		matmul_run_pre(ctx, qdo, ds, s.w, NULL, doc,
-			       chunk_bf16_of(bf16, s.do16, doc, d->dout16 ? d->dout16 + at : NULL,
-					     c, d->dv, d->ldo));
+			       chunk_bf16_of(bf16, s.do16, doc, doc16, c, d->dv, d->ldo));
 		if (cv.st)
 			break;
 	}
@@ -704,8 +713,8 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 	memset(s.g, 0, sizeof(float) * sdim);
 	for (int64_t ci = nchunks - 1; ci >= 0; ci--) {
 		struct chunk_view cv = chunk_at(q, k, v, d, b, h, ci);
-		const int64_t at = cv.row0 * d->ldo + h * dvw;
-		const float *doc = dout ? dout + at : NULL;
+		const float *doc;
+		const uint16_t *doc16 = dout_at(d, dout, cv.row0 * d->ldo + h * dvw, &doc);
 		float *dqc = dq + cv.row0 * d->ldq + h * dkw;
 		float *dkc = dk + cv.row0 * d->ldk + h * dkw;
 		float *dvc = dv + cv.row0 * d->ldv + h * dvw;
@@ -717,9 +726,7 @@ static void chunkwise_backward_pair(struct kernels_ctx *ctx, const struct bwd_pl
 		const uint16_t *q16 = chunk_bf16(bf16, s.q16, cv.q, c, dkw, d->ldq);
 		const uint16_t *k16 = chunk_bf16(bf16, s.k16, cv.k, c, dkw, d->ldk);
 		const uint16_t *v16 = chunk_bf16_of(bf16, s.v16, cv.v, cv.v16, c, dvw, d->ldv);
-		const uint16_t *do16 = chunk_bf16_of(bf16, s.do16, doc,
-						     d->dout16 ? d->dout16 + at : NULL, c, dvw,
-						     d->ldo);
+		const uint16_t *do16 = chunk_bf16_of(bf16, s.do16, doc, doc16, c, dvw, d->ldo);
 		const uint16_t *a16, *g16;
 
 		matmul_run_pre(ctx, p->dov, s.a, doc, do16, cv.v, v16);

@@ -54,8 +54,8 @@ struct retention_dims {
 	const uint8_t *starts;
 	/*
 	 * V and dO held as bf16 alone (bf16 contexts, chunkwise form only; NULL: as
-	 * float32): laid out as their float32 arrays (ldv, ldo), which the kernels are
-	 * then given as NULL and never read. Each chunk's rows are copied from these
+	 * float32): laid out as their float32 arrays (ldv, ldo), which the kernels then
+	 * do not read (they may be NULL). Each chunk's rows are copied from these
 	 * rather than converted from float32, the same bits when they are bf16_from_f32
 	 * of those values. Not owned.
 	 */
