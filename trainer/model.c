@@ -281,21 +281,16 @@ static bool retention_bf16_operands(const struct model *m)
 	return kernels_ctx_bf16(m->kernels) && m->form == RETENTION_CHUNKWISE;
 }
 
-static bool retention_bf16_dout(const struct model *m)
-{
-	return retention_bf16_operands(m) && m->dv <= GROUPNORM_SOLE_COPY_WIDTH;
-}
-
 /* Retention's dims for layer a, with the bf16 operands its producers wrote. */
 static struct retention_dims retention_dims_at(const struct model *m,
 					       const struct layer_acts *a)
 {
 	struct retention_dims r = retention_dims_of(m);
 
-	if (retention_bf16_operands(m))
+	if (retention_bf16_operands(m)) {
 		r.v16 = a->kept[KEPT_V]->buf;
-	if (retention_bf16_dout(m))
 		r.dout16 = m->do_kept->buf;
+	}
 	return r;
 }
 
@@ -645,7 +640,7 @@ static void block_backward(struct model *m, struct layer_acts *a, int64_t l, boo
 			w->wo, M, vw, d, false);
 	poll(m);
 	copy = matmul_sole_target(kc, m->dg_kept, M * vw);
-	do_copy = retention_bf16_dout(m) ? matmul_sole_target(kc, m->do_kept, M * vw) : NULL;
+	do_copy = retention_bf16_operands(m) ? matmul_sole_target(kc, m->do_kept, M * vw) : NULL;
 	gated_groupnorm_backward(uncopied(m->dg, copy), copy, uncopied(m->do_, do_copy), do_copy,
 				 m->dgated, a->o, a->g, a->gn_mean, a->gn_rstd, M, Hl, m->dv);
 	if (m->form == RETENTION_PARALLEL)

@@ -56,12 +56,7 @@ void gated_groupnorm_forward(float *dst,        /* (rows, groups * group_width),
 			     const float *gate, /* (rows, groups * group_width) */
 			     int64_t rows, int64_t groups, int64_t group_width);
 
-/* The widest group whose dsrc can be written as its bf16 copy alone (a row of it is
- * formed on the stack). */
-enum { GROUPNORM_SOLE_COPY_WIDTH = 4096 };
-
-/* OVERWRITES dgate and dsrc. dgate or dsrc NULL writes its bf16 copy alone (dsrc
- * only for group_width <= GROUPNORM_SOLE_COPY_WIDTH). */
+/* OVERWRITES dgate and dsrc. dgate or dsrc NULL writes its bf16 copy alone. */
 void gated_groupnorm_backward(float *dgate,       /* (rows, groups * group_width), or NULL */
 			      uint16_t *dgate16,  /* bf16(dgate), or NULL */
 			      float *dsrc,        /* (rows, groups * group_width), or NULL */
