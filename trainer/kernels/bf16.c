@@ -85,6 +85,13 @@ static const float *pack_source_row(const float *src, int64_t batch_stride, int6
 	return src + i / rows * batch_stride + i % rows * ld;
 }
 
+/* Asks for the cache lines of n bytes at p. */
+static void prefetch_bytes(const void *p, size_t n)
+{
+	for (size_t byte = 0; byte < n; byte += 64)
+		__builtin_prefetch((const char *)p + byte);
+}
+
 /*
  * Rows [r0, r1) of bf16_pack's batch of blocks. The rows of a strided block lie ld
  * apart, and a block that is not in cache (a retention chunk of a head: 128 rows of
@@ -96,13 +103,10 @@ static void pack_rows(uint16_t *dst, const float *src, int64_t batch_stride, int
 		      int64_t cols, int64_t ld, int64_t r0, int64_t r1)
 {
 	for (int64_t i = r0; i < r1; i++) {
-		if (i + PACK_PREFETCH_ROWS < r1) {
-			const char *next = (const char *)pack_source_row(
-				src, batch_stride, rows, ld, i + PACK_PREFETCH_ROWS);
-
-			for (int64_t byte = 0; byte < cols * (int64_t)sizeof(float); byte += 64)
-				__builtin_prefetch(next + byte);
-		}
+		if (i + PACK_PREFETCH_ROWS < r1)
+			prefetch_bytes(pack_source_row(src, batch_stride, rows, ld,
+						       i + PACK_PREFETCH_ROWS),
+				       (size_t)cols * sizeof(float));
 		bf16_from_f32(dst + i * cols, pack_source_row(src, batch_stride, rows, ld, i),
 			      cols);
 	}
@@ -152,12 +156,8 @@ void bf16_copy_rows(uint16_t *dst, const uint16_t *src, int64_t rows, int64_t co
 
 	/* Cold rows at a stride, as pack_rows reads them: the same prefetch ahead. */
 	for (int64_t i = 0; i < rows; i++) {
-		if (i + PACK_PREFETCH_ROWS < rows) {
-			const char *next = (const char *)(src + (i + PACK_PREFETCH_ROWS) * ld);
-
-			for (size_t byte = 0; byte < row_bytes; byte += 64)
-				__builtin_prefetch(next + byte);
-		}
+		if (i + PACK_PREFETCH_ROWS < rows)
+			prefetch_bytes(src + (i + PACK_PREFETCH_ROWS) * ld, row_bytes);
 		memcpy(dst + i * cols, src + i * ld, row_bytes);
 	}
 }
